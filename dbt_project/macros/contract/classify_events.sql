@@ -1,0 +1,163 @@
+{#-
+  The event contract's row checks, written once.
+
+  Plain Jinja and DuckDB SQL only (no dbt context functions such as ref or var), because `tailor ingest` renders
+  this same file with jinja2 to tell the user, at ingestion time, what the warehouse will quarantine and why.
+  `relation` must have the landing columns (raw, ingested_at, ...). Every input row comes out once, typed, with
+  reject_reason null when it honours the contract, else a stable reason code and a human-readable detail.
+  The first failing rule wins, in the order written below.
+-#}
+{% macro classify_events(relation, future_tolerance_hours=24) -%}
+{%- set event_types = ['impression', 'click', 'view', 'conversion', 'exposure'] -%}
+{%- set envelope = [('event_id', 'string'), ('event_type', 'string'), ('user_id', 'string')] -%}
+{%- set required_by_type = {
+    'impression': [('content_id', 'string'), ('position', 'integer'), ('surface', 'string'), ('request_id', 'string')],
+    'click': [('content_id', 'string'), ('request_id', 'string')],
+    'view': [('content_id', 'string'), ('dwell_seconds', 'number')],
+    'conversion': [('value', 'number'), ('currency', 'string')],
+    'exposure': [('experiment_id', 'string'), ('variant', 'string')],
+} -%}
+{%- set json_fields = ['event_id', 'event_type', 'user_id', 'occurred_at', 'received_at', 'content_id', 'position',
+                       'surface', 'request_id', 'dwell_seconds', 'value', 'currency', 'experiment_id', 'variant'] -%}
+{%- set json_kinds = {'string': "('VARCHAR')", 'integer': "('BIGINT', 'UBIGINT')",
+                      'number': "('BIGINT', 'UBIGINT', 'DOUBLE')"} -%}
+{%- set iso_pattern = "\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:?\\d{2})" -%}
+{%- set ns = namespace(rules=[]) -%}
+
+{#- 1. The line must be a JSON object. -#}
+{%- set ns.rules = ns.rules + [("not is_json_object", "invalid_json", "'not a JSON object: ' || left(raw, 80)")] -%}
+
+{#- 2. The envelope: present, non-empty strings. -#}
+{%- for field, kind in envelope -%}
+  {%- set ns.rules = ns.rules + [(
+      "coalesce(json_type(j." ~ field ~ "), 'NULL') = 'NULL' or trim(j." ~ field ~ " ->> '$') = ''",
+      "missing_field", "'missing " ~ field ~ "'")] -%}
+{%- endfor -%}
+{%- set ns.rules = ns.rules + [(
+    "coalesce(json_type(j.occurred_at), 'NULL') = 'NULL'", "missing_field", "'missing occurred_at'")] -%}
+{%- for field, kind in envelope -%}
+  {%- set ns.rules = ns.rules + [(
+      "json_type(j." ~ field ~ ") not in " ~ json_kinds[kind],
+      "bad_type", "'" ~ field ~ " must be of type " ~ kind ~ ", got ' || lower(json_type(j." ~ field ~ "))")] -%}
+{%- endfor -%}
+
+{#- 3. A known event type. -#}
+{%- set ns.rules = ns.rules + [(
+    "(j.event_type ->> '$') not in ('" ~ event_types | join("', '") ~ "')",
+    "unknown_event_type", "'unknown event_type ' || (j.event_type ->> '$')")] -%}
+
+{#- 4. Timestamps: ISO 8601 with a zone. -#}
+{%- for field in ['occurred_at', 'received_at'] -%}
+  {%- set ns.rules = ns.rules + [(
+      "coalesce(json_type(j." ~ field ~ "), 'NULL') <> 'NULL' and (json_type(j." ~ field ~ ") <> 'VARCHAR'"
+      ~ " or not regexp_full_match(j." ~ field ~ " ->> '$', '" ~ iso_pattern ~ "')"
+      ~ " or try_cast(j." ~ field ~ " ->> '$' as timestamptz) is null)",
+      "bad_timestamp", "'" ~ field ~ " is not an ISO 8601 time with a zone: ' || left(j." ~ field ~ " ->> '$', 40)")] -%}
+{%- endfor -%}
+
+{#- 5. The fields each event type requires, then their JSON types. -#}
+{%- for event_type, fields in required_by_type.items() -%}
+  {%- for field, kind in fields -%}
+    {%- set ns.rules = ns.rules + [(
+        "(j.event_type ->> '$') = '" ~ event_type ~ "' and (coalesce(json_type(j." ~ field ~ "), 'NULL') = 'NULL'"
+        ~ (" or trim(j." ~ field ~ " ->> '$') = ''" if kind == 'string' else "") ~ ")",
+        "missing_field", "'" ~ event_type ~ " without " ~ field ~ "'")] -%}
+  {%- endfor -%}
+{%- endfor -%}
+{%- for event_type, fields in required_by_type.items() -%}
+  {%- for field, kind in fields -%}
+    {%- set ns.rules = ns.rules + [(
+        "(j.event_type ->> '$') = '" ~ event_type ~ "' and json_type(j." ~ field ~ ") not in " ~ json_kinds[kind],
+        "bad_type", "'" ~ field ~ " must be of type " ~ kind ~ ", got ' || lower(json_type(j." ~ field ~ ")) || ' '"
+        ~ " || left(j." ~ field ~ " ->> '$', 40)")] -%}
+  {%- endfor -%}
+{%- endfor -%}
+
+{#- 6. Values in range. -#}
+{%- set ns.rules = ns.rules + [
+    ("(j.event_type ->> '$') = 'impression' and try_cast(j.position ->> '$' as bigint) not between 1 and 1000",
+     "bad_value", "'position must be between 1 and 1000, got ' || (j.position ->> '$')"),
+    ("(j.event_type ->> '$') = 'view' and try_cast(j.dwell_seconds ->> '$' as double) not between 0 and 86400",
+     "bad_value", "'dwell_seconds must be between 0 and 86400, got ' || (j.dwell_seconds ->> '$')"),
+    ("(j.event_type ->> '$') = 'conversion' and try_cast(j.value ->> '$' as double) < 0",
+     "bad_value", "'value must not be negative, got ' || (j.value ->> '$')"),
+    ("(j.event_type ->> '$') = 'conversion' and not regexp_full_match(j.currency ->> '$', '[A-Z]{3}')",
+     "bad_value", "'currency must be an ISO 4217 code, got ' || (j.currency ->> '$')"),
+] -%}
+
+{#- 7. Not far in the future of when it was received (clock skew beyond tolerance = a broken client). -#}
+{%- set ns.rules = ns.rules + [(
+    "occurred_at_utc > coalesce(received_at_utc, ingested_at) + interval " ~ future_tolerance_hours ~ " hour",
+    "future_timestamp",
+    "'occurred_at ' || strftime(occurred_at_utc, '%Y-%m-%dT%H:%M:%SZ') || ' is after received time ' || "
+    ~ "strftime(coalesce(received_at_utc, ingested_at), '%Y-%m-%dT%H:%M:%SZ')")] -%}
+
+with classify_source as (
+
+    select
+        *,
+        coalesce(case when json_valid(raw) then json_type(raw) = 'OBJECT' end, false) as is_json_object
+    from {{ relation }}
+
+),
+
+classify_parsed as (
+
+    select
+        *,
+        case when is_json_object then from_json(
+            raw,
+            '{ {%- for f in json_fields -%}"{{ f }}": "JSON"{{ ", " if not loop.last }}{%- endfor -%} }'
+        ) end as j
+    from classify_source
+
+),
+
+classify_timed as (
+
+    select
+        *,
+        try_cast(j.occurred_at ->> '$' as timestamptz) at time zone 'UTC' as occurred_at_utc,
+        try_cast(j.received_at ->> '$' as timestamptz) at time zone 'UTC' as received_at_utc
+    from classify_parsed
+
+),
+
+classify_checked as (
+
+    select
+        *,
+        case
+            {%- for condition, reason, detail in ns.rules %}
+            when {{ condition }} then '{{ reason }}'
+            {%- endfor %}
+        end as reject_reason,
+        case
+            {%- for condition, reason, detail in ns.rules %}
+            when {{ condition }} then {{ detail }}
+            {%- endfor %}
+        end as reject_detail
+    from classify_timed
+
+)
+
+select
+    * exclude (j, is_json_object, occurred_at_utc, received_at_utc, raw),
+    -- Keep the original text only where someone has to read it: quarantined rows.
+    case when reject_reason is not null then raw end as raw,
+    j.event_id ->> '$' as event_id,
+    j.event_type ->> '$' as event_type,
+    j.user_id ->> '$' as user_id,
+    occurred_at_utc as occurred_at,
+    coalesce(received_at_utc, ingested_at) as received_at,
+    j.content_id ->> '$' as content_id,
+    try_cast(j.position ->> '$' as integer) as position,
+    j.surface ->> '$' as surface,
+    j.request_id ->> '$' as request_id,
+    try_cast(j.dwell_seconds ->> '$' as double) as dwell_seconds,
+    try_cast(j.value ->> '$' as double) as value,
+    j.currency ->> '$' as currency,
+    j.experiment_id ->> '$' as experiment_id,
+    j.variant ->> '$' as variant
+from classify_checked
+{%- endmacro %}

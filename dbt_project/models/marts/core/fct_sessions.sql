@@ -1,0 +1,49 @@
+{#-
+  One row per session: when it started and ended, how long it lasted, what happened in it.
+  Recomputes sessions that started within the lookback (plus one day, for sessions crossing midnight).
+-#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='session_date',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+with events as (
+
+    select * from {{ ref('fct_events') }}
+    where session_start >= {{ lookback_start('session_date', extra_days=1) }}
+
+),
+
+fx_rates as (
+
+    select * from {{ ref('fx_rates') }}
+
+),
+
+final as (
+
+    select
+        events.session_id,
+        events.user_id,
+        events.session_start,
+        max(events.occurred_at) as session_end,
+        cast(events.session_start as date) as session_date,
+        cast(epoch(max(events.occurred_at) - events.session_start) as double) as duration_seconds,
+        count(*) as events,
+        count(*) filter (where events.event_type = 'impression') as impressions,
+        count(*) filter (where events.event_type = 'click') as clicks,
+        count(*) filter (where events.event_type = 'view') as views,
+        count(*) filter (where events.event_type = 'conversion') as conversions,
+        coalesce(sum(events.dwell_seconds), 0) as dwell_seconds,
+        coalesce(sum(events.value * fx_rates.usd_per_unit), 0) as revenue_usd
+    from events
+    left join fx_rates on events.currency = fx_rates.currency
+    group by events.session_id, events.user_id, events.session_start
+
+)
+
+select * from final

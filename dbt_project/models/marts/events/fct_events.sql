@@ -1,0 +1,102 @@
+{#-
+  Accepted events (each event_id once) in event time, each with its session.
+
+  Sessions: a user's events separated by more than var('session_gap_minutes') of inactivity start a new session;
+  session_id is derived from the user and the session's first event, so it is stable across runs. Incremental by
+  event day with a lookback: each run recomputes the newest days, reading one extra day of context so a session
+  that crosses midnight keeps its start.
+-#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='event_date',
+        on_schema_change='append_new_columns',
+    )
+}}
+
+with accepted as (
+
+    select
+        event_id,
+        event_type,
+        user_id,
+        occurred_at,
+        received_at,
+        event_date,
+        content_id,
+        position,
+        surface,
+        request_id,
+        dwell_seconds,
+        value,
+        currency,
+        experiment_id,
+        variant
+    from {{ ref('stg_landing__events') }}
+    where fate = 'accepted'
+        and event_date >= {{ lookback_start('event_date', extra_days=1) }}
+
+),
+
+gaps as (
+
+    select
+        *,
+        case
+            when lag(occurred_at) over by_user is null then 1
+            when occurred_at - lag(occurred_at) over by_user
+                > interval '{{ var("session_gap_minutes") }} minutes' then 1
+            else 0
+        end as starts_session
+    from accepted
+    window by_user as (partition by user_id order by occurred_at, event_id)
+
+),
+
+numbered as (
+
+    select
+        *,
+        sum(starts_session) over (
+            partition by user_id order by occurred_at, event_id rows unbounded preceding
+        ) as session_number
+    from gaps
+
+),
+
+sessionized as (
+
+    select
+        *,
+        min(occurred_at) over (partition by user_id, session_number) as session_start
+    from numbered
+
+),
+
+final as (
+
+    select
+        event_id,
+        event_type,
+        user_id,
+        occurred_at,
+        received_at,
+        event_date,
+        md5(user_id || '|' || strftime(session_start, '%Y-%m-%dT%H:%M:%S.%f')) as session_id,
+        session_start,
+        content_id,
+        position,
+        surface,
+        request_id,
+        dwell_seconds,
+        value,
+        currency,
+        experiment_id,
+        variant
+    from sessionized
+    where event_date >= {{ lookback_start('event_date') }}
+
+)
+
+select * from final

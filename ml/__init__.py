@@ -1,0 +1,1 @@
+"""Tailor ML library (models, evaluation, experiment statistics): plain Python, no orchestration."""

@@ -1,0 +1,1 @@
+"""Tailor core: settings, the event contract, the simulator, ingestion and the CLI."""

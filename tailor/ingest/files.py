@@ -1,0 +1,147 @@
+"""Find the files to ingest and read each into the landing shape (one row per line, kept as text).
+
+File-level problems (missing, binary, empty, unreadable, not the contract's shape) raise ``IngestError`` with
+what was wrong and what to do; row-level problems are left to the contract checks, which quarantine rows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+
+class IngestError(Exception):
+    """A file cannot be ingested; the message says why and what to do. Nothing was landed."""
+
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
+PARQUET_SUFFIXES = (".parquet",)
+_SNIFF_BYTES = 64 * 1024
+
+
+def file_format(path: Path) -> str:
+    """'jsonl' or 'parquet' from the file name, else an error naming the accepted endings."""
+    name = path.name.lower()
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    accepted = ", ".join(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    raise IngestError(f"{path}: unsupported file type. Event files are JSON Lines or Parquet ({accepted}).")
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus the JSON Lines/Parquet files under named folders (sorted).
+
+    Inside folders, names starting with '_' or '.' are skipped: that is where a producer keeps what must not
+    be ingested (the simulator's ground truth lives in ``_truth/``).
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise IngestError(f"{path}: no such file or folder. Check the path and try again.")
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+                and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+            )
+            if not inside:
+                raise IngestError(f"{path}: the folder holds no .jsonl or .parquet files to ingest.")
+            found.extend(inside)
+        else:
+            found.append(path)
+    unique: dict[Path, None] = dict.fromkeys(p.resolve() for p in found)
+    return list(unique)
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes: the same bytes are the same batch, whatever the file is called."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sniff(path: Path) -> bytes:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            return bytes(handle.read(_SNIFF_BYTES))
+    except (OSError, EOFError) as exc:
+        raise IngestError(f"{path}: cannot be read ({exc}). Is it a complete file?") from exc
+
+
+def read_lines(path: Path) -> pa.Table:
+    """A JSON Lines file as (line_number, raw) with blank lines left out, numbered as in the file."""
+    head = _sniff(path)
+    if not head.strip():
+        raise IngestError(f"{path}: the file is empty. Nothing was ingested; send a file with events.")
+    if b"\x00" in head:
+        raise IngestError(
+            f"{path}: this looks like a binary file, not JSON Lines text. Send JSON Lines (.jsonl) or Parquet."
+        )
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=["raw"], block_size=16 * 1024 * 1024),
+            # JSON text never holds a raw \x01, so each line is one field, quotes and commas untouched.
+            parse_options=pacsv.ParseOptions(
+                delimiter="\x01", quote_char=False, escape_char=False, ignore_empty_lines=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"raw": pa.large_string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise IngestError(f"{path}: not readable as UTF-8 JSON Lines text ({exc}).") from exc
+    raw = table.column("raw")
+    numbers = pa.array(np.arange(1, len(raw) + 1, dtype=np.int64))
+    keep = pc.not_equal(pc.utf8_trim_whitespace(raw), "")
+    lines = pa.table({"line_number": numbers, "raw": raw}).filter(keep)
+    if lines.num_rows == 0:
+        raise IngestError(f"{path}: the file holds only blank lines. Nothing was ingested.")
+    return lines
+
+
+def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
+    """A Parquet file as (line_number, raw) where raw is each row as JSON, timestamps written ISO 8601 UTC."""
+    try:
+        columns = con.execute("select name, type from parquet_schema(?) where num_children is null", [str(path)])
+        schema = [(name, str(kind)) for name, kind in columns.fetchall()]
+        described = con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()
+    except duckdb.Error as exc:
+        raise IngestError(f"{path}: not a readable Parquet file ({exc}).") from exc
+    if not schema or not described:
+        raise IngestError(f"{path}: the Parquet file has no columns.")
+    parts = []
+    for name, type_name, *_ in described:
+        column = '"' + name.replace('"', '""') + '"'
+        if type_name.startswith("TIMESTAMP WITH TIME ZONE"):
+            value = f"strftime({column} at time zone 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ')"
+        elif type_name.startswith("TIMESTAMP"):
+            value = f"strftime({column}, '%Y-%m-%dT%H:%M:%S.%fZ')"
+        else:
+            value = column
+        parts.append(f"'{name.replace(chr(39), chr(39) * 2)}', {value}")
+    sql = (
+        "select row_number() over () as line_number, cast(json_object("
+        + ", ".join(parts)
+        + ") as varchar) as raw from read_parquet(?)"
+    )
+    table = con.sql(sql, params=[str(path)]).to_arrow_table()
+    if table.num_rows == 0:
+        raise IngestError(f"{path}: the Parquet file has no rows. Nothing was ingested.")
+    return table

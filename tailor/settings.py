@@ -1,0 +1,80 @@
+"""Where Tailor keeps its data, resolved in one place.
+
+Every path the project uses derives from ``TAILOR_HOME`` (default ``./data``, resolved against the current
+directory), so one variable moves the whole installation: landing zone, warehouse, published marts and the
+Dagster instance. Nothing here touches the disk at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+# Environment variables every tool we drive must see: the machines have no internet, and a blocked
+# telemetry call slows or hangs a run.
+TELEMETRY_OFF = {
+    "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    "DAGSTER_DISABLE_TELEMETRY": "true",
+    "FEAST_USAGE": "False",
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved paths for one Tailor home."""
+
+    home: Path
+
+    @property
+    def inbox(self) -> Path:
+        """Files dropped here are picked up by the sensor and by ``tailor run``."""
+        return self.home / "inbox"
+
+    @property
+    def landing(self) -> Path:
+        """Validated, immutable Parquet batches (one folder per source)."""
+        return self.home / "landing"
+
+    @property
+    def landing_manifest(self) -> Path:
+        return self.landing / "_manifest.jsonl"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def warehouse(self) -> Path:
+        """The DuckDB file dbt builds. One writer at a time: readers use ``marts_dir``."""
+        return self.warehouse_dir / "tailor.duckdb"
+
+    @property
+    def marts_dir(self) -> Path:
+        """Marts published as Parquet for Feast, the app and anyone else who reads."""
+        return self.home / "marts"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for a dbt subprocess: dbt's profile reads these."""
+        return {**TELEMETRY_OFF, "TAILOR_HOME": str(self.home)}
+
+
+def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
+    """Resolve settings from an explicit path, else ``TAILOR_HOME``, else ``./data``."""
+    raw = home if home is not None else os.environ.get("TAILOR_HOME", "data")
+    return Settings(home=Path(raw).expanduser().resolve())
+
+
+def disable_telemetry() -> None:
+    """Set the telemetry opt-outs in this process (and so in every child it starts)."""
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
