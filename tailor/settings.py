@@ -63,6 +63,16 @@ class Settings:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    def dagster_env(self) -> dict[str, str]:
+        """Environment for Dagster: the repo's dagster.yaml, with storage under this home."""
+        return {
+            **TELEMETRY_OFF,
+            "TAILOR_HOME": str(self.home),
+            "DAGSTER_HOME": str(REPO_ROOT),
+            "TAILOR_DAGSTER_DIR": str(self.dagster_home / "storage"),
+            "TAILOR_DAGSTER_LOGS": str(self.dagster_home / "logs"),
+        }
+
     def dbt_env(self) -> dict[str, str]:
         """Environment for a dbt subprocess: dbt's profile reads these."""
         return {**TELEMETRY_OFF, "TAILOR_HOME": str(self.home)}

@@ -102,7 +102,9 @@ def read_lines(path: Path) -> pa.Table:
                 delimiter="\x01", quote_char=False, escape_char=False, ignore_empty_lines=False
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={"raw": pa.large_string()}, strings_can_be_null=False, quoted_strings_can_be_null=False
+                column_types={"raw": pa.large_string()},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
@@ -119,7 +121,9 @@ def read_lines(path: Path) -> pa.Table:
 def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     """A Parquet file as (line_number, raw) where raw is each row as JSON, timestamps written ISO 8601 UTC."""
     try:
-        columns = con.execute("select name, type from parquet_schema(?) where num_children is null", [str(path)])
+        columns = con.execute(
+            "select name, type from parquet_schema(?) where num_children is null", [str(path)]
+        )
         schema = [(name, str(kind)) for name, kind in columns.fetchall()]
         described = con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()
     except duckdb.Error as exc:

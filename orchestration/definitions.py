@@ -1,0 +1,31 @@
+"""The Tailor code location: one asset graph from landing files to published marts."""
+
+import dagster as dg
+
+from orchestration.defs.ingestion.assets import landing
+from orchestration.defs.ingestion.sensors import build_inbox_sensor
+from orchestration.defs.warehouse.assets import warehouse
+from orchestration.defs.warehouse.checks import reconciliation_check
+from orchestration.lib.dbt import dbt_resource
+from orchestration.lib.progress import progress_logger
+
+tailor_job = dg.define_asset_job(
+    "tailor_job",
+    selection=dg.AssetSelection.all(),
+    description="Ingest the inbox, then build, test and publish the warehouse.",
+)
+
+# Daily at 02:00 UTC: late events from the day before have had time to arrive; the lookback covers the rest.
+daily_schedule = dg.ScheduleDefinition(
+    name="daily_tailor", job=tailor_job, cron_schedule="0 2 * * *", execution_timezone="UTC"
+)
+
+defs = dg.Definitions(
+    assets=[landing, warehouse],
+    asset_checks=[reconciliation_check],
+    jobs=[tailor_job],
+    schedules=[daily_schedule],
+    sensors=[build_inbox_sensor(tailor_job)],
+    resources={"dbt": dbt_resource()},
+    loggers={"console": dg.colored_console_logger, "tailor_progress": progress_logger},
+)

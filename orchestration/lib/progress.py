@@ -1,0 +1,32 @@
+"""A Dagster logger that prints one short line per finished asset or check, for `tailor run`."""
+
+import logging
+import sys
+
+import dagster as dg
+
+
+class _ProgressHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        event = meta.get("dagster_event")
+        if event is None:
+            return
+        kind = event.event_type_value
+        if kind == "ASSET_MATERIALIZATION":
+            key = event.asset_key.to_user_string() if event.asset_key else "?"
+            print(f"  built   {key}", file=sys.stderr, flush=True)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            if data is not None and not data.passed:
+                where = data.asset_key.to_user_string()
+                print(f"  CHECK FAILED {where}: {data.check_name}", file=sys.stderr, flush=True)
+        elif kind == "STEP_FAILURE":
+            print(f"  FAILED  {event.step_key}: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
+
+
+@dg.logger(description="One line per built asset and per failed check or step (used by `tailor run`).")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = logging.Logger("tailor.progress", level=logging.DEBUG)
+    logger.addHandler(_ProgressHandler())
+    return logger

@@ -1,0 +1,48 @@
+"""Run the whole asset graph in this process (what `tailor run` and `make demo` do)."""
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+
+from tailor.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    success: bool
+    run_id: str
+    failed_steps: list[str]
+    failed_checks: list[str]
+
+
+def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
+    """Materialize every asset of `tailor_job` against the local instance configured by dagster.yaml."""
+    os.environ.update(settings.dagster_env())
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    # Imported here: loading the definitions parses the dbt project, which needs the environment above.
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("tailor_job")
+    loggers = {"console": {"config": {"log_level": "ERROR"}}}
+    if not quiet:
+        loggers["tailor_progress"] = {}
+    # dagster-dbt echoes dbt's log on stdout; keep it in a file so stdout stays clean (e.g. for --json).
+    log_dir = settings.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        dg.DagsterInstance.get() as instance,
+        (log_dir / "dbt.log").open("w") as dbt_log,
+        contextlib.redirect_stdout(dbt_log),
+    ):
+        result = job.execute_in_process(
+            instance=instance, run_config={"loggers": loggers}, raise_on_error=False
+        )
+    failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
+    failed_checks = [
+        f"{event.asset_check_evaluation_data.asset_key.to_user_string()}:{event.asset_check_evaluation_data.check_name}"
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed
+    ]
+    return RunOutcome(result.success, result.run_id, failed_steps, failed_checks)

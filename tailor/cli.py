@@ -1,0 +1,212 @@
+"""The `tailor` command: generate a history, ingest files, run the pipeline.
+
+Every command exits non-zero on failure with a message that says what was wrong and what to do; `--json`
+prints data (and only data) on stdout, while progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tailor.settings import Settings, disable_telemetry, get_settings
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise SystemExit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Tailor: warehouse-native content personalization.
+
+    All data lives under TAILOR_HOME (default ./data): the inbox, the landing zone, the DuckDB warehouse,
+    published marts and the Dagster instance.
+    """
+    disable_telemetry()
+
+
+@main.command()
+@click.option("--users", type=click.IntRange(min=1), default=2000, show_default=True, help="Number of users.")
+@click.option(
+    "--days", type=click.IntRange(min=1, max=3650), default=28, show_default=True, help="Days of history."
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed: same seed, same files.")
+@click.option(
+    "--start-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="First day of the history (YYYY-MM-DD).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the files (default: TAILOR_HOME/inbox, where `tailor run` picks them up).",
+)
+@click.option(
+    "--format", "file_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def generate(
+    users: int, days: int, seed: int, start_date: Any, out_dir: Path | None, file_format: str, as_json: bool
+) -> None:
+    """Simulate a content platform: users, catalog, sessions, impressions, clicks, views, conversions and
+    experiments, with duplicates, late events and malformed rows. The ground truth goes to OUT/_truth/."""
+    from tailor.simulator import SimulationConfig, simulate
+
+    settings = _settings()
+    target = (out_dir or settings.inbox).resolve()
+    options: dict[str, Any] = {"users": users, "days": days, "seed": seed, "format": file_format}
+    if start_date is not None:
+        options["start_date"] = date(start_date.year, start_date.month, start_date.day)
+    config = SimulationConfig(**options)
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=as_json,
+    ) as bar:
+        task = bar.add_task("days", total=days)
+        result = simulate(config, target, progress=lambda done, total: bar.update(task, completed=done))
+    summary = result.as_dict() if hasattr(result, "as_dict") else vars(result)
+    if as_json:
+        _emit_json(summary)
+        return
+    out.print(
+        f"Wrote {summary.get('events_written', '?'):,} event rows for {users:,} users over {days} days "
+        f"to {target}"
+    )
+    out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--kind",
+    type=click.Choice(["events", "users", "content"]),
+    default=None,
+    help="Treat every file as this kind instead of detecting it from its fields.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def ingest(paths: Sequence[Path], kind: str | None, as_json: bool) -> None:
+    """Check files against the event contract and land them for the warehouse.
+
+    PATHS are JSON Lines or Parquet files, or folders holding them. All files are checked before any is
+    landed: one bad file leaves the landing zone unchanged. A file already ingested is skipped.
+    """
+    from tailor.ingest import IngestError, ingest_paths
+
+    settings = _settings()
+    try:
+        report = ingest_paths(
+            paths,
+            settings,
+            kind=kind,  # type: ignore[arg-type]
+            progress=None if as_json else lambda p: err.print(f"  reading {p}", highlight=False),
+        )
+    except IngestError as exc:
+        _fail(f"{exc}\nNothing was ingested.")
+        return
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    table = Table(title="tailor ingest", title_justify="left")
+    for column in ("file", "kind", "status", "received", "accepted", "rejected"):
+        table.add_column(
+            column, justify="right" if column in {"received", "accepted", "rejected"} else "left"
+        )
+    for f in report.files:
+        rejected = ", ".join(f"{reason} {n:,}" for reason, n in f.rejected.items()) or "0"
+        table.add_row(
+            Path(f.path).name,
+            f.kind,
+            f.status.replace("_", " "),
+            f"{f.received:,}",
+            f"{f.accepted:,}",
+            rejected,
+        )
+    out.print(table)
+    out.print(
+        f"received {report.received:,}  accepted {report.accepted:,}  "
+        f"rejected {sum(report.rejected.values()):,}  (duplicates are counted by `tailor run`)"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def run(as_json: bool, quiet: bool) -> None:
+    """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
+    from orchestration.lib.runner import run_all
+    from tailor.summary import pipeline_summary
+
+    settings = _settings()
+    if not quiet:
+        err.print(f"Running every asset against {settings.home}", highlight=False)
+    outcome = run_all(settings, quiet=quiet or as_json)
+    summary = pipeline_summary(settings)
+    summary["run"] = {
+        "success": outcome.success,
+        "run_id": outcome.run_id,
+        "failed_steps": outcome.failed_steps,
+        "failed_checks": outcome.failed_checks,
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        _print_summary(summary)
+    if not outcome.success:
+        _fail(
+            f"the run failed at {', '.join(outcome.failed_steps) or 'a step'}; open the Dagster UI (`make ui`) "
+            f"and look at run {outcome.run_id} for the error."
+        )
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    events = summary["events"]
+    out.print()
+    out.print(
+        "[bold]Events[/]  received {received:,}  accepted {accepted:,}  duplicates {duplicates:,}  "
+        "quarantined {quarantined:,}  ({state})".format(
+            **events, state="balanced" if events["balanced"] else "NOT BALANCED"
+        )
+    )
+    table = Table(title="Published marts", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in summary["marts"].items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+    out.print(f"Warehouse (DuckDB): {summary['warehouse']}")
+    out.print(f"Published Parquet:  {summary['marts_dir']}")
+    out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The inbox: a folder where producers drop event files for the next run to ingest.
+
+Producers should write a file under a name starting with '.' or '_' and rename it when complete: such names are
+never read, so a half-written file is never ingested. A file that fails the file-level checks is moved to
+``inbox/_rejected/`` with a note saying why, so one bad file neither blocks later runs nor gets lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, IngestError
+from tailor.ingest.ingest import IngestReport, ingest_paths
+from tailor.settings import Settings
+
+
+@dataclass
+class InboxResult:
+    report: IngestReport
+    rejected_files: dict[str, str] = field(default_factory=dict)
+
+
+def inbox_files(settings: Settings) -> list[Path]:
+    """Complete files waiting in the inbox, in name order."""
+    if not settings.inbox.exists():
+        return []
+    return sorted(
+        p
+        for p in settings.inbox.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(settings.inbox).parts)
+        and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    )
+
+
+def inbox_fingerprint(settings: Settings) -> str:
+    """Changes whenever a file is added to, changed in or removed from the inbox (cheap: no reading)."""
+    digest = hashlib.sha1()
+    for path in inbox_files(settings):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(settings.inbox)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def ingest_inbox(settings: Settings) -> InboxResult:
+    """Ingest every inbox file; set aside, with the reason, any file that cannot be ingested."""
+    result = InboxResult(report=IngestReport())
+    for path in inbox_files(settings):
+        try:
+            result.report.files.extend(ingest_paths([path], settings).files)
+        except IngestError as exc:
+            rejected_dir = settings.inbox / "_rejected"
+            rejected_dir.mkdir(parents=True, exist_ok=True)
+            target = rejected_dir / path.name
+            path.replace(target)
+            target.with_name(target.name + ".error.txt").write_text(str(exc) + "\n")
+            result.rejected_files[str(path)] = str(exc)
+    return result

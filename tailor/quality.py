@@ -1,0 +1,63 @@
+"""Reconciliation: every row received is accounted for as accepted, duplicate or quarantined.
+
+Reads only files (the landing batches and the published `fct_batch_fates` mart), never the warehouse file, so it
+can run while nothing else holds DuckDB's single-writer lock, and the app can show it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import duckdb
+
+from tailor.settings import Settings
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Row counts for the event stream; `balanced` is the invariant the pipeline promises."""
+
+    received: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    batches_landed: int
+    batches_in_warehouse: int
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.received == self.accepted + self.duplicates + self.quarantined
+            and self.batches_landed == self.batches_in_warehouse
+        )
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {**asdict(self), "balanced": self.balanced}
+
+
+def reconcile(settings: Settings) -> Reconciliation:
+    """Count rows landed (from the landing files) against the fates the warehouse gave them."""
+    landing = settings.landing / "events" / "*.parquet"
+    fates = settings.marts_dir / "fct_batch_fates.parquet"
+    con = duckdb.connect()
+    try:
+        received, batches_landed = con.execute(
+            f"select count(*), count(distinct batch_id) from read_parquet('{landing}')"
+        ).fetchall()[0]
+        if fates.exists():
+            row = con.execute(
+                "select coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), "
+                f"coalesce(sum(quarantined), 0), count(*) from read_parquet('{fates}')"
+            ).fetchall()[0]
+        else:
+            row = (0, 0, 0, 0)
+    finally:
+        con.close()
+    return Reconciliation(
+        received=int(received),
+        accepted=int(row[0]),
+        duplicates=int(row[1]),
+        quarantined=int(row[2]),
+        batches_landed=int(batches_landed),
+        batches_in_warehouse=int(row[3]),
+    )
