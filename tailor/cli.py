@@ -188,6 +188,21 @@ def run(as_json: bool, quiet: bool) -> None:
         )
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3000, show_default=True, type=int)
+def ui(host: str, port: int) -> None:
+    """Start the Dagster UI (dagster dev) on this machine, with the instance under TAILOR_HOME."""
+    import os
+
+    settings = _settings()
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.dagster_env()}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    err.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop); data in {settings.home}", highlight=False)
+    os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port), "-m", "orchestration.definitions"], env)
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     events = summary["events"]
     out.print()

@@ -1,0 +1,41 @@
+"""Shared fixtures: an isolated TAILOR_HOME per test and a real `dbt` runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
+
+DBT = str(Path(sys.executable).parent / "dbt")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """A fresh, empty Tailor home under the test's tmp_path (also exported as TAILOR_HOME)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    yield get_settings(home)
+
+
+def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run plain dbt from dbt_project/, as a user would, with its own target folder (tests run in parallel)."""
+    scratch = settings.home / "dbt"
+    env = {
+        **os.environ,
+        **settings.dbt_env(),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(scratch / "target"),
+        "DBT_LOG_PATH": str(scratch / "logs"),
+    }
+    result = subprocess.run(
+        [DBT, *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
+    return result
