@@ -1,0 +1,68 @@
+"""The Dagster code location: the graph users see in the UI, the schedule and the inbox sensor."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from orchestration.definitions import defs
+from tailor.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_graph_has_ingestion_every_dbt_model_and_the_checks() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    # dbt nodes are keyed <schema>/<name>, as the warehouse names them.
+    expected = {
+        "landing/events", "landing/users", "landing/content", "staging/stg_landing__events",
+        "staging/stg_landing__users", "staging/stg_landing__content", "staging/fx_rates",
+        "intermediate/int_users_current", "intermediate/int_content_current",
+        "marts/fct_events", "marts/fct_sessions", "marts/fct_impressions", "marts/fct_daily_user_engagement",
+        "marts/dim_users", "marts/dim_content", "marts/fct_rejected_rows", "marts/fct_batch_fates",
+        "snapshots/snp_users", "snapshots/snp_content",
+    }  # fmt: skip
+    assert keys == expected
+    # Landing feeds staging: the dbt sources map onto the ingestion assets.
+    staging = graph.get(dg.AssetKey(["staging", "stg_landing__events"]))
+    assert dg.AssetKey(["landing", "events"]) in staging.parent_keys
+    checks = {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys}
+    assert "marts/fct_batch_fates:received_equals_accepted_duplicates_quarantined" in checks
+    assert "marts/fct_events:unique_fct_events_event_id" in checks  # dbt tests arrive as asset checks
+    groups = {
+        graph.get(dg.AssetKey(k.split("/"))).group_name
+        for k in ("staging/stg_landing__events", "marts/fct_events", "snapshots/snp_users")
+    }
+    assert groups == {"staging", "marts", "snapshots"}
+
+
+def test_daily_schedule_runs_the_whole_job() -> None:
+    schedule = defs.resolve_schedule_def("daily_tailor")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "tailor_job"
+
+
+def test_inbox_sensor_starts_one_run_per_change(settings: Settings) -> None:
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+        empty = tick(None)
+        assert empty.run_requests == [] and "no new files" in (empty.skip_message or "")
+        settings.inbox.mkdir(parents=True)
+        (settings.inbox / "events-1.jsonl").write_text(json.dumps({"event_id": "e1"}) + "\n")
+        (settings.inbox / ".partial.jsonl").write_text("{")  # being written: ignored
+        first = tick(empty.cursor)
+        assert len(first.run_requests) == 1
+        assert first.run_requests[0].tags["tailor/inbox_files"] == "1"
+        assert tick(first.cursor).run_requests == []  # nothing changed since
+        (settings.inbox / "events-2.jsonl").write_text(json.dumps({"event_id": "e2"}) + "\n")
+        second = tick(first.cursor)
+        assert len(second.run_requests) == 1
+        assert second.run_requests[0].run_key != first.run_requests[0].run_key
