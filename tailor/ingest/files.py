@@ -102,7 +102,7 @@ def read_lines(path: Path) -> pa.Table:
                 delimiter="\x01", quote_char=False, escape_char=False, ignore_empty_lines=False
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={"raw": pa.large_string()},
+                column_types={"raw": pa.string()},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),

@@ -30,59 +30,59 @@
 {#- 2. The envelope: present, non-empty strings. -#}
 {%- for field, kind in envelope -%}
   {%- set ns.rules = ns.rules + [(
-      "coalesce(json_type(j." ~ field ~ "), 'NULL') = 'NULL' or trim(j." ~ field ~ " ->> '$') = ''",
+      "coalesce(" ~ field ~ "__type, 'NULL') = 'NULL' or trim(" ~ field ~ "__text) = ''",
       "missing_field", "'missing " ~ field ~ "'")] -%}
 {%- endfor -%}
 {%- set ns.rules = ns.rules + [(
-    "coalesce(json_type(j.occurred_at), 'NULL') = 'NULL'", "missing_field", "'missing occurred_at'")] -%}
+    "coalesce(occurred_at__type, 'NULL') = 'NULL'", "missing_field", "'missing occurred_at'")] -%}
 {%- for field, kind in envelope -%}
   {%- set ns.rules = ns.rules + [(
-      "json_type(j." ~ field ~ ") not in " ~ json_kinds[kind],
-      "bad_type", "'" ~ field ~ " must be of type " ~ kind ~ ", got ' || lower(json_type(j." ~ field ~ "))")] -%}
+      "" ~ field ~ "__type not in " ~ json_kinds[kind],
+      "bad_type", "'" ~ field ~ " must be of type " ~ kind ~ ", got ' || lower(" ~ field ~ "__type)")] -%}
 {%- endfor -%}
 
 {#- 3. A known event type. -#}
 {%- set ns.rules = ns.rules + [(
-    "(j.event_type ->> '$') not in ('" ~ event_types | join("', '") ~ "')",
-    "unknown_event_type", "'unknown event_type ' || (j.event_type ->> '$')")] -%}
+    "event_type__text not in ('" ~ event_types | join("', '") ~ "')",
+    "unknown_event_type", "'unknown event_type ' || event_type__text")] -%}
 
 {#- 4. Timestamps: ISO 8601 with a zone. -#}
 {%- for field in ['occurred_at', 'received_at'] -%}
   {%- set ns.rules = ns.rules + [(
-      "coalesce(json_type(j." ~ field ~ "), 'NULL') <> 'NULL' and (json_type(j." ~ field ~ ") <> 'VARCHAR'"
-      ~ " or not regexp_full_match(j." ~ field ~ " ->> '$', '" ~ iso_pattern ~ "')"
-      ~ " or try_cast(j." ~ field ~ " ->> '$' as timestamptz) is null)",
-      "bad_timestamp", "'" ~ field ~ " is not an ISO 8601 time with a zone: ' || left(j." ~ field ~ " ->> '$', 40)")] -%}
+      "coalesce(" ~ field ~ "__type, 'NULL') <> 'NULL' and (" ~ field ~ "__type <> 'VARCHAR'"
+      ~ " or not regexp_full_match(" ~ field ~ "__text, '" ~ iso_pattern ~ "')"
+      ~ " or try_cast(" ~ field ~ "__text as timestamptz) is null)",
+      "bad_timestamp", "'" ~ field ~ " is not an ISO 8601 time with a zone: ' || left(" ~ field ~ "__text, 40)")] -%}
 {%- endfor -%}
 
 {#- 5. The fields each event type requires, then their JSON types. -#}
 {%- for event_type, fields in required_by_type.items() -%}
   {%- for field, kind in fields -%}
     {%- set ns.rules = ns.rules + [(
-        "(j.event_type ->> '$') = '" ~ event_type ~ "' and (coalesce(json_type(j." ~ field ~ "), 'NULL') = 'NULL'"
-        ~ (" or trim(j." ~ field ~ " ->> '$') = ''" if kind == 'string' else "") ~ ")",
+        "event_type__text = '" ~ event_type ~ "' and (coalesce(" ~ field ~ "__type, 'NULL') = 'NULL'"
+        ~ (" or trim(" ~ field ~ "__text) = ''" if kind == 'string' else "") ~ ")",
         "missing_field", "'" ~ event_type ~ " without " ~ field ~ "'")] -%}
   {%- endfor -%}
 {%- endfor -%}
 {%- for event_type, fields in required_by_type.items() -%}
   {%- for field, kind in fields -%}
     {%- set ns.rules = ns.rules + [(
-        "(j.event_type ->> '$') = '" ~ event_type ~ "' and json_type(j." ~ field ~ ") not in " ~ json_kinds[kind],
-        "bad_type", "'" ~ field ~ " must be of type " ~ kind ~ ", got ' || lower(json_type(j." ~ field ~ ")) || ' '"
-        ~ " || left(j." ~ field ~ " ->> '$', 40)")] -%}
+        "event_type__text = '" ~ event_type ~ "' and " ~ field ~ "__type not in " ~ json_kinds[kind],
+        "bad_type", "'" ~ field ~ " must be of type " ~ kind ~ ", got ' || lower(" ~ field ~ "__type) || ' '"
+        ~ " || left(" ~ field ~ "__text, 40)")] -%}
   {%- endfor -%}
 {%- endfor -%}
 
 {#- 6. Values in range. -#}
 {%- set ns.rules = ns.rules + [
-    ("(j.event_type ->> '$') = 'impression' and try_cast(j.position ->> '$' as bigint) not between 1 and 1000",
-     "bad_value", "'position must be between 1 and 1000, got ' || (j.position ->> '$')"),
-    ("(j.event_type ->> '$') = 'view' and try_cast(j.dwell_seconds ->> '$' as double) not between 0 and 86400",
-     "bad_value", "'dwell_seconds must be between 0 and 86400, got ' || (j.dwell_seconds ->> '$')"),
-    ("(j.event_type ->> '$') = 'conversion' and try_cast(j.value ->> '$' as double) < 0",
-     "bad_value", "'value must not be negative, got ' || (j.value ->> '$')"),
-    ("(j.event_type ->> '$') = 'conversion' and not regexp_full_match(j.currency ->> '$', '[A-Z]{3}')",
-     "bad_value", "'currency must be an ISO 4217 code, got ' || (j.currency ->> '$')"),
+    ("event_type__text = 'impression' and try_cast(position__text as bigint) not between 1 and 1000",
+     "bad_value", "'position must be between 1 and 1000, got ' || position__text"),
+    ("event_type__text = 'view' and try_cast(dwell_seconds__text as double) not between 0 and 86400",
+     "bad_value", "'dwell_seconds must be between 0 and 86400, got ' || dwell_seconds__text"),
+    ("event_type__text = 'conversion' and try_cast(value__text as double) < 0",
+     "bad_value", "'value must not be negative, got ' || value__text"),
+    ("event_type__text = 'conversion' and not regexp_full_match(currency__text, '[A-Z]{3}')",
+     "bad_value", "'currency must be an ISO 4217 code, got ' || currency__text"),
 ] -%}
 
 {#- 7. Not far in the future of when it was received (clock skew beyond tolerance = a broken client). -#}
@@ -113,13 +113,26 @@ classify_parsed as (
 
 ),
 
+{#- Each field's JSON type and text, computed once: the rules below read them many times. -#}
+classify_fields as (
+
+    select
+        * exclude (j),
+        {%- for f in json_fields %}
+        json_type(j.{{ f }}) as {{ f }}__type,
+        j.{{ f }} ->> '$' as {{ f }}__text{{ "," if not loop.last }}
+        {%- endfor %}
+    from classify_parsed
+
+),
+
 classify_timed as (
 
     select
         *,
-        try_cast(j.occurred_at ->> '$' as timestamptz) at time zone 'UTC' as occurred_at_utc,
-        try_cast(j.received_at ->> '$' as timestamptz) at time zone 'UTC' as received_at_utc
-    from classify_parsed
+        try_cast(occurred_at__text as timestamptz) at time zone 'UTC' as occurred_at_utc,
+        try_cast(received_at__text as timestamptz) at time zone 'UTC' as received_at_utc
+    from classify_fields
 
 ),
 
@@ -142,22 +155,25 @@ classify_checked as (
 )
 
 select
-    * exclude (j, is_json_object, occurred_at_utc, received_at_utc, raw),
+    * exclude (
+        is_json_object, occurred_at_utc, received_at_utc, raw,
+        {%- for f in json_fields %} {{ f }}__type, {{ f }}__text{{ "," if not loop.last }}{%- endfor %}
+    ),
     -- Keep the original text only where someone has to read it: quarantined rows.
     case when reject_reason is not null then raw end as raw,
-    j.event_id ->> '$' as event_id,
-    j.event_type ->> '$' as event_type,
-    j.user_id ->> '$' as user_id,
+    event_id__text as event_id,
+    event_type__text as event_type,
+    user_id__text as user_id,
     occurred_at_utc as occurred_at,
     coalesce(received_at_utc, ingested_at) as received_at,
-    j.content_id ->> '$' as content_id,
-    try_cast(j.position ->> '$' as integer) as position,
-    j.surface ->> '$' as surface,
-    j.request_id ->> '$' as request_id,
-    try_cast(j.dwell_seconds ->> '$' as double) as dwell_seconds,
-    try_cast(j.value ->> '$' as double) as value,
-    j.currency ->> '$' as currency,
-    j.experiment_id ->> '$' as experiment_id,
-    j.variant ->> '$' as variant
+    content_id__text as content_id,
+    try_cast(position__text as integer) as position,
+    surface__text as surface,
+    request_id__text as request_id,
+    try_cast(dwell_seconds__text as double) as dwell_seconds,
+    try_cast(value__text as double) as value,
+    currency__text as currency,
+    experiment_id__text as experiment_id,
+    variant__text as variant
 from classify_checked
 {%- endmacro %}
