@@ -58,7 +58,7 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
                 and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
             )
             if not inside:
-                raise IngestError(f"{path}: the folder holds no .jsonl or .parquet files to ingest.")
+                raise IngestError(f"{path}: the folder holds no files to ingest ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}).")
             found.extend(inside)
         else:
             found.append(path)

@@ -17,17 +17,49 @@ from tailor.settings import DBT_PROJECT_DIR
 pytestmark = pytest.mark.unit
 
 VALID = {
-    "impression": {"event_id": "e1", "event_type": "impression", "user_id": "u1",
-                   "occurred_at": "2026-01-05T10:00:00.000Z", "received_at": "2026-01-05T10:00:01.500Z",
-                   "content_id": "c1", "position": 2, "surface": "home", "request_id": "r1"},
-    "click": {"event_id": "e2", "event_type": "click", "user_id": "u1", "occurred_at": "2026-01-05T10:00:04Z",
-              "content_id": "c1", "request_id": "r1"},
-    "view": {"event_id": "e3", "event_type": "view", "user_id": "u1", "occurred_at": "2026-01-05T10:00:09+01:00",
-             "content_id": "c1", "dwell_seconds": 41.5},
-    "conversion": {"event_id": "e4", "event_type": "conversion", "user_id": "u1",
-                   "occurred_at": "2026-01-05T10:05:00Z", "value": 9.99, "currency": "EUR"},
-    "exposure": {"event_id": "e5", "event_type": "exposure", "user_id": "u1", "occurred_at": "2026-01-05T10:00:00Z",
-                 "experiment_id": "exp_ranker", "variant": "treatment"},
+    "impression": {
+        "event_id": "e1",
+        "event_type": "impression",
+        "user_id": "u1",
+        "occurred_at": "2026-01-05T10:00:00.000Z",
+        "received_at": "2026-01-05T10:00:01.500Z",
+        "content_id": "c1",
+        "position": 2,
+        "surface": "home",
+        "request_id": "r1",
+    },
+    "click": {
+        "event_id": "e2",
+        "event_type": "click",
+        "user_id": "u1",
+        "occurred_at": "2026-01-05T10:00:04Z",
+        "content_id": "c1",
+        "request_id": "r1",
+    },
+    "view": {
+        "event_id": "e3",
+        "event_type": "view",
+        "user_id": "u1",
+        "occurred_at": "2026-01-05T10:00:09+01:00",
+        "content_id": "c1",
+        "dwell_seconds": 41.5,
+    },
+    "conversion": {
+        "event_id": "e4",
+        "event_type": "conversion",
+        "user_id": "u1",
+        "occurred_at": "2026-01-05T10:05:00Z",
+        "value": 9.99,
+        "currency": "EUR",
+    },
+    "exposure": {
+        "event_id": "e5",
+        "event_type": "exposure",
+        "user_id": "u1",
+        "occurred_at": "2026-01-05T10:00:00Z",
+        "experiment_id": "exp_ranker",
+        "variant": "treatment",
+    },
 }
 
 
@@ -60,6 +92,7 @@ INVALID = [
     (_with("click", occurred_at="2026-01-05T10:00:00"), "bad_timestamp"),  # no zone
     (_with("click", received_at="soon"), "bad_timestamp"),
     (_with("impression", position=0), "bad_value"),
+    (_with("impression", position=18446744073709551615), "bad_value"),  # too large to cast is still out of range
     (_with("view", dwell_seconds=-1), "bad_value"),
     (_with("conversion", value=-5), "bad_value"),
     (_with("conversion", currency="usd"), "bad_value"),
@@ -89,6 +122,20 @@ def test_each_malformed_kind_gets_its_reason_and_a_readable_detail(line: str, re
     [(got, detail)] = _classify([line])
     assert got == reason
     assert detail  # a human-readable explanation accompanies every rejection
+
+
+def test_fields_of_another_event_type_are_ignored() -> None:
+    con = duckdb.connect()
+    stray = _with("view", value=5.0, currency="USD", position=3)
+    con.execute(
+        "create table t as select 'b' as batch_id, 'f' as source_file, 1::bigint as line_number, "
+        "$1 as raw, timestamp '2026-01-06' as ingested_at",
+        [stray],
+    )
+    row = con.execute(
+        f"select reject_reason, value, currency, position, dwell_seconds from ({classify_sql('events', 't')})"
+    )
+    assert row.fetchall() == [(None, None, None, None, 41.5)]
 
 
 def test_late_by_three_days_is_accepted_but_a_year_early_is_not() -> None:

@@ -20,8 +20,15 @@ pytestmark = pytest.mark.unit
 
 
 def _event(i: int, **extra: object) -> dict[str, object]:
-    return {"event_id": f"e{i}", "event_type": "click", "user_id": "u1",
-            "occurred_at": f"2026-01-05T10:{i % 60:02d}:00Z", "content_id": "c1", "request_id": "r1", **extra}
+    return {
+        "event_id": f"e{i}",
+        "event_type": "click",
+        "user_id": "u1",
+        "occurred_at": f"2026-01-05T10:{i % 60:02d}:00Z",
+        "content_id": "c1",
+        "request_id": "r1",
+        **extra,
+    }
 
 
 def _write_jsonl(path: Path, lines: list[str]) -> Path:
@@ -61,21 +68,40 @@ def test_reingesting_the_same_file_is_a_no_op(tmp_path: Path, settings: Settings
 
 
 def test_kinds_are_detected_and_parquet_is_accepted(tmp_path: Path, settings: Settings) -> None:
-    _write_jsonl(tmp_path / "users.jsonl", [json.dumps(
-        {"user_id": "u1", "signup_at": "2025-12-01T00:00:00Z", "country": "DE", "plan": "free",
-         "updated_at": "2025-12-01T00:00:00Z"})])
-    table = pa.table({
-        "event_id": ["p1", "p2"], "event_type": ["view", "view"], "user_id": ["u1", "u2"],
-        "occurred_at": pa.array([1767607200000000, 1767607260000000], pa.timestamp("us", tz="UTC")),
-        "content_id": ["c1", "c2"], "dwell_seconds": [12.5, 3.0],
-    })
+    _write_jsonl(
+        tmp_path / "users.jsonl",
+        [
+            json.dumps(
+                {
+                    "user_id": "u1",
+                    "signup_at": "2025-12-01T00:00:00Z",
+                    "country": "DE",
+                    "plan": "free",
+                    "updated_at": "2025-12-01T00:00:00Z",
+                }
+            )
+        ],
+    )
+    table = pa.table(
+        {
+            "event_id": ["p1", "p2"],
+            "event_type": ["view", "view"],
+            "user_id": ["u1", "u2"],
+            "occurred_at": pa.array([1767607200000000, 1767607260000000], pa.timestamp("us", tz="UTC")),
+            "content_id": ["c1", "c2"],
+            "dwell_seconds": [12.5, 3.0],
+        }
+    )
     pq.write_table(table, tmp_path / "events.parquet")
     gz = tmp_path / "more.jsonl.gz"
     gz.write_bytes(gzip.compress((json.dumps(_event(5)) + "\n").encode()))
     report = ingest_paths([tmp_path], settings)
     kinds = {Path(f.path).name: (f.kind, f.received, f.accepted) for f in report.files}
-    assert kinds == {"events.parquet": ("events", 2, 2), "more.jsonl.gz": ("events", 1, 1),
-                     "users.jsonl": ("users", 1, 1)}
+    assert kinds == {
+        "events.parquet": ("events", 2, 2),
+        "more.jsonl.gz": ("events", 1, 1),
+        "users.jsonl": ("users", 1, 1),
+    }
     raw = duckdb.sql(
         f"select raw from read_parquet('{settings.landing}/events/batch-*.parquet') where raw like '%\"p1\"%'"
     )

@@ -73,11 +73,11 @@
   {%- endfor -%}
 {%- endfor -%}
 
-{#- 6. Values in range. -#}
+{#- 6. Values in range (coalesce: a number too large for the cast is out of range too, not a silent null). -#}
 {%- set ns.rules = ns.rules + [
-    ("event_type__text = 'impression' and try_cast(position__text as bigint) not between 1 and 1000",
+    ("event_type__text = 'impression' and not coalesce(try_cast(position__text as bigint) between 1 and 1000, false)",
      "bad_value", "'position must be between 1 and 1000, got ' || position__text"),
-    ("event_type__text = 'view' and try_cast(dwell_seconds__text as double) not between 0 and 86400",
+    ("event_type__text = 'view' and not coalesce(try_cast(dwell_seconds__text as double) between 0 and 86400, false)",
      "bad_value", "'dwell_seconds must be between 0 and 86400, got ' || dwell_seconds__text"),
     ("event_type__text = 'conversion' and try_cast(value__text as double) < 0",
      "bad_value", "'value must not be negative, got ' || value__text"),
@@ -166,14 +166,15 @@ select
     user_id__text as user_id,
     occurred_at_utc as occurred_at,
     coalesce(received_at_utc, ingested_at) as received_at,
-    content_id__text as content_id,
-    try_cast(position__text as integer) as position,
-    surface__text as surface,
-    request_id__text as request_id,
-    try_cast(dwell_seconds__text as double) as dwell_seconds,
-    try_cast(value__text as double) as value,
-    currency__text as currency,
-    experiment_id__text as experiment_id,
-    variant__text as variant
+    -- Fields that do not belong to the event's type are ignored (a view's stray "value" is not revenue).
+    case when event_type__text in ('impression', 'click', 'view') then content_id__text end as content_id,
+    case when event_type__text = 'impression' then try_cast(position__text as integer) end as position,
+    case when event_type__text = 'impression' then surface__text end as surface,
+    case when event_type__text in ('impression', 'click') then request_id__text end as request_id,
+    case when event_type__text = 'view' then try_cast(dwell_seconds__text as double) end as dwell_seconds,
+    case when event_type__text = 'conversion' then try_cast(value__text as double) end as value,
+    case when event_type__text = 'conversion' then currency__text end as currency,
+    case when event_type__text = 'exposure' then experiment_id__text end as experiment_id,
+    case when event_type__text = 'exposure' then variant__text end as variant
 from classify_checked
 {%- endmacro %}
