@@ -58,7 +58,9 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
                 and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
             )
             if not inside:
-                raise IngestError(f"{path}: the folder holds no files to ingest ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}).")
+                raise IngestError(
+                    f"{path}: the folder holds no files to ingest ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)})."
+                )
             found.extend(inside)
         else:
             found.append(path)
@@ -121,9 +123,7 @@ def read_lines(path: Path) -> pa.Table:
 def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     """A Parquet file as (line_number, raw) where raw is each row as JSON, timestamps written ISO 8601 UTC."""
     try:
-        columns = con.execute(
-            "select name, type from parquet_schema(?) where num_children is null", [str(path)]
-        )
+        columns = con.execute("select name, type from parquet_schema(?) where num_children is null", [str(path)])
         schema = [(name, str(kind)) for name, kind in columns.fetchall()]
         described = con.execute("describe select * from read_parquet(?)", [str(path)]).fetchall()
     except duckdb.Error as exc:
