@@ -20,8 +20,9 @@ from rich.table import Table
 
 from tailor.settings import Settings, disable_telemetry, get_settings
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -33,7 +34,7 @@ def _emit_json(data: Any) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
 
 
@@ -49,9 +50,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--users", type=click.IntRange(min=1), default=2000, show_default=True, help="Number of users.")
-@click.option(
-    "--days", type=click.IntRange(min=1, max=3650), default=28, show_default=True, help="Days of history."
-)
+@click.option("--days", type=click.IntRange(min=1, max=3650), default=28, show_default=True, help="Days of history.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed: same seed, same files.")
 @click.option(
     "--start-date",
@@ -66,9 +65,7 @@ def main() -> None:
     default=None,
     help="Where to write the files (default: TAILOR_HOME/inbox, where `tailor run` picks them up).",
 )
-@click.option(
-    "--format", "file_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True
-)
+@click.option("--format", "file_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def generate(
     users: int, days: int, seed: int, start_date: Any, out_dir: Path | None, file_format: str, as_json: bool
@@ -99,8 +96,7 @@ def generate(
         _emit_json(summary)
         return
     out.print(
-        f"Wrote {summary.get('events_written', '?'):,} event rows for {users:,} users over {days} days "
-        f"to {target}"
+        f"Wrote {summary.get('events_written', '?'):,} event rows for {users:,} users over {days} days to {target}"
     )
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
 
@@ -138,9 +134,7 @@ def ingest(paths: Sequence[Path], kind: str | None, as_json: bool) -> None:
         return
     table = Table(title="tailor ingest", title_justify="left")
     for column in ("file", "kind", "status", "received", "accepted", "rejected"):
-        table.add_column(
-            column, justify="right" if column in {"received", "accepted", "rejected"} else "left"
-        )
+        table.add_column(column, justify="right" if column in {"received", "accepted", "rejected"} else "left")
     for f in report.files:
         rejected = ", ".join(f"{reason} {n:,}" for reason, n in f.rejected.items()) or "0"
         table.add_row(

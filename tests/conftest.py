@@ -33,9 +33,7 @@ def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
         "DBT_TARGET_PATH": str(scratch / "target"),
         "DBT_LOG_PATH": str(scratch / "logs"),
     }
-    result = subprocess.run(
-        [DBT, *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([DBT, *args], cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
     return result

@@ -30,9 +30,9 @@ final as (
         count(*) filter (where events.event_type = 'impression') as impressions,
         count(*) filter (where events.event_type = 'click') as clicks,
         count(*) filter (where events.event_type = 'view') as views,
-        coalesce(sum(events.dwell_seconds), 0) as dwell_seconds,
+        {{ exact_sum('events.dwell_seconds') }} as dwell_seconds,
         count(*) filter (where events.event_type = 'conversion') as conversions,
-        coalesce(sum(events.value * fx_rates.usd_per_unit), 0) as revenue_usd,
+        {{ exact_sum('events.value * fx_rates.usd_per_unit') }} as revenue_usd,
         min(events.occurred_at) as first_event_at,
         max(events.occurred_at) as last_event_at
     from events

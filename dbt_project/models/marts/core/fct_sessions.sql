@@ -38,8 +38,8 @@ final as (
         count(*) filter (where events.event_type = 'click') as clicks,
         count(*) filter (where events.event_type = 'view') as views,
         count(*) filter (where events.event_type = 'conversion') as conversions,
-        coalesce(sum(events.dwell_seconds), 0) as dwell_seconds,
-        coalesce(sum(events.value * fx_rates.usd_per_unit), 0) as revenue_usd
+        {{ exact_sum('events.dwell_seconds') }} as dwell_seconds,
+        {{ exact_sum('events.value * fx_rates.usd_per_unit') }} as revenue_usd
     from events
     left join fx_rates on events.currency = fx_rates.currency
     group by events.session_id, events.user_id, events.session_start
