@@ -146,6 +146,9 @@ def test_counts_in_result_truth_and_files_agree(small: SimulationResult) -> None
     assert doc["clean_events"] == small.clean_events == sum(doc["clean_events_by_type"].values())
     assert doc["malformed"] == small.malformed
     assert small.users == SMALL.users
+    summary = json.loads(json.dumps(small.as_dict()))  # JSON-ready, for the CLI
+    assert summary["events_written"] == small.events_written
+    assert summary["malformed_total"] == small.malformed_total
 
 
 def test_same_seed_gives_identical_bytes(small: SimulationResult, tmp_path: Path) -> None:
