@@ -32,7 +32,7 @@ $(BIN)/tailor: pyproject.toml uv.lock
 install: $(BIN)/tailor
 
 demo: install
-	$(BIN)/tailor generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --seed $(DEMO_SEED)
+	$(BIN)/tailor generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --overwrite
 	$(BIN)/tailor run
 
 test: install

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -33,7 +33,7 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
 
@@ -66,9 +66,17 @@ def main() -> None:
     help="Where to write the files (default: TAILOR_HOME/inbox, where `tailor run` picks them up).",
 )
 @click.option("--format", "file_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the files of an earlier simulation in the output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def generate(
-    users: int, days: int, seed: int, start_date: Any, out_dir: Path | None, file_format: str, as_json: bool
+    users: int,
+    days: int,
+    seed: int,
+    start_date: Any,
+    out_dir: Path | None,
+    file_format: str,
+    overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Simulate a content platform: users, catalog, sessions, impressions, clicks, views, conversions and
     experiments, with duplicates, late events and malformed rows. The ground truth goes to OUT/_truth/."""
@@ -79,7 +87,10 @@ def generate(
     options: dict[str, Any] = {"users": users, "days": days, "seed": seed, "format": file_format}
     if start_date is not None:
         options["start_date"] = date(start_date.year, start_date.month, start_date.day)
-    config = SimulationConfig(**options)
+    try:
+        config = SimulationConfig(**options)
+    except ValueError as exc:
+        _fail(str(exc))
     with Progress(
         TextColumn("simulating"),
         BarColumn(),
@@ -90,14 +101,18 @@ def generate(
         transient=as_json,
     ) as bar:
         task = bar.add_task("days", total=days)
-        result = simulate(config, target, progress=lambda done, total: bar.update(task, completed=done))
-    summary = result.as_dict() if hasattr(result, "as_dict") else vars(result)
+        try:
+            result = simulate(
+                config, target, progress=lambda done, total: bar.update(task, completed=done), overwrite=overwrite
+            )
+        except FileExistsError:
+            bar.stop()
+            _fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
+    summary = result.as_dict()
     if as_json:
         _emit_json(summary)
         return
-    out.print(
-        f"Wrote {summary.get('events_written', '?'):,} event rows for {users:,} users over {days} days to {target}"
-    )
+    out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days} days to {target}")
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
 
 

@@ -69,5 +69,10 @@ def test_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     assert "no such file" in missing.stderr
     bad_option = _tailor(home, "generate", "--users", "0", check=False)
     assert bad_option.returncode == 2 and "--users" in bad_option.stderr
+    out = str(tmp_path / "gen")
+    _tailor(home, "generate", "--users", "5", "--days", "1", "--out", out)
+    again = _tailor(home, "generate", "--users", "5", "--days", "1", "--out", out, check=False)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    _tailor(home, "generate", "--users", "5", "--days", "1", "--out", out, "--overwrite")
     for command in ("generate", "ingest", "run", "ui"):
         assert _tailor(home, command, "--help").stdout.startswith("Usage: tailor " + command)
