@@ -124,8 +124,14 @@ def generate(
     default=None,
     help="Treat every file as this kind instead of detecting it from its fields.",
 )
+@click.option(
+    "--no-row-check",
+    "skip_rows",
+    is_flag=True,
+    help="Land without applying the row checks now (faster for bulk loads; `tailor run` applies them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def ingest(paths: Sequence[Path], kind: str | None, as_json: bool) -> None:
+def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bool) -> None:
     """Check files against the event contract and land them for the warehouse.
 
     PATHS are JSON Lines or Parquet files, or folders holding them. All files are checked before any is
@@ -140,6 +146,7 @@ def ingest(paths: Sequence[Path], kind: str | None, as_json: bool) -> None:
             settings,
             kind=kind,  # type: ignore[arg-type]
             progress=None if as_json else lambda p: err.print(f"  reading {p}", highlight=False),
+            check_rows=not skip_rows,
         )
     except IngestError as exc:
         _fail(f"{exc}\nNothing was ingested.")
@@ -152,19 +159,23 @@ def ingest(paths: Sequence[Path], kind: str | None, as_json: bool) -> None:
         table.add_column(column, justify="right" if column in {"received", "accepted", "rejected"} else "left")
     for f in report.files:
         rejected = ", ".join(f"{reason} {n:,}" for reason, n in f.rejected.items()) or "0"
+        checked = f.rows_checked and f.status == "landed"
         table.add_row(
             Path(f.path).name,
             f.kind,
             f.status.replace("_", " "),
             f"{f.received:,}",
-            f"{f.accepted:,}",
-            rejected,
+            f"{f.accepted:,}" if checked else "-",
+            rejected if checked else "-",
         )
     out.print(table)
-    out.print(
-        f"received {report.received:,}  accepted {report.accepted:,}  "
-        f"rejected {sum(report.rejected.values()):,}  (duplicates are counted by `tailor run`)"
-    )
+    if report.rows_checked:
+        out.print(
+            f"received {report.received:,}  accepted {report.accepted:,}  "
+            f"rejected {sum(report.rejected.values()):,}  (duplicates are counted by `tailor run`)"
+        )
+    else:
+        out.print(f"landed {report.received:,} rows unchecked; `tailor run` applies the row checks")
 
 
 @main.command()

@@ -14,10 +14,7 @@ def published_marts(settings: Settings) -> dict[str, int]:
     """Row count of every mart published as Parquet, by name."""
     if not settings.marts_dir.exists():
         return {}
-    return {
-        path.stem: pq.ParquetFile(path).metadata.num_rows
-        for path in sorted(settings.marts_dir.glob("*.parquet"))
-    }
+    return {path.stem: pq.ParquetFile(path).metadata.num_rows for path in sorted(settings.marts_dir.glob("*.parquet"))}
 
 
 def pipeline_summary(settings: Settings) -> dict[str, Any]:

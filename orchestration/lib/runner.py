@@ -36,9 +36,7 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
         (log_dir / "dbt.log").open("w") as dbt_log,
         contextlib.redirect_stdout(dbt_log),
     ):
-        result = job.execute_in_process(
-            instance=instance, run_config={"loggers": loggers}, raise_on_error=False
-        )
+        result = job.execute_in_process(instance=instance, run_config={"loggers": loggers}, raise_on_error=False)
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
     failed_checks = [
         f"{event.asset_check_evaluation_data.asset_key.to_user_string()}:{event.asset_check_evaluation_data.check_name}"

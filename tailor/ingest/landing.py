@@ -18,9 +18,7 @@ import duckdb
 from tailor.contract.rules import KINDS, Kind
 from tailor.settings import Settings
 
-LANDING_COLUMNS = (
-    "batch_id varchar, source_file varchar, line_number bigint, raw varchar, ingested_at timestamp"
-)
+LANDING_COLUMNS = "batch_id varchar, source_file varchar, line_number bigint, raw varchar, ingested_at timestamp"
 
 
 @dataclass

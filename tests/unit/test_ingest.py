@@ -156,3 +156,12 @@ def test_cli_reports_errors_on_stderr_with_a_non_zero_exit(tmp_path: Path, setti
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.stdout)
     assert (data["received"], data["accepted"], data["rejected_by_reason"]) == (2, 1, {"invalid_json": 1})
+
+
+def test_bulk_landing_without_row_checks_lands_the_same_batch(tmp_path: Path, settings: Settings) -> None:
+    path = _write_jsonl(tmp_path / "events.jsonl", [json.dumps(_event(1)), "{oops"])
+    report = ingest_paths([path], settings, check_rows=False)
+    assert report.as_dict()["received"] == 2
+    assert report.as_dict()["accepted"] is None and report.as_dict()["rows_checked"] is False
+    [batch] = (settings.landing / "events").glob("batch-*.parquet")
+    assert pq.read_table(batch).num_rows == 2  # every line still lands; the warehouse quarantines "{oops"

@@ -19,6 +19,7 @@
 } -%}
 {%- set json_fields = ['event_id', 'event_type', 'user_id', 'occurred_at', 'received_at', 'content_id', 'position',
                        'surface', 'request_id', 'dwell_seconds', 'value', 'currency', 'experiment_id', 'variant'] -%}
+{%- set json_paths = "['$." ~ json_fields | join("', '$.") ~ "']" -%}
 {%- set json_kinds = {'string': "('VARCHAR')", 'integer': "('BIGINT', 'UBIGINT')",
                       'number': "('BIGINT', 'UBIGINT', 'DOUBLE')"} -%}
 {%- set iso_pattern = "\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:?\\d{2})" -%}
@@ -103,24 +104,23 @@ with classify_source as (
 
 classify_parsed as (
 
+    {#- One parse for every field's JSON type and one for every field's text: twice as fast as parsing to a
+        struct and then each field again. -#}
     select
         *,
-        case when is_json_object then from_json(
-            raw,
-            '{ {%- for f in json_fields -%}"{{ f }}": "JSON"{{ ", " if not loop.last }}{%- endfor -%} }'
-        ) end as j
+        case when is_json_object then json_type(raw, {{ json_paths }}) end as field_types,
+        case when is_json_object then json_extract_string(raw, {{ json_paths }}) end as field_texts
     from classify_source
 
 ),
 
-{#- Each field's JSON type and text, computed once: the rules below read them many times. -#}
 classify_fields as (
 
     select
-        * exclude (j),
+        * exclude (field_types, field_texts),
         {%- for f in json_fields %}
-        json_type(j.{{ f }}) as {{ f }}__type,
-        j.{{ f }} ->> '$' as {{ f }}__text{{ "," if not loop.last }}
+        field_types[{{ loop.index }}] as {{ f }}__type,
+        field_texts[{{ loop.index }}] as {{ f }}__text{{ "," if not loop.last }}
         {%- endfor %}
     from classify_parsed
 
@@ -144,13 +144,24 @@ classify_checked as (
             {%- for condition, reason, detail in ns.rules %}
             when {{ condition }} then '{{ reason }}'
             {%- endfor %}
-        end as reject_reason,
-        case
-            {%- for condition, reason, detail in ns.rules %}
-            when {{ condition }} then {{ detail }}
-            {%- endfor %}
-        end as reject_detail
+        end as reject_reason
     from classify_timed
+
+),
+
+classify_explained as (
+
+    -- The readable detail is built for rejected rows only (the rules run a second time there, not everywhere).
+    select
+        *,
+        case when reject_reason is not null then
+            case
+                {%- for condition, reason, detail in ns.rules %}
+                when {{ condition }} then {{ detail }}
+                {%- endfor %}
+            end
+        end as reject_detail
+    from classify_checked
 
 )
 
@@ -176,5 +187,5 @@ select
     case when event_type__text = 'conversion' then currency__text end as currency,
     case when event_type__text = 'exposure' then experiment_id__text end as experiment_id,
     case when event_type__text = 'exposure' then variant__text end as variant
-from classify_checked
+from classify_explained
 {%- endmacro %}

@@ -6,9 +6,7 @@ from tailor.quality import reconcile
 from tailor.settings import get_settings
 
 
-@dg.asset_check(
-    asset=dg.AssetKey(["marts", "fct_batch_fates"]), name="received_equals_accepted_duplicates_quarantined"
-)
+@dg.asset_check(asset=dg.AssetKey(["marts", "fct_batch_fates"]), name="received_equals_accepted_duplicates_quarantined")
 def reconciliation_check() -> dg.AssetCheckResult:
     """Every event row landed is accounted for once: received = accepted + duplicates + quarantined."""
     result = reconcile(get_settings())

@@ -54,23 +54,15 @@ gaps as (
 
 ),
 
-numbered as (
-
-    select
-        *,
-        sum(starts_session) over (
-            partition by user_id order by occurred_at, event_id rows unbounded preceding
-        ) as session_number
-    from gaps
-
-),
-
 sessionized as (
 
+    -- The running max of session-start times is the current session's start (events are in time order):
+    -- same window as the running count, so one sort serves both.
     select
         *,
-        min(occurred_at) over (partition by user_id, session_number) as session_start
-    from numbered
+        max(case when starts_session = 1 then occurred_at end) over by_user_so_far as session_start
+    from gaps
+    window by_user_so_far as (partition by user_id order by occurred_at, event_id rows unbounded preceding)
 
 ),
 
