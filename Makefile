@@ -24,9 +24,11 @@ help:
 	@echo "make lint | typecheck | bench | clean"
 
 # uv installs the exact versions in uv.lock (see ../shared/STACK_NOTES.md for why they are pinned).
+# uv runs as `python -m uv`: a fresh pip install does not always put the `uv` script on PATH.
 $(BIN)/tailor: pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	uv sync --frozen --python $(PYTHON)
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PYTHON) -m uv sync --frozen --python $(PYTHON)
 	@touch $@
 
 install: $(BIN)/tailor
