@@ -25,7 +25,9 @@ class _ProgressHandler(logging.Handler):
             print(f"  FAILED  {event.step_key}: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
 
 
-@dg.logger(config_schema={}, description="One line per built asset and per failed check or step (used by `tailor run`).")
+@dg.logger(
+    config_schema={}, description="One line per built asset and per failed check or step (used by `tailor run`)."
+)
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     logger = logging.Logger("tailor.progress", level=logging.DEBUG)
     logger.addHandler(_ProgressHandler())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, IngestError
 from tailor.ingest.ingest import IngestReport, ingest_paths
+from tailor.ingest.landing import file_signature, read_log
 from tailor.settings import Settings
 
 
@@ -35,13 +36,19 @@ def inbox_files(settings: Settings) -> list[Path]:
     )
 
 
-def inbox_fingerprint(settings: Settings) -> str:
-    """Changes whenever a file is added to, changed in or removed from the inbox (cheap: no reading)."""
+def pending_files(settings: Settings) -> list[Path]:
+    """Inbox files not yet landed or seen by an ingestion, judged by path, size and mtime (nothing is read)."""
+    seen = {(r.source_file, r.source_size, r.source_mtime_ns) for r in read_log(settings)}
+    return [path for path in inbox_files(settings) if file_signature(path) not in seen]
+
+
+def pending_fingerprint(settings: Settings) -> tuple[str, int]:
+    """A key for the set of pending files (changes when one is added or rewritten) and how many there are."""
     digest = hashlib.sha1()
-    for path in inbox_files(settings):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(settings.inbox)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    pending = pending_files(settings)
+    for path in pending:
+        digest.update("|".join(map(str, file_signature(path))).encode() + b"\n")
+    return digest.hexdigest(), len(pending)
 
 
 def ingest_inbox(settings: Settings) -> InboxResult:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from tailor.contract.rules import KINDS, Kind, classify_sql
 from tailor.ingest.files import IngestError, content_hash, expand, file_format, read_lines, read_parquet_rows
-from tailor.ingest.landing import BatchRecord, append_log, batch_path, ensure_landing, find_batch
+from tailor.ingest.landing import BatchRecord, append_log, batch_path, ensure_landing, file_signature, find_batch
 from tailor.settings import Settings
 
 # Keys that identify each kind of file: a row "looks like" a kind when it has all of them.
@@ -202,9 +202,23 @@ def ingest_paths(
                 progress(path)
             batch_id = content_hash(path)[:24]
             existing = find_batch(settings, batch_id)
+            signature = file_signature(path)
             if existing is not None or batch_id in seen:
                 landed_kind = existing.parent.name if existing else "?"
                 report.files.append(FileReport(str(path), landed_kind, batch_id, "already_ingested"))
+                records.append(
+                    BatchRecord(
+                        batch_id,
+                        landed_kind,
+                        signature[0],
+                        ingested_at.isoformat() + "Z",
+                        0,
+                        0,
+                        status="already_ingested",
+                        source_size=signature[1],
+                        source_mtime_ns=signature[2],
+                    )
+                )
                 continue
             seen.add(batch_id)
             tmp = settings.landing / ".tmp" / f"batch-{batch_id}.parquet"
@@ -221,6 +235,8 @@ def ingest_paths(
                     received=file_report.received,
                     accepted=file_report.accepted,
                     rejected=file_report.rejected,
+                    source_size=signature[1],
+                    source_mtime_ns=signature[2],
                 )
             )
     except BaseException:

@@ -23,7 +23,11 @@ LANDING_COLUMNS = "batch_id varchar, source_file varchar, line_number bigint, ra
 
 @dataclass
 class BatchRecord:
-    """One line of the landing log."""
+    """One line of the landing log: a file landed, or seen again and skipped (status "already_ingested").
+
+    The file's size and mtime let the inbox sensor tell files it has not seen from files it has, without
+    reading them.
+    """
 
     batch_id: str
     kind: str
@@ -32,6 +36,9 @@ class BatchRecord:
     received: int
     accepted: int
     rejected: dict[str, int] = field(default_factory=dict)
+    status: str = "landed"
+    source_size: int = -1
+    source_mtime_ns: int = -1
 
 
 def batch_path(settings: Settings, kind: Kind, batch_id: str) -> Path:
@@ -77,6 +84,12 @@ def append_log(settings: Settings, records: list[BatchRecord]) -> None:
     with settings.landing_manifest.open("a", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+
+
+def file_signature(path: Path) -> tuple[str, int, int]:
+    """(absolute path, size, mtime): changes when a file is replaced or rewritten."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 def read_log(settings: Settings) -> Iterator[BatchRecord]:

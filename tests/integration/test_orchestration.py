@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from orchestration.definitions import defs
+from tailor.ingest.inbox import ingest_inbox
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -66,3 +67,6 @@ def test_inbox_sensor_starts_one_run_per_change(settings: Settings) -> None:
         second = tick(first.cursor)
         assert len(second.run_requests) == 1
         assert second.run_requests[0].run_key != first.run_requests[0].run_key
+        # Once a run has ingested them, the same files do not start another run (even with a fresh cursor).
+        ingest_inbox(settings)
+        assert tick(None).run_requests == []
