@@ -7,8 +7,8 @@ having count(*) > 1
 {% endtest %}
 
 {#-
-  Every accepted event in staging reached fct_events. It fails (as a warning) only when an event arrived later
-  than the lookback window: raise var('lookback_days') or run a full refresh of the event-time models.
+  Every accepted event in staging reached fct_events: the incremental window (lookback + days touched by new
+  rows) must never leave one out. A failure means an event was lost between staging and the marts.
 -#}
 {% test accepted_events_are_all_present(model) %}
 select staged.event_id

@@ -55,6 +55,9 @@
       ~ " or try_cast(" ~ field ~ "__text as timestamptz) is null)",
       "bad_timestamp", "'" ~ field ~ " is not an ISO 8601 time with a zone: ' || left(" ~ field ~ "__text, 40)")] -%}
 {%- endfor -%}
+{%- set ns.rules = ns.rules + [(
+    "occurred_at_utc < timestamp '2000-01-01'", "bad_timestamp",
+    "'occurred_at ' || strftime(occurred_at_utc, '%Y-%m-%d') || ' is before 2000-01-01'")] -%}
 
 {#- 5. The fields each event type requires, then their JSON types, then their ranges. Nested under the event
     type in the SQL, so a row is checked only against its own type's rules (a third of the work). -#}
@@ -89,11 +92,14 @@
 {%- endfor -%}
 
 {#- 6. Not far in the future of when it was received (clock skew beyond tolerance = a broken client). -#}
+{#- The reference is the earlier of the client's received_at and our own ingestion time: a client clock that is
+    wrong in both fields cannot push an event into the future (and the marts' newest day with it). -#}
+{%- set reference = "least(coalesce(received_at_utc, ingested_at), ingested_at)" -%}
 {%- set final = [(
-    "occurred_at_utc > coalesce(received_at_utc, ingested_at) + interval " ~ future_tolerance_hours ~ " hour",
+    "occurred_at_utc > " ~ reference ~ " + interval " ~ future_tolerance_hours ~ " hour",
     "future_timestamp",
     "'occurred_at ' || strftime(occurred_at_utc, '%Y-%m-%dT%H:%M:%SZ') || ' is after received time ' || "
-    ~ "strftime(coalesce(received_at_utc, ingested_at), '%Y-%m-%dT%H:%M:%SZ')")] -%}
+    ~ "strftime(" ~ reference ~ ", '%Y-%m-%dT%H:%M:%SZ')")] -%}
 
 with classify_source as (
 

@@ -11,7 +11,8 @@
 with events as (
 
     select * from {{ ref('fct_events') }}
-    where event_date >= {{ lookback_start('activity_date') }}
+    where event_date >= {{ lookback_start('activity_date', 'last_ingested_at', ref('fct_events'), 'event_date',
+                                          'ingested_at') }}
 
 ),
 
@@ -34,7 +35,8 @@ final as (
         count(*) filter (where events.event_type = 'conversion') as conversions,
         {{ exact_sum('events.value * fx_rates.usd_per_unit') }} as revenue_usd,
         min(events.occurred_at) as first_event_at,
-        max(events.occurred_at) as last_event_at
+        max(events.occurred_at) as last_event_at,
+        max(events.ingested_at) as last_ingested_at
     from events
     left join fx_rates on events.currency = fx_rates.currency
     group by events.user_id, events.event_date

@@ -16,7 +16,9 @@
 with events as (
 
     select * from {{ ref('fct_events') }}
-    where event_date >= {{ lookback_start('event_date') }}
+    -- A late click relabels an impression up to a day earlier (clicks after midnight), hence extra_days=1.
+    where event_date >= {{ lookback_start('event_date', 'last_ingested_at', ref('fct_events'), 'event_date',
+                                          'ingested_at', extra_days=1) }}
 
 ),
 
@@ -33,7 +35,8 @@ clicks as (
         request_id,
         content_id,
         min(occurred_at) as clicked_at,
-        count(*) as clicks
+        count(*) as clicks,
+        max(ingested_at) as last_ingested_at
     from events
     where event_type = 'click'
     group by user_id, request_id, content_id
@@ -54,7 +57,8 @@ final as (
         impressions.event_date,
         clicks.clicked_at is not null as is_clicked,
         clicks.clicked_at,
-        coalesce(clicks.clicks, 0) as clicks
+        coalesce(clicks.clicks, 0) as clicks,
+        greatest(impressions.ingested_at, clicks.last_ingested_at) as last_ingested_at
     from impressions
     left join clicks
         on impressions.user_id = clicks.user_id

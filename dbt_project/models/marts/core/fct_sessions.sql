@@ -14,7 +14,8 @@
 with events as (
 
     select * from {{ ref('fct_events') }}
-    where session_start >= {{ lookback_start('session_date', extra_days=1) }}
+    where session_start >= {{ lookback_start('session_date', 'last_ingested_at', ref('fct_events'),
+                                             'cast(session_start as date)', 'ingested_at', extra_days=1) }}
 
 ),
 
@@ -39,7 +40,8 @@ final as (
         count(*) filter (where events.event_type = 'view') as views,
         count(*) filter (where events.event_type = 'conversion') as conversions,
         {{ exact_sum('events.dwell_seconds') }} as dwell_seconds,
-        {{ exact_sum('events.value * fx_rates.usd_per_unit') }} as revenue_usd
+        {{ exact_sum('events.value * fx_rates.usd_per_unit') }} as revenue_usd,
+        max(events.ingested_at) as last_ingested_at
     from events
     left join fx_rates on events.currency = fx_rates.currency
     group by events.session_id, events.user_id, events.session_start

@@ -15,6 +15,13 @@
     )
 }}
 
+{%- set recompute = lookback_start(
+    'event_date', 'ingested_at', ref('stg_landing__events'), 'event_date', 'ingested_at',
+    changes_filter="fate = 'accepted'") -%}
+{%- set recompute_with_context = lookback_start(
+    'event_date', 'ingested_at', ref('stg_landing__events'), 'event_date', 'ingested_at',
+    extra_days=1, changes_filter="fate = 'accepted'") -%}
+
 with accepted as (
 
     select
@@ -23,6 +30,7 @@ with accepted as (
         user_id,
         occurred_at,
         received_at,
+        ingested_at,
         event_date,
         content_id,
         position,
@@ -35,7 +43,7 @@ with accepted as (
         variant
     from {{ ref('stg_landing__events') }}
     where fate = 'accepted'
-        and event_date >= {{ lookback_start('event_date', extra_days=1) }}
+        and event_date >= {{ recompute_with_context }}
 
 ),
 
@@ -74,6 +82,7 @@ final as (
         user_id,
         occurred_at,
         received_at,
+        ingested_at,
         event_date,
         md5(user_id || '|' || strftime(session_start, '%Y-%m-%dT%H:%M:%S.%f')) as session_id,
         session_start,
@@ -87,7 +96,7 @@ final as (
         experiment_id,
         variant
     from sessionized
-    where event_date >= {{ lookback_start('event_date') }}
+    where event_date >= {{ recompute }}
 
 )
 
