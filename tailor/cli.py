@@ -196,15 +196,20 @@ def run(as_json: bool, quiet: bool) -> None:
         "run_id": outcome.run_id,
         "failed_steps": outcome.failed_steps,
         "failed_checks": outcome.failed_checks,
+        "checks_evaluated": len(outcome.checks_evaluated),
+        "reconciliation_checked": any(
+            name.endswith(":received_equals_accepted_duplicates_quarantined") for name in outcome.checks_evaluated
+        ),
     }
     if as_json:
         _emit_json(summary)
     else:
         _print_summary(summary)
     if not outcome.success:
+        what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
         _fail(
-            f"the run failed at {', '.join(outcome.failed_steps) or 'a step'}; open the Dagster UI (`make ui`) "
-            f"and look at run {outcome.run_id} for the error."
+            f"the run failed ({what}); the counts above may be from an earlier run. Open the Dagster UI "
+            f"(`make ui`) and look at run {outcome.run_id} for the error."
         )
 
 

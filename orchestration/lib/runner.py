@@ -11,10 +11,13 @@ from tailor.settings import Settings
 
 @dataclass(frozen=True)
 class RunOutcome:
+    """success is false when a step failed or an ERROR-severity check did not pass."""
+
     success: bool
     run_id: str
     failed_steps: list[str]
     failed_checks: list[str]
+    checks_evaluated: list[str]
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -38,9 +41,14 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     ):
         result = job.execute_in_process(instance=instance, run_config={"loggers": loggers}, raise_on_error=False)
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
-    failed_checks = [
-        f"{event.asset_check_evaluation_data.asset_key.to_user_string()}:{event.asset_check_evaluation_data.check_name}"
-        for event in result.all_events
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed
-    ]
-    return RunOutcome(result.success, result.run_id, failed_steps, failed_checks)
+    failed_checks: list[str] = []
+    evaluated: list[str] = []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        check = event.asset_check_evaluation_data
+        evaluated.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
+        # A failed check does not fail a Dagster run; an ERROR-severity one must fail `tailor run` (warnings don't).
+        if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+            failed_checks.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
+    return RunOutcome(result.success and not failed_checks, result.run_id, failed_steps, failed_checks, evaluated)

@@ -52,9 +52,9 @@ def pending_fingerprint(settings: Settings) -> tuple[str, int]:
 
 
 def ingest_inbox(settings: Settings) -> InboxResult:
-    """Ingest every inbox file; set aside, with the reason, any file that cannot be ingested."""
+    """Ingest the inbox files no ingestion has seen; set aside, with the reason, any that cannot be ingested."""
     result = InboxResult(report=IngestReport())
-    for path in inbox_files(settings):
+    for path in pending_files(settings):
         try:
             # No row checks here: dbt applies them in the same run, so each line is parsed once.
             result.report.files.extend(ingest_paths([path], settings, check_rows=False).files)

@@ -35,7 +35,9 @@ def test_generate_ingest_run(tmp_path: Path) -> None:
     assert made["events_written"] == truth["events_written"] > 0
 
     ingested = json.loads(_tailor(home, "ingest", "--json", str(generated)).stdout)
-    assert ingested["received"] > truth["events_written"]  # events plus the users and content files
+    events_received = sum(f["received"] for f in ingested["files"] if f["kind"] == "events")
+    assert events_received == truth["events_written"]
+    assert {f["kind"] for f in ingested["files"]} == {"events", "users", "content"}
     assert ingested["rejected_by_reason"] == {k: v for k, v in truth["malformed"].items() if v}
     again = json.loads(_tailor(home, "ingest", "--json", str(generated)).stdout)
     assert again["received"] == 0
@@ -44,6 +46,8 @@ def test_generate_ingest_run(tmp_path: Path) -> None:
     ran = _tailor(home, "run", "--json")
     summary = json.loads(ran.stdout)
     assert summary["run"]["success"] is True and summary["run"]["failed_checks"] == []
+    assert summary["run"]["reconciliation_checked"] is True
+    assert summary["run"]["checks_evaluated"] >= 25  # the dbt tests arrive as asset checks too
     assert summary["events"] == {
         "received": truth["events_written"],
         "accepted": truth["clean_events"],

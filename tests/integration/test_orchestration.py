@@ -47,6 +47,19 @@ def test_daily_schedule_runs_the_whole_job() -> None:
     assert schedule.job_name == "tailor_job"
 
 
+def _click(event_id: str) -> str:
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "event_type": "click",
+            "user_id": "u1",
+            "occurred_at": "2026-01-05T10:00:00Z",
+            "content_id": "c1",
+            "request_id": "r1",
+        }
+    )
+
+
 def test_inbox_sensor_starts_one_run_per_change(settings: Settings) -> None:
     sensor = defs.resolve_sensor_def("inbox_sensor")
     with dg.instance_for_test() as instance:
@@ -57,16 +70,19 @@ def test_inbox_sensor_starts_one_run_per_change(settings: Settings) -> None:
         empty = tick(None)
         assert empty.run_requests == [] and "no new files" in (empty.skip_message or "")
         settings.inbox.mkdir(parents=True)
-        (settings.inbox / "events-1.jsonl").write_text(json.dumps({"event_id": "e1"}) + "\n")
+        (settings.inbox / "events-1.jsonl").write_text(_click("e1") + "\n")
         (settings.inbox / ".partial.jsonl").write_text("{")  # being written: ignored
         first = tick(empty.cursor)
         assert len(first.run_requests) == 1
         assert first.run_requests[0].tags["tailor/inbox_files"] == "1"
         assert tick(first.cursor).run_requests == []  # nothing changed since
-        (settings.inbox / "events-2.jsonl").write_text(json.dumps({"event_id": "e2"}) + "\n")
+        (settings.inbox / "events-2.jsonl").write_text(_click("e2") + "\n")
         second = tick(first.cursor)
         assert len(second.run_requests) == 1
         assert second.run_requests[0].run_key != first.run_requests[0].run_key
         # Once a run has ingested them, the same files do not start another run (even with a fresh cursor).
-        ingest_inbox(settings)
+        landed = ingest_inbox(settings)
+        assert landed.rejected_files == {}
+        assert sorted(f.status for f in landed.report.files) == ["landed", "landed"]
         assert tick(None).run_requests == []
+        assert ingest_inbox(settings).report.files == []  # a later run reads nothing it has already seen
