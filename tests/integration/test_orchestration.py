@@ -23,7 +23,8 @@ def test_graph_has_ingestion_every_dbt_model_and_the_checks() -> None:
         "staging/stg_landing__users", "staging/stg_landing__content", "staging/fx_rates",
         "intermediate/int_users_current", "intermediate/int_content_current",
         "marts/fct_events", "marts/fct_sessions", "marts/fct_impressions", "marts/fct_daily_user_engagement",
-        "marts/dim_users", "marts/dim_content", "marts/fct_rejected_rows", "marts/fct_batch_fates",
+        "marts/dim_users", "marts/dim_content", "marts/dim_users_history", "marts/dim_content_history",
+        "marts/fct_rejected_rows", "marts/fct_batch_fates",
         "snapshots/snp_users", "snapshots/snp_content",
     }  # fmt: skip
     assert keys == expected

@@ -29,6 +29,8 @@ MARTS = (
     "fct_daily_user_engagement",
     "dim_users",
     "dim_content",
+    "dim_users_history",
+    "dim_content_history",
     "fct_rejected_rows",
     "fct_batch_fates",
 )
@@ -97,9 +99,29 @@ def test_accepted_events_match_the_clean_stream_by_type(built: tuple[Settings, d
     assert clicked == truth["counts"]["clean_events_by_type"]["click"]  # every click finds its impression
 
 
+def test_profile_history_holds_every_delivered_version(built: tuple[Settings, dict[str, Any], Path]) -> None:
+    settings, _, generated = built
+    delivered = duckdb.sql(
+        f"select count(*), count(distinct user_id) from (select distinct user_id, updated_at from read_json("
+        f"'{generated}/users/*.jsonl', columns={{user_id: 'VARCHAR', updated_at: 'VARCHAR'}}))"
+    ).fetchall()[0]
+    history = _query(settings, "select count(*), count(*) filter (where is_current) from marts.dim_users_history")[0]
+    assert history == delivered  # one row per version, one current row per user
+    assert delivered[0] > delivered[1]  # the simulator planted profile changes, and all of them are kept
+    [(overlaps,)] = _query(settings, "select count(*) from marts.dim_users_history where valid_to <= valid_from")
+    assert overlaps == 0
+
+
 def test_published_parquet_equals_the_warehouse(built: tuple[Settings, dict[str, Any], Path]) -> None:
     settings, _, _ = built
-    for name in ("fct_sessions", "fct_impressions", "fct_daily_user_engagement", "dim_users", "dim_content"):
+    for name in (
+        "fct_sessions",
+        "fct_impressions",
+        "fct_daily_user_engagement",
+        "dim_users",
+        "dim_content",
+        "dim_users_history",
+    ):
         path = settings.marts_dir / f"{name}.parquet"
         published = duckdb.sql(f"select count(*), coalesce(sum(hash(t)), 0)::varchar from read_parquet('{path}') t")
         assert published.fetchall()[0] == _fingerprints(settings)[name], name
