@@ -7,7 +7,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
@@ -37,3 +39,12 @@ def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
     if check and result.returncode != 0:
         raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}")
     return result
+
+
+def query_warehouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query against the warehouse, opened read-only and closed again (one writer at a time)."""
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

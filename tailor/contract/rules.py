@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
+import yaml
 
 from tailor.settings import DBT_PROJECT_DIR
 
@@ -25,14 +26,19 @@ _MACROS: dict[Kind, tuple[str, str]] = {
     "users": ("classify_dimension.sql", "classify_users"),
     "content": ("classify_dimension.sql", "classify_content"),
 }
-# Must match `future_tolerance_hours` in dbt_project.yml.
-FUTURE_TOLERANCE_HOURS = 24
 
 
 def schema_path(kind: Kind) -> Path:
     """Path of the published JSON Schema for one kind of file."""
     name = {"events": "event", "users": "user", "content": "content"}[kind]
     return _CONTRACT_DIR / f"{name}.schema.json"
+
+
+@cache
+def future_tolerance_hours() -> int:
+    """The `future_tolerance_hours` var of dbt_project.yml: one setting for dbt and for ingestion."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    return int(project["vars"]["future_tolerance_hours"])
 
 
 @cache
@@ -46,5 +52,5 @@ def classify_sql(kind: Kind, relation: str) -> str:
     filename, macro = _MACROS[kind]
     render = getattr(_macro_module(filename), macro)
     if kind == "events":
-        return str(render(relation, FUTURE_TOLERANCE_HOURS))
+        return str(render(relation, future_tolerance_hours()))
     return str(render(relation))

@@ -38,25 +38,30 @@ def file_format(path: Path) -> str:
     raise IngestError(f"{path}: unsupported file type. Event files are JSON Lines or Parquet ({accepted}).")
 
 
-def expand(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus the JSON Lines/Parquet files under named folders (sorted).
+def files_in(folder: Path) -> list[Path]:
+    """The JSON Lines/Parquet files under a folder, sorted, skipping names that start with '_' or '.'.
 
-    Inside folders, names starting with '_' or '.' are skipped: that is where a producer keeps what must not
-    be ingested (the simulator's ground truth lives in ``_truth/``).
+    That is where a producer keeps what must not be ingested (the simulator's ground truth lives in
+    ``_truth/``) and files still being written (written under a '.' name, renamed when complete).
     """
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+        and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    )
+
+
+def expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus the files under named folders (see `files_in`)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
             raise IngestError(f"{path}: no such file or folder. Check the path and try again.")
         if path.is_dir():
-            inside = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
-                and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
-            )
+            inside = files_in(path)
             if not inside:
                 raise IngestError(
                     f"{path}: the folder holds no files to ingest ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)})."

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, IngestError
+from tailor.ingest.files import IngestError, files_in
 from tailor.ingest.ingest import IngestReport, ingest_paths
 from tailor.ingest.landing import file_signature, read_log
 from tailor.settings import Settings
@@ -25,15 +25,7 @@ class InboxResult:
 
 def inbox_files(settings: Settings) -> list[Path]:
     """Complete files waiting in the inbox, in name order."""
-    if not settings.inbox.exists():
-        return []
-    return sorted(
-        p
-        for p in settings.inbox.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(settings.inbox).parts)
-        and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
-    )
+    return files_in(settings.inbox) if settings.inbox.exists() else []
 
 
 def pending_files(settings: Settings) -> list[Path]:

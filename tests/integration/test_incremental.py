@@ -9,11 +9,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tailor.ingest import IngestError, ingest_paths
 from tailor.settings import Settings
+from tests.conftest import query_warehouse as _query
 from tests.conftest import run_dbt
 
 pytestmark = pytest.mark.integration
@@ -37,14 +37,6 @@ def _deliver(settings: Settings, folder: Path, name: str, lines: list[str]) -> N
     path = folder / name
     path.write_text("\n".join(lines) + "\n")
     ingest_paths([path], settings)
-
-
-def _query(settings: Settings, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _profiles(folder: Path, settings: Settings, plan: str, updated_at: str, name: str) -> None:

@@ -18,6 +18,7 @@ from tailor.ingest import ingest_paths
 from tailor.quality import reconcile
 from tailor.settings import Settings, get_settings
 from tailor.simulator import SimulationConfig, simulate
+from tests.conftest import query_warehouse as _query
 from tests.conftest import run_dbt
 
 pytestmark = pytest.mark.integration
@@ -46,14 +47,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
     run_dbt(settings, "build")
     truth = json.loads((generated / "_truth" / "truth.json").read_text())
     yield settings, truth, generated
-
-
-def _query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _fingerprints(settings: Settings) -> dict[str, tuple[int, str]]:

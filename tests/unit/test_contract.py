@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import jsonschema
 import pytest
-import yaml
 
-from tailor.contract.rules import FUTURE_TOLERANCE_HOURS, classify_sql, schema_path
-from tailor.settings import DBT_PROJECT_DIR
+from tailor.contract.rules import classify_sql, schema_path
 
 pytestmark = pytest.mark.unit
 
@@ -158,8 +155,3 @@ def test_the_published_schema_agrees_with_the_warehouse_checks() -> None:
         if reason in {"invalid_json", "future_timestamp"} or "1970" in line:
             continue  # not a property of one JSON document / needs the receive time / a bound only SQL applies
         assert not validator.is_valid(json.loads(line)), f"schema accepts a row the warehouse rejects ({reason})"
-
-
-def test_future_tolerance_is_the_same_in_dbt_and_in_ingest() -> None:
-    project = yaml.safe_load(Path(DBT_PROJECT_DIR / "dbt_project.yml").read_text())
-    assert project["vars"]["future_tolerance_hours"] == FUTURE_TOLERANCE_HOURS

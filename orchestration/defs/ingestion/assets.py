@@ -4,11 +4,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from tailor.contract.rules import KINDS
 from tailor.ingest import ensure_landing
 from tailor.ingest.inbox import ingest_inbox
 from tailor.settings import get_settings
-
-LANDING_KINDS = ("events", "users", "content")
 
 
 @dg.multi_asset(
@@ -19,7 +18,7 @@ LANDING_KINDS = ("events", "users", "content")
             description=f"Landed {kind} files (immutable Parquet batches, one per file), as delivered.",
             kinds={"parquet"},
         )
-        for kind in LANDING_KINDS
+        for kind in KINDS
     ],
     can_subset=False,
 )
@@ -34,7 +33,7 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
     result = ingest_inbox(settings)
     for path, reason in result.rejected_files.items():
         context.log.warning(f"set aside {path}: {reason}")
-    for kind in LANDING_KINDS:
+    for kind in KINDS:
         files = [f for f in result.report.files if f.kind == kind and f.status == "landed"]
         yield dg.MaterializeResult(
             asset_key=["landing", kind],
