@@ -91,6 +91,7 @@ def generate(
         config = SimulationConfig(**options)
     except ValueError as exc:
         _fail(str(exc))
+    _refuse_mixing_histories(settings, target, config.to_dict())
     with Progress(
         TextColumn("simulating"),
         BarColumn(),
@@ -114,6 +115,22 @@ def generate(
         return
     out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days} days to {target}")
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
+
+
+def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str, Any]) -> None:
+    """Refuse to put a different simulation into an inbox whose earlier one has already been landed.
+
+    Event ids depend on the seed and a counter, so a second history in the same home would be taken for
+    re-deliveries of the first (duplicates) and the marts would mix both worlds.
+    """
+    old_truth = target / "_truth" / "truth.json"
+    if target != settings.inbox or not old_truth.exists() or not any(settings.landing.glob("events/batch-*")):
+        return
+    if json.loads(old_truth.read_text()).get("config") != json.loads(json.dumps(config, default=str)):
+        _fail(
+            f"{settings.home} already holds a different simulated history. Start from an empty home "
+            f"(`make clean`, or TAILOR_HOME=<new folder>), or write elsewhere with --out."
+        )
 
 
 @main.command()

@@ -62,6 +62,12 @@ def test_generate_ingest_run(tmp_path: Path) -> None:
     assert Path(summary["warehouse"]).is_file()
     assert (home / "dagster" / "storage").is_dir()  # the run is recorded in the local Dagster instance
 
+    # Regenerating the same history into the inbox is fine; another one would mix two worlds in one home.
+    _tailor(home, "generate", "--users", "80", "--days", "4", "--seed", "5", "--overwrite")
+    _tailor(home, "ingest", str(home / "inbox"))
+    other = _tailor(home, "generate", "--users", "80", "--days", "4", "--seed", "6", "--overwrite", check=False)
+    assert other.returncode == 1 and "different simulated history" in other.stderr
+
     human = _tailor(home, "run")
     assert "balanced" in human.stdout and "Published marts" in human.stdout and "make ui" in human.stdout
 
