@@ -22,6 +22,7 @@ def test_graph_has_ingestion_every_dbt_model_and_the_checks() -> None:
         "landing/events", "landing/users", "landing/content", "staging/stg_landing__events",
         "staging/stg_landing__users", "staging/stg_landing__content", "staging/fx_rates",
         "intermediate/int_users_current", "intermediate/int_content_current",
+        "intermediate/int_user_versions", "intermediate/int_content_versions",
         "marts/fct_events", "marts/fct_sessions", "marts/fct_impressions", "marts/fct_daily_user_engagement",
         "marts/dim_users", "marts/dim_content", "marts/dim_users_history", "marts/dim_content_history",
         "marts/fct_rejected_rows", "marts/fct_batch_fates",
