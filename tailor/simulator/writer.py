@@ -9,6 +9,7 @@ strings elsewhere, so the ingestion's row checks see the same JSON types as in J
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,9 +175,8 @@ def flatten(lines: np.ndarray) -> np.ndarray:
     return flat[flat != PAD]
 
 
-def events_jsonl(batch: EventBatch, vocab: Vocabulary) -> np.ndarray:
-    """JSON Lines bytes of a batch, one line per row in batch order (malformed rows corrupted)."""
-    parts: list[tuple[np.ndarray, np.ndarray]] = []
+def _fields_by_type(batch: EventBatch, vocab: Vocabulary) -> Iterator[tuple[np.ndarray, EventBatch, dict[str, Field]]]:
+    """Per event type present in the batch: the row positions, the rows, and their (corrupted) field values."""
     for etype in range(len(EVENT_TYPES)):
         idx = np.flatnonzero(batch.etype == etype)
         if len(idx) == 0:
@@ -184,6 +184,13 @@ def events_jsonl(batch: EventBatch, vocab: Vocabulary) -> np.ndarray:
         rows = batch.take(idx)
         fields = event_fields(rows, etype, vocab)
         faults.corrupt(etype, rows, fields)
+        yield idx, rows, fields
+
+
+def events_jsonl(batch: EventBatch, vocab: Vocabulary) -> np.ndarray:
+    """JSON Lines bytes of a batch, one line per row in batch order (malformed rows corrupted)."""
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for idx, rows, fields in _fields_by_type(batch, vocab):
         lines = compose(list(fields.values()))
         faults.truncate_lines(lines, rows)
         parts.append((idx, lines))
@@ -199,13 +206,7 @@ def events_jsonl(batch: EventBatch, vocab: Vocabulary) -> np.ndarray:
 def events_table(batch: EventBatch, vocab: Vocabulary) -> pa.Table:
     """A batch as a Parquet-ready table (contract column names), rows in batch order."""
     tables, order = [], []
-    for etype in range(len(EVENT_TYPES)):
-        idx = np.flatnonzero(batch.etype == etype)
-        if len(idx) == 0:
-            continue
-        rows = batch.take(idx)
-        fields = event_fields(rows, etype, vocab)
-        faults.corrupt(etype, rows, fields)
+    for idx, rows, fields in _fields_by_type(batch, vocab):
         columns: dict[str, pa.Array] = {}
         for name in PARQUET_SCHEMA.names:
             f = fields.get(name)
