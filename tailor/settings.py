@@ -64,11 +64,14 @@ class Settings:
         return self.home / "dagster"
 
     def dagster_env(self) -> dict[str, str]:
-        """Environment for Dagster: the repo's dagster.yaml, with storage under this home."""
+        """Environment for Dagster: the repo's dagster.yaml, with storage under this home.
+
+        A DAGSTER_HOME already set (a team's own instance, e.g. on a cluster) is kept.
+        """
         return {
             **TELEMETRY_OFF,
             "TAILOR_HOME": str(self.home),
-            "DAGSTER_HOME": str(REPO_ROOT),
+            "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(REPO_ROOT)),
             "TAILOR_DAGSTER_DIR": str(self.dagster_home / "storage"),
             "TAILOR_DAGSTER_LOGS": str(self.dagster_home / "logs"),
         }
