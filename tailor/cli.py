@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tailor.contract.rules import Kind
 from tailor.settings import Settings, disable_telemetry, get_settings
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
@@ -72,7 +73,7 @@ def generate(
     users: int,
     days: int,
     seed: int,
-    start_date: Any,
+    start_date: datetime | None,
     out_dir: Path | None,
     file_format: str,
     overwrite: bool,
@@ -86,7 +87,7 @@ def generate(
     target = (out_dir or settings.inbox).resolve()
     options: dict[str, Any] = {"users": users, "days": days, "seed": seed, "format": file_format}
     if start_date is not None:
-        options["start_date"] = date(start_date.year, start_date.month, start_date.day)
+        options["start_date"] = start_date.date()
     try:
         config = SimulationConfig(**options)
     except ValueError as exc:
@@ -161,7 +162,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         report = ingest_paths(
             paths,
             settings,
-            kind=kind,  # type: ignore[arg-type]
+            kind=cast("Kind | None", kind),  # click.Choice limits it to the kinds
             progress=None if as_json else lambda p: err.print(f"  reading {p}", highlight=False),
             check_rows=not skip_rows,
         )

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from tailor.cli import main
 from tailor.ingest import IngestError, ingest_paths, read_log
+from tailor.ingest.inbox import ingest_inbox
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -165,3 +166,16 @@ def test_bulk_landing_without_row_checks_lands_the_same_batch(tmp_path: Path, se
     assert report.as_dict()["accepted"] is None and report.as_dict()["rows_checked"] is False
     [batch] = (settings.landing / "events").glob("batch-*.parquet")
     assert pq.read_table(batch).num_rows == 2  # every line still lands; the warehouse quarantines "{oops"
+
+
+def test_a_bad_inbox_file_is_set_aside_with_its_reason(settings: Settings) -> None:
+    settings.inbox.mkdir(parents=True)
+    _write_jsonl(settings.inbox / "good.jsonl", [json.dumps(_event(1))])
+    (settings.inbox / "photo.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    result = ingest_inbox(settings)
+    assert [Path(f.path).name for f in result.report.files] == ["good.jsonl"]  # the good file still lands
+    assert list(result.rejected_files) == [str(settings.inbox / "photo.jsonl")]
+    aside = settings.inbox / "_rejected"
+    assert (aside / "photo.jsonl").read_bytes().startswith(b"\x89PNG")  # kept, not lost
+    assert "binary" in (aside / "photo.jsonl.error.txt").read_text()
+    assert ingest_inbox(settings).report.files == []  # neither file is read again
