@@ -50,12 +50,15 @@ def _link_tree(source: Path, target: Path) -> None:
             os.link(path, dest)
 
 
-def _slowest_nodes(run_results: Path, top: int = 6) -> dict[str, float]:
-    """The dbt nodes that took longest in a build, from dbt's own run_results.json."""
+def _slowest_nodes(run_results: Path, top: int = 5) -> dict[str, float]:
+    """The models that took longest in a build, and all data tests together, from dbt's run_results.json."""
     results = json.loads(run_results.read_text())["results"]
-    timed = sorted(((r["execution_time"], r["unique_id"]) for r in results), reverse=True)
-    slowest = {unique_id.split(".")[2]: round(seconds, 2) for seconds, unique_id in timed[:top]}
-    slowest["all data tests"] = round(sum(t for t, u in timed if u.startswith("test.")), 2)
+    models = sorted(
+        ((r["execution_time"], r["unique_id"]) for r in results if r["unique_id"].startswith("model.")), reverse=True
+    )
+    slowest = {unique_id.split(".")[-1]: round(seconds, 2) for seconds, unique_id in models[:top]}
+    tests = sum(r["execution_time"] for r in results if r["unique_id"].startswith("test."))
+    slowest["all data tests"] = round(tests, 2)
     return slowest
 
 
