@@ -1,8 +1,21 @@
-"""Experiment statistics computed from sufficient statistics (n, sum, sum of squares), so raw rows never leave
-the warehouse. Plain Python: no orchestration or app imports."""
+"""Experiment statistics computed from sufficient statistics (n, sum, sum of squares, cross-products), so raw
+rows never leave the warehouse. Plain Python: no orchestration or app imports."""
 
+from ml.experiments.cuped import CupedResult, PairedStats, cuped_compare
 from ml.experiments.frequentist import Comparison, compare_means
+from ml.experiments.multiple import benjamini_hochberg, holm
 from ml.experiments.srm import SrmResult, srm_test
 from ml.experiments.stats import MeanStats
 
-__all__ = ["Comparison", "MeanStats", "SrmResult", "compare_means", "srm_test"]
+__all__ = [
+    "Comparison",
+    "CupedResult",
+    "MeanStats",
+    "PairedStats",
+    "SrmResult",
+    "benjamini_hochberg",
+    "compare_means",
+    "cuped_compare",
+    "holm",
+    "srm_test",
+]

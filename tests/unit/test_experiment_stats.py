@@ -87,3 +87,42 @@ def test_srm_equals_scipy_chisquare_and_flags_only_strong_imbalance() -> None:
 def test_bad_input_says_what_is_wrong(call: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()  # type: ignore[operator]
+
+
+def test_holm_and_bh_equal_statsmodels() -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    from ml.experiments.multiple import benjamini_hochberg, holm
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 5, 17):
+        p = list(rng.uniform(0, 0.2, size))
+        assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
+        assert benjamini_hochberg(p) == pytest.approx(list(multipletests(p, method="fdr_bh")[1]), rel=1e-12)
+
+
+def _paired(x: np.ndarray, y: np.ndarray) -> object:
+    from ml.experiments.cuped import PairedStats
+
+    return PairedStats(n=len(x), sum_x=float(x.sum()), sum_x2=float((x**2).sum()), sum_y=float(y.sum()),
+                       sum_y2=float((y**2).sum()), sum_xy=float((x * y).sum()))  # fmt: skip
+
+
+def test_cuped_equals_ols_with_a_centered_covariate_and_cuts_variance_by_rho_squared() -> None:
+    import statsmodels.api as sm
+
+    from ml.experiments.cuped import cuped_compare
+
+    rng = np.random.default_rng(5)
+    n_c, n_t, rho = 4000, 4200, 0.7
+    x = rng.normal(10, 3, n_c + n_t)
+    noise = rng.normal(0, 3 * np.sqrt(1 - rho**2) / rho, n_c + n_t)
+    treated = np.r_[np.zeros(n_c), np.ones(n_t)]
+    y = x + noise + 0.25 * treated  # corr(x, y) = rho within each arm; true effect 0.25
+    result = cuped_compare(_paired(x[:n_c], y[:n_c]), _paired(x[n_c:], y[n_c:]))  # type: ignore[arg-type]
+    design = sm.add_constant(np.column_stack([treated, x - x.mean()]))
+    ols = sm.OLS(y, design).fit()
+    assert result.absolute == pytest.approx(ols.params[1], rel=1e-9)
+    assert result.theta == pytest.approx(ols.params[2], rel=1e-9)
+    assert result.variance_reduction == pytest.approx(rho**2, abs=0.03)
+    assert result.absolute_ci[0] < 0.25 < result.absolute_ci[1]
