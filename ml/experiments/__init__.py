@@ -4,6 +4,7 @@ rows never leave the warehouse. Plain Python: no orchestration or app imports.""
 from ml.experiments.cuped import CupedResult, PairedStats, cuped_compare
 from ml.experiments.frequentist import Comparison, compare_means
 from ml.experiments.multiple import benjamini_hochberg, holm
+from ml.experiments.ratio import RatioComparison, RatioStats, compare_ratios
 from ml.experiments.srm import SrmResult, srm_test
 from ml.experiments.stats import MeanStats
 
@@ -12,9 +13,12 @@ __all__ = [
     "CupedResult",
     "MeanStats",
     "PairedStats",
+    "RatioComparison",
+    "RatioStats",
     "SrmResult",
     "benjamini_hochberg",
     "compare_means",
+    "compare_ratios",
     "cuped_compare",
     "holm",
     "srm_test",
