@@ -162,3 +162,43 @@ def test_ratio_interval_covers_the_truth_where_an_impression_level_interval_does
         naive_covered += abs(p_t - p_c) <= 1.96 * naive_se
     assert 0.935 <= covered / runs <= 0.965
     assert naive_covered / runs < 0.90
+
+
+def test_sample_size_matches_the_arcsine_closed_form_and_delivers_the_power() -> None:
+    from ml.experiments.power import minimum_detectable_effect, sample_size_per_variant
+
+    n = sample_size_per_variant(0.05, 0.01)
+    # Cohen's h; 2 asin(sqrt(p)) has variance 1/n, so a difference of two groups of n has variance 2/n.
+    h = 2 * np.arcsin(np.sqrt(0.06)) - 2 * np.arcsin(np.sqrt(0.05))
+    assert n == int(np.ceil(2 * ((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) / h) ** 2))
+    assert sample_size_per_variant(0.05, 0.2, relative=True) == n  # +20% of 5% is +1 point
+    assert minimum_detectable_effect(0.05, n) == pytest.approx(0.01, rel=2e-3)
+    # Simulated experiments with that n and a true +1 point detect it about 80% of the time.
+    rng = np.random.default_rng(17)
+    runs = 2000
+    detected = 0
+    for _ in range(runs):
+        c, t = rng.binomial(n, 0.05), rng.binomial(n, 0.06)
+        detected += compare_means(MeanStats.of_proportion(n, c), MeanStats.of_proportion(n, t)).absolute_p < 0.05
+    assert 0.77 <= detected / runs <= 0.83
+
+
+def test_chance_to_win_and_expected_loss_equal_monte_carlo() -> None:
+    from ml.experiments.bayesian import bayesian_readout
+
+    rng = np.random.default_rng(19)
+    for estimate, se in ((0.02, 0.01), (-0.005, 0.004), (0.0, 1.5)):
+        draws = rng.normal(estimate, se, 2_000_000)
+        result = bayesian_readout(estimate, se)
+        assert result.chance_to_win == pytest.approx((draws > 0).mean(), abs=1.5e-3)
+        assert result.expected_loss_treatment == pytest.approx(np.maximum(-draws, 0).mean(), rel=1e-2, abs=1e-6)
+        assert result.expected_loss_control == pytest.approx(np.maximum(draws, 0).mean(), rel=1e-2, abs=1e-6)
+
+
+def test_planning_refuses_impossible_targets() -> None:
+    from ml.experiments.power import sample_size_per_variant
+
+    with pytest.raises(ValueError, match="choose a smaller --mde"):
+        sample_size_per_variant(0.9, 0.2)
+    with pytest.raises(ValueError, match="baseline must be a rate"):
+        sample_size_per_variant(1.5, 0.01)
