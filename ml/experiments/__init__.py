@@ -7,6 +7,7 @@ from ml.experiments.frequentist import Comparison, compare_means
 from ml.experiments.multiple import benjamini_hochberg, holm
 from ml.experiments.power import minimum_detectable_effect, sample_size_per_variant
 from ml.experiments.ratio import RatioComparison, RatioStats, compare_ratios
+from ml.experiments.sequential import confidence_sequence
 from ml.experiments.srm import SrmResult, srm_test
 from ml.experiments.stats import MeanStats
 
@@ -23,6 +24,7 @@ __all__ = [
     "benjamini_hochberg",
     "compare_means",
     "compare_ratios",
+    "confidence_sequence",
     "cuped_compare",
     "holm",
     "minimum_detectable_effect",

@@ -202,3 +202,30 @@ def test_planning_refuses_impossible_targets() -> None:
         sample_size_per_variant(0.9, 0.2)
     with pytest.raises(ValueError, match="baseline must be a rate"):
         sample_size_per_variant(1.5, 0.01)
+
+
+def test_peeking_daily_inflates_the_naive_test_but_not_the_confidence_sequence() -> None:
+    """2,000 simulated A/A experiments, looked at after each of 20 days: declaring a winner the first day the
+    naive 95% interval excludes 0 happens far more than 5% of the time; with the confidence sequence it stays
+    at or below 5%."""
+    from ml.experiments.sequential import confidence_sequence
+
+    rng = np.random.default_rng(23)
+    runs, days, per_day = 2000, 20, 100
+    control = rng.normal(0, 1, (runs, days * per_day)).cumsum(axis=1)
+    treatment = rng.normal(0, 1, (runs, days * per_day)).cumsum(axis=1)
+    naive_hits = np.zeros(runs, dtype=bool)
+    sequence_hits = np.zeros(runs, dtype=bool)
+    for day in range(1, days + 1):
+        n = day * per_day
+        diff = (treatment[:, n - 1] - control[:, n - 1]) / n
+        se = np.sqrt(2 / n)  # known unit variance in both arms
+        naive_hits |= np.abs(diff) > 1.96 * se
+        for run in np.flatnonzero(~sequence_hits):
+            low, high = confidence_sequence(float(diff[run]), float(se), n=2 * n, planned_n=2 * days * per_day)
+            sequence_hits[run] = low > 0 or high < 0
+    assert naive_hits.mean() > 0.15  # peeking 20 times: the naive false-positive rate is several times alpha
+    assert sequence_hits.mean() <= 0.05
+    # ... without being uselessly wide: at the planned size it is about 1.5x the fixed-horizon interval.
+    low, high = confidence_sequence(0.0, 1.0, n=4000, planned_n=4000)
+    assert 1.3 < high / 1.96 < 1.7
