@@ -6,7 +6,7 @@ from ml.experiments.cuped import CupedResult, PairedStats, cuped_compare
 from ml.experiments.frequentist import Comparison, compare_means
 from ml.experiments.multiple import benjamini_hochberg, holm
 from ml.experiments.power import minimum_detectable_effect, sample_size_per_variant
-from ml.experiments.ratio import RatioComparison, RatioStats, compare_ratios
+from ml.experiments.ratio import RatioStats, compare_ratios
 from ml.experiments.sequential import confidence_sequence
 from ml.experiments.srm import SrmResult, srm_test
 from ml.experiments.stats import MeanStats
@@ -17,7 +17,6 @@ __all__ = [
     "CupedResult",
     "MeanStats",
     "PairedStats",
-    "RatioComparison",
     "RatioStats",
     "SrmResult",
     "bayesian_readout",

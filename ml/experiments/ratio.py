@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
+from ml.experiments.frequentist import Comparison, relative_lift, two_sided_p
+
 
 @dataclass(frozen=True)
 class RatioStats:
@@ -45,41 +47,22 @@ class RatioStats:
         return max((var_n / mu_d**2 - 2 * mu_n * cov / mu_d**3 + mu_n**2 * var_d / mu_d**4) / n, 0.0)
 
 
-@dataclass(frozen=True)
-class RatioComparison:
-    control_ratio: float
-    treatment_ratio: float
-    absolute: float
-    absolute_ci: tuple[float, float]
-    absolute_p: float
-    relative: float
-    relative_ci: tuple[float, float]
-    relative_p: float
-
-
-def compare_ratios(control: RatioStats, treatment: RatioStats, alpha: float = 0.05) -> RatioComparison:
+def compare_ratios(control: RatioStats, treatment: RatioStats, alpha: float = 0.05) -> Comparison:
     """Treatment against control for a ratio metric, absolute and relative, with normal intervals."""
     r_c, r_t = control.ratio, treatment.ratio
     v_c, v_t = control.variance_of_ratio, treatment.variance_of_ratio
-    z = float(stats.norm.ppf(1 - alpha / 2))
     diff, se = r_t - r_c, math.sqrt(v_c + v_t)
     if se == 0:
         raise ValueError("both ratios have zero variance")
-    if r_c == 0:
-        raise ValueError("the control ratio is 0: a relative lift is undefined")
-    rel = r_t / r_c - 1
-    rel_se = math.sqrt(v_t / r_c**2 + r_t**2 * v_c / r_c**4)
-
-    def p_of(estimate: float, std: float) -> float:
-        return float(2 * stats.norm.sf(abs(estimate / std))) if std > 0 else float(estimate == 0)
-
-    return RatioComparison(
-        control_ratio=r_c,
-        treatment_ratio=r_t,
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    rel, rel_ci, rel_p = relative_lift(r_c, r_t, v_c, v_t, alpha, what="ratio")
+    return Comparison(
+        control_value=r_c,
+        treatment_value=r_t,
         absolute=diff,
         absolute_ci=(diff - z * se, diff + z * se),
-        absolute_p=p_of(diff, se),
+        absolute_p=two_sided_p(diff, se),
         relative=rel,
-        relative_ci=(rel - z * rel_se, rel + z * rel_se),
-        relative_p=p_of(rel, rel_se),
+        relative_ci=rel_ci,
+        relative_p=rel_p,
     )
