@@ -7,10 +7,9 @@ the adjusted difference equal to the treatment coefficient of OLS y ~ treatment 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from scipy import stats
+from ml.experiments.moments import Moments, compare_moments
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,13 @@ class PairedStats:
         sxy = self.sum_xy - self.sum_x * self.sum_y / self.n
         return sxx, syy, sxy
 
+    def moments(self) -> Moments:
+        """As a mean metric (y) with its covariate (x) in the general form."""
+        return Moments.from_row(
+            {"n": self.n, "sum": self.sum_y, "sum_squares": self.sum_y2, "covariate_sum": self.sum_x,
+             "covariate_sum_squares": self.sum_x2, "main_covariate_sum_product": self.sum_xy}
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class CupedResult:
@@ -47,27 +53,14 @@ class CupedResult:
 
 def cuped_compare(control: PairedStats, treatment: PairedStats, alpha: float = 0.05) -> CupedResult:
     """Difference of CUPED-adjusted means (treatment - control) with a normal interval."""
-    c_xx, c_yy, c_xy = control.comoments()
-    t_xx, t_yy, t_xy = treatment.comoments()
-    if c_xx + t_xx <= 0:
+    if sum(s.comoments()[0] for s in (control, treatment)) <= 0:
         raise ValueError("the pre-period covariate is constant: CUPED has nothing to adjust with")
-    theta = (c_xy + t_xy) / (c_xx + t_xx)
-    n_c, n_t = control.n, treatment.n
-    mean_x_all = (control.sum_x + treatment.sum_x) / (n_c + n_t)
-    adj_c = control.sum_y / n_c - theta * (control.sum_x / n_c - mean_x_all)
-    adj_t = treatment.sum_y / n_t - theta * (treatment.sum_x / n_t - mean_x_all)
-    diff = adj_t - adj_c
-    # Residual variance within each variant around the pooled slope.
-    var_c = (c_yy - 2 * theta * c_xy + theta**2 * c_xx) / (n_c - 1)
-    var_t = (t_yy - 2 * theta * t_xy + theta**2 * t_xx) / (n_t - 1)
-    se = math.sqrt(var_c / n_c + var_t / n_t)
-    raw_se2 = c_yy / (n_c - 1) / n_c + t_yy / (n_t - 1) / n_t
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    p = float(2 * stats.norm.sf(abs(diff / se))) if se > 0 else 0.0
+    result = compare_moments(control.moments(), treatment.moments(), alpha)
+    c = result.comparison
     return CupedResult(
-        theta=theta,
-        absolute=diff,
-        absolute_ci=(diff - z * se, diff + z * se),
-        absolute_p=p,
-        variance_reduction=1 - se**2 / raw_se2 if raw_se2 > 0 else 0.0,
+        theta=result.theta,
+        absolute=c.absolute,
+        absolute_ci=c.absolute_ci,
+        absolute_p=c.absolute_p,
+        variance_reduction=result.variance_reduction,
     )

@@ -23,9 +23,11 @@ class Comparison:
     absolute: float
     absolute_ci: tuple[float, float]
     absolute_p: float
+    absolute_se: float
     relative: float
     relative_ci: tuple[float, float]
     relative_p: float
+    relative_se: float
 
 
 def two_sided_p(estimate: float, se: float) -> float:
@@ -37,15 +39,15 @@ def two_sided_p(estimate: float, se: float) -> float:
 
 def relative_lift(
     control: float, treatment: float, var_control: float, var_treatment: float, alpha: float, what: str
-) -> tuple[float, tuple[float, float], float]:
-    """treatment / control - 1 with its delta-method interval and p-value, from the two estimates and their
-    variances (independent arms): Var(r) = v_t / c^2 + t^2 v_c / c^4."""
+) -> tuple[float, tuple[float, float], float, float]:
+    """treatment / control - 1 with its delta-method interval, p-value and standard error, from the two
+    estimates and their variances (independent arms): Var(r) = v_t / c^2 + t^2 v_c / c^4."""
     if control == 0:
         raise ValueError(f"the control {what} is 0: a relative lift is undefined")
     rel = treatment / control - 1
     se = math.sqrt(var_treatment / control**2 + treatment**2 * var_control / control**4)
     z = float(stats.norm.ppf(1 - alpha / 2))
-    return rel, (rel - z * se, rel + z * se), two_sided_p(rel, se)
+    return rel, (rel - z * se, rel + z * se), two_sided_p(rel, se), se
 
 
 def compare_means(control: MeanStats, treatment: MeanStats, alpha: float = 0.05) -> Comparison:
@@ -66,14 +68,16 @@ def compare_means(control: MeanStats, treatment: MeanStats, alpha: float = 0.05)
     df = (a_c + a_t) ** 2 / (a_c**2 / (control.n - 1) + a_t**2 / (treatment.n - 1))
     t_crit = float(stats.t.ppf(1 - alpha / 2, df))
     abs_p = float(2 * stats.t.sf(abs(diff / se), df))
-    rel, rel_ci, rel_p = relative_lift(m_c, m_t, a_c, a_t, alpha, what="mean")
+    rel, rel_ci, rel_p, rel_se = relative_lift(m_c, m_t, a_c, a_t, alpha, what="mean")
     return Comparison(
         control_value=m_c,
         treatment_value=m_t,
         absolute=diff,
         absolute_ci=(diff - t_crit * se, diff + t_crit * se),
         absolute_p=abs_p,
+        absolute_se=se,
         relative=rel,
         relative_ci=rel_ci,
         relative_p=rel_p,
+        relative_se=rel_se,
     )

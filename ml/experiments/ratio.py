@@ -7,12 +7,10 @@ binomial variance over impressions would be too small. The delta method on per-u
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from scipy import stats
-
-from ml.experiments.frequentist import Comparison, relative_lift, two_sided_p
+from ml.experiments.frequentist import Comparison
+from ml.experiments.moments import Moments, compare_moments
 
 
 @dataclass(frozen=True)
@@ -36,33 +34,14 @@ class RatioStats:
     def ratio(self) -> float:
         return self.sum_num / self.sum_den
 
-    @property
-    def variance_of_ratio(self) -> float:
-        """Delta-method variance of sum_num / sum_den."""
-        n = self.n
-        mu_n, mu_d = self.sum_num / n, self.sum_den / n
-        var_n = (self.sum_num2 - n * mu_n**2) / (n - 1)
-        var_d = (self.sum_den2 - n * mu_d**2) / (n - 1)
-        cov = (self.sum_num_den - n * mu_n * mu_d) / (n - 1)
-        return max((var_n / mu_d**2 - 2 * mu_n * cov / mu_d**3 + mu_n**2 * var_d / mu_d**4) / n, 0.0)
+    def moments(self) -> Moments:
+        """As a ratio metric without covariate in the general form."""
+        return Moments.from_row(
+            {"n": self.n, "sum": self.sum_num, "sum_squares": self.sum_num2, "denominator_sum": self.sum_den,
+             "denominator_sum_squares": self.sum_den2, "main_denominator_sum_product": self.sum_num_den}
+        )  # fmt: skip
 
 
 def compare_ratios(control: RatioStats, treatment: RatioStats, alpha: float = 0.05) -> Comparison:
     """Treatment against control for a ratio metric, absolute and relative, with normal intervals."""
-    r_c, r_t = control.ratio, treatment.ratio
-    v_c, v_t = control.variance_of_ratio, treatment.variance_of_ratio
-    diff, se = r_t - r_c, math.sqrt(v_c + v_t)
-    if se == 0:
-        raise ValueError("both ratios have zero variance")
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    rel, rel_ci, rel_p = relative_lift(r_c, r_t, v_c, v_t, alpha, what="ratio")
-    return Comparison(
-        control_value=r_c,
-        treatment_value=r_t,
-        absolute=diff,
-        absolute_ci=(diff - z * se, diff + z * se),
-        absolute_p=two_sided_p(diff, se),
-        relative=rel,
-        relative_ci=rel_ci,
-        relative_p=rel_p,
-    )
+    return compare_moments(control.moments(), treatment.moments(), alpha).comparison

@@ -1,0 +1,181 @@
+"""Summary statistics from another system, as a CSV: checked cell by cell, then shaped like the stats marts.
+
+One row per experiment x metric x variant. Required: experiment (or experiment_id), metric, variant, n, sum,
+sum_squares. Optional: is_control, weight, planned_units_per_variant, metric_kind, metric_role,
+higher_is_better, non_inferiority_margin, the ratio columns (denominator_sum, denominator_sum_squares,
+main_denominator_sum_product) and the CUPED columns (covariate_sum, covariate_sum_squares,
+main_covariate_sum_product; for ratio metrics also the covariate_denominator_* products). docs/experiments.md
+describes each column; errors name the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ml.experiments.moments import PRODUCT_COLUMNS, SUM_COLUMNS
+
+REQUIRED = ("experiment_id", "metric", "variant", "n", "sum", "sum_squares")
+NUMERIC = tuple(dict.fromkeys(("sum", *SUM_COLUMNS, *PRODUCT_COLUMNS.values(), "weight", "non_inferiority_margin")))
+RATIO_COLUMNS = ("denominator_sum", "denominator_sum_squares", "main_denominator_sum_product")
+COVARIATE_COLUMNS = ("covariate_sum", "covariate_sum_squares", "main_covariate_sum_product")
+KINDS = ("mean", "proportion", "ratio")
+ROLES = ("primary", "secondary", "guardrail")
+TRUE, FALSE = ("true", "1", "yes", "t", "y"), ("false", "0", "no", "f", "n", "")
+
+
+class SummaryFileError(ValueError):
+    """A summary CSV that cannot be analysed; the message names the line and column."""
+
+
+def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stats table and the variants table (control, weight, plan) from a summary CSV."""
+    if not path.exists():
+        raise SummaryFileError(f"{path}: no such file")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in reader.fieldnames or []]
+            raw_rows = list(reader)
+    except UnicodeDecodeError:
+        raise SummaryFileError(f"{path}: not a UTF-8 text file; export the summary as CSV") from None
+    except csv.Error as error:
+        raise SummaryFileError(f"{path}: not a readable CSV ({error})") from None
+    aliases = {"experiment": "experiment_id"}
+    columns = [aliases.get(h, h) for h in header]
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise SummaryFileError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header must include "
+            "experiment, metric, variant, n, sum, sum_squares"
+        )
+    if not raw_rows:
+        raise SummaryFileError(f"{path}: no data rows below the header")
+    rows = [_row(path, line, dict(zip(columns, (raw.get(h) for h in header), strict=True)))
+            for line, raw in enumerate(raw_rows, start=2)]  # fmt: skip
+    stats = pd.DataFrame(rows)
+    _check_groups(path, stats)
+    return stats, _variants(stats)
+
+
+def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]:
+    def where(column: str) -> str:
+        return f"{path}, line {line}, column {column!r}"
+
+    row: dict[str, object] = {}
+    for column in ("experiment_id", "metric", "variant"):
+        value = (raw.get(column) or "").strip()
+        if not value:
+            raise SummaryFileError(f"{where(column)}: empty; every row names its experiment, metric and variant")
+        row[column] = value
+    n_text = (raw.get("n") or "").strip()
+    try:
+        n = int(n_text)
+    except ValueError:
+        raise SummaryFileError(f"{where('n')}: {n_text!r} is not a whole number of units") from None
+    if n < 2:
+        raise SummaryFileError(f"{where('n')}: {n} units; at least 2 are needed to estimate a variance")
+    row["n"] = n
+    for column in NUMERIC:
+        text = (raw.get(column) or "").strip()
+        if not text:
+            row[column] = None
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise SummaryFileError(f"{where(column)}: {text!r} is not a number") from None
+        if not math.isfinite(number):
+            raise SummaryFileError(f"{where(column)}: {text!r} is not a finite number")
+        row[column] = number
+    for column in ("sum", "sum_squares"):
+        if row[column] is None:
+            raise SummaryFileError(f"{where(column)}: empty; sum and sum_squares are required")
+    for column in ("sum_squares", "denominator_sum_squares", "covariate_sum_squares"):
+        square = row.get(column)
+        if isinstance(square, float) and square < 0:
+            raise SummaryFileError(f"{where(column)}: {square} is negative; a sum of squares cannot be")
+    given_ratio = [c for c in RATIO_COLUMNS if row.get(c) is not None]
+    if given_ratio and len(given_ratio) != len(RATIO_COLUMNS):
+        absent = next(c for c in RATIO_COLUMNS if row.get(c) is None)
+        raise SummaryFileError(f"{where(absent)}: empty, but a ratio metric needs all of {', '.join(RATIO_COLUMNS)}")
+    given_cov = [c for c in COVARIATE_COLUMNS if row.get(c) is not None]
+    if given_cov and len(given_cov) != len(COVARIATE_COLUMNS):
+        absent = next(c for c in COVARIATE_COLUMNS if row.get(c) is None)
+        raise SummaryFileError(f"{where(absent)}: empty, but CUPED needs all of {', '.join(COVARIATE_COLUMNS)}")
+    kind = (raw.get("metric_kind") or "").strip() or ("ratio" if given_ratio else "mean")
+    if kind not in KINDS:
+        raise SummaryFileError(f"{where('metric_kind')}: {kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "ratio" and not given_ratio:
+        raise SummaryFileError(f"{where('denominator_sum')}: empty, but metric_kind is ratio")
+    row["metric_kind"] = kind
+    role = (raw.get("metric_role") or "").strip() or "primary"
+    if role not in ROLES:
+        raise SummaryFileError(f"{where('metric_role')}: {role!r}; use one of {', '.join(ROLES)}")
+    row["metric_role"] = role
+    if role == "guardrail" and row.get("non_inferiority_margin") is None:
+        raise SummaryFileError(f"{where('non_inferiority_margin')}: a guardrail needs a margin (e.g. 0.05 for 5%)")
+    for column, default in (("higher_is_better", True), ("is_control", None)):
+        row[column] = _bool(where(column), raw.get(column), default)
+    planned = (raw.get("planned_units_per_variant") or "").strip()
+    try:
+        row["planned_units_per_variant"] = int(float(planned)) if planned else None
+    except ValueError:
+        raise SummaryFileError(f"{where('planned_units_per_variant')}: {planned!r} is not a number") from None
+    weight = row.get("weight")
+    if isinstance(weight, float) and weight <= 0:
+        raise SummaryFileError(f"{where('weight')}: {weight}; a traffic weight must be positive")
+    return row
+
+
+def _bool(where: str, text: str | None, default: bool | None) -> bool | None:
+    value = (text or "").strip().lower()
+    if not value:
+        return default
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise SummaryFileError(f"{where}: {text!r} is not true or false")
+
+
+def _check_groups(path: Path, stats: pd.DataFrame) -> None:
+    duplicated = stats[stats.duplicated(["experiment_id", "metric", "variant"], keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]
+        raise SummaryFileError(
+            f"{path}: experiment {first['experiment_id']!r}, metric {first['metric']!r}, variant "
+            f"{first['variant']!r} appears more than once; give one row per experiment x metric x variant"
+        )
+    for experiment_id, rows in stats.groupby("experiment_id"):
+        if rows["variant"].nunique() < 2:
+            raise SummaryFileError(f"{path}: experiment {experiment_id!r} has one variant; a comparison needs two")
+
+
+def _variants(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment x variant: the control (marked, else 'control', else the first variant listed), the
+    weight (given, else an equal split) and the planned size."""
+    out = []
+    for experiment_id, rows in stats.groupby("experiment_id", sort=False):
+        variants = list(dict.fromkeys(rows["variant"]))
+        marked = sorted({str(v) for v in rows.loc[rows["is_control"].eq(True), "variant"]})
+        if len(marked) > 1:
+            raise SummaryFileError(f"experiment {experiment_id!r}: more than one control variant ({', '.join(marked)})")
+        control = marked[0] if marked else ("control" if "control" in variants else variants[0])
+        for variant in variants:
+            mine = rows[rows["variant"] == variant]
+            weights = mine["weight"].dropna()
+            planned = mine["planned_units_per_variant"].dropna()
+            out.append(
+                {
+                    "experiment_id": experiment_id,
+                    "variant": variant,
+                    "is_control": variant == control,
+                    "weight": float(weights.iloc[0]) if len(weights) else 1.0 / len(variants),
+                    "planned_units_per_variant": int(planned.iloc[0]) if len(planned) else None,
+                }
+            )
+    return pd.DataFrame(out)
