@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tailor.contract.rules import Kind
+from tailor.experiments_cli import experiments
 from tailor.settings import Settings, disable_telemetry, get_settings
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
@@ -265,6 +266,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     out.print(f"Published Parquet:  {summary['marts_dir']}")
     out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")
 
+
+main.add_command(experiments)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,235 @@
+"""`tailor experiments`: read experiment results, analyse a summary CSV, plan a test.
+
+The JSON shape (--json) is a stable interface, documented in docs/experiments.md:
+{"schema_version": 1, "alpha": 0.05, "experiments": [{experiment_id, srm_p, srm_mismatch, units}],
+ "results": [{one object per experiment x metric x variant, keys = ml.experiments.analysis.RESULT_COLUMNS}]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tailor.settings import get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The statistics stack (pandas, scipy, statsmodels) is imported inside the commands: every other `tailor`
+# command would otherwise pay its import time.
+
+SCHEMA_VERSION = 1
+# Wide enough for the results table when output goes to a file or a pipe (rich assumes 80 columns there).
+out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--experiment", "experiment_id", default=None, help="Show one experiment only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (see docs/experiments.md).")
+@click.pass_context
+def experiments(ctx: click.Context, experiment_id: str | None, as_json: bool) -> None:
+    """Experiment results of the last run: one row per experiment x metric x variant."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ml.experiments.results import read_results
+
+    try:
+        results = read_results(get_settings().marts_dir)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    if experiment_id is not None:
+        known = sorted(results["experiment_id"].unique())
+        if experiment_id not in known:
+            _fail(f"no experiment {experiment_id!r} in the results; known: {', '.join(known) or 'none'}")
+        results = results[results["experiment_id"] == experiment_id]
+    _show(results, as_json)
+
+
+@experiments.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--no-cuped", is_flag=True, help="Ignore covariate columns.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (see docs/experiments.md).")
+def analyze_csv(file: Path, alpha: float, no_cuped: bool, as_json: bool) -> None:
+    """Analyse summary statistics from FILE.csv (one row per experiment x metric x variant).
+
+    Required columns: experiment, metric, variant, n, sum, sum_squares. Optional: ratio columns
+    (denominator_sum, denominator_sum_squares, main_denominator_sum_product), CUPED columns (covariate_sum,
+    covariate_sum_squares, main_covariate_sum_product), is_control, weight, metric_kind, metric_role,
+    higher_is_better, non_inferiority_margin, planned_units_per_variant. See docs/experiments.md.
+    """
+    from ml.experiments.analysis import analyze
+    from ml.experiments.summary_csv import SummaryFileError, read_summary_csv
+
+    try:
+        stats, variants = read_summary_csv(file)
+        results = analyze(stats, variants, alpha=alpha, use_cuped=not no_cuped)
+    except (SummaryFileError, ValueError) as error:
+        _fail(str(error))
+    _show(results, as_json, alpha)
+
+
+analyze_csv.name = "analyze"
+
+
+@experiments.command()
+@click.option("--baseline", type=float, required=True, help="Current rate of the metric, e.g. 0.05.")
+@click.option("--mde", type=float, required=True, help="Smallest effect worth detecting (absolute unless --relative).")
+@click.option("--relative", is_flag=True, help="Read --mde as relative to the baseline (0.1 = +10%).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
+@click.option("--variants", type=click.IntRange(min=2), default=2, show_default=True, help="Arms, control included.")
+@click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Share of users the experiment may reach.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(
+    baseline: float, mde: float, relative: bool, alpha: float, power: float, variants: int, share: float, as_json: bool
+) -> None:
+    """Units per variant for a conversion-rate test, and days needed at the current traffic."""
+    import pandas as pd
+
+    from ml.experiments.power import sample_size_per_variant
+    from ml.experiments.traffic import days_needed
+
+    try:
+        per_variant = sample_size_per_variant(baseline, mde, relative=relative, alpha=alpha, power=power)
+    except ValueError as error:
+        _fail(str(error))
+    total = per_variant * variants
+    plan_out: dict[str, Any] = {
+        "baseline": baseline,
+        "mde": mde,
+        "relative": relative,
+        "target": baseline * (1 + mde) if relative else baseline + mde,
+        "alpha": alpha,
+        "power": power,
+        "variants": variants,
+        "units_per_variant": per_variant,
+        "units_total": total,
+        "days_needed": None,
+        "traffic": None,
+    }
+    activity_path = get_settings().marts_dir / "fct_daily_user_engagement.parquet"
+    if activity_path.exists():
+        estimate = days_needed(pd.read_parquet(activity_path, columns=["user_id", "activity_date"]), total, share=share)
+        plan_out["days_needed"] = estimate.days
+        plan_out["traffic"] = {
+            "window_days": estimate.window_days,
+            "daily_active_users": round(estimate.daily_active_users, 1),
+            "new_users_per_day": round(estimate.new_users_per_day, 1),
+            "extrapolated": estimate.extrapolated,
+            "share": share,
+        }
+    if as_json:
+        click.echo(json.dumps(plan_out, indent=2, sort_keys=True))
+        return
+    effect = f"{mde:+.1%} relative" if relative else f"{mde:+.4g} absolute"
+    out.print(f"Detect {effect} on a baseline of {baseline:.4g} (target {plan_out['target']:.4g}) with "
+              f"alpha {alpha:g} (two-sided) and power {power:.0%}:")  # fmt: skip
+    out.print(f"  [bold]{per_variant:,}[/bold] units per variant, {total:,} in total over {variants} variants")
+    traffic = plan_out["traffic"]
+    if traffic is None:
+        out.print("  days needed: unknown (no traffic yet; run `tailor run` to estimate from recent activity)")
+    elif estimate.days is None:
+        out.print("  days needed: never at the current traffic (no new users arrive)")
+    else:
+        how = "extrapolated" if estimate.extrapolated else "replaying"
+        out.print(f"  [bold]{estimate.days}[/bold] days at the current traffic ({how} the last "
+                  f"{traffic['window_days']} days: {traffic['daily_active_users']:,} daily active users, "
+                  f"{traffic['new_users_per_day']:,} new per day, share {share:g})")  # fmt: skip
+
+
+def results_json(results: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
+    """The documented JSON shape of a results table."""
+    from ml.experiments.analysis import RESULT_COLUMNS
+
+    records = [
+        {column: _clean(row.get(column)) for column in RESULT_COLUMNS}
+        for row in results.reindex(columns=RESULT_COLUMNS).to_dict("records")
+    ]
+    summary = []
+    for experiment_id, rows in results.groupby("experiment_id", sort=True):
+        summary.append(
+            {
+                "experiment_id": experiment_id,
+                "srm_p": _clean(rows["srm_p"].iloc[0]),
+                "srm_mismatch": bool(rows["srm_mismatch"].any()),
+                "units": {str(v): int(n) for v, n in rows.groupby("variant")["units"].max().items()},
+            }
+        )
+    return {"schema_version": SCHEMA_VERSION, "alpha": alpha, "experiments": summary, "results": records}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _clean(value.item())
+    return value
+
+
+def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
+    import pandas as pd
+
+    if as_json:
+        click.echo(json.dumps(results_json(results, alpha), indent=2, sort_keys=True))
+        return
+    if results.empty:
+        out.print("No experiments yet: exposures appear after `tailor run` on events with exposure rows.")
+        return
+    for experiment_id, rows in results.groupby("experiment_id", sort=True):
+        srm_p = rows["srm_p"].iloc[0]
+        mismatch = bool(rows["srm_mismatch"].any())
+        units = ", ".join(f"{v} {int(n):,}" for v, n in rows.groupby("variant", sort=False)["units"].max().items())
+        srm = "n/a" if pd.isna(srm_p) else f"p = {srm_p:.3g}"
+        out.print(f"\n[bold]{experiment_id}[/bold]  units: {units}  SRM {srm}")
+        if mismatch:
+            out.print("[bold red]SAMPLE RATIO MISMATCH: the split differs from the configured weights; "
+                      "do not trust these numbers until assignment and logging are fixed.[/bold red]")  # fmt: skip
+        table = Table(show_edge=False)
+        for column in ("metric", "variant", "value", "lift", f"{1 - alpha:.0%} CI", "p (Holm)", "always-valid CI",
+                       "P(win)", "decision"):  # fmt: skip
+            table.add_column(column, justify="left" if column in ("metric", "variant", "decision") else "right")
+        for r in rows.itertuples():
+            if r.is_control:
+                table.add_row(str(r.metric), f"{r.variant} (control)", _fmt(r.value), "", "", "", "", "", "")
+                continue
+            table.add_row(
+                str(r.metric),
+                str(r.variant),
+                _fmt(r.value),
+                _pct(r.relative_lift),
+                _interval(r.relative_ci_low, r.relative_ci_high),
+                _fmt(r.p_value_holm, ".3f"),
+                _interval(r.sequential_ci_low, r.sequential_ci_high),
+                _pct(r.chance_to_win, signed=False),
+                str(r.decision) + (" (novelty: effect fading)" if r.novelty_fading is True else ""),
+            )
+        out.print(table)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    return "" if _missing(value) else format(float(value), spec)
+
+
+def _pct(value: Any, signed: bool = True) -> str:
+    return "" if _missing(value) else format(float(value), "+.1%" if signed else ".0%")
+
+
+def _interval(low: Any, high: Any) -> str:
+    return "" if _missing(low) else f"[{float(low):+.1%}, {float(high):+.1%}]"
