@@ -56,7 +56,7 @@ def experiments(ctx: click.Context, experiment_id: str | None, as_json: bool) ->
     _show(results, as_json)
 
 
-@experiments.command()
+@experiments.command("analyze")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
 @click.option("--no-cuped", is_flag=True, help="Ignore covariate columns.")
@@ -78,9 +78,6 @@ def analyze_csv(file: Path, alpha: float, no_cuped: bool, as_json: bool) -> None
     except (SummaryFileError, ValueError) as error:
         _fail(str(error))
     _show(results, as_json, alpha)
-
-
-analyze_csv.name = "analyze"
 
 
 @experiments.command()

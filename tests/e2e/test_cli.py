@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ml.experiments.analysis import RESULT_COLUMNS
+
 pytestmark = pytest.mark.e2e
 
 TAILOR = str(Path(sys.executable).parent / "tailor")
@@ -62,6 +64,20 @@ def test_generate_ingest_run(tmp_path: Path) -> None:
     assert Path(summary["warehouse"]).is_file()
     assert (home / "dagster" / "storage").is_dir()  # the run is recorded in the local Dagster instance
 
+    # The run also produced the experiment results, printed in the documented JSON shape.
+    report = json.loads(_tailor(home, "experiments", "--json").stdout)
+    assert report["schema_version"] == 1 and report["alpha"] == 0.05
+    assert {e["experiment_id"] for e in report["experiments"]} <= {
+        "exp_feed_ranker",
+        "exp_checkout_nudge",
+        "exp_aa_feed",
+    }
+    assert report["results"] and all(set(r) == set(RESULT_COLUMNS) for r in report["results"])
+    one = report["experiments"][0]["experiment_id"]
+    only = json.loads(_tailor(home, "experiments", "--experiment", one, "--json").stdout)
+    assert {r["experiment_id"] for r in only["results"]} == {one}
+    assert "SRM" in _tailor(home, "experiments").stdout
+
     # Regenerating the same history into the inbox is fine; another one would mix two worlds in one home.
     _tailor(home, "generate", "--users", "80", "--days", "4", "--seed", "5", "--overwrite")
     _tailor(home, "ingest", str(home / "inbox"))
@@ -84,5 +100,40 @@ def test_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     again = _tailor(home, "generate", "--users", "5", "--days", "1", "--out", out, check=False)
     assert again.returncode == 1 and "--overwrite" in again.stderr
     _tailor(home, "generate", "--users", "5", "--days", "1", "--out", out, "--overwrite")
-    for command in ("generate", "ingest", "run", "ui"):
+    for command in ("generate", "ingest", "run", "ui", "experiments"):
         assert _tailor(home, command, "--help").stdout.startswith("Usage: tailor " + command)
+
+
+def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    none_yet = _tailor(home, "experiments", check=False)
+    assert none_yet.returncode == 1 and "run `tailor run` first" in none_yet.stderr
+
+    summary = tmp_path / "summary.csv"
+    summary.write_text(
+        "experiment,metric,variant,n,sum,sum_squares,denominator_sum,denominator_sum_squares,"
+        "main_denominator_sum_product\n"
+        "checkout,conversion,control,5000,500,500,,,\n"
+        "checkout,conversion,treatment,5000,600,600,,,\n"
+        "checkout,ctr,control,5000,1000,1400,20000,90000,4500\n"
+        "checkout,ctr,treatment,5000,1100,1550,20000,90000,4900\n"
+    )
+    report = json.loads(_tailor(home, "experiments", "analyze", str(summary), "--json").stdout)
+    treated = {r["metric"]: r for r in report["results"] if not r["is_control"]}
+    assert treated["conversion"]["absolute_effect"] == pytest.approx(0.02)
+    assert treated["conversion"]["relative_lift"] == pytest.approx(0.2)
+    assert treated["ctr"]["relative_lift"] == pytest.approx(0.1)
+    assert treated["conversion"]["decision"] == "better"  # p < 0.001 at 5,000 units per arm
+    assert "checkout" in _tailor(home, "experiments", "analyze", str(summary)).stdout
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("experiment,metric,variant,n,sum,sum_squares\ncheckout,conversion,control,5000,lots,500\n")
+    failed = _tailor(home, "experiments", "analyze", str(broken), check=False)
+    assert failed.returncode == 1 and "line 2, column 'sum': 'lots' is not a number" in failed.stderr
+
+    plan = json.loads(_tailor(home, "experiments", "plan", "--baseline", "0.05", "--mde", "0.02", "--json").stdout)
+    assert plan["units_per_variant"] == 2199 and plan["days_needed"] is None  # no traffic history yet
+    relative = _tailor(home, "experiments", "plan", "--baseline", "0.05", "--mde", "0.1", "--relative")
+    assert "31,218 units per variant" in relative.stdout
+    bad = _tailor(home, "experiments", "plan", "--baseline", "0.99", "--mde", "0.05", check=False)
+    assert bad.returncode == 1 and "choose a smaller --mde" in bad.stderr
