@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.defs.experiments.assets import experiment_results, srm_check
+from orchestration.defs.experiments.assets import experiment_daily_results, experiment_results, srm_check
 from orchestration.defs.ingestion.assets import landing
 from orchestration.defs.ingestion.sensors import build_inbox_sensor
 from orchestration.defs.warehouse.assets import warehouse
@@ -22,7 +22,7 @@ daily_schedule = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[landing, warehouse, experiment_results],
+    assets=[landing, warehouse, experiment_results, experiment_daily_results],
     asset_checks=[reconciliation_check, srm_check],
     jobs=[tailor_job],
     schedules=[daily_schedule],

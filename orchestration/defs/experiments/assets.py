@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from ml.experiments.results import compute_results, read_results, write_results
+from ml.experiments.results import DAILY_RESULTS, compute_daily_results, compute_results, read_results, write_results
 from tailor.settings import get_settings
 
 RESULTS_KEY = dg.AssetKey(["experiments", "experiment_results"])
@@ -38,6 +38,23 @@ def experiment_results(context: dg.AssetExecutionContext) -> dg.MaterializeResul
             "decisions": dg.MetadataValue.json({str(k): int(v) for k, v in decisions.items()}),
             "preview": dg.MetadataValue.md(_preview(treated)),
         }
+    )
+
+
+@dg.asset(
+    key=["experiments", "experiment_daily_results"],
+    deps=[dg.AssetKey(["marts", "fct_experiment_daily_stats"]), dg.AssetKey(["marts", "dim_experiments"])],
+    group_name="experiments",
+    kinds={"python", "parquet"},
+)
+def experiment_daily_results() -> dg.MaterializeResult:
+    """The results as they stood at the end of each day since the start: relative lift with its fixed-horizon
+    and always-valid intervals. Only the always-valid interval may be acted on at an interim look."""
+    settings = get_settings()
+    daily = compute_daily_results(settings.marts_dir)
+    path = write_results(daily, settings.marts_dir, DAILY_RESULTS)
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)), "rows": dg.MetadataValue.int(len(daily))}
     )
 
 
