@@ -15,7 +15,7 @@ import numpy as np
 from tailor.simulator.batch import CLICK, CONVERSION, EXPOSURE, IMPRESSION, VIEW, EventBatch
 from tailor.simulator.config import SimulationConfig
 from tailor.simulator.formatting import DAY_MS
-from tailor.simulator.policy import PolicyState, candidate_pool, rank_slates
+from tailor.simulator.policy import PolicyState, candidate_pool, first_slot_propensity, rank_slates
 from tailor.simulator.world import World
 
 # Per-experiment, per-arm tallies of what the treatment truly did (summed probabilities, not draws).
@@ -54,6 +54,7 @@ class DayActivity:
     events: EventBatch
     impressions: dict[str, np.ndarray] = field(default_factory=dict)
     sessions: dict[str, np.ndarray] = field(default_factory=dict)
+    pool: dict[str, np.ndarray] = field(default_factory=dict)
     tallies: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, len(TALLIES))))
 
 
@@ -121,6 +122,8 @@ class _Impressions:
     p_click: np.ndarray
     clicked: np.ndarray
     taste: np.ndarray  # the user's taste factor for the item's true category
+    pool: np.ndarray  # the day's candidate items
+    pool_score: np.ndarray  # and the logged policy's score of each
 
 
 @dataclass
@@ -155,8 +158,11 @@ def simulate_day(
     events = _event_rows(sessions, requests, impressions, engagement, exposures, counters)
     return DayActivity(
         events=events,
-        impressions=_impression_truth(world.config, events, requests, impressions, experiments),
+        impressions=_impression_truth(
+            world.config, events, requests, impressions, experiments, world.day_start_ms(day)
+        ),
         sessions=_session_truth(world.config, sessions, requests, engagement, experiments),
+        pool=_pool_truth(world, day, impressions),
         tallies=tallies,
     )
 
@@ -232,7 +238,7 @@ def _draw_impressions(
     exam = examine(c, np.arange(1, k + 1))[position - 1]
     p_click = exam * attract
     clicked = rng.random(len(p_click)) < p_click
-    return _Impressions(request, item, position, exam, base, attract, p_click, clicked, taste)
+    return _Impressions(request, item, position, exam, base, attract, p_click, clicked, taste, pool, pool_score)
 
 
 def _draw_engagement(
@@ -375,7 +381,7 @@ def _event_rows(
 
 
 def _impression_truth(
-    c: SimulationConfig, events: EventBatch, r: _Requests, i: _Impressions, x: _Experiments
+    c: SimulationConfig, events: EventBatch, r: _Requests, i: _Impressions, x: _Experiments, day_ms: int
 ) -> dict[str, np.ndarray]:
     if not c.write_impression_truth:
         return {}
@@ -387,12 +393,26 @@ def _impression_truth(
         "position": i.position,
         "surface": r.surface[i.request],
         "occurred_ms": r.time[i.request],
+        # The day whose pool the slate came from: a session running past midnight keeps its start day's pool.
+        "pool_day_ms": np.full(len(i.item), day_ms, dtype=np.int64),
         "examine": i.examine,
         "attract": i.attract,
         "attract_without_experiments": np.clip(i.base, 0, 1),
         "experiment_multiplier": x.ctr_mult[i.request],
         "p_click": i.p_click,
         "clicked": i.clicked,
+    }
+
+
+def _pool_truth(world: World, day: int, i: _Impressions) -> dict[str, np.ndarray]:
+    """The day's candidate pool with each item's known propensity for the top slot (off-policy evaluation)."""
+    n = len(i.pool)
+    return {
+        "day_ms": np.full(n, world.day_start_ms(day), dtype=np.int64),
+        "content": i.pool,
+        "pool_rank": np.arange(n, dtype=np.int16),  # the first policy_pool_top are the top by score
+        "score": i.pool_score,
+        "propensity_first": first_slot_propensity(i.pool_score, world.config.policy_temperature),
     }
 
 

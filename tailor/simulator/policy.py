@@ -61,8 +61,21 @@ def rank_slates(scores: np.ndarray, requests: int, k: int, temperature: float, r
     Implemented as an exponential race (equivalent to Gumbel-top-k): item i gets key E_i / w_i with
     E_i ~ Exp(1), and the k smallest keys, in order, form the slate.
     """
-    weights = np.exp((scores - scores.max()) / temperature).astype(np.float32)
+    weights = _weights(scores, temperature)
     keys = rng.standard_exponential((requests, len(scores)), dtype=np.float32) / weights
     top = np.argpartition(keys, k - 1, axis=1)[:, :k]
     order = np.argsort(np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1)
+
+
+def first_slot_propensity(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """P(each pool item is shown at position 1): w_i / sum(w), exact for the exponential race above (the
+    smallest of independent Exp(w_j) keys is item i's with probability w_i / sum w). Logged as the known
+    propensity for off-policy evaluation of the top slot."""
+    weights = _weights(scores, temperature).astype(np.float64)
+    return weights / weights.sum()
+
+
+def _weights(scores: np.ndarray, temperature: float) -> np.ndarray:
+    # float32 because the race draws float32 keys; the propensities use these same rounded weights.
+    return np.exp((scores - scores.max()) / temperature).astype(np.float32)

@@ -72,6 +72,7 @@ class TruthRecorder:
         if activity.impressions:
             self._stream("impressions", impressions_table(self.world, activity.impressions))
         self._stream("sessions", sessions_table(activity.sessions))
+        self._stream("pool", pool_table(self.world, activity.pool))
 
     def finish(self, events_written: int, files: dict[str, list[str]]) -> dict[str, Any]:
         """Close the streamed tables, write the faults table and truth.json; return the truth document."""
@@ -139,6 +140,7 @@ def impressions_table(world: World, imp: dict[str, np.ndarray]) -> pa.Table:
             "position": pa.array(imp["position"].astype(np.int16)),
             "surface": _names(world.config.surfaces, imp["surface"]),
             "occurred_at": pa.array(imp["occurred_ms"], type=_TS),
+            "pool_day": pa.array(imp["pool_day_ms"], type=_TS).cast(pa.date32()),
             # float64: these are the exact probabilities the clicks were drawn from.
             "examine": _f64(imp["examine"]),
             "attract": _f64(imp["attract"]),
@@ -146,6 +148,21 @@ def impressions_table(world: World, imp: dict[str, np.ndarray]) -> pa.Table:
             "experiment_multiplier": _f64(imp["experiment_multiplier"]),
             "p_click": _f64(imp["p_click"]),
             "clicked": pa.array(imp["clicked"].astype(bool)),
+        }
+    )
+
+
+def pool_table(world: World, pool: dict[str, np.ndarray]) -> pa.Table:
+    """Each day's candidate pool: the logged policy's score and P(item at position 1) = softmax(score / T)."""
+    top = world.config.policy_pool_top
+    return pa.table(
+        {
+            "day": pa.array(pool["day_ms"], type=_TS).cast(pa.date32()),
+            "content_id": fixed_strings(content_ids(pool["content"])),
+            "pool_rank": pa.array(pool["pool_rank"].astype(np.int16)),
+            "explore": pa.array(pool["pool_rank"] >= top),
+            "score": _f64(pool["score"]),
+            "propensity_first": _f64(pool["propensity_first"]),
         }
     )
 

@@ -120,6 +120,9 @@ def truth_document(
             "pool_top": c.policy_pool_top,
             "pool_explore": c.policy_pool_explore,
             "personalised": False,
+            "propensities": "_truth/pool.parquet: propensity_first = P(item at position 1) = w / sum(w) over the "
+            "day's pool, w = exp((score - max score) / temperature) (exact for the Gumbel-top-k draw); position 1 "
+            "has examine = 1, so the top slot is a logged bandit with known propensities",
         },
         "users": {
             "count": len(world.users),
@@ -162,10 +165,13 @@ _TABLE_GRAIN = {
     "(sums to 1), variant_<experiment_id>",
     "content": "one row per item: true category (drives behaviour), label_at_publish, format, published_at, "
     "latent quality, the policy's noisy quality estimate",
-    "impressions": "one row per clean impression event: examine, attract, attract_without_experiments, "
-    "experiment_multiplier, p_click (the exact probability its click was drawn from) and clicked",
+    "impressions": "one row per clean impression event: pool_day (the day's pool in pool.parquet the slate was "
+    "drawn from), examine, attract, attract_without_experiments, experiment_multiplier, p_click (the exact "
+    "probability its click was drawn from) and clicked",
     "sessions": "one row per session: times, requests, clicks, dwell, p_conversion (exact), "
     "p_conversion_without_experiments, converted, exposed_<experiment_id>",
+    "pool": "one row per day x candidate item of the logged policy: pool_rank (< pool_top: top by score, else "
+    "explore), score, propensity_first (exact probability the item was drawn for position 1 that day)",
     "faults": "one row per planted fault: event_id, fault (duplicate, late or a malformed kind), base_event_id "
     "(the clean event a malformed row copies), occurred_at, received_at, delivery_date",
 }
