@@ -71,6 +71,7 @@ class ResultRow:
 
 
 RESULT_COLUMNS = [name for name in ResultRow.__dataclass_fields__ if not name.startswith("_")]
+NoveltyIndex = dict[str, dict[str, dict[float, dict[str, dict[str, Any]]]]]
 
 
 def analyze(
@@ -92,9 +93,31 @@ def analyze(
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    # Records are indexed once (experiment -> metric -> [day ->] variant): per-group DataFrame filtering costs
+    # more than the statistics themselves.
+    stats_index: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for record in stats.to_dict("records"):
+        r = _record(record)
+        stats_index.setdefault(str(r["experiment_id"]), {}).setdefault(str(r["metric"]), {})[str(r["variant"])] = r
+    novelty_index: NoveltyIndex | None = None
+    if novelty is not None:
+        novelty_index = {}
+        for record in novelty.to_dict("records"):
+            r = _record(record)
+            by_day = novelty_index.setdefault(str(r["experiment_id"]), {}).setdefault(str(r["metric"]), {})
+            by_day.setdefault(float(r["days_since_exposure"]), {})[str(r["variant"])] = r
     rows: list[ResultRow] = []
     for experiment_id, arms in variants[variants["weight"].notna()].groupby("experiment_id", sort=True):
-        rows.extend(_experiment(str(experiment_id), arms, stats, novelty, alpha, use_cuped))
+        rows.extend(
+            _experiment(
+                str(experiment_id),
+                arms,
+                stats_index.get(str(experiment_id), {}),
+                None if novelty_index is None else novelty_index.get(str(experiment_id), {}),
+                alpha,
+                use_cuped,
+            )
+        )
     frame = pd.DataFrame([{k: v for k, v in asdict(r).items() if not k.startswith("_")} for r in rows])
     return frame.reindex(columns=RESULT_COLUMNS)
 
@@ -102,8 +125,8 @@ def analyze(
 def _experiment(
     experiment_id: str,
     arms: pd.DataFrame,
-    stats: pd.DataFrame,
-    novelty: pd.DataFrame | None,
+    stats: dict[str, dict[str, dict[str, Any]]],
+    novelty: dict[str, dict[float, dict[str, dict[str, Any]]]] | None,
     alpha: float,
     use_cuped: bool,
 ) -> list[ResultRow]:
@@ -115,15 +138,14 @@ def _experiment(
     records = [_record(r) for r in arms.to_dict("records")]
     weight = {str(r["variant"]): float(r["weight"]) for r in records}
     planned = {str(r["variant"]): _planned(r.get("planned_units_per_variant")) for r in records}
-    mine = stats[(stats["experiment_id"] == experiment_id) & stats["variant"].isin(order)]
-    units = _units(mine, order)
+    units = {v: max((int(by[v]["n"]) for by in stats.values() if v in by), default=0) for v in order}
     srm_p, mismatch = None, False
     if sum(units.values()) > 0:
         srm = srm_test([units[v] for v in order], [weight[v] for v in order])
         srm_p, mismatch = srm.p_value, srm.mismatch
     rows: list[ResultRow] = []
-    for metric, by_variant in mine.groupby("metric", sort=True):
-        by = {str(r["variant"]): _record(r) for r in by_variant.to_dict("records")}
+    for metric in sorted(stats):
+        by = stats[metric]
         if control not in by:
             continue
         base = by[control]
@@ -150,7 +172,7 @@ def _experiment(
                 )
                 _compare(result, base, row, alpha, use_cuped, tuned_at)
                 if novelty is not None and result.absolute_effect is not None:
-                    _novelty(result, novelty, experiment_id, str(metric), control, variant)
+                    _novelty(result, novelty.get(metric, {}), control, variant)
             rows.append(result)
     _correct_and_decide(rows, alpha, planned)
     return rows
@@ -191,20 +213,17 @@ def _compare(
     result._evidence = {"higher_is_better": higher_is_better}
 
 
-def _novelty(
-    result: ResultRow, novelty: pd.DataFrame, experiment_id: str, metric: str, control: str, variant: str
-) -> None:
-    mine = novelty[(novelty["experiment_id"] == experiment_id) & (novelty["metric"] == metric)]
+def _novelty(result: ResultRow, by_day: dict[float, dict[str, dict[str, Any]]], control: str, variant: str) -> None:
     days, effects, ses = [], [], []
-    for day, group in mine.groupby("days_since_exposure", sort=True):
-        by = {str(r["variant"]): _record(r) for r in group.to_dict("records")}
+    for day in sorted(by_day):
+        by = by_day[day]
         if control not in by or variant not in by:
             continue
         try:
             c = compare_moments(Moments.from_row(by[control], False), Moments.from_row(by[variant], False))
         except ValueError:
             continue  # a day with too few units or no activity says nothing about the trend
-        days.append(float(day))  # type: ignore[arg-type]
+        days.append(day)
         effects.append(c.comparison.absolute)
         ses.append(c.comparison.absolute_se)
     trend = effect_trend(days, effects, ses)
@@ -251,12 +270,6 @@ def _record(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def _is_guardrail(r: ResultRow) -> bool:
     return r.metric_role == "guardrail" and r.non_inferiority_margin is not None
-
-
-def _units(stats: pd.DataFrame, order: list[str]) -> dict[str, int]:
-    """Units per variant: the largest n over metrics (every metric counts every analysed unit)."""
-    by = stats.groupby("variant")["n"].max().to_dict() if len(stats) else {}
-    return {v: int(by.get(v, 0)) for v in order}
 
 
 def _value(row: Mapping[str, Any]) -> float | None:
