@@ -9,6 +9,7 @@ export TAILOR_HOME ?= $(CURDIR)/data
 # No telemetry anywhere: these machines have no internet, and a blocked call slows or hangs a run.
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_DISABLE_TELEMETRY := true
+export FEAST_USAGE := False
 export DO_NOT_TRACK := 1
 
 DEMO_USERS ?= 2000

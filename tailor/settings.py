@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 
 # Environment variables every tool we drive must see: the machines have no internet, and a blocked
 # telemetry call slows or hangs a run.
@@ -58,6 +59,16 @@ class Settings:
     def marts_dir(self) -> Path:
         """Marts published as Parquet for Feast, the app and anyone else who reads."""
         return self.home / "marts"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast's registry and SQLite online store (feature_repo/feature_store.yaml points here)."""
+        return self.home / "feast"
+
+    @property
+    def training_dir(self) -> Path:
+        """Training sets built from the feature store, as Parquet."""
+        return self.home / "training"
 
     @property
     def dagster_home(self) -> Path:
