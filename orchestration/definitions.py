@@ -3,6 +3,8 @@
 import dagster as dg
 
 from orchestration.defs.experiments.assets import experiment_daily_results, experiment_results, srm_check
+from orchestration.defs.features.assets import feast_online_store, feast_registry, ranking_training_set
+from orchestration.defs.features.checks import online_consistency_check, online_freshness_check
 from orchestration.defs.ingestion.assets import landing
 from orchestration.defs.ingestion.sensors import build_inbox_sensor
 from orchestration.defs.warehouse.assets import warehouse
@@ -22,8 +24,16 @@ daily_schedule = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[landing, warehouse, experiment_results, experiment_daily_results],
-    asset_checks=[reconciliation_check, srm_check],
+    assets=[
+        landing,
+        warehouse,
+        experiment_results,
+        experiment_daily_results,
+        feast_registry,
+        feast_online_store,
+        ranking_training_set,
+    ],
+    asset_checks=[reconciliation_check, srm_check, online_freshness_check, online_consistency_check],
     jobs=[tailor_job],
     schedules=[daily_schedule],
     sensors=[build_inbox_sensor(tailor_job)],

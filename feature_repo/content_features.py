@@ -1,0 +1,67 @@
+"""Content features: catalog attributes and popularity, from the daily snapshot in fct_content_features_daily.
+
+Counters are named content_* because a feature service (ranker_v1) needs names unique across its views.
+"""
+
+from datetime import timedelta
+
+from data_sources import content_features_source
+from entities import content
+from feast import FeatureView, Field
+from feast.types import FeastType, Float64, Int64, String, UnixTimestamp
+
+OWNER = "personalization"
+WINDOWS = (1, 7, 28)
+
+
+def _feature(name: str, dtype: FeastType, description: str) -> Field:
+    return Field(name=name, dtype=dtype, description=description, tags={"owner": OWNER})
+
+
+def _windowed(days: int) -> list[Field]:
+    span = "that day" if days == 1 else f"the trailing {days} days (the day itself included)"
+    return [
+        _feature(f"content_impressions_{days}d", Int64, f"Times the item was shown over {span}."),
+        _feature(f"content_clicks_{days}d", Int64, f"Click events on the item over {span}."),
+        _feature(
+            f"content_ctr_smoothed_{days}d",
+            Float64,
+            f"Clicks / impressions over {span}, shrunk toward the platform CTR of the same window "
+            "(20 pseudo-impressions): a new item starts at the platform mean.",
+        ),
+    ]
+
+
+# A catalog record stays true until the catalog says otherwise: a month-old label is still the label.
+content_profile_fv = FeatureView(
+    name="content_profile",
+    entities=[content],
+    ttl=timedelta(days=30),
+    schema=[
+        _feature("category", String, "Category as of the end of the day (null before the catalog record arrives)."),
+        _feature("format", String, "article, video or podcast."),
+        _feature("published_at", UnixTimestamp, "When the item was published (UTC)."),
+        _feature("age_days", Float64, "Days from publication to the end of the day (see content_age_hours)."),
+    ],
+    source=content_features_source,
+    online=True,
+    description="What the item is: category, format and publication time, as the catalog said at the end of the day.",
+    owner=OWNER,
+    tags={"owner": OWNER, "source": "dbt:fct_content_features_daily"},
+)
+
+# Popularity is a daily count like the user's: stale after two days.
+content_popularity_fv = FeatureView(
+    name="content_popularity",
+    entities=[content],
+    ttl=timedelta(days=2),
+    schema=[
+        *(field for days in WINDOWS for field in _windowed(days)),
+        _feature("popularity_rank_7d", Int64, "Rank among all items by 7-day clicks, then impressions (1 = top)."),
+    ],
+    source=content_features_source,
+    online=True,
+    description="How often the item was shown and clicked over the last 1, 7 and 28 days, and its rank that day.",
+    owner=OWNER,
+    tags={"owner": OWNER, "source": "dbt:fct_content_features_daily"},
+)

@@ -1,0 +1,80 @@
+"""Open Tailor's Feast feature store for one Tailor home, with the online store the configuration selects.
+
+`feature_repo/feature_store.yaml` (SQLite) is the default; Feast's own ``FEAST_FS_YAML_FILE_PATH`` selects another
+file, e.g. `feature_repo/feature_store.redis.yaml`. The files refer to ``${TAILOR_HOME}`` and other variables; the
+plain `feast` CLI substitutes them from the environment, and so does this module, except that TAILOR_HOME comes from
+the Settings passed in: two homes can be open in one process (tests do that) without touching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from feast import FeatureStore, RepoConfig
+
+from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings
+
+#: Feast's variable naming the feature_store.yaml to use; the `feast` CLI and `FeatureStore()` honour it too.
+FEAST_YAML_ENV = "FEAST_FS_YAML_FILE_PATH"
+_VARIABLE = re.compile(r"\$\{(\w+)\}")
+
+
+class FeatureStoreConfigError(ValueError):
+    """The feature store configuration cannot be used as it stands (a missing file or variable)."""
+
+
+def feature_store_yaml() -> Path:
+    """The configuration in use: ``$FEAST_FS_YAML_FILE_PATH`` when set, else `feature_repo/feature_store.yaml`."""
+    configured = os.environ.get(FEAST_YAML_ENV)
+    path = Path(configured).expanduser().resolve() if configured else FEATURE_REPO_DIR / "feature_store.yaml"
+    if not path.is_file():
+        raise FeatureStoreConfigError(
+            f"{FEAST_YAML_ENV} names {path}, which does not exist: point it at a feature_store*.yaml file "
+            f"(e.g. {FEATURE_REPO_DIR / 'feature_store.redis.yaml'}) or unset it for the SQLite default."
+        )
+    return path
+
+
+def _substitute(text: str, variables: Mapping[str, str], source: Path) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in variables:
+            raise FeatureStoreConfigError(
+                f"{source.name} uses ${{{name}}}, which is not set: export {name} "
+                "(see feature_repo/README.md for what it means)."
+            )
+        return variables[name]
+
+    return _VARIABLE.sub(value, text)
+
+
+def load_config(settings: Settings, yaml_path: Path | None = None) -> RepoConfig:
+    """The Feast configuration for this home, with ``${...}`` filled in."""
+    path = yaml_path or feature_store_yaml()
+    variables = {**os.environ, "TAILOR_HOME": str(settings.home)}
+    raw = yaml.safe_load(_substitute(path.read_text(), variables, path))
+    config = RepoConfig(**raw)
+    config.repo_path = FEATURE_REPO_DIR
+    return config
+
+
+def open_store(settings: Settings, yaml_path: Path | None = None) -> FeatureStore:
+    """The feature store of this Tailor home. Run `feast apply` (or the Dagster asset) first to register views."""
+    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=load_config(settings, yaml_path))
+
+
+def feast_env(settings: Settings) -> dict[str, str]:
+    """Environment for a `feast` subprocess working on this home (keeps a FEAST_FS_YAML_FILE_PATH already set)."""
+    env = {**TELEMETRY_OFF, "TAILOR_HOME": str(settings.home)}
+    if FEAST_YAML_ENV in os.environ:
+        env[FEAST_YAML_ENV] = str(feature_store_yaml())
+    return env
+
+
+def online_store_type(settings: Settings) -> str:
+    """`sqlite` or `redis`: which online store the configuration in use selects."""
+    return str(load_config(settings).online_store.type)

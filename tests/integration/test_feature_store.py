@@ -1,0 +1,369 @@
+"""The feature store on a small simulated history: real dbt, real Feast, real SQLite and Redis online stores.
+
+A history is generated and built once per module without its last day (the "yesterday" warehouse). Training-set
+tests read it; online-store tests copy it, materialize, deliver the last day and materialize again. Expected
+values come from the published Parquet read with DuckDB, never from Feast itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from ml.features import UnknownFeatureError, build_training_set, online_features, open_store, write_training_set
+from ml.features.health import consistency, freshness
+from ml.features.materialize import materialize_features
+from ml.features.repo import FEAST_EXECUTABLE, apply_feature_repo
+from ml.features.store import FEAST_YAML_ENV, feast_env
+from tailor.ingest import ingest_paths
+from tailor.settings import FEATURE_REPO_DIR, Settings, get_settings
+from tailor.simulator import SimulationConfig, simulate
+from tests.conftest import run_dbt
+
+pytestmark = pytest.mark.integration
+
+CONFIG = SimulationConfig(users=150, days=6, seed=11)
+LAST_DAY = CONFIG.end_date.isoformat()
+BATCH_VIEWS = {"user_engagement", "user_category_affinity", "content_profile", "content_popularity"}
+
+
+def _delivered(generated: Path, last_day: bool) -> list[Path]:
+    """Files of the days before the last simulated day, or of the last day and after (late deliveries)."""
+    files = sorted(generated.glob("*/*.jsonl"))
+    return [p for p in files if (p.stem.split("-", 1)[1] >= LAST_DAY) == last_day]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("feature_store") / "generated"
+    simulate(CONFIG, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(generated: Path) -> Iterator[Settings]:
+    """A home built up to the day before the last, with the SQLite feature store applied."""
+    settings = get_settings(generated.parent / "home")
+    ingest_paths(_delivered(generated, last_day=False), settings)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TAILOR_HOME", str(settings.home))
+        patch.delenv(FEAST_YAML_ENV, raising=False)
+        run_dbt(settings, "build")
+        apply_feature_repo(settings)
+        yield settings
+
+
+def _mart(settings: Settings, name: str) -> pd.DataFrame:
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        return con.execute("select * from read_parquet(?)", [str(settings.marts_dir / f"{name}.parquet")]).df()
+
+
+def _utc(stamp: Any) -> datetime:
+    return pd.Timestamp(stamp).tz_convert("UTC").to_pydatetime()
+
+
+# --- point in time -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "America/New_York"])
+def test_a_training_row_uses_the_value_known_at_its_impression_time(
+    built: Settings, timezone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's 7-day clicks change from one daily row to the next. An impression between the two rows gets the
+    older value, one after the second row gets the newer, one before any row gets nulls, as does a user with no
+    history at all, and a row older than the view's 2-day TTL is not served. The machine's time zone must not
+    matter (naive timestamps taken for local time would shift every join by hours)."""
+    monkeypatch.setenv("TZ", timezone)
+    time.tzset()
+    try:
+        users = _mart(built, "fct_user_features_daily").sort_values(["user_id", "event_timestamp"])
+        users["next_clicks"] = users.groupby("user_id")["clicks_7d"].shift(-1)
+        changed = users[users["next_clicks"].notna() & (users["next_clicks"] != users["clicks_7d"])].iloc[0]
+        user, older_at = changed["user_id"], _utc(changed["event_timestamp"])
+        newer_at = older_at + timedelta(days=1)
+        first_at = _utc(users.loc[users["user_id"] == user, "event_timestamp"].min())
+        content = str(_mart(built, "fct_content_features_daily")["content_id"].iloc[0])
+        moments = {
+            "at the older row": older_at,
+            "between the rows": older_at + timedelta(hours=12),
+            "just before the newer row": newer_at - timedelta(microseconds=1),
+            "after the newer row": newer_at + timedelta(hours=1),
+            "before any row": first_at - timedelta(seconds=1),
+            "after the ttl": _utc(users["event_timestamp"].max()) + timedelta(days=2, seconds=1),
+        }
+        spine = pd.DataFrame(
+            {
+                "user_id": [user] * len(moments) + ["u_never_seen"],
+                "content_id": content,
+                "event_timestamp": [*moments.values(), newer_at],
+            }
+        )
+        spine["request_at"] = spine["event_timestamp"]
+        rows = build_training_set(open_store(built), spine)
+    finally:
+        monkeypatch.undo()  # the machine's own zone again, for the C library too
+        time.tzset()
+    got = dict(zip([*moments, "unknown user"], rows["clicks_7d"], strict=True))
+    older, newer = changed["clicks_7d"], changed["next_clicks"]
+    assert got["at the older row"] == older  # a row is known from its event_timestamp on
+    assert got["between the rows"] == older
+    assert got["just before the newer row"] == older
+    assert got["after the newer row"] == newer
+    assert pd.isna(got["before any row"]) and pd.isna(got["unknown user"])
+    assert pd.isna(got["after the ttl"])  # every user's newest row is the newest day's
+    assert list(rows["user_id"]) == list(spine["user_id"])  # the spine's order is kept
+
+
+def test_the_training_set_equals_an_independent_as_of_join(built: Settings) -> None:
+    """Every impression, its label, and features equal to DuckDB's ASOF join of the marts (newest row at or before
+    the impression, within the view's TTL)."""
+    summary = write_training_set(built, open_store(built), chunk_rows=1500)  # several chunks, one file
+    training = pd.read_parquet(summary.path)
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        marts = built.marts_dir
+        expected = con.execute(
+            f"""
+            with impressions as (
+                select impression_id, user_id, content_id, timezone('UTC', occurred_at) as at, is_clicked
+                from read_parquet('{marts}/fct_impressions.parquet')
+            )
+            select
+                i.impression_id, i.is_clicked,
+                case when i.at - u.event_timestamp <= interval 2 day then u.clicks_7d end as clicks_7d,
+                case when i.at - u.event_timestamp <= interval 2 day then u.ctr_smoothed_28d end as ctr_smoothed_28d,
+                case when i.at - c.event_timestamp <= interval 30 day then c.category end as category,
+                case when i.at - c.event_timestamp <= interval 2 day then c.content_clicks_7d end as content_clicks_7d
+            from impressions i
+            asof left join read_parquet('{marts}/fct_user_features_daily.parquet') u
+                on i.user_id = u.user_id and i.at >= u.event_timestamp
+            asof left join read_parquet('{marts}/fct_content_features_daily.parquet') c
+                on i.content_id = c.content_id and i.at >= c.event_timestamp
+            """
+        ).df()
+    assert summary.rows == len(expected) > 3 * 1500
+    joined = training.merge(expected, on="impression_id", suffixes=("", "_expected"), validate="one_to_one")
+    assert len(joined) == len(expected)
+    assert (joined["clicked"] == joined["is_clicked"]).all()
+    for column in ("clicks_7d", "ctr_smoothed_28d", "category", "content_clicks_7d"):
+        left, right = joined[column], joined[f"{column}_expected"]
+        same = (left.isna() & right.isna()) | (left == right)
+        assert same.all(), f"{column}: {joined.loc[~same, ['impression_id', column, f'{column}_expected']].head()}"
+    # Nothing is known before the end of the first day: first-day impressions have no user features.
+    first_day = joined["event_timestamp"] < joined["event_timestamp"].min().normalize() + pd.Timedelta(days=1)
+    assert joined.loc[first_day, "clicks_7d"].isna().all()
+    assert joined.loc[~first_day, "clicks_7d"].notna().mean() > 0.5
+    assert joined["content_age_hours"].dropna().gt(0).all()  # an item is never shown before it is published
+
+
+# --- online store, on SQLite and on Redis ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_home(
+    request: pytest.FixtureRequest, built: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """A copy of the built home, its own feature store on the parametrized online store."""
+    settings = get_settings(tmp_path / "home")
+    shutil.copytree(built.home, settings.home, ignore=shutil.ignore_patterns("feast", "dagster", "training"))
+    monkeypatch.setenv("TAILOR_HOME", str(settings.home))
+    if request.param == "redis":
+        address = request.getfixturevalue("redis_url").removeprefix("redis://")
+        # A database of its own on the shared server, emptied first: keys are per project, not per home.
+        import redis
+
+        redis.Redis.from_url(f"redis://{address}/7").flushdb()
+        monkeypatch.setenv(FEAST_YAML_ENV, str(FEATURE_REPO_DIR / "feature_store.redis.yaml"))
+        monkeypatch.setenv("TAILOR_FEAST_REDIS", f"{address},db=7")
+    else:
+        monkeypatch.delenv(FEAST_YAML_ENV, raising=False)
+    apply_feature_repo(settings)
+    return settings
+
+
+def test_online_store_backfills_then_loads_each_new_day(
+    online_home: Settings, generated: Path, request: pytest.FixtureRequest
+) -> None:
+    store = open_store(online_home)
+    assert store.config.online_store.type == request.node.callspec.params["online_home"]
+    first = materialize_features(store)
+    assert {v.mode for v in first} == {"backfill"}
+    assert {v.view for v in first} == BATCH_VIEWS
+    _assert_online_equals_newest_offline(online_home)
+
+    # The last day arrives (with late events for earlier days): dbt rebuilds, materialization picks it up.
+    ingest_paths(_delivered(generated, last_day=True), online_home)
+    run_dbt(online_home, "build")
+    store = open_store(online_home)
+    second = materialize_features(store)
+    assert {v.mode for v in second} == {"incremental"}
+    assert all(v.end - v.start <= timedelta(days=8) for v in second)
+    newest = _utc(_mart(online_home, "fct_user_features_daily")["event_timestamp"].max())
+    assert newest == max(v.end for v in first) + timedelta(days=1)
+    _assert_online_equals_newest_offline(online_home)
+
+
+def _assert_online_equals_newest_offline(settings: Settings) -> None:
+    store = open_store(settings)
+    assert all(r.fresh for r in freshness(store)), freshness(store)
+    results = consistency(store)
+    assert all(r.entities_checked == 50 for r in results)
+    assert [m for r in results for m in r.mismatches] == []
+    # And through the serving helper, for every user of the newest day: one value checked independently.
+    users = _mart(settings, "fct_user_features_daily")
+    newest = users[users["event_timestamp"] == users["event_timestamp"].max()].sort_values("user_id")
+    rows = [{"user_id": u, "content_id": "c_none"} for u in newest["user_id"]]
+    served = online_features(store, rows, ["user_engagement:clicks_28d", "user_engagement:days_since_last_visit"])
+    assert list(served["clicks_28d"]) == list(newest["clicks_28d"])
+    assert list(served["days_since_last_visit"]) == list(newest["days_since_last_visit"])
+    assert set(served["status"]) == {"ok"}
+
+
+def test_unknown_entities_get_nulls_and_a_status(online_home: Settings) -> None:
+    store = open_store(online_home)
+    materialize_features(store)
+    users = _mart(online_home, "fct_user_features_daily")
+    items = _mart(online_home, "fct_content_features_daily")
+    known_user, known_item = str(users["user_id"].iloc[0]), str(items["content_id"].iloc[0])
+    rows = [
+        {"user_id": known_user, "content_id": known_item},
+        {"user_id": "u_nobody", "content_id": known_item},
+        {"user_id": known_user, "content_id": "c_nothing"},
+        {"user_id": "u_nobody", "content_id": "c_nothing"},
+    ]
+    served = online_features(store, rows)  # the ranker_v1 service, request time = now
+    assert list(served["status"]) == ["ok", "unknown user", "unknown content", "unknown user and content"]
+    assert served.loc[1, ["clicks_7d", "days_since_last_visit", "category_affinity"]].isna().all()
+    assert served.loc[1, ["content_clicks_7d", "category"]].notna().all()  # the item is still known
+    assert served.loc[2, ["content_clicks_7d", "category", "content_age_hours"]].isna().all()
+    assert served.loc[0, "content_age_hours"] > 0
+
+
+def test_unknown_feature_names_and_bad_ids_are_refused_with_a_clear_error(built: Settings) -> None:
+    store = open_store(built)
+    with pytest.raises(UnknownFeatureError, match=r"has no feature 'clickz_7d' \(did you mean 'clicks_7d'\?\)"):
+        online_features(store, [{"user_id": "u0000001"}], ["user_engagement:clickz_7d"])
+    with pytest.raises(UnknownFeatureError, match=r"no feature view named 'user_engagment'.*did you mean"):
+        online_features(store, [{"user_id": "u0000001"}], ["user_engagment:clicks_7d"])
+    with pytest.raises(
+        UnknownFeatureError, match=r"no feature service named 'ranker_v9'.*registered services: ranker_v1"
+    ):
+        online_features(store, [{"user_id": "u0000001"}], "ranker_v9")
+    with pytest.raises(TypeError, match=r"user_id must be a string .* got int 1"):
+        online_features(store, [{"user_id": 1}], ["user_engagement:clicks_7d"])
+    with pytest.raises(ValueError, match=r"entity row 0 has no 'content_id'"):
+        online_features(store, [{"user_id": "u0000001"}])
+
+
+# --- Dagster and the plain feast CLI -----------------------------------------------------------------------------
+
+
+def test_the_feature_assets_follow_the_feature_marts_in_the_graph() -> None:
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    marts = {dg.AssetKey(["marts", "fct_user_features_daily"]), dg.AssetKey(["marts", "fct_content_features_daily"])}
+    registry, online = dg.AssetKey(["feast", "registry"]), dg.AssetKey(["feast", "online_store"])
+    assert marts <= graph.get(registry).parent_keys
+    assert marts | {registry} <= graph.get(online).parent_keys
+    training = graph.get(dg.AssetKey(["ml", "ranking_training_set"])).parent_keys
+    assert marts | {registry, dg.AssetKey(["marts", "fct_impressions"])} <= training
+    checks = {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys}
+    assert {"feast/online_store:online_store_is_fresh", "feast/online_store:online_matches_offline"} <= checks
+    job = defs.resolve_job_def("tailor_job")
+    assert online in job.asset_layer.selected_asset_keys  # `tailor run` and the daily schedule include it
+
+
+def test_feature_assets_and_checks_run_in_process(built: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestration.defs.features.assets import feast_online_store, feast_registry, ranking_training_set
+    from orchestration.defs.features.checks import online_consistency_check, online_freshness_check
+
+    monkeypatch.setenv("TAILOR_HOME", str(built.home))
+    assets = [feast_registry, feast_online_store, ranking_training_set]
+    checks = [online_freshness_check, online_consistency_check]
+    for run in ("first", "second"):
+        result = dg.materialize([*assets, *checks], instance=dg.DagsterInstance.ephemeral())
+        assert result.success, run
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.check_name for e in evaluations} == {"online_store_is_fresh", "online_matches_offline"}
+        assert all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
+        metadata = {
+            e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
+        }
+        modes = {view["mode"] for view in metadata["feast/online_store"]["views"].value.values()}  # type: ignore[union-attr]
+        applied = metadata["feast/registry"]["applied"].value
+        if run == "second":
+            assert modes == {"incremental"} and applied is False  # nothing changed: apply skipped
+    training = pd.read_parquet(built.training_dir / "ranking_training_set.parquet")
+    assert len(training) == len(_mart(built, "fct_impressions"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_plain_feast_cli_lists_views_and_serves_features(built: Settings) -> None:
+    env = {**os.environ, **feast_env(built)}
+    env.pop(FEAST_YAML_ENV, None)
+    listed = subprocess.run(
+        [FEAST_EXECUTABLE, "feature-views", "list"], cwd=FEATURE_REPO_DIR, env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    for view in BATCH_VIEWS:
+        assert view in listed.stdout
+    materialize_features(open_store(built))
+    users = _mart(built, "fct_user_features_daily")
+    newest = users[users["event_timestamp"] == users["event_timestamp"].max()].sort_values("user_id").head(3)
+    port = _free_port()
+    server = subprocess.Popen(
+        [FEAST_EXECUTABLE, "serve", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=FEATURE_REPO_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers go down with it
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+    )
+    try:
+        body = json.dumps(
+            {"features": ["user_engagement:clicks_28d"], "entities": {"user_id": list(newest["user_id"])}}
+        ).encode()
+        answer = _post_when_up(f"http://127.0.0.1:{port}/get-online-features", body, server)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    # The server orders features its own way: find ours by name.
+    names = answer["metadata"]["feature_names"]
+    values = answer["results"][names.index("clicks_28d")]["values"]
+    assert values == [int(v) for v in newest["clicks_28d"]]
+
+
+def _post_when_up(url: str, body: bytes, server: subprocess.Popen[bytes], timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return dict(json.loads(response.read()))
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
