@@ -269,5 +269,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 main.add_command(experiments)
 
+from tailor.stream.cli import stream  # noqa: E402  (light: the command imports redis and feast when it runs)
+
+main.add_command(stream)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

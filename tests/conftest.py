@@ -48,3 +48,21 @@ def query_warehouse(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`redis://127.0.0.1:PORT` of a real redis-server started for this test session and stopped after it.
+
+    Skips when redis-server is missing, except under TAILOR_REQUIRE_SERVICES=1 (CI), where that is a failure.
+    Tests share the server: give keys, streams and entity ids names of their own.
+    """
+    from tests.redis_server import INSTALL_HINT, RedisServer, redis_server_binary, services_required
+
+    binary = redis_server_binary()
+    if binary is None:
+        if services_required():
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
+        yield server.url

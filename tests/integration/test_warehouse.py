@@ -34,6 +34,14 @@ MARTS = (
     "dim_content_history",
     "fct_rejected_rows",
     "fct_batch_fates",
+    "fct_user_features_daily",
+    "fct_content_features_daily",
+    "fct_user_recent_activity",
+    "fct_experiment_units",
+    "dim_experiments",
+    "fct_experiment_stats",
+    "fct_experiment_daily_stats",
+    "fct_experiment_novelty_stats",
 )
 
 

@@ -1,0 +1,228 @@
+"""`tailor stream`: publish events to the Redis Stream, consume them into the online store, show the state.
+
+Heavy imports (redis, duckdb, feast) happen inside the commands, so `tailor --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from tailor.stream.config import PUSH_SOURCE, StreamConfig, default_redis_url
+
+if TYPE_CHECKING:
+    from tailor.stream.broker import Broker
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _broker(url: str, stream: str, group: str) -> Broker:
+    """A connected broker, or a clear error when Redis cannot be reached."""
+    import redis
+
+    from tailor.stream.broker import Broker, connect
+
+    client = connect(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        _fail(
+            f"cannot reach Redis at {url} ({exc}). Start one (e.g. `redis-server --port 6379 --bind 127.0.0.1`), "
+            "or point --redis / TAILOR_REDIS_URL at yours."
+        )
+    return Broker(client, StreamConfig(stream=stream, group=group))
+
+
+def _common(command: Any) -> Any:
+    """--redis, --stream and --group, shared by every subcommand."""
+    defaults = StreamConfig()
+    command = click.option("--group", default=defaults.group, show_default=True, help="Consumer group.")(command)
+    command = click.option("--stream", default=defaults.stream, show_default=True, help="Redis Stream key.")(command)
+    return click.option(
+        "--redis",
+        "redis_url",
+        default=default_redis_url,
+        show_default="TAILOR_REDIS_URL or " + "redis://127.0.0.1:6379/0",
+        help="Redis holding the stream.",
+    )(command)
+
+
+@click.group()
+def stream() -> None:
+    """Stream events into the online store: recent-activity features within seconds of a click.
+
+    Producers `publish` events to a Redis Stream; one `consume` process per group keeps 30-minute windows per
+    user and pushes them to the Feast push source recent_activity_push.
+    """
+
+
+def _lines(paths: tuple[Path, ...]) -> Iterator[str]:
+    sources = paths or (Path("-"),)
+    for path in sources:
+        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+        try:
+            for line in handle:
+                if line.strip():
+                    yield line.strip()
+        finally:
+            if handle is not sys.stdin:
+                handle.close()
+
+
+@stream.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as_json: bool) -> None:
+    """Append events (JSON Lines files, or stdin when no PATHS / `-`) to the stream.
+
+    Each event is checked against the event contract; valid ones are appended even when others are refused.
+    Exits 1 when any event was refused, listing each with the contract's reason.
+    """
+    from tailor.stream.producer import publish as publish_events
+
+    report = publish_events(_broker(redis_url, stream, group), _lines(paths))
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        click.echo(f"published {len(report.published):,} events to {stream}; refused {len(report.rejected):,}")
+        for rejection in report.rejected[:50]:
+            click.echo(f"  line {rejection.index + 1}: {rejection.reason}: {rejection.detail}", err=True)
+        if len(report.rejected) > 50:
+            click.echo(f"  ... and {len(report.rejected) - 50:,} more (use --json for all)", err=True)
+    if report.rejected:
+        _fail(
+            f"{len(report.rejected):,} events break the event contract (tailor/contract/event.schema.json) and were "
+            f"not published; the {len(report.published):,} valid ones were. Fix the refused lines and publish "
+            "them again (an event published twice is counted once)."
+        )
+
+
+@stream.command()
+@_common
+@click.option("--consumer", default=socket.gethostname, show_default="this host's name", help="Name in the group.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True, help="Entries per push.")
+@click.option("--once", is_flag=True, help="Process what is in the stream now, then exit.")
+@click.option("--max-idle", type=click.FloatRange(min=0), default=None, help="Exit after this many idle seconds.")
+@click.option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Feast repository (default: feature_repo/ of this project).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON when it ends.")
+def consume(
+    redis_url: str,
+    stream: str,
+    group: str,
+    consumer: str,
+    batch_size: int,
+    once: bool,
+    max_idle: float | None,
+    repo: Path | None,
+    as_json: bool,
+) -> None:
+    """Read the stream as CONSUMER of GROUP and push recent-activity rows to the Feast online store.
+
+    Runs until Ctrl-C / SIGTERM (finishing the batch in hand), or --once / --max-idle. A restart resumes
+    where the last run stopped: pending entries are processed again and windows are rebuilt from the stream.
+    """
+    from tailor.stream.broker import StreamBusy
+    from tailor.stream.catalog import Catalog
+    from tailor.stream.consumer import Consumer
+    from tailor.stream.sink import FeastSink, open_store
+
+    # Our progress at INFO; other libraries (Feast logs every registry refresh) only when something is wrong.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("tailor").setLevel(logging.INFO)
+    broker = _broker(redis_url, stream, group)
+    store = open_store(repo)
+    try:
+        store.get_data_source(PUSH_SOURCE)
+    except Exception as exc:  # feast raises its own "not found" types, which vary by registry
+        _fail(
+            f"the Feast registry has no push source {PUSH_SOURCE!r} ({type(exc).__name__}). Register the feature "
+            "repository first: `feast apply` in feature_repo/ (or `tailor run`)."
+        )
+    from tailor.settings import get_settings
+
+    stopping: list[int] = []
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker = Consumer(
+        broker,
+        FeastSink(store, PUSH_SOURCE),
+        name=consumer,
+        catalog=Catalog(get_settings().marts_dir / "dim_content.parquet"),
+        batch_size=batch_size,
+    )
+    click.echo(f"consuming {stream} as {consumer} in group {group} (Ctrl-C to stop)", err=True)
+    try:
+        stats = worker.run(until_idle=0 if once else max_idle, should_stop=lambda: bool(stopping))
+    except StreamBusy as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json(worker.describe())
+    else:
+        click.echo(
+            f"read {stats.read:,}  counted {stats.counted:,}  ignored {stats.ignored:,}  "
+            f"dead letters {stats.dead_lettered:,}  recovered {stats.recovered:,}  rebuilt {stats.rebuilt:,}  "
+            f"pushes {stats.pushes:,} ({stats.rows_pushed:,} rows)"
+        )
+
+
+@stream.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def status(redis_url: str, stream: str, group: str, as_json: bool) -> None:
+    """Show the stream's length, the group's pending entries and lag, dead letters and the active consumer."""
+    state = _broker(redis_url, stream, group).status()
+    if as_json:
+        _emit_json(state)
+        return
+    for key in ("stream", "group", "consumer", "length", "pending", "lag", "last_delivered", "dead_letters"):
+        click.echo(f"{key:>15}  {state[key] if state[key] is not None else '-'}")
+
+
+@stream.command("dead-letters")
+@_common
+@click.option("--replay", "do_replay", is_flag=True, help="Publish the dead letters' events again (after a fix).")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: bool, as_json: bool) -> None:
+    """List the entries the consumer could not process, with the reason; --replay publishes them again."""
+    from tailor.stream.dead_letters import dead_letters, replay
+
+    broker = _broker(redis_url, stream, group)
+    if do_replay:
+        replayed, still_dead = replay(broker)
+        click.echo(f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead")
+        return
+    letters = dead_letters(broker)
+    if as_json:
+        _emit_json([d.as_dict() for d in letters])
+        return
+    if not letters:
+        click.echo(f"no dead letters on {broker.config.dead_letters}")
+    for d in letters:
+        click.echo(f"{d.source_id}  {d.reason}: {d.detail}  (deliveries {d.deliveries}, dead at {d.dead_at})")
+        click.echo(f"    {d.event[:200]}")

@@ -1,0 +1,440 @@
+"""The streaming path end to end on a real Redis server and a real Feast store (SQLite and Redis online stores).
+
+Events are published to a Redis Stream, consumed into 30-minute windows and pushed to Feast; the tests read the
+online store back. Crashes are real exceptions thrown out of the consumer at the worst moments (after the push but
+before the acknowledgement, or before the push), and one real SIGKILL of the `tailor stream consume` process;
+a fresh consumer then resumes, and every count must be exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tailor.settings import TELEMETRY_OFF
+from tailor.stream import Broker, Consumer, EventRejected, StreamBusy, StreamConfig, connect, publish, publish_event
+from tailor.stream.catalog import Catalog
+from tailor.stream.cli import stream as stream_cli
+from tailor.stream.config import PUSH_SOURCE
+from tailor.stream.sink import FeastSink
+from tailor.stream.window import COUNTS, FEATURES
+from tests.integration.feast_repo import apply_recent_activity_repo, redis_online_store, sqlite_online_store
+
+pytestmark = pytest.mark.integration
+
+TAILOR = str(Path(sys.executable).parent / "tailor")
+CATEGORIES = {"c1": "news", "c2": "sport", "c3": "music"}
+_names = itertools.count()
+
+
+# -- fixtures: a Feast repository with the project's definitions, applied once per online store ------------------
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Tailor home whose published dim_content mart names the category of each content id."""
+    home = tmp_path_factory.mktemp("stream") / "home"
+    (home / "marts").mkdir(parents=True)
+    table = pa.table({"content_id": list(CATEGORIES), "category": list(CATEGORIES.values())})
+    pq.write_table(table, home / "marts" / "dim_content.parquet")
+    return home
+
+
+@pytest.fixture(scope="module")
+def sqlite_repo(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Path:
+    folder = tmp_path_factory.mktemp("feast") / "sqlite"
+    return apply_recent_activity_repo(folder, sqlite_online_store(folder), home)
+
+
+@pytest.fixture(scope="module")
+def redis_repo(tmp_path_factory: pytest.TempPathFactory, home: Path, redis_url: str) -> Path:
+    folder = tmp_path_factory.mktemp("feast") / "redis"
+    return apply_recent_activity_repo(folder, redis_online_store(redis_url), home)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def repo(request: pytest.FixtureRequest) -> Path:
+    """The same tests on both online stores."""
+    return Path(request.getfixturevalue(f"{request.param}_repo"))
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[Broker]:
+    """A stream and group of this test's own on the shared Redis server."""
+    client = connect(redis_url)
+    yield Broker(client, StreamConfig(stream=f"test:{next(_names)}:{os.getpid()}:events"))
+    client.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _store(repo: Path) -> Any:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo))
+
+
+def _online(repo: Path, users: list[str]) -> dict[str, dict[str, Any]]:
+    """What a model would read now: the recent-activity features of each user, from a fresh store object."""
+    got = (
+        _store(repo)
+        .get_online_features(
+            features=[f"recent_activity:{f}" for f in FEATURES], entity_rows=[{"user_id": u} for u in users]
+        )
+        .to_dict()
+    )
+    return {u: {f: got[f][i] for f in FEATURES} for i, u in enumerate(users)}
+
+
+def _consumer(broker: Broker, repo: Path, home: Path, **options: Any) -> Consumer:
+    sink = options.pop("sink", None) or FeastSink(_store(repo), PUSH_SOURCE)
+    options.setdefault("push_retry", timedelta(0))
+    return Consumer(
+        broker, sink, name="test-consumer", catalog=Catalog(home / "marts" / "dim_content.parquet"), **options
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _events(user: str, kinds: str, start: datetime, prefix: str) -> list[dict[str, Any]]:
+    """One event per letter of ``kinds`` (i impression, c click, v view), a second apart, ending before ``start``."""
+    events = []
+    content = itertools.cycle(CATEGORIES)
+    for i, kind in enumerate(kinds):
+        event: dict[str, Any] = {
+            "event_id": f"{prefix}-{user}-{i}",
+            "user_id": user,
+            "occurred_at": _iso(start - timedelta(seconds=len(kinds) - i)),
+            "content_id": next(content),
+        }
+        if kind == "i":
+            event.update(event_type="impression", position=1, surface="home", request_id="r1")
+        elif kind == "c":
+            event.update(event_type="click", request_id="r1")
+        else:
+            event.update(event_type="view", dwell_seconds=10.5)
+        events.append(event)
+    return events
+
+
+def _truth(events: list[dict[str, Any]]) -> dict[str, Counter[str]]:
+    """Independent count per user and type, each event_id once."""
+    seen: dict[str, dict[str, Any]] = {e["event_id"]: e for e in events}
+    counts: dict[str, Counter[str]] = {}
+    for e in seen.values():
+        counts.setdefault(e["user_id"], Counter())[e["event_type"]] += 1
+    return counts
+
+
+def _assert_counts(repo: Path, events: list[dict[str, Any]]) -> None:
+    truth = _truth(events)
+    online = _online(repo, sorted(truth))
+    for user, counts in truth.items():
+        got = {name: online[user][name] for name in COUNTS}
+        want = {
+            "impressions_30m": counts["impression"],
+            "clicks_30m": counts["click"],
+            "views_30m": counts["view"],
+            "conversions_30m": counts["conversion"],
+        }
+        assert got == want, f"user {user}"
+
+
+class CrashingSink:
+    """The real Feast sink, made to die at the first push of rows with ``impressions`` impressions: "before" it
+    writes them, or "after" it wrote them (and before the consumer could acknowledge the entries)."""
+
+    def __init__(self, inner: FeastSink, impressions: int, when: str) -> None:
+        self.inner, self.impressions, self.when = inner, impressions, when
+
+    def push(self, rows: pd.DataFrame) -> None:
+        crash = bool((rows["impressions_30m"] >= self.impressions).any())
+        if crash and self.when == "before":
+            raise RuntimeError("simulated crash before the push")
+        self.inner.push(rows)
+        if crash:
+            raise RuntimeError("simulated crash after the push, before the acknowledgement")
+
+
+# -- the tests ------------------------------------------------------------------------------------------------------
+
+
+def test_a_click_is_online_within_seconds(repo: Path, broker: Broker, home: Path) -> None:
+    import threading
+
+    user = f"u-live-{next(_names)}"
+    stop = threading.Event()
+    consumer = _consumer(broker, repo, home, block_ms=100)
+    worker = threading.Thread(target=consumer.run, kwargs={"should_stop": stop.is_set})
+    worker.start()
+    try:
+        now = datetime.now(UTC)
+        publish(broker, _events(user, "ii", now, "a"))
+        clicked = time.monotonic()
+        publish_event(broker, {**_events(user, "c", now, "b")[0], "content_id": "c2"})
+        deadline, row = clicked + 10, None
+        while time.monotonic() < deadline:
+            row = _online(repo, [user])[user]
+            if row["clicks_30m"] == 1:
+                break
+            time.sleep(0.05)
+        latency = time.monotonic() - clicked
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert row == {
+        "impressions_30m": 2,
+        "clicks_30m": 1,
+        "views_30m": 0,
+        "conversions_30m": 0,
+        "dwell_seconds_30m": 0.0,
+        "clicked_categories_30m": ["sport"],
+        "last_clicked_category": "sport",
+    }
+    assert latency < 5, f"the click took {latency:.1f} s to reach the online store"
+    assert broker.status()["pending"] == 0
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_crash_mid_batch_then_a_restart_loses_nothing_and_counts_nothing_twice(
+    repo: Path, broker: Broker, home: Path, when: str
+) -> None:
+    users = [f"u-crash-{when}-{next(_names)}-{i}" for i in range(3)]
+    now = datetime.now(UTC)
+    first = [e for u in users for e in _events(u, "iicv", now - timedelta(minutes=5), "a")]
+    publish(broker, first)
+    _consumer(broker, repo, home, batch_size=100).run(until_idle=0)  # acknowledged normally
+
+    second = [e for u in users for e in _events(u, "iiicc", now, "b")]
+    publish(broker, second)
+    live = _store(repo)
+    sink = CrashingSink(FeastSink(live, PUSH_SOURCE), impressions=2 + 3, when=when)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _consumer(broker, repo, home, batch_size=100, sink=sink).run(until_idle=0)
+    assert broker.status()["pending"] == len(second)  # nothing was acknowledged
+    online = _online(repo, users)
+    expected_now = 2 + 3 if when == "after" else 2  # impressions online: pushed or not before the crash
+    assert [online[u]["impressions_30m"] for u in users] == [expected_now] * 3
+
+    # Restart: the windows come back from the stream, the pending entries are processed once, nothing doubles.
+    third = [e for u in users for e in _events(u, "c", now, "c")]
+    publish(broker, third)
+    stats = _consumer(broker, repo, home, batch_size=100).run(until_idle=0)
+    assert (stats.rebuilt, stats.recovered, stats.read) == (len(first), len(second), len(second) + len(third))
+    _assert_counts(repo, first + second + third)
+    online = _online(repo, users)
+    assert [online[u]["clicks_30m"] for u in users] == [1 + 2 + 1] * 3
+    assert broker.status()["pending"] == 0
+
+
+def test_a_killed_consumer_process_resumes_exactly(sqlite_repo: Path, broker: Broker, home: Path) -> None:
+    """SIGKILL `tailor stream consume` at an arbitrary moment, restart it: every count is still exact."""
+    users = [f"u-kill-{next(_names)}-{i}" for i in range(40)]
+    now = datetime.now(UTC)
+    events = [e for u in users for e in _events(u, "iiiicvic" * 5, now, "k")]
+    events += events[::7]  # a producer retried some: re-deliveries must not count
+    report = publish(broker, events)
+    assert len(report.published) == len(events) and not report.rejected
+
+    env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(home)}
+    args = [
+        TAILOR, "stream", "consume", "--redis", _url(broker),
+        "--stream", broker.config.stream, "--consumer", "killed", "--batch-size", "50", "--repo", str(sqlite_repo),
+    ]  # fmt: skip
+    process = subprocess.Popen([*args, "--max-idle", "30"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and broker.status()["last_delivered"] in (None, "0-0"):
+        assert process.poll() is None, process.communicate()[1].decode()[-3000:]
+        time.sleep(0.02)  # wait until it has started reading (then kill it mid-stream)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = broker.status()
+    assert state["pending"] + state["lag"] > 0, "killed too late: the consumer had already finished"
+
+    done = subprocess.run([*args, "--once", "--json"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["recovered"] == state["pending"]
+    _assert_counts(sqlite_repo, events)
+    assert broker.status()["pending"] == 0
+
+
+def _url(broker: Broker) -> str:
+    kwargs = broker.r.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_bad_events_are_refused_with_the_reason_and_good_ones_still_flow(
+    sqlite_repo: Path, broker: Broker, home: Path
+) -> None:
+    user = f"u-bad-{next(_names)}"
+    good = _events(user, "ic", datetime.now(UTC), "g")
+    bad_type = {**good[0], "event_id": "x1", "event_type": "teleport"}
+    bad_position = {**good[0], "event_id": "x2", "position": 0}
+    report = publish(broker, [bad_type, good[0], "{not json", bad_position, good[1]])
+    assert len(report.published) == 2
+    assert [(r.index, r.event_id, r.reason) for r in report.rejected] == [
+        (0, "x1", "unknown_event_type"),
+        (2, None, "invalid_json"),
+        (3, "x2", "bad_value"),
+    ]
+    assert "position must be between 1 and 1000, got 0" in str(report.rejected[2])
+    with pytest.raises(EventRejected, match=r"missing_field: click without request_id.*tailor/contract"):
+        publish_event(broker, {**good[1], "request_id": None})
+
+    # A producer that bypasses the check: the consumer sends the entry to the dead letters and carries on.
+    broker.append([json.dumps({**good[1], "event_id": "x3", "occurred_at": "yesterday"})])
+    stats = _consumer(broker, sqlite_repo, home).run(until_idle=0)
+    assert (stats.counted, stats.dead_lettered) == (2, 1)
+    [(_, dead)] = broker.r.xrange(broker.config.dead_letters)
+    assert dead["reason"] == "bad_timestamp" and "yesterday" in dead["detail"]
+    assert _online(sqlite_repo, [user])[user]["clicks_30m"] == 1
+    assert broker.status()["pending"] == 0
+
+
+def test_the_publish_command_reports_refused_lines_and_exits_1(broker: Broker, tmp_path: Path) -> None:
+    good = _events("u-cli", "ic", datetime.now(UTC), "cli")
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join([json.dumps(good[0]), json.dumps({**good[1], "event_type": "teleport"})]) + "\n")
+    result = CliRunner().invoke(
+        stream_cli, ["publish", str(path), "--redis", _url(broker), "--stream", broker.config.stream]
+    )
+    assert result.exit_code == 1
+    assert "line 2: unknown_event_type: unknown event_type teleport" in result.output
+    assert "1 events break the event contract" in result.output and "the 1 valid ones were" in result.output
+    assert broker.r.xlen(broker.config.stream) == 1
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_message_that_keeps_crashing_the_consumer_is_dead_lettered_alone(
+    sqlite_repo: Path, broker: Broker, home: Path, when: str
+) -> None:
+    users = [f"u-poison-{next(_names)}-{i}" for i in range(3)]
+    poison_user = users[1]
+    # The poison user has only the poison click: nothing else would make the consumer rewrite that user's row.
+    events = [e for u in users for e in _events(u, "c" if u == poison_user else "ic", datetime.now(UTC), "p")]
+    publish(broker, events)
+
+    class FailsOnPoison:
+        """Pushing the poison user's click always fails (before or after writing), like a bug one message hits."""
+
+        def __init__(self) -> None:
+            self.inner = FeastSink(_store(sqlite_repo), PUSH_SOURCE)
+
+        def push(self, rows: pd.DataFrame) -> None:
+            poisoned = bool(((rows["user_id"] == poison_user) & (rows["clicks_30m"] > 0)).any())
+            if poisoned and when == "before":
+                raise RuntimeError("cannot write this row")
+            self.inner.push(rows)
+            if poisoned:
+                raise RuntimeError("died after writing this row")
+
+    restarts = 0
+    while True:  # a supervisor restarting the crashed consumer
+        try:
+            _consumer(broker, sqlite_repo, home, sink=FailsOnPoison(), batch_size=100).run(until_idle=0)
+            break
+        except RuntimeError:
+            restarts += 1
+            assert restarts < 20
+    assert restarts == broker.config.max_deliveries
+    dead = broker.r.xrange(broker.config.dead_letters)
+    assert [json.loads(fields["event"])["event_id"] for _, fields in dead] == [f"p-{poison_user}-0"]
+    assert dead[0][1]["reason"] == "too_many_deliveries"
+    online = _online(sqlite_repo, users)  # a click written before the crash is taken back with the dead letter
+    assert [online[u]["clicks_30m"] for u in users] == [1, 0, 1]
+    assert [online[u]["impressions_30m"] for u in users] == [1, 0, 1]
+
+    # The cause is fixed: replay the dead letter, and the click counts (once).
+    listed = CliRunner().invoke(stream_cli, ["dead-letters", "--redis", _url(broker), "--stream", broker.config.stream])
+    assert f"too_many_deliveries: delivered {broker.config.max_deliveries + 1} times" in listed.output
+    replayed = CliRunner().invoke(
+        stream_cli, ["dead-letters", "--replay", "--redis", _url(broker), "--stream", broker.config.stream]
+    )
+    assert replayed.exit_code == 0 and "replayed 1 events; 0 still break the contract" in replayed.output
+    _consumer(broker, sqlite_repo, home).run(until_idle=0)
+    online = _online(sqlite_repo, users)
+    assert [online[u]["clicks_30m"] for u in users] == [1, 1, 1]
+    assert broker.r.xlen(broker.config.dead_letters) == 0
+
+
+def test_a_brief_online_store_outage_is_retried_without_redelivery(
+    sqlite_repo: Path, broker: Broker, home: Path
+) -> None:
+    user = f"u-flaky-{next(_names)}"
+    publish(broker, _events(user, "iic", datetime.now(UTC), "f"))
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.inner, self.failures = FeastSink(_store(sqlite_repo), PUSH_SOURCE), 2
+
+        def push(self, rows: pd.DataFrame) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("online store unavailable")
+            self.inner.push(rows)
+
+    stats = _consumer(broker, sqlite_repo, home, sink=Flaky(), push_retry=timedelta(seconds=30)).run(until_idle=0)
+    assert (stats.counted, stats.pushes, stats.dead_lettered) == (3, 1, 0)
+    assert _online(sqlite_repo, [user])[user]["impressions_30m"] == 2
+    assert broker.status()["pending"] == 0
+
+
+def test_windows_expire_while_running_and_while_stopped(redis_repo: Path, broker: Broker, home: Path) -> None:
+    offset = [timedelta(0)]
+
+    def clock() -> datetime:
+        return datetime.now(UTC).replace(tzinfo=None) + offset[0]
+
+    early, late = f"u-exp-{next(_names)}-early", f"u-exp-{next(_names)}-late"
+    now = datetime.now(UTC)
+    publish(broker, _events(early, "ic", now - timedelta(minutes=20), "e") + _events(late, "ic", now, "l"))
+    _consumer(broker, redis_repo, home, clock=clock).run(until_idle=0)
+    assert [r["clicks_30m"] for r in _online(redis_repo, [early, late]).values()] == [1, 1]
+
+    offset[0] = timedelta(minutes=15)  # the early user's events are now 35 minutes old
+    _consumer(broker, redis_repo, home, clock=clock).run(until_idle=0)
+    online = _online(redis_repo, [early, late])
+    assert online[early]["clicks_30m"] == 0 and online[early]["last_clicked_category"] is None
+    assert online[late]["clicks_30m"] == 1
+
+    offset[0] = timedelta(hours=3)  # no consumer ran for hours: the restart still clears what expired meanwhile
+    stats = _consumer(broker, redis_repo, home, clock=clock).run(until_idle=0)
+    assert stats.rebuilt == 0
+    assert [r["impressions_30m"] for r in _online(redis_repo, [early, late]).values()] == [0, 0]
+
+
+def test_a_second_consumer_is_refused_while_the_first_holds_the_group(broker: Broker) -> None:
+    broker.ensure_group()
+    broker.acquire_lease("first")
+    with pytest.raises(StreamBusy, match=r"consumer .first. is already reading .*\(--consumer first\)"):
+        broker.acquire_lease("second")
+    broker.acquire_lease("first")  # the same name (a restart) takes its lease back
+    broker.release_lease("first")
+    broker.acquire_lease("second")
+
+
+def test_the_commands_say_how_to_start_redis_when_it_is_not_running() -> None:
+    result = CliRunner().invoke(stream_cli, ["status", "--redis", "redis://127.0.0.1:1/0"])
+    assert result.exit_code == 1
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.output and "redis-server --port" in result.output
