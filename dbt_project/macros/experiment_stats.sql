@@ -64,11 +64,12 @@ union all
 {%- endfor %}
 {%- endmacro %}
 
-{#- One of a unit's four values of a metric, as an exact decimal. -#}
+{#- One of a unit's four values of a metric, as an exact decimal. Width 38: DuckDB gives the product of two
+    DECIMAL(18, 4) the type DECIMAL(18, 8), which overflows once a product passes 1e10 (e.g. 100,000 seconds squared). -#}
 {% macro _experiment_value(name, value, covariate, metric, prefix) -%}
-    {%- if name == 'm' -%} cast({{ value }} as decimal(18, 4))
-    {%- elif name == 'x' -%} cast({{ covariate }} as decimal(18, 4))
-    {%- elif name == 'd' -%} cast({{ prefix }}{{ metric.denominator }} as decimal(18, 4))
-    {%- else -%} cast(pre_{{ metric.denominator }} as decimal(18, 4))
+    {%- if name == 'm' -%} cast({{ value }} as decimal(38, 4))
+    {%- elif name == 'x' -%} cast({{ covariate }} as decimal(38, 4))
+    {%- elif name == 'd' -%} cast({{ prefix }}{{ metric.denominator }} as decimal(38, 4))
+    {%- else -%} cast(pre_{{ metric.denominator }} as decimal(38, 4))
     {%- endif -%}
 {%- endmacro %}
