@@ -41,7 +41,7 @@ ranking_request = RequestSource(
 )
 def ranking_context(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     # Feast stores this function's source and runs it alone: no module-level helpers may be used in it.
-    from datetime import UTC
+    from datetime import UTC, datetime
 
     ages: list[float | None] = []
     matches: list[float | None] = []
@@ -54,6 +54,11 @@ def ranking_context(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
         strict=True,
     )
     for request_at, published_at, category, categories, shares in rows:
+        # Over HTTP (`feast serve`) JSON has no datetime: request_at arrives as ISO text or epoch seconds.
+        if isinstance(request_at, str):
+            request_at = datetime.fromisoformat(request_at)
+        elif isinstance(request_at, int | float):
+            request_at = datetime.fromtimestamp(request_at, UTC)
         if request_at is None or published_at is None:
             ages.append(None)
         else:

@@ -347,6 +347,21 @@ def test_plain_feast_cli_lists_views_and_serves_features(built: Settings) -> Non
             {"features": ["user_engagement:clicks_28d"], "entities": {"user_id": list(newest["user_id"])}}
         ).encode()
         answer = _post_when_up(f"http://127.0.0.1:{port}/get-online-features", body, server)
+        # The whole ranker service over HTTP: request_at arrives as text, the on-demand view must still compute.
+        content = _mart(built, "fct_content_features_daily")
+        item = content[content["event_timestamp"] == content["event_timestamp"].max()].iloc[0]
+        request_at = pd.Timestamp(item["event_timestamp"]).tz_convert("UTC")
+        ranked = json.dumps(
+            {
+                "feature_service": "ranker_v1",
+                "entities": {
+                    "user_id": [newest["user_id"].iloc[0]],
+                    "content_id": [item["content_id"]],
+                    "request_at": [request_at.isoformat()],
+                },
+            }
+        ).encode()
+        service = _post_when_up(f"http://127.0.0.1:{port}/get-online-features", ranked, server)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -354,6 +369,11 @@ def test_plain_feast_cli_lists_views_and_serves_features(built: Settings) -> Non
     names = answer["metadata"]["feature_names"]
     values = answer["results"][names.index("clicks_28d")]["values"]
     assert values == [int(v) for v in newest["clicks_28d"]]
+    service_names = service["metadata"]["feature_names"]
+    [age] = service["results"][service_names.index("content_age_hours")]["values"]
+    published = pd.Timestamp(item["published_at"])
+    published = published.tz_localize("UTC") if published.tzinfo is None else published.tz_convert("UTC")
+    assert age == pytest.approx((request_at - published).total_seconds() / 3600)
 
 
 def _post_when_up(url: str, body: bytes, server: subprocess.Popen[bytes], timeout: float = 90) -> dict[str, Any]:
