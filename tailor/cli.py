@@ -264,6 +264,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     out.print(table)
     out.print(f"Warehouse (DuckDB): {summary['warehouse']}")
     out.print(f"Published Parquet:  {summary['marts_dir']}")
+    out.print("Experiments:        tailor experiments (docs/experiments.md)")
+    out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
     out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")
 
 
