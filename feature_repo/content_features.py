@@ -5,25 +5,19 @@ Counters are named content_* because a feature service (ranker_v1) needs names u
 
 from datetime import timedelta
 
+from conventions import OWNER, WINDOWS, feature
 from data_sources import content_features_source
 from entities import content
 from feast import FeatureView, Field
-from feast.types import FeastType, Float64, Int64, String, UnixTimestamp
-
-OWNER = "personalization"
-WINDOWS = (1, 7, 28)
-
-
-def _feature(name: str, dtype: FeastType, description: str) -> Field:
-    return Field(name=name, dtype=dtype, description=description, tags={"owner": OWNER})
+from feast.types import Float64, Int64, String, UnixTimestamp
 
 
 def _windowed(days: int) -> list[Field]:
     span = "that day" if days == 1 else f"the trailing {days} days (the day itself included)"
     return [
-        _feature(f"content_impressions_{days}d", Int64, f"Times the item was shown over {span}."),
-        _feature(f"content_clicks_{days}d", Int64, f"Click events on the item over {span}."),
-        _feature(
+        feature(f"content_impressions_{days}d", Int64, f"Times the item was shown over {span}."),
+        feature(f"content_clicks_{days}d", Int64, f"Click events on the item over {span}."),
+        feature(
             f"content_ctr_smoothed_{days}d",
             Float64,
             f"Clicks / impressions over {span}, shrunk toward the platform CTR of the same window "
@@ -38,10 +32,10 @@ content_profile_fv = FeatureView(
     entities=[content],
     ttl=timedelta(days=30),
     schema=[
-        _feature("category", String, "Category as of the end of the day (null before the catalog record arrives)."),
-        _feature("format", String, "article, video or podcast."),
-        _feature("published_at", UnixTimestamp, "When the item was published (UTC)."),
-        _feature("age_days", Float64, "Days from publication to the end of the day (see content_age_hours)."),
+        feature("category", String, "Category as of the end of the day (null before the catalog record arrives)."),
+        feature("format", String, "article, video or podcast."),
+        feature("published_at", UnixTimestamp, "When the item was published (UTC)."),
+        feature("age_days", Float64, "Days from publication to the end of the day (see content_age_hours)."),
     ],
     source=content_features_source,
     online=True,
@@ -57,7 +51,7 @@ content_popularity_fv = FeatureView(
     ttl=timedelta(days=2),
     schema=[
         *(field for days in WINDOWS for field in _windowed(days)),
-        _feature("popularity_rank_7d", Int64, "Rank among all items by 7-day clicks, then impressions (1 = top)."),
+        feature("popularity_rank_7d", Int64, "Rank among all items by 7-day clicks, then impressions (1 = top)."),
     ],
     source=content_features_source,
     online=True,

@@ -4,6 +4,7 @@ Both keys are strings, as in the event contract. Feast silently coerces an int p
 None, so callers must pass ids as strings (``ml.features`` checks this).
 """
 
+from conventions import OWNER
 from feast import Entity, ValueType
 
 user = Entity(
@@ -11,7 +12,7 @@ user = Entity(
     join_keys=["user_id"],
     value_type=ValueType.STRING,
     description="A person who sees content; user_id as in the event contract.",
-    tags={"owner": "personalization"},
+    tags={"owner": OWNER},
 )
 
 content = Entity(
@@ -19,5 +20,5 @@ content = Entity(
     join_keys=["content_id"],
     value_type=ValueType.STRING,
     description="A piece of content that can be recommended; content_id as in the event contract.",
-    tags={"owner": "personalization"},
+    tags={"owner": OWNER},
 )

@@ -8,12 +8,11 @@ user's recent clicks. They are computed on demand from stored features plus the 
 from typing import Any
 
 from content_features import content_popularity_fv, content_profile_fv
+from conventions import OWNER
 from feast import FeatureService, Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from user_features import user_category_affinity_fv, user_engagement_fv
-
-OWNER = "personalization"
 
 ranking_request = RequestSource(
     name="ranking_request",

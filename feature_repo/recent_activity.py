@@ -7,31 +7,26 @@ gives training sets the value a model would have seen online and lets `feast mat
 
 from datetime import timedelta
 
+from conventions import OWNER, feature
 from data_sources import published_marts_dir
 from entities import user
-from feast import FeatureView, Field, FileSource, PushSource
-from feast.types import Array, ComplexFeastType, Float64, Int64, PrimitiveFeastType, String
-
-_OWNER = "personalization"
+from feast import FeatureView, FileSource, PushSource
+from feast.types import Array, Float64, Int64, String
 
 recent_activity_source = FileSource(
     name="recent_activity_source",
     path=str(published_marts_dir() / "fct_user_recent_activity.parquet"),
     timestamp_field="event_timestamp",
     description="dbt mart fct_user_recent_activity: the 30-minute window per user at each moment it changes.",
-    owner=_OWNER,
+    owner=OWNER,
 )
 
 recent_activity_push = PushSource(
     name="recent_activity_push",
     batch_source=recent_activity_source,
     description="Rows pushed by `tailor stream consume` (Redis Stream consumer), online only.",
-    owner=_OWNER,
+    owner=OWNER,
 )
-
-
-def _field(name: str, dtype: ComplexFeastType | PrimitiveFeastType, description: str) -> Field:
-    return Field(name=name, dtype=dtype, description=description, tags={"owner": _OWNER})
 
 
 recent_activity_fv = FeatureView(
@@ -41,21 +36,21 @@ recent_activity_fv = FeatureView(
     # row says nothing (null = no recent activity).
     ttl=timedelta(minutes=30),
     schema=[
-        _field("impressions_30m", Int64, "Impressions shown to the user in the last 30 minutes."),
-        _field("clicks_30m", Int64, "Clicks by the user in the last 30 minutes."),
-        _field("views_30m", Int64, "Content views by the user in the last 30 minutes."),
-        _field("conversions_30m", Int64, "Conversions by the user in the last 30 minutes."),
-        _field("dwell_seconds_30m", Float64, "Seconds spent on viewed content in the last 30 minutes."),
-        _field(
+        feature("impressions_30m", Int64, "Impressions shown to the user in the last 30 minutes."),
+        feature("clicks_30m", Int64, "Clicks by the user in the last 30 minutes."),
+        feature("views_30m", Int64, "Content views by the user in the last 30 minutes."),
+        feature("conversions_30m", Int64, "Conversions by the user in the last 30 minutes."),
+        feature("dwell_seconds_30m", Float64, "Seconds spent on viewed content in the last 30 minutes."),
+        feature(
             "clicked_categories_30m",
             Array(String),
             "Categories of content clicked in the last 30 minutes, each once, most recent click first.",
         ),
-        _field("last_clicked_category", String, "Category of the most recently clicked content (last 30 minutes)."),
+        feature("last_clicked_category", String, "Category of the most recently clicked content (last 30 minutes)."),
     ],
     source=recent_activity_push,
     online=True,
     description="The user's activity in the 30 minutes before the row's timestamp, streamed within seconds.",
-    owner=_OWNER,
-    tags={"owner": _OWNER, "freshness": "streaming"},
+    owner=OWNER,
+    tags={"owner": OWNER, "freshness": "streaming"},
 )

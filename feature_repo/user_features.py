@@ -2,34 +2,28 @@
 
 from datetime import timedelta
 
+from conventions import OWNER, WINDOWS, feature
 from data_sources import user_features_source
 from entities import user
 from feast import FeatureView, Field
-from feast.types import Array, FeastType, Float64, Int64, String
-
-OWNER = "personalization"
-WINDOWS = (1, 7, 28)
-
-
-def _feature(name: str, dtype: FeastType, description: str) -> Field:
-    return Field(name=name, dtype=dtype, description=description, tags={"owner": OWNER})
+from feast.types import Array, Float64, Int64, String
 
 
 def _windowed(days: int) -> list[Field]:
     span = "that day" if days == 1 else f"the trailing {days} days (the day itself included)"
     return [
-        _feature(f"impressions_{days}d", Int64, f"Impressions the user saw over {span}."),
-        _feature(f"clicks_{days}d", Int64, f"Click events by the user over {span}."),
-        _feature(
+        feature(f"impressions_{days}d", Int64, f"Impressions the user saw over {span}."),
+        feature(f"clicks_{days}d", Int64, f"Click events by the user over {span}."),
+        feature(
             f"ctr_smoothed_{days}d",
             Float64,
             f"Clicks / impressions over {span}, shrunk toward the platform CTR of the same window "
             "(20 pseudo-impressions).",
         ),
-        _feature(f"sessions_{days}d", Int64, f"Sessions started over {span}."),
-        _feature(f"mean_session_seconds_{days}d", Float64, f"Mean session duration over {span}; null without one."),
-        _feature(f"dwell_seconds_{days}d", Float64, f"Seconds spent on viewed content over {span}."),
-        _feature(f"conversions_{days}d", Int64, f"Conversions over {span}."),
+        feature(f"sessions_{days}d", Int64, f"Sessions started over {span}."),
+        feature(f"mean_session_seconds_{days}d", Float64, f"Mean session duration over {span}; null without one."),
+        feature(f"dwell_seconds_{days}d", Float64, f"Seconds spent on viewed content over {span}."),
+        feature(f"conversions_{days}d", Int64, f"Conversions over {span}."),
     ]
 
 
@@ -41,7 +35,7 @@ user_engagement_fv = FeatureView(
     ttl=timedelta(days=2),
     schema=[
         *(field for days in WINDOWS for field in _windowed(days)),
-        _feature("days_since_last_visit", Int64, "Days since the user's last day with any event (0: active that day)."),
+        feature("days_since_last_visit", Int64, "Days since the user's last day with any event (0: active that day)."),
     ],
     source=user_features_source,
     online=True,
@@ -56,12 +50,12 @@ user_category_affinity_fv = FeatureView(
     entities=[user],
     ttl=timedelta(days=7),
     schema=[
-        _feature(
+        feature(
             "affinity_categories",
             Array(String),
             "Categories the user clicked over the last 28 days, most clicked first (empty without clicks).",
         ),
-        _feature(
+        feature(
             "affinity_shares",
             Array(Float64),
             "Share of the user's last-28-day clicks per category, aligned with affinity_categories.",

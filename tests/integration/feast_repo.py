@@ -17,7 +17,7 @@ from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF
 
 FEAST = str(Path(sys.executable).parent / "feast")
 #: recent_activity.py and what it imports.
-DEFINITIONS = ("entities.py", "data_sources.py", "recent_activity.py")
+DEFINITIONS = ("conventions.py", "entities.py", "data_sources.py", "recent_activity.py")
 
 
 def apply_recent_activity_repo(folder: Path, online_store: str, home: Path) -> Path:
