@@ -111,11 +111,7 @@ rolling as (
         {%- endfor %}
         max(last_ingested_at) over last_{{ windows | max }}d as last_ingested_at
     from grid
-    window
-        {%- for w in windows %}
-        last_{{ w }}d as (partition by content_id order by feature_date rows between {{ w - 1 }} preceding and current row)
-        {{- "," if not loop.last }}
-        {%- endfor %}
+    window {{ trailing_day_windows('content_id', windows) }}
 
 ),
 

@@ -141,11 +141,7 @@ rolling as (
         sum(conversions) over last_{{ w }}d as conversions_{{ w }}d,
         {%- endfor %}
     from grid
-    window
-        {%- for w in windows %}
-        last_{{ w }}d as (partition by user_id order by feature_date rows between {{ w - 1 }} preceding and current row)
-        {{- "," if not loop.last }}
-        {%- endfor %}
+    window {{ trailing_day_windows('user_id', windows) }}
 
 ),
 
