@@ -45,16 +45,14 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from bench_pipeline import BIN, DAYS, _timed
+from bench_pipeline import dbt_env, land_and_build, simulate_history
 
 from ml.experiments.analysis import analyze
 from ml.experiments.frequentist import Comparison, compare_means
 from ml.experiments.moments import PRODUCT_COLUMNS, SUM_COLUMNS, Moments, compare_moments
 from ml.experiments.results import compute_results
 from ml.experiments.stats import MeanStats
-from tailor.settings import DBT_PROJECT_DIR, get_settings
-from tailor.simulator import SimulationConfig, simulate
-from tailor.simulator.config import users_for_events
+from tailor.settings import get_settings
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENDOR = BENCH_DIR / ".vendor" / "gbstats"
@@ -537,21 +535,10 @@ def _profile(warehouse: Path, compiled: Path, work: Path, top: int = 8) -> dict[
 
 def run_dbt(target_events: int, seed: int, alpha: float, work: Path) -> dict[str, Any]:
     generated = work / "generated"
-    config = SimulationConfig(users=users_for_events(target_events, days=DAYS), days=DAYS, seed=seed)
-    start = time.perf_counter()
-    simulate(config, generated)
-    simulate_s = time.perf_counter() - start
+    config, simulate_s = simulate_history(target_events, seed, generated)
     settings = get_settings(work / "home")
     target = work / "target"
-    env = {
-        **os.environ,
-        **settings.dbt_env(),
-        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-        "DBT_TARGET_PATH": str(target),
-        "DBT_LOG_PATH": str(work / "logs"),
-    }
-    land_s = _timed([str(BIN / "tailor"), "ingest", "--no-row-check", "--json", str(generated)], env)
-    build_s = _timed([str(BIN / "dbt"), "build"], env, cwd=DBT_PROJECT_DIR)
+    land_s, build_s = land_and_build(generated, dbt_env(settings, work))
 
     results = json.loads((target / "run_results.json").read_text())["results"]
     seconds = {
@@ -592,7 +579,7 @@ def run_dbt(target_events: int, seed: int, alpha: float, work: Path) -> dict[str
     return {
         "target_events": target_events,
         "users": config.users,
-        "days": DAYS,
+        "days": config.days,
         **counts,
         "simulate_s": round(simulate_s, 2),
         "land_s": round(land_s, 2),

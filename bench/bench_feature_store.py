@@ -51,9 +51,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))  # the tests package: its redis-server helper
 sys.path.insert(0, str(BENCH_DIR))  # bench_pipeline's helpers
 
-from bench_pipeline import BIN, DAYS  # noqa: E402
+from bench_pipeline import BIN, dbt_env, land_and_build, simulate_history  # noqa: E402
 
-from tailor.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR, Settings, disable_telemetry, get_settings  # noqa: E402
+from tailor.settings import FEATURE_REPO_DIR, Settings, disable_telemetry, get_settings  # noqa: E402
 from tests.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
 SERVICE = "ranker_v1"
@@ -100,42 +100,19 @@ def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
-    """Seconds a command took; on failure, stop with the end of its output (bench_pipeline's _timed hides it)."""
-    began = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:2])} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - began
-
-
 def build_history(home: Path, impressions: int, seed: int) -> dict[str, Any]:
     """Simulate, land and `dbt build` a history with at least ``impressions`` impressions (skipped when built)."""
-    from tailor.simulator import SimulationConfig, simulate
-    from tailor.simulator.config import users_for_events
-
     settings = get_settings(home)
     info: dict[str, Any] = {"home": str(home)}
     if not (settings.marts_dir / "fct_impressions.parquet").exists():
         work = home.parent / f"{home.name}-build"
-        config = SimulationConfig(
-            users=users_for_events(int(impressions * EVENTS_PER_IMPRESSION), days=DAYS), days=DAYS, seed=seed
-        )
-        start = time.perf_counter()
-        simulate(config, work / "generated")
-        info["simulate_s"] = round(time.perf_counter() - start, 1)
-        env = {
-            **os.environ,
-            **settings.dbt_env(),
-            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-            "DBT_TARGET_PATH": str(work / "target"),
-            "DBT_LOG_PATH": str(work / "logs"),
-        }
-        ingest = [str(BIN / "tailor"), "ingest", "--no-row-check", "--json", str(work / "generated")]
-        info["land_s"] = round(_timed(ingest, env), 1)
-        build = [str(BIN / "dbt"), "build", "--select", *(f"+{model}" for model in FEATURE_STORE_MARTS)]
-        info["dbt_build_s"] = round(_timed(build, env, cwd=DBT_PROJECT_DIR), 1)
-        shutil.rmtree(work / "generated")
+        generated = work / "generated"
+        _, simulate_s = simulate_history(int(impressions * EVENTS_PER_IMPRESSION), seed, generated)
+        info["simulate_s"] = round(simulate_s, 1)
+        select = [f"+{model}" for model in FEATURE_STORE_MARTS]
+        land_s, build_s = land_and_build(generated, dbt_env(settings, work), select)
+        info["land_s"], info["dbt_build_s"] = round(land_s, 1), round(build_s, 1)
+        shutil.rmtree(generated)
     marts = settings.marts_dir
     with duckdb.connect() as con:
         row = con.execute(

@@ -20,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from tailor.settings import DBT_PROJECT_DIR, get_settings
+from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
 from tailor.simulator import SimulationConfig, simulate
 from tailor.simulator.config import users_for_events
 
@@ -36,9 +37,39 @@ DAYS = 28
 
 
 def _timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    """Seconds a command took; on failure, stop with the end of its output."""
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:2])} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
     return time.perf_counter() - start
+
+
+def simulate_history(target_events: int, seed: int, out: Path) -> tuple[SimulationConfig, float]:
+    """Simulate a history of about ``target_events`` events over DAYS days into ``out``: its config, and seconds."""
+    config = SimulationConfig(users=users_for_events(target_events, days=DAYS), days=DAYS, seed=seed)
+    start = time.perf_counter()
+    simulate(config, out)
+    return config, time.perf_counter() - start
+
+
+def dbt_env(settings: Settings, work: Path) -> dict[str, str]:
+    """Environment for plain dbt on ``settings``' warehouse, with its target and logs under ``work``."""
+    return {
+        **os.environ,
+        **settings.dbt_env(),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(work / "target"),
+        "DBT_LOG_PATH": str(work / "logs"),
+    }
+
+
+def land_and_build(generated: Path, env: dict[str, str], select: Sequence[str] = ()) -> tuple[float, float]:
+    """Seconds to land ``generated`` (bulk, no row checks) and to `dbt build` it (only ``select`` when given)."""
+    land_s = _timed([str(BIN / "tailor"), "ingest", "--no-row-check", "--json", str(generated)], env)
+    selection = ["--select", *select] if select else []
+    build_s = _timed([str(BIN / "dbt"), "build", *selection], env, cwd=DBT_PROJECT_DIR)
+    return land_s, build_s
 
 
 def _link_tree(source: Path, target: Path) -> None:
@@ -68,22 +99,12 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
 
 def run_size(target_events: int, work: Path, seed: int) -> dict[str, Any]:
     generated = work / "generated"
-    config = SimulationConfig(users=users_for_events(target_events, days=DAYS), days=DAYS, seed=seed)
-    start = time.perf_counter()
-    simulate(config, generated)
-    simulate_s = time.perf_counter() - start
+    config, simulate_s = simulate_history(target_events, seed, generated)
 
     # 1. The pipeline as the scheduled run does it: land the files, then `dbt build` (plain dbt).
     settings = get_settings(work / "home")
-    env = {
-        **os.environ,
-        **settings.dbt_env(),
-        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-        "DBT_TARGET_PATH": str(work / "target"),
-        "DBT_LOG_PATH": str(work / "logs"),
-    }
-    land_s = _timed([str(BIN / "tailor"), "ingest", "--no-row-check", "--json", str(generated)], env)
-    build_s = _timed([str(BIN / "dbt"), "build"], env, cwd=DBT_PROJECT_DIR)
+    env = dbt_env(settings, work)
+    land_s, build_s = land_and_build(generated, env)
     slowest = _slowest_nodes(work / "target" / "run_results.json")
     # The steady state of a daily schedule with nothing new: every incremental model redoes its lookback.
     rebuild_s = _timed([str(BIN / "dbt"), "build"], env, cwd=DBT_PROJECT_DIR)
