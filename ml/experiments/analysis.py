@@ -67,7 +67,7 @@ class ResultRow:
     non_inferiority_margin: float | None = None
     decision: str | None = None
     note: str | None = None
-    _evidence: dict[str, Any] = field(default_factory=dict, repr=False)
+    _higher_is_better: bool = field(default=True, repr=False)  # the metric's direction, for the decision
 
 
 RESULT_COLUMNS = [name for name in ResultRow.__dataclass_fields__ if not name.startswith("_")]
@@ -210,7 +210,7 @@ def _compare(
         win = bayes.chance_to_win if higher_is_better else 1 - bayes.chance_to_win
         result.chance_to_win = win
         result.expected_loss = bayes.expected_loss_treatment if higher_is_better else bayes.expected_loss_control
-    result._evidence = {"higher_is_better": higher_is_better}
+    result._higher_is_better = higher_is_better
 
 
 def _novelty(result: ResultRow, by_day: dict[float, dict[str, dict[str, Any]]], control: str, variant: str) -> None:
@@ -251,7 +251,7 @@ def _correct_and_decide(rows: list[ResultRow], alpha: float, planned: Mapping[st
             Evidence(
                 srm_mismatch=r.srm_mismatch,
                 is_guardrail=_is_guardrail(r),
-                higher_is_better=bool(r._evidence.get("higher_is_better", True)),
+                higher_is_better=r._higher_is_better,
                 relative_ci=(r.relative_ci_low, r.relative_ci_high),
                 sequential_ci=(r.sequential_ci_low, r.sequential_ci_high),
                 corrected_p=r.p_value_holm,
