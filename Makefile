@@ -54,7 +54,7 @@ ui: install
 	$(BIN)/tailor ui
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

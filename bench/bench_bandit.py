@@ -35,9 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.experiments.bandit import BanditEnvironment, compare_policies, fixed_split_regret, run_policy
-from ml.experiments.offpolicy import ips, replay, snips
-from ml.experiments.simulator_truth import (
+from evaluation.simulator_truth import (
     TargetPolicy,
     TopSlotLog,
     epsilon_greedy_oracle_policy,
@@ -50,7 +48,9 @@ from ml.experiments.simulator_truth import (
     tabulate,
     uniform_policy,
 )
-from tailor.simulator import SimulationConfig, simulate
+from ml.experiments.bandit import BanditEnvironment, compare_policies, fixed_split_regret, run_policy
+from ml.experiments.offpolicy import ips, replay, snips
+from simulator import SimulationConfig, simulate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bandit.json"
 FIFTY_FIFTY = (0.5, 0.5)

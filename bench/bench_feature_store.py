@@ -564,7 +564,7 @@ class FeastServer:
     its own process group (its worker stops with it), stopped with SIGTERM."""
 
     def __init__(self, settings: Settings, port: int, log: Path) -> None:
-        from ml.features.store import feast_env
+        from tailor.feature_store import feast_env
 
         self.port = port
         self.log = log

@@ -27,9 +27,9 @@ from typing import Any
 
 import duckdb
 
+from simulator import SimulationConfig, simulate
+from simulator.config import users_for_events
 from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
-from tailor.simulator import SimulationConfig, simulate
-from tailor.simulator.config import users_for_events
 
 BENCH_DIR = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent

@@ -30,8 +30,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "simulator.json"
 
 def run_once(target: int, days: int, fmt: str) -> dict[str, Any]:
     """Simulate about ``target`` events into a temporary folder and measure it (in this process)."""
-    from tailor.simulator import SimulationConfig, simulate
-    from tailor.simulator.config import users_for_events
+    from simulator import SimulationConfig, simulate
+    from simulator.config import users_for_events
 
     users = users_for_events(target, days)
     config = SimulationConfig(users=users, days=days, format=fmt)  # type: ignore[arg-type]
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{run['event_bytes'] / 1e6:,.0f} MB, peak RSS {run['peak_rss_mb']:,} MB)"
         )
     report = {
-        "benchmark": "tailor.simulator",
+        "benchmark": "simulator",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "runs": runs,

@@ -9,7 +9,7 @@ metric, how often the 95% intervals of the relative and absolute effect cover th
 ground truth, the mean interval width, the rejection rate, the A/A false-positive rate after Holm, and CUPED's
 predicted, reported and realised variance reduction. Then ``--demo-simulations`` demo-sized worlds (2,000 users
 x 28 days) for the A/A false-positive rate at the demo's size. Writes ``bench/results/calibration.json``.
-The harness itself is ``ml.experiments.calibration`` (the integration test runs the same code on fewer seeds).
+The harness itself is ``evaluation.calibration`` (the integration test runs the same code on fewer seeds).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ml.experiments.calibration import calibration_config, run_many, summarize, summarize_cuped
+from evaluation.calibration import calibration_config, run_many, summarize, summarize_cuped
 
 RESULTS = Path(__file__).resolve().parent / "results" / "calibration.json"
 FIXED_SPLIT_RESULTS = RESULTS.with_name("calibration_fixed_split.json")

@@ -3,10 +3,9 @@
 A plain library over Feast (feature_repo/): no Dagster or Streamlit here. See feature_repo/README.md.
 """
 
-from ml.features._warnings import silence_known_noise
 from ml.features.online import OK, UnknownFeatureError, online_features
-from ml.features.store import FeatureStoreConfigError, open_store
 from ml.features.training import build_training_set, impressions_spine, write_training_set
+from tailor.feature_store import FeatureStoreConfigError, open_store, silence_known_noise
 
 silence_known_noise()  # after Feast's import, which puts its own filters first
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import feast
 
-from ml.features.store import feast_env, feature_store_yaml, load_config
+from tailor.feature_store import feast_env, feature_store_yaml, load_config
 from tailor.settings import FEATURE_REPO_DIR, Settings
 
 FEAST_EXECUTABLE = str(Path(sys.executable).parent / "feast")

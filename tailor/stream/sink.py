@@ -54,7 +54,7 @@ class FeastSink:
 
 
 def open_store(repo_path: Path | None = None) -> FeatureStore:
-    """The Feast store to push to: the project's (via ``ml.features``, which picks the SQLite or Redis
+    """The Feast store to push to: the project's (via ``tailor.feature_store``, which picks the SQLite or Redis
     configuration and fills in TAILOR_HOME), or the repository at ``repo_path``."""
     from tailor.settings import disable_telemetry, get_settings
 
@@ -63,6 +63,8 @@ def open_store(repo_path: Path | None = None) -> FeatureStore:
         from feast import FeatureStore
 
         return FeatureStore(repo_path=str(repo_path))
-    from ml.features import open_store as open_project_store
+    from tailor.feature_store import open_store as open_project_store
+    from tailor.feature_store import silence_known_noise
 
+    silence_known_noise()
     return open_project_store(get_settings())

@@ -1,6 +1,6 @@
 """The experiment statistics against effects planted in the simulator (issue 4, "Correctness").
 
-Repeated small simulations with fixed seeds (deterministic), analysed by ``ml.experiments.calibration``: the
+Repeated small simulations with fixed seeds (deterministic), analysed by ``evaluation.calibration``: the
 same harness as ``bench/calibrate_experiments.py``, which runs 1,000+ seeds. The true effect of every
 comparison comes from the exact click and conversion probabilities in the ground truth, not from the data.
 
@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ml.experiments.calibration import (
+from evaluation.calibration import (
     CupedTrial,
     Outcome,
     Trial,
@@ -144,8 +144,8 @@ def test_units_match_the_simulators_own_tallies(tmp_path: Path) -> None:
     """The harness's per-user impressions and clicks add up to what the simulator says it drew after exposure."""
     import json
 
-    from ml.experiments.simulated_units import unit_metrics
-    from tailor.simulator import simulate
+    from evaluation.simulated_units import unit_metrics
+    from simulator import simulate
 
     out = tmp_path / "world"
     simulate(calibration_config(seed=3, users=400, days=10, resalt=False), out)
@@ -162,8 +162,8 @@ def test_units_match_the_simulators_own_tallies(tmp_path: Path) -> None:
 
 def test_units_read_json_lines_with_faults_exactly_as_clean_parquet(tmp_path: Path) -> None:
     """Duplicates, late and malformed rows (the demo's JSON Lines) change nothing: same seed, same units."""
-    from ml.experiments.simulated_units import unit_metrics
-    from tailor.simulator import SimulationConfig, simulate
+    from evaluation.simulated_units import unit_metrics
+    from simulator import SimulationConfig, simulate
 
     simulate(calibration_config(seed=5, users=400, days=10, resalt=False), tmp_path / "clean")
     simulate(SimulationConfig(users=400, days=10, seed=5), tmp_path / "demo_format")
@@ -175,8 +175,8 @@ def test_units_read_json_lines_with_faults_exactly_as_clean_parquet(tmp_path: Pa
 def test_truth_columns_are_the_expectations_of_the_measured_metrics(tmp_path: Path) -> None:
     """Summed over users, clicks and conversions land within 3 standard deviations of the summed
     probabilities the truth gives for them (Bernoulli draws: variance sum p (1 - p))."""
-    from ml.experiments.simulated_units import unit_metrics
-    from tailor.simulator import simulate
+    from evaluation.simulated_units import unit_metrics
+    from simulator import simulate
 
     simulate(calibration_config(seed=11, users=2_000, days=28), tmp_path / "world")
     units = unit_metrics(tmp_path / "world")
@@ -191,7 +191,7 @@ def test_truth_columns_are_the_expectations_of_the_measured_metrics(tmp_path: Pa
 
 def test_every_seed_draws_a_new_split() -> None:
     """Re-salting makes each seed a new randomization; the simulator's own ids give the same split every time."""
-    from tailor.simulator.world import build_world
+    from simulator.world import build_world
 
     resalted = [build_world(calibration_config(seed, users=2_000, days=2)).arms for seed in (1, 2)]
     fixed = [build_world(calibration_config(seed, users=2_000, days=2, resalt=False)).arms for seed in (1, 2)]

@@ -14,9 +14,9 @@ import pytest
 
 from ml.experiments.analysis import analyze
 from ml.experiments.results import load_marts
+from simulator import SimulationConfig, simulate
 from tailor.ingest import ingest_paths
 from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
-from tailor.simulator import SimulationConfig, simulate
 from tests.conftest import run_dbt
 
 pytestmark = pytest.mark.integration

@@ -29,10 +29,10 @@ from ml.features import UnknownFeatureError, build_training_set, online_features
 from ml.features.health import consistency, freshness
 from ml.features.materialize import materialize_features
 from ml.features.repo import FEAST_EXECUTABLE, apply_feature_repo
-from ml.features.store import FEAST_YAML_ENV, feast_env
+from simulator import SimulationConfig, simulate
+from tailor.feature_store import FEAST_YAML_ENV, feast_env
 from tailor.ingest import ingest_paths
 from tailor.settings import FEATURE_REPO_DIR, Settings, get_settings
-from tailor.simulator import SimulationConfig, simulate
 from tests.conftest import run_dbt
 
 pytestmark = pytest.mark.integration

@@ -27,10 +27,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from cli.stream import stream as stream_cli
 from tailor.settings import TELEMETRY_OFF
 from tailor.stream import Broker, Consumer, EventRejected, StreamBusy, StreamConfig, connect, publish, publish_event
 from tailor.stream.catalog import Catalog
-from tailor.stream.cli import stream as stream_cli
 from tailor.stream.config import PUSH_SOURCE
 from tailor.stream.sink import FeastSink
 from tailor.stream.window import COUNTS, FEATURES

@@ -20,9 +20,9 @@ import duckdb
 import pandas as pd
 import pytest
 
+from simulator import SimulationConfig, simulate
 from tailor.ingest import ingest_paths
 from tailor.settings import Settings, get_settings
-from tailor.simulator import SimulationConfig, simulate
 from tailor.stream.window import COUNTS, FEATURES, Activity, RecentActivity, empty_row
 from tests.conftest import query_warehouse, run_dbt
 from tests.integration.feast_repo import apply_recent_activity_repo, sqlite_online_store

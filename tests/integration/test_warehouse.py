@@ -14,10 +14,10 @@ from typing import Any
 import duckdb
 import pytest
 
+from simulator import SimulationConfig, simulate
 from tailor.ingest import ingest_paths
 from tailor.quality import reconcile
 from tailor.settings import Settings, get_settings
-from tailor.simulator import SimulationConfig, simulate
 from tests.conftest import query_warehouse as _query
 from tests.conftest import run_dbt
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import special
 
+from evaluation.simulator_truth import experiment_environment
 from ml.experiments.bandit import (
     BanditEnvironment,
     BetaPrior,
@@ -27,8 +28,7 @@ from ml.experiments.bandit import (
     prob_best_mc,
     run_policy,
 )
-from ml.experiments.simulator_truth import experiment_environment
-from tailor.simulator import SimulationConfig, SimulationResult, simulate
+from simulator import SimulationConfig, SimulationResult, simulate
 
 pytestmark = pytest.mark.unit
 

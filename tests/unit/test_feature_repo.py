@@ -20,7 +20,7 @@ from feast.types import Array, Float64, Int64, String, UnixTimestamp
 from ml.features.health import _same
 from ml.features.materialize import OVERLAP, plan
 from ml.features.online import UnknownFeatureError, _split
-from ml.features.store import FEAST_YAML_ENV, FeatureStoreConfigError, feature_store_yaml, load_config
+from tailor.feature_store import FEAST_YAML_ENV, FeatureStoreConfigError, feature_store_yaml, load_config
 from tailor.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR, get_settings
 
 pytestmark = pytest.mark.unit

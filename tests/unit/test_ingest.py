@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from tailor.cli import main
+from cli.main import main
 from tailor.ingest import IngestError, ingest_paths, read_log
 from tailor.ingest.inbox import ingest_inbox
 from tailor.settings import Settings

@@ -12,8 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from ml.experiments.offpolicy import importance_weights, ips, replay, snips
-from ml.experiments.simulator_truth import (
+from evaluation.simulator_truth import (
     TopSlotLog,
     epsilon_greedy_oracle_policy,
     estimate_policy,
@@ -24,7 +23,8 @@ from ml.experiments.simulator_truth import (
     tabulate,
     uniform_policy,
 )
-from tailor.simulator import SimulationConfig, SimulationResult, simulate
+from ml.experiments.offpolicy import importance_weights, ips, replay, snips
+from simulator import SimulationConfig, SimulationResult, simulate
 
 pytestmark = pytest.mark.unit
 

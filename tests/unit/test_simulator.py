@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from jsonschema import Draft202012Validator
 
-from tailor.simulator import ExperimentConfig, SimulationConfig, SimulationResult, simulate
-from tailor.simulator.assignment import assign_variant
-from tailor.simulator.config import MALFORMED_KINDS, users_for_events
-from tailor.simulator.formatting import scramble48, timestamps, to_strings
+from simulator import ExperimentConfig, SimulationConfig, SimulationResult, simulate
+from simulator.assignment import assign_variant
+from simulator.config import MALFORMED_KINDS, users_for_events
+from simulator.formatting import scramble48, timestamps, to_strings
 
 pytestmark = pytest.mark.unit
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tailor.simulator.batch import CLICK, CONVERSION, EXPOSURE, IMPRESSION, VIEW, EventBatch
-from tailor.simulator.config import SimulationConfig
-from tailor.simulator.formatting import DAY_MS
-from tailor.simulator.policy import PolicyState, candidate_pool, first_slot_propensity, rank_slates
-from tailor.simulator.world import World
+from simulator.batch import CLICK, CONVERSION, EXPOSURE, IMPRESSION, VIEW, EventBatch
+from simulator.config import SimulationConfig
+from simulator.formatting import DAY_MS
+from simulator.policy import PolicyState, candidate_pool, first_slot_propensity, rank_slates
+from simulator.world import World
 
 # Per-experiment, per-arm tallies of what the treatment truly did (summed probabilities, not draws).
 TALLIES: tuple[str, ...] = (

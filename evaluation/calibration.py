@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evaluation.simulated_units import ExperimentSpec, experiment_specs, unit_metrics
 from ml.experiments.cuped import PairedStats, cuped_compare
 from ml.experiments.frequentist import Comparison, compare_means
 from ml.experiments.multiple import holm
 from ml.experiments.ratio import RatioStats, compare_ratios
-from ml.experiments.simulated_units import ExperimentSpec, experiment_specs, unit_metrics
 from ml.experiments.stats import MeanStats
-from tailor.simulator import SimulationConfig, simulate
-from tailor.simulator.config import DEFAULT_EXPERIMENTS
+from simulator import SimulationConfig, simulate
+from simulator.config import DEFAULT_EXPERIMENTS
 
 METRICS: tuple[str, ...] = ("ctr", "conversion")
 #: Per-user columns CUPED is tried on, each with its pre-exposure value as the covariate.

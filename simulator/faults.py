@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor.simulator.batch import CLICK, CONVERSION, EXPOSURE, IMPRESSION, VIEW, EventBatch
-from tailor.simulator.config import MALFORMED_KINDS, PARQUET_IMPOSSIBLE_KINDS, SimulationConfig
-from tailor.simulator.formatting import DAY_MS, PAD, Field, literal_table, unsigned
+from simulator.batch import CLICK, CONVERSION, EXPOSURE, IMPRESSION, VIEW, EventBatch
+from simulator.config import MALFORMED_KINDS, PARQUET_IMPOSSIBLE_KINDS, SimulationConfig
+from simulator.formatting import DAY_MS, PAD, Field, literal_table, unsigned
 
 INVALID_JSON, MISSING_FIELD, BAD_TYPE, UNKNOWN_EVENT_TYPE, BAD_TIMESTAMP, FUTURE_TIMESTAMP = range(1, 7)
 #: Codes of the fault log beyond the malformed kinds.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,3 +79,21 @@ def feast_env(settings: Settings) -> dict[str, str]:
 def online_store_type(settings: Settings) -> str:
     """`sqlite` or `redis`: which online store the configuration in use selects."""
     return str(load_config(settings).online_store.type)
+
+
+# Known, harmless warnings of the Feast stack, silenced so that real ones stand out in `tailor run` and pytest.
+# Feast puts its own "once" filters in front of every other filter when it is imported, so these must be added
+# after Feast is imported (ml.features does it at the end of its __init__).
+_NOISE = (
+    # dagster-dbt pulls sqlglot[rs]; sqlglot warns on import that the Rust tokenizer is deprecated (sqlglotc is used).
+    (r".*sqlglotrs is deprecated", DeprecationWarning),
+    # ibis 12 calls a DuckDB 2.0 method that DuckDB has renamed; the result is the same.
+    (r"fetch_arrow_table\(\) is deprecated", DeprecationWarning),
+    # Feast flags on-demand feature views as experimental on every use; ours are tested online and offline.
+    (r"On demand feature view is an experimental feature", RuntimeWarning),
+)
+
+
+def silence_known_noise() -> None:
+    for message, category in _NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)

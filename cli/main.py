@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.experiments import experiments
 from tailor.contract.rules import Kind
-from tailor.experiments_cli import experiments
 from tailor.settings import Settings, disable_telemetry, get_settings
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
@@ -82,7 +82,7 @@ def generate(
 ) -> None:
     """Simulate a content platform: users, catalog, sessions, impressions, clicks, views, conversions and
     experiments, with duplicates, late events and malformed rows. The ground truth goes to OUT/_truth/."""
-    from tailor.simulator import SimulationConfig, simulate
+    from simulator import SimulationConfig, simulate
 
     settings = _settings()
     target = (out_dir or settings.inbox).resolve()
@@ -202,8 +202,8 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def run(as_json: bool, quiet: bool) -> None:
     """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
+    from cli.summary import pipeline_summary
     from orchestration.lib.runner import run_all
-    from tailor.summary import pipeline_summary
 
     settings = _settings()
     if not quiet:
@@ -271,7 +271,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 main.add_command(experiments)
 
-from tailor.stream.cli import stream  # noqa: E402  (light: the command imports redis and feast when it runs)
+from cli.stream import stream  # noqa: E402  (light: the command imports redis and feast when it runs)
 
 main.add_command(stream)
 

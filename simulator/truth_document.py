@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from tailor.simulator.batch import EVENT_TYPES
-from tailor.simulator.behaviour import TALLIES, examine, quality_mean
-from tailor.simulator.config import MALFORMED_KINDS, PARQUET_IMPOSSIBLE_KINDS, SimulationConfig
-from tailor.simulator.faults import DUPLICATE, LATE, FaultLog, kind_weights
-from tailor.simulator.world import World
+from simulator.batch import EVENT_TYPES
+from simulator.behaviour import TALLIES, examine, quality_mean
+from simulator.config import MALFORMED_KINDS, PARQUET_IMPOSSIBLE_KINDS, SimulationConfig
+from simulator.faults import DUPLICATE, LATE, FaultLog, kind_weights
+from simulator.world import World
 
 if TYPE_CHECKING:
-    from tailor.simulator.truth import TruthRecorder
+    from simulator.truth import TruthRecorder
 
 TRUTH_VERSION = 1
 
@@ -38,7 +38,7 @@ def truth_document(
     clean = int(rec.counts_by_type.sum())
     return {
         "truth_version": TRUTH_VERSION,
-        "generator": "tailor.simulator",
+        "generator": "simulator",
         "seed": c.seed,
         "period": {
             "start_date": c.start_date.isoformat(),
@@ -278,7 +278,7 @@ def _experiments(rec: TruthRecorder) -> list[dict[str, Any]]:
                 "exposure_rule": "one exposure event per session that starts on or after start_at, at its first "
                 "request on one of the surfaces (just before that request's impressions)",
                 "effect_applies_to": "exposed sessions after start only",
-                "assignment": "tailor.simulator.assignment: md5(f'{experiment_id}:{user_id}'), first 8 hex "
+                "assignment": "simulator.assignment: md5(f'{experiment_id}:{user_id}'), first 8 hex "
                 "digits as int % 10000, mapped onto cumulative weights",
                 "exposures": int(rec.exposures[e]) if rec.exposures is not None else 0,
                 "arms": arms,

@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tailor.simulator.batch import EVENT_TYPES
-from tailor.simulator.behaviour import DayActivity
-from tailor.simulator.config import MALFORMED_KINDS
-from tailor.simulator.faults import DUPLICATE, LATE, FaultLog
-from tailor.simulator.formatting import DAY_MS
-from tailor.simulator.truth_document import truth_document
-from tailor.simulator.world import World
-from tailor.simulator.writer import content_ids, event_ids, fixed_strings, request_ids, user_ids
+from simulator.batch import EVENT_TYPES
+from simulator.behaviour import DayActivity
+from simulator.config import MALFORMED_KINDS
+from simulator.faults import DUPLICATE, LATE, FaultLog
+from simulator.formatting import DAY_MS
+from simulator.truth_document import truth_document
+from simulator.world import World
+from simulator.writer import content_ids, event_ids, fixed_strings, request_ids, user_ids
 
 _TS = pa.timestamp("ms", tz="UTC")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tailor.simulator.world import World
+from simulator.world import World
 
 
 @dataclass

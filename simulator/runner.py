@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from tailor.simulator.batch import EventBatch
-from tailor.simulator.behaviour import Counters, day_of, simulate_day
-from tailor.simulator.config import SimulationConfig
-from tailor.simulator.faults import apply_faults
-from tailor.simulator.policy import PolicyState
-from tailor.simulator.truth import TruthRecorder
-from tailor.simulator.world import BEHAVIOUR_STREAM, FAULT_STREAM, World, build_world
-from tailor.simulator.writer import (
+from simulator.batch import EventBatch
+from simulator.behaviour import Counters, day_of, simulate_day
+from simulator.config import SimulationConfig
+from simulator.faults import apply_faults
+from simulator.policy import PolicyState
+from simulator.truth import TruthRecorder
+from simulator.world import BEHAVIOUR_STREAM, FAULT_STREAM, World, build_world
+from simulator.writer import (
     Vocabulary,
     content_jsonl,
     events_jsonl,

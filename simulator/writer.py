@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tailor.simulator import faults
-from tailor.simulator.batch import CLICK, CONVERSION, EVENT_TYPES, EXPOSURE, IMPRESSION, VIEW, EventBatch
-from tailor.simulator.formatting import (
+from simulator import faults
+from simulator.batch import CLICK, CONVERSION, EVENT_TYPES, EXPOSURE, IMPRESSION, VIEW, EventBatch
+from simulator.formatting import (
     PAD,
     Field,
     decimal_ids,
@@ -31,7 +31,7 @@ from tailor.simulator.formatting import (
     timestamps,
     unsigned,
 )
-from tailor.simulator.world import Versions, World
+from simulator.world import Versions, World
 
 _EVENT_KEY, _REQUEST_KEY = 0x5EED_E0E0_0001, 0x5EED_4E40_0002
 # Widths leave room for the corrupted literals of malformed rows (e.g. position "top").
