@@ -17,8 +17,8 @@ Part 2 (dbt, skipped with --skip-dbt). Generates an --events history with the si
 run_results.json, their tests, the share of the build, exposed units and unit-days, the analysis time on the real
 marts, and a DuckDB profile of the slowest experiment model on a copy of the warehouse.
 
-gbstats pins old numpy/pandas, so it is installed without dependencies into bench/.vendor/gbstats (on first use)
-and put on sys.path; it runs with the project's numpy and pandas.
+gbstats comes from the project's `bench` dependency group (`make install`); pyproject.toml explains why it runs with
+the project's numpy, pandas and scipy rather than the old versions it declares.
 
 Results go to bench/results/experiments.json; a part that is skipped keeps its earlier section of that file.
 
@@ -28,12 +28,12 @@ Results go to bench/results/experiments.json; a part that is skipped keeps its e
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +55,6 @@ from ml.experiments.stats import MeanStats
 from tailor.settings import get_settings
 
 BENCH_DIR = Path(__file__).resolve().parent
-VENDOR = BENCH_DIR / ".vendor" / "gbstats"
 GBSTATS_VERSION = "0.8.0"
 VARIANTS = ("control", "treatment")
 # Benchmark metric -> (mart metric_kind, kind label used in the agreement table, role).
@@ -171,23 +170,21 @@ def simulate_inputs(experiments: int, seed: int) -> tuple[pd.DataFrame, pd.DataF
 
 
 def import_gbstats() -> Any:
-    """gbstats from bench/.vendor, installed there without its (old) pinned dependencies when absent."""
-    if not (VENDOR / "gbstats" / "__init__.py").exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--target",
-                str(VENDOR),
-                f"gbstats=={GBSTATS_VERSION}",
-            ],
-            check=True,
+    """gbstats' engine module, checked to be the version the figures in docs/benchmarks.md were made with.
+
+    Raises:
+        SystemExit: gbstats is missing or another version (it comes with `make install`).
+    """
+    try:
+        installed = importlib.metadata.version("gbstats")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed != GBSTATS_VERSION:
+        found = f"gbstats {installed} is installed" if installed else "gbstats is not installed"
+        raise SystemExit(
+            f"{found}; this benchmark compares with gbstats {GBSTATS_VERSION}, "
+            "which the project's `bench` dependency group installs: run `make install`."
         )
-    sys.path.insert(0, str(VENDOR))
     import gbstats.gbstats as engine
 
     return engine
