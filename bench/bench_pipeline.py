@@ -32,6 +32,7 @@ from simulator.config import users_for_events
 from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
 
 BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results" / "pipeline.json"
 BIN = Path(sys.executable).parent
 DAYS = 28
 
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--workdir", type=Path, default=None, help="Scratch folder (default: a temp dir).")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"Results file (default {RESULTS}).")
     args = parser.parse_args()
     rows = []
     for size in args.events:
@@ -192,8 +194,8 @@ def main() -> None:
         "command": "python bench/bench_pipeline.py --events " + " ".join(str(s) for s in args.events),
         "results": rows,
     }
-    (BENCH_DIR / "results").mkdir(exist_ok=True)
-    (BENCH_DIR / "results" / "pipeline.json").write_text(json.dumps(out, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,16 @@ definitions, then measures:
      of `publish_event` to the end of the push that wrote the user's row (the value is readable from then on).
 
     .venv/bin/python bench/bench_stream.py --events 50000
+    .venv/bin/python bench/bench_stream.py --events 500 --clicks 5 --output /tmp/stream.json   # a smoke run
+
+With --redis-url it uses a running server instead: its streams are named ``bench:<run id>:*`` and deleted afterwards,
+and its Feast rows belong to the `tailor_stream_test` project.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results" / "stream.json"
 sys.path.insert(0, str(BENCH_DIR.parent))  # the tests package: its redis-server and Feast repo helpers
 
 from tailor.settings import disable_telemetry  # noqa: E402
@@ -88,11 +96,23 @@ def _store(repo: Path) -> Any:
 def _bench(store_name: str, repo: Path, url: str, n: int, clicks: int) -> dict[str, Any]:
     result: dict[str, Any] = {"online_store": store_name}
     client = connect(url)
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:{store_name}"
+    try:
+        return _measure(result, client, prefix, repo, n, clicks)
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def _measure(result: dict[str, Any], client: Any, prefix: str, repo: Path, n: int, clicks: int) -> dict[str, Any]:
+    """Publish, consume and click-to-online figures on streams named ``<prefix>:*``."""
     start = datetime.now(UTC) - timedelta(minutes=5)
     events = _events(n, users=max(n // 50, 1), start=start)
 
     for batch_size in (100, 500, 2000):
-        broker = Broker(client, StreamConfig(stream=f"bench:{store_name}:{batch_size}"))
+        broker = Broker(client, StreamConfig(stream=f"{prefix}:{batch_size}"))
         began = time.perf_counter()
         report = publish(broker, events)
         published = time.perf_counter() - began
@@ -105,7 +125,7 @@ def _bench(store_name: str, repo: Path, url: str, n: int, clicks: int) -> dict[s
         result[f"consume_events_per_s_batch_{batch_size}"] = round(n / consumed)
         result[f"rows_per_push_batch_{batch_size}"] = round(stats.rows_pushed / max(stats.pushes, 1), 1)
 
-    broker = Broker(client, StreamConfig(stream=f"bench:{store_name}:latency"))
+    broker = Broker(client, StreamConfig(stream=f"{prefix}:latency"))
     sink = _Timed(FeastSink(_store(repo), PUSH_SOURCE))
     stop = threading.Event()
     consumer = Consumer(broker, sink, name="bench-latency", batch_size=500, block_ms=100)
@@ -136,29 +156,40 @@ def _bench(store_name: str, repo: Path, url: str, n: int, clicks: int) -> dict[s
     result["click_to_online_ms_p50"] = round(statistics.median(latencies), 1)
     result["click_to_online_ms_p99"] = round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)
     result["click_to_online_ms_max"] = round(latencies[-1], 1)
-    client.close()
     return result
+
+
+@contextlib.contextmanager
+def _throwaway_redis(folder: Path) -> Iterator[str]:
+    """The URL of a redis-server on a loopback port, stopped on exit."""
+    binary = redis_server_binary()
+    if binary is None:
+        raise SystemExit("redis-server is not installed: run `apt-get install -y redis-server` (as root).")
+    with RedisServer(binary, folder) as server:
+        yield server.url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--clicks", type=int, default=200, help="single clicks timed for click-to-online latency")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"Results file (default {RESULTS}).")
+    parser.add_argument(
+        "--redis-url", default=None, help="a running server (redis://HOST:PORT) instead of a throwaway redis-server"
+    )
     args = parser.parse_args()
     disable_telemetry()
-    binary = redis_server_binary()
-    if binary is None:
-        raise SystemExit("redis-server is not installed: run `apt-get install -y redis-server` (as root).")
     results = []
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(binary, Path(tmp) / "redis") as server:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        url = args.redis_url or stack.enter_context(_throwaway_redis(Path(tmp) / "redis"))
         home = Path(tmp) / "home"
         (home / "marts").mkdir(parents=True)
         repos = {
             "sqlite": apply_recent_activity_repo(Path(tmp) / "fs", sqlite_online_store(Path(tmp) / "fs"), home),
-            "redis": apply_recent_activity_repo(Path(tmp) / "fr", redis_online_store(server.url), home),
+            "redis": apply_recent_activity_repo(Path(tmp) / "fr", redis_online_store(url), home),
         }
         for name, repo in repos.items():
-            results.append(_bench(name, repo, server.url, args.events, args.clicks))
+            results.append(_bench(name, repo, url, args.events, args.clicks))
             print(json.dumps(results[-1]), flush=True)
     out = {
         "benchmark": "stream",
@@ -168,8 +199,8 @@ def main() -> None:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "results": results,
     }
-    (BENCH_DIR / "results").mkdir(exist_ok=True)
-    (BENCH_DIR / "results" / "stream.json").write_text(json.dumps(out, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
