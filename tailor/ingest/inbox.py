@@ -2,25 +2,33 @@
 
 Producers should write a file under a name starting with '.' or '_' and rename it when complete: such names are
 never read, so a half-written file is never ingested. A file that fails the file-level checks is moved to
-``inbox/_rejected/`` with a note saying why, so one bad file neither blocks later runs nor gets lost.
+``inbox/_rejected/`` with a note saying why, so one bad file neither blocks later runs nor gets lost. A later
+rejected file of the same name is kept beside the earlier one (``name.2.jsonl``, ...), never over it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from tailor.ingest.durable import fsync_dir, replace_durably, write_atomic
 from tailor.ingest.files import IngestError, files_in
-from tailor.ingest.ingest import IngestReport, ingest_paths
+from tailor.ingest.ingest import IngestReport, land_files
 from tailor.ingest.landing import file_signature, read_log
+from tailor.ingest.recovery import landing_session, unfinished_ingestions
 from tailor.settings import Settings
+
+REJECTED_DIR = "_rejected"
+NOTE_SUFFIX = ".error.txt"
 
 
 @dataclass
 class InboxResult:
     report: IngestReport
-    rejected_files: dict[str, str] = field(default_factory=dict)
+    rejected_files: dict[str, str] = field(default_factory=dict)  # inbox path -> reason
+    set_aside_as: dict[str, str] = field(default_factory=dict)  # inbox path -> where it was moved
 
 
 def inbox_files(settings: Settings) -> list[Path]:
@@ -35,26 +43,63 @@ def pending_files(settings: Settings) -> list[Path]:
 
 
 def pending_fingerprint(settings: Settings) -> tuple[str, int]:
-    """A key for the set of pending files (changes when one is added or rewritten) and how many there are."""
+    """A key for the work waiting (changes when a file is added or rewritten) and how many items there are.
+
+    Items are the pending inbox files plus committed ingestions whose batches a crash left in landing/.tmp:
+    a run finishes those too.
+    """
     digest = hashlib.sha1()
     pending = pending_files(settings)
     for path in pending:
         digest.update("|".join(map(str, file_signature(path))).encode() + b"\n")
-    return digest.hexdigest(), len(pending)
+    unfinished = unfinished_ingestions(settings)
+    if unfinished:
+        digest.update(f"unfinished:{unfinished}".encode())
+    return digest.hexdigest(), len(pending) + unfinished
 
 
 def ingest_inbox(settings: Settings) -> InboxResult:
-    """Ingest the inbox files no ingestion has seen; set aside, with the reason, any that cannot be ingested."""
-    result = InboxResult(report=IngestReport())
-    for path in pending_files(settings):
-        try:
-            # No row checks here: dbt applies them in the same run, so each line is parsed once.
-            result.report.files.extend(ingest_paths([path], settings, check_rows=False).files)
-        except IngestError as exc:
-            rejected_dir = settings.inbox / "_rejected"
-            rejected_dir.mkdir(parents=True, exist_ok=True)
-            target = rejected_dir / path.name
-            path.replace(target)
-            target.with_name(target.name + ".error.txt").write_text(str(exc) + "\n")
-            result.rejected_files[str(path)] = str(exc)
+    """Ingest the inbox files no ingestion has seen; set aside, with the reason, any that cannot be ingested.
+
+    Recovers the landing zone from an interrupted ingestion first (the report's ``recovery`` says what it did).
+    Each file is its own transaction, so a bad file does not hold back the good ones.
+    """
+    with landing_session(settings) as recovery:
+        result = InboxResult(report=IngestReport(recovery=recovery))
+        for path in pending_files(settings):
+            try:
+                # No row checks here: dbt applies them in the same run, so each line is parsed once.
+                result.report.files.extend(land_files([path], settings, check_rows=False).files)
+            except IngestError as exc:
+                result.rejected_files[str(path)] = str(exc)
+                result.set_aside_as[str(path)] = str(set_aside(settings, path, str(exc)))
     return result
+
+
+def set_aside(settings: Settings, path: Path, reason: str) -> Path:
+    """Move a refused inbox file to ``inbox/_rejected/`` beside a note with the reason; return its new path.
+
+    The note is written first, under the name the file will take, so a file in ``_rejected`` always has its
+    reason. A name already taken (by an earlier file of the same name, or its note) gets a counter.
+    """
+    rejected_dir = settings.inbox / REJECTED_DIR
+    rejected_dir.mkdir(parents=True, exist_ok=True)
+    target = _free_name(rejected_dir, path.name)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    note = f"{reason}\n\nfile: {path}\nset aside: {stamp}\n"
+    write_atomic(target.with_name(target.name + NOTE_SUFFIX), note.encode())
+    replace_durably(path, target)
+    fsync_dir(path.parent)
+    return target
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``name`` if neither it nor its note exists in ``folder``, else ``stem.N.suffixes`` with the first free N."""
+    stem, dot, suffixes = name.partition(".")
+    number = 1
+    while True:
+        candidate = folder / (name if number == 1 else f"{stem}.{number}{dot}{suffixes}")
+        note = candidate.with_name(candidate.name + NOTE_SUFFIX)
+        if not candidate.exists() and not note.exists():
+            return candidate
+        number += 1

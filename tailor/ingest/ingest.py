@@ -1,13 +1,19 @@
-"""`tailor ingest`: check files against the contract and land them, all or nothing.
+"""`tailor ingest`: check files against the contract and land them, all or nothing, even across a crash.
 
-Two phases: every file is read, recognised and classified into a temporary batch first; only when all of them
-pass the file-level checks are the batches renamed into the landing zone. A bad file therefore leaves the
-landing zone (and so the warehouse) exactly as it was.
+Three phases, holding the landing lock (after recovering from any earlier crash, see `tailor.ingest.recovery`):
+
+1. every file is read, recognised and classified into a staged batch under ``landing/.tmp/<txn>/`` (synced);
+   a file that fails the file-level checks stops the call here and the staged batches are removed;
+2. the call's log lines are appended in one synced write: the commit point;
+3. the staged batches are renamed into ``landing/<kind>/``, where dbt reads them.
+
+A crash before (2) lands nothing (recovery removes the staged batches); a crash after it lands everything
+(recovery finishes the renames). A bad file therefore leaves the landing zone (and so the warehouse) as it was.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,8 +24,19 @@ import duckdb
 import pyarrow as pa
 
 from tailor.contract.rules import KINDS, Kind, classify_sql
+from tailor.ingest.durable import fsync_dir, fsync_file
 from tailor.ingest.files import IngestError, content_hash, expand, file_format, read_lines, read_parquet_rows
-from tailor.ingest.landing import BatchRecord, append_log, batch_path, ensure_landing, file_signature, find_batch
+from tailor.ingest.landing import (
+    BatchRecord,
+    append_log,
+    batch_path,
+    file_signature,
+    find_batch,
+    new_txn,
+    staged_batch_path,
+    staging_dir,
+)
+from tailor.ingest.recovery import Recovery, landing_session
 from tailor.settings import Settings
 
 # Keys that identify each kind of file: a row "looks like" a kind when it has all of them.
@@ -50,6 +67,7 @@ class IngestReport:
     """What one `tailor ingest` call did. Duplicates are counted later, by the warehouse, across all batches."""
 
     files: list[FileReport] = field(default_factory=list)
+    recovery: Recovery = field(default_factory=Recovery)  # what was repaired after an earlier crash
 
     @property
     def received(self) -> int:
@@ -81,6 +99,7 @@ class IngestReport:
             "rejected_by_reason": self.rejected if checked else None,
             "rows_checked": checked,
             "files": [vars(f) for f in self.files],
+            "recovery": self.recovery.as_dict(),
         }
 
 
@@ -178,8 +197,12 @@ def ingest_paths(
         check_rows: apply the contract's row checks now to report what the warehouse will quarantine. The
             scheduled pipeline skips this (dbt applies the same checks minutes later) to parse each line once.
 
+    Returns:
+        Per file what happened, and in ``recovery`` what was repaired of an earlier, interrupted ingestion.
+
     Raises:
-        IngestError: a file is missing, binary, empty, unreadable or not the contract's shape. Nothing landed.
+        IngestError: a file is missing, binary, empty, unreadable or not the contract's shape (nothing landed),
+            or another ingestion kept the landing zone busy for too long.
     """
     if kind is not None and kind not in KINDS:
         raise IngestError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}.")
@@ -188,8 +211,29 @@ def ingest_paths(
         raise IngestError("no files given. Name event files or folders, e.g. `tailor ingest data/inbox`.")
     for path in files:
         file_format(path)  # refuse unsupported names before reading anything
-    ensure_landing(settings)
+    with landing_session(settings) as recovery:
+        report = land_files(files, settings, kind=kind, now=now, progress=progress, check_rows=check_rows)
+    report.recovery = recovery
+    return report
+
+
+def land_files(
+    files: list[Path],
+    settings: Settings,
+    kind: Kind | None = None,
+    now: datetime | None = None,
+    progress: Callable[[Path], None] | None = None,
+    check_rows: bool = True,
+) -> IngestReport:
+    """Land already-expanded files as one transaction. The caller holds `landing_session`.
+
+    Raises:
+        IngestError: as `ingest_paths`; nothing of this call landed.
+    """
+    # Taken under the lock, so ingestion times follow the order in which calls commit.
     ingested_at = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    stamp = ingested_at.isoformat() + "Z"
+    txn = new_txn()
     report = IngestReport()
     staged: list[tuple[Path, Path]] = []
     records: list[BatchRecord] = []
@@ -202,50 +246,45 @@ def ingest_paths(
                 progress(path)
             batch_id = content_hash(path)[:24]
             existing = find_batch(settings, batch_id)
-            signature = file_signature(path)
+            _, size, mtime = file_signature(path)
             if existing is not None or batch_id in seen:
                 landed_kind = existing.parent.name if existing else "?"
                 report.files.append(FileReport(str(path), landed_kind, batch_id, "already_ingested"))
-                records.append(
-                    BatchRecord(
-                        batch_id,
-                        landed_kind,
-                        signature[0],
-                        ingested_at.isoformat() + "Z",
-                        0,
-                        0,
-                        status="already_ingested",
-                        source_size=signature[1],
-                        source_mtime_ns=signature[2],
-                    )
-                )
+                seen_again = BatchRecord(batch_id, landed_kind, str(path.resolve()), stamp, 0, 0)
+                seen_again.status, seen_again.source_size, seen_again.source_mtime_ns = "already_ingested", size, mtime
+                records.append(seen_again)
                 continue
             seen.add(batch_id)
-            tmp = settings.landing / ".tmp" / f"batch-{batch_id}.parquet"
-            staged.append((tmp, Path()))
+            tmp = staged_batch_path(settings, txn, batch_id)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
             file_report, detected = _prepare(con, path, batch_id, kind, ingested_at, tmp, check_rows)
-            staged[-1] = (tmp, batch_path(settings, detected, batch_id))
+            fsync_file(tmp)
+            staged.append((tmp, batch_path(settings, detected, batch_id)))
             report.files.append(file_report)
             records.append(
                 BatchRecord(
                     batch_id=batch_id,
                     kind=detected,
-                    source_file=str(path),
-                    ingested_at=ingested_at.isoformat() + "Z",
+                    source_file=str(path.resolve()),
+                    ingested_at=stamp,
                     received=file_report.received,
                     accepted=file_report.accepted,
                     rejected=file_report.rejected,
-                    source_size=signature[1],
-                    source_mtime_ns=signature[2],
+                    source_size=size,
+                    source_mtime_ns=mtime,
                 )
             )
+        if staged:
+            fsync_dir(staging_dir(settings) / txn)
     except BaseException:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging_dir(settings) / txn, ignore_errors=True)
         raise
     finally:
         con.close()
+    append_log(settings, records, txn)  # the commit point: from here on, recovery finishes the landing
     for tmp, final in staged:
-        os.replace(tmp, final)
-    append_log(settings, records)
+        tmp.replace(final)
+    for folder in {final.parent for _, final in staged}:
+        fsync_dir(folder)
+    shutil.rmtree(staging_dir(settings) / txn, ignore_errors=True)
     return report

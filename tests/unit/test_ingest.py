@@ -1,9 +1,15 @@
-"""`tailor ingest`: counts, idempotence, and bad input that leaves the landing zone untouched."""
+"""`tailor ingest`: counts, idempotence, bad input that leaves the landing zone untouched, and crash safety."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -13,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from tailor.ingest import IngestError, ingest_paths, read_log
-from tailor.ingest.inbox import ingest_inbox
+from tailor.ingest import IngestError, ingest_paths, landing_session, read_log
+from tailor.ingest.inbox import ingest_inbox, pending_files
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -179,3 +185,189 @@ def test_a_bad_inbox_file_is_set_aside_with_its_reason(settings: Settings) -> No
     assert (aside / "photo.jsonl").read_bytes().startswith(b"\x89PNG")  # kept, not lost
     assert "binary" in (aside / "photo.jsonl.error.txt").read_text()
     assert ingest_inbox(settings).report.files == []  # neither file is read again
+
+
+def test_a_rejected_file_never_replaces_an_earlier_one_of_the_same_name(settings: Settings) -> None:
+    settings.inbox.mkdir(parents=True)
+    deliveries = [b"\x89PNG first\x00", b"", b'{"order_id": 1}\n']  # binary, then empty, then the wrong schema
+    for content in deliveries:
+        (settings.inbox / "events.jsonl").write_bytes(content)
+        ingest_inbox(settings)
+    aside = settings.inbox / "_rejected"
+    names = ["events.jsonl", "events.2.jsonl", "events.3.jsonl"]
+    assert sorted(p.name for p in aside.iterdir()) == sorted([*names, *(n + ".error.txt" for n in names)])
+    assert [(aside / n).read_bytes() for n in names] == deliveries  # each kept as delivered, in order
+    reasons = [(aside / f"{n}.error.txt").read_text() for n in names]
+    assert ["binary" in reasons[0], "empty" in reasons[1], "wrong schema" in reasons[2]] == [True, True, True]
+    assert all(str(settings.inbox / "events.jsonl") in r for r in reasons)  # each note says where it came from
+
+
+# --- crash safety ---------------------------------------------------------------------------------------------
+
+# Runs one `ingest_paths` in a child process and SIGKILLs it at a chosen point: the landing code is the real one,
+# only the moment of death is chosen (fault injection, as a crash or `kill -9` would do it).
+_KILL_AT = """
+import os, pathlib, signal, sys
+import tailor.ingest.ingest as ingest
+from tailor.settings import get_settings
+
+point, home, *files = sys.argv[1:]
+die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+commit = ingest.append_log
+if point == "before_commit":
+    ingest.append_log = die
+elif point == "mid_commit":  # the log write itself is cut short: half a line reaches the file
+    def torn(settings, records, txn=None):
+        with settings.landing_manifest.open("ab") as handle:
+            handle.write(b'{"batch_id": "' + records[0].batch_id.encode())
+        die()
+    ingest.append_log = torn
+elif point == "after_commit":
+    ingest.append_log = lambda *a, **k: (commit(*a, **k), die())
+elif point == "after_first_rename":
+    rename = pathlib.Path.replace
+    pathlib.Path.replace = lambda self, target: (rename(self, target), die())
+ingest.ingest_paths(files, get_settings(home), check_rows=False)
+raise SystemExit("not killed")
+"""
+
+
+def _ingest_killed_at(point: str, settings: Settings, files: list[Path]) -> None:
+    args = [sys.executable, "-c", _KILL_AT, point, str(settings.home), *map(str, files)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def _three_files(folder: Path) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    # The same event in two files: which copy the warehouse keeps depends on the ingestion order of the batches.
+    return [
+        _write_jsonl(folder / f"events-{day}.jsonl", [json.dumps(_event(day * 10 + i)) for i in range(3)])
+        for day in range(1, 4)
+    ]
+
+
+def _landed_rows(settings: Settings) -> list[tuple[str, int, object]]:
+    with duckdb.connect() as con:
+        return con.execute(
+            f"select batch_id, count(*), min(ingested_at) from read_parquet('{settings.landing}/events/*.parquet') "
+            "group by all order by 1"
+        ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("point", "lands_in_first_call"),
+    [("before_commit", False), ("mid_commit", False), ("after_commit", True), ("after_first_rename", True)],
+)
+def test_a_killed_ingest_lands_all_or_nothing_and_the_rerun_completes_it(
+    tmp_path: Path, settings: Settings, point: str, lands_in_first_call: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = _three_files(tmp_path / "in")
+    _ingest_killed_at(point, settings, files)
+    visible = len(_landed_rows(settings))
+    assert visible in ((0, 1) if point == "after_first_rename" else (0,))  # dbt may already see a partial call
+
+    rerun = ingest_paths(files, settings, check_rows=False)
+
+    landed = _landed_rows(settings)
+    assert [rows for _, rows, _ in landed] == [3, 3, 3]  # every file exactly once
+    assert len({at for _, _, at in landed}) == 1  # one call, one ingestion time: its batches keep their order
+    statuses = [f.status for f in rerun.files]
+    assert statuses == (["already_ingested"] * 3 if lands_in_first_call else ["landed"] * 3)
+    assert len(rerun.recovery.rolled_forward) == (3 - visible if lands_in_first_call else 0)
+    assert bool(rerun.recovery.rolled_back) == (point in ("before_commit", "mid_commit"))
+    assert bool(rerun.recovery.log_lines_dropped) == (point == "mid_commit")
+    assert not list((settings.landing / ".tmp").iterdir())  # no staged leftovers
+    log = read_log(settings)
+    assert log.skipped == []  # the torn line was moved out of the log
+    assert sorted(r.batch_id for r in log if r.status == "landed") == [batch for batch, _, _ in landed]
+    if point != "after_commit":
+        assert any("landing" in m for m in caplog.messages)  # the repair is reported, not silent
+
+
+def test_a_torn_last_log_line_never_blocks_later_ingests_or_the_inbox(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.inbox.mkdir(parents=True)
+    first = _write_jsonl(settings.inbox / "events-1.jsonl", [json.dumps(_event(1))])
+    ingest_paths([first], settings)
+    with settings.landing_manifest.open("ab") as handle:
+        handle.write(b'{"batch_id": "4f2a", "kind": "ev')  # a write cut short by a crash
+    log = read_log(settings)  # read without raising: the complete records, and what was skipped
+    assert [r.status for r in log] == ["landed"]
+    assert log.problems() == ["line 2: incomplete last line (a write was interrupted)"]
+    second = _write_jsonl(settings.inbox / "events-2.jsonl", [json.dumps(_event(2))])
+    assert pending_files(settings) == [second]  # the inbox sensor's view still works
+
+    report = ingest_paths([second], settings)
+
+    assert [f.status for f in report.files] == ["landed"]
+    assert report.as_dict()["recovery"] == {
+        "rolled_forward": 0, "rolled_back": 0, "adopted": 0, "log_lines_dropped": 1, "problems": [],
+    }  # fmt: skip
+    assert "moved to _manifest.dropped.txt" in caplog.text
+    dropped = (settings.landing / "_manifest.dropped.txt").read_text()
+    assert dropped.endswith('\t{"batch_id": "4f2a", "kind": "ev\n')  # kept for inspection, out of the log
+    assert [json.loads(line)["status"] for line in settings.landing_manifest.read_text().splitlines()] == [
+        "landed",
+        "landed",
+    ]
+    assert pending_files(settings) == []
+
+
+def test_a_batch_without_a_log_record_is_adopted_from_the_folder(tmp_path: Path, settings: Settings) -> None:
+    """Older code renamed batches into place before writing the log: a crash in between left landed batches
+    with no record. The folder is the source of truth (dbt reads it), so the log gets a record rebuilt from
+    the batch, and the inbox does not offer the file again."""
+    settings.inbox.mkdir(parents=True)
+    path = _write_jsonl(settings.inbox / "events-1.jsonl", [json.dumps(_event(i)) for i in range(4)])
+    ingest_paths([path], settings, now=datetime(2026, 1, 6, 3, 0, tzinfo=UTC))
+    settings.landing_manifest.write_text("")  # the record never made it
+    assert pending_files(settings) == [path]
+
+    report = ingest_inbox(settings).report
+
+    assert [f.status for f in report.files] == []  # recovered first, so nothing is left to ingest
+    assert len(report.recovery.adopted) == 1
+    [record] = list(read_log(settings))
+    assert (record.status, record.received, record.ingested_at) == ("recovered", 4, "2026-01-06T03:00:00Z")
+    assert (record.source_file, record.source_size) == (str(path.resolve()), path.stat().st_size)
+    assert pending_files(settings) == []
+
+
+def test_a_recorded_batch_missing_from_the_folder_is_reported_with_what_to_do(
+    tmp_path: Path, settings: Settings
+) -> None:
+    path = _write_jsonl(tmp_path / "events-1.jsonl", [json.dumps(_event(1))])
+    [landed] = ingest_paths([path], settings).files
+    (settings.landing / "events" / f"batch-{landed.batch_id}.parquet").unlink()
+    report = ingest_paths([path], settings)  # the folder decides: the file lands again
+    assert [f.status for f in report.files] == ["landed"]
+    [problem] = report.recovery.missing
+    assert f"batch {landed.batch_id}" in problem and f"ingest {path.resolve()} again" in problem
+    assert ingest_paths([path], settings).recovery.as_dict()["problems"] == []  # landed again: consistent
+
+
+def test_lines_of_an_unfinished_ingestion_do_not_count(settings: Settings, tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "events-1.jsonl", [json.dumps(_event(1))])
+    ingest_paths([path], settings)
+    good = settings.landing_manifest.read_text()
+    half = dict(json.loads(good), txn="t" * 32, txn_size=2, batch_id="b" * 24)  # one line of a two-line commit
+    settings.landing_manifest.write_text(good + json.dumps(half) + "\n" + "not json\n")
+    log = read_log(settings)
+    assert [r.batch_id for r in log] == [json.loads(good)["batch_id"]]
+    assert [s.number for s in log.skipped] == [2, 3]
+    assert "other lines are missing" in log.skipped[0].reason and "not valid JSON" in log.skipped[1].reason
+
+
+def test_a_second_ingestion_waits_for_the_landing_lock_and_says_for_whom(settings: Settings) -> None:
+    with landing_session(settings):
+        waited: list[str] = []
+        started = time.monotonic()
+        busy = pytest.raises(IngestError, match=rf"busy: process {os.getpid()} has been landing files")
+        with busy, landing_session(settings, timeout=0.5, on_wait=waited.append):
+            pass
+        assert time.monotonic() - started >= 0.5
+        assert waited == [f"waiting for process {os.getpid()}, which is landing files in {settings.landing}"]
+    with landing_session(settings):  # released when the holder is done
+        pass

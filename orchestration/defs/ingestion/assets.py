@@ -5,7 +5,6 @@ from collections.abc import Iterator
 import dagster as dg
 
 from tailor.contract.rules import KINDS
-from tailor.ingest import ensure_landing
 from tailor.ingest.inbox import ingest_inbox
 from tailor.settings import get_settings
 
@@ -25,14 +24,17 @@ from tailor.settings import get_settings
 def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
     """Ingest new files from the inbox into the landing zone; files already landed are skipped.
 
-    Row-level verdicts (accepted, duplicate, quarantined with a reason) come from the warehouse in the same run:
-    see `fct_batch_fates`, `fct_rejected_rows` and the reconciliation check.
+    First finishes or undoes whatever an interrupted ingestion left behind (a killed `tailor ingest` or run), so
+    the warehouse reads every committed batch exactly once. Row-level verdicts (accepted, duplicate, quarantined
+    with a reason) come from the warehouse in the same run: see `fct_batch_fates`, `fct_rejected_rows` and the
+    reconciliation check.
     """
     settings = get_settings()
-    ensure_landing(settings)
     result = ingest_inbox(settings)
+    for message in result.report.recovery.messages():
+        context.log.warning(message)
     for path, reason in result.rejected_files.items():
-        context.log.warning(f"set aside {path}: {reason}")
+        context.log.warning(f"set aside {path} as {result.set_aside_as[path]}: {reason}")
     for kind in KINDS:
         files = [f for f in result.report.files if f.kind == kind and f.status == "landed"]
         yield dg.MaterializeResult(
@@ -41,6 +43,7 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
                 "files_landed": len(files),
                 "rows_landed": sum(f.received for f in files),
                 "files_set_aside": dg.MetadataValue.json(result.rejected_files),
+                "recovery": dg.MetadataValue.json(result.report.recovery.as_dict()),
                 "landing_path": dg.MetadataValue.path(str(settings.landing / kind)),
             },
         )
