@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from tailor.ingest import IngestError, ingest_paths, landing_session, read_log
-from tailor.ingest.inbox import ingest_inbox, pending_files
+from tailor.ingest.inbox import ingest_inbox, pending_files, pending_fingerprint
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -283,6 +283,17 @@ def test_a_killed_ingest_lands_all_or_nothing_and_the_rerun_completes_it(
     assert sorted(r.batch_id for r in log if r.status == "landed") == [batch for batch, _, _ in landed]
     if point != "after_commit":
         assert any("landing" in m for m in caplog.messages)  # the repair is reported, not silent
+
+
+def test_the_inbox_sensor_asks_for_a_run_to_finish_a_killed_ingestion(settings: Settings) -> None:
+    settings.inbox.mkdir(parents=True)
+    files = _three_files(settings.inbox)
+    _ingest_killed_at("after_commit", settings, files)
+    # The files are recorded (committed), so none is pending, but their batches still wait in landing/.tmp.
+    assert pending_files(settings) == []
+    assert pending_fingerprint(settings)[1] == 1
+    ingest_inbox(settings)  # what the requested run does first
+    assert pending_fingerprint(settings)[1] == 0 and len(_landed_rows(settings)) == 3
 
 
 def test_a_torn_last_log_line_never_blocks_later_ingests_or_the_inbox(

@@ -1,4 +1,4 @@
-"""Start a run when files land in the inbox."""
+"""Start a run when files land in the inbox, or when a crash left an ingestion half-finished."""
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -10,8 +10,10 @@ from tailor.settings import get_settings
 def build_inbox_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     @dg.sensor(job=job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
     def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        """Requests a run when files that no ingestion has seen yet are in the inbox (one run per new set)."""
+        """Requests a run when files that no ingestion has seen yet are in the inbox (one run per new set), or
+        when an ingestion killed after its commit left batches for a run to move into place."""
         settings = get_settings()
+        # Reads the landing log tolerantly: a torn last line (a crash mid-write) never stops the sensor.
         fingerprint, pending = pending_fingerprint(settings)
         if pending == 0 or fingerprint == context.cursor:
             return dg.SensorResult(skip_reason=f"no new files in {settings.inbox}", cursor=fingerprint)
