@@ -20,7 +20,7 @@ from rich.table import Table
 
 from cli.experiments import experiments
 from tailor.contract.rules import Kind
-from tailor.settings import Settings, disable_telemetry, get_settings
+from tailor.settings import REPO_ROOT, Settings, disable_telemetry, get_settings
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
 err = Console(stderr=True, soft_wrap=True)
@@ -244,7 +244,10 @@ def ui(host: str, port: int) -> None:
     env = {**os.environ, **settings.dagster_env()}
     dagster = str(Path(sys.executable).parent / "dagster")
     err.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop); data in {settings.home}", highlight=False)
-    os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port), "-m", "orchestration.definitions"], env)
+    # From the repository root, `dagster dev` loads the code location that pyproject.toml's [tool.dagster] names
+    # (`tailor`); with `-m` it would be named after the module.
+    os.chdir(REPO_ROOT)
+    os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
