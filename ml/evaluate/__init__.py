@@ -1,0 +1,1 @@
+"""Offline evaluation of recommenders and rankers: ranking, beyond-accuracy and calibration metrics."""
