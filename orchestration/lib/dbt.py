@@ -1,13 +1,15 @@
-"""The dbt project as Dagster sees it, found by path beside this package."""
+"""The dbt project as Dagster sees it, found by path beside this package, and how its nodes appear as assets."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
 
 from tailor.settings import DBT_PROJECT_DIR, get_settings
 
@@ -49,3 +51,29 @@ def dbt_project() -> DbtProject:
 
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT_EXECUTABLE)
+
+
+class TailorDbtTranslator(DagsterDbtTranslator):
+    """Groups assets by warehouse layer and describes each one in words, never with its SQL."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        """staging, intermediate, marts, snapshots or seeds."""
+        if dbt_resource_props["resource_type"] == "seed":
+            return "seeds"
+        if dbt_resource_props["resource_type"] == "snapshot":
+            return "snapshots"
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "warehouse"
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The node's dbt description, which the catalog shows to analysts.
+
+        dagster-dbt's default appends the raw SQL (Jinja included) to it, and is nothing but that SQL for a node
+        without a description; such a node gets a sentence saying where its description belongs instead.
+        """
+        description = str(dbt_resource_props.get("description") or "").strip()
+        if description:
+            return description
+        kind, name = dbt_resource_props["resource_type"], dbt_resource_props["name"]
+        where = dbt_resource_props.get("original_file_path") or "the dbt project"
+        return f"dbt {kind} {name} ({where}); it has no description yet: add one in the YAML file beside it."

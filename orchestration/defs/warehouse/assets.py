@@ -1,24 +1,12 @@
 """Every dbt model, seed and snapshot as an asset; dbt tests appear as asset checks."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.lib.dbt import dbt_project, export_dbt_env
-
-
-class TailorDbtTranslator(DagsterDbtTranslator):
-    """Groups assets by warehouse layer (staging, intermediate, marts, snapshots, seeds)."""
-
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        if dbt_resource_props["resource_type"] == "seed":
-            return "seeds"
-        if dbt_resource_props["resource_type"] == "snapshot":
-            return "snapshots"
-        fqn = dbt_resource_props.get("fqn", [])
-        return fqn[1] if len(fqn) > 2 else "warehouse"
+from orchestration.lib.dbt import TailorDbtTranslator, dbt_project, export_dbt_env
 
 
 @dbt_assets(manifest=dbt_project().manifest_path, dagster_dbt_translator=TailorDbtTranslator())

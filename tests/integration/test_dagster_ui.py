@@ -1,0 +1,247 @@
+"""What a data engineer sees in the Dagster UI: plain `dagster dev` starts, the code location is `tailor`, and every
+asset in the catalog is described in words (dbt models by their YAML description, never by their SQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestration.lib.dbt import TailorDbtTranslator
+from tailor.settings import REPO_ROOT, TELEMETRY_OFF
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+STARTUP_TIMEOUT_S = 180  # webserver, daemon and a code server loading the definitions (and parsing dbt if stale)
+STOP_TIMEOUT_S = 60
+
+# SQL or dbt Jinja in a description: a code fence, template tags, or a line that starts a query.
+SQL_SIGNS = re.compile(r"```|\{\{|\{%|\{#|Raw SQL|^\s*(select|with)\b", re.IGNORECASE | re.MULTILINE)
+
+LOCATION_QUERY = """
+{
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation { repositories { name assetNodes { assetKey { path } description } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+SENSOR_QUERY = """
+query ($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status ticks(limit: 1) { status skipReason } } }
+  }
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _default_signals() -> None:
+    # A shell that started pytest in the background passes SIGINT/SIGTERM as ignored; `dagster dev` would then never
+    # stop (docs: STACK_NOTES). Reset them in the child.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.load(response)
+    assert "errors" not in answer, answer["errors"]
+    return answer["data"]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _clean_environment(home: Path) -> dict[str, str]:
+    """A data engineer's shell with the venv activated: no TAILOR_HOME, DAGSTER_HOME or TAILOR_DAGSTER_*."""
+    return {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", **TELEMETRY_OFF}
+
+
+@pytest.fixture
+def repository_root(tmp_path: Path) -> Path:
+    """A folder that `dagster dev` sees as the repository root: the repository's own pyproject.toml and dagster.yaml.
+
+    Not the checkout itself: there, with no TAILOR_HOME, the instance would be the developer's ./data/dagster and the
+    inbox sensor (running by default) would ingest whatever waits in their ./data/inbox. Links keep the files the real
+    ones; the code is the installed project, as in the checkout.
+    """
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("pyproject.toml", "dagster.yaml"):
+        (root / name).symlink_to(REPO_ROOT / name)
+    return root
+
+
+@pytest.fixture
+def dagster_dev(repository_root: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
+    """`dagster dev` typed in the repository root with a clean environment; stopped with SIGTERM afterwards."""
+    port = _free_port()
+    log = tmp_path / "dagster-dev.log"
+    home = tmp_path / "user-home"
+    home.mkdir()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=repository_root,
+            env=_clean_environment(home),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_default_signals,
+            start_new_session=True,  # its own process group: the webserver, daemon and code servers it starts
+        )
+    try:
+        yield port, process, log
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_for_location(port: int, process: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    """The workspace once every code location has loaded (or failed to)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dagster dev exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            workspace = _graphql(port, LOCATION_QUERY)["workspaceOrError"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            workspace = None
+        entries = workspace["locationEntries"] if workspace else []
+        if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
+            return workspace
+        time.sleep(1)
+    pytest.fail(f"dagster dev did not load its code location in {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+
+
+def test_plain_dagster_dev_in_the_repository_root_serves_the_tailor_location(
+    dagster_dev: tuple[int, subprocess.Popen[bytes], Path], repository_root: Path
+) -> None:
+    port, process, log = dagster_dev
+    workspace = _wait_for_location(port, process, log)
+
+    [entry] = workspace["locationEntries"]
+    location = entry["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location.get("message")
+    assert entry["name"] == "tailor"
+    [repository] = location["repositories"]
+    assets = {"/".join(node["assetKey"]["path"]): node["description"] for node in repository["assetNodes"]}
+    assert {"landing/events", "marts/fct_events", "intermediate/int_experiment_unit_days"} <= set(assets)
+    assert not [key for key, text in assets.items() if not text or SQL_SIGNS.search(text)]
+
+    # TAILOR_HOME defaults to ./data: the instance and the inbox sensor (evaluated by the daemon through the code
+    # server) both use the data folder beside dagster.yaml.
+    data = repository_root / "data"
+    assert (data / "dagster" / "storage" / "history" / "runs.db").exists()
+    selector = {"repositoryLocationName": "tailor", "repositoryName": repository["name"], "sensorName": "inbox_sensor"}
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    ticks: list[dict[str, Any]] = []
+    while not ticks and time.monotonic() < deadline:
+        sensor = _graphql(port, SENSOR_QUERY, {"selector": selector})["sensorOrError"]
+        assert sensor["__typename"] == "Sensor", sensor
+        ticks = sensor["sensorState"]["ticks"]
+        time.sleep(1)
+    assert ticks, f"the daemon never ticked the inbox sensor:\n{log.read_text()[-4000:]}"
+    assert ticks[0]["status"] == "SKIPPED"
+    assert str(data / "inbox") in ticks[0]["skipReason"]
+
+    # Stopped as a terminal's Ctrl-C or a supervisor would: SIGTERM, a clean exit, and no process left behind.
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-4000:]
+    while _group_alive(process.pid) and time.monotonic() - began < STOP_TIMEOUT_S:
+        time.sleep(0.5)
+    assert not _group_alive(process.pid), "dagster dev left processes running after SIGTERM"
+    assert "Dagster services shut down." in log.read_text()
+    assert not list(repository_root.glob(".tmp_dagster_home_*")), "dagster dev left its temporary home behind"
+
+
+def test_every_asset_is_described_in_words() -> None:
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    undescribed, sql, placeholder = [], [], []
+    for key in graph.get_all_asset_keys():
+        text = (graph.get(key).description or "").strip()
+        name = key.to_user_string()
+        if not text:
+            undescribed.append(name)
+        elif SQL_SIGNS.search(text):
+            sql.append(name)
+        elif "has no description yet" in text:
+            placeholder.append(name)
+    assert not undescribed, f"assets without a description: {undescribed}"
+    assert not sql, f"assets described by SQL: {sql}"
+    # Every dbt model, snapshot and seed has its own description in the YAML beside it.
+    assert not placeholder, f"dbt nodes without a description in their YAML: {placeholder}"
+
+
+def test_a_dbt_node_without_a_description_gets_a_sentence_not_its_sql() -> None:
+    translator = TailorDbtTranslator()
+    props = {
+        "resource_type": "model",
+        "name": "int_new_thing",
+        "original_file_path": "models/intermediate/int_new_thing.sql",
+        "description": "",
+        "raw_code": "{{ config(materialized='table') }}\nselect * from {{ ref('fct_events') }}",
+    }
+    text = translator.get_description(props)
+    assert text == (
+        "dbt model int_new_thing (models/intermediate/int_new_thing.sql); "
+        "it has no description yet: add one in the YAML file beside it."
+    )
+    assert not SQL_SIGNS.search(text)
+    # A described node shows exactly its description: dagster-dbt's default would append the SQL to it.
+    assert translator.get_description({**props, "description": "Things, one row per thing.\n"}) == (
+        "Things, one row per thing."
+    )
