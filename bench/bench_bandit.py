@@ -3,6 +3,8 @@
 Usage::
 
     .venv/bin/python bench/bench_bandit.py [--users 2000] [--days 28] [--replications 200] [--resamples 500]
+    .venv/bin/python bench/bench_bandit.py --users 100 --days 7 --replications 2 --resamples 2 \\
+        --output /tmp/bandit.json                                                      # a smoke run, seconds
 
 Generates the demo world (2,000 users x 28 days by default) in a temporary folder, then:
 

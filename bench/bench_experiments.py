@@ -23,6 +23,8 @@ the project's numpy, pandas and scipy rather than the old versions it declares.
 Results go to bench/results/experiments.json; a part that is skipped keeps its earlier section of that file.
 
     .venv/bin/python bench/bench_experiments.py --experiments 100 --events 10000000
+    .venv/bin/python bench/bench_experiments.py --experiments 3 --repeats 1 --events 3000 \\
+        --output /tmp/experiments.json                                                 # a smoke run, ~30 s
 """
 
 from __future__ import annotations

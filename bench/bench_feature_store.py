@@ -13,8 +13,8 @@ On one generated history (simulator -> `tailor ingest` -> `dbt build`, as bench_
      in a child process (its time and peak memory are its own).
 
     .venv/bin/python bench/bench_feature_store.py --impressions 1000000
-    .venv/bin/python bench/bench_feature_store.py --impressions 20000 --iterations-1 200 --iterations-100 30 \\
-        --out /tmp/feature_store.json                                   # a smoke test, 2-3 minutes
+    .venv/bin/python bench/bench_feature_store.py --impressions 2000 --iterations-1 20 --iterations-100 5 \\
+        --repeats 1 --out /tmp/feature_store.json                       # a smoke run, 1-2 minutes
     .venv/bin/python bench/bench_feature_store.py --home /tmp/fs-home   # builds once, reuses it on later runs
 """
 

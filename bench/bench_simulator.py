@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python bench/bench_simulator.py --events 1000000 10000000
+    .venv/bin/python bench/bench_simulator.py --events 3000 --days 3 --output /tmp/simulator.json   # a smoke run
 
 Each size runs in a fresh subprocess (so peak memory and warm-up are per size), writes into a temporary
 folder that is deleted afterwards, and is sized by choosing the number of users for the requested number of

@@ -1,0 +1,155 @@
+"""Every benchmark in bench/ still runs, at a tiny size, exactly as docs/benchmarks.md tells a reader to run it.
+
+The figures in docs/benchmarks.md must be reproducible from a fresh clone after `make install`; these runs catch a
+benchmark that no longer starts (a renamed model or function, a missing dependency such as gbstats) long before
+someone needs to rerun it. They measure nothing: each writes its results into the test's folder, and the committed
+figures in bench/results/ must come out untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tailor.settings import REPO_ROOT, TELEMETRY_OFF
+
+pytestmark = pytest.mark.integration
+
+BENCH_DIR = REPO_ROOT / "bench"
+TIMEOUT_S = 600
+
+
+def _committed_results() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((BENCH_DIR / "results").glob("*.json"))}
+
+
+@pytest.fixture
+def run_bench(tmp_path: Path) -> Iterator[Any]:
+    """``run_bench(script, *args)``: the script's results (JSON) after running it like a reader would."""
+    before = _committed_results()
+
+    def run(script: str, *args: str, output_flag: str = "--output") -> dict[str, Any]:
+        output = tmp_path / "results" / script.replace(".py", ".json")
+        env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(tmp_path / "home")}
+        done = subprocess.run(
+            [sys.executable, str(BENCH_DIR / script), *args, output_flag, str(output)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 0, f"{script} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        result: dict[str, Any] = json.loads(output.read_text())
+        return result
+
+    yield run
+    assert _committed_results() == before, "a smoke run overwrote the committed figures in bench/results/"
+
+
+def test_simulator(run_bench: Any) -> None:
+    result = run_bench("bench_simulator.py", "--events", "3000", "--days", "3")
+    [run] = result["runs"]
+    assert 1500 < run["events_written"] < 4500  # users are sized for the requested events
+    assert run["events_per_second"] > 0 and run["event_bytes"] > 0
+
+
+def test_bandit(run_bench: Any) -> None:
+    result = run_bench("bench_bandit.py", "--users", "100", "--days", "7", "--replications", "2", "--resamples", "2")
+    assert [s["environment"].split(" ")[0] for s in result["bandit"]] == ["exp_feed_ranker"] * 5 + ["exp_aa_feed"]
+    for scenario in result["bandit"]:
+        assert set(scenario["policies"]) == {"thompson", "fixed 50/50"}
+    offpolicy = result["offpolicy"]
+    logged = offpolicy["policies"]["logging policy"]["on_the_simulated_log"]
+    # Evaluating the logging policy on its own log weights every request by 1: IPS is the observed CTR.
+    assert logged["ips"]["value"] == pytest.approx(offpolicy["observed_ctr"], rel=1e-12)
+
+
+def test_experiments_next_to_gbstats_and_the_experiment_marts(run_bench: Any, tmp_path: Path) -> None:
+    result = run_bench(
+        "bench_experiments.py",
+        *("--experiments", "3", "--repeats", "1", "--events", "3000", "--workdir", str(tmp_path)),
+    )
+    analysis = result["analysis"]
+    assert analysis["comparisons"] == 15
+    agreement = analysis["agreement"]
+    # gbstats 0.8.0 runs on the project's numpy/pandas/scipy and agrees with Tailor (docs/benchmarks.md).
+    assert agreement["gbstats_errors"] == 0
+    for kind in ("proportion", "mean_cuped", "ratio", "ratio_cuped"):
+        assert agreement[kind]["same_significance_at_alpha"] == 1.0, kind
+        assert max(agreement[kind]["max_diff_in_ci_halfwidths"].values()) < 0.1, kind
+    dbt = result["dbt"]
+    assert set(dbt["experiment_models_s"]) == {
+        "fct_experiment_units",
+        "dim_experiments",
+        "int_experiment_unit_days",
+        "fct_experiment_stats",
+        "fct_experiment_daily_stats",
+        "fct_experiment_novelty_stats",
+    }
+    assert dbt["experiments"] >= 1 and dbt["exposed_units"] > 0 and dbt["stats_rows"] > 0
+    assert dbt["events_accepted"] <= dbt["events_received"]
+
+
+def test_pipeline(run_bench: Any, tmp_path: Path) -> None:
+    # `tailor run` on the same files is what tests/e2e/test_cli.py runs; here it would double the time.
+    result = run_bench("bench_pipeline.py", "--events", "3000", "--skip-tailor-run", "--workdir", str(tmp_path))
+    [row] = result["results"]
+    accepted = row["accepted_events"]
+    assert 0 < accepted["tailor"] <= row["events_received"]
+    # The hand-written script keeps the few rows the contract quarantines, so it accepts a little more.
+    assert accepted["tailor"] <= accepted["handwritten"] <= 1.05 * accepted["tailor"]
+    assert row["sessions"]["tailor"] > 0 and row["user_days"]["tailor"] > 0
+    assert row["tailor_run_s"] is None
+
+
+def test_feature_store(run_bench: Any, tmp_path: Path, redis_url: str) -> None:
+    # It empties Redis databases between passes, so it starts a redis-server of its own; `redis_url` only makes
+    # this test skip (or fail in CI) where the binary is missing, as every Redis test does.
+    result = run_bench(
+        "bench_feature_store.py",
+        *("--impressions", "2000", "--iterations-1", "20", "--iterations-100", "5", "--repeats", "1"),
+        *("--workdir", str(tmp_path)),
+        output_flag="--out",
+    )
+    impressions = result["history"]["impressions"]
+    assert impressions >= 2000
+    for store in ("sqlite", "redis"):
+        backend = result["backends"][store]
+        materialization, online = backend["materialization"], backend["online"]["1_entities"]
+        # What Feast wrote matches the marts, and the raw copy it is timed against holds the same rows.
+        assert materialization["entity_rows"] > 0 and all(materialization["checks"].values()), store
+        assert online["checks"]["http_equals_inprocess"] is True, store  # feast serve answered like in-process
+        assert {"feast_inprocess_ranker_v1", "raw_ranker_v1", "feast_http"} <= set(online["timings"]), store
+        assert all(t["n"] == 20 for t in online["timings"].values()), store
+    assert result["training_set"]["rows"] == impressions
+
+
+def test_stream(run_bench: Any, redis_url: str) -> None:
+    result = run_bench("bench_stream.py", "--events", "500", "--clicks", "5", "--redis-url", redis_url)
+    assert [r["online_store"] for r in result["results"]] == ["sqlite", "redis"]
+    for store in result["results"]:
+        assert store["publish_events_per_s"] > 0
+        assert 0 < store["click_to_online_ms_p50"] <= store["click_to_online_ms_max"]
+
+
+def test_calibration(run_bench: Any, tmp_path: Path) -> None:
+    result = run_bench(
+        "calibrate_experiments.py",
+        *("--simulations", "2", "--demo-simulations", "1", "--scratch", str(tmp_path)),
+        output_flag="--out",
+    )
+    small, demo = result["small_worlds"], result["demo_worlds"]
+    assert small["simulations"] == 2 and demo["simulations"] == 1
+    # The ranker's planted x1.08 on clicks, read from the simulator's truth: a true CTR lift a little below +8%.
+    ranker = small["pairs"]["exp_feed_ranker/ctr"]["relative"]
+    assert ranker["covered"] <= 2 and 0.05 < ranker["true_effect_mean"] < 0.08
