@@ -16,13 +16,19 @@ DEMO_USERS ?= 2000
 DEMO_DAYS ?= 28
 DEMO_SEED ?= 7
 
-.PHONY: help install demo test test-unit test-integration test-e2e ui lint typecheck bench clean
+# Every figure in docs/benchmarks.md, with the command written there; `make bench-<name>` reruns one of them.
+BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration
+
+.PHONY: help install demo test test-unit test-integration test-e2e ui lint typecheck bench clean \
+	$(addprefix bench-,$(BENCHMARKS))
 
 help:
 	@echo "make demo   install, generate $(DEMO_DAYS) days for $(DEMO_USERS) users, run every asset"
 	@echo "make test   run every test (unit, integration, e2e)"
-	@echo "make ui     start the Dagster UI on http://127.0.0.1:3000"
-	@echo "make lint | typecheck | bench | clean"
+	@echo "make ui     start the Dagster UI on http://127.0.0.1:3000 (plain \`dagster dev\` here works too)"
+	@echo "make bench  rerun every benchmark in docs/benchmarks.md (about an hour on 2 cores)"
+	@echo "make bench-NAME  rerun one; NAME is one of: $(BENCHMARKS)"
+	@echo "make lint | typecheck | clean"
 
 # uv installs the exact versions in uv.lock (see ../shared/STACK_NOTES.md for why they are pinned).
 # uv runs as `python -m uv`: a fresh pip install does not always put the `uv` script on PATH.
@@ -50,6 +56,7 @@ test-integration: install
 test-e2e: install
 	$(BIN)/pytest -m e2e
 
+# `tailor ui` = `dagster dev` from this folder, with the instance under TAILOR_HOME (code location `tailor`).
 ui: install
 	$(BIN)/tailor ui
 
@@ -59,9 +66,30 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# One after another even under `make -j`: benchmarks that share the 2 cores measure each other.
 bench: install
+	@for name in $(BENCHMARKS); do $(MAKE) --no-print-directory -j1 bench-$$name || exit 1; done
+
+bench-simulator: install
 	$(BIN)/python bench/bench_simulator.py --events 1000000 10000000
+
+bench-pipeline: install
 	$(BIN)/python bench/bench_pipeline.py --events 1000000 10000000
+
+bench-bandit: install
+	$(BIN)/python bench/bench_bandit.py
+
+bench-experiments: install
+	$(BIN)/python bench/bench_experiments.py --experiments 100 --events 10000000
+
+bench-feature-store: install
+	$(BIN)/python bench/bench_feature_store.py --impressions 1000000
+
+bench-stream: install
+	$(BIN)/python bench/bench_stream.py --events 50000
+
+bench-calibration: install
+	$(BIN)/python bench/calibrate_experiments.py --simulations 1000 --demo-simulations 600 --workers 2
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
