@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,18 +113,40 @@ def repository_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def dagster_dev(repository_root: Path, tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
-    """`dagster dev` typed in the repository root with a clean environment; stopped with SIGTERM afterwards."""
+@dataclass(frozen=True)
+class Server:
+    """A running `dagster dev`: its port, process (the group leader), log, and the Tailor home it should use."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    tailor_home: Path
+
+
+@pytest.fixture(params=["dagster dev", "tailor ui"])
+def server(request: pytest.FixtureRequest, repository_root: Path, tmp_path: Path) -> Iterator[Server]:
+    """`dagster dev` typed in the repository root with a clean environment, or `tailor ui` (what `make ui` runs)
+    with TAILOR_HOME set; stopped with SIGTERM afterwards."""
     port = _free_port()
     log = tmp_path / "dagster-dev.log"
     home = tmp_path / "user-home"
     home.mkdir()
+    env = _clean_environment(home)
+    if request.param == "dagster dev":
+        command, cwd, tailor_home = (
+            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            repository_root,
+            repository_root / "data",
+        )
+    else:
+        tailor_home = tmp_path / "tailor-home"
+        command, cwd = [str(BIN / "tailor"), "ui", "--host", "127.0.0.1", "--port", str(port)], tmp_path
+        env["TAILOR_HOME"] = str(tailor_home)
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=repository_root,
-            env=_clean_environment(home),
+            command,
+            cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -131,7 +154,7 @@ def dagster_dev(repository_root: Path, tmp_path: Path) -> Iterator[tuple[int, su
             start_new_session=True,  # its own process group: the webserver, daemon and code servers it starts
         )
     try:
-        yield port, process, log
+        yield Server(port, process, log, tailor_home)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -164,10 +187,8 @@ def _wait_for_location(port: int, process: subprocess.Popen[bytes], log: Path) -
     pytest.fail(f"dagster dev did not load its code location in {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
 
 
-def test_plain_dagster_dev_in_the_repository_root_serves_the_tailor_location(
-    dagster_dev: tuple[int, subprocess.Popen[bytes], Path], repository_root: Path
-) -> None:
-    port, process, log = dagster_dev
+def test_dagster_dev_serves_the_tailor_location_on_the_tailor_home(server: Server, repository_root: Path) -> None:
+    port, process, log = server.port, server.process, server.log
     workspace = _wait_for_location(port, process, log)
 
     [entry] = workspace["locationEntries"]
@@ -179,10 +200,9 @@ def test_plain_dagster_dev_in_the_repository_root_serves_the_tailor_location(
     assert {"landing/events", "marts/fct_events", "intermediate/int_experiment_unit_days"} <= set(assets)
     assert not [key for key, text in assets.items() if not text or SQL_SIGNS.search(text)]
 
-    # TAILOR_HOME defaults to ./data: the instance and the inbox sensor (evaluated by the daemon through the code
-    # server) both use the data folder beside dagster.yaml.
-    data = repository_root / "data"
-    assert (data / "dagster" / "storage" / "history" / "runs.db").exists()
+    # The instance and the inbox sensor (evaluated by the daemon through the code server) both use the Tailor home:
+    # TAILOR_HOME, or ./data beside dagster.yaml when it is unset.
+    assert (server.tailor_home / "dagster" / "storage" / "history" / "runs.db").exists()
     selector = {"repositoryLocationName": "tailor", "repositoryName": repository["name"], "sensorName": "inbox_sensor"}
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     ticks: list[dict[str, Any]] = []
@@ -193,7 +213,7 @@ def test_plain_dagster_dev_in_the_repository_root_serves_the_tailor_location(
         time.sleep(1)
     assert ticks, f"the daemon never ticked the inbox sensor:\n{log.read_text()[-4000:]}"
     assert ticks[0]["status"] == "SKIPPED"
-    assert str(data / "inbox") in ticks[0]["skipReason"]
+    assert str(server.tailor_home / "inbox") in ticks[0]["skipReason"]
 
     # Stopped as a terminal's Ctrl-C or a supervisor would: SIGTERM, a clean exit, and no process left behind.
     began = time.monotonic()
