@@ -68,8 +68,8 @@ class TailorDbtTranslator(DagsterDbtTranslator):
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         """The node's dbt description, which the catalog shows to analysts.
 
-        dagster-dbt's default appends the raw SQL (Jinja included) to it, and is nothing but that SQL for a node
-        without a description; such a node gets a sentence saying where its description belongs instead.
+        dagster-dbt's default appends the raw SQL (Jinja included) to it, and for a node without a description
+        shows little but that SQL; such a node gets a sentence saying where its description belongs instead.
         """
         description = str(dbt_resource_props.get("description") or "").strip()
         if description:
