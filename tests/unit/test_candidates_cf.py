@@ -210,7 +210,12 @@ def test_not_fitted_and_bad_arguments(world) -> None:
         EASE(max_items=10).fit(inter)
     with pytest.raises(ValueError, match="factors < min"):
         PureSVD(factors=47).fit(inter)
-    for make in (lambda: EASE(l2=0), lambda: ItemKNN(neighbors=0), lambda: ImplicitALS(alpha=-1)):
+    for make in (
+        lambda: EASE(l2=0),
+        lambda: EASE(dropout=1.0),
+        lambda: ItemKNN(neighbors=0),
+        lambda: ImplicitALS(alpha=-1),
+    ):
         with pytest.raises(ValueError):
             make()
 
@@ -260,6 +265,21 @@ def test_ease_weights_are_the_constrained_ridge_regressions() -> None:
         others = [i for i in range(X.shape[1]) if i != j]
         expected[others, j] = Ridge(alpha=l2, fit_intercept=False).fit(X[:, others], X[:, j]).coef_
     np.testing.assert_allclose(all_scores(model, inter), X @ expected, atol=1e-5)
+
+
+def test_edlae_is_ease_with_a_popularity_scaled_penalty() -> None:
+    # Dropout p adds p / (1 - p) * |U_i| to item i's penalty: ridge with per-feature penalties, solved by scaling
+    # feature i by 1 / sqrt(penalty_i) and using a unit penalty.
+    inter, X = small_matrix()
+    l2, p = 2.0, 0.3
+    penalty = l2 + p / (1 - p) * X.sum(axis=0)
+    expected = np.zeros((X.shape[1], X.shape[1]))
+    for j in range(X.shape[1]):
+        others = [i for i in range(X.shape[1]) if i != j]
+        scale = 1 / np.sqrt(penalty[others])
+        coef = Ridge(alpha=1.0, fit_intercept=False).fit(X[:, others] * scale, X[:, j]).coef_
+        expected[others, j] = coef * scale
+    np.testing.assert_allclose(all_scores(EASE(l2=l2, dropout=p).fit(inter), inter), X @ expected, atol=1e-5)
 
 
 def test_item_knn_is_cosine_similarity_without_pruning() -> None:
