@@ -13,7 +13,7 @@ through the shared Y^T Y. Written with numpy: one small dense solve per user and
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -34,7 +34,7 @@ class ImplicitALS(MatrixScoringGenerator):
         binarize: r = 1 for every interaction instead of summed weights.
     """
 
-    name: ClassVar[str] = "als"
+    name: str = "als"
 
     def __init__(
         self,

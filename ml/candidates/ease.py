@@ -20,7 +20,7 @@ fraction of a second; 15k items take ~4.5 GB and minutes. Above ``max_items`` th
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -42,7 +42,7 @@ class EASE(MatrixScoringGenerator):
         max_items: refuse catalogs larger than this (memory grows with n_items^2).
     """
 
-    name: ClassVar[str] = "ease"
+    name: str = "ease"
 
     def __init__(
         self, l2: float = 500.0, dropout: float = 0.0, binarize: bool = True, max_items: int = MAX_ITEMS

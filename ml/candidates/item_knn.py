@@ -12,7 +12,7 @@ sum of s(i, j) over the items i they interacted with, counting only j's kept nei
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -30,7 +30,7 @@ class ItemKNN(MatrixScoringGenerator):
     items, 2.8M pairs); after pruning, n_items x neighbors.
     """
 
-    name: ClassVar[str] = "item_knn"
+    name: str = "item_knn"
 
     def __init__(self, neighbors: int = 100, shrink: float = 10.0, binarize: bool = True) -> None:
         super().__init__(binarize=binarize)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ class MatrixScoringGenerator(ABC):
     generator covers new items).
     """
 
-    name: ClassVar[str]
+    name: str
 
     def __init__(self, binarize: bool = True) -> None:
         self.binarize = binarize

@@ -8,7 +8,7 @@ projecting their row onto the item factors and back, x_u V V^T. The decompositio
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -26,7 +26,7 @@ class PureSVD(MatrixScoringGenerator):
         seed: seed of ARPACK's start vector.
     """
 
-    name: ClassVar[str] = "pure_svd"
+    name: str = "pure_svd"
 
     def __init__(self, factors: int = 50, binarize: bool = True, seed: int = 0) -> None:
         super().__init__(binarize=binarize)
