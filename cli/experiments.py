@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -87,20 +88,41 @@ def analyze_csv(file: Path, alpha: float, no_cuped: bool, as_json: bool) -> None
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
 @click.option("--power", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8, show_default=True)
 @click.option("--variants", type=click.IntRange(min=2), default=2, show_default=True, help="Arms, control included.")
+@click.option("--metrics", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Non-guardrail metrics the experiment is decided on (each x treatment variant is one comparison "
+                   "in the Holm family).")  # fmt: skip
 @click.option("--share", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Share of users the experiment may reach.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(
-    baseline: float, mde: float, relative: bool, alpha: float, power: float, variants: int, share: float, as_json: bool
+    baseline: float,
+    mde: float,
+    relative: bool,
+    alpha: float,
+    power: float,
+    variants: int,
+    metrics: int,
+    share: float,
+    as_json: bool,
 ) -> None:
-    """Units per variant for a conversion-rate test, and days needed at the current traffic."""
+    """Units per variant for a conversion-rate test, and days needed at the current traffic.
+
+    Sized for the decision `analyze` takes at the planned size: the fixed-horizon read with the alpha the rule
+    keeps for it, Holm-corrected across (variants - 1) x metrics comparisons, each sized at the Bonferroni level
+    so every comparison keeps at least --power (docs/experiments.md, "Planning").
+    """
     import pandas as pd
 
+    from ml.experiments.decision import alpha_budget
     from ml.experiments.power import sample_size_per_variant
     from ml.experiments.traffic import days_needed
 
+    comparisons = (variants - 1) * metrics
+    budget = alpha_budget(alpha, planned=True)
     try:
-        per_variant = sample_size_per_variant(baseline, mde, relative=relative, alpha=alpha, power=power)
+        per_variant = sample_size_per_variant(
+            baseline, mde, relative=relative, alpha=budget.final, power=power, comparisons=comparisons
+        )
     except ValueError as error:
         _fail(str(error))
     total = per_variant * variants
@@ -112,6 +134,11 @@ def plan(
         "alpha": alpha,
         "power": power,
         "variants": variants,
+        "metrics": metrics,
+        "comparisons": comparisons,
+        "alpha_interim": budget.interim,
+        "alpha_final_read": budget.final,
+        "alpha_per_comparison": budget.final / comparisons,
         "units_per_variant": per_variant,
         "units_total": total,
         "days_needed": None,
@@ -134,6 +161,10 @@ def plan(
     effect = f"{mde:+.1%} relative" if relative else f"{mde:+.4g} absolute"
     out.print(f"Detect {effect} on a baseline of {baseline:.4g} (target {plan_out['target']:.4g}) with "
               f"alpha {alpha:g} (two-sided) and power {power:.0%}:")  # fmt: skip
+    out.print(f"  sized for the read at the planned size: alpha {budget.final:g} of {alpha:g} (the rest, "
+              f"{budget.interim:g}, is for the always-valid daily looks before it), Holm across {comparisons} "
+              f"comparison{'s' if comparisons != 1 else ''} ({variants - 1} treatment x {metrics} metric), "
+              f"{budget.final / comparisons:.4g} each at worst")  # fmt: skip
     out.print(f"  [bold]{per_variant:,}[/bold] units per variant, {total:,} in total over {variants} variants")
     traffic = plan_out["traffic"]
     if traffic is None:
@@ -171,6 +202,8 @@ def results_json(results: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, date):  # decided_on (datetime is a date too)
+        return value.isoformat()
     if hasattr(value, "item"):  # numpy scalars
         return _clean(value.item())
     return value
@@ -195,25 +228,36 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             out.print("[bold red]SAMPLE RATIO MISMATCH: the split differs from the configured weights; "
                       "do not trust these numbers until assignment and logging are fixed.[/bold red]")  # fmt: skip
         table = Table(show_edge=False)
-        for column in ("metric", "variant", "value", "lift", f"{1 - alpha:.0%} CI", "p (Holm)", "always-valid CI",
-                       "P(win)", "decision"):  # fmt: skip
+        for column in ("metric", "variant", "value", "effect", "lift", f"{1 - alpha:.0%} CI", "p (Holm)",
+                       "decision interval", "P(win)", "decision"):  # fmt: skip
             table.add_column(column, justify="left" if column in ("metric", "variant", "decision") else "right")
+        notes: list[str] = []
         for r in rows.itertuples():
             if r.is_control:
-                table.add_row(str(r.metric), f"{r.variant} (control)", _fmt(r.value), "", "", "", "", "", "")
+                table.add_row(str(r.metric), f"{r.variant} (control)", _fmt(r.value), "", "", "", "", "", "", "")
                 continue
+            for text in (r.relative_note, r.note):
+                if not _missing(text):
+                    notes.append(f"{r.metric!s} / {r.variant!s}: {text!s}")
             table.add_row(
                 str(r.metric),
                 str(r.variant),
                 _fmt(r.value),
+                _fmt(r.absolute_effect, "+.4g"),
                 _pct(r.relative_lift),
                 _interval(r.relative_ci_low, r.relative_ci_high),
                 _fmt(r.p_value_holm, ".3f"),
-                _interval(r.sequential_ci_low, r.sequential_ci_high),
+                _governing(r.decision_ci_low, r.decision_ci_high, r.decision_basis, r.decision_alpha),
                 _pct(r.chance_to_win, signed=False),
                 str(r.decision) + (" (novelty: effect fading)" if r.novelty_fading is True else ""),
             )
         out.print(table)
+        for line in dict.fromkeys(notes):
+            out.print(f"  note: {line}")
+        if (rows["decision"] == "keep_running").any():
+            out.print("  keep_running: before the planned size (or without one) only the always-valid interval, "
+                      "corrected across the experiment's comparisons, may decide; the one fixed-horizon read comes "
+                      "at planned_units_per_variant (docs/experiments.md, Decisions)")  # fmt: skip
 
 
 def _missing(value: Any) -> bool:
@@ -230,3 +274,12 @@ def _pct(value: Any, signed: bool = True) -> str:
 
 def _interval(low: Any, high: Any) -> str:
     return "" if _missing(low) else f"[{float(low):+.1%}, {float(high):+.1%}]"
+
+
+def _governing(low: Any, high: Any, basis: Any, level: Any) -> str:
+    """The interval the decision reads, its basis and confidence (absolute scale; relative for guardrails)."""
+    if _missing(low) or _missing(basis):
+        return ""
+    short = {"sequential": "always-valid", "fixed_horizon": "fixed", "non_inferiority": "lift"}.get(str(basis), "")
+    scale = "{:+.1%}" if basis == "non_inferiority" else "{:+.4g}"
+    return f"[{scale.format(float(low))}, {scale.format(float(high))}] {short} {1 - float(level):.2%}"

@@ -157,6 +157,9 @@ def analyse(units: pd.DataFrame, specs: Sequence[ExperimentSpec], seed: int) -> 
             treated = rows[rows["variant"] == variant]
             for metric in METRICS:
                 r = _compare(metric, control, treated)
+                if r.relative is None or r.relative_ci is None or r.relative_p is None:
+                    # Every arm of these worlds has clicks and conversions; a control near 0 means a broken world.
+                    raise ValueError(f"seed {seed}, {spec.experiment_id}/{metric}: {r.relative_note}")
                 truth_abs, truth_rel = _truth(metric, spec, treated)
                 trials.append(
                     Trial(

@@ -19,9 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from ml.experiments.frequentist import Comparison, relative_lift, two_sided_p
+from ml.experiments.frequentist import (
+    Comparison,
+    build_comparison,
+    is_degenerate,
+    null_unit_variance,
+    two_sided_p,
+)
 
 # Positions of the four per-unit values in the moment vectors.
 M, D, X, XD = 0, 1, 2, 3
@@ -135,13 +140,19 @@ class AdjustedComparison:
     theta: float
     variance_reduction: float  # 1 - Var(adjusted difference) / Var(unadjusted difference)
     adjusted: bool
+    note: str | None = None  # why CUPED was not applied although both variants carry a covariate
 
 
 def compare_moments(control: Moments, treatment: Moments, alpha: float = 0.05) -> AdjustedComparison:
     """Treatment against control, CUPED-adjusted when both variants carry a covariate that varies.
 
     Normal (z) intervals: this path serves ratios and adjusted means, where a t reference has no exact meaning;
-    plain means use Welch's t in `compare_means`.
+    plain means use Welch's t in `compare_means`. An arm whose (adjusted) per-unit variance is 0 gets the pooled
+    null variance of both arms (`frequentist`'s module docstring); if CUPED leaves no variance in either arm and
+    no difference between them (the metric equals its covariate), the comparison is made without adjustment.
+
+    Raises:
+        ValueError: alpha outside (0, 1), a denominator summing to 0, or a metric constant in both variants.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -150,32 +161,44 @@ def compare_moments(control: Moments, treatment: Moments, alpha: float = 0.05) -
     pooled_xx = (n_c - 1) * c_xx + (n_t - 1) * t_xx
     adjusted = control.has_covariate and treatment.has_covariate and pooled_xx > 0
     theta = ((n_c - 1) * c_xy + (n_t - 1) * t_xy) / pooled_xx if adjusted else 0.0
+    note = None
+    result = _adjusted(control, treatment, theta, alpha)
+    if result is None and adjusted:
+        note = "CUPED removed all variance (the metric equals its covariate): compared without adjustment"
+        theta, adjusted = 0.0, False
+        result = _adjusted(control, treatment, theta, alpha)
+    if result is None:
+        raise ValueError("every unit in both variants has the same value: the metric is constant")
+    comparison, var_adjusted = result
+    raw_var = c_yy / n_c + t_yy / n_t
+    reduction = 1 - var_adjusted / raw_var if raw_var > 0 else 0.0
+    return AdjustedComparison(comparison, theta, reduction, adjusted, note)
+
+
+def _adjusted(control: Moments, treatment: Moments, theta: float, alpha: float) -> tuple[Comparison, float] | None:
+    """The comparison with slope `theta` (0: unadjusted) and the variance of its difference as the arms' own
+    variances give it; None when no variance is left to test with."""
+    (c_yy, c_xx, c_xy), (t_yy, t_xx, t_xy) = control.unit_comoments(), treatment.unit_comoments()
+    n_c, n_t = control.n, treatment.n
     # Centring on the pooled covariate keeps each variant's adjusted value on the metric's own scale.
     pooled_x = (n_c * control.covariate_value + n_t * treatment.covariate_value) / (n_c + n_t)
     value_c = control.value - theta * (control.covariate_value - pooled_x)
     value_t = treatment.value - theta * (treatment.covariate_value - pooled_x)
-    var_c = max(c_yy - 2 * theta * c_xy + theta**2 * c_xx, 0.0) / n_c
-    var_t = max(t_yy - 2 * theta * t_xy + theta**2 * t_xx, 0.0) / n_t
-    raw_var = c_yy / n_c + t_yy / n_t
-    diff, se = value_t - value_c, math.sqrt(var_c + var_t)
-    if se == 0 and raw_var == 0:
-        raise ValueError("both variants have zero variance: the metric is constant")
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    rel, rel_ci, rel_p, rel_se = relative_lift(value_c, value_t, var_c, var_t, alpha, what="metric")
-    comparison = Comparison(
-        control_value=value_c,
-        treatment_value=value_t,
-        absolute=diff,
-        absolute_ci=(diff - z * se, diff + z * se),
-        absolute_p=two_sided_p(diff, se),
-        absolute_se=se,
-        relative=rel,
-        relative_ci=rel_ci,
-        relative_p=rel_p,
-        relative_se=rel_se,
-    )
-    reduction = 1 - (var_c + var_t) / raw_var if raw_var > 0 else 0.0
-    return AdjustedComparison(comparison, theta, reduction, adjusted)
+    unit_c = max(c_yy - 2 * theta * c_xy + theta**2 * c_xx, 0.0)
+    unit_t = max(t_yy - 2 * theta * t_xy + theta**2 * t_xx, 0.0)
+    own = unit_c / n_c + unit_t / n_t
+    scale = max(c_yy, t_yy, value_c**2, value_t**2)
+    pooled = is_degenerate(unit_c, scale) or is_degenerate(unit_t, scale)
+    if pooled:
+        # Ratios: the linearized values are centred on each arm's own ratio, so the between-arm term uses the
+        # difference of the ratios (first order, like the delta method itself).
+        unit_c = unit_t = null_unit_variance(n_c, value_c, unit_c, n_t, value_t, unit_t)
+        if is_degenerate(unit_c, scale):
+            return None
+    var_c, var_t = unit_c / n_c, unit_t / n_t
+    se = math.sqrt(var_c + var_t)
+    p = two_sided_p(value_t - value_c, se)
+    return build_comparison(value_c, value_t, var_c, var_t, se, p, None, pooled, alpha), own
 
 
 def _number(value: object, name: str) -> float:

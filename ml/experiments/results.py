@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml.experiments.analysis import RESULT_COLUMNS, analyze
+from ml.experiments.analysis import RESULT_COLUMNS, analyze, analyze_daily
 
 STATS = "fct_experiment_stats"
 VARIANTS = "dim_experiments"
@@ -18,11 +18,7 @@ NOVELTY = "fct_experiment_novelty_stats"
 DAILY = "fct_experiment_daily_stats"
 RESULTS = "experiment_results"
 DAILY_RESULTS = "experiment_daily_results"
-DAILY_COLUMNS = [
-    "as_of_date", "experiment_id", "metric", "variant", "is_control", "units", "value", "relative_lift",
-    "relative_ci_low", "relative_ci_high", "sequential_ci_low", "sequential_ci_high", "p_value_holm", "srm_p",
-    "decision",
-]  # fmt: skip
+DAILY_COLUMNS = ["as_of_date", *RESULT_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -30,6 +26,7 @@ class ExperimentMarts:
     stats: pd.DataFrame
     variants: pd.DataFrame
     novelty: pd.DataFrame | None
+    daily: pd.DataFrame | None
 
 
 def load_marts(marts_dir: Path) -> ExperimentMarts:
@@ -39,35 +36,31 @@ def load_marts(marts_dir: Path) -> ExperimentMarts:
         raise FileNotFoundError(
             f"no published experiment marts ({', '.join(missing)}) in {marts_dir}: run `tailor run` first"
         )
-    novelty_path = marts_dir / f"{NOVELTY}.parquet"
+    novelty_path, daily_path = marts_dir / f"{NOVELTY}.parquet", marts_dir / f"{DAILY}.parquet"
     return ExperimentMarts(
         stats=pd.read_parquet(marts_dir / f"{STATS}.parquet"),
         variants=pd.read_parquet(marts_dir / f"{VARIANTS}.parquet"),
         novelty=pd.read_parquet(novelty_path) if novelty_path.exists() else None,
+        daily=pd.read_parquet(daily_path) if daily_path.exists() else None,
     )
 
 
 def compute_results(marts_dir: Path, alpha: float = 0.05) -> pd.DataFrame:
-    """The results table from the published marts."""
+    """The results table from the published marts. The decisions are those of the daily looks (the daily
+    cumulative stats replayed through the decision rule), so they equal the last day of
+    `compute_daily_results`: a decision taken at an interim look or at the planned-size read stands."""
     marts = load_marts(marts_dir)
-    return analyze(marts.stats, marts.variants, marts.novelty, alpha=alpha).reindex(columns=RESULT_COLUMNS)
+    results = analyze(marts.stats, marts.variants, marts.novelty, alpha=alpha, history=marts.daily)
+    return results.reindex(columns=RESULT_COLUMNS)
 
 
 def compute_daily_results(marts_dir: Path, alpha: float = 0.05) -> pd.DataFrame:
-    """The results as they stood at the end of each day (cumulative stats): what a daily peek saw. The
-    always-valid interval is the one that may be read on any of these days."""
-    daily_path = marts_dir / f"{DAILY}.parquet"
-    if not daily_path.exists():
+    """The results as they stood at the end of each day (cumulative stats): what a daily look saw and what the
+    rule allowed it to conclude (always-valid before the planned size, one fixed-horizon read at it)."""
+    marts = load_marts(marts_dir)
+    if marts.daily is None:
         raise FileNotFoundError(f"no published {DAILY} in {marts_dir}: run `tailor run` first")
-    daily = pd.read_parquet(daily_path)
-    variants = load_marts(marts_dir).variants
-    frames = [
-        analyze(day_stats, variants, alpha=alpha).assign(as_of_date=as_of)
-        for as_of, day_stats in daily.groupby("as_of_date", sort=True)
-    ]
-    if not frames:
-        return pd.DataFrame(columns=DAILY_COLUMNS)
-    return pd.concat(frames, ignore_index=True).reindex(columns=DAILY_COLUMNS)
+    return analyze_daily(marts.daily, marts.variants, alpha=alpha).reindex(columns=DAILY_COLUMNS)
 
 
 def write_results(results: pd.DataFrame, marts_dir: Path, name: str = RESULTS) -> Path:

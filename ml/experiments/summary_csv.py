@@ -58,7 +58,9 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             for line, raw in enumerate(raw_rows, start=2)]  # fmt: skip
     stats = pd.DataFrame(rows)
     _check_groups(path, stats)
-    return stats, _variants(stats)
+    variants = _variants(stats)
+    _check_complete(path, stats, variants)
+    return stats, variants
 
 
 def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]:
@@ -153,6 +155,29 @@ def _check_groups(path: Path, stats: pd.DataFrame) -> None:
     for experiment_id, rows in stats.groupby("experiment_id"):
         if rows["variant"].nunique() < 2:
             raise SummaryFileError(f"{path}: experiment {experiment_id!r} has one variant; a comparison needs two")
+
+
+def _check_complete(path: Path, stats: pd.DataFrame, variants: pd.DataFrame) -> None:
+    """Every metric of an experiment has a row for every variant of it: a missing row would silently drop a
+    comparison (no control: the whole metric)."""
+    for experiment_id, rows in stats.groupby("experiment_id", sort=False):
+        arms = variants[variants["experiment_id"] == experiment_id]
+        control = str(arms.loc[arms["is_control"], "variant"].iloc[0])
+        for metric, metric_rows in rows.groupby("metric", sort=False):
+            present = set(metric_rows["variant"])
+            absent = [str(v) for v in arms["variant"] if v not in present]
+            if not absent:
+                continue
+            if control in absent:
+                raise SummaryFileError(
+                    f"{path}: experiment {experiment_id!r}, metric {metric!r} has no row for the control variant "
+                    f"{control!r}; every metric needs one (it is the baseline of every comparison)"
+                )
+            raise SummaryFileError(
+                f"{path}: experiment {experiment_id!r}, metric {metric!r} has no row for variant "
+                f"{', '.join(repr(v) for v in absent)}; give one row per experiment x metric x variant "
+                "(n and sums of the units that variant had)"
+            )
 
 
 def _variants(stats: pd.DataFrame) -> pd.DataFrame:

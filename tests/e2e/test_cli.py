@@ -112,18 +112,19 @@ def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
     summary = tmp_path / "summary.csv"
     summary.write_text(
         "experiment,metric,variant,n,sum,sum_squares,denominator_sum,denominator_sum_squares,"
-        "main_denominator_sum_product\n"
-        "checkout,conversion,control,5000,500,500,,,\n"
-        "checkout,conversion,treatment,5000,600,600,,,\n"
-        "checkout,ctr,control,5000,1000,1400,20000,90000,4500\n"
-        "checkout,ctr,treatment,5000,1100,1550,20000,90000,4900\n"
+        "main_denominator_sum_product,planned_units_per_variant\n"
+        "checkout,conversion,control,5000,500,500,,,,5000\n"
+        "checkout,conversion,treatment,5000,600,600,,,,5000\n"
+        "checkout,ctr,control,5000,1000,1400,20000,90000,4500,5000\n"
+        "checkout,ctr,treatment,5000,1100,1550,20000,90000,4900,5000\n"
     )
     report = json.loads(_tailor(home, "experiments", "analyze", str(summary), "--json").stdout)
     treated = {r["metric"]: r for r in report["results"] if not r["is_control"]}
     assert treated["conversion"]["absolute_effect"] == pytest.approx(0.02)
     assert treated["conversion"]["relative_lift"] == pytest.approx(0.2)
     assert treated["ctr"]["relative_lift"] == pytest.approx(0.1)
-    assert treated["conversion"]["decision"] == "better"  # p < 0.001 at 5,000 units per arm
+    # The planned size is reached: one fixed-horizon read, Holm over both metrics (docs/experiments.md, Decisions).
+    assert treated["conversion"]["decision"] == "better" and treated["conversion"]["decision_basis"] == "fixed_horizon"
     assert "checkout" in _tailor(home, "experiments", "analyze", str(summary)).stdout
 
     broken = tmp_path / "broken.csv"
@@ -132,8 +133,9 @@ def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "line 2, column 'sum': 'lots' is not a number" in failed.stderr
 
     plan = json.loads(_tailor(home, "experiments", "plan", "--baseline", "0.05", "--mde", "0.02", "--json").stdout)
-    assert plan["units_per_variant"] == 2199 and plan["days_needed"] is None  # no traffic history yet
+    # Sized for the planned read's alpha (0.04 of 0.05; 0.01 goes to the always-valid looks before it).
+    assert plan["units_per_variant"] == 2349 and plan["days_needed"] is None  # no traffic history yet
     relative = _tailor(home, "experiments", "plan", "--baseline", "0.05", "--mde", "0.1", "--relative")
-    assert "31,218 units per variant" in relative.stdout
+    assert "33,343 units per variant" in relative.stdout
     bad = _tailor(home, "experiments", "plan", "--baseline", "0.99", "--mde", "0.05", check=False)
     assert bad.returncode == 1 and "choose a smaller --mde" in bad.stderr

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from ml.experiments.analysis import RESULT_COLUMNS, analyze
-from ml.experiments.decision import Evidence, decide, non_inferiority
+from ml.experiments.decision import non_inferiority
 from ml.experiments.moments import Moments, compare_moments
 from ml.experiments.novelty import effect_trend
 from ml.experiments.summary_csv import SummaryFileError, read_summary_csv
@@ -139,26 +139,6 @@ def test_effect_trend_equals_weighted_least_squares() -> None:
 )
 def test_non_inferiority_labels(ci: tuple[float, float], higher_is_better: bool, label: str) -> None:
     assert non_inferiority(ci, 0.05, higher_is_better) == label
-
-
-def _evidence(**changes: object) -> Evidence:
-    base: dict[str, object] = {
-        "srm_mismatch": False, "is_guardrail": False, "higher_is_better": True, "relative_ci": (0.01, 0.09),
-        "sequential_ci": (-0.01, 0.12), "corrected_p": 0.01, "relative": 0.05, "units": 1000,
-        "planned_units": 1000, "margin": None,
-    }  # fmt: skip
-    return Evidence(**(base | changes))  # type: ignore[arg-type]
-
-
-def test_decisions() -> None:
-    assert decide(_evidence()) == "better"
-    assert decide(_evidence(srm_mismatch=True)) == "srm_invalid"
-    assert decide(_evidence(higher_is_better=False)) == "worse"
-    assert decide(_evidence(corrected_p=0.2)) == "no_detectable_effect"
-    # Before the planned size only the always-valid interval may stop the test.
-    assert decide(_evidence(units=500)) == "keep_running"
-    assert decide(_evidence(units=500, sequential_ci=(0.01, 0.12))) == "better"
-    assert decide(_evidence(is_guardrail=True, margin=0.05, relative_ci=(-0.02, 0.01))) == "guardrail_ok"
 
 
 def _experiment_frames(rng: np.random.Generator, n: tuple[int, int], lift: float) -> tuple[pd.DataFrame, pd.DataFrame]:
