@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from tailor.settings import Settings
 
 
@@ -39,7 +40,13 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
         (log_dir / "dbt.log").open("w") as dbt_log,
         contextlib.redirect_stdout(dbt_log),
     ):
-        result = job.execute_in_process(instance=instance, run_config={"loggers": loggers}, raise_on_error=False)
+        fail_interrupted_runs(instance)  # a killed earlier run would otherwise stay "in progress" and block the queue
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"loggers": loggers},
+            raise_on_error=False,
+            tags=process_tags(os.getpid()),
+        )
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
     failed_checks: list[str] = []
     evaluated: list[str] = []

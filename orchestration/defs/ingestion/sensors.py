@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from orchestration.lib.interrupted_runs import fail_interrupted_runs
 from tailor.ingest.inbox import pending_fingerprint
 from tailor.settings import get_settings
 
@@ -12,6 +13,8 @@ def build_inbox_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition
     def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         """Requests a run when files that no ingestion has seen yet are in the inbox (one run per new set), or
         when an ingestion killed after its commit left batches for a run to move into place."""
+        for run_id in fail_interrupted_runs(context.instance):  # else the run queue would wait on them for ever
+            context.log.warning(f"marked run {run_id} failed: the `tailor run` process running it was killed")
         settings = get_settings()
         # Reads the landing log tolerantly: a torn last line (a crash mid-write) never stops the sensor.
         fingerprint, pending = pending_fingerprint(settings)
