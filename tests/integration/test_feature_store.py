@@ -229,7 +229,12 @@ def _assert_online_equals_newest_offline(settings: Settings) -> None:
     users = _mart(settings, "fct_user_features_daily")
     newest = users[users["event_timestamp"] == users["event_timestamp"].max()].sort_values("user_id")
     rows = [{"user_id": u, "content_id": "c_none"} for u in newest["user_id"]]
-    served = online_features(store, rows, ["user_engagement:clicks_28d", "user_engagement:days_since_last_visit"])
+    served = online_features(
+        store,
+        rows,
+        ["user_engagement:clicks_28d", "user_engagement:days_since_last_visit"],
+        request_at=_utc(newest["event_timestamp"].max()) + timedelta(hours=1),  # the next morning, as served
+    )
     assert list(served["clicks_28d"]) == list(newest["clicks_28d"])
     assert list(served["days_since_last_visit"]) == list(newest["days_since_last_visit"])
     assert set(served["status"]) == {"ok"}
@@ -240,19 +245,75 @@ def test_unknown_entities_get_nulls_and_a_status(online_home: Settings) -> None:
     materialize_features(store)
     users = _mart(online_home, "fct_user_features_daily")
     items = _mart(online_home, "fct_content_features_daily")
-    known_user, known_item = str(users["user_id"].iloc[0]), str(items["content_id"].iloc[0])
+    newest_user = users[users["event_timestamp"] == users["event_timestamp"].max()]
+    newest_item = items[items["event_timestamp"] == items["event_timestamp"].max()]
+    known_user, known_item = str(newest_user["user_id"].iloc[0]), str(newest_item["content_id"].iloc[0])
     rows = [
         {"user_id": known_user, "content_id": known_item},
         {"user_id": "u_nobody", "content_id": known_item},
         {"user_id": known_user, "content_id": "c_nothing"},
         {"user_id": "u_nobody", "content_id": "c_nothing"},
     ]
-    served = online_features(store, rows)  # the ranker_v1 service, request time = now
+    as_of = _utc(users["event_timestamp"].max()) + timedelta(hours=1)  # the history's next morning
+    served = online_features(store, rows, request_at=as_of)  # the ranker_v1 service
     assert list(served["status"]) == ["ok", "unknown user", "unknown content", "unknown user and content"]
     assert served.loc[1, ["clicks_7d", "days_since_last_visit", "category_affinity"]].isna().all()
     assert served.loc[1, ["content_clicks_7d", "category"]].notna().all()  # the item is still known
     assert served.loc[2, ["content_clicks_7d", "category", "content_age_hours"]].isna().all()
     assert served.loc[0, "content_age_hours"] > 0
+
+
+def test_values_past_their_ttl_are_served_as_stale_where_the_offline_join_has_nulls(online_home: Settings) -> None:
+    """Feast's online stores serve a row however old it is (status PRESENT); the offline join drops it once it is
+    older than the view's TTL. The status names the views past their TTL at the request time, and exactly those
+    are null in Feast's own historical retrieval at the same moment (the reference here), on SQLite and Redis."""
+    store = open_store(online_home)
+    materialize_features(store)
+    users, items = _mart(online_home, "fct_user_features_daily"), _mart(online_home, "fct_content_features_daily")
+    newest = users["event_timestamp"].max()
+    assert items["event_timestamp"].max() == newest  # both marts end on the same day
+    user = str(users.loc[users["event_timestamp"] == newest, "user_id"].min())
+    item = str(items.loc[items["event_timestamp"] == newest, "content_id"].min())
+    row_at = _utc(newest)
+    # TTLs: user_engagement and content_popularity 2 days, user_category_affinity 7, content_profile 30.
+    moments = {
+        "at the row": row_at,
+        "exactly at the 2-day ttl": row_at + timedelta(days=2),
+        "just past it": row_at + timedelta(days=2, microseconds=1),
+        "past a week": row_at + timedelta(days=7, seconds=1),
+        "past a month": row_at + timedelta(days=30, seconds=1),
+    }
+    features = {
+        "user_engagement": "clicks_7d",
+        "user_category_affinity": "affinity_shares",
+        "content_profile": "category",
+        "content_popularity": "content_clicks_7d",
+    }
+    refs = [f"{view}:{feature}" for view, feature in features.items()]
+    served = {
+        name: online_features(store, [{"user_id": user, "content_id": item}], refs, request_at=moment).iloc[0]
+        for name, moment in moments.items()
+    }
+    assert {name: row["status"] for name, row in served.items()} == {
+        "at the row": "ok",
+        "exactly at the 2-day ttl": "ok",
+        "just past it": "stale user_engagement and content_popularity",
+        "past a week": "stale user_engagement and user_category_affinity and content_popularity",
+        "past a month": "stale user_engagement and user_category_affinity and content_profile and content_popularity",
+    }
+    assert all(row["clicks_7d"] == served["at the row"]["clicks_7d"] for row in served.values())  # still served
+    spine = pd.DataFrame({"user_id": user, "content_id": item, "event_timestamp": list(moments.values())})
+    offline = store.get_historical_features(entity_df=spine, features=refs).to_df()
+    offline = offline.set_index(offline["event_timestamp"].map(_utc)).loc[list(moments.values())]
+    for (name, row), (_, joined) in zip(served.items(), offline.iterrows(), strict=True):
+        stale = set(row["status"].removeprefix("stale ").split(" and ")) if row["status"] != "ok" else set()
+        nulls = {view for view, feature in features.items() if _is_null(joined[feature])}
+        assert stale == nulls, name
+
+
+def _is_null(value: Any) -> bool:
+    """None or NaN; a list feature (an array) is a value, even an empty one."""
+    return value is None or (not hasattr(value, "__len__") and bool(pd.isna(value)))
 
 
 def test_unknown_feature_names_and_bad_ids_are_refused_with_a_clear_error(built: Settings) -> None:
