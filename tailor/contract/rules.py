@@ -1,37 +1,28 @@
 """Render the contract's row checks from the dbt macros, so ingestion and the warehouse judge rows alike.
 
-The checks live once, in ``dbt_project/macros/contract/*.sql``, written in plain Jinja and DuckDB SQL. dbt calls
-them in the staging models; ``tailor ingest`` renders the same files with jinja2 to report, before any run, how
-many rows the warehouse will quarantine and why.
+The checks live once, in ``dbt_project/macros/contract/*.sql``, written in plain Jinja and DuckDB SQL from the field
+rules that `tailor.contract.spec` reads out of the published JSON Schemas. dbt calls them in the staging models;
+``tailor ingest`` renders the same files with jinja2 to report, before any run, how many rows the warehouse will
+quarantine and why.
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 import yaml
 
+from tailor.contract.spec import Kind, schema_path
 from tailor.settings import DBT_PROJECT_DIR
 
-Kind = Literal["events", "users", "content"]
 KINDS: tuple[Kind, ...] = ("events", "users", "content")
 
-_CONTRACT_DIR = Path(__file__).resolve().parent
 _MACRO_DIR = DBT_PROJECT_DIR / "macros" / "contract"
-_MACROS: dict[Kind, tuple[str, str]] = {
-    "events": ("classify_events.sql", "classify_events"),
-    "users": ("classify_dimension.sql", "classify_users"),
-    "content": ("classify_dimension.sql", "classify_content"),
-}
 
-
-def schema_path(kind: Kind) -> Path:
-    """Path of the published JSON Schema for one kind of file."""
-    name = {"events": "event", "users": "user", "content": "content"}[kind]
-    return _CONTRACT_DIR / f"{name}.schema.json"
+__all__ = ["KINDS", "Kind", "classify_sql", "future_tolerance_hours", "schema_path"]
 
 
 @cache
@@ -42,15 +33,17 @@ def future_tolerance_hours() -> int:
 
 
 @cache
-def _macro_module(filename: str) -> Any:
+def _macro_module() -> Any:
+    """Every macro of ``macros/contract/`` in one jinja2 module, with dbt's ``fromjson`` (the one dbt function used)."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    return env.from_string((_MACRO_DIR / filename).read_text()).module
+    env.globals["fromjson"] = json.loads
+    source = "\n".join(path.read_text() for path in sorted(_MACRO_DIR.glob("*.sql")))
+    return env.from_string(source).module
 
 
 def classify_sql(kind: Kind, relation: str) -> str:
     """SQL that classifies every row of ``relation`` (landing columns) with reject_reason and reject_detail."""
-    filename, macro = _MACROS[kind]
-    render = getattr(_macro_module(filename), macro)
+    module = _macro_module()
     if kind == "events":
-        return str(render(relation, future_tolerance_hours()))
-    return str(render(relation))
+        return str(module.classify_events(relation, future_tolerance_hours()))
+    return str(getattr(module, f"classify_{kind}")(relation))

@@ -97,6 +97,41 @@ INVALID = [
     # A client clock wrong in both fields: our ingestion time (2026-01-06) is the reference.
     (_with("click", occurred_at="2030-01-01T00:00:00Z", received_at="2030-01-01T00:00:01Z"), "future_timestamp"),
     (_with("click", occurred_at="1970-01-01T00:00:00Z"), "bad_timestamp"),  # before 2000: a zeroed clock
+    # Issue 12, part 1: values the warehouse's columns cannot hold, or that are not numbers at all.
+    (
+        '{"event_id":"ev-h2","event_type":"conversion","user_id":"u-h1","occurred_at":"2026-11-20T10:05:00Z",'
+        '"value":1e15,"currency":"USD"}',
+        "bad_value",
+    ),
+    (_with("conversion", value=1_000_000_001), "bad_value"),
+    (_with("conversion", value=1e9 + 1e-6), "bad_value"),
+    (_with("conversion").replace('"value": 9.99', '"value": 1e400'), "bad_value"),  # parsers make it infinity
+    (_with("conversion").replace('"value": 9.99', '"value": NaN'), "bad_value"),
+    (_with("conversion").replace('"value": 9.99', '"value": Infinity'), "bad_value"),
+    (_with("view").replace('"dwell_seconds": 41.5', '"dwell_seconds": -Infinity'), "bad_value"),
+    (_with("view", dwell_seconds=86400.001), "bad_value"),
+    # Part 2: offsets and times that do not exist are refused, not silently shifted.
+    (_with("click", occurred_at="2026-11-20T10:05:00+99:99"), "bad_timestamp"),
+    (_with("click", occurred_at="2026-11-20T10:05:00+24:00"), "bad_timestamp"),
+    (_with("click", occurred_at="2026-11-20T10:05:00+05:60"), "bad_timestamp"),
+    (_with("click", occurred_at="2026-11-20T24:00:00Z"), "bad_timestamp"),
+    (_with("click", occurred_at="2026-02-29T10:00:00Z"), "bad_timestamp"),
+    (_with("click", received_at="2026-01-05T10:00:00+24:00"), "bad_timestamp"),
+    # Ids made only of whitespace, whatever the whitespace, are missing.
+    (_with("click", user_id="\t"), "missing_field"),
+    (_with("click", user_id="\n\r"), "missing_field"),
+    (_with("click", event_id="\u00a0"), "missing_field"),
+    (_with("click", event_id="\u3000\u2003"), "missing_field"),
+    (_with("click", content_id="\ufeff"), "missing_field"),
+    (_with("exposure", variant=" \t "), "missing_field"),
+    # Lengths the schema states hold in the warehouse too; an out-of-range position is a bad value, not a type.
+    (_with("click", user_id="u" * 129), "bad_value"),
+    (_with("exposure", variant="v" * 65), "bad_value"),
+    (_with("impression", surface="s" * 65), "bad_value"),
+    (_with("impression", position=1001), "bad_value"),
+    (_with("impression", position=1e20), "bad_value"),
+    (_with("impression", position=2.5), "bad_type"),
+    (_with("conversion", currency="USD\n"), "bad_value"),
 ]
 
 
@@ -122,6 +157,49 @@ def test_each_malformed_kind_gets_its_reason_and_a_readable_detail(line: str, re
     [(got, detail)] = _classify([line])
     assert got == reason
     assert detail  # a human-readable explanation accompanies every rejection
+
+
+@pytest.mark.parametrize(
+    ("changes", "column", "expected"),
+    [
+        ({"position": 2.0}, "position", 2),  # JSON Schema: 2.0 is an integer
+        ({"position": 1000}, "position", 1000),
+        ({"user_id": "u" * 128}, "user_id", "u" * 128),
+        ({"user_id": "\U0001f600" * 128}, "user_id", "\U0001f600" * 128),  # 128 characters, not bytes
+        ({"occurred_at": "2028-02-29T10:00:00+05:30"}, "occurred_at", datetime(2028, 2, 29, 4, 30)),
+        ({"occurred_at": "2000-02-29T23:59:59.123456-23:59"}, "occurred_at", datetime(2000, 3, 1, 23, 58, 59, 123456)),
+        ({"occurred_at": "2026-01-05T10:00:00+0530"}, "occurred_at", datetime(2026, 1, 5, 4, 30)),
+        ({"surface": " home "}, "surface", " home "),  # kept as sent: not blank
+    ],
+)
+def test_values_on_the_limits_are_accepted_as_they_were_sent(
+    changes: dict[str, object], column: str, expected: object
+) -> None:
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(
+        "create table t as select 'b' as batch_id, 'f' as source_file, 1::bigint as line_number, "
+        "$1 as raw, timestamp '2030-01-01' as ingested_at",
+        [_with("impression", received_at=None, **changes)],
+    )
+    row = con.execute(f"select reject_reason, {column} from ({classify_sql('events', 't')})").fetchall()
+    assert row == [(None, expected)]
+
+
+def test_conversion_value_at_the_limit_fits_every_warehouse_column() -> None:
+    """One billion units (the contract's maximum) in the strongest currency still fits DECIMAL(18, 4) after
+    conversion to USD, the narrowest column revenue flows into (fct_sessions, fct_daily_user_engagement)."""
+    import csv
+
+    from tailor.settings import DBT_PROJECT_DIR
+
+    with (DBT_PROJECT_DIR / "seeds" / "fx_rates.csv").open() as handle:
+        strongest = max(float(row["usd_per_unit"]) for row in csv.DictReader(handle))
+    maximum = json.loads(schema_path("events").read_text())["allOf"][3]["then"]["properties"]["value"]["maximum"]
+    con = duckdb.connect()
+    assert con.execute(f"select cast({maximum} * {strongest} as decimal(18, 4))").fetchall()[0][0] > 0
+    # ... and its square (experiment statistics multiply a unit's revenue by itself) fits DECIMAL(38, 8).
+    assert con.execute(f"select cast({maximum} * {strongest} as decimal(38, 4)) ^ 2").fetchall()[0][0] > 0
 
 
 def test_fields_of_another_event_type_are_ignored() -> None:
@@ -152,6 +230,17 @@ def test_the_published_schema_agrees_with_the_warehouse_checks() -> None:
     for row in VALID.values():
         validator.validate(row)
     for line, reason in INVALID:
-        if reason in {"invalid_json", "future_timestamp"} or "1970" in line:
-            continue  # not a property of one JSON document / needs the receive time / a bound only SQL applies
-        assert not validator.is_valid(json.loads(line)), f"schema accepts a row the warehouse rejects ({reason})"
+        if reason in {"invalid_json", "future_timestamp"}:
+            continue  # not a property of one JSON document / needs the receive time
+        document = json.loads(line)
+        if not _is_strict_json(document):
+            continue  # NaN and Infinity are not JSON (RFC 8259): no schema can be asked about them
+        assert not validator.is_valid(document), f"schema accepts a row the warehouse rejects ({reason}): {line}"
+
+
+def _is_strict_json(document: object) -> bool:
+    try:
+        json.dumps(document, allow_nan=False)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,251 @@
+{#-
+  The contract's row checks, generated from the field rules of tailor/contract/*.schema.json.
+
+  Plain Jinja and DuckDB SQL only (no dbt context functions beyond fromjson), because `tailor ingest` renders
+  these same files with jinja2 to tell the user, at ingestion time, what the warehouse will quarantine and why.
+  The field rules come from contract_fields.sql, which `python -m tailor.contract` writes from the JSON
+  Schemas: the schema a producer validates against and the checks the warehouse applies are one definition.
+
+  `relation` must have the landing columns (raw, ingested_at, ...). Every input row comes out once, typed, with
+  reject_reason null when it honours the contract, else a stable reason code and a human-readable detail.
+  The first failing rule wins: the row must be a JSON object; then the envelope (missing fields, their JSON types,
+  the event type, their values); then the fields of the row's own event type, in the same order; then `final`.
+-#}
+
+{#- The field rules of one kind, parsed from the generated JSON. -#}
+{% macro contract_spec(kind) -%}
+    {%- if kind == 'events' -%} {{ contract_fields_events() }}
+    {%- elif kind == 'users' -%} {{ contract_fields_users() }}
+    {%- else -%} {{ contract_fields_content() }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro classify_events(relation, future_tolerance_hours=24) -%}
+{#- Not far in the future of when it was received (clock skew beyond tolerance = a broken client). The reference
+    is the earlier of the client's received_at and our own ingestion time: a client clock that is wrong in both
+    fields cannot push an event into the future (and the marts' newest day with it). No single JSON document can
+    state this rule, so it is the one check the JSON Schema does not carry. -#}
+{%- set reference = "least(coalesce(received_at__utc, ingested_at), ingested_at)" -%}
+{%- set final = [(
+    "occurred_at__utc > " ~ reference ~ " + interval " ~ future_tolerance_hours ~ " hour",
+    "future_timestamp",
+    "'occurred_at ' || strftime(occurred_at__utc, '%Y-%m-%dT%H:%M:%SZ') || ' is after received time ' || "
+    ~ "strftime(" ~ reference ~ ", '%Y-%m-%dT%H:%M:%SZ')")] -%}
+{{ classify_contract(relation, fromjson(contract_spec('events')), 'event_type', final,
+                     {'received_at': 'coalesce(received_at__utc, ingested_at)'}) }}
+{%- endmacro %}
+
+
+{% macro classify_users(relation) -%}
+{{ classify_contract(relation, fromjson(contract_spec('users'))) }}
+{%- endmacro %}
+
+
+{% macro classify_content(relation) -%}
+{{ classify_contract(relation, fromjson(contract_spec('content'))) }}
+{%- endmacro %}
+
+
+{#- One check over every row of `relation`, from a kind's field rules (see contract_fields.sql).
+    type_field: the field whose value selects extra rules (events: event_type); its enum failing is
+        'unknown_event_type'. final: (condition, reason, detail) rules applied last. overrides: output expressions
+        that replace a field's plain typed value (events: received_at falls back to the ingestion time). -#}
+{% macro classify_contract(relation, spec, type_field=none, final=[], overrides={}) -%}
+{%- set blank_sql = "chr(" ~ spec.blank_code_points | join(") || chr(") ~ ")" -%}
+{%- set groups = [('', spec.fields)] -%}
+{#- 1. The line must be a JSON object. -#}
+{%- set rules_of = {'': [("not is_json_object", "invalid_json", "'not a JSON object: ' || left(raw, 80)")]} -%}
+{%- for t, fs in spec.by_type.items() -%}{%- set _ = groups.append((t, fs)) -%}{%- endfor -%}
+{%- set all_fields = [] -%}
+{%- set types_of = {} -%}
+{%- for group, fields in groups -%}
+  {%- for field in fields -%}
+    {%- if field.name not in types_of -%}
+      {%- set _ = all_fields.append(field) -%}
+      {%- set _ = types_of.update({field.name: []}) -%}
+    {%- endif -%}
+    {%- if group -%}{%- set _ = types_of[field.name].append(group) -%}{%- endif -%}
+  {%- endfor -%}
+{%- endfor -%}
+{%- for group, fields in groups -%}
+  {%- set rules = rules_of.get(group, []) -%}
+  {%- for stage in ['missing', 'type', 'value'] -%}
+    {%- for field in fields -%}
+      {%- set p = field.name -%}
+      {%- set guard = (p ~ "__type <> 'NULL' and ") if field.nullable else "" -%}
+      {%- set got = "' || lower(" ~ p ~ "__type) || ' ' || left(" ~ p ~ "__text, 40)" -%}
+      {%- set text = "' || left(" ~ p ~ "__text, 40)" -%}
+      {%- if stage == 'missing' and field.required -%}
+        {%- set condition = "coalesce(" ~ p ~ "__type, 'NULL') = 'NULL'" -%}
+        {%- if field.kind == 'string' -%}
+          {%- set condition = condition ~ " or (" ~ p ~ "__type = 'VARCHAR' and trim(" ~ p ~ "__text, " ~ blank_sql ~ ") = '')" -%}
+        {%- endif -%}
+        {%- set _ = rules.append((condition, "missing_field",
+            "'" ~ (group ~ " without " if group else "missing ") ~ p ~ "'")) -%}
+      {%- elif stage == 'type' and field.kind in ('string', 'timestamp') -%}
+        {%- set _ = rules.append((guard ~ p ~ "__type <> 'VARCHAR'",
+            "bad_timestamp" if field.kind == 'timestamp' else "bad_type",
+            "'" ~ p ~ " must be a string, got " ~ got)) -%}
+      {%- elif stage == 'type' -%}
+        {%- set _ = rules.append((guard ~ p ~ "__type not in ('BIGINT', 'UBIGINT', 'DOUBLE')", "bad_type",
+            "'" ~ p ~ " must be of type " ~ field.kind ~ ", got " ~ got)) -%}
+      {%- elif stage == 'value' and field.kind in ('integer', 'number') -%}
+        {%- set number = "try_cast(" ~ p ~ "__text as double)" -%}
+        {%- set _ = rules.append((guard ~ "not isfinite(" ~ number ~ ")", "bad_value",
+            "'" ~ p ~ " must be a finite number, got " ~ text)) -%}
+        {%- if field.kind == 'integer' -%}
+          {%- set _ = rules.append((guard ~ number ~ " <> floor(" ~ number ~ ")", "bad_type",
+              "'" ~ p ~ " must be of type integer, got " ~ text)) -%}
+        {%- endif -%}
+        {%- set bounds = [] -%}
+        {%- if field.minimum is defined -%}{%- set _ = bounds.append(number ~ " < " ~ field.minimum) -%}{%- endif -%}
+        {%- if field.maximum is defined -%}{%- set _ = bounds.append(number ~ " > " ~ field.maximum) -%}{%- endif -%}
+        {%- if bounds -%}
+          {%- set _ = rules.append((guard ~ "(" ~ bounds | join(" or ") ~ ")", "bad_value",
+              "'" ~ p ~ " must be between " ~ field.get('minimum', '-inf') ~ " and " ~ field.get('maximum', 'inf')
+              ~ ", got " ~ text)) -%}
+        {%- endif -%}
+      {%- elif stage == 'value' and field.kind == 'timestamp' -%}
+        {%- set _ = rules.append((guard ~ "(not regexp_full_match(" ~ p ~ "__text, '" ~ field.pattern ~ "') or "
+            ~ p ~ "__utc is null)", "bad_timestamp",
+            "'" ~ p ~ " is not an ISO 8601 time with a zone between the years 2000 and 2999: " ~ text)) -%}
+      {%- elif stage == 'value' -%}
+        {%- if field.max_length is defined -%}
+          {%- set _ = rules.append((guard ~ "length(" ~ p ~ "__text) > " ~ field.max_length, "bad_value",
+              "'" ~ p ~ " must be at most " ~ field.max_length ~ " characters, got ' || length(" ~ p ~ "__text)")) -%}
+        {%- endif -%}
+        {%- if field.enum is defined -%}
+          {%- set _ = rules.append((guard ~ p ~ "__text not in ('" ~ field.enum | join("', '") ~ "')",
+              "unknown_event_type" if p == type_field else "bad_value",
+              "'" ~ p ~ " must be one of " ~ field.enum | join(", ") ~ ", got " ~ text)) -%}
+        {%- endif -%}
+        {%- if field.pattern is defined -%}
+          {%- set _ = rules.append((guard ~ "not regexp_full_match(" ~ p ~ "__text, '" ~ field.pattern ~ "')",
+              "bad_value", "'" ~ p ~ " does not have the form the contract requires, got " ~ text)) -%}
+        {%- endif -%}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {%- set _ = rules_of.update({group: rules}) -%}
+{%- endfor -%}
+{%- set json_paths = "['$." ~ all_fields | map(attribute='name') | join("', '$.") ~ "']" -%}
+
+with classify_source as (
+
+    select
+        *,
+        coalesce(case when json_valid(raw) then json_type(raw) = 'OBJECT' end, false) as is_json_object
+    from {{ relation }}
+
+),
+
+classify_parsed as (
+
+    {#- One parse for every field's JSON type and one for every field's text: twice as fast as parsing to a
+        struct and then each field again. -#}
+    select
+        *,
+        case when is_json_object then json_type(raw, {{ json_paths }}) end as field_types,
+        case when is_json_object then json_extract_string(raw, {{ json_paths }}) end as field_texts
+    from classify_source
+
+),
+
+classify_fields as (
+
+    select
+        * exclude (field_types, field_texts),
+        {%- for field in all_fields %}
+        field_types[{{ loop.index }}] as {{ field.name }}__type,
+        field_texts[{{ loop.index }}] as {{ field.name }}__text,
+        {%- if field.kind == 'timestamp' %}
+        try_cast(field_texts[{{ loop.index }}] as timestamptz) at time zone 'UTC' as {{ field.name }}__utc,
+        {%- endif %}
+        {%- endfor %}
+    from classify_parsed
+
+),
+
+classify_checked as (
+
+    select
+        *,
+        {{ _contract_case(rules_of, type_field, final, 1) | indent(8) }} as reject_reason
+    from classify_fields
+
+),
+
+classify_explained as (
+
+    -- The readable detail is built for rejected rows only (the rules run a second time there, not everywhere).
+    select
+        *,
+        case when reject_reason is not null then
+            {{ _contract_case(rules_of, type_field, final, 2) | indent(12) }}
+        end as reject_detail
+    from classify_checked
+
+)
+
+select
+    * exclude (
+        is_json_object, raw,
+        {%- for field in all_fields %} {{ field.name }}__type, {{ field.name }}__text
+        {%- if field.kind == 'timestamp' %}, {{ field.name }}__utc{% endif %}{{ "," if not loop.last }}
+        {%- endfor %}
+    ),
+    -- Keep the original text only where someone has to read it: quarantined rows.
+    case when reject_reason is not null then raw end as raw,
+    {%- for field in all_fields %}
+    {%- set p = field.name %}
+    {%- if p in overrides %}
+    {%- set value = overrides[p] %}
+    {%- elif field.kind == 'timestamp' %}
+    {%- set value = p ~ "__utc" %}
+    {%- elif field.kind == 'integer' %}
+    {%- set value = "try_cast(try_cast(" ~ p ~ "__text as double) as integer)" %}
+    {%- elif field.kind == 'number' %}
+    {%- set value = "try_cast(" ~ p ~ "__text as double)" %}
+    {%- else %}
+    {%- set value = p ~ "__text" %}
+    {%- endif %}
+    {#- Fields of another event type are ignored (a view's stray "value" is not revenue). #}
+    {%- if types_of[p] %}
+    case when {{ type_field }}__text in ('{{ types_of[p] | join("', '") }}') then {{ value }} end as {{ p }}{{ "," if not loop.last }}
+    {%- else %}
+    {{ value }} as {{ p }}{{ "," if not loop.last }}
+    {%- endif %}
+    {%- endfor %}
+from classify_explained
+{%- endmacro %}
+
+
+{#- One CASE over the rules, in order: the envelope's, then the row's own type's, then the final ones.
+    `pick` 1 renders the reason code, 2 the readable detail. -#}
+{% macro _contract_case(rules_of, type_field, final, pick) -%}
+case
+    {%- for rule in rules_of[''] %}
+    when {{ rule[0] }} then {{ "'" ~ rule[1] ~ "'" if pick == 1 else rule[2] }}
+    {%- endfor %}
+    else coalesce(
+        {%- if type_field %}
+        case {{ type_field }}__text
+            {%- for group, rules in rules_of.items() if group %}
+            when '{{ group }}' then case
+                {%- for rule in rules %}
+                when {{ rule[0] }} then {{ "'" ~ rule[1] ~ "'" if pick == 1 else rule[2] }}
+                {%- endfor %}
+            end
+            {%- endfor %}
+        end,
+        {%- endif %}
+        case
+            {%- for rule in final %}
+            when {{ rule[0] }} then {{ "'" ~ rule[1] ~ "'" if pick == 1 else rule[2] }}
+            {%- endfor %}
+            when false then null
+        end
+    )
+end
+{%- endmacro %}
