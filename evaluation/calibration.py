@@ -31,7 +31,7 @@ from ml.experiments.multiple import holm
 from ml.experiments.ratio import RatioStats, compare_ratios
 from ml.experiments.stats import MeanStats
 from simulator import SimulationConfig, simulate
-from simulator.config import DEFAULT_EXPERIMENTS
+from simulator.config import DEFAULT_EXPERIMENTS, ExperimentConfig
 
 METRICS: tuple[str, ...] = ("ctr", "conversion")
 #: Per-user columns CUPED is tried on, each with its pre-exposure value as the covariate.
@@ -42,10 +42,13 @@ _Z95 = 1.959963984540054  # the normal quantile behind every 95% interval summar
 
 #: Separates an experiment's id from the per-seed salt that re-randomizes its split (see calibration_config).
 SALT_MARK = "@"
+#: Extra A/A experiments (calibration_config(extra_aa=...)) are named with this prefix and a number.
+EXTRA_AA_PREFIX = "exp_aa_extra_"
+_EXTRA_AA_SURFACES: tuple[tuple[str, ...], ...] = (("feed",), ("home", "feed"), ("home",))
 
 
 def calibration_config(
-    seed: int, users: int = 1_000, days: int = 14, resalt: bool = True, **changes: Any
+    seed: int, users: int = 1_000, days: int = 14, resalt: bool = True, extra_aa: int = 0, **changes: Any
 ) -> SimulationConfig:
     """A small world for repeated simulations: the demo's behaviour and experiments, Parquet output, no
     delivery faults (they are the ingestion's concern; the metrics here would deduplicate them anyway).
@@ -54,8 +57,16 @@ def calibration_config(
     Assignment hashes experiment id and user id, and user ids are the same in every seed, so without it all
     seeds share one split; as user ids follow signup order, that fixes which arm the late signups are in and
     turns one split's chance imbalance into a bias repeated in every seed (docs/decisions.md, "Calibration").
+    extra_aa: that many more A/A experiments like exp_aa_feed (on varying surfaces), each an independent split
+        of the same users: many A/A trials per simulated world for the family-wise error check, at the cost of
+        their exposures only (they change no behaviour).
     """
-    experiments = DEFAULT_EXPERIMENTS
+    extras = tuple(
+        ExperimentConfig(f"{EXTRA_AA_PREFIX}{i:02d}", variants=("control", "control_copy"), target="none",
+                         start_fraction=0.40, surfaces=_EXTRA_AA_SURFACES[i % len(_EXTRA_AA_SURFACES)])
+        for i in range(extra_aa)
+    )  # fmt: skip
+    experiments = DEFAULT_EXPERIMENTS + extras
     if resalt:
         experiments = tuple(replace(e, experiment_id=f"{e.experiment_id}{SALT_MARK}{seed}") for e in experiments)
     return SimulationConfig(
@@ -228,9 +239,12 @@ def _truth(metric: str, spec: ExperimentSpec, treated: pd.DataFrame) -> tuple[fl
 
 
 def cuped_trials(units: pd.DataFrame, specs: Sequence[ExperimentSpec], seed: int) -> list[CupedTrial]:
-    """CUPED (covariate: the same metric before first exposure) on each experiment's first treatment arm."""
+    """CUPED (covariate: the same metric before first exposure) on each experiment's first treatment arm (the
+    demo's experiments: the extra A/As are there for the family-wise error count only)."""
     out = []
     for spec in specs:
+        if base_experiment_id(spec.experiment_id).startswith(EXTRA_AA_PREFIX):
+            continue
         rows = units[units["experiment_id"] == spec.experiment_id]
         control, treated = rows[rows["variant"] == spec.variants[0]], rows[rows["variant"] == spec.variants[1]]
         for metric in CUPED_METRICS:

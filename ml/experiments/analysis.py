@@ -47,6 +47,7 @@ class ResultRow:
     absolute_ci_low: float | None = None
     absolute_ci_high: float | None = None
     absolute_p: float | None = None
+    absolute_se: float | None = None
     relative_lift: float | None = None
     relative_ci_low: float | None = None
     relative_ci_high: float | None = None
@@ -268,6 +269,7 @@ def _compare(result: ResultRow, base: Mapping[str, Any], row: Mapping[str, Any],
     result.absolute_effect = comparison.absolute
     result.absolute_ci_low, result.absolute_ci_high = comparison.absolute_ci
     result.absolute_p = comparison.absolute_p
+    result.absolute_se = comparison.absolute_se
     result.relative_lift = comparison.relative
     if comparison.relative_ci is not None:
         result.relative_ci_low, result.relative_ci_high = comparison.relative_ci

@@ -15,6 +15,7 @@ RESULTS_KEY = dg.AssetKey(["experiments", "experiment_results"])
         dg.AssetKey(["marts", "fct_experiment_stats"]),
         dg.AssetKey(["marts", "dim_experiments"]),
         dg.AssetKey(["marts", "fct_experiment_novelty_stats"]),
+        dg.AssetKey(["marts", "fct_experiment_daily_stats"]),
     ],
     group_name="experiments",
     kinds={"python", "parquet"},
@@ -22,8 +23,10 @@ RESULTS_KEY = dg.AssetKey(["experiments", "experiment_results"])
 def experiment_results(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """One row per experiment x metric x variant: units, value, absolute and relative effect with CIs and
     p-values (CUPED-adjusted where a pre-period exists), Holm-corrected p, always-valid sequential CI, chance to
-    win, SRM p-value, novelty trend and a decision label. Read it with `tailor experiments`; columns in
-    docs/experiments.md."""
+    win, SRM p-value, novelty trend and a decision label with the interval it was read from. The decisions are
+    those of the daily looks (always-valid before the planned size, one Holm-corrected fixed-horizon read at it,
+    final once taken), so they equal the last day of experiment_daily_results. Read it with `tailor
+    experiments`; columns and the rule in docs/experiments.md."""
     settings = get_settings()
     results = compute_results(settings.marts_dir)
     path = write_results(results, settings.marts_dir)
@@ -48,8 +51,10 @@ def experiment_results(context: dg.AssetExecutionContext) -> dg.MaterializeResul
     kinds={"python", "parquet"},
 )
 def experiment_daily_results() -> dg.MaterializeResult:
-    """The results as they stood at the end of each day since the start: relative lift with its fixed-horizon
-    and always-valid intervals. Only the always-valid interval may be acted on at an interim look."""
+    """The results as they stood at the end of each day since the start, with the decision the rule allowed
+    that day: before the planned size only the always-valid evidence, Holm-corrected across the experiment's
+    comparisons, may call a winner; on the first day at the planned size one fixed-horizon read decides; a
+    decision once taken stays (decided_on). Same columns as experiment_results plus as_of_date."""
     settings = get_settings()
     daily = compute_daily_results(settings.marts_dir)
     path = write_results(daily, settings.marts_dir, DAILY_RESULTS)

@@ -1,0 +1,85 @@
+"""`tailor experiments analyze` and `plan` on the issue's inputs, through the command (click's runner, no
+subprocess): what a user reads on the console and in --json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli.experiments import experiments, results_json
+from ml.experiments.analysis import analyze, analyze_daily
+
+pytestmark = pytest.mark.unit
+
+TINY = (
+    "experiment,metric,variant,n,sum,sum_squares,planned_units_per_variant\n"
+    "exp_tiny,conversion,control,20,1,1,1000\n"
+    "exp_tiny,conversion,treatment,20,0,0,1000\n"
+)
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(experiments, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_analyze_prints_why_the_relative_lift_is_missing_and_what_decides(tmp_path: Path) -> None:
+    summary = tmp_path / "tiny.csv"
+    summary.write_text(TINY)
+    code, out, _ = _run("analyze", str(summary))
+    assert code == 0
+    assert "keep_running" in out and "worse" not in out
+    assert "always-valid" in out  # the decision interval's basis
+    assert "relative lift's interval would be unbounded (Fieller)" in out
+    assert "pooled (null) variance" in out
+    code, out, _ = _run("analyze", str(summary), "--json")
+    treated = next(r for r in json.loads(out)["results"] if not r["is_control"])
+    assert treated["relative_lift"] is None and treated["relative_note"]
+    assert treated["absolute_p"] == pytest.approx(0.311, abs=0.001)
+    assert treated["decision"] == "keep_running" and treated["decision_basis"] == "sequential"
+
+
+def test_analyze_refuses_a_summary_with_a_missing_control_row(tmp_path: Path) -> None:
+    summary = tmp_path / "holes.csv"
+    summary.write_text(TINY + "exp_tiny,revenue,treatment,20,40,100,1000\n")
+    code, _, err = _run("analyze", str(summary))
+    assert code == 1
+    assert "experiment 'exp_tiny', metric 'revenue' has no row for the control variant 'control'" in err
+
+
+def test_plan_for_four_variants_sizes_for_holm_and_says_so() -> None:
+    code, out, _ = _run("plan", "--baseline", "0.1", "--mde", "0.02", "--variants", "4", "--json")
+    plan = json.loads(out)
+    assert code == 0
+    assert plan["comparisons"] == 3 and plan["alpha_final_read"] == pytest.approx(0.04)
+    assert plan["alpha_per_comparison"] == pytest.approx(0.04 / 3)
+    assert plan["units_per_variant"] == 5374  # 81% power through analyze: tests/unit/test_experiment_edges.py
+    code, out, _ = _run("plan", "--baseline", "0.1", "--mde", "0.02", "--variants", "3", "--metrics", "4")
+    assert code == 0 and "Holm across 8 comparisons (2 treatment x 4 metric)" in out
+
+
+def test_json_carries_the_day_a_decision_was_taken() -> None:
+    """decided_on is an ISO date in --json (the daily looks' as_of_date)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for day in range(6):
+        for variant, scale in (("control", 1.0), ("treatment", 3.0)):
+            values = rng.exponential(scale, 100 * (day + 1))
+            rows.append({"as_of_date": pd.Timestamp("2026-03-01").date() + pd.Timedelta(days=day).to_pytimedelta(),
+                         "experiment_id": "e", "metric": "m", "variant": variant, "n": len(values),
+                         "sum": values.sum(), "sum_squares": (values**2).sum()})  # fmt: skip
+    daily = pd.DataFrame(rows)
+    variants = pd.DataFrame({"experiment_id": "e", "variant": ["control", "treatment"], "is_control": [True, False],
+                             "weight": 0.5, "planned_units_per_variant": 10_000})  # fmt: skip
+    last = daily[daily["as_of_date"] == daily["as_of_date"].max()].drop(columns="as_of_date")
+    results = analyze(last, variants, history=daily)
+    treated = next(r for r in json.loads(json.dumps(results_json(results)))["results"] if not r["is_control"])
+    assert treated["decision"] == "better" and treated["decision_basis"] == "sequential"
+    by_day = analyze_daily(daily, variants)
+    first = by_day.loc[by_day["decision"] == "better", "as_of_date"].min()
+    assert treated["decided_on"] == first.isoformat() == "2026-03-02"  # a tripled mean, called on the second look
