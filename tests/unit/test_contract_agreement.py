@@ -17,8 +17,6 @@ from typing import Any
 import duckdb
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from tailor.contract.rules import KINDS, classify_sql
@@ -30,6 +28,7 @@ from tailor.contract.spec import (
     load_schema,
     render_macros,
 )
+from tests.corpus import corpus
 
 pytestmark = pytest.mark.unit
 
@@ -56,20 +55,6 @@ def classify(kind: Kind, lines: list[str]) -> list[str | None]:
 
 def _validator(kind: Kind) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(load_schema(kind))
-
-
-def corpus(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
-    """n rows drawn by Hypothesis (deterministically), to be judged in one query: one DuckDB plan per row would
-    cost more than the generation. The failure message names the rows, so nothing is lost by not shrinking."""
-    rows: list[Any] = []
-
-    @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
-    @given(strategy)
-    def collect(row: Any) -> None:
-        rows.append(row)
-
-    collect()
-    return rows
 
 
 def _is_json(document: Any) -> bool:

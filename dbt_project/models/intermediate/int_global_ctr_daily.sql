@@ -45,7 +45,8 @@ final as (
     select
         activity_date,
         {%- for w in windows %}
-        sum(clicks) over last_{{ w }}d / nullif(sum(impressions) over last_{{ w }}d, 0) as ctr_{{ w }}d,
+        -- Clicks beyond impressions (orphan or repeated clicks) cannot make a rate above 1.
+        least(sum(clicks) over last_{{ w }}d / nullif(sum(impressions) over last_{{ w }}d, 0), 1.0) as ctr_{{ w }}d,
         {%- endfor %}
     from daily
     window
