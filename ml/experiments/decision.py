@@ -26,7 +26,6 @@ Rule (docs/experiments.md, "Decisions"):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -146,9 +145,10 @@ class ExperimentRule:
     family: Sequence[tuple[str, str]]
     alpha: float = 0.05
     planned: bool = False
-    _evidence: dict[tuple[str, str], _Evidence] = field(default_factory=dict)
-    _frozen: dict[tuple[str, str], Verdict] = field(default_factory=dict)
-    _read_done: bool = False
+    budget: AlphaBudget = field(init=False)
+    _evidence: dict[tuple[str, str], _Evidence] = field(init=False)
+    _frozen: dict[tuple[str, str], Verdict] = field(init=False, default_factory=dict)
+    _read_done: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.family = list(dict.fromkeys(self.family))
@@ -257,8 +257,3 @@ def _relative_sequence(c: Candidate | None, alpha: float, tuning_alpha: float) -
 
 def _direction(estimate: float, higher_is_better: bool) -> str:
     return "better" if (estimate > 0) == higher_is_better else "worse"
-
-
-def excludes_zero(ci: tuple[float, float] | None) -> bool:
-    """True when an interval lies wholly on one side of 0."""
-    return ci is not None and (ci[0] > 0 or ci[1] < 0) and not any(math.isnan(x) for x in ci)
