@@ -219,16 +219,23 @@ def run(as_json: bool, quiet: bool) -> None:
         "reconciliation_checked": any(
             name.endswith(":received_equals_accepted_duplicates_quarantined") for name in outcome.checks_evaluated
         ),
+        "errors": outcome.errors,
     }
     if as_json:
         _emit_json(summary)
-    else:
+    elif outcome.success:
         _print_summary(summary)
     if not outcome.success:
+        if not as_json:
+            for step, text in outcome.errors.items():
+                err.print(f"[bold red]{step} failed[/]", highlight=False)
+                err.print(text, highlight=False, markup=False)
+            if outcome.failed_checks:
+                err.print(f"[bold red]failed checks[/]: {', '.join(outcome.failed_checks)}", highlight=False)
         what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
         _fail(
-            f"the run failed ({what}); the counts above may be from an earlier run. Open the Dagster UI "
-            f"(`make ui`) and look at run {outcome.run_id} for the error."
+            f"the run failed ({what}); the assets after it were not built. The whole log is in "
+            f"{settings.home / 'logs' / 'dbt.log'} and in the Dagster UI (`make ui`, run {outcome.run_id})."
         )
 
 

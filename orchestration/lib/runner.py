@@ -2,7 +2,7 @@
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -19,6 +19,8 @@ class RunOutcome:
     failed_steps: list[str]
     failed_checks: list[str]
     checks_evaluated: list[str]
+    #: What went wrong in each failed step, in words (a dg.Failure's description, else the error's message).
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -29,7 +31,9 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     from orchestration.definitions import defs
 
     job = defs.resolve_job_def("tailor_job")
-    loggers = {"console": {"config": {"log_level": "ERROR"}}}
+    # The console logger stays quiet: a failed step's traceback is in the Dagster UI; `tailor run` prints what
+    # went wrong in words from the step failure events (see RunOutcome.errors).
+    loggers = {"console": {"config": {"log_level": "CRITICAL"}}}
     if not quiet:
         loggers["tailor_progress"] = {}
     # dagster-dbt echoes dbt's log on stdout; keep it in a file so stdout stays clean (e.g. for --json).
@@ -48,6 +52,7 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
             tags=process_tags(os.getpid()),
         )
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
+    errors = {event.step_key or "?": _failure_text(event) for event in result.all_events if event.is_step_failure}
     failed_checks: list[str] = []
     evaluated: list[str] = []
     for event in result.all_events:
@@ -58,4 +63,20 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
         # A failed check does not fail a Dagster run; an ERROR-severity one must fail `tailor run` (warnings don't).
         if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
             failed_checks.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
-    return RunOutcome(result.success and not failed_checks, result.run_id, failed_steps, failed_checks, evaluated)
+    return RunOutcome(
+        result.success and not failed_checks, result.run_id, failed_steps, failed_checks, evaluated, errors
+    )
+
+
+def _failure_text(event: dg.DagsterEvent) -> str:
+    """A step failure in words: the description a dg.Failure carries, else the error's one-line message."""
+    data = event.step_failure_data
+    if data is None:
+        return "failed"
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description
+    if data.error is not None:
+        cause = data.error.cause
+        # Dagster wraps user code errors; the cause is what the user can act on.
+        return (cause.message if cause is not None else data.error.message).strip()
+    return "failed"

@@ -139,3 +139,61 @@ def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
     assert "33,343 units per variant" in relative.stdout
     bad = _tailor(home, "experiments", "plan", "--baseline", "0.99", "--mde", "0.05", check=False)
     assert bad.returncode == 1 and "choose a smaller --mde" in bad.stderr
+
+
+def test_a_failed_run_says_which_model_or_test_failed_why_and_where_the_rows_came_from(tmp_path: Path) -> None:
+    """A warehouse changed by hand (the one way left to break a build) fails `tailor run` with the failing node,
+    the database error and the offending rows traced to their landed batch and line, not a traceback."""
+    import duckdb
+
+    home = tmp_path / "home"
+    generated = tmp_path / "generated"
+    _tailor(home, "generate", "--users", "40", "--days", "6", "--seed", "11", "--out", str(generated))
+    _tailor(home, "ingest", str(generated))
+    _tailor(home, "run", "--quiet")
+    warehouse = home / "warehouse" / "tailor.duckdb"
+
+    # A duplicated accepted event, on a day the next run does not recompute: the unique test on event_id fails.
+    con = duckdb.connect(str(warehouse))
+    event_id = con.execute("select event_id from marts.fct_events order by occurred_at limit 1").fetchall()[0][0]
+    con.execute("insert into marts.fct_events select * from marts.fct_events where event_id = ?", [event_id])
+    con.close()
+    failed = _tailor(home, "run", check=False)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr + failed.stdout
+    assert "dbt test unique_fct_events_event_id fail: Got 1 result" in failed.stderr, failed.stderr
+    assert f"event_id={event_id!r}" in failed.stderr
+    assert "from landed rows:" in failed.stderr and " line " in failed.stderr
+    assert "Published marts" not in failed.stdout  # no counts that look like a successful run
+
+    # A model the database cannot build (a column narrowed by hand): its name and the database error.
+    con = duckdb.connect(str(warehouse))
+    con.execute(
+        "delete from marts.fct_events where event_id = ? and rowid = (select max(rowid) from marts.fct_events "
+        "where event_id = ?)",
+        [event_id, event_id],
+    )
+    con.execute("alter table marts.fct_sessions alter column events type tinyint")
+    con.execute("update marts.fct_sessions set events = 127 where events > 127")
+    con.close()
+    with (generated / "more.jsonl").open("w") as handle:
+        for i in range(200):  # one session with more events than a tinyint holds
+            handle.write(
+                json.dumps(
+                    {
+                        "event_id": f"burst-{i}",
+                        "event_type": "view",
+                        "user_id": "u-burst",
+                        "content_id": "c1",
+                        "occurred_at": f"2026-01-03T10:{i // 60:02d}:{i % 60:02d}Z",
+                        "dwell_seconds": 1,
+                    }
+                )
+                + "\n"
+            )
+    _tailor(home, "ingest", str(generated / "more.jsonl"))
+    broken = _tailor(home, "run", check=False)
+    assert broken.returncode == 1
+    assert "Traceback" not in broken.stderr + broken.stdout
+    assert "dbt model fct_sessions error" in broken.stderr, broken.stderr
+    assert "Conversion Error" in broken.stderr or "out of range" in broken.stderr.lower()

@@ -1,0 +1,159 @@
+"""Why a `dbt build` failed, in words a data engineer can act on: the failing model or test, the database error,
+and the offending rows with the landing batch and line they came from, where that is known.
+
+Read from dbt's own `run_results.json` after the build has ended (so the warehouse is free), and from the
+warehouse opened read-only. Tests give their offending rows by running their compiled SQL again; a row that
+carries an event_id, batch_id or line_number is traced back to its landed file and line through
+`stg_landing__events`. A model's database error has no rows to show: the message and the model's compiled SQL
+are what there is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+MAX_ROWS = 5
+_FAILED = {"error", "fail", "runtime error"}
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    """One dbt node that failed: a model, seed or snapshot that errored, or a test that found rows."""
+
+    unique_id: str
+    kind: str  # "model" | "test" | "seed" | "snapshot" | "unit_test"
+    status: str
+    message: str
+    compiled_path: str | None = None
+    compiled_code: str | None = field(default=None, repr=False)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    column_name: str | None = None  # the column a generic test is about (dbt renames it in its failing rows)
+
+    @property
+    def name(self) -> str:
+        return self.unique_id.split(".")[2]
+
+    def describe(self) -> str:
+        """A few lines for the console and the Dagster UI."""
+        what = "test" if self.kind in ("test", "unit_test") else self.kind
+        lines = [f"dbt {what} {self.name} {self.status}: {_one_paragraph(self.message)}"]
+        if self.rows:
+            lines.append(f"  offending rows (first {len(self.rows)}):")
+            lines.extend(f"    {_row_text(row)}" for row in self.rows)
+        if self.sources:
+            lines.append("  from landed rows:")
+            lines.extend(
+                f"    batch {s['batch_id']} ({s['source_file']}) line {s['line_number']}: "
+                f"{s['fate']}{' ' + s['reject_reason'] if s.get('reject_reason') else ''}"
+                for s in self.sources
+            )
+        if self.compiled_path:
+            lines.append(f"  compiled SQL: {self.compiled_path}")
+        return "\n".join(lines)
+
+
+def _one_paragraph(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())[:1500]
+
+
+def _row_text(row: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in row.items())[:300]
+
+
+# The names dbt's generic tests give the tested column in their failing rows.
+_GENERIC_TEST_COLUMNS = ("unique_field", "value_field", "from_field")
+
+
+def failed_nodes(
+    run_results: Mapping[str, Any], target_path: Path, manifest: Mapping[str, Any] | None = None
+) -> list[NodeFailure]:
+    """The nodes of a dbt `run_results.json` that errored or failed, in the order dbt ran them.
+
+    ``manifest`` (dbt's manifest.json) names the column each generic test is about, so that its failing rows
+    show e.g. ``event_id=...`` instead of dbt's ``unique_field=...``.
+    """
+    nodes = (manifest or {}).get("nodes", {})
+    failures = []
+    for result in run_results.get("results", []):
+        if result.get("status") not in _FAILED:
+            continue
+        unique_id = str(result["unique_id"])
+        # dbt writes compiled SQL under target/compiled/<project>/<path of the file>/<node name>.sql.
+        matches = sorted((target_path / "compiled").rglob(f"{unique_id.split('.')[2]}.sql"))
+        failures.append(
+            NodeFailure(
+                unique_id=unique_id,
+                kind=unique_id.split(".", 1)[0],
+                status=str(result["status"]),
+                message=str(result.get("message") or "no message from dbt"),
+                compiled_path=str(matches[0]) if matches else None,
+                compiled_code=result.get("compiled_code") or None,
+                column_name=nodes.get(unique_id, {}).get("column_name"),
+            )
+        )
+    return failures
+
+
+def with_offending_rows(failures: Sequence[NodeFailure], warehouse: Path) -> list[NodeFailure]:
+    """Failures of tests with their first offending rows, traced to landed batches and lines where possible.
+
+    Opens the warehouse read-only; a warehouse that cannot be opened leaves the failures as they are.
+    """
+    if not any(f.kind == "test" for f in failures) or not warehouse.exists():
+        return list(failures)
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except duckdb.Error:
+        return list(failures)
+    enriched = []
+    try:
+        for failure in failures:
+            if failure.kind != "test" or not failure.compiled_code:
+                enriched.append(failure)
+                continue
+            try:
+                cursor = con.execute(f"select * from ({failure.compiled_code}) limit {MAX_ROWS}")
+                columns = [
+                    failure.column_name if failure.column_name and name in _GENERIC_TEST_COLUMNS else name
+                    for name in (d[0] for d in cursor.description or [])
+                ]
+                rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+            except duckdb.Error:
+                rows = []
+            enriched.append(replace(failure, rows=rows, sources=_landed_sources(con, rows)))
+    finally:
+        con.close()
+    return enriched
+
+
+def _landed_sources(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The landed batch, file and line of rows that name an event_id (or a batch and line)."""
+    located = [(r.get("batch_id"), r.get("line_number")) for r in rows if r.get("batch_id") is not None]
+    event_ids = [str(r["event_id"]) for r in rows if r.get("event_id") is not None]
+    if not located and not event_ids:
+        return []
+    columns = "batch_id, source_file, line_number, fate, reject_reason"
+    found: list[tuple[Any, ...]] = []
+    try:
+        if event_ids:
+            found += con.execute(
+                f"select {columns} from staging.stg_landing__events where event_id in (select unnest(?)) "
+                "order by batch_id, line_number limit ?",
+                [event_ids, MAX_ROWS * 2],
+            ).fetchall()
+        for batch_id, line_number in located[:MAX_ROWS]:
+            found += con.execute(
+                f"select {columns} from staging.stg_landing__events where batch_id = ? and line_number = ?",
+                [batch_id, line_number],
+            ).fetchall()
+    except duckdb.Error:
+        return []
+    names = [c.strip() for c in columns.split(",")]
+    return [dict(zip(names, row, strict=True)) for row in found]
