@@ -12,6 +12,7 @@ is one experiment: a false positive is any better/worse on any of its four non-g
 Rules compared on the same looks: the decision rule with a planned size (reached about halfway) and without one,
 the old naive rule (fixed-horizon Holm p every day), the planned read alone, and each comparison's confidence
 sequence alone at the full alpha. Standard errors are clustered by world (trials of one world share its users).
+Each metric's z at the planned read checks its fixed-horizon standard error (variance 1 if right).
 Writes ``bench/results/sequential_aa.json``; the harness is ``evaluation.daily_aa``.
 """
 

@@ -24,6 +24,7 @@ from itertools import cycle, islice
 from typing import Any
 
 import pandas as pd
+from scipy import stats
 
 from ml.experiments.analysis import analyze_daily
 from ml.experiments.sequential import always_valid_p
@@ -93,6 +94,8 @@ def false_positives(
     cs_hits / comparisons: comparisons whose always-valid interval at the full alpha, uncorrected, excluded 0 on
     some day (the confidence sequence's own error on cumulative per-unit metrics), out of all.
     guardrail_breached: the guardrail's non-inferiority test failed on some day (planned rule).
+    read_z_<metric>: each family metric's z = effect / standard error at the planned read (standard normal if the
+    fixed-horizon standard errors are right).
     """
     planned = analyze_daily(daily, registry(dims, stats, plan_share), alpha=alpha)
     unplanned = analyze_daily(daily, registry(dims, stats, None), alpha=alpha)
@@ -104,8 +107,15 @@ def false_positives(
         read = _read_day(rows_planned)
         at_read = family_p[family_p["as_of_date"] == read] if read is not None else family_p.iloc[0:0]
         hits, comparisons = _sequence_hits(rows_unplanned, alpha)
+        columns = (at_read["metric"], at_read["absolute_effect"], at_read["absolute_se"])
+        read_z = {
+            f"read_z_{metric!s}": float(effect) / float(se)
+            for metric, effect, se in zip(*columns, strict=True)
+            if not pd.isna(se) and float(se) > 0
+        }
         rows.append(
             {
+                **read_z,
                 "experiment_id": experiment_id,
                 "days": int(rows_planned["as_of_date"].nunique()),
                 "units_per_variant": int(rows_planned["units"].max()),
@@ -157,6 +167,19 @@ def summarize(trials: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
     out["cs_per_comparison"] = _rate(trials["cs_hits"] / trials["comparisons"], trials["world"],
                                      weights=trials["comparisons"])  # fmt: skip
     out["read_reached_share"] = float(trials["read_reached"].mean())
+    # Each metric's fixed-horizon test at the read against its own null distribution: Var(z) = 1 and
+    # P(|z| > z_(1 - a/2)) = a when its standard error is right (a = alpha / 4, Holm's first step for 4 metrics).
+    first_step = alpha / 4
+    z_crit = float(stats.norm.ppf(1 - first_step / 2))
+    out["read_z"] = {
+        column.removeprefix("read_z_"): {
+            "variance": float(trials[column].var()),
+            "variance_se": float(trials[column].var() * math.sqrt(2 / (trials[column].count() - 1))),
+            f"share_abs_z_above_{z_crit:.3f}": float((trials[column].abs() > z_crit).mean()),
+            "comparisons": int(trials[column].count()),
+        }
+        for column in sorted(c for c in trials.columns if c.startswith("read_z_"))
+    }
     return out
 
 
