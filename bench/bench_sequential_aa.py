@@ -130,6 +130,10 @@ def _print(report: dict[str, Any]) -> None:
             f"  {name:20s} {r['rate']:7.2%}  se {max(r['se_binomial'], r['se_clustered']):.2%}  "
             f"(binomial {r['se_binomial']:.2%}, clustered {r['se_clustered']:.2%}), 95% upper {r['upper_95']:.2%}"
         )
+    for metric, z in report["read_z"].items():
+        share = next(v for k, v in z.items() if k.startswith("share_abs_z_above"))
+        print(f"  read z of {metric:17s} variance {z['variance']:.3f} +- {z['variance_se']:.3f}, "
+              f"beyond Holm's first step {share:.2%} (nominal {report['alpha'] / 4:.2%})")  # fmt: skip
 
 
 if __name__ == "__main__":
