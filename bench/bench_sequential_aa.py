@@ -2,7 +2,9 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_sequential_aa.py --worlds 20 --experiments 100
+    .venv/bin/python bench/bench_sequential_aa.py --worlds 60 --experiments 100        # docs/benchmarks.md
+    .venv/bin/python bench/bench_sequential_aa.py --worlds 1 --experiments 4 --users 200 --days 8 \
+        --output /tmp/aa.json                                                          # smoke: ~30 s
 
 Each world is simulated with ``--experiments`` A/A experiments (both arms identical; a new split per world),
 landed with ``tailor ingest`` and built with ``dbt build`` (the whole project, tests included), then every
@@ -67,14 +69,14 @@ def run_world(seed: int, args: argparse.Namespace, scratch: Path) -> tuple[pd.Da
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worlds", type=int, default=20, help="simulated worlds, one dbt build each (default 20)")
+    parser.add_argument("--worlds", type=int, default=60, help="simulated worlds, one dbt build each (default 60)")
     parser.add_argument("--experiments", type=int, default=100, help="A/A experiments per world (1-120, default 100)")
     parser.add_argument("--users", type=int, default=1_000, help="users per world (default 1,000)")
     parser.add_argument("--days", type=int, default=21, help="days per world (default 21)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
     parser.add_argument("--seed", type=int, default=FIRST_SEED, help=f"first world's seed (default {FIRST_SEED})")
     parser.add_argument("--scratch", type=Path, default=None, help="folder for the temporary worlds")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS.name})")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS.name})")
     args = parser.parse_args()
     if args.worlds < 1 or not 1 <= args.experiments <= 120 or not 0 < args.alpha < 1:
         parser.error("need --worlds >= 1, --experiments in 1-120 and --alpha in (0, 1)")
@@ -101,8 +103,8 @@ def main() -> None:
         "units_per_variant": {"median": float(trials["units_per_variant"].median())},
         **summarize(trials, args.alpha),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
     _print(report)
 
 
