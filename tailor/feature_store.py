@@ -4,6 +4,10 @@
 file, e.g. `feature_repo/feature_store.redis.yaml`. The files refer to ``${TAILOR_HOME}`` and other variables; the
 plain `feast` CLI substitutes them from the environment, and so does this module, except that TAILOR_HOME comes from
 the Settings passed in: two homes can be open in one process (tests do that) without touching ``os.environ``.
+
+Feast is imported only where a Feast object is made: importing it costs seconds, and callers that only need to
+know which files the configuration names (e.g. to decide that nothing changed since the last `feast apply`) should
+not pay for it.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from feast import FeatureStore, RepoConfig
 
 from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, RepoConfig
 
 #: Feast's variable naming the feature_store.yaml to use; the `feast` CLI and `FeatureStore()` honour it too.
 FEAST_YAML_ENV = "FEAST_FS_YAML_FILE_PATH"
@@ -53,18 +60,28 @@ def _substitute(text: str, variables: Mapping[str, str], source: Path) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def load_config(settings: Settings, yaml_path: Path | None = None) -> RepoConfig:
-    """The Feast configuration for this home, with ``${...}`` filled in."""
+def config_dict(settings: Settings, yaml_path: Path | None = None) -> dict[str, Any]:
+    """The configuration file as a plain mapping, with ``${...}`` filled in (no Feast import, no validation)."""
     path = yaml_path or feature_store_yaml()
     variables = {**os.environ, "TAILOR_HOME": str(settings.home)}
-    raw = yaml.safe_load(_substitute(path.read_text(), variables, path))
-    config = RepoConfig(**raw)
+    raw: dict[str, Any] = yaml.safe_load(_substitute(path.read_text(), variables, path))
+    return raw
+
+
+def load_config(settings: Settings, yaml_path: Path | None = None) -> RepoConfig:
+    """The Feast configuration for this home, with ``${...}`` filled in."""
+    from feast import RepoConfig
+
+    silence_known_noise()  # after Feast's import, which puts its own filters first
+    config = RepoConfig(**config_dict(settings, yaml_path))
     config.repo_path = FEATURE_REPO_DIR
     return config
 
 
 def open_store(settings: Settings, yaml_path: Path | None = None) -> FeatureStore:
     """The feature store of this Tailor home. Run `feast apply` (or the Dagster asset) first to register views."""
+    from feast import FeatureStore
+
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=load_config(settings, yaml_path))
 
 
@@ -83,7 +100,7 @@ def online_store_type(settings: Settings) -> str:
 
 # Known, harmless warnings of the Feast stack, silenced so that real ones stand out in `tailor run` and pytest.
 # Feast puts its own "once" filters in front of every other filter when it is imported, so these must be added
-# after Feast is imported (ml.features does it at the end of its __init__).
+# after Feast is imported (load_config does it, so every store opened here is quiet).
 _NOISE = (
     # dagster-dbt pulls sqlglot[rs]; sqlglot warns on import that the Rust tokenizer is deprecated (sqlglotc is used).
     (r".*sqlglotrs is deprecated", DeprecationWarning),
