@@ -15,6 +15,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 
+#: The ranking training set holds the newest this many UTC days of impressions (TAILOR_TRAINING_WINDOW_DAYS).
+#: 21 covers the ranker's windows on the demo's 28 days (7 days of warm-up, then train, tune, calibrate, test) and
+#: leaves out the first week, whose 28-day features have not filled yet.
+DEFAULT_TRAINING_WINDOW_DAYS = 21
+#: ...each day sampled by whole request to about this many impressions (TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY;
+#: 0 = every impression). The demo (~14k a day) and 1M events (~27k) are not sampled; at 10M events (~300k a day)
+#: it keeps the training set near a million rows, which is what a 2-core training run can use.
+DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY = 50_000
+
 # Environment variables every tool we drive must see: the machines have no internet, and a blocked
 # telemetry call slows or hangs a run.
 TELEMETRY_OFF = {
@@ -28,9 +37,13 @@ TELEMETRY_OFF = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved paths for one Tailor home."""
+    """Resolved paths for one Tailor home, and the few settings read from the environment with them."""
 
     home: Path
+    #: Days of impressions in the ranking training set (the newest); see DEFAULT_TRAINING_WINDOW_DAYS.
+    training_window_days: int = DEFAULT_TRAINING_WINDOW_DAYS
+    #: Impressions per day in the training set at most (about; None = all); see the default's comment.
+    training_max_impressions_per_day: int | None = DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY
 
     @property
     def inbox(self) -> Path:
@@ -71,6 +84,11 @@ class Settings:
         return self.home / "training"
 
     @property
+    def models_dir(self) -> Path:
+        """Trained models: the MLflow registry (mlflow.db, artifacts/), Optuna studies, fitted candidate sets."""
+        return self.home / "models"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
@@ -93,9 +111,32 @@ class Settings:
 
 
 def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
-    """Resolve settings from an explicit path, else ``TAILOR_HOME``, else ``./data``."""
+    """Resolve settings from an explicit path, else ``TAILOR_HOME``, else ``./data``; the training window from
+    ``TAILOR_TRAINING_WINDOW_DAYS`` and ``TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY`` when set.
+
+    Raises:
+        ValueError: one of those variables is not a whole number in range (the message names it).
+    """
     raw = home if home is not None else os.environ.get("TAILOR_HOME", "data")
-    return Settings(home=Path(raw).expanduser().resolve())
+    per_day = _int_env("TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY", DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY, low=0)
+    return Settings(
+        home=Path(raw).expanduser().resolve(),
+        training_window_days=_int_env("TAILOR_TRAINING_WINDOW_DAYS", DEFAULT_TRAINING_WINDOW_DAYS, low=1),
+        training_max_impressions_per_day=per_day or None,
+    )
+
+
+def _int_env(name: str, default: int, low: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ValueError(f"{name}={text!r} is not a whole number >= {low}: set it to one, or unset it for {default}")
+    return value
 
 
 def disable_telemetry() -> None:

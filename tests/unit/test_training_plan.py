@@ -1,0 +1,151 @@
+"""Which training-set days a change reaches, and which impressions the per-day sample keeps: DuckDB on small
+hand-made Parquet files, no dbt and no Feast."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ml.features.digests import daily_digests
+from ml.features.training import FeatureSource, TrainingWindow, day_keys, iter_spine
+from tailor.settings import DEFAULT_TRAINING_WINDOW_DAYS, get_settings
+
+pytestmark = pytest.mark.unit
+
+DAY0 = date(2026, 1, 5)
+DAYS = [DAY0 + timedelta(days=i) for i in range(10)]
+
+
+def _impressions(rows_per_day: dict[date, int], requests_of: int = 3) -> pd.DataFrame:
+    """fct_impressions-shaped rows: ``rows_per_day`` impressions per day, ``requests_of`` impressions per request."""
+    rows = []
+    for day, n in rows_per_day.items():
+        for i in range(n):
+            rows.append(
+                {
+                    "impression_id": f"i-{day}-{i}",
+                    "request_id": f"r-{day}-{i // requests_of}",
+                    "user_id": f"u{i % 7}",
+                    "content_id": f"c{i % 5}",
+                    "occurred_at": datetime(day.year, day.month, day.day) + timedelta(seconds=60 * i + 1),
+                    "position": i % requests_of + 1,
+                    "is_clicked": i % 4 == 0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _features() -> pd.DataFrame:
+    """One row per user and day, stamped at the next midnight (UTC), like fct_user_features_daily."""
+    return pd.DataFrame(
+        [
+            {"user_id": f"u{u}", "event_timestamp": pd.Timestamp(day + timedelta(days=1), tz="UTC"), "clicks_7d": u}
+            for day in DAYS
+            for u in range(3)
+        ]
+    )
+
+
+def _keys(tmp_path: Path, impressions: pd.DataFrame, features: pd.DataFrame, lookback: int | None) -> dict[date, str]:
+    impressions.to_parquet(tmp_path / "impressions.parquet")
+    features.to_parquet(tmp_path / "features.parquet")
+    digests = daily_digests(tmp_path / "impressions.parquet", "cast(occurred_at as date)")
+    source = FeatureSource(str(tmp_path / "features.parquet"), "event_timestamp", lookback)
+    return day_keys(DAYS, digests, [source], TrainingWindow(10, None))
+
+
+def _changed(before: dict[date, str], after: dict[date, str]) -> list[date]:
+    return [day for day in before if before[day] != after[day]]
+
+
+def test_a_changed_feature_row_rekeys_the_days_whose_join_can_reach_it_and_no_others(tmp_path: Path) -> None:
+    impressions, features = _impressions({d: 6 for d in DAYS}), _features()
+    before = _keys(tmp_path, impressions, features, lookback=2)
+    changed_at = pd.Timestamp(DAYS[5], tz="UTC")  # the row for DAYS[4], visible from DAYS[5] 00:00 on
+    edited = features.copy()
+    edited.loc[(edited["event_timestamp"] == changed_at) & (edited["user_id"] == "u1"), "clicks_7d"] = 99
+    after = _keys(tmp_path, impressions, edited, lookback=2)
+    # An impression on day D reads rows stamped D - 2 days .. D: the row stamped DAYS[5] reaches DAYS[5..7].
+    assert _changed(before, after) == DAYS[5:8]
+    # Without a TTL the join reaches back to the beginning: every day from the change on.
+    assert (
+        _changed(_keys(tmp_path, impressions, features, None), _keys(tmp_path, impressions, edited, None)) == DAYS[5:]
+    )
+
+
+def test_a_late_impression_or_a_relabelled_click_rekeys_its_own_day_only(tmp_path: Path) -> None:
+    impressions, features = _impressions({d: 6 for d in DAYS}), _features()
+    before = _keys(tmp_path, impressions, features, lookback=2)
+    late = pd.concat([impressions, _impressions({DAYS[2]: 7}).tail(1)], ignore_index=True)
+    assert _changed(before, _keys(tmp_path, late, features, lookback=2)) == [DAYS[2]]
+    relabelled = impressions.copy()
+    relabelled.loc[relabelled["impression_id"] == f"i-{DAYS[7]}-1", "is_clicked"] = True
+    assert _changed(before, _keys(tmp_path, relabelled, features, lookback=2)) == [DAYS[7]]
+
+
+def test_keys_do_not_depend_on_row_order_and_do_depend_on_the_sample_size(tmp_path: Path) -> None:
+    impressions, features = _impressions({d: 6 for d in DAYS}), _features()
+    before = _keys(tmp_path, impressions, features, lookback=2)
+    shuffled = _keys(
+        tmp_path,
+        impressions.sample(frac=1, random_state=1).reset_index(drop=True),
+        features.sample(frac=1, random_state=2).reset_index(drop=True),
+        lookback=2,
+    )
+    assert shuffled == before  # dbt's delete+insert reorders rows: that alone must not rebuild anything
+    impressions.to_parquet(tmp_path / "impressions.parquet")
+    digests = daily_digests(tmp_path / "impressions.parquet", "cast(occurred_at as date)")
+    source = FeatureSource(str(tmp_path / "features.parquet"), "event_timestamp", 2)
+    sampled = day_keys(DAYS, digests, [source], TrainingWindow(10, 100))
+    assert all(sampled[d] != before[d] for d in DAYS)
+
+
+def test_the_daily_sample_keeps_whole_requests_chosen_by_md5_of_the_request_id(tmp_path: Path) -> None:
+    """Days above the cap keep the requests whose md5 (little-endian, over 2**128) is below cap / day's rows,
+    computed here with hashlib; days at or below the cap keep everything; rows stay in time order."""
+    settings = get_settings(tmp_path / "home")
+    settings.marts_dir.mkdir(parents=True)
+    sizes = {DAYS[0]: 300, DAYS[1]: 90, DAYS[2]: 600}
+    impressions = _impressions(sizes)
+    impressions.to_parquet(settings.marts_dir / "fct_impressions.parquet")
+    cap = 120
+    spine = pd.concat(list(iter_spine(settings, chunk_rows=50, max_per_day=cap)), ignore_index=True)
+
+    def kept(request_id: str, day_rows: int) -> bool:
+        u = int.from_bytes(hashlib.md5(request_id.encode()).digest(), "little") / 2**128
+        return day_rows <= cap or u < cap / day_rows
+
+    impressions["day"] = impressions["occurred_at"].dt.date
+    expected = impressions[
+        [kept(r, sizes[d]) for r, d in zip(impressions["request_id"], impressions["day"], strict=True)]
+    ]
+    assert list(spine["impression_id"]) == list(expected["impression_id"])
+    per_day = expected.groupby("day").size()
+    assert per_day[DAYS[1]] == 90  # below the cap: every impression
+    assert 0.6 * cap < per_day[DAYS[0]] < 1.4 * cap and 0.6 * cap < per_day[DAYS[2]] < 1.4 * cap
+    assert spine["event_timestamp"].is_monotonic_increasing
+    assert str(spine["event_timestamp"].dt.tz) == "UTC"
+    # The mart's naive timestamps are UTC: the spine says so, whatever the machine's zone.
+    assert spine["event_timestamp"].iloc[0] == expected["occurred_at"].iloc[0].replace(tzinfo=UTC)
+
+
+def test_the_window_settings_come_from_the_environment_with_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAILOR_TRAINING_WINDOW_DAYS", raising=False)
+    monkeypatch.delenv("TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY", raising=False)
+    assert get_settings("/tmp/x").training_window_days == DEFAULT_TRAINING_WINDOW_DAYS
+    monkeypatch.setenv("TAILOR_TRAINING_WINDOW_DAYS", "9")
+    monkeypatch.setenv("TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY", "0")
+    settings = get_settings("/tmp/x")
+    assert TrainingWindow.from_settings(settings) == TrainingWindow(9, None)  # 0: every impression
+    monkeypatch.setenv("TAILOR_TRAINING_WINDOW_DAYS", "two weeks")
+    with pytest.raises(ValueError, match=r"TAILOR_TRAINING_WINDOW_DAYS='two weeks' is not a whole number >= 1"):
+        get_settings("/tmp/x")
+    with pytest.raises(ValueError, match="at least 1 day"):
+        TrainingWindow(0)
+    with pytest.raises(ValueError, match="max_impressions_per_day must be at least 1"):
+        replace(TrainingWindow(3), max_impressions_per_day=0)
