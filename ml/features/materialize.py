@@ -6,15 +6,30 @@ history (Feast keeps the latest row per entity). Later runs are incremental from
 last run ended, moved back by ``OVERLAP``: dbt recomputes its last few days on every run (late events), and a run
 that only corrected the newest day must still rewrite it. `materialize_incremental` cannot do that (it starts at
 the previous end, or at the wall clock minus the TTL on a first run, which misses a history in the past).
+
+Nothing changed, nothing to do: after each materialization the content digests of the marts it read and the
+apply marker's time are saved (``<home>/feast/.materialized-<yaml>.json``); `online_store_plan` compares them with
+the marts as they are now without importing Feast, and the caller skips the run when they match.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-from feast import FeatureStore, FeatureView, FileSource
+
+from ml.features.digests import DIGEST_VERSION, file_digest
+from ml.features.repo import apply_marker, store_files
+from tailor.feature_store import feature_store_yaml
+from tailor.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView, FileSource
 
 #: Must cover the days dbt recomputes on every run (var lookback_days = 3 in dbt_project.yml), with room to spare.
 OVERLAP = timedelta(days=7)
@@ -29,8 +44,20 @@ class ViewMaterialization:
     entities: int  # entities with a row in [start, end]: each gets its newest row written
 
 
+@dataclass(frozen=True)
+class OnlineStorePlan:
+    """Whether the online store already holds what the marts say; ``version`` identifies the inputs."""
+
+    up_to_date: bool
+    reason: str
+    version: str
+    sources: tuple[str, ...]
+
+
 def batch_views(store: FeatureStore) -> list[FeatureView]:
     """Views fed from the Parquet marts; views with a stream (push) source are fed by `tailor stream` instead."""
+    from feast import FileSource
+
     return sorted(
         (v for v in store.list_feature_views() if v.stream_source is None and isinstance(v.batch_source, FileSource)),
         key=lambda v: v.name,
@@ -39,8 +66,7 @@ def batch_views(store: FeatureStore) -> list[FeatureView]:
 
 def source_bounds(view: FeatureView) -> tuple[datetime, datetime] | None:
     """Oldest and newest event_timestamp in the view's Parquet source (UTC), or None when it is empty."""
-    source = view.batch_source
-    assert isinstance(source, FileSource)
+    source = _file_source(view)
     column = source.timestamp_field
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
@@ -59,22 +85,84 @@ def plan(view: FeatureView, bounds: tuple[datetime, datetime]) -> tuple[str, dat
     return "incremental", max(start, oldest), newest
 
 
-def materialize_features(store: FeatureStore) -> list[ViewMaterialization]:
-    """Materialize every batch view (see module docstring). Views whose mart is empty are skipped."""
+def online_store_plan(settings: Settings) -> OnlineStorePlan:
+    """Compare the marts the last materialization read, and the registry's apply, with what they are now.
+
+    No Feast: reads the saved state, digests the marts it names (a scan each) and looks at the files the
+    configuration names. Not up to date when there is no state, a mart or the apply changed, or a store file is
+    gone (a person deleted it: the next apply recreates it empty).
+    """
+    state_path = _state_path(settings)
+    try:
+        state = json.loads(state_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return OnlineStorePlan(False, "never materialized", "", ())
+    sources = tuple(state.get("sources", ()))
+    registry, sqlite_file = store_files(settings)
+    if not registry.exists() or (sqlite_file is not None and not sqlite_file.exists()):
+        return OnlineStorePlan(False, "the registry or the online store file is gone", "", sources)
+    if not all(Path(s).exists() for s in sources):
+        return OnlineStorePlan(False, "a mart it reads is gone", "", sources)
+    version = inputs_version(settings, sources)
+    if state.get("version") != version:
+        return OnlineStorePlan(False, "the marts or the feature definitions changed", version, sources)
+    return OnlineStorePlan(True, "up to date", version, sources)
+
+
+def inputs_version(settings: Settings, sources: tuple[str, ...]) -> str:
+    """A digest of the sources' rows, the digest method and the last apply (its marker's time)."""
+    marker = apply_marker(settings)
+    applied = marker.stat().st_mtime_ns if marker.exists() else 0
+    parts = [DIGEST_VERSION, str(applied), *(f"{s}={file_digest(Path(s))}" for s in sorted(sources))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def materialize_features(store: FeatureStore, settings: Settings | None = None) -> list[ViewMaterialization]:
+    """Materialize every batch view (see module docstring). Views whose mart is empty are skipped.
+
+    With ``settings``, what was read is saved for `online_store_plan` (after every view succeeded).
+    """
+    views = batch_views(store)
+    sources = tuple(sorted({str(_file_source(v).path) for v in views}))
+    version = inputs_version(settings, sources) if settings is not None else ""
     done: list[ViewMaterialization] = []
-    for view in batch_views(store):
+    for view in views:
         bounds = source_bounds(view)
         if bounds is None:
             continue
         mode, start, end = plan(view, bounds)
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         done.append(ViewMaterialization(view.name, mode, start, end, _entities_in(view, start, end)))
+    if settings is not None:
+        path = _state_path(settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"version": version, "sources": list(sources)}))
     return done
 
 
-def _entities_in(view: FeatureView, start: datetime, end: datetime) -> int:
+def last_materialized_version(settings: Settings) -> str | None:
+    """The inputs' version the last recorded materialization read (see online_store_plan), or None."""
+    try:
+        version = json.loads(_state_path(settings).read_text()).get("version")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return str(version) if version else None
+
+
+def _state_path(settings: Settings) -> Path:
+    return settings.feast_dir / f".materialized-{feature_store_yaml().stem}.json"
+
+
+def _file_source(view: FeatureView) -> FileSource:
+    from feast import FileSource
+
     source = view.batch_source
-    assert isinstance(source, FileSource)
+    assert isinstance(source, FileSource)  # batch_views() keeps only these
+    return source
+
+
+def _entities_in(view: FeatureView, start: datetime, end: datetime) -> int:
+    source = _file_source(view)
     keys = ", ".join(f'"{column.name}"' for column in view.entity_columns)
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
