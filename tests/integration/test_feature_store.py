@@ -13,10 +13,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +32,11 @@ from ml.features import UnknownFeatureError, build_training_set, online_features
 from ml.features.health import consistency, freshness
 from ml.features.materialize import materialize_features
 from ml.features.repo import FEAST_EXECUTABLE, apply_feature_repo
+from ml.features.training import plan_training_set, training_set_path
 from simulator import SimulationConfig, simulate
 from tailor.feature_store import FEAST_YAML_ENV, feast_env
 from tailor.ingest import ingest_paths
-from tailor.settings import FEATURE_REPO_DIR, Settings, get_settings
+from tailor.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings, get_settings
 from tests.conftest import run_dbt
 
 pytestmark = pytest.mark.integration
@@ -170,6 +174,113 @@ def test_the_training_set_equals_an_independent_as_of_join(built: Settings) -> N
     assert joined.loc[first_day, "clicks_7d"].isna().all()
     assert joined.loc[~first_day, "clicks_7d"].notna().mean() > 0.5
     assert joined["content_age_hours"].dropna().gt(0).all()  # an item is never shown before it is published
+
+
+def _delivery_day(path: Path) -> str:
+    return path.stem.split("-", 1)[1]
+
+
+def _hold_back_requests(source: Path, target: Path, late: Path, day: str, requests: int) -> list[str]:
+    """Copy ``source`` to ``target`` without every event of the first ``requests`` requests of ``day`` (their
+    impressions and clicks), which go to ``late`` instead; returns the held-back impression ids. Lines that are
+    not JSON objects (the simulator plants some) stay where they are."""
+
+    def parsed(line: str) -> dict[str, Any]:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    events = [(line, parsed(line)) for line in source.read_text().splitlines()]
+    chosen: list[str] = []
+    for _, event in events:
+        rid = event.get("request_id") if event.get("event_type") == "impression" else None
+        if isinstance(rid, str) and str(event.get("occurred_at", "")).startswith(day) and rid not in chosen:
+            chosen.append(rid)
+        if len(chosen) == requests:
+            break
+    held = [(line, event) for line, event in events if event.get("request_id") in chosen]
+    target.write_text("".join(line + "\n" for line, event in events if event.get("request_id") not in chosen))
+    late.write_text("".join(line + "\n" for line, _ in held))
+    return [str(event["event_id"]) for _, event in held if event.get("event_type") == "impression"]
+
+
+def test_the_training_set_built_delivery_by_delivery_equals_a_full_rebuild(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history arrives in three deliveries: the first three days, but with the events of a few requests of the
+    second day held back; those alone, later (late data for an old day); then the remaining days, whose files
+    carry late events for earlier days (dbt recomputes their feature rows). After each delivery the training set is
+    brought up to date by building only the days whose inputs changed; it must equal, row for row and value for
+    value, a full rebuild from the same marts in another folder. The window (4 days) slides, so days leave it, and
+    busy days are sampled, so the sample is compared too."""
+    home = replace(get_settings(tmp_path / "home"), training_window_days=4)
+    monkeypatch.setenv("TAILOR_HOME", str(home.home))
+    monkeypatch.delenv(FEAST_YAML_ENV, raising=False)
+    files = sorted(generated.glob("*/*.jsonl"))
+    days = sorted({_delivery_day(p) for p in files})
+    deliveries = tmp_path / "deliveries"
+    deliveries.mkdir()
+    events_of_day_2 = next(p for p in files if p.parent.name == "events" and _delivery_day(p) == days[1])
+    held_back = deliveries / "events-held-back.jsonl"
+    held = _hold_back_requests(events_of_day_2, deliveries / events_of_day_2.name, held_back, days[1], 4)
+    assert len(held) >= 4
+
+    def delivered(which: list[str]) -> list[Path]:
+        return [deliveries / p.name if p == events_of_day_2 else p for p in files if _delivery_day(p) in which]
+
+    steps = [delivered(days[:3]), [held_back], delivered(days[3:])]
+    twin = get_settings(tmp_path / "twin")  # full rebuilds: the same marts, a training folder of its own
+    twin.home.mkdir()
+    (twin.home / "marts").symlink_to(home.marts_dir, target_is_directory=True)
+    outcomes = []
+    for step, paths in enumerate(steps):
+        ingest_paths(paths, home)
+        run_dbt(home, "build")
+        if step == 0:
+            apply_feature_repo(home)
+            store = open_store(home)
+            per_day = _mart(home, "fct_impressions").groupby("event_date").size()
+            cap = int(per_day.median() * 0.7)  # busy days are sampled
+            home = replace(home, training_max_impressions_per_day=cap)
+            twin = replace(twin, training_window_days=4, training_max_impressions_per_day=cap)
+        incremental = write_training_set(home, store, chunk_rows=700)
+        full = write_training_set(twin, store, chunk_rows=700, full=True)
+        got, expected = pd.read_parquet(incremental.path), pd.read_parquet(full.path)
+        assert len(expected) == full.rows > 0, step
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"delivery {step + 1}")
+        assert (incremental.rows, incremental.positives, incremental.version) == (
+            full.rows,
+            full.positives,
+            full.version,
+        )
+        outcomes.append(incremental)
+
+    first, second, third = outcomes
+    day = [date.fromisoformat(d) for d in days]
+    assert first.action == "built" and first.window_days == tuple(day[:3])
+    # The held-back requests change day 2 (their impressions) and day 3 (the features as of day 2's end): those
+    # are rebuilt, day 1 is copied.
+    assert second.action == "updated" and second.days_built == (day[1], day[2]) and second.days_kept == 1
+    assert set(held) <= set(_mart(home, "fct_impressions")["impression_id"])
+    assert third.action == "updated" and third.days_dropped >= 1 and len(third.window_days) == 4  # the window slid
+    # Busy days hold a sample of whole requests; every day of the window is there.
+    marts = _mart(home, "fct_impressions")
+    all_rows = marts.groupby(pd.to_datetime(marts["event_date"]).dt.date).size()
+    training = pd.read_parquet(third.path)
+    counts = training.groupby(training["event_timestamp"].dt.date).size()
+    assert tuple(counts.index) == third.window_days
+    assert any(counts[d] < all_rows[d] for d in counts.index)
+    kept_requests = marts.loc[marts["impression_id"].isin(training["impression_id"]), "request_id"].unique()
+    assert marts["request_id"].isin(kept_requests).sum() == len(training)
+
+    # Nothing new: the plan says so without Feast, and a write leaves the file as it was.
+    assert plan_training_set(home).up_to_date
+    before = training_set_path(home).stat().st_mtime_ns
+    again = write_training_set(home, store)
+    assert again.action == "up to date" and again.version == third.version and again.rows == third.rows
+    assert training_set_path(home).stat().st_mtime_ns == before
 
 
 # --- online store, on SQLite and on Redis ------------------------------------------------------------------------
@@ -351,28 +462,79 @@ def test_the_feature_assets_follow_the_feature_marts_in_the_graph() -> None:
     assert online in job.asset_layer.selected_asset_keys  # `tailor run` and the daily schedule include it
 
 
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """Per asset: its metadata values, and its data version under "data_version"."""
+    out: dict[str, Any] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        out[event.asset_key.to_user_string()] = {**values, "data_version": materialization.tags["dagster/data_version"]}
+    return out
+
+
 def test_feature_assets_and_checks_run_in_process(built: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs on one Dagster instance. The second finds nothing changed: each asset returns at once and says so,
+    with the first run's data version; the online store's checks still run and pass."""
     from orchestration.defs.features.assets import feast_online_store, feast_registry, ranking_training_set
     from orchestration.defs.features.checks import online_consistency_check, online_freshness_check
 
     monkeypatch.setenv("TAILOR_HOME", str(built.home))
     assets = [feast_registry, feast_online_store, ranking_training_set]
     checks = [online_freshness_check, online_consistency_check]
-    for run in ("first", "second"):
-        result = dg.materialize([*assets, *checks], instance=dg.DagsterInstance.ephemeral())
-        assert result.success, run
-        evaluations = result.get_asset_check_evaluations()
-        assert {e.check_name for e in evaluations} == {"online_store_is_fresh", "online_matches_offline"}
-        assert all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
-        metadata = {
-            e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
-        }
-        modes = {view["mode"] for view in metadata["feast/online_store"]["views"].value.values()}  # type: ignore[union-attr]
-        applied = metadata["feast/registry"]["applied"].value
-        if run == "second":
-            assert modes == {"incremental"} and applied is False  # nothing changed: apply skipped
+    runs = []
+    with dg.instance_for_test() as instance:
+        for run in ("first", "second"):
+            result = dg.materialize([*assets, *checks], instance=instance)
+            assert result.success, run
+            evaluations = result.get_asset_check_evaluations()
+            assert {e.check_name for e in evaluations} == {"online_store_is_fresh", "online_matches_offline"}
+            assert all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
+            runs.append(_materialized(result))
+    first, second = runs
+    assert first["feast/online_store"]["action"] == "materialized"  # this home's store was never loaded by an asset
+    for key in ("feast/registry", "feast/online_store", "ml/ranking_training_set"):
+        assert second[key]["action"] == "up to date", key
+        assert second[key]["data_version"] == first[key]["data_version"], key
+    assert second["feast/registry"]["applied"] is False
+    assert second["ml/ranking_training_set"]["rows_built"] == 0
     training = pd.read_parquet(built.training_dir / "ranking_training_set.parquet")
-    assert len(training) == len(_mart(built, "fct_impressions"))
+    # The default window (21 days, 50,000 impressions a day) holds this whole 5-day history.
+    assert len(training) == len(_mart(built, "fct_impressions")) == second["ml/ranking_training_set"]["rows"]
+
+
+def test_with_nothing_new_the_feature_assets_do_not_import_feast(built: Settings) -> None:
+    """In a fresh process, as `tailor run` starts: the registry and training-set assets and the online store's
+    plan decide from fingerprints and digests that nothing changed, and Feast (seconds to import) stays unloaded."""
+    home = built.home
+    materialize_features(open_store(built), built)  # the online store's state, as its asset leaves it
+    write_training_set(built, open_store(built))
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import dagster as dg
+        from orchestration.defs.features.assets import feast_registry, ranking_training_set
+        from ml.features.materialize import online_store_plan
+        from tailor.settings import get_settings
+
+        result = dg.materialize([feast_registry, ranking_training_set], instance=dg.DagsterInstance.ephemeral())
+        actions = {
+            e.asset_key.to_user_string(): e.materialization.metadata["action"].value
+            for e in result.get_asset_materialization_events()
+        }
+        plan = online_store_plan(get_settings())
+        print(json.dumps({"actions": actions, "online": plan.up_to_date, "feast": "feast" in sys.modules}))
+        """
+    )
+    env = {**os.environ, "TAILOR_HOME": str(home)}
+    env.pop(FEAST_YAML_ENV, None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {
+        "actions": {"feast/registry": "up to date", "ml/ranking_training_set": "up to date"},
+        "online": True,
+        "feast": False,
+    }
 
 
 def _free_port() -> int:
