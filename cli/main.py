@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.experiments import experiments
+from cli.models import models
 from tailor.contract.rules import Kind
 from tailor.settings import REPO_ROOT, Settings, disable_telemetry, get_settings
 
@@ -280,6 +281,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 main.add_command(experiments)
+main.add_command(models)
 
 from cli.stream import stream  # noqa: E402  (light: the command imports redis and feast when it runs)
 

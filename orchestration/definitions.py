@@ -7,6 +7,7 @@ from orchestration.defs.features.assets import feast_online_store, feast_registr
 from orchestration.defs.features.checks import online_consistency_check, online_freshness_check
 from orchestration.defs.ingestion.assets import landing
 from orchestration.defs.ingestion.sensors import build_inbox_sensor
+from orchestration.defs.ml.assets import candidates, ranker, ranker_beats_popularity, ranker_is_calibrated
 from orchestration.defs.warehouse.assets import warehouse
 from orchestration.defs.warehouse.checks import reconciliation_check
 from orchestration.lib.dbt import dbt_resource
@@ -32,8 +33,17 @@ defs = dg.Definitions(
         feast_registry,
         feast_online_store,
         ranking_training_set,
+        candidates,
+        ranker,
     ],
-    asset_checks=[reconciliation_check, srm_check, online_freshness_check, online_consistency_check],
+    asset_checks=[
+        reconciliation_check,
+        srm_check,
+        online_freshness_check,
+        online_consistency_check,
+        ranker_beats_popularity,
+        ranker_is_calibrated,
+    ],
     jobs=[tailor_job],
     schedules=[daily_schedule],
     sensors=[build_inbox_sensor(tailor_job)],

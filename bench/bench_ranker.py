@@ -1,0 +1,195 @@
+"""Benchmark: the ranker's quality against the simulator's truth, and what training costs next to a bare fit.
+
+Simulates a history, runs the whole pipeline on it (`tailor run`: warehouse, Feast, training set, candidates and
+a first registered ranker), then trains the ranker again in this process with the position-blind model for
+comparison and judges everything against the truth (`evaluation.ranking_truth`):
+
+- clicks on the test window's logged impressions: AUC / log loss / ECE of the ranker, the naive model, the
+  popularity score, a constant, and the **oracle** (the true P(click) of each impression);
+- top-10 lists from the candidates of the test users, as of the test window's start: truth-graded NDCG@10, the
+  true CTR of the page, Spearman's correlation with the true click probability per user, for the ranker, the
+  naive model, popularity, collaborative filtering and content affinity alone, random, and the oracle;
+- the same lists judged by logged clicks (what the stored evaluation does without the truth);
+- the logged slates of the test window re-ranked (truth-graded NDCG@10 within each request): where the logging
+  policy's position confounds a naive model most;
+- training time next to a bare `HistGradientBoostingClassifier.fit` with the chosen parameters on the same matrix.
+
+    .venv/bin/python bench/bench_ranker.py                                  # the demo: 2,000 users x 28 days
+    .venv/bin/python bench/bench_ranker.py --users 5000 --output /tmp/r.json  # about 1M impressions
+    .venv/bin/python bench/bench_ranker.py --smoke --output /tmp/r.json       # tiny, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from evaluation.ranking_truth import TruthClickModel, truth_ranking_metrics
+from ml.features import open_store
+from ml.history import load_history
+from ml.ranker import RankerConfig, train_ranker
+from ml.ranker.evaluate import classification_metrics, evaluate_lists
+from tailor.settings import get_settings
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results" / "ranker.json"
+TAILOR = str(Path(sys.executable).parent / "tailor")
+
+
+def _run(*args: str, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([TAILOR, *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"tailor {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def truth_lists(trained: Any, truth: TruthClickModel, k: int) -> dict[str, dict[str, float]]:
+    """Truth-graded metrics of each ordering of the test users' candidates."""
+    rows = trained.candidate_rows
+    attract = truth.attract(
+        rows["user_id"].tolist(), rows["content_id"].tolist(), [trained.windows.test_start] * len(rows)
+    )
+    rng = np.random.default_rng(trained.config.seed)
+    orders = {
+        "ranker": trained.model.relevance(rows),
+        "naive": trained.naive.relevance(rows),
+        "popularity": rows["score_popularity"].fillna(-np.inf).to_numpy(),
+        "collaborative_filtering": rows["score_cf"].fillna(-np.inf).to_numpy(),
+        "content_affinity": rows["score_content"].fillna(-np.inf).to_numpy(),
+        "random": rng.random(len(rows)),
+        "oracle": attract,
+    }
+    return {name: truth_ranking_metrics(rows, score, attract, truth, k) for name, score in orders.items()}
+
+
+def logged_slates(trained: Any, truth: TruthClickModel, k: int) -> dict[str, float]:
+    """Truth-graded NDCG@k of the test window's logged slates re-ranked by each model (within each request)."""
+    test = trained.test_rows
+    attract = truth_attract_of_impressions(truth, test["impression_id"].tolist())
+    frame = test.assign(user_id=test["request_id"])  # one "user" per request: NDCG within each slate
+    out = {}
+    for name, score in (
+        ("ranker", trained.model.relevance(test)),
+        ("naive", trained.naive.relevance(test)),
+        ("logged_order", -test["position"].to_numpy(dtype=float)),
+        ("oracle", attract),
+    ):
+        out[name] = truth_ranking_metrics(frame, score, attract, truth, k)["truth_ndcg_at_k"]
+    return out
+
+
+def truth_attract_of_impressions(truth: TruthClickModel, impression_ids: list[str]) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(truth.folder / "impressions.parquet", columns=["event_id", "attract_without_experiments"])
+    series = table.to_pandas().set_index("event_id")["attract_without_experiments"]
+    return series.reindex(impression_ids).to_numpy(dtype=float)
+
+
+def bare_fit_seconds(trained: Any) -> dict[str, float]:
+    """A plain HistGradientBoostingClassifier.fit with the chosen parameters on the same training matrix."""
+    model = trained.model
+    frame = trained.train_rows
+    x, y = model.matrix(frame), frame["clicked"].astype(bool).to_numpy()
+    params = {k: v for k, v in model.params.items()}
+    start = time.perf_counter()
+    HistGradientBoostingClassifier(
+        **params, categorical_features="from_dtype", early_stopping=False, random_state=0
+    ).fit(x, y)
+    return {"bare_fit_s": time.perf_counter() - start, "rows": float(len(frame)), "features": float(x.shape[1])}
+
+
+def run(users: int, days: int, seed: int, trials: int, timeout_s: float, eval_users: int, work: Path) -> dict[str, Any]:
+    home = work / "home"
+    env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_RANKER_SEARCH_TRIALS": "1"}
+    generated = home / "inbox"
+    timings = {
+        "generate_s": _run("generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env),
+        "tailor_run_s": _run("run", "--quiet", env=env),
+    }
+    settings = get_settings(home)
+    history = load_history(settings.marts_dir)
+    config = RankerConfig(
+        search_trials=trials, search_timeout_s=timeout_s, eval_users=eval_users, seed=seed, compare_naive=True
+    )
+    start = time.perf_counter()
+    trained = train_ranker(
+        settings.training_dir / "ranking_training_set.parquet", history, open_store(settings), config, work / "search"
+    )
+    timings["train_ranker_s"] = time.perf_counter() - start
+    truth = TruthClickModel.from_folder(generated)
+    test = trained.test_rows
+    y = test["clicked"].astype(bool).to_numpy()
+    classification = dict(trained.metrics["classification"])
+    classification["oracle"] = classification_metrics(y, truth.impression_p_click(test["impression_id"].tolist()))
+    k = config.ranking_k
+    known = history.before(trained.windows.test_start)
+    oracle_attract = truth.attract(
+        trained.candidate_rows["user_id"].tolist(),
+        trained.candidate_rows["content_id"].tolist(),
+        [trained.windows.test_start] * len(trained.candidate_rows),
+    )
+    logged = evaluate_lists(
+        trained.candidate_rows,
+        trained.test_users,
+        {"ranker": trained.model.relevance, "naive": trained.naive.relevance, "oracle": lambda _: oracle_attract},
+        k,
+        known,
+        seed,
+    )
+    return {
+        "users": users,
+        "days": days,
+        "seed": seed,
+        "impressions": len(history.impressions),
+        "training_rows": int((trained.windows.label(pd.Series(history.impressions["occurred_at"])) == "train").sum()),
+        "windows": trained.windows.as_dict(),
+        "best_params": trained.search.best_params,
+        "search_trials": len(trained.search.trials),
+        "classification": classification,
+        "lists_truth": truth_lists(trained, truth, k),
+        "lists_logged_clicks": logged,
+        "logged_slates_truth_ndcg": logged_slates(trained, truth, k),
+        "timings": {**timings, **trained.seconds, **bare_fit_seconds(trained)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=600.0, help="search wall-clock budget, seconds")
+    parser.add_argument("--eval-users", type=int, default=1000)
+    parser.add_argument("--smoke", action="store_true", help="tiny history and budget (seconds), for the test suite")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.smoke:
+        args.users, args.days, args.trials, args.timeout, args.eval_users = 150, 16, 2, 60.0, 50
+    with tempfile.TemporaryDirectory(prefix="tailor-bench-ranker-") as scratch:
+        result = run(args.users, args.days, args.seed, args.trials, args.timeout, args.eval_users, Path(scratch))
+    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1m": os.getloadavg()[0]}
+    result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["command"] = " ".join(["python", *sys.argv])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(json.dumps({k: result[k] for k in ("classification", "lists_truth", "logged_slates_truth_ndcg")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

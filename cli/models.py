@@ -1,0 +1,129 @@
+"""`tailor models`: the registered rankers, one in detail, and promoting one to champion by hand."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tailor.settings import get_settings
+
+out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
+_SHOWN = (
+    "classification.ranker.auc",
+    "classification.popularity.auc",
+    "classification.ranker.log_loss",
+    "classification.ranker.ece",
+    "ranking.ranker.ndcg_at_k",
+    "ranking.popularity.ndcg_at_k",
+)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _registry() -> Any:
+    from ml.registry import Registry  # MLflow is slow to import: only when the command runs
+
+    return Registry(get_settings().models_dir)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The ranker versions in the registry (MLflow under TAILOR_HOME/models), newest first."""
+    ctx.ensure_object(dict)
+    ctx.obj["json"] = as_json
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_versions)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def list_versions(ctx: click.Context, as_json: bool = False) -> None:
+    """Every version with its aliases and headline metrics."""
+    versions = _registry().versions()
+    if as_json or (ctx.obj or {}).get("json"):
+        click.echo(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
+        return
+    if not versions:
+        out.print("No ranker trained yet: `tailor run` trains one (or `make demo`).")
+        return
+    table = Table(title="Ranker versions", title_justify="left")
+    for column in ("version", "aliases", "created", "test window", *(_label(m) for m in _SHOWN)):
+        table.add_column(column)
+    for v in versions:
+        table.add_row(
+            str(v.version),
+            ", ".join(v.aliases),
+            v.created_at[:19],
+            v.tags.get("test_window", ""),
+            *(_number(v.metrics.get(m)) for m in _SHOWN),
+        )
+    out.print(table)
+
+
+@models.command()
+@click.argument("version", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def show(ctx: click.Context, version: int, as_json: bool) -> None:
+    """One version: metrics, parameters, tags and the promotion decision."""
+    from ml.registry import RegistryError
+
+    try:
+        found = _registry().get(version)
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json or (ctx.obj or {}).get("json"):
+        click.echo(json.dumps(found.as_dict(), indent=2, sort_keys=True))
+        return
+    out.print(
+        f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
+    )
+    decision = found.tags.get("promotion")
+    if decision:
+        parsed = json.loads(decision)
+        out.print(f"promotion: {'promoted' if parsed.get('promoted') else 'not promoted'}: {parsed.get('reason')}")
+    for title, values in (("metrics", found.metrics), ("parameters", found.params), ("tags", found.tags)):
+        table = Table(title=title, title_justify="left")
+        table.add_column("name")
+        table.add_column("value")
+        for key in sorted(values):
+            if key != "promotion":
+                table.add_row(key, _number(values[key]) if title == "metrics" else str(values[key]))
+        out.print(table)
+
+
+@models.command()
+@click.argument("version", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def promote(ctx: click.Context, version: int, as_json: bool) -> None:
+    """Make VERSION the champion (the version `recommend` serves), whatever the promotion rule said."""
+    from ml.registry import RegistryError
+
+    try:
+        promoted = _registry().promote(version)
+    except RegistryError as exc:
+        _fail(str(exc))
+    if as_json or (ctx.obj or {}).get("json"):
+        click.echo(json.dumps(promoted.as_dict(), indent=2, sort_keys=True))
+    else:
+        out.print(f"ranker version {promoted.version} is now the champion")
+
+
+def _label(metric: str) -> str:
+    group, model, name = metric.split(".")
+    return f"{name} ({model})" if group == "classification" else f"{name} ({model}, lists)"
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{float(value):.4f}"

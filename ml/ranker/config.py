@@ -1,0 +1,90 @@
+"""What a ranker training run may use and spend: windows, budgets, seed. One typed object, from settings or code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ml.candidates.union import CandidateConfig
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Windows are whole UTC days counted back from the newest impression, in time order:
+
+    ``[warm-up][train][tune][calibrate][test]``. The warm-up days only feed the candidate generators (their
+    history); the model trains on ``train_days``, Optuna and early stopping judge on ``tune_days``, isotonic
+    calibration is fitted on ``calibration_days``, and every reported metric comes from the last ``test_days``,
+    which nothing was fitted or chosen on. Nothing is shuffled across time.
+
+    Attributes:
+        train_days: days of impressions to train on (0 = every day after the warm-up).
+        warmup_days: at least this many days of history before the training window.
+        search_trials: Optuna trials per study in total (a rerun on the same data resumes and runs the rest).
+        search_timeout_s: wall-clock budget of one search, in seconds.
+        max_iter: boosting iterations at most; early stopping (on the tuning window) picks fewer.
+        ranking_k: cut-off of the ranking metrics (NDCG@k, recall@k, MAP@k).
+        eval_users: test users the ranking metrics score (the most active, at most this many).
+        seed: every random choice (model, search, sampling) derives from it: same seed, same metrics.
+        compare_naive: also train the position-blind model and evaluate it (the benchmark does; costs a fit).
+    """
+
+    feature_service: str = "ranker_v1"
+    train_days: int = 0
+    warmup_days: int = 7
+    tune_days: int = 2
+    calibration_days: int = 1
+    test_days: int = 3
+    search_trials: int = 12
+    search_timeout_s: float = 120.0
+    max_iter: int = 400
+    ranking_k: int = 10
+    eval_users: int = 1000
+    seed: int = 42
+    compare_naive: bool = False
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_days", "tune_days", "calibration_days", "test_days", "search_trials", "max_iter"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.train_days < 0 or self.search_timeout_s <= 0:
+            raise ValueError("train_days must be >= 0 and search_timeout_s > 0")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RankerConfig:
+        """The configuration with any ``TAILOR_RANKER_<FIELD>`` variable applied (e.g. TAILOR_RANKER_SEARCH_TRIALS=5).
+
+        Raises:
+            ValueError: a variable that is not a number, naming it.
+        """
+        changes: dict[str, Any] = {}
+        for name, kind in (
+            ("train_days", int),
+            ("warmup_days", int),
+            ("tune_days", int),
+            ("calibration_days", int),
+            ("test_days", int),
+            ("search_trials", int),
+            ("search_timeout_s", float),
+            ("max_iter", int),
+            ("eval_users", int),
+            ("seed", int),
+        ):
+            raw = env.get(f"TAILOR_RANKER_{name.upper()}")
+            if raw is None:
+                continue
+            try:
+                changes[name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"TAILOR_RANKER_{name.upper()}={raw!r} is not a number") from None
+        return cls(**changes)
+
+    @property
+    def days_needed(self) -> int:
+        """The fewest days of impressions a training run can work with (one training day)."""
+        return self.warmup_days + max(self.train_days, 1) + self.tune_days + self.calibration_days + self.test_days
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

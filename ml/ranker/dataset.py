@@ -1,0 +1,167 @@
+"""The ranker's labelled rows: the point-in-time training set, cut into time windows, with the candidate scores.
+
+Rows come from Feast's point-in-time training set (one per logged impression, features as of that moment; see
+`ml.features.training`). Each row gets the request's surface and, as features, every candidate generator's score
+for the (user, item) pair, from generators fitted on what was known *before the row's window began* (refitted
+every `REFIT_DAYS` inside the training window), so no row is scored by a generator that saw its own click.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.candidates.union import SCORE_COLUMNS, CandidateSet, fit_candidate_set
+from ml.history import History
+from ml.ranker.config import RankerConfig
+
+#: Columns of the training set that identify or label a row; everything else it holds is a feature.
+SPINE_COLUMNS = ("impression_id", "user_id", "content_id", "event_timestamp", "request_at", "position", "clicked")
+#: Feature-service columns that are not model inputs (a timestamp; its age is a feature already).
+NOT_INPUTS = ("published_at",)
+#: Categorical inputs (HistGradientBoosting's native categorical splits).
+CATEGORICAL = ("category", "format", "surface")
+#: Inside the training window, the candidate generators are refitted this often (days).
+REFIT_DAYS = 7
+
+
+class TrainingDataError(ValueError):
+    """The training data cannot train a model as it stands; the message says what is missing and what to do."""
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Boundaries (UTC midnights) of the time windows, oldest first: rows with ``start <= t < end`` belong."""
+
+    train_start: pd.Timestamp
+    tune_start: pd.Timestamp
+    calibration_start: pd.Timestamp
+    test_start: pd.Timestamp
+    end: pd.Timestamp
+
+    def label(self, times: pd.Series) -> pd.Series:
+        """'warmup' | 'train' | 'tune' | 'calibration' | 'test' for each timestamp."""
+        edges = [self.train_start, self.tune_start, self.calibration_start, self.test_start, self.end]
+        names = np.array(["warmup", "train", "tune", "calibration", "test", "after"])
+        return pd.Series(names[np.searchsorted(np.array(edges), times.to_numpy(), side="right")], index=times.index)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v.isoformat() for k, v in vars(self).items()}
+
+
+def plan_windows(times: pd.Series, config: RankerConfig) -> Windows:
+    """Lay the windows back from the newest day of ``times`` (tz-aware UTC).
+
+    Raises:
+        TrainingDataError: fewer days of impressions than the windows need.
+    """
+    if times.empty:
+        raise TrainingDataError(
+            "the training set is empty: there are no impressions yet. Ingest events and run `tailor run` first."
+        )
+    first = times.min().floor("D")
+    end = times.max().floor("D") + timedelta(days=1)
+    days = (end - first).days
+    if days < config.days_needed:
+        raise TrainingDataError(
+            f"the training set spans {days} day(s) but the windows need at least {config.days_needed} "
+            f"({config.warmup_days} warm-up, {max(config.train_days, 1)} train, {config.tune_days} tune, "
+            f"{config.calibration_days} calibration, {config.test_days} test): wait for more days, or shorten "
+            "the windows in the ranker configuration"
+        )
+    test_start = end - timedelta(days=config.test_days)
+    calibration_start = test_start - timedelta(days=config.calibration_days)
+    tune_start = calibration_start - timedelta(days=config.tune_days)
+    earliest = first + timedelta(days=config.warmup_days)
+    train_start = tune_start - timedelta(days=config.train_days) if config.train_days else earliest
+    return Windows(max(train_start, earliest), tune_start, calibration_start, test_start, end)
+
+
+def load_training_rows(path: Path, history: History, features: Sequence[str] | None = None) -> pd.DataFrame:
+    """The training set at ``path`` with each impression's surface and request id.
+
+    Args:
+        path: the Parquet written by `ml.features.training.write_training_set`.
+        history: supplies surface and request_id by impression_id.
+        features: the feature columns the model needs; each must be in the file.
+
+    Raises:
+        TrainingDataError: the file is missing, or lacks a spine or feature column (named in the message).
+    """
+    if not path.exists():
+        raise TrainingDataError(f"{path} does not exist: build the training set first (`tailor run`)")
+    frame = pd.read_parquet(path)
+    missing = [c for c in (*SPINE_COLUMNS, *(features or ())) if c not in frame.columns]
+    if missing:
+        raise TrainingDataError(
+            f"the training set {path} lacks column(s) {missing}: rebuild it with the feature service the model "
+            "uses (`tailor run` rebuilds it), or train with the columns it has"
+        )
+    request = history.impressions[["impression_id", "surface", "request_id"]]
+    frame = frame.merge(request, on="impression_id", how="left", validate="one_to_one")
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame.sort_values(["event_timestamp", "impression_id"], kind="stable").reset_index(drop=True)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model's inputs: the feature service's columns, the position, the surface and the candidate scores."""
+    service = [c for c in frame.columns if c not in (*SPINE_COLUMNS, *NOT_INPUTS, "surface", "request_id", "window")]
+    service = [c for c in service if c not in SCORE_COLUMNS]
+    return [*service, "surface", "position", *SCORE_COLUMNS]
+
+
+def add_candidate_scores(
+    frame: pd.DataFrame, history: History, windows: Windows, config: RankerConfig
+) -> tuple[pd.DataFrame, dict[str, CandidateSet]]:
+    """Each row with its window and every generator's score, from generators fitted before the row's block.
+
+    Returns the frame (rows outside the windows dropped) and the candidate set fitted at each window's start
+    ("tune", "calibration", "test"), which evaluation reuses to propose lists.
+    """
+    frame = frame.assign(window=windows.label(frame["event_timestamp"]))
+    frame = frame.loc[frame["window"].isin(["train", "tune", "calibration", "test"])].copy()
+    starts = [
+        windows.train_start + timedelta(days=d)
+        for d in range(0, (windows.tune_start - windows.train_start).days, REFIT_DAYS)
+    ]
+    blocks = [*starts, windows.tune_start, windows.calibration_start, windows.test_start]
+    edges = [*blocks, windows.end]
+    sets: dict[pd.Timestamp, CandidateSet] = {}
+    for column in SCORE_COLUMNS:
+        frame[column] = np.nan
+    for start, stop in itertools.pairwise(edges):
+        rows = (frame["event_timestamp"] >= start) & (frame["event_timestamp"] < stop)
+        if not rows.any():
+            continue
+        sets[start] = fit_candidate_set(history, start, config.candidates)
+        scores = sets[start].scores(frame.loc[rows, "user_id"].tolist(), frame.loc[rows, "content_id"].tolist())
+        frame.loc[rows, list(SCORE_COLUMNS)] = scores.to_numpy()
+    named = {
+        name: sets[start]
+        for name, start in (
+            ("tune", windows.tune_start),
+            ("calibration", windows.calibration_start),
+            ("test", windows.test_start),
+        )
+        if start in sets
+    }
+    return frame, named
+
+
+def check_trainable(frame: pd.DataFrame, window: str) -> None:
+    """Raise TrainingDataError unless ``window`` has rows of both classes."""
+    rows = frame.loc[frame["window"] == window, "clicked"]
+    if rows.empty:
+        raise TrainingDataError(f"the {window} window has no impressions: wait for more days or shorten the windows")
+    if rows.nunique() < 2:
+        only = "clicked" if bool(rows.iloc[0]) else "not clicked"
+        raise TrainingDataError(
+            f"every impression in the {window} window is {only}: a click model needs both clicks and non-clicks. "
+            "Check that click events carry their impression's request_id (docs/contract/click.md)"
+        )

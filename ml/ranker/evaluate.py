@@ -1,0 +1,185 @@
+"""How good a ranker is, on a window later than anything it was fitted or tuned on.
+
+Two views, both stored with every trained model:
+
+- **Clicks on logged impressions** (classification): ROC AUC, log loss and expected calibration error of the
+  predicted click probability at the position each item was shown, against what was clicked. Baselines: the
+  popularity score (each item's smoothed recent CTR) and a constant (the training CTR: AUC 0.5).
+- **Top-k lists from the candidates** (ranking): for test users who clicked something in the window, the union
+  of candidate generators proposes items (features as of the window's start, from Feast's point-in-time join),
+  each list ranks them, and the items the user clicked in the window are the relevant ones: NDCG@k, recall@k,
+  MAP@k (Microsoft Recommenders' definitions, `ml.evaluate.metrics`), catalog coverage, intra-list diversity
+  over categories and novelty. Baselines: the popularity generator's list, and a random order of the same
+  candidates. Each generator's own recall is reported too, and the union's (the ceiling of any ranking).
+
+Judging against the simulator's truth (the oracle) is the benchmark's job (`evaluation.ranking_truth`): the
+pipeline never reads the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+from sklearn.metrics import log_loss, roc_auc_score
+
+from ml.candidates.union import CandidateSet
+from ml.evaluate.metrics import (
+    catalog_coverage,
+    expected_calibration_error,
+    intra_list_diversity,
+    novelty,
+    ranking_report,
+    recommended_lists,
+    reliability_curve,
+)
+from ml.features.training import build_training_set
+from ml.history import History
+
+ECE_BINS = 15  # equal-mass bins: with a CTR of a few percent, equal-width bins would put almost every row in one
+
+
+def classification_metrics(clicked: Sequence[bool] | np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """AUC, log loss and ECE (equal-mass bins) of click probabilities; AUC is NaN with one class only."""
+    y = np.asarray(clicked, dtype=bool)
+    p = np.clip(np.asarray(probability, dtype=float), 1e-7, 1 - 1e-7)
+    both = 0 < y.sum() < len(y)
+    return {
+        "auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "log_loss": float(log_loss(y, p, labels=[False, True])),
+        "ece": float(expected_calibration_error(y, p, n_bins=ECE_BINS, strategy="quantile")),
+        "mean_predicted": float(p.mean()),
+        "observed_ctr": float(y.mean()),
+        "rows": len(y),
+    }
+
+
+def reliability(clicked: Sequence[bool] | np.ndarray, probability: np.ndarray) -> list[dict[str, float]]:
+    """The reliability curve (equal-mass bins) as rows: mean predicted, observed rate, count."""
+    curve = reliability_curve(np.asarray(clicked, bool), np.asarray(probability, float), ECE_BINS, "quantile")
+    return [
+        {"mean_predicted": float(m), "observed": float(o), "rows": int(n)}
+        for m, o, n in zip(curve.mean_predicted, curve.fraction_positive, curve.count, strict=True)
+    ]
+
+
+def test_users(history: History, start: pd.Timestamp, end: pd.Timestamp, limit: int) -> pd.DataFrame:
+    """Users who clicked in [start, end), with the items they clicked there that they had not consumed before.
+
+    Returns one row per user (``user_id``, ``relevant``: a set), the most active first, at most ``limit``.
+    """
+    imp = history.impressions
+    clicked = imp.loc[imp["clicked"] & (imp["occurred_at"] >= start) & (imp["occurred_at"] < end)]
+    earlier = history.interactions.loc[history.interactions["first_consumed_at"] < start, ["user_id", "content_id"]]
+    fresh = clicked.merge(earlier.assign(_seen=True), on=["user_id", "content_id"], how="left")
+    fresh = fresh.loc[fresh["_seen"].isna()]
+    relevant = fresh.groupby("user_id")["content_id"].agg(set)
+    order = fresh.groupby("user_id").size().sort_values(ascending=False, kind="stable")
+    chosen = order.index[:limit]
+    return pd.DataFrame({"user_id": chosen, "relevant": [relevant[u] for u in chosen]})
+
+
+def candidate_rows(
+    store: FeatureStore,
+    candidates: CandidateSet,
+    user_ids: Sequence[str],
+    service: str,
+    surface: str = "home",
+) -> pd.DataFrame:
+    """Every candidate for each user with the service's features as of the candidate set's moment.
+
+    Returns one row per (user, item): ids, the candidate scores and sources, ``surface``, and the features.
+    """
+    proposed = candidates.candidates(list(user_ids))
+    moment = candidates.as_of
+    spine = proposed[["user_id", "content_id"]].assign(event_timestamp=moment, request_at=moment)
+    with_features = build_training_set(store, spine, service)
+    features = with_features.drop(columns=["user_id", "content_id", "event_timestamp", "request_at"])
+    return pd.concat([proposed.reset_index(drop=True), features.reset_index(drop=True)], axis=1).assign(surface=surface)
+
+
+def top_k_lists(rows: pd.DataFrame, score: np.ndarray, user_ids: Sequence[str], k: int) -> list[list[str]]:
+    """Each user's ``k`` best candidates by ``score`` (ties by content_id), in the order of ``user_ids``."""
+    ranked = rows[["user_id", "content_id"]].assign(_score=score)
+    ranked = ranked.sort_values(["user_id", "_score", "content_id"], ascending=[True, False, True], kind="stable")
+    ranked["rank"] = ranked.groupby("user_id").cumcount() + 1
+    return recommended_lists(ranked.loc[ranked["rank"] <= k], list(user_ids))
+
+
+def ranking_metrics(
+    lists: list[list[str]],
+    relevant: Sequence[set[str]],
+    k: int,
+    catalog: Sequence[str],
+    category: dict[str, str],
+    popularity_counts: dict[str, float],
+) -> dict[str, float]:
+    """NDCG/recall/MAP@k against the relevant sets, plus coverage, intra-list diversity and novelty."""
+    report = ranking_report(lists, relevant, k).as_dict()
+    shown = [[i for i in items if i in category] for items in lists]
+    return {
+        "ndcg_at_k": report["ndcg_at_k"],
+        "recall_at_k": report["recall_at_k"],
+        "map_at_k": report["map_at_k"],
+        "precision_at_k": report["precision_at_k"],
+        "catalog_coverage": catalog_coverage(lists, catalog, k),
+        "intra_list_diversity": intra_list_diversity(shown, category, k),
+        "novelty": novelty(lists, {i: popularity_counts.get(i, 0.0) for i in catalog}, k, pseudo_count=1.0),
+        "users": float(report["users"]),
+    }
+
+
+def evaluate_lists(
+    rows: pd.DataFrame,
+    users: pd.DataFrame,
+    scorers: Mapping[str, Callable[[pd.DataFrame], np.ndarray]],
+    k: int,
+    history: History,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Ranking metrics of each scorer's top-k lists, next to popularity, a random order and the union's recall."""
+    user_ids = users["user_id"].tolist()
+    relevant = users["relevant"].tolist()
+    catalog = history.content["content_id"].astype(str).tolist()
+    category = dict(
+        zip(history.content["content_id"].astype(str), history.content["category"].astype(str), strict=True)
+    )
+    counts = {str(k): float(v) for k, v in history.interactions.groupby("content_id").size().items()}
+    rng = np.random.default_rng(seed)
+    orders: dict[str, np.ndarray] = {name: scorer(rows) for name, scorer in scorers.items()}
+    orders["popularity"] = rows["score_popularity"].fillna(-np.inf).to_numpy()
+    orders["random"] = rng.random(len(rows))
+    out = {
+        name: ranking_metrics(top_k_lists(rows, score, user_ids, k), relevant, k, catalog, category, counts)
+        for name, score in orders.items()
+    }
+    out["candidates"] = {
+        "per_user": float(len(rows) / max(len(user_ids), 1)),
+        "union_recall": _recall(rows, user_ids, relevant),
+        **{
+            f"{source}_recall": _recall(rows.loc[rows["sources"].str.contains(source)], user_ids, relevant)
+            for source in ("popularity", "cf", "content")
+        },
+    }
+    return out
+
+
+def _recall(rows: pd.DataFrame, user_ids: Sequence[str], relevant: Sequence[set[str]]) -> float:
+    """Mean share of each user's relevant items that are among the rows (a candidate generator's recall)."""
+    proposed = rows.groupby("user_id")["content_id"].agg(set)
+    shares = [len(rel & proposed.get(u, set())) / len(rel) for u, rel in zip(user_ids, relevant, strict=True) if rel]
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def summarize(metrics: dict[str, Any]) -> dict[str, float]:
+    """The flat ``group.model.metric`` numbers a registry stores."""
+    flat: dict[str, float] = {}
+    for group in ("classification", "ranking"):
+        for model, values in metrics.get(group, {}).items():
+            for name, value in values.items():
+                if isinstance(value, int | float) and np.isfinite(value):
+                    flat[f"{group}.{model}.{name}"] = float(value)
+    return flat

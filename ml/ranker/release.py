@@ -1,0 +1,86 @@
+"""Train a ranker, register it, and let the promotion rule decide whether it replaces the champion.
+
+The champion is re-scored on the challenger's test window (the same impressions, the same candidate lists), so the
+two are compared on equal terms (`ml.registry.decide`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from feast import FeatureStore
+
+from ml.evaluate.metrics import ndcg_at_k
+from ml.history import History
+from ml.ranker.config import RankerConfig
+from ml.ranker.dataset import TrainingDataError
+from ml.ranker.evaluate import classification_metrics, summarize, top_k_lists
+from ml.ranker.model import RankerModel
+from ml.ranker.train import TrainedRanker, train_ranker
+from ml.registry import CHAMPION, ModelVersion, Promotion, Registry, decide
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a training run produced: the new version, the decision about it, and the trained ranker."""
+
+    version: ModelVersion
+    promotion: Promotion
+    trained: TrainedRanker
+
+
+def head_to_head(model: RankerModel, trained: TrainedRanker) -> dict[str, float]:
+    """A model's log loss on the trained ranker's test impressions and its NDCG@k on the same candidate lists."""
+    assert trained.test_rows is not None and trained.candidate_rows is not None and trained.test_users is not None
+    k = trained.config.ranking_k
+    loss = classification_metrics(trained.test_rows["clicked"].to_numpy(), model.predict(trained.test_rows))["log_loss"]
+    users = trained.test_users
+    lists = top_k_lists(trained.candidate_rows, model.relevance(trained.candidate_rows), users["user_id"].tolist(), k)
+    return {"log_loss": loss, "ndcg_at_k": ndcg_at_k(lists, users["relevant"].tolist(), k)}
+
+
+def train_and_register(
+    training_set: Path,
+    history: History,
+    store: FeatureStore,
+    config: RankerConfig,
+    registry: Registry,
+) -> Release:
+    """Train (see `train_ranker`), log the model as a new version, compare it with the champion, decide.
+
+    Raises:
+        TrainingDataError: the data cannot train a model (see `train_ranker`).
+    """
+    trained = train_ranker(training_set, history, store, config, registry.models_dir / "search")
+    champion = registry.alias(CHAMPION)
+    params = {**{f"hgb.{k}": v for k, v in trained.model.params.items()}, **_flat("config", config.as_dict())}
+    version = registry.log(
+        trained.model,
+        summarize(trained.metrics),
+        params,
+        trained.tags(),
+        {"evaluation": trained.metrics, "search": trained.search.trials, "windows": trained.windows.as_dict()},
+    )
+    challenger_scores = head_to_head(trained.model, trained)
+    champion_scores = None
+    if champion is not None:
+        try:
+            champion_scores = head_to_head(registry.load(champion.version), trained)
+        except TrainingDataError as exc:
+            promotion = Promotion(True, f"the champion cannot score today's data ({exc})", challenger_scores, None)
+            registry.record_decision(version.version, promotion)
+            return Release(registry.get(version.version), promotion, trained)
+    promotion = decide(challenger_scores, champion_scores)
+    registry.record_decision(version.version, promotion)
+    return Release(registry.get(version.version), promotion, trained)
+
+
+def _flat(prefix: str, values: dict[str, object]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(f"{prefix}.{key}", value))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out

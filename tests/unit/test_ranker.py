@@ -1,0 +1,171 @@
+"""Candidates beyond CF (popularity, content affinity, the union), the ranker's windows and model, and the
+promotion rule, on small hand-made histories where the right answer is known."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ml.candidates.content import ContentAffinity
+from ml.candidates.popularity import Popularity
+from ml.candidates.union import SCORE_COLUMNS, fit_candidate_set
+from ml.history import History
+from ml.ranker.config import RankerConfig
+from ml.ranker.dataset import TrainingDataError, plan_windows
+from ml.ranker.model import fit_ranker
+from ml.registry import NDCG_TOLERANCE, decide
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _impressions(rows: list[tuple[str, str, int, bool, str]], start: datetime = T0) -> pd.DataFrame:
+    """(user, item, hour offset, clicked, surface) -> an impressions frame like the mart's."""
+    frame = pd.DataFrame(rows, columns=["user_id", "content_id", "hour", "clicked", "surface"])
+    frame["occurred_at"] = [start + timedelta(hours=h) for h in frame["hour"]]
+    frame["clicked_at"] = frame["occurred_at"].where(frame["clicked"])
+    frame["position"] = 1
+    frame["impression_id"] = [f"i{n}" for n in range(len(frame))]
+    frame["request_id"] = frame["impression_id"]
+    return frame.drop(columns="hour")
+
+
+def test_popularity_ranks_by_smoothed_ctr_within_the_window_and_surface() -> None:
+    rows = (
+        [("u1", "hot", h, h % 2 == 0, "home") for h in range(40)]  # 50% CTR on 40 impressions
+        + [("u2", "lucky", 1, True, "home")]  # 1 of 1: shrunk toward the prior
+        + [("u3", "cold", h, False, "home") for h in range(40)]
+        + [("u4", "feed_only", h, True, "feed") for h in range(40)]
+        + [("u5", "old", h, True, "home") for h in range(5)]  # clicked, but 10 days before the window
+    )
+    frame = _impressions(rows)
+    frame.loc[frame["content_id"] == "old", "occurred_at"] -= timedelta(days=10)
+    popularity = Popularity(window_days=7, prior_impressions=10, surface="home").fit_impressions(
+        frame, now=T0 + timedelta(days=2)
+    )
+    got = popularity.candidates(["u9"], k=5)
+    assert got["content_id"].tolist() == ["hot", "lucky", "cold"]  # no feed item, nothing outside the window
+    prior = 21 / 81  # the window's home CTR: 20 + 1 clicks over 81 impressions
+    assert got["score"].tolist() == pytest.approx([(20 + 10 * prior) / 50, (1 + 10 * prior) / 11, (10 * prior) / 50])
+    assert got["rank"].tolist() == [1, 2, 3]
+
+
+def test_content_affinity_serves_a_one_category_user_that_category_fresh_first() -> None:
+    content = pd.DataFrame(
+        {
+            "content_id": ["s1", "s2", "s3", "n1", "n2", "n3"],
+            "category": ["sport"] * 3 + ["news"] * 3,
+            "published_at": [T0 - timedelta(hours=h) for h in (1, 200, 30, 1, 2, 3)],
+        }
+    )
+    clicks = pd.DataFrame({"user_id": ["fan"] * 6 + ["other"] * 6, "content_id": ["s1"] * 6 + ["n1"] * 6})
+    popularity = pd.Series(1.0, index=content["content_id"])
+    model = ContentAffinity(affinity_prior=1.0).fit_content(clicks, content, popularity, T0)
+    got = model.candidates(["fan"], k=3, exclude_seen=False)
+    assert got["content_id"].tolist() == ["s1", "s3", "s2"]  # only sport, the freshest first
+    unknown = model.candidates(["newcomer"], k=6)
+    assert set(unknown["content_id"]) == set(content["content_id"])  # the platform's mix for a new user
+
+
+def test_candidate_union_scores_every_pair_and_never_repeats_what_a_user_consumed() -> None:
+    frame = _impressions([(f"u{u}", f"c{c}", u * 3 + c, (u + c) % 3 == 0, "home") for u in range(6) for c in range(8)])
+    consumed = frame.loc[frame["clicked"], ["user_id", "content_id", "occurred_at"]]
+    interactions = consumed.rename(columns={"occurred_at": "first_consumed_at"}).assign(
+        first_clicked_at=consumed["occurred_at"].to_numpy(), clicks=1, views=0
+    )
+    content = pd.DataFrame(
+        {
+            "content_id": [f"c{c}" for c in range(8)],
+            "category": ["a", "b"] * 4,
+            "format": "article",
+            "published_at": T0 - timedelta(days=1),
+        }
+    )
+    history = History(frame, interactions, content)
+    fitted = fit_candidate_set(history, T0 + timedelta(days=2))
+    got = fitted.candidates(["u1", "u2", "ghost"], k=3)
+    assert list(got.columns) == ["user_id", "content_id", *SCORE_COLUMNS, "sources"]
+    seen = set(map(tuple, interactions[["user_id", "content_id"]].to_numpy()))
+    assert not any((u, c) in seen for u, c in got[["user_id", "content_id"]].to_numpy())
+    assert set(got["user_id"]) == {"u1", "u2", "ghost"}  # an unknown user still gets popular and content items
+    assert not got.duplicated(["user_id", "content_id"]).any()
+
+
+def test_windows_follow_time_and_never_overlap() -> None:
+    times = pd.Series(pd.date_range("2026-01-01", "2026-01-28 23:00", freq="h", tz="UTC"))
+    config = RankerConfig(warmup_days=7, tune_days=2, calibration_days=1, test_days=3)
+    windows = plan_windows(times, config)
+    labels = windows.label(times)
+    order = ["warmup", "train", "tune", "calibration", "test"]
+    # Every training row is earlier than every tuning row, and so on: no later day leaks into an earlier window.
+    for earlier, later in itertools.pairwise(order):
+        assert times[labels == earlier].max() < times[labels == later].min()
+    assert windows.test_start == pd.Timestamp("2026-01-26", tz="UTC") and windows.end == pd.Timestamp(
+        "2026-01-29", tz="UTC"
+    )
+    assert (labels == "train").sum() == 15 * 24
+
+
+def test_too_few_days_or_no_rows_say_what_to_do() -> None:
+    with pytest.raises(TrainingDataError, match="no impressions yet"):
+        plan_windows(pd.Series([], dtype="datetime64[ns, UTC]"), RankerConfig())
+    short = pd.Series(pd.date_range("2026-01-01", periods=5 * 24, freq="h", tz="UTC"))
+    with pytest.raises(TrainingDataError, match=r"spans 5 day.*need at least 14"):
+        plan_windows(short, RankerConfig())
+
+
+def test_a_single_class_or_a_missing_feature_is_a_clear_error() -> None:
+    frame = pd.DataFrame({"x": np.arange(10.0), "position": 1, "clicked": False})
+    with pytest.raises(TrainingDataError, match="all unclicked"):
+        fit_ranker(frame, ["x", "position"], {}, seed=1)
+    with pytest.raises(TrainingDataError, match="no training rows"):
+        fit_ranker(frame.iloc[:0], ["x", "position"], {}, seed=1)
+    frame.loc[:4, "clicked"] = True
+    model = fit_ranker(frame, ["x", "position"], {"min_samples_leaf": 2}, seed=1, max_iter=5)
+    with pytest.raises(TrainingDataError, match=r"lack feature column\(s\) \['x'\]"):
+        model.predict(frame.drop(columns="x"))
+
+
+def test_the_ranker_learns_relevance_apart_from_position() -> None:
+    """Position lowers clicks (examination) and an item feature raises them (relevance): scored at position 1,
+    the model orders by relevance alone, and the position's effect is never upward (monotonic constraint)."""
+    rng = np.random.default_rng(3)
+    n = 40_000
+    relevance = rng.random(n)
+    position = rng.integers(1, 11, n)
+    clicked = rng.random(n) < (1 / position) ** 0.8 * relevance * 0.6
+    frame = pd.DataFrame({"relevance": relevance, "position": position, "clicked": clicked})
+    model = fit_ranker(frame, ["relevance", "position"], {"learning_rate": 0.1}, seed=5, max_iter=100)
+    grid = pd.DataFrame({"relevance": np.linspace(0.05, 0.95, 10), "position": 10})
+    at_top = model.relevance(grid)
+    assert stats.spearmanr(grid["relevance"], at_top).statistic > 0.9 and at_top[-1] > 3 * at_top[0]
+    assert np.array_equal(at_top, model.relevance(grid.assign(position=1)))  # where it was shown does not matter
+    by_position = model.predict(pd.DataFrame({"relevance": 0.8, "position": np.arange(1, 11)}))
+    assert np.all(np.diff(by_position) <= 1e-12)
+
+
+def test_same_seed_same_model() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.random(3000), "position": rng.integers(1, 5, 3000)})
+    frame["clicked"] = rng.random(3000) < frame["x"] / frame["position"]
+    params = {"learning_rate": 0.2, "max_features": 0.7}
+    a = fit_ranker(frame, ["x", "position"], params, seed=11, max_iter=30).predict(frame)
+    b = fit_ranker(frame, ["x", "position"], params, seed=11, max_iter=30).predict(frame)
+    assert np.array_equal(a, b)
+
+
+def test_promotion_rule() -> None:
+    first = decide({"log_loss": 0.2, "ndcg_at_k": 0.1}, None)
+    assert first.promoted and "first model" in first.reason
+    champion = {"log_loss": 0.20, "ndcg_at_k": 0.30}
+    assert decide({"log_loss": 0.19, "ndcg_at_k": 0.30 - NDCG_TOLERANCE}, champion).promoted
+    worse_loss = decide({"log_loss": 0.21, "ndcg_at_k": 0.40}, champion)
+    assert not worse_loss.promoted and "log loss" in worse_loss.reason
+    worse_lists = decide({"log_loss": 0.10, "ndcg_at_k": 0.29}, champion)
+    assert not worse_lists.promoted and "NDCG" in worse_lists.reason
