@@ -55,8 +55,11 @@ class Windows:
         return {k: v.isoformat() for k, v in vars(self).items()}
 
 
-def plan_windows(times: pd.Series, config: RankerConfig) -> Windows:
-    """Lay the windows back from the newest day of ``times`` (tz-aware UTC).
+def plan_windows(times: pd.Series, config: RankerConfig, history_start: pd.Timestamp | None = None) -> Windows:
+    """Lay the windows back from the newest day of ``times`` (the training set's impressions, tz-aware UTC).
+
+    The warm-up is history the candidate generators learn from before the first training row: it may come from the
+    marts (``history_start``, the first impression known) when the training set itself covers fewer days.
 
     Raises:
         TrainingDataError: fewer days of impressions than the windows need.
@@ -66,6 +69,8 @@ def plan_windows(times: pd.Series, config: RankerConfig) -> Windows:
             "the training set is empty: there are no impressions yet. Ingest events and run `tailor run` first."
         )
     first = times.min().floor("D")
+    if history_start is not None:
+        first = min(first, pd.Timestamp(history_start).floor("D"))
     end = times.max().floor("D") + timedelta(days=1)
     days = (end - first).days
     if days < config.days_needed:
@@ -78,8 +83,13 @@ def plan_windows(times: pd.Series, config: RankerConfig) -> Windows:
     test_start = end - timedelta(days=config.test_days)
     calibration_start = test_start - timedelta(days=config.calibration_days)
     tune_start = calibration_start - timedelta(days=config.tune_days)
-    earliest = first + timedelta(days=config.warmup_days)
+    earliest = max(first + timedelta(days=config.warmup_days), times.min().floor("D"))
     train_start = tune_start - timedelta(days=config.train_days) if config.train_days else earliest
+    if max(train_start, earliest) >= tune_start:
+        raise TrainingDataError(
+            f"no training day is left: the training set starts {times.min().date()} and tuning starts "
+            f"{tune_start.date()}; build a longer training window (TAILOR_TRAINING_WINDOW_DAYS)"
+        )
     return Windows(max(train_start, earliest), tune_start, calibration_start, test_start, end)
 
 

@@ -103,7 +103,7 @@ def train_ranker(
     clock: dict[str, float] = {}
     started = time.monotonic()
     rows = load_training_rows(training_set, history)
-    windows = plan_windows(rows["event_timestamp"], config)
+    windows = plan_windows(rows["event_timestamp"], config, history.impressions["occurred_at"].min())
     rows, candidate_sets = add_candidate_scores(rows, history, windows, config)
     for window in ("train", "tune", "calibration", "test"):
         check_trainable(rows, window)
