@@ -278,7 +278,7 @@ def _experiments(rec: TruthRecorder) -> list[dict[str, Any]]:
                 "exposure_rule": "one exposure event per session that starts on or after start_at, at its first "
                 "request on one of the surfaces (just before that request's impressions)",
                 "effect_applies_to": "exposed sessions after start only",
-                "assignment": "simulator.assignment: md5(f'{experiment_id}:{user_id}'), first 8 hex "
+                "assignment": "tailor.assignment: md5(f'{experiment_id}:{user_id}'), first 8 hex "
                 "digits as int % 10000, mapped onto cumulative weights",
                 "exposures": int(rec.exposures[e]) if rec.exposures is not None else 0,
                 "arms": arms,

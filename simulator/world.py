@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from simulator.assignment import assign_variants
+from tailor.assignment import assign_variants
 from simulator.config import COUNTRIES, SimulationConfig
 from simulator.formatting import DAY_MS
 

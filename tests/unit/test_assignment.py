@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator.assignment import BUCKETS, assign_variant, assign_variants, bucket, thresholds
+from tailor.assignment import BUCKETS, assign_variant, assign_variants, bucket, thresholds
 
 pytestmark = pytest.mark.unit
 

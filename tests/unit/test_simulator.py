@@ -24,7 +24,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from simulator import ExperimentConfig, SimulationConfig, SimulationResult, simulate
-from simulator.assignment import assign_variant
+from tailor.assignment import assign_variant
 from simulator.config import MALFORMED_KINDS, users_for_events
 from simulator.formatting import scramble48, timestamps, to_strings
 
