@@ -1,8 +1,8 @@
 """Deterministic experiment assignment: which arm a user is in, from a hash alone.
 
 The simulator uses this to plant experiments, serving uses it for the personalization holdout, and the experiment
-analysis imports it to re-derive assignment
-(for sample-ratio checks), so both agree by construction. The rule, stable across processes and machines:
+analysis imports it to re-derive assignment (for sample-ratio checks), so all agree by construction. The rule,
+stable across processes and machines:
 
 1. key = f"{experiment_id}:{user_id}" encoded as UTF-8;
 2. bucket = int(md5(key).hexdigest()[:8], 16) % 10_000;
