@@ -5,7 +5,7 @@ shape (``tailor/contract/*.schema.json``) plus ``_truth/``: the click model, tas
 effects and every planted fault, for evaluating the pipeline, the recommender and the experiment analysis.
 """
 
-from simulator.config import ExperimentConfig, SimulationConfig
+from simulator.config import DriftConfig, ExperimentConfig, SimulationConfig
 from simulator.runner import SimulationResult, simulate
 
-__all__ = ["ExperimentConfig", "SimulationConfig", "SimulationResult", "simulate"]
+__all__ = ["DriftConfig", "ExperimentConfig", "SimulationConfig", "SimulationResult", "simulate"]

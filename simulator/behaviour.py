@@ -70,6 +70,19 @@ def freshness(config: SimulationConfig, age_ms: np.ndarray) -> np.ndarray:
     return config.freshness_floor + (1 - config.freshness_floor) * decay
 
 
+def drift_factor(world: World, item: np.ndarray, time_ms: np.ndarray) -> np.ndarray:
+    """The planted drift's factor on attract: ``attract_multiplier`` for items of the drifting category shown
+    at or after the drift's start (``SimulationConfig.drift``), else 1."""
+    out = np.ones(len(item))
+    d = world.config.drift
+    if d is not None:
+        hit = (world.catalog.category[item] == world.config.categories.index(d.category)) & (
+            np.asarray(time_ms) >= d.from_ms(world.start_ms)
+        )
+        out[hit] = d.attract_multiplier
+    return out
+
+
 def quality_mean(config: SimulationConfig) -> float:
     a, b = config.quality_beta
     return a / (a + b)
@@ -234,6 +247,7 @@ def _draw_impressions(
     taste = users.taste_factor.ravel()[user.astype(np.int64) * len(c.categories) + catalog.category[item]]
     quality = (catalog.quality[item] / quality_mean(c)) ** c.quality_exponent
     base = c.base_attract * taste * quality * freshness(c, time - catalog.published_ms[item])
+    base = base * drift_factor(world, item, time)
     attract = np.clip(base * x.ctr_mult[request], 0, 1)
     exam = examine(c, np.arange(1, k + 1))[position - 1]
     p_click = exam * attract

@@ -76,6 +76,33 @@ class ExperimentConfig:
         return min(max(1, round(days * self.start_fraction)), max(days - 1, 1))
 
 
+@dataclass(frozen=True)
+class DriftConfig:
+    """Planted drift: from a given day on, one category's items become more (or less) attractive.
+
+    Behaviour changes, the logged policy does not: users click the category's items ``attract_multiplier``
+    times as often (same examination, attract clipped to 1), so click-through and everything built on clicks
+    (popularity, category CTR features, the ranker's labels) shift, while the impression mix stays as it was
+    until the policy's popularity term catches up. The multiplier is part of the true click model
+    (``attract`` and ``attract_without_experiments`` in the truth include it).
+
+    Attributes:
+        category: True category whose items drift (one of ``SimulationConfig.categories``).
+        from_day: First day index (0 = ``start_date``) of the drift, from 00:00 UTC, by impression time. May lie
+            beyond ``days``: a continued simulation (``tailor generate --continue``) counts days on from the
+            same ``start_date``.
+        attract_multiplier: Factor on attract for the category's items from then on (> 0; 1 = no drift).
+    """
+
+    category: str
+    from_day: int
+    attract_multiplier: float = 2.0
+
+    def from_ms(self, start_ms: int) -> int:
+        """Epoch milliseconds (UTC) from which the drift applies, for a run starting at ``start_ms``."""
+        return start_ms + self.from_day * 86_400_000
+
+
 DEFAULT_EXPERIMENTS: tuple[ExperimentConfig, ...] = (
     ExperimentConfig(
         "exp_feed_ranker",
@@ -205,6 +232,9 @@ class SimulationConfig:
 
     experiments: tuple[ExperimentConfig, ...] = field(default=DEFAULT_EXPERIMENTS)
 
+    # Planted drift (None: off). See DriftConfig.
+    drift: DriftConfig | None = None
+
     def __post_init__(self) -> None:
         problems = _problems(self)
         if problems:
@@ -252,6 +282,9 @@ class SimulationConfig:
         """JSON-ready copy (dates as ISO strings, tuples as lists) for the ground truth."""
         raw = asdict(self)
         raw["start_date"] = self.start_date.isoformat()
+        if self.drift is None:
+            # Left out when off, so configs without drift keep the truth.json they always had.
+            del raw["drift"]
         return raw
 
 
@@ -324,4 +357,9 @@ def _problems(c: SimulationConfig) -> list[str]:
         need(e.target in ("ctr", "conversion", "none"), f"{label} target must be ctr, conversion or none")
         need(set(e.surfaces) <= set(c.surfaces), f"{label} names surfaces not in {c.surfaces}")
         need(0 < e.start_fraction < 1, f"{label} start_fraction must be in (0, 1)")
+    if c.drift is not None:
+        d = c.drift
+        need(d.category in c.categories, f"drift.category must be one of {list(c.categories)} (got {d.category!r})")
+        need(d.from_day >= 0, f"drift.from_day must be >= 0 (got {d.from_day})")
+        need(d.attract_multiplier > 0, f"drift.attract_multiplier must be positive (got {d.attract_multiplier})")
     return out

@@ -200,7 +200,8 @@ def _click_model(world: World) -> dict[str, Any]:
             "by_position": {str(p): float(x) for p, x in zip(positions, examine(c, positions), strict=True)},
         },
         "attract": {
-            "formula": "clip(base_attract * taste_factor * quality_factor * freshness * experiment_multiplier, 0, 1)",
+            "formula": "clip(base_attract * taste_factor * quality_factor * freshness * drift_multiplier * "
+            "experiment_multiplier, 0, 1)",
             "base_attract": c.base_attract,
             "taste_factor": "(K * taste[user, true category]) ** taste_exponent",
             "K": len(c.categories),
@@ -212,12 +213,29 @@ def _click_model(world: World) -> dict[str, Any]:
             "freshness_floor": c.freshness_floor,
             "freshness_half_life_hours": c.freshness_half_life_hours,
             "age": "impression occurred_at - item published_at",
+            "drift_multiplier": _drift(c),
             "experiment_multiplier": "product of the multipliers of running ctr experiments on the request's "
             "surface for the user's arm (1 elsewhere)",
         },
         "click_timing": f"impression time + {c.click_delay_min_seconds} s + Exponential(mean "
         f"{c.click_delay_mean_seconds} s)",
         "per_impression_table": "_truth/impressions.parquet" if c.write_impression_truth else None,
+    }
+
+
+def _drift(c: SimulationConfig) -> dict[str, Any]:
+    """The planted drift (config.drift) in words and numbers: which items, from when, by how much."""
+    if c.drift is None:
+        return {"rule": "1 (no drift planted)", "planted": False}
+    d = c.drift
+    return {
+        "rule": "attract_multiplier for items whose true category is `category`, on impressions at or after "
+        "from_at (start_date + from_day days, 00:00 UTC); 1 otherwise. Part of attract_without_experiments",
+        "planted": True,
+        "category": d.category,
+        "from_day": d.from_day,
+        "from_at": _date_iso(c, d.from_day) + "T00:00:00.000Z",
+        "attract_multiplier": d.attract_multiplier,
     }
 
 

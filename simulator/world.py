@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from tailor.assignment import assign_variants
 from simulator.config import COUNTRIES, SimulationConfig
 from simulator.formatting import DAY_MS
+from tailor.assignment import assign_variants
 
 # Stream tags for np.random.SeedSequence([seed, tag, ...]): one independent stream per purpose.
 WORLD_STREAM, BEHAVIOUR_STREAM, FAULT_STREAM = 0, 1, 2

@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from jsonschema import Draft202012Validator
 
-from simulator import ExperimentConfig, SimulationConfig, SimulationResult, simulate
-from tailor.assignment import assign_variant
+from simulator import DriftConfig, ExperimentConfig, SimulationConfig, SimulationResult, simulate
 from simulator.config import MALFORMED_KINDS, users_for_events
 from simulator.formatting import scramble48, timestamps, to_strings
+from tailor.assignment import assign_variant
 
 pytestmark = pytest.mark.unit
 
@@ -667,3 +667,32 @@ def test_truth_document_lists_what_evaluation_needs(small: SimulationResult) -> 
     assert {f"taste_{c}" for c in SMALL.categories} | {"activity", "user_id"} <= users
     assert {"quality", "category", "published_at"} <= set(doc["tables"]["content"]["columns"])
     assert doc["config"]["seed"] == SMALL.seed
+
+
+def test_planted_drift_multiplies_one_categorys_attract_from_its_day(tmp_path: Path) -> None:
+    """Same seed with and without drift: identical until the drift day; on that day the same slates are shown
+    (the pool only knows earlier clicks) and only the drifting category's attract is multiplied."""
+    base = SimulationConfig(users=300, days=4, experiments=())
+    drift = DriftConfig(category="news", from_day=2, attract_multiplier=3.0)
+    plain = simulate(base, tmp_path / "plain")
+    drifted = simulate(replace(base, drift=drift), tmp_path / "drifted")
+    doc = truth(drifted)["click_model"]["attract"]["drift_multiplier"]
+    assert doc["planted"] and doc["from_at"] == "2026-01-07T00:00:00.000Z" and doc["attract_multiplier"] == 3.0
+    assert "drift" not in truth(plain)["config"]  # configs without drift keep their truth.json
+    a, b = _columns(plain, "impressions"), _columns(drifted, "impressions")
+    start = int(datetime(2026, 1, 7, tzinfo=UTC).timestamp() * 1000)
+    end = start + 86_400_000
+    before, on_day = a["occurred_at"] < start, (a["occurred_at"] >= start) & (a["occurred_at"] < end)
+    n = int((a["occurred_at"] < end).sum())
+    assert (b["content_id"][:n] == a["content_id"][:n]).all()
+    np.testing.assert_array_equal(b["p_click"][:n][before[:n]], a["p_click"][:n][before[:n]])
+    content = _columns(drifted, "content")
+    news = set(content["content_id"][content["category"] == "news"])
+    is_news = np.array([c in news for c in a["content_id"][:n]])
+    ratio = b["attract_without_experiments"][:n] / a["attract_without_experiments"][:n]
+    unclipped = b["attract_without_experiments"][:n] < 1
+    np.testing.assert_allclose(ratio[on_day[:n] & is_news & unclipped], 3.0, rtol=1e-12)
+    np.testing.assert_allclose(ratio[on_day[:n] & ~is_news], 1.0, rtol=1e-12)
+    assert (on_day[:n] & is_news).sum() > 200
+    with pytest.raises(ValueError, match=r"drift\.category must be one of"):
+        SimulationConfig(drift=DriftConfig(category="weather", from_day=1))
