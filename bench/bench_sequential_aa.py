@@ -87,25 +87,30 @@ def main() -> None:
         trials, seconds = run_world(seed, args, args.scratch)
         frames.append(trials)
         timings.append({"seed": seed, **seconds})
-        done = world_trials(frames)
-        print(f"world {seed}: {seconds} | so far {len(done)} trials: "
-              + ", ".join(f"{rule} {done[rule].mean():.3f}" for rule in RULES), flush=True)  # fmt: skip
-    total_s = time.perf_counter() - began
-    trials = world_trials(frames)
-    report: dict[str, Any] = {
+        report = _report(args, world_trials(frames), timings, time.perf_counter() - began)
+        # Written after every world: a long run that stops (a broken build, a reboot) keeps what it measured.
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"world {seed}: {seconds} | so far {report['trials']} trials: "
+              + ", ".join(f"{rule} {report[rule]['rate']:.3f}" for rule in RULES), flush=True)  # fmt: skip
+    _print(report)
+
+
+def _report(
+    args: argparse.Namespace, trials: pd.DataFrame, timings: list[dict[str, Any]], seconds: float
+) -> dict[str, Any]:
+    return {
         "command": f"bench/bench_sequential_aa.py --worlds {args.worlds} --experiments {args.experiments} "
         f"--users {args.users} --days {args.days} --alpha {args.alpha} --seed {args.seed}",
+        "complete": len(timings) == args.worlds,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
-        "seconds": round(total_s, 1),
+        "seconds": round(seconds, 1),
         "per_world_seconds": timings,
         "looks_per_experiment": {"min": int(trials["days"].min()), "max": int(trials["days"].max())},
         "units_per_variant": {"median": float(trials["units_per_variant"].median())},
         **summarize(trials, args.alpha),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    _print(report)
 
 
 def _machine() -> dict[str, Any]:
