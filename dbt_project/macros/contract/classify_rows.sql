@@ -111,6 +111,12 @@
             ~ p ~ "__utc is null)", "bad_timestamp",
             "'" ~ p ~ " is not an ISO 8601 time with a zone between the years 2000 and 2999: " ~ text)) -%}
       {%- elif stage == 'value' -%}
+        {#- An optional field, when sent, must not be blank either (a required one was caught as missing). -#}
+        {%- if not field.required and (field.non_blank or field.min_length is defined) -%}
+          {%- set empty = ("trim(" ~ p ~ "__text, " ~ blank_sql ~ ") = ''") if field.non_blank else (p ~ "__text = ''") -%}
+          {%- set _ = rules.append((guard ~ p ~ "__type = 'VARCHAR' and " ~ empty, "bad_value",
+              "'" ~ p ~ " must not be blank when it is sent'")) -%}
+        {%- endif -%}
         {%- if field.max_length is defined -%}
           {%- set _ = rules.append((guard ~ "length(" ~ p ~ "__text) > " ~ field.max_length, "bad_value",
               "'" ~ p ~ " must be at most " ~ field.max_length ~ " characters, got ' || length(" ~ p ~ "__text)")) -%}

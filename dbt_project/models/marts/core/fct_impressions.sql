@@ -58,7 +58,10 @@ final as (
         clicks.clicked_at is not null as is_clicked,
         clicks.clicked_at,
         coalesce(clicks.clicks, 0) as clicks,
-        greatest(impressions.ingested_at, clicks.last_ingested_at) as last_ingested_at
+        greatest(impressions.ingested_at, clicks.last_ingested_at) as last_ingested_at,
+        impressions.policy,
+        impressions.model_version,
+        impressions.propensity
     from impressions
     left join clicks
         on impressions.user_id = clicks.user_id

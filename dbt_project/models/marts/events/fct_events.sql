@@ -40,7 +40,10 @@ with accepted as (
         value,
         currency,
         experiment_id,
-        variant
+        variant,
+        policy,
+        model_version,
+        propensity
     from {{ ref('stg_landing__events') }}
     where fate = 'accepted'
         and event_date >= {{ recompute_with_context }}
@@ -94,7 +97,10 @@ final as (
         value,
         currency,
         experiment_id,
-        variant
+        variant,
+        policy,
+        model_version,
+        propensity
     from sessionized
     where event_date >= {{ recompute }}
 

@@ -9,7 +9,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        on_schema_change='fail',
+        on_schema_change='append_new_columns',
     )
 }}
 
@@ -82,7 +82,10 @@ final as (
         value,
         currency,
         experiment_id,
-        variant
+        variant,
+        policy,
+        model_version,
+        propensity
     from ranked
 
 )
