@@ -70,8 +70,30 @@ def main() -> None:
 )
 @click.option("--format", "file_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace the files of an earlier simulation in the output folder.")
+@click.option(
+    "--continue",
+    "resume",
+    is_flag=True,
+    help="Add DAYS days to the simulation already in the output folder (same world and seed, new files only).",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(["logging", "cached"]),
+    default="logging",
+    show_default=True,
+    help="With --continue: what users see. cached = the batch recommendations (--pages) for the users they "
+    "cover, the built-in logging policy for the others.",
+)
+@click.option(
+    "--pages",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --policy cached: the pages to serve (default: TAILOR_HOME/marts/batch_recommendations.parquet).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
 def generate(
+    ctx: click.Context,
     users: int,
     days: int,
     seed: int,
@@ -79,14 +101,26 @@ def generate(
     out_dir: Path | None,
     file_format: str,
     overwrite: bool,
+    resume: bool,
+    policy: str,
+    pages: Path | None,
     as_json: bool,
 ) -> None:
     """Simulate a content platform: users, catalog, sessions, impressions, clicks, views, conversions and
-    experiments, with duplicates, late events and malformed rows. The ground truth goes to OUT/_truth/."""
+    experiments, with duplicates, late events and malformed rows. The ground truth goes to OUT/_truth/.
+
+    With --continue, play DAYS more days of the simulation in OUT; with --policy cached, users are shown the
+    pipeline's batch recommendations and react through their true click model (the closed loop, truth in
+    OUT/_truth/continued/ and truth.json's closed_loop)."""
     from simulator import SimulationConfig, simulate
 
     settings = _settings()
     target = (out_dir or settings.inbox).resolve()
+    if resume:
+        _continue(ctx, settings, target, days, policy, pages, as_json)
+        return
+    if policy != "logging" or pages is not None:
+        _fail("--policy cached and --pages serve pages in a continued run: add --continue")
     options: dict[str, Any] = {"users": users, "days": days, "seed": seed, "format": file_format}
     if start_date is not None:
         options["start_date"] = start_date.date()
@@ -118,6 +152,45 @@ def generate(
         return
     out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days} days to {target}")
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
+
+
+def _continue(
+    ctx: click.Context, settings: Settings, target: Path, days: int, policy: str, pages: Path | None, as_json: bool
+) -> None:
+    """`tailor generate --continue`: days more of the simulation in ``target``."""
+    from simulator.runner import continue_simulation
+    from simulator.serving import PagesError
+
+    fixed = [f"--{name.replace('_', '-')}" for name in ("users", "seed", "start_date", "file_format", "overwrite")
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]  # fmt: skip
+    if fixed:
+        _fail(f"{', '.join(fixed).replace('file-format', 'format')}: a continued run keeps the world of the first "
+              "run (truth.json); drop these options")  # fmt: skip
+    if policy == "logging" and pages is not None:
+        _fail("--pages is served with --policy cached")
+    served = (pages or settings.marts_dir / "batch_recommendations.parquet") if policy == "cached" else None
+    with Progress(
+        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
+        console=err, transient=as_json,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("days", total=days)
+        try:
+            result = continue_simulation(
+                target, days, pages=served, progress=lambda done, total: bar.update(task, completed=done)
+            )
+        except (FileNotFoundError, PagesError, ValueError) as exc:
+            bar.stop()
+            _fail(str(exc))
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    doc = json.loads(result.truth_path.read_text())
+    segment = doc["continuations"][-1]
+    out.print(
+        f"Continued {target} by {days} days ({segment['start_date']} to {segment['end_date']}, policy {policy}): "
+        f"{result.events_written:,} event rows"
+    )
+    out.print(f"Closed-loop truth (never read by the pipeline): {target / '_truth' / 'continued'}")
 
 
 def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str, Any]) -> None:

@@ -279,6 +279,7 @@ class _Items:
     quality_factor: np.ndarray
     published_ms: np.ndarray
     model: dict[str, Any]
+    drift: tuple[int, int, float] | None = None  # category index, from (epoch ms), multiplier
 
     @classmethod
     def read(cls, folder: Path, doc: dict[str, Any]) -> _Items:
@@ -288,19 +289,32 @@ class _Items:
         attract = doc["click_model"]["attract"]
         names = content["category"].to_numpy(zero_copy_only=False)[order]
         quality = content["quality"].to_numpy()[order]
+        drift = attract.get("drift_multiplier", {})
         return cls(
             category=np.array([categories.index(c) for c in names]),
             quality_factor=(quality / attract["quality_mean"]) ** attract["quality_exponent"],
             published_ms=_epoch_ms(content["published_at"])[order],
             model=attract,
+            drift=(
+                categories.index(drift["category"]),
+                _epoch_ms(pa.chunked_array([pa.array([drift["from_at"]]).cast(pa.timestamp("ms", tz="UTC"))]))[0],
+                float(drift["attract_multiplier"]),
+            )
+            if drift.get("planted")
+            else None,
         )
 
     def attract(self, taste: np.ndarray, items: np.ndarray, ms: np.ndarray, mult: np.ndarray) -> np.ndarray:
-        """(requests, items) attract for requests with taste factors ``taste`` (requests, categories)."""
+        """(requests, items) attract for requests with taste factors ``taste`` (requests, categories): truth.json's
+        formula, the planted drift (``drift_multiplier``) included."""
         a = self.model
         age_hours = np.maximum(ms[:, None] - self.published_ms[items][None, :], 0) / 3_600_000
         fresh = a["freshness_floor"] + (1 - a["freshness_floor"]) * 0.5 ** (age_hours / a["freshness_half_life_hours"])
         base = a["base_attract"] * taste[:, self.category[items]] * self.quality_factor[items][None, :] * fresh
+        if self.drift is not None:
+            category, from_ms, multiplier = self.drift
+            hit = (self.category[items][None, :] == category) & (ms[:, None] >= from_ms)
+            base = base * np.where(hit, multiplier, 1.0)
         return np.clip(base * mult[:, None], 0, 1)
 
 

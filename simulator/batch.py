@@ -39,6 +39,10 @@ class EventBatch:
         variant: Arm index within the experiment, or -1.
         occurred_ms: Event time, epoch milliseconds UTC.
         received_ms: Collector time, epoch milliseconds UTC.
+        policy: Serving policy code of an impression served from cached pages (index into the run's policy
+            names), or -1 (the built-in logging policy, whose impressions carry no policy fields).
+        model_version: Model version code of such an impression, or -1 (none).
+        propensity: Probability that the serving policy put the item in the slot, or NaN (not logged).
         fault: 0 for a well-formed row, else 1 + index of the malformed kind.
         fault_arg: Random number choosing the variety of corruption (which field, which bad value).
         fault_cut: Where an ``invalid_json`` row is truncated, as a share of the line.
@@ -58,6 +62,9 @@ class EventBatch:
     variant: np.ndarray
     occurred_ms: np.ndarray
     received_ms: np.ndarray
+    policy: np.ndarray
+    model_version: np.ndarray
+    propensity: np.ndarray
     fault: np.ndarray
     fault_arg: np.ndarray
     fault_cut: np.ndarray
@@ -120,6 +127,9 @@ _COLUMNS: dict[str, tuple[type[np.generic], int | float]] = {
     "variant": (np.int8, -1),
     "occurred_ms": (np.int64, 0),
     "received_ms": (np.int64, 0),
+    "policy": (np.int8, -1),
+    "model_version": (np.int16, -1),
+    "propensity": (np.float64, np.nan),
     "fault": (np.int8, CLEAN),
     "fault_arg": (np.int32, 0),
     "fault_cut": (np.float32, 0.0),

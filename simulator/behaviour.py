@@ -16,6 +16,7 @@ from simulator.batch import CLICK, CONVERSION, EXPOSURE, IMPRESSION, VIEW, Event
 from simulator.config import SimulationConfig
 from simulator.formatting import DAY_MS
 from simulator.policy import PolicyState, candidate_pool, first_slot_propensity, rank_slates
+from simulator.serving import NOT_EXPOSED, Serving
 from simulator.world import World
 
 # Per-experiment, per-arm tallies of what the treatment truly did (summed probabilities, not draws).
@@ -47,6 +48,35 @@ class Counters:
         return np.arange(start, start + n, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class RequestDetail:
+    """Per request of a day: who, when, where, what the logging policy drew and what was served.
+
+    The closed-loop truth values other pages on exactly these requests (``simulator.closed_loop``).
+
+    Attributes:
+        num, session, user, time, surface: Request counter, session counter, user index, epoch ms, surface code.
+        ctr_mult: Product of the running ctr experiments' multipliers on the request.
+        slate: (requests, slate_size) items of the logging policy's Plackett-Luce draw for the request.
+        page: Page number in the served pages (-1: the logging slate was shown).
+        imp_request, imp_item, imp_p_click, imp_clicked: The impressions shown (request index, item, exact
+            P(click), drawn click).
+    """
+
+    num: np.ndarray
+    session: np.ndarray
+    user: np.ndarray
+    time: np.ndarray
+    surface: np.ndarray
+    ctr_mult: np.ndarray
+    slate: np.ndarray
+    page: np.ndarray
+    imp_request: np.ndarray
+    imp_item: np.ndarray
+    imp_p_click: np.ndarray
+    imp_clicked: np.ndarray
+
+
 @dataclass
 class DayActivity:
     """Clean events of one day plus the truth behind them."""
@@ -56,6 +86,8 @@ class DayActivity:
     sessions: dict[str, np.ndarray] = field(default_factory=dict)
     pool: dict[str, np.ndarray] = field(default_factory=dict)
     tallies: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, len(TALLIES))))
+    requests: RequestDetail | None = None
+    holdout_exposures: int = 0
 
 
 def examine(config: SimulationConfig, positions: np.ndarray) -> np.ndarray:
@@ -73,14 +105,31 @@ def freshness(config: SimulationConfig, age_ms: np.ndarray) -> np.ndarray:
 def drift_factor(world: World, item: np.ndarray, time_ms: np.ndarray) -> np.ndarray:
     """The planted drift's factor on attract: ``attract_multiplier`` for items of the drifting category shown
     at or after the drift's start (``SimulationConfig.drift``), else 1."""
-    out = np.ones(len(item))
     d = world.config.drift
-    if d is not None:
-        hit = (world.catalog.category[item] == world.config.categories.index(d.category)) & (
-            np.asarray(time_ms) >= d.from_ms(world.start_ms)
-        )
-        out[hit] = d.attract_multiplier
-    return out
+    if d is None:
+        return np.ones(np.broadcast_shapes(np.shape(item), np.shape(time_ms)))
+    hit = (world.catalog.category[item] == world.config.categories.index(d.category)) & (
+        np.asarray(time_ms) >= d.from_ms(world.start_ms)
+    )
+    return np.where(hit, d.attract_multiplier, 1.0)
+
+
+def true_attract(
+    world: World, user: np.ndarray, item: np.ndarray, time_ms: np.ndarray, ctr_mult: np.ndarray
+) -> np.ndarray:
+    """The click model's attract for (user, item, moment) rows (numpy broadcasting: aligned arrays, or a
+    column of requests against a row of items):
+    clip(base_attract * taste_factor * quality_factor * freshness * drift * experiment multiplier, 0, 1)."""
+    return np.clip(_base_attract(world, user, item, time_ms) * ctr_mult, 0, 1)
+
+
+def _base_attract(world: World, user: np.ndarray, item: np.ndarray, time_ms: np.ndarray) -> np.ndarray:
+    """attract before experiments and clipping (drift included)."""
+    c, catalog = world.config, world.catalog
+    taste = world.users.taste_factor[user, catalog.category[item]]
+    quality = (catalog.quality[item] / quality_mean(c)) ** c.quality_exponent
+    base = c.base_attract * taste * quality * freshness(c, time_ms - catalog.published_ms[item])
+    return base * drift_factor(world, item, time_ms)
 
 
 def quality_mean(config: SimulationConfig) -> float:
@@ -127,6 +176,11 @@ class _Experiments:
 @dataclass
 class _Impressions:
     request: np.ndarray  # request index of each impression
+    slate: np.ndarray  # (requests, k) the logging policy's draw, shown unless a page was served
+    page: np.ndarray  # per request: served page number, or -1
+    policy: np.ndarray  # per impression: served policy code, model version code, propensity (-1/-1/NaN)
+    model_version: np.ndarray
+    propensity: np.ndarray
     item: np.ndarray
     position: np.ndarray
     examine: np.ndarray
@@ -158,15 +212,28 @@ class _Engagement:
 
 
 def simulate_day(
-    world: World, day: int, state: PolicyState, counters: Counters, rng: np.random.Generator
+    world: World,
+    day: int,
+    state: PolicyState,
+    counters: Counters,
+    rng: np.random.Generator,
+    serving: Serving | None = None,
 ) -> DayActivity:
-    """Draw the clean events of one UTC day (their received_at is left equal to occurred_at)."""
+    """Draw the clean events of one UTC day (their received_at is left equal to occurred_at).
+
+    With ``serving``, requests of users who have a page for the surface show that page instead of the logging
+    policy's slate, and the first such request of each user not yet exposed gets an exposure event of the
+    holdout experiment (1 ms before it). The logging slates are drawn for every request either way, so the
+    random streams are consumed the same and the truth can value the logging slate on served requests.
+    """
     sessions = _draw_sessions(world, day, counters, rng)
     requests = _draw_requests(world.config, sessions, counters, rng)
     experiments = _experiments(world, day, sessions, requests)
-    impressions = _draw_impressions(world, state, day, requests, experiments, rng)
+    impressions = _draw_impressions(world, state, day, requests, experiments, rng, serving)
     engagement = _draw_engagement(world, sessions, requests, impressions, experiments, rng)
     exposures, tallies = _draw_exposures(world, sessions, requests, impressions, engagement, experiments, rng)
+    if serving is not None:
+        exposures.append(_holdout_exposures(requests, impressions, serving))
     state.record(day, impressions.item[impressions.clicked])
     events = _event_rows(sessions, requests, impressions, engagement, exposures, counters)
     return DayActivity(
@@ -177,6 +244,21 @@ def simulate_day(
         sessions=_session_truth(world.config, sessions, requests, engagement, experiments),
         pool=_pool_truth(world, day, impressions),
         tallies=tallies,
+        requests=RequestDetail(
+            num=requests.num,
+            session=sessions.num[requests.session],
+            user=requests.user,
+            time=requests.time,
+            surface=requests.surface,
+            ctr_mult=experiments.ctr_mult,
+            slate=impressions.slate,
+            page=impressions.page,
+            imp_request=impressions.request,
+            imp_item=impressions.item,
+            imp_p_click=impressions.p_click,
+            imp_clicked=impressions.clicked,
+        ),
+        holdout_exposures=len(exposures[-1][1]) if serving is not None else 0,
     )
 
 
@@ -234,25 +316,48 @@ def _experiments(world: World, day: int, s: _Sessions, r: _Requests) -> _Experim
 
 
 def _draw_impressions(
-    world: World, state: PolicyState, day: int, r: _Requests, x: _Experiments, rng: np.random.Generator
+    world: World,
+    state: PolicyState,
+    day: int,
+    r: _Requests,
+    x: _Experiments,
+    rng: np.random.Generator,
+    serving: Serving | None,
 ) -> _Impressions:
-    """Slates from the logged policy, and clicks with P = examine(position) * clip(base * experiments, 0, 1)."""
-    c, users, catalog = world.config, world.users, world.catalog
+    """Slates from the logged policy (or served pages), and clicks with
+    P = examine(position) * clip(base * experiments, 0, 1)."""
+    c, catalog = world.config, world.catalog
     pool, pool_score = candidate_pool(world, state, day, rng)
     k = c.slate_size
-    item = pool[rank_slates(pool_score, len(r.user), k, c.policy_temperature, rng)].ravel()
-    request = np.repeat(np.arange(len(r.user)), k)
-    position = np.tile(np.arange(1, k + 1, dtype=np.int16), len(r.user))
+    slate = pool[rank_slates(pool_score, len(r.user), k, c.policy_temperature, rng)]
+    page = np.full(len(r.user), -1, dtype=np.int64) if serving is None else serving.pages.page_of[r.user, r.surface]
+    length = np.full(len(r.user), k, dtype=np.int64)
+    if serving is not None:
+        length[page >= 0] = serving.pages.length[page[page >= 0]]
+    request = np.repeat(np.arange(len(r.user)), length)
+    position = (np.arange(len(request)) - (np.cumsum(length) - length)[request] + 1).astype(np.int16)
+    item = slate[request, position - 1]
+    policy = np.full(len(item), -1, dtype=np.int8)
+    model_version = np.full(len(item), -1, dtype=np.int16)
+    propensity = np.full(len(item), np.nan)
+    if serving is not None:
+        served = np.flatnonzero(page[request] >= 0)
+        slot = serving.pages.page_start[page[request[served]]] + position[served] - 1
+        item[served] = serving.pages.item[slot]
+        policy[served] = serving.pages.policy[slot]
+        model_version[served] = serving.pages.model_version[slot]
+        propensity[served] = serving.pages.propensity[slot]
     user, time = r.user[request], r.time[request]
-    taste = users.taste_factor.ravel()[user.astype(np.int64) * len(c.categories) + catalog.category[item]]
-    quality = (catalog.quality[item] / quality_mean(c)) ** c.quality_exponent
-    base = c.base_attract * taste * quality * freshness(c, time - catalog.published_ms[item])
-    base = base * drift_factor(world, item, time)
+    taste = world.users.taste_factor[user, catalog.category[item]]
+    base = _base_attract(world, user, item, time)
     attract = np.clip(base * x.ctr_mult[request], 0, 1)
     exam = examine(c, np.arange(1, k + 1))[position - 1]
     p_click = exam * attract
     clicked = rng.random(len(p_click)) < p_click
-    return _Impressions(request, item, position, exam, base, attract, p_click, clicked, taste, pool, pool_score)
+    return _Impressions(
+        request, slate, page, policy, model_version, propensity,
+        item, position, exam, base, attract, p_click, clicked, taste, pool, pool_score,
+    )  # fmt: skip
 
 
 def _draw_engagement(
@@ -341,6 +446,21 @@ def _draw_exposures(
     return exposures, tallies
 
 
+def _holdout_exposures(
+    r: _Requests, i: _Impressions, serving: Serving
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The holdout's exposure event, once per user: 1 ms before the first request served from a page."""
+    served = np.flatnonzero(i.page >= 0)
+    served = served[np.argsort(r.time[served], kind="stable")]
+    users, first = np.unique(r.user[served], return_index=True)
+    fresh = serving.exposed_at[users] == NOT_EXPOSED
+    users, req = users[fresh], served[first[fresh]]
+    order = np.argsort(r.time[req], kind="stable")
+    users, req = users[order], req[order]
+    serving.exposed_at[users] = r.time[req] - 1
+    return serving.experiment, users, r.time[req] - 1, serving.pages.user_variant[users]
+
+
 def _event_rows(
     s: _Sessions,
     r: _Requests,
@@ -363,6 +483,9 @@ def _event_rows(
             request=r.num[i.request],
             position=i.position,
             surface=r.surface[i.request],
+            policy=i.policy,
+            model_version=i.model_version,
+            propensity=i.propensity,
         ),
         EventBatch.of(
             CLICK,
@@ -415,6 +538,9 @@ def _impression_truth(
         "experiment_multiplier": x.ctr_mult[i.request],
         "p_click": i.p_click,
         "clicked": i.clicked,
+        "policy": i.policy,
+        "model_version": i.model_version,
+        "propensity": i.propensity,
     }
 
 

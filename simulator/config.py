@@ -8,7 +8,7 @@ truth), so evaluation code can recompute any probability the simulator drew from
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -363,3 +363,31 @@ def _problems(c: SimulationConfig) -> list[str]:
         need(d.from_day >= 0, f"drift.from_day must be >= 0 (got {d.from_day})")
         need(d.attract_multiplier > 0, f"drift.attract_multiplier must be positive (got {d.attract_multiplier})")
     return out
+
+
+def config_from_dict(raw: dict[str, Any]) -> SimulationConfig:
+    """The config that ``SimulationConfig.to_dict`` wrote (truth.json's ``config``), for continuing a run.
+
+    Raises:
+        ValueError: a field is unknown to this version of the simulator, or a value is invalid.
+    """
+    known = {f.name: f for f in fields(SimulationConfig)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ValueError(f"truth.json's config has fields this simulator does not know: {unknown}")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name == "start_date":
+            values[name] = date.fromisoformat(value)
+        elif name == "experiments":
+            values[name] = tuple(ExperimentConfig(**{k: _tuples(v) for k, v in spec.items()}) for spec in value)
+        elif name == "drift":
+            values[name] = None if value is None else DriftConfig(**value)
+        else:
+            values[name] = _tuples(value)
+    return SimulationConfig(**values)
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the config holds (nested: weights are tuples of pairs)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -22,7 +22,7 @@ class PolicyState:
 
     @classmethod
     def start(cls, world: World) -> PolicyState:
-        return cls(np.zeros((world.config.days, len(world.catalog)), dtype=np.int32))
+        return cls(np.zeros((world.days, len(world.catalog)), dtype=np.int32))
 
     def record(self, day: int, items: np.ndarray) -> None:
         """Remember the items clicked on ``day``."""

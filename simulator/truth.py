@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from simulator.batch import EVENT_TYPES
 from simulator.behaviour import DayActivity
+from simulator.closed_loop import HOLDOUT_SOURCES, PAGE_KINDS
 from simulator.config import MALFORMED_KINDS
 from simulator.faults import DUPLICATE, LATE, FaultLog
 from simulator.formatting import DAY_MS
-from simulator.truth_document import truth_document
+from simulator.serving import CachedPages, Serving
+from simulator.truth_document import continued_document, truth_document
 from simulator.world import World
 from simulator.writer import content_ids, event_ids, fixed_strings, request_ids, user_ids
 
@@ -43,13 +47,36 @@ class TruthRecorder:
     sessions: int = 0
     requests: int = 0
     writers: dict[str, pq.ParquetWriter] = field(default_factory=dict)
+    continued_from: int = 0  # first day of a continued run (0: the original run)
+    changes: dict[str, Any] = field(default_factory=dict)
+    serving: Serving | None = None
 
-    def start(self) -> None:
-        """Write the static tables (users, content) before the first day."""
+    @property
+    def continued(self) -> bool:
+        return self.continued_from > 0
+
+    @property
+    def segment(self) -> str:
+        """Date of the first day of a continued run: the suffix of its truth tables."""
+        return (self.world.config.start_date + timedelta(days=self.continued_from)).isoformat()
+
+    def table_path(self, name: str) -> Path:
+        """Where a streamed truth table goes: ``_truth/<name>.parquet``, or for a continued run
+        ``_truth/continued/<name>-<first date>.parquet``."""
+        if not self.continued:
+            return self.folder / f"{name}.parquet"
+        return self.folder / "continued" / f"{name}-{self.segment}.parquet"
+
+    def start(self, serving: Serving | None = None) -> None:
+        """Write the static tables (users, content) before the first day (a continued run rewrites them:
+        the catalog has grown and profiles have moved on)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        n_exp = len(self.world.config.experiments)
+        self.serving = serving
+        n_exp = len(self.world.config.experiments) + (serving is not None)
         self.exposed = np.zeros((n_exp, len(self.world.users)), dtype=bool)
         self.exposures = np.zeros(n_exp, dtype=np.int64)
+        if self.continued:
+            (self.folder / "continued").mkdir(exist_ok=True)
         pq.write_table(users_table(self.world), self.folder / "users.parquet", compression="zstd")
         pq.write_table(content_table(self.world), self.folder / "content.parquet", compression="zstd")
 
@@ -66,13 +93,19 @@ class TruthRecorder:
         self.exposed[clean.experiment[is_exposure], clean.user[is_exposure]] = True
         self.exposures += np.bincount(clean.experiment[is_exposure], minlength=len(self.exposures))
 
-    def stream_day(self, activity: DayActivity) -> None:
-        """Append one day to the impressions and sessions tables (the costly part; may run in a worker
-        thread, but one day at a time and in day order)."""
+    def stream_day(self, activity: DayActivity, requests: dict[str, np.ndarray] | None = None) -> None:
+        """Append one day to the impressions, sessions, pool (and closed-loop requests) tables (the costly part;
+        may run in a worker thread, but one day at a time and in day order)."""
+        served = self.serving.pages if self.serving else None
         if activity.impressions:
-            self._stream("impressions", impressions_table(self.world, activity.impressions))
+            table = impressions_table(self.world, activity.impressions)
+            if self.continued:
+                table = _with_serving_columns(table, activity.impressions, served)
+            self._stream("impressions", table)
         self._stream("sessions", sessions_table(activity.sessions))
         self._stream("pool", pool_table(self.world, activity.pool))
+        if requests is not None:
+            self._stream("requests", requests_table(self.world, requests, served))
 
     def finish(self, events_written: int, files: dict[str, list[str]]) -> dict[str, Any]:
         """Close the streamed tables, write the faults table and truth.json; return the truth document."""
@@ -80,15 +113,19 @@ class TruthRecorder:
             writer.close()
         log = FaultLog.concat(self.logs) if self.logs else None
         if log is not None:
-            pq.write_table(faults_table(self.world, log), self.folder / "faults.parquet", compression="zstd")
-        doc = truth_document(self, log, events_written, files)
+            pq.write_table(faults_table(self.world, log), self.table_path("faults"), compression="zstd")
+        if self.continued:
+            previous = json.loads((self.folder / "truth.json").read_text())
+            doc = continued_document(self, previous, log, events_written, files)
+        else:
+            doc = truth_document(self, log, events_written, files)
         text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
         (self.folder / "truth.json").write_text(text)
         return doc
 
     def _stream(self, name: str, table: pa.Table) -> None:
         if name not in self.writers:
-            self.writers[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", table.schema, compression="zstd")
+            self.writers[name] = pq.ParquetWriter(self.table_path(name), table.schema, compression="zstd")
         self.writers[name].write_table(table)
 
 
@@ -150,6 +187,54 @@ def impressions_table(world: World, imp: dict[str, np.ndarray]) -> pa.Table:
             "clicked": pa.array(imp["clicked"].astype(bool)),
         }
     )
+
+
+def _with_serving_columns(table: pa.Table, imp: dict[str, np.ndarray], pages: CachedPages | None) -> pa.Table:
+    """A continued run's impressions also say what served them: policy, model_version, propensity (null for
+    the logging policy's slates), as logged on the events."""
+    policies = pages.policies if pages else ()
+    versions = pages.model_versions if pages else ()
+    propensity = imp["propensity"]
+    return (
+        table.append_column("policy", _optional_names(policies, imp["policy"]))
+        .append_column("model_version", _optional_names(versions, imp["model_version"]))
+        .append_column("propensity", pa.array(propensity, mask=np.isnan(propensity), type=pa.float64()))
+    )
+
+
+def requests_table(world: World, req: dict[str, np.ndarray], pages: CachedPages | None) -> pa.Table:
+    """The closed loop, one row per request of a continued day: what was served and the true expected clicks
+    of the served page and of the holdout, oracle, popularity, random and logging pages on the same request."""
+    c = world.config
+    columns: dict[str, Any] = {
+        "request_id": fixed_strings(request_ids(req["request"], c.seed)),
+        "session_id": pa.array(req["session"].astype(np.int64)),
+        "user_id": fixed_strings(user_ids(req["user"])),
+        "surface": _names(c.surfaces, req["surface"]),
+        "occurred_at": pa.array(req["occurred_ms"], type=_TS),
+        "served_by": _names(["logging", "cached"], req["served"].astype(np.int64)),
+        "page_policy": _optional_names(pages.policies if pages else (), req["page_policy"]),
+        "variant": pa.array([v or None for v in req["variant"]], type=pa.string()),
+        "after_exposure": pa.array(req["after_exposure"].astype(bool)),
+        "experiment_multiplier": _f64(req["experiment_multiplier"]),
+        "impressions": pa.array(req["impressions"].astype(np.int16)),
+        "clicks": pa.array(req["clicks"].astype(np.int32)),
+    }
+    for kind in PAGE_KINDS:
+        columns[f"expected_clicks_{kind}"] = _f64(req[f"expected_clicks_{kind}"])
+    columns["holdout_source"] = _names(HOLDOUT_SOURCES, req["holdout_source"])
+    columns["holdout_slots"] = pa.array(req["holdout_slots"].astype(np.int16))
+    return pa.table(columns)
+
+
+def _optional_names(names: tuple[str, ...], codes: np.ndarray) -> pa.Array:
+    """Codes as strings, null where the code is -1."""
+    codes = np.asarray(codes, dtype=np.int64)
+    missing = codes < 0
+    if not names:
+        return pa.nulls(len(codes), type=pa.string())
+    values = pa.array(list(names), type=pa.string()).take(pa.array(np.where(missing, 0, codes)))
+    return pc.if_else(pa.array(missing), pa.scalar(None, type=pa.string()), values)
 
 
 def pool_table(world: World, pool: dict[str, np.ndarray]) -> pa.Table:

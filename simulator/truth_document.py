@@ -8,11 +8,13 @@ true effect both as planted (a multiplier) and as realised over the exposed impr
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.batch import EVENT_TYPES
@@ -35,7 +37,6 @@ def truth_document(
     c = world.config
     code = log.code if log is not None else np.zeros(0, dtype=np.int8)
     malformed = {kind: int((code == i + 1).sum()) for i, kind in enumerate(MALFORMED_KINDS)}
-    clean = int(rec.counts_by_type.sum())
     return {
         "truth_version": TRUTH_VERSION,
         "generator": "simulator",
@@ -44,21 +45,9 @@ def truth_document(
             "start_date": c.start_date.isoformat(),
             "end_date": c.end_date.isoformat(),
             "days": c.days,
-            "delivery_dates": sorted({Path(p).stem.split("events-")[-1] for p in files.get("events", [])}),
+            "delivery_dates": _delivery_dates(files),
         },
-        "counts": {
-            "events_written": events_written,
-            "clean_events": clean,
-            "clean_events_by_type": {t: int(n) for t, n in zip(EVENT_TYPES, rec.counts_by_type, strict=True)},
-            "duplicates": int((code == DUPLICATE).sum()),
-            "late": int((code == LATE).sum()),
-            "malformed": malformed,
-            "malformed_total": sum(malformed.values()),
-            "users": len(world.users),
-            "content_items": len(world.catalog),
-            "sessions": rec.sessions,
-            "requests": rec.requests,
-        },
+        "counts": _counts(rec, code, events_written),
         "click_model": _click_model(world),
         "dwell_model": {
             "formula": "clip(exp(log(median) + quality_effect * (quality - quality_mean) + taste_effect * "
@@ -160,6 +149,30 @@ def truth_document(
     }
 
 
+def _delivery_dates(files: dict[str, list[str]]) -> list[str]:
+    """Dates of the event files (``events-2026-01-05.jsonl``, or ``events-2026-01-05.2.jsonl`` for a second file
+    of the same delivery day written by a continued run)."""
+    return sorted({Path(p).name.removeprefix("events-")[:10] for p in files.get("events", [])})
+
+
+def _counts(rec: TruthRecorder, code: np.ndarray, events_written: int) -> dict[str, Any]:
+    """Exact counts of what a run wrote."""
+    malformed = {kind: int((code == i + 1).sum()) for i, kind in enumerate(MALFORMED_KINDS)}
+    return {
+        "events_written": events_written,
+        "clean_events": int(rec.counts_by_type.sum()),
+        "clean_events_by_type": {t: int(n) for t, n in zip(EVENT_TYPES, rec.counts_by_type, strict=True)},
+        "duplicates": int((code == DUPLICATE).sum()),
+        "late": int((code == LATE).sum()),
+        "malformed": malformed,
+        "malformed_total": sum(malformed.values()),
+        "users": len(rec.world.users),
+        "content_items": len(rec.world.catalog),
+        "sessions": rec.sessions,
+        "requests": rec.requests,
+    }
+
+
 _TABLE_GRAIN = {
     "users": "one row per user: signup, country and plan at signup and at the end, activity, taste_<category> "
     "(sums to 1), variant_<experiment_id>",
@@ -175,16 +188,39 @@ _TABLE_GRAIN = {
     "faults": "one row per planted fault: event_id, fault (duplicate, late or a malformed kind), base_event_id "
     "(the clean event a malformed row copies), occurred_at, received_at, delivery_date",
 }
+_CONTINUED_GRAIN = {
+    "requests": "the closed loop: one row per request of a continued day: served_by (cached: a page of the "
+    "served file; logging: the built-in policy's slate), page_policy and variant (from the file), after_exposure "
+    "(the user's personalization_holdout exposure is at or before the request), experiment_multiplier, impressions "
+    "and clicks shown, and the true expected clicks (sum over slots of examine(position) * attract) of the served "
+    "page and, on the same request, of the holdout, oracle, popularity, random and logging pages; holdout_source "
+    "and holdout_slots say which holdout page was valued (see closed_loop.pages)",
+    "impressions": "as impressions, for the continued days, plus policy, model_version and propensity as logged "
+    "(null for the logging policy's slates)",
+    "sessions": "as sessions, for the continued days",
+    "pool": "as pool, for the continued days",
+    "faults": "as faults, for the continued days",
+}
 
 
 def _tables(folder: Path) -> dict[str, Any]:
-    """Each truth table: path, what one row is, and its columns (read back from the written file)."""
+    """Each truth table: path, what one row is, and its columns (read back from the written file). The tables of
+    continued runs are one file per run, ``_truth/continued/<table>-<first date>.parquet``."""
     out: dict[str, Any] = {}
     for name, grain in _TABLE_GRAIN.items():
         path = folder / f"{name}.parquet"
         if path.exists():
             columns = pq.read_schema(path).names
             out[name] = {"path": f"_truth/{name}.parquet", "grain": grain, "columns": columns}
+    for name, grain in _CONTINUED_GRAIN.items():
+        paths = sorted((folder / "continued").glob(f"{name}-*.parquet"))
+        if paths:
+            out[f"continued_{name}"] = {
+                "path": f"_truth/continued/{name}-*.parquet",
+                "files": [f"_truth/continued/{p.name}" for p in paths],
+                "grain": grain,
+                "columns": pq.read_schema(paths[-1]).names,
+            }
     return out
 
 
@@ -373,3 +409,180 @@ def _diff(a: float | None, b: float | None) -> float | None:
 
 def _rel(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b - 1
+
+
+# ---------------------------------------------------------------- continued runs and the closed loop
+
+
+def continued_document(
+    rec: TruthRecorder, previous: dict[str, Any], log: FaultLog | None, events_written: int, files: dict[str, list[str]]
+) -> dict[str, Any]:
+    """truth.json after a continued run: the earlier document plus a ``continuations`` entry for this run,
+    ``counts_total`` over every run, the tables and the ``closed_loop`` summary over all continued days."""
+    world = rec.world
+    c = world.config
+    code = log.code if log is not None else np.zeros(0, dtype=np.int8)
+    first = rec.continued_from
+    entry: dict[str, Any] = {
+        "first_day_index": first,
+        "start_date": _date_iso(c, first),
+        "end_date": _date_iso(c, world.days - 1),
+        "days": world.days - first,
+        "policy": "cached" if rec.serving is not None else "logging",
+        "pages": _pages(rec),
+        "config_changes": {k: asdict(v) if is_dataclass(v) else v for k, v in rec.changes.items()},  # type: ignore[arg-type]
+        "counts": _counts(rec, code, events_written),
+        "delivery_dates": _delivery_dates(files),
+        "exposures": {
+            name: int(n)
+            for name, n in zip(
+                [e.experiment_id for e in c.experiments] + (["personalization_holdout"] if rec.serving else []),
+                rec.exposures if rec.exposures is not None else [],
+                strict=True,
+            )
+        },
+        "files": files,
+    }
+    doc = dict(previous)
+    doc["continuations"] = [*previous.get("continuations", []), entry]
+    doc["counts_total"] = _total_counts([previous["counts"], *(e["counts"] for e in doc["continuations"])])
+    doc["click_model"] = _click_model(world)
+    doc["tables"] = _tables(rec.folder)
+    doc["closed_loop"] = closed_loop_summary(rec.folder, c)
+    return doc
+
+
+def _pages(rec: TruthRecorder) -> dict[str, Any] | None:
+    if rec.serving is None:
+        return None
+    pages = rec.serving.pages
+    return {
+        "source": pages.source,
+        "rows_served": pages.rows,
+        "users": pages.users,
+        "users_by_variant": {v: int((pages.user_variant == i).sum()) for i, v in enumerate(pages.variants)},
+        "policies": list(pages.policies),
+        "model_versions": list(pages.model_versions),
+        "rule": "a request of a user with a page for its surface shows that page (rows by rank, at most "
+        "slate_size); other requests get the logging policy's slate; the first served request of each user over "
+        "all continued days gets a personalization_holdout exposure 1 ms before it, variant from the file",
+    }
+
+
+def _total_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts summed over runs (users and content_items: the latest)."""
+    total: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in ("users", "content_items"):
+                total[key] = value
+            elif isinstance(value, dict):
+                inner = total.setdefault(key, {})
+                for k, v in value.items():
+                    inner[k] = inner.get(k, 0) + v
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def closed_loop_summary(folder: Path, c: SimulationConfig) -> dict[str, Any]:
+    """True CTR per page kind over the continued days, and the true lift of personalization over the holdout,
+    from the closed-loop requests tables (``_truth/continued/requests-*.parquet``)."""
+    paths = sorted((folder / "continued").glob("requests-*.parquet"))
+    table = pa.concat_tables([pq.read_table(p) for p in paths])
+    col = {name: table[name].to_numpy(zero_copy_only=False) for name in table.column_names}
+    dates = sorted({str(d)[:10] for d in (col["occurred_at"].min(), col["occurred_at"].max())})
+    k = c.slate_size
+    cached = col["served_by"] == "cached"
+    policy = np.asarray([p if p is not None else "" for p in col["page_policy"]], dtype=object)
+    variant = np.asarray([v if v is not None else "" for v in col["variant"]], dtype=object)
+    return {
+        "requests_tables": [f"_truth/continued/{p.name}" for p in paths],
+        "first_request_at": str(dates[0]),
+        "last_request_at": str(dates[-1]),
+        "pages": {
+            "served": "the page shown (expected clicks = sum of the impressions' p_click)",
+            "holdout": "the holdout's page: the page served when it was a holdout page; else the file's holdout "
+            "list (items by the number of holdout pages showing them, then mean rank) minus the user's consumed "
+            "items; else (no holdout pages in the file, or no file) the popularity page",
+            "oracle": "the slate_size available items with the highest true attract, best first",
+            "popularity": "the available items clicked most in the 7 days before the request's day",
+            "random": "slate_size available items drawn uniformly",
+            "logging": "the built-in logging policy's Plackett-Luce slate drawn for the request",
+            "available": "published before the request and not clicked by the user before the request's day",
+            "value": "expected clicks = sum over slots of examine(position) * attract(user, item, request time), "
+            "attract with the request's experiment multiplier and the planted drift (click_model)",
+            "true_ctr": "expected clicks / slots: impressions for served, holdout_slots for holdout, slate_size "
+            "for the others",
+        },
+        "true_ctr": {
+            "all_requests": _page_ctrs(col, np.ones(len(cached), dtype=bool), k),
+            "cached_requests": _page_ctrs(col, cached, k),
+            "personalized_pages": _page_ctrs(col, cached & (policy == "personalized"), k),
+            "holdout_pages": _page_ctrs(col, cached & (policy == "holdout"), k),
+        },
+        "personalization_holdout": _holdout_lift(col, variant),
+    }
+
+
+def _page_ctrs(col: dict[str, np.ndarray], rows: np.ndarray, k: int) -> dict[str, Any]:
+    """True CTR per impression of each page kind over the chosen requests."""
+    n = int(rows.sum())
+    out: dict[str, Any] = {"requests": n}
+    if n == 0:
+        return out
+    out["impressions_served"] = int(col["impressions"][rows].sum())
+    out["clicks_served"] = int(col["clicks"][rows].sum())
+    slots = {"served": col["impressions"][rows].sum(), "holdout": col["holdout_slots"][rows].sum()}
+    for kind in ("served", "holdout", "oracle", "popularity", "random", "logging"):
+        expected = float(col[f"expected_clicks_{kind}"][rows].sum())
+        out[f"ctr_{kind}"] = _ratio(expected, float(slots.get(kind, n * k)))
+    return out
+
+
+def _holdout_lift(col: dict[str, np.ndarray], variant: np.ndarray) -> dict[str, Any]:
+    """Per arm of personalization_holdout, over impressions of exposed users at or after their exposure (what
+    the experiment engine measures): the true CTR (expected clicks / impressions) and the observed one; the
+    true lift; and on the personalized arm's requests, its served pages against the holdout page."""
+    after = col["after_exposure"]
+    arms: list[dict[str, Any]] = []
+    ctr: dict[str, float | None] = {}
+    for name in ("holdout", "personalized"):
+        rows = after & (variant == name)
+        impressions = float(col["impressions"][rows].sum())
+        expected = float(col["expected_clicks_served"][rows].sum())
+        arms.append(
+            {
+                "variant": name,
+                "users_exposed": len(np.unique(col["user_id"][rows])),
+                "requests_after_exposure": int(rows.sum()),
+                "impressions_after_exposure": int(impressions),
+                "clicks_after_exposure": int(col["clicks"][rows].sum()),
+                "expected_clicks_after_exposure": expected,
+                "ctr_true": _ratio(expected, impressions),
+                "ctr_observed": _ratio(float(col["clicks"][rows].sum()), impressions),
+            }
+        )
+        ctr[name] = arms[-1]["ctr_true"]
+    holdout, personalized = ctr["holdout"], ctr["personalized"]
+    rows = after & (variant == "personalized")
+    served = _ratio(float(col["expected_clicks_served"][rows].sum()), float(col["impressions"][rows].sum()))
+    counterfactual = _ratio(float(col["expected_clicks_holdout"][rows].sum()), float(col["holdout_slots"][rows].sum()))
+    return {
+        "experiment_id": "personalization_holdout",
+        "metric": "ctr: clicks per impression, impressions at or after each user's first exposure",
+        "arms": arms,
+        "true_absolute_lift": _diff(personalized, holdout),
+        "true_relative_lift": _rel(personalized, holdout),
+        "lift_meaning": "difference of the arms' true CTR (expected clicks per impression, so no click noise): "
+        "what the experiment engine's measured ctr difference estimates",
+        "same_requests": {
+            "requests": int(rows.sum()),
+            "ctr_served": served,
+            "ctr_holdout_page": counterfactual,
+            "absolute_lift": _diff(served, counterfactual),
+            "relative_lift": _rel(served, counterfactual),
+            "meaning": "the personalized arm's requests valued with the page served and with the holdout's page: "
+            "the effect of personalization on the treated, free of the arms' different users",
+        },
+    }

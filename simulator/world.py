@@ -19,7 +19,7 @@ from tailor.assignment import assign_variants
 # Stream tags for np.random.SeedSequence([seed, tag, ...]): one independent stream per purpose.
 WORLD_STREAM, BEHAVIOUR_STREAM, FAULT_STREAM = 0, 1, 2
 # New items are published during editorial hours (UTC).
-_PUBLISH_FROM_MS, _PUBLISH_SPAN_MS = 6 * 3_600_000, 16 * 3_600_000
+PUBLISH_FROM_MS, PUBLISH_SPAN_MS = 6 * 3_600_000, 16 * 3_600_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,11 @@ class World:
     content_versions: Versions
     arms: np.ndarray  # (experiments, users) arm index
     experiment_start_day: tuple[int, ...]
+    days: int = 0  # days the world covers: config.days, more once extended for a continued run
+
+    def __post_init__(self) -> None:
+        if self.days == 0:
+            object.__setattr__(self, "days", self.config.days)
 
     def day_start_ms(self, day: int) -> int:
         return self.start_ms + day * DAY_MS
@@ -120,7 +125,7 @@ def build_world(config: SimulationConfig) -> World:
     )
 
 
-def _shares(pairs: tuple[tuple[str, float], ...] | tuple[float, ...]) -> np.ndarray:
+def shares(pairs: tuple[tuple[str, float], ...] | tuple[float, ...]) -> np.ndarray:
     weights = np.array([p[1] if isinstance(p, tuple) else p for p in pairs], dtype=np.float64)
     return weights / weights.sum()
 
@@ -135,12 +140,12 @@ def _users(config: SimulationConfig, rng: np.random.Generator, start_ms: int) ->
         start_ms + (offset * config.days * DAY_MS).astype(np.int64),
     )
     signup.sort()
-    country = rng.choice(len(config.country_weights), size=n, p=_shares(config.country_weights))
-    plan = rng.choice(len(config.plan_weights), size=n, p=_shares(config.plan_weights))
+    country = rng.choice(len(config.country_weights), size=n, p=shares(config.country_weights))
+    plan = rng.choice(len(config.plan_weights), size=n, p=shares(config.plan_weights))
     sigma = config.activity_sigma
     activity = rng.lognormal(np.log(config.activity_mean_sessions) - sigma**2 / 2, sigma, size=n)
     k = len(config.categories)
-    taste = rng.dirichlet(config.taste_alpha_total * _shares(config.category_weights), size=n)
+    taste = rng.dirichlet(config.taste_alpha_total * shares(config.category_weights), size=n)
     return Users(
         signup_ms=signup.astype(np.int64),
         country=country.astype(np.int16),
@@ -157,13 +162,13 @@ def _catalog(config: SimulationConfig, rng: np.random.Generator, start_ms: int) 
     back = np.sort(start_ms - 1 - (rng.random(config.initial_catalog) * config.back_catalog_days * DAY_MS))
     per_day = rng.poisson(config.new_items_per_day, size=config.days)
     fresh = [
-        np.sort(start_ms + d * DAY_MS + _PUBLISH_FROM_MS + rng.random(count) * _PUBLISH_SPAN_MS)
+        np.sort(start_ms + d * DAY_MS + PUBLISH_FROM_MS + rng.random(count) * PUBLISH_SPAN_MS)
         for d, count in enumerate(per_day)
     ]
     published = np.concatenate([back, *fresh]).astype(np.int64)
     n = len(published)
     k = len(config.categories)
-    category = rng.choice(k, size=n, p=_shares(config.category_weights)).astype(np.int16)
+    category = rng.choice(k, size=n, p=shares(config.category_weights)).astype(np.int16)
     wrong = (rng.random(n) < config.mislabel_rate) & (published >= start_ms)
     label = np.where(wrong, (category + rng.integers(1, k, size=n)) % k, category).astype(np.int16)
     quality = rng.beta(*config.quality_beta, size=n)
@@ -172,7 +177,7 @@ def _catalog(config: SimulationConfig, rng: np.random.Generator, start_ms: int) 
         published_ms=published,
         category=category,
         label=label,
-        format=rng.choice(len(config.format_weights), size=n, p=_shares(config.format_weights)).astype(np.int8),
+        format=rng.choice(len(config.format_weights), size=n, p=shares(config.format_weights)).astype(np.int8),
         quality=quality,
         quality_estimate=estimate,
     )
@@ -182,53 +187,76 @@ def _user_versions(
     config: SimulationConfig, rng: np.random.Generator, start_ms: int, users: Users
 ) -> tuple[Versions, np.ndarray, np.ndarray]:
     """Signups (a user's first version, on the signup day; earlier signups on day 0) and profile changes."""
-    n = len(users)
     country, plan = users.country.copy(), users.plan.copy()
-    n_countries, n_plans = len(config.country_weights), len(config.plan_weights)
     signup_day = np.maximum((users.signup_ms - start_ms) // DAY_MS, 0)
     parts: list[tuple[np.ndarray, ...]] = []
     for day in range(config.days):
-        day_start = start_ms + day * DAY_MS
         new = np.flatnonzero(signup_day == day)
         parts.append((np.full(len(new), day), users.signup_ms[new], new, country[new], plan[new]))
-        eligible = users.signup_ms < day_start
-        moves = eligible & (rng.random(n) < config.plan_change_rate)
-        relocations = eligible & (rng.random(n) < config.country_move_rate)
-        plan_step = rng.integers(1, max(n_plans, 2), size=n)
-        country_step = rng.integers(1, max(n_countries, 2), size=n)
-        at = day_start + (rng.random(n) * DAY_MS).astype(np.int64)
-        if n_plans > 1:
-            plan[moves] = (plan[moves] + plan_step[moves]) % n_plans
-        if n_countries > 1:
-            country[relocations] = (country[relocations] + country_step[relocations]) % n_countries
-        changed = np.flatnonzero((moves & (n_plans > 1)) | (relocations & (n_countries > 1)))
-        changed = changed[np.argsort(at[changed], kind="stable")]
-        parts.append((np.full(len(changed), day), at[changed], changed, country[changed], plan[changed]))
-    return _versions(parts), country, plan
+        parts.append(profile_changes(config, rng, start_ms, day, users.signup_ms, country, plan))
+    return versions_from(parts), country, plan
+
+
+def profile_changes(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    start_ms: int,
+    day: int,
+    signup_ms: np.ndarray,
+    country: np.ndarray,
+    plan: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """One day's plan changes and country moves of users signed up before it; updates ``country`` and ``plan``
+    in place and returns the version rows (day, at, user, country, plan) in time order."""
+    n = len(signup_ms)
+    n_countries, n_plans = len(config.country_weights), len(config.plan_weights)
+    day_start = start_ms + day * DAY_MS
+    eligible = signup_ms < day_start
+    moves = eligible & (rng.random(n) < config.plan_change_rate)
+    relocations = eligible & (rng.random(n) < config.country_move_rate)
+    plan_step = rng.integers(1, max(n_plans, 2), size=n)
+    country_step = rng.integers(1, max(n_countries, 2), size=n)
+    at = day_start + (rng.random(n) * DAY_MS).astype(np.int64)
+    if n_plans > 1:
+        plan[moves] = (plan[moves] + plan_step[moves]) % n_plans
+    if n_countries > 1:
+        country[relocations] = (country[relocations] + country_step[relocations]) % n_countries
+    changed = np.flatnonzero((moves & (n_plans > 1)) | (relocations & (n_countries > 1)))
+    changed = changed[np.argsort(at[changed], kind="stable")]
+    return np.full(len(changed), day), at[changed], changed, country[changed], plan[changed]
 
 
 def _content_versions(config: SimulationConfig, rng: np.random.Generator, start_ms: int, catalog: Catalog) -> Versions:
     """New items on their publish day (the back catalog on day 0), label corrections and edits later."""
-    n = len(catalog)
     label = catalog.label.copy()
     publish_day = np.maximum((catalog.published_ms - start_ms) // DAY_MS, 0)
     parts: list[tuple[np.ndarray, ...]] = []
     for day in range(config.days):
-        day_start = start_ms + day * DAY_MS
         new = np.flatnonzero(publish_day == day)
         parts.append((np.full(len(new), day), catalog.published_ms[new], new, label[new], catalog.format[new]))
-        eligible = catalog.published_ms < day_start
-        fix = eligible & (label != catalog.category) & (rng.random(n) < config.relabel_daily_rate)
-        edit = eligible & (rng.random(n) < config.edit_daily_rate)
-        at = day_start + (rng.random(n) * DAY_MS).astype(np.int64)
-        label[fix] = catalog.category[fix]
-        changed = np.flatnonzero(fix | edit)
-        changed = changed[np.argsort(at[changed], kind="stable")]
-        parts.append((np.full(len(changed), day), at[changed], changed, label[changed], catalog.format[changed]))
-    return _versions(parts)
+        parts.append(label_changes(config, rng, start_ms, day, catalog, label))
+    return versions_from(parts)
 
 
-def _versions(parts: list[tuple[np.ndarray, ...]]) -> Versions:
+def label_changes(
+    config: SimulationConfig, rng: np.random.Generator, start_ms: int, day: int, catalog: Catalog, label: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """One day's label corrections and edits of items published before it; updates ``label`` in place and
+    returns the version rows (day, at, item, label, format) in time order."""
+    n = len(catalog)
+    day_start = start_ms + day * DAY_MS
+    eligible = catalog.published_ms < day_start
+    fix = eligible & (label != catalog.category) & (rng.random(n) < config.relabel_daily_rate)
+    edit = eligible & (rng.random(n) < config.edit_daily_rate)
+    at = day_start + (rng.random(n) * DAY_MS).astype(np.int64)
+    label[fix] = catalog.category[fix]
+    changed = np.flatnonzero(fix | edit)
+    changed = changed[np.argsort(at[changed], kind="stable")]
+    return np.full(len(changed), day), at[changed], changed, label[changed], catalog.format[changed]
+
+
+def versions_from(parts: list[tuple[np.ndarray, ...]]) -> Versions:
+    """Version rows (day, at, entity, a, b) gathered into one table, sorted by file day then updated_at."""
     day, at, entity, a, b = (np.concatenate([p[i] for p in parts]) for i in range(5))
     # Each file lists its rows in updated_at order (stable, so ties keep entity order).
     order = np.lexsort((at, day))

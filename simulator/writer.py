@@ -26,11 +26,13 @@ from simulator.formatting import (
     fixed_point,
     hex_ids,
     json_strings,
+    literal_table,
     quoted,
     scramble48,
     timestamps,
     unsigned,
 )
+from simulator.serving import HOLDOUT_EXPERIMENT, CachedPages
 from simulator.world import Versions, World
 
 _EVENT_KEY, _REQUEST_KEY = 0x5EED_E0E0_0001, 0x5EED_4E40_0002
@@ -55,6 +57,8 @@ PARQUET_SCHEMA = pa.schema(
         ("variant", pa.string()),
     ]
 )
+#: Columns added when a run serves cached pages: the contract's optional impression fields.
+SERVING_COLUMNS = pa.schema([("policy", pa.string()), ("model_version", pa.string()), ("propensity", pa.float64())])
 
 
 def event_ids(nums: np.ndarray, seed: int) -> np.ndarray:
@@ -92,25 +96,44 @@ class Vocabulary:
     plans: np.ndarray
     categories: np.ndarray
     formats: np.ndarray
+    policies: np.ndarray
+    model_versions: np.ndarray
+    serving: bool  # a run serving cached pages: impressions may carry policy, model_version and propensity
 
     @classmethod
-    def of(cls, world: World) -> Vocabulary:
+    def of(cls, world: World, pages: CachedPages | None = None) -> Vocabulary:
+        """Literals of a world; with ``pages``, also their policies, model versions and the holdout experiment
+        (code ``len(config.experiments)``, arms ``pages.variants``)."""
         c = world.config
-        arms = [v for e in c.experiments for v in e.variants] or ["none"]
+        names = [e.experiment_id for e in c.experiments]
+        arms = [v for e in c.experiments for v in e.variants]
         sizes = [len(e.variants) for e in c.experiments]
+        if pages is not None:
+            names.append(HOLDOUT_EXPERIMENT)
+            arms.extend(pages.variants)
+            sizes.append(len(pages.variants))
         return cls(
             seed=c.seed,
             event_types=json_strings(EVENT_TYPES, width=12),
             surfaces=json_strings(c.surfaces),
             currencies=json_strings(world.currencies),
-            experiments=json_strings([e.experiment_id for e in c.experiments] or ["none"]),
-            variants=json_strings(arms),
+            experiments=json_strings(names or ["none"]),
+            variants=json_strings(arms or ["none"]),
             variant_offset=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
             countries=json_strings(world.countries),
             plans=json_strings(world.plans),
             categories=json_strings(c.categories),
             formats=json_strings(world.formats),
+            policies=json_strings((pages.policies if pages else ()) or ("none",)),
+            model_versions=json_strings((pages.model_versions if pages else ()) or ("none",)),
+            serving=pages is not None,
         )
+
+    def parquet_schema(self) -> pa.Schema:
+        """Columns of a Parquet event file of this run."""
+        if not self.serving:
+            return PARQUET_SCHEMA
+        return pa.schema([*PARQUET_SCHEMA, *SERVING_COLUMNS])
 
 
 def event_fields(rows: EventBatch, etype: int, vocab: Vocabulary) -> dict[str, Field]:
@@ -133,6 +156,15 @@ def event_fields(rows: EventBatch, etype: int, vocab: Vocabulary) -> dict[str, F
     if etype == IMPRESSION:
         add("position", unsigned(rows.position, _POSITION_WIDTH))
         add("surface", vocab.surfaces[rows.surface])
+        if vocab.serving:
+            served = rows.policy >= 0
+            out["policy"] = Field("policy", vocab.policies[np.maximum(rows.policy, 0)], served)
+            versioned = rows.model_version >= 0
+            out["model_version"] = Field(
+                "model_version", vocab.model_versions[np.maximum(rows.model_version, 0)], versioned
+            )
+            logged = ~np.isnan(rows.propensity)
+            out["propensity"] = Field("propensity", numbers(rows.propensity), logged)
     if etype == VIEW:
         add("dwell_seconds", fixed_point(rows.dwell_tenths, 1, _DWELL_INT_WIDTH))
     if etype == CONVERSION:
@@ -142,6 +174,14 @@ def event_fields(rows: EventBatch, etype: int, vocab: Vocabulary) -> dict[str, F
         add("experiment_id", vocab.experiments[rows.experiment])
         add("variant", vocab.variants[vocab.variant_offset[rows.experiment] + rows.variant])
     return out
+
+
+def numbers(values: np.ndarray) -> np.ndarray:
+    """JSON number literals of floats (shortest round-trip text, e.g. ``1.0``, ``0.05``, ``1e-07``); NaN rows get
+    ``0.0`` and must be marked absent. Rendered once per distinct value: propensities take few values."""
+    finite = np.where(np.isnan(values), 0.0, values)
+    distinct, code = np.unique(finite, return_inverse=True)
+    return literal_table([repr(float(v)).encode() for v in distinct])[code.reshape(-1)]
 
 
 def compose(fields: list[Field]) -> np.ndarray:
@@ -206,25 +246,28 @@ def events_jsonl(batch: EventBatch, vocab: Vocabulary) -> np.ndarray:
 def events_table(batch: EventBatch, vocab: Vocabulary) -> pa.Table:
     """A batch as a Parquet-ready table (contract column names), rows in batch order."""
     tables, order = [], []
+    schema = vocab.parquet_schema()
     for idx, rows, fields in _fields_by_type(batch, vocab):
         columns: dict[str, pa.Array] = {}
-        for name in PARQUET_SCHEMA.names:
+        for name in schema.names:
             f = fields.get(name)
-            kind = PARQUET_SCHEMA.field(name).type
+            kind = schema.field(name).type
             if f is None:
                 columns[name] = pa.nulls(len(idx), type=kind)
             elif name == "position":
                 columns[name] = pa.array(rows.position.astype(np.int64), mask=~f.present)
+            elif name == "propensity":
+                columns[name] = pa.array(rows.propensity, mask=~f.present)
             elif name == "dwell_seconds":
                 columns[name] = pa.array(rows.dwell_tenths / 10, mask=~f.present)
             elif name == "value":
                 columns[name] = pa.array(rows.value_cents / 100, mask=~f.present)
             else:
                 columns[name] = strings(f.values, f.present)
-        tables.append(pa.table(columns, schema=PARQUET_SCHEMA))
+        tables.append(pa.table(columns, schema=schema))
         order.append(idx)
     if not tables:
-        return PARQUET_SCHEMA.empty_table()
+        return schema.empty_table()
     table = pa.concat_tables(tables)
     return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
 
