@@ -1,0 +1,237 @@
+"""Drift of the champion ranker: its training window against the newest day of the training set.
+
+The two samples are the same kind of rows: the point-in-time training set's impressions (features as of each
+impression, `ml.features.training`), with the surface and the candidate generators' scores added the way the
+ranker adds them (`ml.ranker.dataset.add_candidate_scores`: generators fitted before the rows' block, refitted every
+`REFIT_DAYS`), so every one of the ranker's inputs is compared, and the champion's predicted click probability on
+both. The feature marts would be the wrong reference: they hold one row per user or item per day, while the model
+sees one row per impression (a busy user weighs more), and they lack the request-time features, the surface,
+the position and the candidate scores.
+
+- Reference: the champion's training window (its ``training_window`` tag), fitted once per version and saved
+  under ``<models>/monitoring/`` (bins and counts, no rows): the training set keeps only its newest days, so the
+  window's rows leave it within weeks, while the reference must stay.
+- Current: the newest UTC day of impressions in the training set (it may be a partial day; the check reports
+  its rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.candidates.union import CandidateConfig
+from ml.features.training import training_set_path
+from ml.history import History, load_history
+from ml.monitoring.config import DriftConfig
+from ml.monitoring.drift import DriftReport, Reference, compare, fit_reference
+from ml.ranker.config import RankerConfig
+from ml.ranker.dataset import CATEGORICAL, Windows, add_candidate_scores, load_training_rows
+from ml.registry import CHAMPION, ModelVersion, Registry
+from tailor.settings import Settings
+
+#: The column under which the champion's predicted click probability is compared.
+PREDICTION = "predicted_click_probability"
+#: Bumped when the way a saved reference is built changes (older files are rebuilt).
+REFERENCE_FORMAT = 2
+
+
+class DriftUnavailable(LookupError):
+    """Drift cannot be measured as things stand; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ChampionDrift:
+    """The champion's features and predictions on the newest day against its training window.
+
+    Attributes:
+        version: the champion's registry version.
+        reference_window: ``start..end`` (end exclusive) of the champion's training window.
+        reference_rows: impressions the reference was fitted on.
+        reference_days: days of the training window those impressions cover (fewer than the window's when part
+            of it had left the training set before the reference was fitted).
+        reference_saved: True when the reference came from the saved file, False when fitted in this call.
+        current_day: the newest UTC day of impressions in the training set.
+        features: PSI of every ranker input.
+        prediction: PSI of the champion's calibrated P(click) at the logged positions.
+    """
+
+    version: int
+    reference_window: str
+    reference_rows: int
+    reference_days: int
+    reference_saved: bool
+    current_day: date
+    features: DriftReport
+    prediction: DriftReport
+
+    @property
+    def current_rows(self) -> int:
+        worst = self.prediction.worst
+        return worst.comparison.current_rows if worst is not None else 0
+
+
+def parse_window(text: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``2026-01-12..2026-01-26`` (a registry tag) -> the two UTC midnights.
+
+    Raises:
+        ValueError: the text is not two ISO dates joined by ``..``.
+    """
+    try:
+        start, end = text.split("..")
+        return pd.Timestamp(date.fromisoformat(start), tz="UTC"), pd.Timestamp(date.fromisoformat(end), tz="UTC")
+    except ValueError:
+        raise ValueError(f"{text!r} is not a window like 2026-01-12..2026-01-26") from None
+
+
+def candidate_config(version: ModelVersion) -> CandidateConfig:
+    """The candidate settings a version was trained with (its ``config.candidates.*`` parameters), so its
+    candidate scores are recomputed the same way; defaults for any that are not recorded."""
+    values: dict[str, Any] = {}
+    for spec in fields(CandidateConfig):
+        raw = version.params.get(f"config.candidates.{spec.name}")
+        if raw is not None:
+            values[spec.name] = type(getattr(CandidateConfig(), spec.name))(float(raw))
+    return CandidateConfig(**values)
+
+
+def scored_rows(
+    rows: pd.DataFrame, history: History, start: pd.Timestamp, end: pd.Timestamp, candidates: CandidateConfig
+) -> pd.DataFrame:
+    """The training-set rows with ``start <= event_timestamp < end`` and the candidate scores the ranker would
+    give them: generators fitted as of ``start`` and refitted every `REFIT_DAYS` (as in training)."""
+    inside = rows.loc[(rows["event_timestamp"] >= start) & (rows["event_timestamp"] < end)]
+    # One "train" block from start to end: the same refits as the ranker's training window.
+    windows = Windows(start, end, end, end, end)
+    scored, _ = add_candidate_scores(inside, history, windows, RankerConfig(candidates=candidates))
+    return scored
+
+
+def reference_path(settings: Settings, version: int) -> Path:
+    return settings.models_dir / "monitoring" / f"drift_reference_v{version}.json"
+
+
+def champion_drift(
+    settings: Settings,
+    config: DriftConfig | None = None,
+    registry: Registry | None = None,
+    day: date | None = None,
+) -> ChampionDrift | None:
+    """Compare the champion's training window with the newest day of the training set (None: no champion yet).
+
+    Args:
+        day: compare this UTC day instead of the newest (e.g. to trace when a shift began).
+
+    Raises:
+        DriftUnavailable: the training set is missing or empty, the champion lacks its window tags, its
+            training window has left the training set before a reference was saved, or ``day`` has no
+            impressions in the training set.
+    """
+    config = config or DriftConfig()
+    registry = registry or Registry(settings.models_dir)
+    champion = registry.alias(CHAMPION)
+    if champion is None:
+        return None
+    window_tag = champion.tags.get("training_window")
+    if not window_tag:
+        raise DriftUnavailable(
+            f"ranker version {champion.version} has no training_window tag: it was not registered by "
+            "`ml.ranker.train_and_register`; train a new version (`tailor run`)"
+        )
+    start, end = parse_window(window_tag)
+    path = training_set_path(settings)
+    if not path.exists():
+        raise DriftUnavailable(f"{path} does not exist: build the training set first (`tailor run`)")
+    history = load_history(settings.marts_dir)
+    rows = load_training_rows(path, history)
+    if rows.empty:
+        raise DriftUnavailable(f"the training set {path} has no impressions: ingest events and run `tailor run`")
+    model = registry.load(champion.version)
+    features = list(model.features)
+    candidates = candidate_config(champion)
+
+    saved = _read_reference(settings, champion.version, config, features)
+    if saved is None:
+        reference_rows = scored_rows(rows, history, start, end, candidates)
+        days = int(reference_rows["event_timestamp"].dt.floor("D").nunique())
+        if reference_rows.empty:
+            raise DriftUnavailable(
+                f"the champion's training window {window_tag} is no longer in the training set (it starts "
+                f"{rows['event_timestamp'].min().date()}) and no reference was saved for version "
+                f"{champion.version}: train a new version (`tailor run`), whose reference is saved on first check"
+            )
+        reference = _fit(reference_rows, features, model, config)
+        _write_reference(settings, champion.version, config, features, window_tag, reference, days)
+    else:
+        reference, days = saved
+
+    current_day = rows["event_timestamp"].max().floor("D") if day is None else pd.Timestamp(day, tz="UTC")
+    current = scored_rows(rows, history, current_day, current_day + timedelta(days=1), candidates)
+    if current.empty:
+        raise DriftUnavailable(f"the training set has no impressions on {current_day.date()}: pick a day it covers")
+    current = current.assign(**{PREDICTION: model.predict(current)})
+    return ChampionDrift(
+        version=champion.version,
+        reference_window=window_tag,
+        reference_rows=reference.rows,
+        reference_days=days,
+        reference_saved=saved is not None,
+        current_day=current_day.date(),
+        features=compare(reference.select(features), current, config),
+        prediction=compare(reference.select([PREDICTION]), current, config),
+    )
+
+
+def _fit(rows: pd.DataFrame, features: list[str], model: Any, config: DriftConfig) -> Reference:
+    rows = rows.assign(**{PREDICTION: np.asarray(model.predict(rows), dtype=float)})
+    categorical = [c for c in CATEGORICAL if c in features]
+    return fit_reference(rows, [*features, PREDICTION], categorical, config.bins, "event_timestamp", config.epsilon)
+
+
+def _read_reference(
+    settings: Settings, version: int, config: DriftConfig, features: list[str]
+) -> tuple[Reference, int] | None:
+    """The saved reference of a version and the days it covers, or None when absent or made with other bins or
+    features."""
+    path = reference_path(settings, version)
+    try:
+        saved = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    made = (saved.get("format"), saved.get("bins"), saved.get("epsilon"), saved.get("features"))
+    if made != (REFERENCE_FORMAT, config.bins, config.epsilon, features):
+        return None
+    return Reference.from_dict(saved["reference"]), int(saved["days"])
+
+
+def _write_reference(
+    settings: Settings,
+    version: int,
+    config: DriftConfig,
+    features: list[str],
+    window: str,
+    reference: Reference,
+    days: int,
+) -> None:
+    path = reference_path(settings, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "format": REFERENCE_FORMAT,
+        "version": version,
+        "training_window": window,
+        "days": days,
+        "bins": config.bins,
+        "epsilon": config.epsilon,
+        "features": features,
+        "reference": reference.as_dict(),
+    }
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(document))
+    partial.replace(path)

@@ -1,0 +1,98 @@
+"""What counts as drift, and when a retrain is due: two typed objects, from code or the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ml.monitoring.psi import DEFAULT_BINS, DEFAULT_EPSILON
+
+#: The conventional PSI thresholds: below 0.1 no significant change, 0.1 to 0.25 a moderate shift worth a look,
+#: above 0.25 a significant shift (Siddiqi, "Credit Risk Scorecards", Wiley 2006; discussed in Yurdakul 2018).
+PSI_WARN = 0.1
+PSI_FAIL = 0.25
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """How the drift checks bin and judge.
+
+    Attributes:
+        warn: PSI at or above which a feature (or the prediction) is reported as a warning.
+        fail: PSI at or above which the check fails with ERROR severity (a retrain is requested).
+        bins: quantile bins of a numeric feature (fitted on the champion's training window).
+        epsilon: share an empty bin counts as.
+    """
+
+    warn: float = PSI_WARN
+    fail: float = PSI_FAIL
+    bins: int = DEFAULT_BINS
+    epsilon: float = DEFAULT_EPSILON
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn < self.fail:
+            raise ValueError(
+                f"the PSI thresholds must satisfy 0 < warn < fail, got warn={self.warn}, fail={self.fail}: "
+                "set TAILOR_DRIFT_WARN below TAILOR_DRIFT_FAIL"
+            )
+        if self.bins < 2:
+            raise ValueError(f"TAILOR_DRIFT_BINS must be at least 2, got {self.bins}")
+        if not 0 < self.epsilon < 1 / self.bins:
+            raise ValueError(f"TAILOR_DRIFT_EPSILON must be in (0, 1/bins), got {self.epsilon}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DriftConfig:
+        """Defaults, with TAILOR_DRIFT_WARN, TAILOR_DRIFT_FAIL, TAILOR_DRIFT_BINS, TAILOR_DRIFT_EPSILON applied.
+
+        Raises:
+            ValueError: a variable that is not a number, or values out of range (the message names it).
+        """
+        return cls(**_read(env, "TAILOR_DRIFT_", {"warn": float, "fail": float, "bins": int, "epsilon": float}))
+
+    def status(self, value: float) -> str:
+        """``fail``, ``warn`` or ``ok`` for one PSI value."""
+        return "fail" if value >= self.fail else "warn" if value >= self.warn else "ok"
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When the retrain sensor asks for a new ranker (besides a failed drift check).
+
+    Attributes:
+        max_age_days: retrain when the champion was registered at least this many days ago.
+        new_days: retrain when at least this many days of labelled impressions arrived after the test window of
+            the newest registered version (the newest data any training has seen).
+    """
+
+    max_age_days: float = 7.0
+    new_days: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_age_days < 0 or self.new_days < 1:
+            raise ValueError(
+                f"TAILOR_RETRAIN_MAX_AGE_DAYS must be >= 0 and TAILOR_RETRAIN_NEW_DAYS >= 1, got "
+                f"{self.max_age_days} and {self.new_days}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RetrainPolicy:
+        """Defaults, with TAILOR_RETRAIN_MAX_AGE_DAYS and TAILOR_RETRAIN_NEW_DAYS applied.
+
+        Raises:
+            ValueError: a variable that is not a number, or out of range (the message names it).
+        """
+        return cls(**_read(env, "TAILOR_RETRAIN_", {"max_age_days": float, "new_days": int}))
+
+
+def _read(env: Mapping[str, str], prefix: str, fields: Mapping[str, type]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, kind in fields.items():
+        raw = env.get(f"{prefix}{name.upper()}", "").strip()
+        if not raw:
+            continue
+        try:
+            values[name] = kind(raw)
+        except ValueError:
+            raise ValueError(f"{prefix}{name.upper()}={raw!r} is not a {kind.__name__}") from None
+    return values

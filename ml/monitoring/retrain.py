@@ -1,0 +1,174 @@
+"""Whether the ranker should be retrained now, and why: the rule the retrain sensor applies.
+
+A retrain is due when the champion exists and any of these holds:
+
+- **drift**: a drift check's latest evaluation failed (ERROR: a PSI at or above the fail threshold) for the
+  current champion;
+- **age**: the champion was registered at least `RetrainPolicy.max_age_days` ago;
+- **new days**: at least `RetrainPolicy.new_days` days of labelled impressions arrived after the test window of
+  the newest registered version.
+
+...and there is data no training has seen yet: at least one labelled day after the newest version's test window
+(for drift: the day the check measured is one of them). This guard is what keeps the sensor from asking again and
+again: a retrain whose challenger lost to the champion (the registry's rule decides) has seen every day there
+is, so the next request waits for a new day, and each (newest version, newest day) pair gets one request at most
+(it is the run key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ml.monitoring.config import RetrainPolicy
+from ml.registry import ModelVersion
+
+
+@dataclass(frozen=True)
+class TrainedVersion:
+    """What the rule needs of a registered version: when it was registered and the end of its test window."""
+
+    version: int
+    registered_at: datetime
+    #: The first day after the version's test window (the window's exclusive end): later days are unseen.
+    test_end: date
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> TrainedVersion:
+        """From the registry's record (its creation time and ``test_window`` tag).
+
+        Raises:
+            ValueError: the version has no ``test_window`` tag like ``2026-01-30..2026-02-02``.
+        """
+        window = version.tags.get("test_window", "")
+        try:
+            end = date.fromisoformat(window.split("..")[1])
+        except (IndexError, ValueError):
+            raise ValueError(
+                f"ranker version {version.version} has no test_window tag like 2026-01-30..2026-02-02 "
+                f"(got {window!r}): it was not registered by ml.ranker.train_and_register"
+            ) from None
+        return cls(version.version, datetime.fromisoformat(version.created_at), end)
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """The latest evaluation of one drift check, as recorded.
+
+    Attributes:
+        check: the check's name.
+        failed: it did not pass at ERROR severity (a PSI at or above the fail threshold).
+        champion_version: the champion it measured (None: there was none).
+        current_day: the day it measured against the champion's training window.
+        summary: its description (which features, which PSI).
+    """
+
+    check: str
+    failed: bool
+    champion_version: int | None
+    current_day: date | None
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class RetrainReason:
+    """One condition that holds: ``kind`` is ``drift``, ``age`` or ``new_days``; ``detail`` says it in words."""
+
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """The rule's answer: the reasons that hold (none: no retrain), the run key, and a note in words."""
+
+    reasons: tuple[RetrainReason, ...]
+    run_key: str | None
+    note: str
+
+    @property
+    def due(self) -> bool:
+        return bool(self.reasons)
+
+
+def decide_retrain(
+    now: datetime,
+    champion: TrainedVersion | None,
+    newest: TrainedVersion | None,
+    labelled_days: Iterable[date],
+    drift: Sequence[DriftVerdict],
+    policy: RetrainPolicy,
+) -> RetrainDecision:
+    """Apply the rule in the module docstring.
+
+    Args:
+        now: the current time (tz-aware).
+        champion: the version holding the ``champion`` alias (None: none yet).
+        newest: the newest registered version (the champion, or a later challenger that lost).
+        labelled_days: UTC days with labelled impressions in the training set.
+        drift: the latest evaluation of each drift check (any order; checks never evaluated are left out).
+    """
+    if champion is None or newest is None:
+        return RetrainDecision((), None, "no champion yet: the first ranker is trained by the daily run")
+    unseen = sorted(d for d in set(labelled_days) if d >= newest.test_end)
+    if not unseen:
+        return RetrainDecision(
+            (),
+            None,
+            f"every labelled day is in version {newest.version}'s data (its test window ends before "
+            f"{newest.test_end}): a retrain now would see nothing new",
+        )
+    reasons: list[RetrainReason] = []
+    for verdict in drift:
+        if (
+            verdict.failed
+            and verdict.champion_version == champion.version
+            and verdict.current_day is not None
+            and verdict.current_day >= newest.test_end
+        ):
+            reasons.append(
+                RetrainReason("drift", f"{verdict.check} failed on {verdict.current_day}: {verdict.summary}")
+            )
+    age_days = (now - champion.registered_at).total_seconds() / 86_400
+    if age_days >= policy.max_age_days:
+        reasons.append(
+            RetrainReason(
+                "age",
+                f"champion version {champion.version} was registered {age_days:.1f} days ago "
+                f"(limit {policy.max_age_days:g})",
+            )
+        )
+    if len(unseen) >= policy.new_days:
+        reasons.append(
+            RetrainReason(
+                "new_days",
+                f"{len(unseen)} labelled day(s) after version {newest.version}'s test window "
+                f"({unseen[0]}..{unseen[-1]}; limit {policy.new_days})",
+            )
+        )
+    key = f"retrain-after-v{newest.version}-through-{unseen[-1]}"
+    if not reasons:
+        return RetrainDecision(
+            (),
+            None,
+            f"champion version {champion.version}: no drift failure, {age_days:.1f} of {policy.max_age_days:g} "
+            f"days old, {len(unseen)} of {policy.new_days} new labelled day(s)",
+        )
+    return RetrainDecision(tuple(reasons), key, "; ".join(r.detail for r in reasons))
+
+
+def labelled_days(training_set: Path) -> list[date]:
+    """The UTC days with impressions (labelled rows) in the training set, oldest first; [] without the file.
+
+    Reads only the ``event_timestamp`` column (cheap enough for a sensor).
+    """
+    if not training_set.exists():
+        return []
+    column = pq.read_table(training_set, columns=["event_timestamp"]).column("event_timestamp")
+    days = pc.unique(pc.cast(column, "date32")).to_pylist()
+    return sorted(d for d in days if d is not None)

@@ -1,0 +1,237 @@
+"""Population stability index, the per-feature drift report and the retrain rule, against closed forms, a second
+library (scipy) and simulations whose truth is known."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy import special, stats
+
+from ml.monitoring.config import DriftConfig, RetrainPolicy
+from ml.monitoring.drift import Reference, compare, fit_reference
+from ml.monitoring.psi import MISSING, ReferenceBins, no_drift_psi, psi, psi_from_shares
+from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
+from ml.registry import ModelVersion
+
+pytestmark = pytest.mark.unit
+
+
+def _decile_psi_of_shifted_normal(shift: float, bins: int = 10) -> float:
+    """Exact PSI of N(shift, 1) against N(0, 1) over N(0, 1)'s quantile bins (the population value)."""
+    edges = stats.norm.ppf(np.linspace(0.0, 1.0, bins + 1))
+    shares = np.diff(stats.norm.cdf(edges - shift))
+    return float(np.sum((shares - 1 / bins) * np.log(shares * bins)))
+
+
+@pytest.mark.parametrize("shift", [0.1, 0.25, 0.5, 1.0])
+def test_psi_of_shifted_normals_matches_the_closed_form(shift: float) -> None:
+    rng = np.random.default_rng(1)
+    reference, current = rng.normal(0.0, 1.0, 400_000), rng.normal(shift, 1.0, 400_000)
+    exact = _decile_psi_of_shifted_normal(shift)
+    # The sample value scatters around the population one (sd about 3e-4 at shift 0.1, 2e-3 at 0.5 here).
+    assert psi(reference, current) == pytest.approx(exact, rel=0.03, abs=1.5e-3)
+    # Fine bins lose little information: the index tends to Jeffreys' divergence of the two normals, shift^2,
+    # plus the no-drift bias of that many bins ((B - 1)(1/n + 1/m) = 0.001 here).
+    fine = psi(reference, current, bins=200)
+    assert fine == pytest.approx(shift**2 + no_drift_psi(200, 400_000, 400_000), rel=0.02, abs=4e-3)
+    assert exact < fine  # binning only ever loses information (the data-processing inequality)
+
+
+def test_psi_is_jeffreys_divergence_as_scipy_computes_it() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        e, a = rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(7))
+        jeffreys = special.rel_entr(a, e).sum() + special.rel_entr(e, a).sum()
+        assert psi_from_shares(e, a) == pytest.approx(jeffreys, rel=1e-12)
+        assert psi_from_shares(e, a) == pytest.approx(stats.entropy(a, e) + stats.entropy(e, a), rel=1e-12)
+
+
+def test_psi_of_samples_of_one_distribution_averages_the_chi_square_mean() -> None:
+    """No drift: PSI ~ (1/n + 1/m) chi2(B - 1), mean (B - 1)(1/n + 1/m) (Yurdakul 2018), numeric and categorical."""
+    rng = np.random.default_rng(3)
+    n, m, reps = 3000, 1000, 400
+    numeric = [psi(rng.gamma(2.0, size=n), rng.gamma(2.0, size=m)) for _ in range(reps)]
+    expected = no_drift_psi(10, n, m)
+    assert expected == pytest.approx(9 * (1 / 3000 + 1 / 1000))
+    assert np.mean(numeric) == pytest.approx(expected, rel=0.1)
+    # The tail follows the scaled chi-square too: about 5% above its 95th percentile.
+    assert np.mean(np.array(numeric) > stats.chi2.ppf(0.95, 9) * (1 / n + 1 / m)) == pytest.approx(0.05, abs=0.03)
+    levels, shares = np.array(["a", "b", "c", "d", "e"]), [0.4, 0.3, 0.15, 0.1, 0.05]
+    categorical = [psi(rng.choice(levels, n, p=shares), rng.choice(levels, m, p=shares)) for _ in range(reps)]
+    assert np.mean(categorical) == pytest.approx(no_drift_psi(5, n, m), rel=0.1)
+
+
+def test_categorical_psi_by_hand() -> None:
+    reference = ["sport"] * 50 + ["news"] * 50
+    current = ["sport"] * 80 + ["news"] * 20
+    by_hand = (0.8 - 0.5) * np.log(0.8 / 0.5) + (0.2 - 0.5) * np.log(0.2 / 0.5)
+    assert psi(reference, current) == pytest.approx(by_hand)
+    assert by_hand == pytest.approx(0.4159, abs=1e-4)
+    assert psi(reference, list(reversed(reference))) == 0.0
+
+
+def test_new_categories_and_missing_values_get_bins_of_their_own() -> None:
+    binned = ReferenceBins.fit(["a"] * 60 + ["b"] * 40)
+    got = binned.compare(["a"] * 50 + ["b"] * 20 + ["c"] * 20 + [None] * 10, epsilon=1e-4)
+    assert [b.label for b in got.bins] == ["a", "b", "c", MISSING]
+    assert [b.current_share for b in got.bins] == pytest.approx([0.5, 0.2, 0.2, 0.1])
+    assert [b.reference_share for b in got.bins] == pytest.approx([0.6, 0.4, 0.0, 0.0])
+    # Empty reference bins count as epsilon, which is why a new category weighs so much.
+    terms = [(0.5 - 0.6) * np.log(0.5 / 0.6), (0.2 - 0.4) * np.log(0.2 / 0.4)]
+    terms += [(0.2 - 1e-4) * np.log(0.2 / 1e-4), (0.1 - 1e-4) * np.log(0.1 / 1e-4)]
+    assert got.psi == pytest.approx(sum(terms))
+    assert got.largest_shift.label == "c"
+    assert got.missing.current_share == pytest.approx(0.1)
+    numbers = ReferenceBins.fit([1.0, 2.0, 3.0, np.nan]).compare([1.0, np.nan, np.nan, np.nan])
+    assert numbers.missing.reference_share == 0.25 and numbers.missing.current_share == 0.75
+
+
+def test_tied_values_stay_in_one_bin() -> None:
+    values = np.r_[np.zeros(700), np.arange(1, 301, dtype=float)]  # 70% zeros, as in count features
+    binned = ReferenceBins.fit(values)
+    assert binned.edges[0] == 0.0 and len(set(binned.edges)) == len(binned.edges)
+    assert binned.counts[0] == 700 and binned.labels()[0] == "<= 0"
+    assert binned.compare(values).psi == 0.0
+    fewer_zeros = np.r_[np.zeros(500), np.arange(1, 501, dtype=float)]
+    assert binned.compare(fewer_zeros).bins[0].current_share == pytest.approx(0.5)
+    assert binned.compare(fewer_zeros).psi > 0.1
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="at least 2 bins"):
+        ReferenceBins.fit([1.0, 2.0], bins=1)
+    with pytest.raises(ValueError, match="treat the column as categorical"):
+        ReferenceBins.fit(["a", "b"], kind="numeric")
+    with pytest.raises(ValueError, match="rows on both sides"):
+        ReferenceBins.fit([1.0, 2.0]).compare([])
+    with pytest.raises(ValueError, match="epsilon"):
+        ReferenceBins.fit([1.0, 2.0]).compare([1.0], epsilon=0.0)
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['y'\]"):
+        fit_reference(frame, ["x", "y"])
+    with pytest.raises(ValueError, match="current rows are empty"):
+        compare(fit_reference(frame, ["x"]), frame.iloc[:0])
+
+
+def _frame(rng: np.random.Generator, n: int, shift: float, share_a: float, day: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "steady": rng.normal(0.0, 1.0, n),
+            "moved": rng.normal(shift, 1.0, n),
+            "kind": rng.choice(["a", "b"], n, p=[share_a, 1 - share_a]),
+            "event_timestamp": pd.Timestamp(day, tz="UTC") + pd.to_timedelta(rng.uniform(0, 86_399, n), unit="s"),
+        }
+    )
+
+
+def test_report_judges_each_feature_against_the_thresholds() -> None:
+    rng = np.random.default_rng(4)
+    training = pd.concat([_frame(rng, 20_000, 0.0, 0.5, day) for day in ("2026-01-01", "2026-01-02")])
+    reference = fit_reference(training, ["steady", "moved", "kind"], ["kind"], day_column="event_timestamp")
+    # Days of the reference drawn from one distribution differ by about the no-drift PSI only.
+    assert reference.daily_psi["steady"] == pytest.approx(no_drift_psi(10, 40_000, 20_000), rel=0.6)
+    newest = _frame(rng, 20_000, 1.0, 0.6, "2026-01-09")
+    report = compare(reference, newest, DriftConfig(warn=0.1, fail=0.25))
+    by_name = {f.feature: f for f in report.features}
+    assert [f.feature for f in report.features] == ["moved", "kind", "steady"]  # most drifted first
+    assert by_name["moved"].psi == pytest.approx(_decile_psi_of_shifted_normal(1.0), rel=0.05)
+    assert by_name["moved"].status == "fail" and report.status == "fail"
+    e, a = np.mean(training["kind"] == "a"), np.mean(newest["kind"] == "a")  # about 0.5 and 0.6
+    by_hand = (a - e) * np.log(a / e) + (e - a) * np.log((1 - a) / (1 - e))
+    assert by_name["kind"].psi == pytest.approx(by_hand) and by_name["kind"].status == "ok"
+    assert by_name["steady"].status == "ok" and report.at("fail") == ["moved"]
+    stricter = compare(reference, newest, DriftConfig(warn=0.02, fail=2.0))
+    assert stricter.status == "warn" and stricter.at("warn") == ["moved", "kind"]
+    row = by_name["kind"].describe()
+    assert row["largest_shift"] == f"b: {1 - e:.1%} -> {1 - a:.1%}"  # the shrinking share weighs more in PSI
+    # The reference is kept as bins and counts: it reads back and compares the same.
+    again = compare(Reference.from_dict(reference.as_dict()), newest, DriftConfig())
+    assert [f.psi for f in again.features] == [f.psi for f in report.features]
+
+
+def test_drift_config_from_the_environment() -> None:
+    assert DriftConfig.from_env({}) == DriftConfig(0.1, 0.25, 10, 1e-4)
+    got = DriftConfig.from_env({"TAILOR_DRIFT_WARN": "0.05", "TAILOR_DRIFT_FAIL": "0.5", "TAILOR_DRIFT_BINS": "20"})
+    assert (got.warn, got.fail, got.bins) == (0.05, 0.5, 20)
+    assert got.status(0.5) == "fail" and got.status(0.05) == "warn" and got.status(0.049) == "ok"
+    with pytest.raises(ValueError, match="0 < warn < fail"):
+        DriftConfig.from_env({"TAILOR_DRIFT_WARN": "0.3"})
+    with pytest.raises(ValueError, match=r"TAILOR_DRIFT_BINS='many' is not a int"):
+        DriftConfig.from_env({"TAILOR_DRIFT_BINS": "many"})
+    assert RetrainPolicy.from_env({"TAILOR_RETRAIN_MAX_AGE_DAYS": "2.5"}) == RetrainPolicy(2.5, 3)
+    with pytest.raises(ValueError, match="TAILOR_RETRAIN_NEW_DAYS"):
+        RetrainPolicy.from_env({"TAILOR_RETRAIN_NEW_DAYS": "0"})
+
+
+NOW = datetime(2026, 2, 10, 12, tzinfo=UTC)
+
+
+def _version(number: int, days_ago: float, test_end: date) -> TrainedVersion:
+    return TrainedVersion(number, NOW - timedelta(days=days_ago), test_end)
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def test_retrain_rule() -> None:
+    policy = RetrainPolicy(max_age_days=7, new_days=3)
+    champion = _version(4, 2.0, date(2026, 2, 8))  # saw days up to 2026-02-07
+    days = _days(date(2026, 1, 20), date(2026, 2, 8))  # one new day: 2026-02-08
+    failed = DriftVerdict("champion_features_stable", True, 4, date(2026, 2, 8), "score_cf 0.51")
+
+    assert not decide_retrain(NOW, None, None, days, [failed], policy).due
+    quiet = decide_retrain(NOW, champion, champion, days, [], policy)
+    assert not quiet.due and "2.0 of 7 days old, 1 of 3 new labelled day(s)" in quiet.note
+
+    drift = decide_retrain(NOW, champion, champion, days, [failed], policy)
+    assert [r.kind for r in drift.reasons] == ["drift"] and "score_cf 0.51" in drift.note
+    assert drift.run_key == "retrain-after-v4-through-2026-02-08"
+    # A drift failure only counts for the champion it measured, on a day no version has trained on yet, and
+    # never at WARN severity.
+    other_champion = DriftVerdict("champion_features_stable", True, 3, date(2026, 2, 8), "")
+    assert not decide_retrain(NOW, champion, champion, days, [other_champion], policy).due
+    warned = DriftVerdict("champion_features_stable", False, 4, date(2026, 2, 8), "")
+    assert not decide_retrain(NOW, champion, champion, days, [warned], policy).due
+    lost = _version(5, 0.1, date(2026, 2, 9))  # a later challenger trained on 2026-02-08 and lost
+    assert not decide_retrain(NOW, champion, lost, days, [failed], policy).due
+
+    old = _version(4, 7.5, date(2026, 2, 8))
+    aged = decide_retrain(NOW, old, old, days, [], policy)
+    assert [r.kind for r in aged.reasons] == ["age"] and "registered 7.5 days ago (limit 7)" in aged.note
+    # ...but not when every day is already in the newest version's data: nothing new to learn from.
+    assert not decide_retrain(NOW, old, old, days[:-1], [], policy).due
+
+    more = _days(date(2026, 1, 20), date(2026, 2, 10))
+    fresh = decide_retrain(NOW, champion, champion, more, [], policy)
+    assert [r.kind for r in fresh.reasons] == ["new_days"]
+    assert "3 labelled day(s) after version 4's test window (2026-02-08..2026-02-10; limit 3)" in fresh.note
+    every = decide_retrain(NOW, old, old, more, [failed], policy)
+    assert [r.kind for r in every.reasons] == ["drift", "age", "new_days"]
+    assert every.run_key == "retrain-after-v4-through-2026-02-10"  # one request per newest version and day
+
+
+def test_trained_version_reads_the_registry_record() -> None:
+    record = ModelVersion(
+        7, "run", ["champion"], "2026-02-01T03:04:05+00:00", {}, {}, {"test_window": "2026-01-29..2026-02-01"}
+    )
+    got = TrainedVersion.of(record)
+    assert got == TrainedVersion(7, datetime(2026, 2, 1, 3, 4, 5, tzinfo=UTC), date(2026, 2, 1))
+    with pytest.raises(ValueError, match="ranker version 7 has no test_window tag"):
+        TrainedVersion.of(ModelVersion(7, "run", [], "2026-02-01T03:04:05+00:00", {}, {}, {}))
+
+
+def test_labelled_days_are_utc_days_of_the_training_set(tmp_path: Path) -> None:
+    path = tmp_path / "ranking_training_set.parquet"
+    assert labelled_days(path) == []
+    times = pd.to_datetime(
+        ["2026-01-05T23:59:59Z", "2026-01-06T00:00:00Z", "2026-01-06T10:00:00Z", "2026-01-08T01:00:00Z"]
+    )
+    pq.write_table(pa.table({"event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}), path)
+    assert labelled_days(path) == [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 8)]
