@@ -20,6 +20,7 @@ from rich.table import Table
 
 from cli.experiments import experiments
 from cli.models import models
+from cli.recommend import recommend
 from tailor.contract.rules import Kind
 from tailor.settings import REPO_ROOT, Settings, disable_telemetry, get_settings
 
@@ -355,6 +356,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 main.add_command(experiments)
 main.add_command(models)
+main.add_command(recommend)
 
 from cli.stream import stream  # noqa: E402  (light: the command imports redis and feast when it runs)
 

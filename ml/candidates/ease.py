@@ -74,7 +74,8 @@ class EASE(MatrixScoringGenerator):
         precision = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
         weights = precision / (-np.diag(precision))
         np.fill_diagonal(weights, 0.0)
-        self._weights = weights.astype(np.float32)
+        # C order: scipy's sparse @ dense copies a Fortran-ordered right operand on every call (44 MB at 2,355 items).
+        self._weights = np.ascontiguousarray(weights, dtype=np.float32)
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
         assert self._train is not None and self._weights is not None

@@ -66,14 +66,10 @@ class CandidateSet:
         if self.cf is not None:
             parts.append(self.cf.candidates(user_ids, k))
         proposed = pd.concat(parts, ignore_index=True)
-        generator = proposed["generator"].map(_source_name)
-        proposed = proposed.assign(generator=generator)
-        pairs = (
-            proposed.groupby(["user_id", "content_id"], sort=False)["generator"]
-            .agg(lambda g: ",".join(sorted(set(g), key=_SOURCE_ORDER.index)))
-            .rename("sources")
-            .reset_index()
-        )
+        # One bit per generator, summed per pair: a numeric group-by instead of joining strings per group.
+        bits = proposed["generator"].map(_source_name).map(_SOURCE_BIT)
+        pairs = proposed.assign(bits=bits).groupby(["user_id", "content_id"], sort=False)["bits"].sum().reset_index()
+        pairs["sources"] = pairs.pop("bits").map(_SOURCES_OF_BITS)
         scores = self.scores(pairs["user_id"].tolist(), pairs["content_id"].tolist())
         return pd.concat([pairs[["user_id", "content_id"]], scores, pairs[["sources"]]], axis=1)
 
@@ -86,6 +82,11 @@ class CandidateSet:
 
 
 _SOURCE_ORDER = ["popularity", "cf", "content"]
+_SOURCE_BIT = {name: 1 << n for n, name in enumerate(_SOURCE_ORDER)}
+_SOURCES_OF_BITS = {
+    bits: ",".join(name for name in _SOURCE_ORDER if bits & _SOURCE_BIT[name])
+    for bits in range(1, 1 << len(_SOURCE_ORDER))
+}
 
 
 def _source_name(generator: str) -> str:

@@ -14,7 +14,7 @@ class RankerConfig:
     """Windows are whole UTC days counted back from the newest impression, in time order:
 
     ``[warm-up][train][tune][calibrate][test]``. The warm-up days only feed the candidate generators (their
-    history); the model trains on ``train_days``, Optuna and early stopping judge on ``tune_days``, isotonic
+    history); the model trains on ``train_days``, Optuna and early stopping judge on ``tune_days``, Platt
     calibration is fitted on ``calibration_days``, and every reported metric comes from the last ``test_days``,
     which nothing was fitted or chosen on. Nothing is shuffled across time.
 

@@ -160,3 +160,50 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     return dg.AssetCheckResult(
         passed=bool(ece <= MAX_ECE), severity=dg.AssetCheckSeverity.ERROR, metadata={"ece": ece, "max": MAX_ECE}
     )
+
+
+RECOMMENDATIONS_KEY = dg.AssetKey(["ml", "recommendations"])
+#: Users with an impression in this many days are "active" and get a batch page.
+ACTIVE_DAYS = 28
+
+
+@dg.asset(
+    key=RECOMMENDATIONS_KEY,
+    deps=[RANKER_KEY, CANDIDATES_KEY, dg.AssetKey(["feast", "online_store"]), dg.AssetKey(["feast", "registry"])],
+    group_name="ml",
+    kinds={"python", "parquet", "duckdb"},
+)
+def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Every active user's page on each surface (top 10 after the business rules), from the champion: published as
+    Parquet, written to the warehouse table marts.batch_recommendations, and loaded into the online store as Feast's
+    `cached_recommendations` view, the fallback `recommend` serves when the model path misses its latency budget.
+    Holdout users (personalization_holdout) get the popular page."""
+    import duckdb
+
+    from ml.recommend.batch import write_batch
+    from ml.recommend.serving import Recommender
+
+    settings = get_settings()
+    recommender = Recommender.open(settings)
+    history = load_history(settings.marts_dir)
+    recent = history.impressions["occurred_at"] >= history.end - pd.Timedelta(days=ACTIVE_DAYS)
+    users = sorted(history.impressions.loc[recent, "user_id"].unique())
+    summary = write_batch(recommender, users, k=10, now=(history.end + pd.Timedelta(seconds=1)).to_pydatetime())
+    with duckdb.connect(str(settings.warehouse)) as con:
+        con.execute("create schema if not exists marts")
+        con.execute(
+            "create or replace table marts.batch_recommendations as select * from read_parquet(?)", [str(summary.path)]
+        )
+    context.log.info(f"batch pages for {summary.users} users ({summary.holdout_users} in the holdout)")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(summary.path)),
+            "users": summary.users,
+            "holdout_users": summary.holdout_users,
+            "rows": summary.rows,
+            "model_version": recommender.model_version or "none (popular pages only)",
+            "seconds_pages": round(summary.seconds_pages, 1),
+            "seconds_online_store": round(summary.seconds_online, 1),
+            "seconds_per_1000_users": round(1000 * summary.seconds_pages / max(summary.users, 1), 2),
+        }
+    )

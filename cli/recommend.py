@@ -1,0 +1,58 @@
+"""`tailor recommend USER_ID`: the page a user would get now, and how it was made."""
+
+from __future__ import annotations
+
+import json
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tailor.settings import get_settings
+
+out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+@click.command()
+@click.argument("user_id")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Items on the page.")
+@click.option("--surface", type=click.Choice(["home", "feed"]), default="home", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/recommendations.md).")
+def recommend(user_id: str, k: int, surface: str, as_json: bool) -> None:
+    """Recommend a page for USER_ID: the model's ranking after the business rules, or the cached or popular page
+    when the model cannot answer in time (the output says which served, and why)."""
+    from ml.history import MissingMartError
+    from ml.recommend.serving import RecommendationInputError, Recommender
+
+    settings = get_settings()
+    try:
+        recommender = Recommender.open(settings)
+        result = recommender.recommend(user_id, k=k, surface=surface)
+    except RecommendationInputError as exc:
+        _fail(str(exc))
+    except MissingMartError as exc:
+        _fail(f"{exc} (nothing to recommend from yet: `make demo` builds a demo history)")
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    why = f" ({result.fallback_reason})" if result.fallback_reason else ""
+    out.print(
+        f"[bold]{result.user_id}[/] on {result.surface}: served by {result.served_by}{why}; "
+        f"model {result.model_version or '-'}; {', '.join(f'{e}={v}' for e, v in result.variants.items())}; "
+        f"{result.latency_ms:.1f} ms",
+        highlight=False,
+    )
+    table = Table(show_header=True)
+    for column in ("rank", "content", "category", "score", "slot", "reason"):
+        table.add_column(column)
+    for item in result.items:
+        table.add_row(
+            str(item.rank), item.content_id, item.category or "", f"{item.score:.4f}", item.slot_kind, item.reason
+        )
+    out.print(table)

@@ -1,0 +1,499 @@
+"""`recommend`: one page for one user, within a latency budget, never empty.
+
+The model path: the user's features from the online store (one row per request: their engagement, category
+taste and the streamed ``recent_activity``), every item's features held in memory (read from the online store
+when the recommender opens, refreshed by `Recommender.refresh_items`), the request-time features computed
+vectorised (the same formulas as the `ranking_context` on-demand view), the candidates of every generator, the
+champion's score as if each were shown at the top, then the business rules (`ml.recommend.rules`). Scoring
+hundreds of candidates costs one online read, not one per candidate (a Feast row read costs ~1 ms).
+
+When the model path cannot answer within the budget (or there is no champion, or the store fails), the page comes
+from the cached batch list (written after each training run), then from popular items in the user's country (or on
+the surface). Unknown and new users get that cold-start page. The result says which path served and why.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import ThreadpoolController
+
+from ml.candidates.union import SCORE_COLUMNS, CandidateSet
+from ml.history import load_history
+from ml.ranker.model import RankerModel
+from ml.recommend.result import Recommendation, RecommendedItem
+from ml.recommend.rules import PageRules, Ranked, assemble_page
+from tailor.assignment import assign_variant
+from tailor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOLDOUT_EXPERIMENT = "personalization_holdout"
+HOLDOUT_ARMS = ("holdout", "personalized")
+HOLDOUT_WEIGHTS = (0.1, 0.9)
+CANDIDATES_FILE = "candidates.pkl"
+BATCH_FILE = "batch_recommendations.parquet"
+CACHED_PARTS = ("content_ids", "scores", "slot_kinds", "reasons", "propensities")
+MAX_ID_LENGTH = 128
+SURFACES = ("home", "feed")
+#: Items published within this many hours are "fresh": the exploration pool and the editorial fill.
+FRESH_HOURS = 72.0
+#: Multiplier on the score of items in a category the user clicked in the last 30 minutes (the streamed
+#: `recent_activity` view): a click seconds ago changes the next page.
+SESSION_BOOST = 1.5
+
+#: Inputs of the on-demand `ranking_context` view, read with the stored views, and the streamed recent activity.
+USER_EXTRA = ("user_category_affinity:affinity_categories", "user_category_affinity:affinity_shares")
+ITEM_EXTRA = ("content_profile:published_at", "content_profile:category")
+RECENT = ("recent_activity:clicked_categories_30m",)
+
+
+def service_features(store: Any, service: str) -> tuple[list[str], list[str]]:
+    """The stored features of a feature service, split by entity: (user refs, item refs) as ``view:feature``."""
+    user_refs: list[str] = []
+    item_refs: list[str] = []
+    for projection in store.get_feature_service(service).feature_view_projections:
+        try:
+            view = store.get_feature_view(projection.name)
+        except Exception:  # an on-demand view: computed here from its sources (see feature_rows)
+            continue
+        refs = [f"{projection.name}:{f.name}" for f in projection.features]
+        (user_refs if "user_id" in view.join_keys else item_refs).extend(refs)
+    return (
+        list(dict.fromkeys([*user_refs, *USER_EXTRA, *RECENT])),
+        list(dict.fromkeys([*item_refs, *ITEM_EXTRA])),
+    )
+
+
+class RecommendationInputError(ValueError):
+    """A request `recommend` refuses: a malformed user id, k out of range, an unknown surface."""
+
+
+@dataclass
+class ServingConfig:
+    """Latency budget and the page's rules (environment: TAILOR_RECOMMEND_BUDGET_MS, TAILOR_RECOMMEND_*)."""
+
+    budget_ms: float = 50.0
+    rules: PageRules = field(default_factory=PageRules)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
+        env = os.environ if env is None else env
+        raw = env.get("TAILOR_RECOMMEND_BUDGET_MS")
+        try:
+            budget = float(raw) if raw is not None else 50.0
+        except ValueError:
+            raise ValueError(f"TAILOR_RECOMMEND_BUDGET_MS={raw!r} is not a number of milliseconds") from None
+        return cls(budget, PageRules.from_env(env))
+
+
+@dataclass
+class Catalog:
+    """Every item with its features (from the online store) and what the rules need, aligned by position."""
+
+    ids: np.ndarray
+    features: pd.DataFrame  # one row per item, the item columns of the feature service
+    category: dict[str, str]
+    published: np.ndarray  # epoch seconds (float), NaN when unknown
+    columns: dict[str, np.ndarray] = field(init=False)  # the features as arrays (fast row selection)
+    newest: np.ndarray = field(init=False)  # item ids, newest first (unknown publication last)
+    newest_published: np.ndarray = field(init=False)
+    position: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.columns = {name: self.features[name].to_numpy() for name in self.features.columns}
+        order = np.argsort(-np.nan_to_num(self.published, nan=-np.inf), kind="stable")
+        self.newest = self.ids[order]
+        self.newest_published = self.published[order]
+        self.position = {str(i): n for n, i in enumerate(self.ids)}
+
+
+class Recommender:
+    """Everything `recommend` needs, loaded once: open it per process and reuse it for every request."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Any,
+        model: RankerModel | None,
+        model_version: str | None,
+        candidates: CandidateSet | None,
+        catalog: Catalog,
+        consumed: dict[str, set[str]],
+        segment_popular: dict[str, Ranked],
+        country_of: dict[str, str],
+        config: ServingConfig,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.model = model
+        self.model_version = model_version
+        self.candidates = candidates
+        self.catalog = catalog
+        self.consumed = consumed
+        self.segment_popular = segment_popular
+        self.country_of = country_of
+        self.config = config
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tailor-recommend")
+        # One request scores a few hundred rows: OpenMP's thread start and sync would cost more than the trees
+        # (measured: 14 ms per tree on a loaded 2-core machine, against microseconds on one thread).
+        self._threads = ThreadpoolController()
+        self.user_refs: list[str] = []
+        self.item_refs: list[str] = []
+        #: Test hook: called with the candidate frame before scoring (e.g. to slow the model path down).
+        self.before_scoring: Callable[[pd.DataFrame], None] | None = None
+
+    # -- opening ----------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings, config: ServingConfig | None = None, store: Any = None) -> Recommender:
+        """Load the champion, the candidate generators, the catalog and the item features.
+
+        Whatever is missing (no champion yet, no candidates file, an online store that does not answer) only
+        closes the model path: `recommend` still answers from the cached list or popular items.
+        """
+        from ml.features import open_store
+        from ml.registry import CHAMPION, Registry
+
+        config = config or ServingConfig.from_env()
+        store = store if store is not None else open_store(settings)
+        model, version = None, None
+        try:
+            registry = Registry(settings.models_dir)
+            champion = registry.alias(CHAMPION)
+            if champion is not None:
+                model, version = registry.load(champion.version), str(champion.version)
+        except Exception as exc:  # a registry that cannot be read closes the model path, not the service
+            log.warning("no champion model: %s", exc)
+        candidates = None
+        path = settings.models_dir / CANDIDATES_FILE
+        if path.exists():
+            with path.open("rb") as handle:
+                candidates = pickle.load(handle)
+        history = load_history(settings.marts_dir)
+        user_refs, item_refs = service_features(store, "ranker_v1")
+        catalog = _catalog(store, history.content, item_refs)
+        consumed = {str(u): set(items) for u, items in history.interactions.groupby("user_id")["content_id"]}
+        users = _users(settings)
+        segment_popular = _segment_popularity(history.impressions, users, history.end)
+        country_of = dict(zip(users["user_id"], users["country"], strict=True)) if len(users) else {}
+        recommender = cls(
+            settings, store, model, version, candidates, catalog, consumed, segment_popular, country_of, config
+        )
+        recommender.user_refs, recommender.item_refs = user_refs, item_refs
+        return recommender
+
+    def refresh_items(self) -> None:
+        """Read every item's features from the online store again (after it was loaded)."""
+        self.catalog = _catalog(self.store, pd.DataFrame({"content_id": self.catalog.ids}), self.item_refs)
+
+    # -- serving ----------------------------------------------------------------------------------------------
+    def recommend(
+        self, user_id: str, k: int = 10, surface: str = "home", now: datetime | None = None
+    ) -> Recommendation:
+        """One page; see the module docstring. Raises RecommendationInputError for a malformed request only."""
+        started = time.perf_counter()
+        user_id = _checked_user(user_id)
+        k = self._checked_k(k)
+        if surface not in SURFACES:
+            raise RecommendationInputError(f"unknown surface {surface!r}: use one of {', '.join(SURFACES)}")
+        moment = _utc(now)
+        arm = assign_variant(HOLDOUT_EXPERIMENT, user_id, list(HOLDOUT_ARMS), list(HOLDOUT_WEIGHTS))
+        holdout = arm == "holdout"
+        variants = {HOLDOUT_EXPERIMENT: arm}
+        items: list[RecommendedItem] | None = None
+        served, reason = "popular", None
+        if holdout:
+            reason = "holdout: this user gets the non-personalized page"
+        elif self.model is None or self.candidates is None:
+            reason = "no champion model yet" if self.model is None else "no candidate generators fitted yet"
+        elif user_id not in self.consumed and (
+            self.candidates.seen is None or user_id not in self.candidates.seen.users
+        ):
+            reason = "cold start: no history for this user"
+        else:
+            budget = self.config.budget_ms / 1000
+            future = self._pool.submit(self._model_page, user_id, k, surface, moment)
+            try:
+                items = future.result(timeout=max(budget - (time.perf_counter() - started), 0.0))
+                served = "model"
+            except concurrent.futures.TimeoutError:
+                reason = f"the model path took longer than the {self.config.budget_ms:.0f} ms budget"
+            except Exception as exc:  # the online store down, a broken model: fall back, and say why
+                reason = f"the model path failed: {type(exc).__name__}: {exc}"[:300]
+        if items is None and not holdout:
+            items = self._cached_page(user_id, k, surface)
+            if items:
+                served = "cached"
+        if not items:
+            items = self._popular_page(user_id, k, surface, moment, holdout)
+            served = "popular"
+        return Recommendation(
+            user_id=user_id,
+            surface=surface,
+            k=k,
+            items=items,
+            served_by=served,  # type: ignore[arg-type]
+            fallback_reason=reason if served != "model" else None,
+            model_version=self.model_version if served in ("model", "cached") else None,
+            variants=variants,
+            holdout=holdout,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            generated_at=moment,
+            policy="holdout" if holdout else "personalized",
+        )
+
+    def _checked_k(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+            raise RecommendationInputError(f"k must be a positive integer (items on the page), got {k!r}")
+        if k > len(self.catalog.ids):
+            raise RecommendationInputError(
+                f"k={k} is more than the {len(self.catalog.ids)} items in the catalog: ask for at most that many"
+            )
+        return int(k)
+
+    # -- the model path ---------------------------------------------------------------------------------------
+    def _model_page(self, user_id: str, k: int, surface: str, now: datetime) -> list[RecommendedItem]:
+        assert self.model is not None and self.candidates is not None
+        user = self._user_features(user_id)
+        proposed = self.candidates.candidates([user_id])
+        if proposed.empty:
+            raise LookupError("no candidates for this user")
+        rows = self.feature_rows(user, proposed, surface, now)
+        if self.before_scoring is not None:
+            self.before_scoring(rows)
+        with self._threads.limit(limits=1, user_api="openmp"):
+            scores = self.model.relevance(rows)
+        recent = set(user.get("clicked_categories_30m") or [])
+        if recent:
+            boost = np.where(rows["category"].isin(recent).to_numpy(), SESSION_BOOST, 1.0)
+            scores = scores * boost
+        order = np.argsort(-scores, kind="stable")
+        ranked = Ranked(rows["content_id"].to_numpy()[order].tolist(), scores[order].tolist())
+        return self.assemble(user_id, k, surface, now, ranked, holdout=False, recent=recent, user=user)
+
+    def feature_rows(
+        self, user: Mapping[str, Any], proposed: pd.DataFrame, surface: str, now: datetime
+    ) -> pd.DataFrame:
+        """The ranker's input rows for one user's candidates: item features from memory, the user's features,
+        the request-time features (as the `ranking_context` view computes them), surface and candidate scores."""
+        index = pd.Index(self.catalog.ids).get_indexer(proposed["content_id"])
+        known = index >= 0
+        proposed = proposed.loc[known].reset_index(drop=True)
+        index = index[known]
+        n = len(index)
+        columns: dict[str, Any] = {name: values[index] for name, values in self.catalog.columns.items()}
+        for name, value in user.items():
+            if name not in ("affinity_categories", "affinity_shares", "clicked_categories_30m"):
+                columns[name] = np.full(
+                    n, np.nan if value is None else value, dtype=object if isinstance(value, str) else float
+                )
+        columns["content_age_hours"] = (now.timestamp() - self.catalog.published[index]) / 3600.0
+        categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
+        if categories:
+            affinity = dict(zip(categories, shares or [], strict=False))
+            columns["category_affinity"] = np.array(
+                [affinity.get(c, 0.0) if c is not None else np.nan for c in columns["category"]], dtype=float
+            )
+        else:
+            columns["category_affinity"] = np.full(n, np.nan)
+        columns["surface"] = np.full(n, surface, dtype=object)
+        columns["position"] = np.ones(n)
+        columns["user_id"] = proposed["user_id"].to_numpy()
+        columns["content_id"] = proposed["content_id"].to_numpy()
+        for column in SCORE_COLUMNS:
+            columns[column] = proposed[column].to_numpy()
+        return pd.DataFrame(columns)
+
+    def _user_features(self, user_id: str) -> dict[str, Any]:
+        response = self.store.get_online_features(features=self.user_refs, entity_rows=[{"user_id": user_id}])
+        values = response.to_dict()
+        return {name: values[name][0] for name in (ref.split(":")[-1] for ref in self.user_refs)}
+
+    # -- fallbacks --------------------------------------------------------------------------------------------
+    def _cached_page(self, user_id: str, k: int, surface: str) -> list[RecommendedItem] | None:
+        """The batch page written after the last training run (Feast's `cached_recommendations` view), less what
+        the user consumed since; None when there is none or the online store does not answer."""
+        refs = [f"cached_recommendations:{surface}_{part}" for part in CACHED_PARTS]
+        try:
+            values = self.store.get_online_features(features=refs, entity_rows=[{"user_id": user_id}]).to_dict()
+        except Exception as exc:
+            log.warning("cached recommendations unavailable: %s", exc)
+            return None
+        ids = values[f"{surface}_content_ids"][0]
+        if not ids:
+            return None
+        consumed = self.consumed.get(user_id, set())
+        columns = zip(
+            ids,
+            values[f"{surface}_scores"][0],
+            values[f"{surface}_slot_kinds"][0],
+            values[f"{surface}_reasons"][0],
+            values[f"{surface}_propensities"][0],
+            strict=True,
+        )
+        kept = [c for c in columns if c[0] not in consumed][:k]
+        return [
+            RecommendedItem(
+                content_id=str(item),
+                rank=n,
+                score=float(score),
+                slot_kind=kind,
+                reason=str(reason),
+                propensity=float(propensity),
+                category=self.catalog.category.get(str(item)),
+            )
+            for n, (item, score, kind, reason, propensity) in enumerate(kept, start=1)
+        ] or None
+
+    def _popular_page(self, user_id: str, k: int, surface: str, now: datetime, holdout: bool) -> list[RecommendedItem]:
+        return self.assemble(user_id, k, surface, now, Ranked([], []), holdout=True, recent=set(), user={})
+
+    def assemble(
+        self,
+        user_id: str,
+        k: int,
+        surface: str,
+        now: datetime,
+        personalized: Ranked,
+        holdout: bool,
+        recent: set[str],
+        user: Mapping[str, Any],
+    ) -> list[RecommendedItem]:
+        """Apply the page rules to a ranking (empty for the non-personalized page); see `ml.recommend.rules`."""
+        country = self.country_of.get(user_id)
+        segment = f"country:{country}" if country and f"country:{country}" in self.segment_popular else None
+        popular = self.segment_popular.get(segment or f"surface:{surface}") or self.segment_popular.get(
+            "all", Ranked([], [])
+        )
+        where = f"in {country}" if segment else f"on {surface}"
+        published = self.catalog.newest_published
+        out_now = published <= now.timestamp()
+        fresh_ids = self.catalog.newest[out_now & (now.timestamp() - published <= FRESH_HOURS * 3600)].tolist()
+        fresh = Ranked(fresh_ids, [0.0] * len(fresh_ids))
+        newest = self.catalog.newest[out_now].tolist()
+        editorial = Ranked(newest, [0.0] * len(newest))
+        top_category = _top_category(user)
+        reasons = {
+            "personalized": lambda item, cat: (
+                f"because you just read {cat}"
+                if cat in recent
+                else f"because you read {cat}"
+                if cat is not None and cat == top_category
+                else "picked for you"
+            ),
+            "explore": lambda item, cat: f"new in {cat}" if cat else "new",
+            "popular": lambda item, cat: f"popular {where}",
+            "editorial": lambda item, cat: f"editor's pick: new in {cat}" if cat else "editor's pick",
+        }
+        seed = int(
+            hashlib.md5(f"{user_id}|{surface}|{now.isoformat()}".encode(), usedforsecurity=False).hexdigest()[:8], 16
+        )
+        return assemble_page(
+            k,
+            personalized,
+            popular,
+            fresh,
+            editorial,
+            self.consumed.get(user_id, set()),
+            self.catalog.category,
+            self.config.rules,
+            np.random.default_rng(seed),
+            reasons,
+            holdout=holdout,
+        )
+
+
+def recommend(
+    user_id: str,
+    k: int = 10,
+    surface: str = "home",
+    now: datetime | None = None,
+    recommender: Recommender | None = None,
+) -> Recommendation:
+    """One page for one user (see `Recommender.recommend`). Opens a recommender for the settings in the environment
+    when none is given: open one yourself (`Recommender.open`) to serve many requests."""
+    if recommender is None:
+        from tailor.settings import get_settings
+
+        recommender = Recommender.open(get_settings())
+    return recommender.recommend(user_id, k, surface, now)
+
+
+# -- loading helpers ------------------------------------------------------------------------------------------
+
+
+def _checked_user(user_id: Any) -> str:
+    if not isinstance(user_id, str):
+        raise RecommendationInputError(f"user_id must be a string, got {type(user_id).__name__}")
+    if not user_id.strip():
+        raise RecommendationInputError("user_id is empty: pass the user's id, e.g. u0000042")
+    if len(user_id) > MAX_ID_LENGTH:
+        raise RecommendationInputError(f"user_id is {len(user_id)} characters; ids have at most {MAX_ID_LENGTH}")
+    return user_id
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+def _top_category(user: Mapping[str, Any]) -> str | None:
+    categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
+    if not categories or not shares:
+        return None
+    return str(categories[int(np.argmax(shares))])
+
+
+def _catalog(store: Any, content: pd.DataFrame, item_refs: list[str]) -> Catalog:
+    ids = content["content_id"].astype(str).drop_duplicates().sort_values().to_numpy()
+    response = store.get_online_features(features=item_refs, entity_rows=[{"content_id": c} for c in ids])
+    values = response.to_dict()
+    frame = pd.DataFrame({name: values[name] for name in (ref.split(":")[-1] for ref in item_refs)})
+    published = pd.to_datetime(frame["published_at"], utc=True)
+    seconds = published.map(lambda t: t.timestamp() if pd.notna(t) else np.nan).to_numpy(dtype=float)
+    category = {i: c for i, c in zip(ids, frame["category"], strict=True) if c is not None}
+    return Catalog(ids, frame.drop(columns=["published_at"]), category, seconds)
+
+
+def _users(settings: Settings) -> pd.DataFrame:
+    path = settings.marts_dir / "dim_users.parquet"
+    if not path.exists():
+        return pd.DataFrame(columns=["user_id", "country"])
+    return pd.read_parquet(path, columns=["user_id", "country"])
+
+
+def _segment_popularity(
+    impressions: pd.DataFrame, users: pd.DataFrame, end: pd.Timestamp, days: int = 7
+) -> dict[str, Ranked]:
+    """Smoothed 7-day CTR per item, overall, per surface and per country (the cold-start pages)."""
+    recent = impressions.loc[impressions["occurred_at"] >= end - timedelta(days=days)]
+    recent = recent.merge(users, on="user_id", how="left")
+    out: dict[str, Ranked] = {}
+
+    def ranked(frame: pd.DataFrame) -> Ranked:
+        per_item = frame.groupby("content_id")["clicked"].agg(["sum", "count"])
+        prior = per_item["sum"].sum() / max(per_item["count"].sum(), 1)
+        score = ((per_item["sum"] + 100 * prior) / (per_item["count"] + 100)).sort_values(
+            ascending=False, kind="stable"
+        )
+        return Ranked(score.index.astype(str).tolist(), score.to_numpy().tolist())
+
+    out["all"] = ranked(recent)
+    for surface, group in recent.groupby("surface"):
+        out[f"surface:{surface}"] = ranked(group)
+    for country, group in recent.groupby("country"):
+        if group["clicked"].sum() >= 20:  # enough clicks to be a better guess than the surface's list
+            out[f"country:{country}"] = ranked(group)
+    return out
