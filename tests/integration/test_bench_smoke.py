@@ -153,3 +153,36 @@ def test_calibration(run_bench: Any, tmp_path: Path) -> None:
     # The ranker's planted x1.08 on clicks, read from the simulator's truth: a true CTR lift a little below +8%.
     ranker = small["pairs"]["exp_feed_ranker/ctr"]["relative"]
     assert ranker["covered"] <= 2 and 0.05 < ranker["true_effect_mean"] < 0.08
+
+
+def test_run_cost(run_bench: Any, tmp_path: Path) -> None:
+    result = run_bench("bench_run_cost.py", "--smoke", "--workdir", str(tmp_path))
+    [size] = result["results"]
+    runs = {run["run"]: run for run in size["runs"]}
+    assert list(runs) == ["first run", "new day", "nothing new"]
+    for name, run in runs.items():
+        steps = run["steps"]
+        # Steps come from the Dagster run, not from a list in the script: the graph's assets are all there.
+        assert {"landing", "warehouse", "feast__registry", "feast__online_store", "ml__ranking_training_set"} <= set(
+            steps
+        ), name
+        assert all(step["status"] == "success" for step in steps.values()), name
+        baseline = steps["landing"]["seconds"] + steps["warehouse"]["seconds"]
+        assert run["landing_plus_dbt_s"] == pytest.approx(baseline, abs=0.02)
+        assert run["ratio_wall_to_landing_plus_dbt"] == pytest.approx(run["wall_s"] / baseline, abs=0.02)
+        assert run["steps_total_s"] <= run["wall_s"]
+    training = {
+        name: run["steps"]["ml__ranking_training_set"]["metadata"]["ml/ranking_training_set"]
+        for name, run in runs.items()
+    }
+    assert training["first run"]["action"] == "built" and training["first run"]["rows"] > 0
+    assert training["new day"]["rows_built"] > 0 and training["new day"]["rows"] > training["first run"]["rows"]
+    # Nothing new: every feature asset says it had nothing to do.
+    quiet = runs["nothing new"]["steps"]
+    for step, key in (
+        ("feast__registry", "feast/registry"),
+        ("feast__online_store", "feast/online_store"),
+        ("ml__ranking_training_set", "ml/ranking_training_set"),
+    ):
+        assert quiet[step]["metadata"][key]["action"] == "up to date", step
+    assert training["nothing new"]["rows_built"] == 0
