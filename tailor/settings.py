@@ -16,8 +16,8 @@ DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 FEATURE_REPO_DIR = REPO_ROOT / "feature_repo"
 
 #: The ranking training set holds the newest this many UTC days of impressions (TAILOR_TRAINING_WINDOW_DAYS).
-#: 21 covers the ranker's windows on the demo's 28 days (7 days of warm-up, then train, tune, calibrate, test) and
-#: leaves out the first week, whose 28-day features have not filled yet.
+#: 21 gives the ranker 15 days to train on before its tune, calibration and test days (6 in all), and leaves out
+#: the demo's first week, whose 28-day features have not filled yet (docs/decisions.md, "Training data").
 DEFAULT_TRAINING_WINDOW_DAYS = 21
 #: ...each day sampled by whole request to about this many impressions (TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY;
 #: 0 = every impression). The demo (~14k a day) and 1M events (~27k) are not sampled; at 10M events (~300k a day)
