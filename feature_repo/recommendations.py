@@ -45,5 +45,6 @@ cached_recommendations_fv = FeatureView(
     online=True,
     description="Each active user's recommended pages from the last batch run (the fallback when the model is slow).",
     owner=OWNER,
-    tags={"owner": OWNER, "freshness": "daily"},
+    # Written to the online store by the asset that computes it, not by `feast materialize` (ml.features.materialize).
+    tags={"owner": OWNER, "freshness": "daily", "written_by": "ml/recommendations"},
 )

@@ -54,12 +54,22 @@ class OnlineStorePlan:
     sources: tuple[str, ...]
 
 
+#: A view tagged with this is written to the online store by the asset it names (e.g. cached recommendations,
+#: written by ml/recommendations right after it computes them), so materialization leaves it alone.
+WRITTEN_BY_TAG = "written_by"
+
+
 def batch_views(store: FeatureStore) -> list[FeatureView]:
-    """Views fed from the Parquet marts; views with a stream (push) source are fed by `tailor stream` instead."""
+    """Views fed from the Parquet marts; views with a stream (push) source are fed by `tailor stream` instead, and
+    views tagged `WRITTEN_BY_TAG` by the asset that computes them."""
     from feast import FileSource
 
     return sorted(
-        (v for v in store.list_feature_views() if v.stream_source is None and isinstance(v.batch_source, FileSource)),
+        (
+            v
+            for v in store.list_feature_views()
+            if v.stream_source is None and isinstance(v.batch_source, FileSource) and WRITTEN_BY_TAG not in v.tags
+        ),
         key=lambda v: v.name,
     )
 

@@ -150,6 +150,8 @@ class Recommender:
         # (measured: 14 ms per tree on a loaded 2-core machine, against microseconds on one thread).
         self._threads = ThreadpoolController()
         self.user_refs: list[str] = []
+        #: Why the model path is closed for every request (None: open, or no champion yet).
+        self.closed_reason: str | None = None
         self.item_refs: list[str] = []
         #: Test hook: called with the candidate frame before scoring (e.g. to slow the model path down).
         self.before_scoring: Callable[[pd.DataFrame], None] | None = None
@@ -181,8 +183,16 @@ class Recommender:
             with path.open("rb") as handle:
                 candidates = pickle.load(handle)
         history = load_history(settings.marts_dir)
-        user_refs, item_refs = service_features(store, "ranker_v1")
-        catalog = _catalog(store, history.content, item_refs)
+        closed: str | None = None
+        user_refs: list[str] = []
+        item_refs: list[str] = []
+        try:
+            user_refs, item_refs = service_features(store, "ranker_v1")
+            catalog = _catalog(store, history.content, item_refs)
+        except Exception as exc:  # the online store is down: serve popular pages until it answers
+            log.warning("item features unavailable, the model path is closed: %s", exc)
+            catalog = _catalog_without_features(history.content)
+            model, closed = None, f"the feature store did not answer when the recommender opened ({type(exc).__name__})"
         consumed = {str(u): set(items) for u, items in history.interactions.groupby("user_id")["content_id"]}
         users = _users(settings)
         segment_popular = _segment_popularity(history.impressions, users, history.end)
@@ -191,6 +201,7 @@ class Recommender:
             settings, store, model, version, candidates, catalog, consumed, segment_popular, country_of, config
         )
         recommender.user_refs, recommender.item_refs = user_refs, item_refs
+        recommender.closed_reason = closed
         return recommender
 
     def refresh_items(self) -> None:
@@ -216,7 +227,11 @@ class Recommender:
         if holdout:
             reason = "holdout: this user gets the non-personalized page"
         elif self.model is None or self.candidates is None:
-            reason = "no champion model yet" if self.model is None else "no candidate generators fitted yet"
+            reason = (
+                (self.closed_reason or "no champion model yet")
+                if self.model is None
+                else "no candidate generators fitted yet"
+            )
         elif user_id not in self.consumed and (
             self.candidates.seen is None or user_id not in self.candidates.seen.users
         ):
@@ -465,6 +480,15 @@ def _catalog(store: Any, content: pd.DataFrame, item_refs: list[str]) -> Catalog
     seconds = published.map(lambda t: t.timestamp() if pd.notna(t) else np.nan).to_numpy(dtype=float)
     category = {i: c for i, c in zip(ids, frame["category"], strict=True) if c is not None}
     return Catalog(ids, frame.drop(columns=["published_at"]), category, seconds)
+
+
+def _catalog_without_features(content: pd.DataFrame) -> Catalog:
+    content = content.drop_duplicates("content_id").sort_values("content_id")
+    published = pd.to_datetime(content["published_at"], utc=True)
+    seconds = published.map(lambda t: t.timestamp() if pd.notna(t) else np.nan).to_numpy(dtype=float)
+    ids = content["content_id"].astype(str).to_numpy()
+    category = dict(zip(ids, content["category"].astype(str), strict=True))
+    return Catalog(ids, pd.DataFrame(index=range(len(ids))), category, seconds)
 
 
 def _users(settings: Settings) -> pd.DataFrame:

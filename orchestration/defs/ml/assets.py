@@ -70,17 +70,23 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     popularity and a random order, and registered in MLflow. It becomes the champion only if it beats the current
     champion on the same test window (`tailor models` shows both)."""
     from ml.features import open_store
-    from ml.ranker import train_and_register
+    from ml.ranker import TrainingDataError, train_and_register
 
     settings = get_settings()
     config = RankerConfig.from_env(os.environ)
-    release = train_and_register(
-        settings.training_dir / "ranking_training_set.parquet",
-        load_history(settings.marts_dir),
-        open_store(settings),
-        config,
-        Registry(settings.models_dir),
-    )
+    try:
+        release = train_and_register(
+            settings.training_dir / "ranking_training_set.parquet",
+            load_history(settings.marts_dir),
+            open_store(settings),
+            config,
+            Registry(settings.models_dir),
+        )
+    except TrainingDataError as exc:
+        # Too little history is a state, not a failure: the pages come from popular items until a model can be
+        # trained, and the run goes on (a young platform must still ingest, build and serve).
+        context.log.warning(f"no ranker trained: {exc}")
+        return dg.MaterializeResult(metadata={"trained": False, "reason": str(exc)})
     trained, promotion = release.trained, release.promotion
     cls, ranking = trained.metrics["classification"], trained.metrics["ranking"]
     context.log.info(
@@ -89,6 +95,7 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
     return dg.MaterializeResult(
         metadata={
+            "trained": True,
             "version": release.version.version,
             "aliases": ", ".join(release.version.aliases),
             "promoted": promotion.promoted,
@@ -132,7 +139,7 @@ def _latest_ranker_metadata(context: dg.AssetCheckExecutionContext) -> dict[str,
     materialization = event.asset_materialization if event else None
     if materialization is None:
         return {}
-    return {k: float(v.value) for k, v in materialization.metadata.items() if isinstance(v.value, int | float)}
+    return {k: float(v.value) for k, v in materialization.metadata.items() if isinstance(v.value, int | float | bool)}
 
 
 @dg.asset_check(asset=RANKER_KEY, description="The ranker orders clicks better than popularity (test-window AUC).")
@@ -143,6 +150,8 @@ def ranker_beats_popularity(context: dg.AssetCheckExecutionContext) -> dg.AssetC
     policy chose to show, which favours any list that copies it (docs/decisions.md, "Ranker evaluation").
     """
     meta = _latest_ranker_metadata(context)
+    if not meta.get("trained"):
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained in this run (too little history)"})
     auc, baseline = float(meta.get("auc", float("nan"))), float(meta.get("auc_popularity", float("nan")))
     return dg.AssetCheckResult(
         passed=bool(auc > baseline),
@@ -156,6 +165,8 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     """Fails when the expected calibration error on the test window exceeds `MAX_ECE`: the probabilities feed
     the exploration slot and business rules, not only the order."""
     meta = _latest_ranker_metadata(context)
+    if not meta.get("trained"):
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained in this run (too little history)"})
     ece = float(meta.get("ece", float("nan")))
     return dg.AssetCheckResult(
         passed=bool(ece <= MAX_ECE), severity=dg.AssetCheckSeverity.ERROR, metadata={"ece": ece, "max": MAX_ECE}
