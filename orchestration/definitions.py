@@ -8,6 +8,7 @@ from orchestration.defs.features.checks import online_consistency_check, online_
 from orchestration.defs.ingestion.assets import landing
 from orchestration.defs.ingestion.sensors import build_inbox_sensor
 from orchestration.defs.ml.assets import candidates, ranker, ranker_beats_popularity, ranker_is_calibrated
+from orchestration.defs.ml.drift import champion_drift_checks, retrain_job, retrain_sensor
 from orchestration.defs.warehouse.assets import warehouse
 from orchestration.defs.warehouse.checks import reconciliation_check
 from orchestration.lib.dbt import dbt_resource
@@ -43,10 +44,11 @@ defs = dg.Definitions(
         online_consistency_check,
         ranker_beats_popularity,
         ranker_is_calibrated,
+        champion_drift_checks,
     ],
-    jobs=[tailor_job],
+    jobs=[tailor_job, retrain_job],
     schedules=[daily_schedule],
-    sensors=[build_inbox_sensor(tailor_job)],
+    sensors=[build_inbox_sensor(tailor_job), retrain_sensor],
     resources={"dbt": dbt_resource()},
     loggers={"console": dg.colored_console_logger, "tailor_progress": progress_logger},
 )

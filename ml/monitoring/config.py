@@ -94,5 +94,6 @@ def _read(env: Mapping[str, str], prefix: str, fields: Mapping[str, type]) -> di
         try:
             values[name] = kind(raw)
         except ValueError:
-            raise ValueError(f"{prefix}{name.upper()}={raw!r} is not a {kind.__name__}") from None
+            what = "a whole number" if kind is int else "a number"
+            raise ValueError(f"{prefix}{name.upper()}={raw!r} is not {what}") from None
     return values

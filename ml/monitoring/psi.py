@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["numeric", "categorical"]
+#: A sample: a Series, an array or a list (NaN / None = missing).
+Values = pd.Series | np.ndarray | Sequence[Any]
 #: Share an empty bin counts as (the usual smoothing; see the module docstring).
 DEFAULT_EPSILON = 1e-4
 #: Quantile bins of a numeric feature (deciles).
@@ -100,9 +102,7 @@ class ReferenceBins:
     counts: tuple[int, ...]
 
     @classmethod
-    def fit(
-        cls, values: pd.Series | Sequence[Any], kind: Kind | None = None, bins: int = DEFAULT_BINS
-    ) -> ReferenceBins:
+    def fit(cls, values: Values, kind: Kind | None = None, bins: int = DEFAULT_BINS) -> ReferenceBins:
         """Fit bins on a reference sample.
 
         Args:
@@ -147,7 +147,7 @@ class ReferenceBins:
         inner = [f"({lo}, {hi}]" for lo, hi in itertools.pairwise(edges)]
         return [f"<= {edges[0]}", *inner, f"> {edges[-1]}", MISSING]
 
-    def compare(self, values: pd.Series | Sequence[Any], epsilon: float = DEFAULT_EPSILON) -> Comparison:
+    def compare(self, values: Values, epsilon: float = DEFAULT_EPSILON) -> Comparison:
         """The PSI of ``values`` against this reference (see the module docstring).
 
         Categories the reference never saw get bins of their own (reference share 0, counted as ``epsilon``).
@@ -224,8 +224,8 @@ def psi_from_shares(
 
 
 def psi(
-    reference: pd.Series | Sequence[Any],
-    current: pd.Series | Sequence[Any],
+    reference: Values,
+    current: Values,
     kind: Kind | None = None,
     bins: int = DEFAULT_BINS,
     epsilon: float = DEFAULT_EPSILON,

@@ -162,7 +162,7 @@ def test_drift_config_from_the_environment() -> None:
     assert got.status(0.5) == "fail" and got.status(0.05) == "warn" and got.status(0.049) == "ok"
     with pytest.raises(ValueError, match="0 < warn < fail"):
         DriftConfig.from_env({"TAILOR_DRIFT_WARN": "0.3"})
-    with pytest.raises(ValueError, match=r"TAILOR_DRIFT_BINS='many' is not a int"):
+    with pytest.raises(ValueError, match=r"TAILOR_DRIFT_BINS='many' is not a whole number"):
         DriftConfig.from_env({"TAILOR_DRIFT_BINS": "many"})
     assert RetrainPolicy.from_env({"TAILOR_RETRAIN_MAX_AGE_DAYS": "2.5"}) == RetrainPolicy(2.5, 3)
     with pytest.raises(ValueError, match="TAILOR_RETRAIN_NEW_DAYS"):

@@ -1,0 +1,210 @@
+"""Drift of the champion ranker as asset checks, and the sensor that asks for a retrain.
+
+Thin wiring over `ml.monitoring` (the PSI, the comparison and the retrain rule live there).
+
+The checks sit on the training set, not on the ranker: they run whenever a new day of training rows lands and
+ask whether the *current* champion still meets data like what it was trained on, before anything retrains. On
+the ranker they would run after a retrain and mostly measure the model just trained.
+
+A sensor, not a declarative automation condition: two of the three triggers (the champion's age, the days after
+its test window) live in the MLflow registry, outside Dagster's asset graph, which automation conditions cannot
+see; a sensor reads both and puts the reason on the run's tags.
+"""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from ml.features.training import training_set_path
+from ml.monitoring.config import DriftConfig, RetrainPolicy
+from ml.monitoring.drift import DriftReport
+from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
+from ml.registry import CHAMPION, Registry
+from orchestration.defs.features.assets import TRAINING_SET_KEY
+from orchestration.defs.ml.assets import RANKER_KEY
+from tailor.settings import get_settings
+
+FEATURES_CHECK = "champion_features_stable"
+PREDICTIONS_CHECK = "champion_predictions_stable"
+DRIFT_CHECKS = (FEATURES_CHECK, PREDICTIONS_CHECK)
+#: Run tags of a requested retrain: which conditions held (comma-separated kinds), and the reasons in words.
+REASONS_TAG = "tailor/retrain_reasons"
+DETAIL_TAG = "tailor/retrain_detail"
+#: The conditions change with a pipeline run, a check evaluation or, for age, over days: every 15 minutes is
+#: prompt enough, and keeps the registry queries rare.
+RETRAIN_INTERVAL_S = 15 * 60
+
+_TABLE_COLUMNS = (
+    ("feature", "string"),
+    ("psi", "float"),
+    ("status", "string"),
+    ("largest_shift", "string"),
+    ("missing_reference", "float"),
+    ("missing_current", "float"),
+    ("reference_daily_psi", "float"),
+    ("no_drift_psi", "float"),
+    ("kind", "string"),
+)
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            FEATURES_CHECK,
+            asset=TRAINING_SET_KEY,
+            description="The champion ranker's inputs on the newest day look like its training window "
+            "(population stability index per feature).",
+        ),
+        dg.AssetCheckSpec(
+            PREDICTIONS_CHECK,
+            asset=TRAINING_SET_KEY,
+            description="The champion's predicted click probabilities on the newest day look like those on its "
+            "training window (population stability index).",
+        ),
+    ],
+)
+def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+    """Population stability index (PSI) of every ranker input and of the champion's predicted click probability,
+    the champion's training window against the newest day of the training set. Each check warns when a PSI
+    reaches TAILOR_DRIFT_WARN (default 0.1) and fails with ERROR severity at TAILOR_DRIFT_FAIL (0.25), which
+    makes the retrain sensor ask for a new ranker. Passes, saying so, while there is no champion."""
+    from ml.monitoring.champion import DriftUnavailable, champion_drift
+
+    config = DriftConfig.from_env(os.environ)
+    try:
+        drift = champion_drift(get_settings(), config)
+    except DriftUnavailable as exc:
+        for name in DRIFT_CHECKS:
+            yield dg.AssetCheckResult(
+                asset_key=TRAINING_SET_KEY,
+                check_name=name,
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"not measured: {exc}",
+            )
+        return
+    if drift is None:
+        note = "no champion yet: nothing to compare (the first trained ranker becomes the champion)"
+        for name in DRIFT_CHECKS:
+            yield dg.AssetCheckResult(
+                asset_key=TRAINING_SET_KEY, check_name=name, passed=True, description=note, metadata={"note": note}
+            )
+        return
+    common: dict[str, Any] = {
+        "champion_version": drift.version,
+        "reference_window": drift.reference_window,
+        "reference_rows": drift.reference_rows,
+        "reference_days": drift.reference_days,
+        "current_day": str(drift.current_day),
+        "current_rows": drift.current_rows,
+        "warn_threshold": config.warn,
+        "fail_threshold": config.fail,
+        "bins": config.bins,
+    }
+    for name, report, what in (
+        (FEATURES_CHECK, drift.features, "ranker feature(s)"),
+        (PREDICTIONS_CHECK, drift.prediction, "predicted click probability"),
+    ):
+        summary = _summary(report, what)
+        context.log.info(f"{name}: {summary}")
+        yield dg.AssetCheckResult(
+            asset_key=TRAINING_SET_KEY,
+            check_name=name,
+            passed=report.status == "ok",
+            severity=dg.AssetCheckSeverity.ERROR if report.status == "fail" else dg.AssetCheckSeverity.WARN,
+            description=summary,
+            metadata={**common, **_report_metadata(report)},
+        )
+
+
+def _summary(report: DriftReport, what: str) -> str:
+    """E.g. ``2 of 42 ranker feature(s) at or above 0.25: score_cf 0.51, category 0.30; 3 more at or above 0.1``."""
+    config, worst = report.config, report.worst
+    fail, warn = report.at("fail"), report.at("warn")
+    psi = {f.feature: f.psi for f in report.features}
+    if not fail and not warn:
+        largest = f" (largest: {worst.feature} {worst.psi:.3f})" if worst is not None else ""
+        return f"every {what} below {config.warn:g}{largest}"
+    named = fail or warn
+    level = config.fail if fail else config.warn
+    text = ", ".join(f"{name} {psi[name]:.3f}" for name in named[:8]) + (", ..." if len(named) > 8 else "")
+    head = f"{len(named)} of {len(report.features)} {what} at or above {level:g}: {text}"
+    return head + (f"; {len(warn)} more at or above {config.warn:g}" if fail and warn else "")
+
+
+def _report_metadata(report: DriftReport) -> dict[str, Any]:
+    rows = report.rows()
+    worst = report.worst
+    return {
+        "max_psi": float(worst.psi) if worst is not None else 0.0,
+        "worst": worst.feature if worst is not None else "",
+        "at_fail": ", ".join(report.at("fail")) or "none",
+        "at_warn": ", ".join(report.at("warn")) or "none",
+        "psi": dg.MetadataValue.table(
+            records=[dg.TableRecord({name: row[name] for name, _ in _TABLE_COLUMNS}) for row in rows],
+            schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in _TABLE_COLUMNS]),
+        ),
+    }
+
+
+retrain_job = dg.define_asset_job(
+    "retrain_ranker",
+    # The ranker and what it reads directly: the training set (brought up to date, cheap when it is) and the
+    # candidate generators. Not the warehouse: a retrain works on the data the last pipeline run published.
+    selection=dg.AssetSelection.assets(RANKER_KEY).upstream(depth=1),
+    description="Retrain the ranker on the newest training data; the registry's rule decides whether the new "
+    "version replaces the champion.",
+)
+
+
+def latest_drift_verdict(instance: dg.DagsterInstance, check: str) -> DriftVerdict | None:
+    """The latest completed evaluation of a drift check (None: never evaluated)."""
+    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    key = dg.AssetCheckKey(TRAINING_SET_KEY, check)
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=done)
+    evaluation = records[0].evaluation if records else None
+    if evaluation is None:
+        return None
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    version, day = meta.get("champion_version"), meta.get("current_day")
+    return DriftVerdict(
+        check=check,
+        failed=not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR,
+        champion_version=int(version) if isinstance(version, int | float) else None,
+        current_day=date.fromisoformat(day) if isinstance(day, str) else None,
+        summary=evaluation.description or "",
+    )
+
+
+@dg.sensor(job=retrain_job, minimum_interval_seconds=RETRAIN_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Requests a ranker retrain when a drift check failed for the champion, when the champion is older than
+    TAILOR_RETRAIN_MAX_AGE_DAYS (default 7), or when TAILOR_RETRAIN_NEW_DAYS (default 3) labelled days arrived
+    after the newest version's test window; only when some labelled day is new to every trained version, and
+    once per newest day. The run's tags say which condition fired."""
+    settings = get_settings()
+    versions = Registry(settings.models_dir).versions()  # newest first
+    champion = next((v for v in versions if CHAMPION in v.aliases), None)
+    decision = decide_retrain(
+        datetime.now(UTC),
+        TrainedVersion.of(champion) if champion is not None else None,
+        TrainedVersion.of(versions[0]) if versions else None,
+        labelled_days(training_set_path(settings)),
+        [v for v in (latest_drift_verdict(context.instance, name) for name in DRIFT_CHECKS) if v is not None],
+        RetrainPolicy.from_env(os.environ),
+    )
+    if not decision.due or decision.run_key is None:
+        return dg.SensorResult(skip_reason=decision.note, cursor=context.cursor)
+    if decision.run_key == context.cursor:
+        return dg.SensorResult(
+            skip_reason=f"a retrain was already requested for this data ({decision.run_key}): {decision.note}",
+            cursor=context.cursor,
+        )
+    kinds = ",".join(dict.fromkeys(r.kind for r in decision.reasons))
+    context.log.info(f"requesting a retrain ({kinds}): {decision.note}")
+    request = dg.RunRequest(run_key=decision.run_key, tags={REASONS_TAG: kinds, DETAIL_TAG: decision.note[:1000]})
+    return dg.SensorResult(run_requests=[request], cursor=decision.run_key)
