@@ -185,7 +185,7 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
     holds the logged item (the rebuild is then the batch's pool, up to ties); the others are reported as dropped.
 
     Target policies over the pool: the logging policy itself (uniform: IPS must equal the observed CTR), the
-    freshest item, and the item clicked most in the 7 days before the batch. Each impression's reward is its logged
+    freshest item, and the freshest item of the user's most consumed category. Each impression's reward is its logged
     click; the truth is the mean over the same impressions of examine(position) * attract(user, the policy's item,
     moment) (the policy's own expected CTR, no click noise). Caveat: a user sees the same explore item on every
     request of the served days (one draw per page), so impressions are not independent draws and the standard errors
@@ -209,19 +209,12 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
     consumed = pd.read_parquet(snapshot / "fct_user_content_interactions.parquet", columns=["user_id", "content_id"])
     consumed_by = consumed.groupby("user_id")["content_id"].agg(set).to_dict()
     category = dict(zip(content["content_id"], content["category"], strict=True))
-    impressions = pd.read_parquet(
-        snapshot / "fct_impressions.parquet", columns=["content_id", "occurred_at", "is_clicked"]
-    )
     now = _naive_utc(explore["generated_at"].iloc[0])
     published = pd.to_datetime(content["published_at"])
     newest = content.assign(published_at=published).loc[
         (published <= now) & (now - published <= pd.Timedelta(hours=FRESH_HOURS))
     ]
     fresh = [str(c) for c in newest.sort_values(["published_at", "content_id"], ascending=[False, True])["content_id"]]
-    recent = impressions.loc[
-        impressions["is_clicked"] & (pd.to_datetime(impressions["occurred_at"]) >= now - pd.Timedelta(days=7))
-    ]
-    clicks = recent["content_id"].value_counts()
 
     pools: dict[tuple[str, str], list[str]] = {}
     dropped = 0
@@ -261,9 +254,7 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
     policies: dict[str, Any] = {
         "logging (uniform over the pool)": lambda pool: np.full(len(pool), 1 / len(pool)),
         "freshest item": lambda pool: np.eye(len(pool))[0],
-        "most clicked item (7 days)": lambda pool: np.eye(len(pool))[
-            max(range(len(pool)), key=lambda i: (clicks.get(pool[i], 0), -i))
-        ],
+        "item of the user's favourite category": None,  # per user, below
     }
     rewards = served["clicked"].to_numpy(dtype=float)
     mu = served["propensity"].to_numpy(dtype=float)
@@ -287,8 +278,30 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
         "observed_ctr": float(rewards.mean()),
         "policies": {},
     }
+    favourite = (
+        consumed.assign(category=consumed["content_id"].map(category))
+        .groupby(["user_id", "category"])
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["user_id", "n", "category"], ascending=[True, False, True])
+        .drop_duplicates("user_id")
+        .set_index("user_id")["category"]
+        .to_dict()
+    )
+
+    def of_favourite(user_id: str, pool: list[str]) -> np.ndarray:
+        """The freshest pool item of the user's most consumed category, else the freshest item."""
+        hits = [i for i, c in enumerate(pool) if category.get(c) == favourite.get(user_id)]
+        return np.eye(len(pool))[hits[0] if hits else 0]
+
     for name, policy in policies.items():
-        probs = [policy(pools[(row.user_id, row.surface)]) for row in rows]
+        probs = [
+            policy(pools[(row.user_id, row.surface)])
+            if policy is not None
+            else of_favourite(row.user_id, pools[(row.user_id, row.surface)])
+            for row in rows
+        ]
         logged = [pools[(row.user_id, row.surface)].index(row.content_id) for row in rows]
         pi = np.array([p[i] for p, i in zip(probs, logged, strict=True)])
         truth = float(np.mean([p @ v for p, v in zip(probs, values, strict=True)]))
@@ -336,7 +349,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # The marts as the batch saw them (run 2 rebuilds them), for rebuilding the explore pools.
     snapshot = work / "marts_at_batch"
     snapshot.mkdir(exist_ok=True)
-    for name in ("dim_content", "fct_user_content_interactions", "fct_impressions"):
+    for name in ("dim_content", "fct_user_content_interactions"):
         shutil.copy2(settings.marts_dir / f"{name}.parquet", snapshot / f"{name}.parquet")
     timings["generate_continue"], _ = tailor(
         "generate", "--days", str(args.served_days), "--continue", "--policy", "cached", "--pages", str(pages), env=env
