@@ -7,7 +7,13 @@ from orchestration.defs.features.assets import feast_online_store, feast_registr
 from orchestration.defs.features.checks import online_consistency_check, online_freshness_check
 from orchestration.defs.ingestion.assets import landing
 from orchestration.defs.ingestion.sensors import build_inbox_sensor
-from orchestration.defs.ml.assets import candidates, ranker, ranker_beats_popularity, ranker_is_calibrated
+from orchestration.defs.ml.assets import (
+    candidates,
+    ranker,
+    ranker_beats_popularity,
+    ranker_is_calibrated,
+    recommendations,
+)
 from orchestration.defs.ml.drift import champion_drift_checks, retrain_job, retrain_sensor
 from orchestration.defs.warehouse.assets import warehouse
 from orchestration.defs.warehouse.checks import reconciliation_check
@@ -36,6 +42,7 @@ defs = dg.Definitions(
         ranking_training_set,
         candidates,
         ranker,
+        recommendations,
     ],
     asset_checks=[
         reconciliation_check,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+import math
 import os
 import pickle
 import time
@@ -313,7 +314,9 @@ class Recommender:
                 columns[name] = np.full(
                     n, np.nan if value is None else value, dtype=object if isinstance(value, str) else float
                 )
-        columns["content_age_hours"] = (now.timestamp() - self.catalog.published[index]) / 3600.0
+        # Feast carries the request time as a UnixTimestamp: whole seconds. Floor it the same way, so the served
+        # feature equals what Feast's ranking_context would compute for the same request.
+        columns["content_age_hours"] = (math.floor(now.timestamp()) - self.catalog.published[index]) / 3600.0
         categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
         if categories:
             affinity = dict(zip(categories, shares or [], strict=False))

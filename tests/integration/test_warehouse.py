@@ -37,6 +37,7 @@ MARTS = (
     "fct_user_features_daily",
     "fct_content_features_daily",
     "fct_user_recent_activity",
+    "fct_user_content_interactions",
     "fct_experiment_units",
     "dim_experiments",
     "fct_experiment_stats",

@@ -181,12 +181,22 @@ def _valid_rows(kind: Kind) -> dict[str, dict[str, Any]]:
     spec = contract_spec(kind)
     if not spec.by_type:
         return {"": corpus(from_schema(schema), 1)[0]}
-    return {
-        event_type: corpus(
-            from_schema({**schema, "properties": {**schema["properties"], "event_type": {"const": event_type}}}), 1
-        )[0]
-        for event_type in spec.by_type
-    }
+    return {event_type: corpus(from_schema(_schema_for_type(schema, event_type)), 1)[0] for event_type in spec.by_type}
+
+
+def _schema_for_type(schema: dict[str, Any], event_type: str) -> dict[str, Any]:
+    """The event schema with event_type fixed and its if/then branches resolved: the matching branch's properties
+    and requirements merged in, the others dropped. The same set of valid events of that type, in a form
+    hypothesis-jsonschema generates directly (it draws if/then schemas by filtering, which can exhaust its budget)."""
+    properties = {**schema["properties"], "event_type": {"const": event_type}}
+    required = list(schema.get("required", []))
+    for branch in schema.get("allOf", []):
+        condition = branch["if"]["properties"]["event_type"]
+        assert set(branch) == {"if", "then"} and set(condition) == {"const"}, f"unexpected branch {branch}"
+        if condition["const"] == event_type:
+            properties.update(branch["then"].get("properties", {}))
+            required += [name for name in branch["then"].get("required", []) if name not in required]
+    return {**{k: v for k, v in schema.items() if k != "allOf"}, "properties": properties, "required": required}
 
 
 def _node(kind: Kind, name: str) -> dict[str, Any]:
