@@ -17,7 +17,7 @@ DEMO_DAYS ?= 28
 DEMO_SEED ?= 7
 
 # Every figure in docs/benchmarks.md, with the command written there; `make bench-<name>` reruns one of them.
-BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration run-cost
+BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost
 
 .PHONY: help install demo test test-unit test-integration test-e2e ui lint typecheck bench clean \
 	$(addprefix bench-,$(BENCHMARKS))
@@ -90,6 +90,9 @@ bench-stream: install
 
 bench-calibration: install
 	$(BIN)/python bench/calibrate_experiments.py --simulations 1000 --demo-simulations 600 --workers 2
+
+bench-sequential-aa: install
+	$(BIN)/python bench/bench_sequential_aa.py --worlds 40 --experiments 100 --users 1000 --days 21 --seed 30000
 
 bench-run-cost: install
 	$(BIN)/python bench/bench_run_cost.py --events 1000000 10000000

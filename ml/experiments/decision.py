@@ -49,8 +49,8 @@ BASES = ("sequential", "fixed_horizon", "non_inferiority")
 
 #: Share of alpha spent on the always-valid looks before the planned size (the rest goes to the one read at it).
 #: Most of it is kept for the planned read, as group-sequential designs do (Haybittle-Peto, O'Brien-Fleming):
-#: at alpha 0.05 the interim looks get 0.01 and the read 0.04, which costs the plan ~7% more units for one
-#: comparison and makes the interim sequence ~14% wider than at the full 0.05.
+#: at alpha 0.05 the interim looks get 0.01 and the read 0.04, which costs the plan 5-7% more units (one to four
+#: comparisons) and makes the interim sequence 13-18% wider at the planned size than at the full 0.05.
 INTERIM_ALPHA_SHARE = 0.2
 
 
