@@ -362,5 +362,9 @@ from cli.stream import stream  # noqa: E402  (light: the command imports redis a
 
 main.add_command(stream)
 
+from cli.serve import serve  # noqa: E402  (light: the command imports uvicorn and the service when it runs)
+
+main.add_command(serve)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,73 @@
+"""`tailor serve`: the personalization HTTP service (FastAPI on uvicorn), bound to loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import NoReturn
+
+import click
+
+from tailor.settings import get_settings
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes; each opens its own recommender and keeps its own metrics (docs/service.md).",
+)
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info"]), default="info")
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve recommendations, event intake, /healthz, /readyz, /metrics and /openapi.json over HTTP.
+
+    Limits, budgets and cache lifetimes come from TAILOR_SERVICE_* variables (docs/service.md); the data from
+    TAILOR_HOME. Binding an address other than loopback exposes the API to the network: put it behind a proxy
+    or CDN that terminates TLS and authenticates callers.
+    """
+    import uvicorn
+
+    from service.config import ServiceConfig, ServiceConfigError
+
+    try:
+        config = ServiceConfig.from_env()
+    except ServiceConfigError as exc:
+        _fail(str(exc))
+    settings = get_settings()
+    if not _is_loopback(host):
+        click.echo(f"warning: binding {host}: the API is reachable from the network, without authentication", err=True)
+    click.echo(f"Tailor service on http://{host}:{port} (data in {settings.home}); Ctrl-C to stop", err=True)
+    uvicorn.run(
+        "service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        # Back-pressure and slow clients: past max_connections a worker answers 503; idle keep-alives close
+        # after 5 s; headers larger than 16 KiB are refused (h11's default, stated).
+        limit_concurrency=config.max_connections,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=16 * 1024,
+        server_header=False,
+        proxy_headers=False,
+    )

@@ -1,0 +1,128 @@
+"""The service's settings, read from the environment in one place (`tailor serve` flags override a few).
+
+Every limit here is deliberate; docs/service.md says why each default is what it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tailor.stream.config import DEFAULT_REDIS_URL
+
+ENV_PREFIX = "TAILOR_SERVICE_"
+
+
+class ServiceConfigError(ValueError):
+    """A TAILOR_SERVICE_* variable holds a value the service cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Limits, cache lifetimes and the stream the service publishes to.
+
+    Attributes:
+        budget_ms: the model path's latency budget (`ml.recommend.ServingConfig.budget_ms`); past it the page comes
+            from the cached batch list, then popular items.
+        deadline_ms: the ceiling on a whole recommendation request. Past it (an online store that hangs instead of
+            failing), the service answers the popular page from memory and says so.
+        max_k: the largest page a request may ask for (also capped by the catalog's size).
+        max_body_bytes: the largest POST /events body; larger ones get 413 before being read.
+        max_events: the most events one POST may carry.
+        body_timeout_s: how long reading one request body may take (a client trickling bytes gets 408).
+        landing_wait_s: how long a POST waits for the landing zone while another ingestion holds it (then 503).
+        private_max_age_s: max-age of per-user pages (private: browsers only). Short, so that a click shows on
+            the next page soon even in a browser that does not revalidate.
+        page_window_s: a user's page is computed as of the start of its window of this many seconds, so the
+            exploration slot's random draw is stable within it and a revalidation (If-None-Match) can get 304.
+        public_max_age_s / public_s_maxage_s: browser and shared-cache lifetimes of segment pages.
+        cors_origins: origins a browser may call the API from (none: only same-origin and server-side callers).
+        stream_url: the Redis holding the event stream (`TAILOR_REDIS_URL`); empty turns publishing off.
+        stream: the stream key (`tailor stream`'s default).
+        reload_check_s: how often the service looks for a new champion, new marts or a closed model path.
+        max_connections: concurrent connections per worker before uvicorn answers 503 (back-pressure).
+        threads: worker threads that run `recommend` at once; requests beyond wait (within their deadline).
+    """
+
+    budget_ms: float = 50.0
+    deadline_ms: float = 250.0
+    max_k: int = 100
+    max_body_bytes: int = 1_048_576
+    max_events: int = 1000
+    body_timeout_s: float = 10.0
+    landing_wait_s: float = 10.0
+    private_max_age_s: int = 5
+    page_window_s: int = 60
+    public_max_age_s: int = 60
+    public_s_maxage_s: int = 300
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    stream_url: str = DEFAULT_REDIS_URL
+    stream: str = "tailor:events"
+    reload_check_s: float = 30.0
+    max_connections: int = 512
+    threads: int = 8
+
+    def __post_init__(self) -> None:
+        if self.budget_ms <= 0 or self.deadline_ms < self.budget_ms:
+            raise ServiceConfigError(
+                f"budget ({self.budget_ms} ms) must be positive and the deadline ({self.deadline_ms} ms) at least "
+                "as long: the deadline covers the model path and its fallbacks"
+            )
+        positive = ("max_k", "max_body_bytes", "max_events", "private_max_age_s", "page_window_s", "max_connections")
+        for name in (*positive, "threads"):
+            if getattr(self, name) < 1:
+                raise ServiceConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
+        if "*" in self.cors_origins:
+            raise ServiceConfigError(
+                f"{ENV_PREFIX}CORS_ORIGINS=* would let any web page read every user's recommendations: "
+                "list the frontend's origins (e.g. https://www.example.com)"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceConfig:
+        """Defaults overridden by ``TAILOR_SERVICE_<NAME>`` (and ``TAILOR_RECOMMEND_BUDGET_MS``, ``TAILOR_REDIS_URL``).
+
+        Raises:
+            ServiceConfigError: a value is not a number of the right kind, or out of range.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        budget = env.get("TAILOR_RECOMMEND_BUDGET_MS")
+        if budget is not None:
+            values["budget_ms"] = _number("TAILOR_RECOMMEND_BUDGET_MS", budget, float)
+        for name, kind in (
+            ("deadline_ms", float),
+            ("max_k", int),
+            ("max_body_bytes", int),
+            ("max_events", int),
+            ("body_timeout_s", float),
+            ("landing_wait_s", float),
+            ("private_max_age_s", int),
+            ("page_window_s", int),
+            ("public_max_age_s", int),
+            ("public_s_maxage_s", int),
+            ("reload_check_s", float),
+            ("max_connections", int),
+            ("threads", int),
+        ):
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw.strip():
+                values[name] = _number(ENV_PREFIX + name.upper(), raw, kind)
+        if "deadline_ms" not in values and "budget_ms" in values:
+            # Keep the default ratio: the fallbacks get the rest of the request's time.
+            values["deadline_ms"] = max(float(values["budget_ms"]) * 5, cls.deadline_ms)  # type: ignore[arg-type]
+        origins = env.get(ENV_PREFIX + "CORS_ORIGINS", "")
+        values["cors_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
+        values["stream_url"] = env.get("TAILOR_REDIS_URL", DEFAULT_REDIS_URL)
+        if env.get(ENV_PREFIX + "STREAM"):
+            values["stream"] = env[ENV_PREFIX + "STREAM"]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ServiceConfigError(f"{name}={raw!r} is not {what}") from None

@@ -1,0 +1,229 @@
+"""POST /events: check events with the contract's rules, land them all or none, then publish them to the stream.
+
+- The body is one event (a JSON object with the contract's fields) or a batch ``{"events": [...]}``.
+- Every event is checked with the warehouse's own SQL (`tailor.stream.events.ContractChecker`, the
+  ``classify_sql`` that `tailor ingest` and the staging models run). One bad event refuses the whole batch, naming
+  each bad event and its reason: nothing of a refused batch is written, so a client can fix and resend it whole.
+- A valid batch is landed as one `tailor ingest` transaction (`tailor.ingest.land_files`): one immutable Parquet
+  batch, committed by the landing log, so a crash leaves all of it or none. The landing zone is the system of
+  record: the warehouse reads it on the next `tailor run`. A batch sent twice (a retry) has the same bytes, hence
+  the same batch id, and is not landed twice.
+- Then the events are appended to the Redis stream, which feeds the online store's recent activity within
+  seconds. If the stream does not answer, the events stay landed and the response says the stream is behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.config import ServiceConfig
+from service.metrics import Metrics
+from tailor.ingest.files import IngestError
+from tailor.ingest.ingest import land_files
+from tailor.ingest.recovery import landing_session
+from tailor.settings import Settings
+from tailor.stream.broker import Broker
+from tailor.stream.config import StreamConfig
+from tailor.stream.events import ContractChecker, Rejection, to_json
+
+log = logging.getLogger(__name__)
+
+#: Keys a batch envelope may have.
+ENVELOPE_KEYS = frozenset({"events"})
+
+
+class BadBody(ValueError):
+    """The body is not one event or a batch of them; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BatchRefused(ValueError):
+    """Events break the contract: the whole batch is refused; ``rejections`` name each bad event."""
+
+    def __init__(self, rejections: list[Rejection], total: int) -> None:
+        super().__init__(
+            f"{len(rejections)} of {total} events break the event contract (tailor/contract/event.schema.json); "
+            "nothing was landed: fix them and send the batch again"
+        )
+        self.rejections = rejections
+        self.total = total
+
+
+class LandingBusy(RuntimeError):
+    """The landing zone stayed locked (a long ingestion) past the wait; nothing was landed, retry later."""
+
+
+@dataclass
+class Intake:
+    """What POST /events did with a valid batch."""
+
+    received: int
+    batch_id: str
+    landed: bool  # False: the same batch was landed before (a retry); nothing new was written
+    published: int = 0
+    stream_behind: bool = False
+    stream_detail: str | None = None
+    event_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "status": "landed" if self.landed else "already_landed",
+            "batch_id": self.batch_id,
+            "stream": {"published": self.published, "behind": self.stream_behind, "detail": self.stream_detail},
+        }
+
+
+def parse_body(body: bytes, max_events: int) -> list[Any]:
+    """The events of a request body (JSON: one event object, or ``{"events": [...]}``).
+
+    Raises:
+        BadBody: not UTF-8 JSON, not an object, unknown envelope keys, no events, or more than ``max_events``.
+    """
+    if not body.strip():
+        raise BadBody('empty body: send one event (a JSON object) or a batch {"events": [...]}')
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadBody(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadBody(
+            f'the body is a JSON {type(data).__name__}: send one event (a JSON object) or a batch {{"events": [...]}}',
+            422,
+        )
+    if "event_type" in data or "event_id" in data:
+        return [data]
+    unknown = sorted(set(data) - ENVELOPE_KEYS)
+    if unknown or "events" not in data:
+        named = ", ".join(repr(k) for k in unknown) or "none"
+        raise BadBody(
+            f'unknown field(s) {named}: a batch is {{"events": [...]}} and nothing else; a single event needs '
+            "event_id and event_type",
+            422,
+        )
+    events = data["events"]
+    if not isinstance(events, list) or not events:
+        raise BadBody('"events" must be a non-empty JSON array of events', 422)
+    if len(events) > max_events:
+        raise BadBody(f"{len(events)} events in one request; send at most {max_events} per request", 413)
+    return events
+
+
+class EventIntake:
+    """Checks, lands and publishes POSTed events (see the module docstring). Thread-safe."""
+
+    def __init__(self, settings: Settings, config: ServiceConfig, metrics: Metrics) -> None:
+        self.settings = settings
+        self.config = config
+        self.metrics = metrics
+        self._local = threading.local()
+        # One landing at a time per process: threads wait here, not polling the landing zone's file lock.
+        self._landing = threading.Lock()
+        self._broker: Broker | None = None
+        self._behind = 0
+
+    @property
+    def spool(self) -> Path:
+        """Where a batch's JSON Lines file is written before it is landed (removed once landed)."""
+        return self.settings.home / "service" / "spool"
+
+    def _checker(self) -> ContractChecker:
+        checker: ContractChecker | None = getattr(self._local, "checker", None)
+        if checker is None:
+            checker = self._local.checker = ContractChecker()
+        return checker
+
+    def accept(self, events: list[Any]) -> Intake:
+        """Check, land and publish one batch; blocking (run it in a worker thread).
+
+        Raises:
+            BatchRefused: an event breaks the contract (nothing landed).
+            LandingBusy: the landing zone stayed busy past ``landing_wait_s`` (nothing landed).
+        """
+        texts: list[str] = []
+        rejections: list[Rejection] = []
+        for index, event in enumerate(events):
+            if not isinstance(event, Mapping):
+                detail = f"an event is a JSON object, got {type(event).__name__}"
+                rejections.append(Rejection(index, None, "invalid_json", detail))
+                texts.append("")
+                continue
+            try:
+                texts.append(to_json(event))
+            except TypeError as exc:  # pragma: no cover - parsed JSON always encodes again
+                rejections.append(Rejection(index, str(event.get("event_id")), "invalid_json", str(exc)))
+                texts.append("")
+        now = datetime.now(UTC)
+        checkable = [(i, t) for i, t in enumerate(texts) if t]
+        results = self._checker().check([t for _, t in checkable], [now] * len(checkable))
+        for (index, _), result in zip(checkable, results, strict=True):
+            if isinstance(result, Rejection):
+                rejections.append(Rejection(index, result.event_id, result.reason, result.detail))
+        if rejections:
+            self.metrics.events.labels("rejected").inc(len(events))
+            raise BatchRefused(sorted(rejections, key=lambda r: r.index), len(events))
+        intake = self._land(texts)
+        self.metrics.events.labels("landed" if intake.landed else "already_landed").inc(len(texts))
+        self._publish(texts, intake)
+        return intake
+
+    def _land(self, texts: list[str]) -> Intake:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        path = self.spool / f"events-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
+        path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        try:
+            if not self._landing.acquire(timeout=self.config.landing_wait_s):
+                raise LandingBusy(f"other requests held the landing zone for {self.config.landing_wait_s:.0f} s")
+            try:
+                with landing_session(self.settings, timeout=self.config.landing_wait_s):
+                    report = land_files([path], self.settings, kind="events", check_rows=False)
+            except IngestError as exc:
+                raise LandingBusy(str(exc)) from exc
+            finally:
+                self._landing.release()
+        finally:
+            path.unlink(missing_ok=True)
+        [file] = report.files
+        return Intake(received=len(texts), batch_id=file.batch_id, landed=file.status == "landed")
+
+    def _publish(self, texts: list[str], intake: Intake) -> None:
+        if not self.config.stream_url:
+            intake.stream_detail = "publishing is off (TAILOR_REDIS_URL is empty)"
+            return
+        try:
+            if self._broker is None:
+                import redis
+
+                # Short timeouts: a broker that hangs must not hold the request (the events are already landed).
+                client = redis.Redis.from_url(
+                    self.config.stream_url, decode_responses=True, socket_connect_timeout=1, socket_timeout=2
+                )
+                self._broker = Broker(client, StreamConfig(stream=self.config.stream))
+            intake.published = len(self._broker.append(texts))
+            self._behind = 0
+        except Exception as exc:  # redis down or refusing: the events are landed, the stream catches up later
+            self._behind += len(texts)
+            self.metrics.stream_failures.inc()
+            intake.stream_behind = True
+            intake.stream_detail = (
+                f"landed, but the stream at {self.config.stream_url} did not take them ({type(exc).__name__}): "
+                "recent-activity features lag until `tailor run` builds the warehouse"
+            )
+            log.warning("stream publish failed: %s", exc)
+        self.metrics.stream_behind.set(self._behind)
+
+
+def rejection_dicts(rejections: list[Rejection]) -> list[dict[str, Any]]:
+    """JSON for refused events: 1-based position, event_id, the contract's reason code and a readable detail."""
+    return [{"event": r.index + 1, "event_id": r.event_id, "reason": r.reason, "detail": r.detail} for r in rejections]
