@@ -132,6 +132,9 @@ def run(users: int, days: int, seed: int, trials: int, timeout_s: float, eval_us
     )
     timings["train_ranker_s"] = time.perf_counter() - start
     truth = TruthClickModel.from_folder(generated)
+    # train_ranker keeps its evaluation frames and the naive model when compare_naive is set (as above).
+    assert trained.test_rows is not None and trained.candidate_rows is not None and trained.test_users is not None
+    assert trained.naive is not None
     test = trained.test_rows
     y = test["clicked"].astype(bool).to_numpy()
     classification = dict(trained.metrics["classification"])

@@ -53,7 +53,11 @@ def test_exposed_units_match_the_planted_assignment(built: tuple[Settings, dict[
     assert got == {k: v for k, v in planted.items() if v}
     dims = _frame(settings, "select * from marts.dim_experiments")
     assert (dims["units_crossover"] == 0).all() and (dims["units_analysed"] == dims["units_exposed"]).all()
-    assert set(dims.loc[dims["is_control"], "variant"]) == {"control"}
+    # Registered but never served in this world (the simulator's logging policy has no holdout): no units.
+    served = {e["experiment_id"] for e in truth["experiments"]}
+    assert dims.loc[~dims["experiment_id"].isin(served), "units_exposed"].eq(0).all()
+    planted = dims[dims["experiment_id"].isin(served)]
+    assert set(planted.loc[planted["is_control"], "variant"]) == {"control"}
 
 
 def _unit_values(settings: Settings) -> pd.DataFrame:
@@ -182,7 +186,10 @@ def test_analysed_units_are_the_stats_units(built: tuple[Settings, dict[str, Any
     """Crossovers and unknown variants are left out of the stats (the dbt unit test
     test_crossover_and_unknown_variant_units_are_flagged covers the flags on fixed rows)."""
     settings, _ = built
-    dims = _frame(settings, "select experiment_id, sum(units_analysed) as n from marts.dim_experiments group by 1")
+    dims = _frame(
+        settings,
+        "select experiment_id, sum(units_analysed) as n from marts.dim_experiments group by 1 having sum(units_analysed) > 0",
+    )
     stats = pd.read_parquet(settings.marts_dir / "fct_experiment_stats.parquet")
     per_experiment = stats[stats["metric"] == "ctr"].groupby("experiment_id")["n"].sum()
     assert dict(zip(dims["experiment_id"], dims["n"], strict=True)) == per_experiment.to_dict()
