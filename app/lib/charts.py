@@ -1,0 +1,209 @@
+"""Plotly figures for the pages: plain functions from frames to figures (no Streamlit here)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+_HEIGHT = 320
+
+
+def kpi_lines(daily: pd.DataFrame, kpis: dict[str, tuple[str, str]]) -> go.Figure:
+    """One small line chart per KPI (rows), sharing the day axis.
+
+    Args:
+        daily: one row per day with ``day`` and each KPI column.
+        kpis: column -> (label, d3 number format).
+    """
+    fig = make_subplots(
+        rows=len(kpis), cols=1, shared_xaxes=True, subplot_titles=[v[0] for v in kpis.values()], vertical_spacing=0.06
+    )
+    for row, (column, (label, fmt)) in enumerate(kpis.items(), start=1):
+        fig.add_trace(
+            go.Scatter(
+                x=daily["day"],
+                y=daily[column],
+                mode="lines+markers",
+                name=label,
+                hovertemplate=f"%{{x|%Y-%m-%d}}: %{{y:{fmt}}}<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(tickformat=fmt, row=row, col=1, rangemode="tozero")
+    fig.update_layout(height=170 * len(kpis), showlegend=False, margin={"t": 40, "b": 20, "l": 10, "r": 10})
+    return fig
+
+
+def quarantine_bars(by_reason: pd.DataFrame) -> go.Figure:
+    """Quarantined rows by source and reason (horizontal bars)."""
+    labels = by_reason["source"].astype(str) + ": " + by_reason["reject_reason"].astype(str)
+    fig = go.Figure(
+        go.Bar(x=by_reason["rows"], y=labels, orientation="h", hovertemplate="%{y}: %{x:,} rows<extra></extra>")
+    )
+    fig.update_layout(
+        height=max(200, 40 * len(by_reason) + 80),
+        margin={"t": 30, "b": 20, "l": 10, "r": 10},
+        xaxis_title="rows quarantined",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def forest(results: pd.DataFrame) -> go.Figure:
+    """CI forest plot of each treatment row's relative lift (absolute where the relative lift is undefined), with
+    the always-valid interval as a lighter bar behind the fixed-horizon one."""
+    rows = results.loc[~results["is_control"].astype(bool)].copy()
+    relative = rows["relative_lift"].notna()
+    rows["label"] = rows["metric"] + " (" + rows["variant"] + ")" + (~relative).map({True: " [abs]", False: ""})
+    est = rows["relative_lift"].where(relative, rows["absolute_effect"])
+    low = rows["relative_ci_low"].where(relative, rows["absolute_ci_low"])
+    high = rows["relative_ci_high"].where(relative, rows["absolute_ci_high"])
+    fig = go.Figure()
+    seq = rows["sequential_ci_low"].notna() & relative
+    fig.add_trace(
+        go.Scatter(
+            x=pd.concat([rows.loc[seq, "sequential_ci_low"], rows.loc[seq, "sequential_ci_high"]]),
+            y=pd.concat([rows.loc[seq, "label"], rows.loc[seq, "label"]]),
+            mode="markers",
+            marker={"symbol": "line-ns-open", "size": 14, "color": "#999"},
+            name="always-valid CI ends",
+            hovertemplate="%{y}: %{x:.2%}<extra>always-valid</extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=est,
+            y=rows["label"],
+            mode="markers",
+            marker={"size": 10},
+            error_x={"type": "data", "symmetric": False, "array": high - est, "arrayminus": est - low},
+            name="lift, 95% CI",
+            customdata=rows[["decision"]],
+            hovertemplate="%{y}: %{x:.2%}<br>%{customdata[0]}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=0, line_dash="dash", line_color="#666")
+    fig.update_layout(
+        height=max(220, 60 * len(rows) + 100),
+        xaxis_tickformat=".1%",
+        margin={"t": 30, "b": 20, "l": 10, "r": 10},
+        xaxis_title="relative lift (treatment / control - 1)",
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def cumulative_lift(daily: pd.DataFrame, metric: str) -> go.Figure:
+    """The cumulative relative lift of one metric by day, with its fixed-horizon CI and the always-valid band."""
+    fig = go.Figure()
+    for variant, rows in daily.loc[daily["metric"] == metric].groupby("variant", sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["as_of_date"],
+                y=rows["sequential_ci_high"],
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=rows["as_of_date"],
+                y=rows["sequential_ci_low"],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(99,110,250,0.15)",
+                name=f"{variant}: always-valid band",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=rows["as_of_date"],
+                y=rows["relative_lift"],
+                mode="lines+markers",
+                name=f"{variant}: cumulative lift",
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": rows["relative_ci_high"] - rows["relative_lift"],
+                    "arrayminus": rows["relative_lift"] - rows["relative_ci_low"],
+                    "thickness": 1,
+                },
+            )
+        )
+    fig.add_hline(y=0, line_dash="dash", line_color="#666")
+    fig.update_layout(
+        height=_HEIGHT,
+        yaxis_tickformat=".1%",
+        margin={"t": 30, "b": 20, "l": 10, "r": 10},
+        legend={"orientation": "h", "y": -0.2},
+        yaxis_title=f"{metric}: relative lift",
+    )
+    return fig
+
+
+def novelty(frame: pd.DataFrame, metric: str) -> go.Figure:
+    """The absolute effect on each day since exposure alone, with its 95% CI."""
+    fig = go.Figure()
+    for variant, rows in frame.loc[frame["metric"] == metric].groupby("variant", sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["days_since_exposure"],
+                y=rows["effect"],
+                mode="lines+markers",
+                name=str(variant),
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": rows["ci_high"] - rows["effect"],
+                    "arrayminus": rows["effect"] - rows["ci_low"],
+                    "thickness": 1,
+                },
+            )
+        )
+    fig.add_hline(y=0, line_dash="dash", line_color="#666")
+    fig.update_layout(
+        height=_HEIGHT,
+        xaxis_title="days since first exposure",
+        yaxis_title=f"{metric}: effect that day",
+        margin={"t": 30, "b": 20, "l": 10, "r": 10},
+    )
+    return fig
+
+
+def psi_bars(psi: pd.DataFrame, warn: float, fail: float) -> go.Figure:
+    """PSI per feature (largest first) with the warn and fail thresholds."""
+    rows = psi.sort_values("psi", ascending=False)
+    colors = ["#d62728" if v >= fail else "#ff7f0e" if v >= warn else "#2ca02c" for v in rows["psi"]]
+    fig = go.Figure(
+        go.Bar(
+            x=rows["psi"],
+            y=rows["feature"],
+            orientation="h",
+            marker_color=colors,
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=warn, line_dash="dot", line_color="#ff7f0e")
+    fig.add_vline(x=fail, line_dash="dash", line_color="#d62728")
+    fig.update_layout(
+        height=max(240, 18 * len(rows) + 80),
+        margin={"t": 30, "b": 20, "l": 10, "r": 10},
+        xaxis_title="population stability index",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def model_metrics(versions: pd.DataFrame, metrics: list[str]) -> go.Figure:
+    """Grouped bars of each version's test-window metrics (champion and challenger labelled)."""
+    fig = go.Figure()
+    for metric in metrics:
+        if metric in versions:
+            fig.add_trace(go.Bar(name=metric, x=versions["label"], y=versions[metric], texttemplate="%{y:.4f}"))
+    fig.update_layout(barmode="group", height=_HEIGHT, margin={"t": 30, "b": 20, "l": 10, "r": 10})
+    return fig

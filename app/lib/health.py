@@ -1,0 +1,119 @@
+"""The Model and data health page's numbers: the registry's versions and baselines, drift, check results.
+
+Model metrics come from the MLflow registry (`ml.registry.Registry`, read only): every version's test-window
+metrics as `ml.ranker` logged them (``classification.<model>.<metric>``, ``ranking.<model>.<metric>``), where
+``<model>`` is the ranker and the baselines scored on the same window (naive, popularity, random, constant).
+Drift and data-quality results are the asset checks of the newest run that evaluated any (`app.lib.runs`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
+from tailor.settings import Settings
+
+#: Models scored on each version's test window, the ranker first.
+MODELS = ("ranker", "naive", "popularity", "random", "constant")
+#: Metric -> the prefix it is logged under.
+METRICS = {
+    "auc": "classification",
+    "log_loss": "classification",
+    "ece": "classification",
+    "ndcg_at_k": "ranking",
+    "recall_at_k": "ranking",
+    "catalog_coverage": "ranking",
+}
+DRIFT_CHECKS = ("champion_features_stable", "champion_predictions_stable")
+VERSION_COLUMNS = ["version", "aliases", "created_at", "model", *METRICS, "promotion"]
+
+
+def model_versions(settings: Settings) -> pd.DataFrame:
+    """One row per registered version x model scored on its test window: version, aliases (comma-separated),
+    created_at, model (`MODELS`), each of `METRICS` (NaN where not logged), promotion (the rule's reason).
+    Newest version first. Empty when nothing was trained (or the registry does not exist)."""
+    if not (settings.models_dir / "mlflow.db").exists():
+        return pd.DataFrame(columns=VERSION_COLUMNS)
+    from ml.registry import Registry
+
+    rows = []
+    for version in Registry(settings.models_dir).versions():
+        promotion = _promotion(version.tags.get("promotion"))
+        for model in MODELS:
+            values = {m: version.metrics.get(f"{prefix}.{model}.{m}") for m, prefix in METRICS.items()}
+            if all(v is None for v in values.values()):
+                continue
+            rows.append(
+                {
+                    "version": version.version,
+                    "aliases": ", ".join(version.aliases),
+                    "created_at": pd.Timestamp(version.created_at),
+                    "model": model,
+                    **values,
+                    "promotion": promotion,
+                }
+            )
+    return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+
+def _promotion(tag: str | None) -> str:
+    if not tag:
+        return ""
+    try:
+        return str(json.loads(tag).get("reason", ""))
+    except (ValueError, AttributeError):
+        return tag
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One drift check's last evaluation: PSI per feature (or of the predicted click probability)."""
+
+    check: str
+    passed: bool
+    severity: str
+    description: str
+    psi: pd.DataFrame  # feature, psi, status, largest_shift, ... (the check's table)
+    warn: float
+    fail: float
+    champion_version: int | None
+    current_day: str | None
+    reference_window: str | None
+
+
+def drift(checks: pd.DataFrame) -> list[Drift]:
+    """The drift checks among ``checks`` (`app.lib.runs.check_results`), features first."""
+    out = []
+    for name in DRIFT_CHECKS:
+        rows = checks.loc[checks["check"] == name]
+        if rows.empty:
+            continue
+        row = rows.iloc[0]
+        meta = row["metadata"] or {}
+        table = pd.DataFrame(meta.get("psi") or [], columns=None)
+        version = meta.get("champion_version")
+        out.append(
+            Drift(
+                check=name,
+                passed=bool(row["passed"]),
+                severity=str(row["severity"]),
+                description=str(row["description"]),
+                psi=table,
+                warn=float(meta.get("warn_threshold", 0.1)),
+                fail=float(meta.get("fail_threshold", 0.25)),
+                champion_version=int(version) if isinstance(version, int | float) else None,
+                current_day=meta.get("current_day"),
+                reference_window=meta.get("reference_window"),
+            )
+        )
+    return out
+
+
+def quality_checks(checks: pd.DataFrame) -> pd.DataFrame:
+    """Every other check (dbt tests, feature store checks): asset, check, result (passed / failed: WARN or
+    ERROR), description, evaluated_at. Failed first."""
+    rows = checks.loc[~checks["check"].isin(DRIFT_CHECKS)].copy()
+    rows["result"] = rows["passed"].map({True: "passed"}).fillna("failed (" + rows["severity"].astype(str) + ")")
+    return rows[["asset", "check", "result", "description", "evaluated_at"]].reset_index(drop=True)

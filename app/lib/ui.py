@@ -1,0 +1,55 @@
+"""Small Streamlit helpers shared by the pages: the page list, the no-data message, number formats."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pandas as pd
+import streamlit as st
+
+from app.lib import marts
+
+VIEWS = Path(__file__).resolve().parent.parent / "views"
+#: url slug -> (page file, title). The router (app/streamlit_app.py) and the tests read this.
+PAGES = {
+    "overview": (str(VIEWS / "overview.py"), "Overview"),
+    "experiments": (str(VIEWS / "experiments.py"), "Experiments"),
+    "preview": (str(VIEWS / "preview.py"), "Personalization preview"),
+    "health": (str(VIEWS / "health.py"), "Model and data health"),
+}
+
+
+def stop_no_data(error: marts.NoData | str) -> NoReturn:
+    """Say what is missing and what to run (`make demo`), then end the page: never a traceback."""
+    text = str(error)
+    if marts.MAKE_DEMO not in text:
+        text += f" Run `{marts.MAKE_DEMO}` to build a demo history."
+    st.info(text, icon=":material/info:")
+    st.stop()
+    raise AssertionError("st.stop() returned")  # for the type checker: st.stop raises
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """``12.34%``, or ``-`` for a missing value."""
+    return "-" if _missing(value) else f"{value:.{digits}%}"
+
+
+def num(value: Any, digits: int = 0) -> str:
+    """``1,234`` (thousands separators), or ``-``."""
+    return "-" if _missing(value) else f"{value:,.{digits}f}"
+
+
+def when(value: pd.Timestamp | datetime | None) -> str:
+    """``2026-02-01 09:46 UTC``, or ``-``."""
+    if value is None or pd.isna(value):
+        return "-"
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -1,0 +1,98 @@
+"""Model and data health: champion vs challenger and baselines, drift, data-quality checks, the quarantine, and when
+each asset was last materialized."""
+
+import streamlit as st
+
+from app.lib import cache, charts, health, marts, overview
+from app.lib.ui import num, stop_no_data, when
+
+settings = cache.settings()
+home = str(settings.home)
+st.title("Model and data health")
+if marts.missing(settings, overview.INPUTS) == list(overview.INPUTS):
+    stop_no_data(f"Nothing published in {settings.marts_dir} yet.")
+
+st.subheader("Ranker versions (MLflow registry)")
+versions = cache.model_versions(home, cache.file_stamp([settings.models_dir / "mlflow.db"]))
+if versions.empty:
+    st.info(
+        "No ranker trained yet: the ranker needs 14 days of history (the demo has 28). Run `make demo`, or "
+        "`tailor run` once more days have landed."
+    )
+else:
+    ranker = versions.loc[versions["model"] == "ranker"]
+    champion = ranker.loc[ranker["aliases"].str.contains("champion")]
+    challenger = ranker.loc[ranker["aliases"].str.contains("challenger")]
+    c = st.columns(4)
+    if len(champion):
+        row = champion.iloc[0]
+        c[0].metric("Champion", f"v{row['version']}")
+        c[1].metric("Champion AUC", f"{row['auc']:.4f}")
+        c[2].metric("Champion log loss", f"{row['log_loss']:.4f}")
+        c[3].metric("Champion NDCG@k", f"{row['ndcg_at_k']:.4f}")
+        st.caption(f"Promotion: {row['promotion']}")
+    if len(challenger) and (champion.empty or challenger.iloc[0]["version"] != champion.iloc[0]["version"]):
+        other = challenger.iloc[0]
+        st.markdown(
+            f"**Challenger v{other['version']}**: AUC {other['auc']:.4f}, log loss {other['log_loss']:.4f}, "
+            f"NDCG@k {other['ndcg_at_k']:.4f}. {other['promotion']}"
+        )
+    shown = champion.iloc[0]["version"] if len(champion) else versions["version"].max()
+    same_window = versions.loc[versions["version"] == shown].copy()
+    same_window["label"] = same_window["model"]
+    st.markdown(f"**v{shown} against its baselines on the same test window**")
+    left, right = st.columns(2)
+    left.plotly_chart(
+        charts.model_metrics(same_window, ["auc", "ndcg_at_k", "recall_at_k"]), width="stretch", key="models"
+    )
+    right.dataframe(
+        versions.drop(columns=["promotion"]), hide_index=True, width="stretch", key="versions",
+        column_config={m: st.column_config.NumberColumn(format="%.4f") for m in health.METRICS},
+    )  # fmt: skip
+
+checks = cache.check_results(home)
+st.subheader("Drift (population stability index)")
+drifts = health.drift(checks)
+if not drifts:
+    st.write("No drift check has run yet (they run with the training set in `tailor run`).")
+for d in drifts:
+    tone = st.success if d.passed else (st.error if d.severity == "ERROR" else st.warning)
+    tone(f"`{d.check}`: {d.description}")
+    if not d.psi.empty and "psi" in d.psi:
+        st.caption(
+            f"Champion v{d.champion_version}, training window {d.reference_window} against {d.current_day}; "
+            f"warn at {d.warn:g}, fail at {d.fail:g}."
+        )
+        st.plotly_chart(charts.psi_bars(d.psi, d.warn, d.fail), width="stretch", key=f"psi_{d.check}")
+
+st.subheader("Data-quality checks (last run that evaluated any)")
+if checks.empty:
+    st.write("No check results recorded yet: run `make demo` (or `tailor run`).")
+else:
+    quality = health.quality_checks(checks)
+    failed = (quality["result"] != "passed").sum()
+    q1, q2 = st.columns(2)
+    q1.metric("Checks evaluated", num(len(quality)))
+    q2.metric("Failed", num(failed))
+    st.dataframe(quality, hide_index=True, width="stretch", key="checks")
+
+st.subheader("Quarantined rows by reason")
+try:
+    q = cache.quarantine(home, marts.stamp(settings, overview.INPUTS))
+except marts.NoData as error:
+    st.info(str(error))
+else:
+    if q.by_reason.empty:
+        st.write("Nothing quarantined.")
+    else:
+        st.dataframe(q.by_reason, hide_index=True, width="stretch", key="quarantine_reasons")
+
+st.subheader("Last materializations")
+done = cache.last_materializations(home)
+if done.empty:
+    st.write("No asset materialized yet.")
+else:
+    feast = done.loc[done["asset"].str.startswith("feast/")]
+    for asset, at in zip(feast["asset"], feast["materialized_at"], strict=True):
+        st.markdown(f"- **{asset}**: {when(at)}")
+    st.dataframe(done, hide_index=True, width="stretch", key="materializations")

@@ -1,0 +1,74 @@
+"""Overview: the KPIs of personalization by day, the last pipeline run, data freshness and the quarantine."""
+
+import streamlit as st
+
+from app.lib import cache, charts, marts, overview
+from app.lib.ui import num, pct, stop_no_data, when
+
+settings = cache.settings()
+home = str(settings.home)
+st.title("Overview")
+try:
+    stamp = marts.stamp(settings, overview.INPUTS)
+    daily = cache.daily_kpis(home, stamp)
+    fresh = cache.freshness(home, stamp)
+except marts.NoData as error:
+    stop_no_data(error)
+
+if daily.empty:
+    stop_no_data(f"The engagement marts in {settings.marts_dir} have no rows yet.")
+
+last = daily.iloc[-1]
+previous = daily.iloc[-2] if len(daily) > 1 else None
+st.caption(
+    f"Each point is one UTC day of event time. Latest day: {last['day']:%Y-%m-%d}; "
+    f"{fresh.days} days since {fresh.first_day:%Y-%m-%d}. Home: `{settings.home}`."
+)
+
+
+def _delta(column: str, kind: str) -> str | None:
+    if previous is None or previous[column] is None:
+        return None
+    change = last[column] - previous[column]
+    return f"{change:+.2%} pts" if kind == "pct" else f"{change:+,.0f}"
+
+
+cols = st.columns(5)
+cols[0].metric("Active users (latest day)", num(last["active_users"]), _delta("active_users", "num"))
+cols[1].metric("CTR (latest day)", pct(last["ctr"]), _delta("ctr", "pct"))
+cols[2].metric("Conversion rate (latest day)", pct(last["conversion_rate"]), _delta("conversion_rate", "pct"))
+cols[3].metric("Mean session (s, latest day)", num(last["mean_session_seconds"]), _delta("mean_session_seconds", "num"))
+cols[4].metric("Revenue USD (latest day)", num(last["revenue_usd"]), _delta("revenue_usd", "num"))
+
+st.plotly_chart(charts.kpi_lines(daily, overview.KPIS), width="stretch", key="kpis")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Pipeline and freshness")
+    runs = cache.recent_runs(home)
+    if runs.empty:
+        st.write("No Dagster run recorded in this home yet (`tailor run` records one).")
+    else:
+        run = runs.iloc[0]
+        took = f", took {run['duration_s']:.0f} s" if run["duration_s"] == run["duration_s"] else ""
+        st.markdown(f"**Last pipeline run:** `{run['status']}` ({run['job']}), started {when(run['started'])}{took}.")
+    st.markdown(
+        f"**Newest event:** {when(fresh.newest_event)}  \n"
+        f"**Newest event landed:** {when(fresh.newest_landing)}  \n"
+        f"**Marts published:** {when(fresh.published)}"
+    )
+with right:
+    st.subheader("Quarantine")
+    try:
+        q = cache.quarantine(home, stamp)
+    except marts.NoData as error:
+        st.info(str(error))
+    else:
+        a, b, c = st.columns(3)
+        a.metric("Event rows received", num(q.received))
+        b.metric("Quarantined", num(q.quarantined), f"{q.share:.2%} of received", delta_color="off")
+        c.metric("Duplicates dropped", num(q.duplicates))
+        if q.by_reason.empty:
+            st.write("Nothing quarantined.")
+        else:
+            st.plotly_chart(charts.quarantine_bars(q.by_reason), width="stretch", key="quarantine")
