@@ -157,11 +157,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(host.open)
-        refresher = asyncio.create_task(host.keep_fresh())
+        tasks = [asyncio.create_task(host.keep_fresh()), asyncio.create_task(host.watch_store())]
         try:
             yield
         finally:
-            refresher.cancel()
+            for task in tasks:
+                task.cancel()
 
     app = FastAPI(
         title="Tailor personalization service",

@@ -14,6 +14,7 @@ adapter over `ml.recommend.rules.assemble_page`, since `ml.recommend` has no per
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -83,6 +84,11 @@ class RecommenderHost:
         self.signature: tuple[object, ...] | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(config.threads)
+        #: Circuit breaker on the online store: set (to the failure) when a page's store read failed, cleared
+        #: when a background probe reads the store again (`watch_store`).
+        self.store_down: str | None = None
+        self._prober = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tailor-probe")
+        self._probe: concurrent.futures.Future[str | None] | None = None
 
     # -- opening --------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -97,6 +103,8 @@ class RecommenderHost:
                 return
             self.recommender, self.open_error, self.opened_at = fresh, None, time.monotonic()
             self.signature = signature
+            if fresh.closed_reason is not None:  # the store did not answer while opening
+                self.store_down = fresh.closed_reason
             closed = fresh.closed_reason or (None if fresh.model is not None else "no champion model yet")
             self.metrics.set_model(fresh.model_version, closed)
 
@@ -133,25 +141,66 @@ class RecommenderHost:
         """
         recommender = self.current()
         started = time.perf_counter()
+        if self.store_down is not None:
+            # Every path but popular reads the store, and a client that retries a dead server takes seconds to
+            # fail: answer from memory until the probe sees the store again.
+            why = f"the online store is down ({self.store_down}); popular items until it answers"
+            result = self.popular_page(recommender, user_id, k, surface, now, started, why)
+            self._count(result, surface)
+            return result
         call = anyio.to_thread.run_sync(
             lambda: recommender.recommend(user_id, k, surface, now), limiter=self._limiter, abandon_on_cancel=True
         )
         try:
             result = await asyncio.wait_for(call, self.config.deadline_ms / 1000)
         except TimeoutError:
-            result = self.popular_page(recommender, user_id, k, surface, now, started)
-        self.metrics.served.labels(result.served_by, surface).inc()
-        if result.served_by != "model":
-            kind = reason_kind(result.fallback_reason)
-            self.metrics.fallbacks.labels(kind).inc()
-            if kind == "store_down":
-                self.metrics.store_errors.labels("recommend").inc()
+            why = f"the request took longer than the {self.config.deadline_ms:.0f} ms deadline"
+            result = self.popular_page(recommender, user_id, k, surface, now, started, why)
+        if self._count(result, surface) == "store_down" and self.store_down is None:
+            self.store_down = (result.fallback_reason or "").removeprefix("the model path failed: ")[:200]
+            log.warning("online store down, serving popular pages until it answers: %s", self.store_down)
+            self.metrics.store_errors.labels("recommend").inc()
         return result
 
+    def _count(self, result: Recommendation, surface: str) -> str:
+        self.metrics.served.labels(result.served_by, surface).inc()
+        kind = reason_kind(result.fallback_reason) if result.served_by != "model" else "none"
+        if kind != "none":
+            self.metrics.fallbacks.labels(kind).inc()
+        return kind
+
+    async def watch_store(self, every_s: float = 1.0, timeout_s: float = 1.0) -> None:
+        """Forever: probe the online store every ``every_s`` (one user read, a millisecond when healthy) and keep
+        the breaker open while it fails or takes longer than ``timeout_s``, closed once it answers again.
+
+        Redis clients retry a dead server with backoff for seconds before raising, so a page would notice an
+        outage only at its deadline; the probe notices within a second or two, and notices the recovery too.
+        One probe runs at a time: one that is still stuck counts as "no answer".
+        """
+        while True:
+            await asyncio.sleep(every_s)
+            recommender = self.recommender
+            if recommender is None:
+                continue
+            if self._probe is None or self._probe.done():
+                self._probe = self._prober.submit(self._probe_store, recommender)
+            try:
+                problem = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._probe)), timeout_s)
+            except TimeoutError:
+                problem = f"no answer within {timeout_s:.0f} s"
+            if problem is None and self.store_down is not None:
+                log.warning("online store answers again: the model path is back")
+                self.store_down = None
+            elif problem is not None:
+                self.metrics.store_errors.labels("probe").inc()
+                if self.store_down is None:
+                    log.warning("online store down, serving popular pages until it answers: %s", problem)
+                    self.store_down = problem
+
     def popular_page(
-        self, recommender: Recommender, user_id: str, k: int, surface: str, now: datetime, started: float
+        self, recommender: Recommender, user_id: str, k: int, surface: str, now: datetime, started: float, why: str
     ) -> Recommendation:
-        """The popular page from memory (no store read): what a request past its deadline gets."""
+        """The popular page from memory (no store read): past the deadline, or while the store is down."""
         arm = assign_variant(HOLDOUT_EXPERIMENT, user_id, list(HOLDOUT_ARMS), list(HOLDOUT_WEIGHTS))
         items = recommender.assemble(user_id, k, surface, now, Ranked([], []), holdout=True, recent=set(), user={})
         return Recommendation(
@@ -160,7 +209,7 @@ class RecommenderHost:
             k=k,
             items=items,
             served_by="popular",
-            fallback_reason=f"the request took longer than the {self.config.deadline_ms:.0f} ms deadline",
+            fallback_reason=why,
             model_version=None,
             variants={HOLDOUT_EXPERIMENT: arm},
             holdout=arm == "holdout",
@@ -235,15 +284,22 @@ class RecommenderHost:
             "version": recommender.model_version,
             "detail": "champion loaded" if model_ok else (recommender.closed_reason or "no champion model yet"),
         }
-        started = time.perf_counter()
+        # What the store watcher saw last (it probes every second): never wait here for a store that hangs.
+        if self.store_down is not None:
+            checks["online_store"] = {"ok": False, "detail": f"down: {self.store_down}"}
+        else:
+            checks["online_store"] = {"ok": True, "detail": "answered the last probe"}
+        return checks
+
+    @staticmethod
+    def _probe_store(recommender: Recommender) -> str | None:
+        """One user-feature read from the online store: None when it answers, else what failed."""
         try:
             refs = recommender.user_refs or ["recent_activity:clicked_categories_30m"]
             recommender.store.get_online_features(features=refs[:1], entity_rows=[{"user_id": "readyz"}]).to_dict()
-            checks["online_store"] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
-            self.metrics.store_errors.labels("readyz").inc()
-            checks["online_store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300]}
-        return checks
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
 
 
 def _signature(settings: Settings) -> tuple[object, ...]:

@@ -1,0 +1,195 @@
+"""Shared fixtures of the service tests: ONE small history with a trained model (built once per session, the way
+tests/integration/test_recommend.py builds it), its Feast online store in a real redis-server that can be killed
+and restarted with its data, and real `tailor serve` processes on loopback ports.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings, get_settings
+from tests.redis_server import INSTALL_HINT, redis_server_binary, services_required
+
+TAILOR = str(Path(sys.executable).parent / "tailor")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DurableRedis:
+    """A redis-server on a fixed loopback port that keeps its data in an append-only file, so a SIGKILL followed
+    by `start()` brings the same data back (the online store "coming back" after an outage)."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.binary, self.folder, self.port = binary, folder, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+            "--appendfsync", "always", "--daemonize", "no", "--dir", str(self.folder),
+            "--logfile", str(self.folder / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):  # not -LOADING: the data is back
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on {self.address}: {(self.folder / 'redis.log').read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the outage a crash causes (no clean shutdown)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@dataclass
+class Built:
+    settings: Settings
+    redis: DurableRedis
+    env: dict[str, str]  # what a process needs to use this home and its online store
+
+    @property
+    def pages(self) -> pd.DataFrame:
+        return pd.read_parquet(self.settings.marts_dir / "batch_recommendations.parquet")
+
+    def personalized_user(self, n: int = 0) -> str:
+        """An active user of the personalized arm (the model serves them)."""
+        pages = self.pages
+        return str(pages.loc[pages["policy"] == "personalized", "user_id"].drop_duplicates().iloc[n])
+
+    def holdout_user(self) -> str:
+        pages = self.pages
+        return str(pages.loc[pages["policy"] == "holdout", "user_id"].iloc[0])
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """150 users over 16 days, `tailor run` with the Redis online store: warehouse, features, ranker, pages."""
+    binary = redis_server_binary()
+    if binary is None:
+        if services_required():
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    root = tmp_path_factory.mktemp("service")
+    redis = DurableRedis(binary, root / "redis")
+    redis.start()
+    home = root / "home"
+    env = {
+        **os.environ,
+        **TELEMETRY_OFF,
+        "TAILOR_HOME": str(home),
+        "FEAST_FS_YAML_FILE_PATH": str(FEATURE_REPO_DIR / "feature_store.redis.yaml"),
+        "TAILOR_FEAST_REDIS": redis.address,
+        "TAILOR_RANKER_SEARCH_TRIALS": "2",
+        "TAILOR_RANKER_SEARCH_TIMEOUT_S": "60",
+        "TAILOR_RANKER_EVAL_USERS": "50",
+    }
+    try:
+        for args in (("generate", "--users", "150", "--days", "16", "--seed", "3"), ("run", "--quiet")):
+            done = subprocess.run([TAILOR, *args], env=env, capture_output=True, text=True, timeout=1500, check=False)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        yield Built(get_settings(home), redis, env)
+    finally:
+        redis.stop()
+
+
+class Server:
+    """`tailor serve` in a child process; ``url`` is its base address."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [TAILOR, "serve", "--port", str(self.port), "--log-level", "warning"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+            )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tailor serve exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"tailor serve did not answer within 120 s: {log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(built: Built, log: Path, **env: str) -> Server:
+    return Server({**built.env, **env}, log)
+
+
+@pytest.fixture(scope="session")
+def stream_url(built: Built) -> str:
+    """The stream lives in the same Redis as the online store (its own database), as on a small deployment."""
+    return f"redis://{built.redis.address}/1"
+
+
+@pytest.fixture(scope="session")
+def server(built: Built, stream_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One service for the API, events and schema tests. The model path gets a generous budget here, so pages
+    are the model's even on a loaded machine; the fault tests start their own with the default budget."""
+    started = start_server(
+        built,
+        tmp_path_factory.mktemp("serve") / "serve.log",
+        TAILOR_REDIS_URL=stream_url,
+        TAILOR_RECOMMEND_BUDGET_MS="3000",
+        TAILOR_SERVICE_DEADLINE_MS="8000",
+    )
+    yield started
+    started.stop()

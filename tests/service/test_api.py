@@ -1,0 +1,177 @@
+"""The HTTP API on a real `tailor serve` over a small built history: page shape, caching headers, bad input.
+
+What a frontend and a CDN rely on: a well-formed id always gets a non-empty page in the `Recommendation` shape;
+a user's page is private with an ETag that answers 304; a segment page is public with s-maxage; every bad request
+is a 4xx with a message (never a 500); /readyz, /metrics and /openapi.json say what they should.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.service.conftest import Built, Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_known_user_gets_the_models_page_in_the_recommendation_shape(built: Built, server: Server) -> None:
+    user = built.personalized_user()
+    response = httpx.get(f"{server.url}/recommendations/{user}", params={"k": 7, "surface": "feed"})
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert page["user_id"] == user and page["surface"] == "feed" and page["k"] == 7 and page["schema_version"] == 1
+    assert page["served_by"] == "model" and page["fallback_reason"] is None and page["model_version"] == "1"
+    assert page["variants"] == {"personalization_holdout": "personalized"} and page["holdout"] is False
+    assert [item["rank"] for item in page["items"]] == list(range(1, 8))
+    assert len({item["content_id"] for item in page["items"]}) == 7
+    assert "personalized" in {item["slot_kind"] for item in page["items"]}
+    assert all(item["reason"] for item in page["items"])
+    consumed = pd.read_parquet(built.settings.marts_dir / "fct_user_content_interactions.parquet")
+    assert not set(consumed.loc[consumed["user_id"] == user, "content_id"]) & {i["content_id"] for i in page["items"]}
+    assert response.headers["x-served-by"] == "model"
+
+
+def test_unknown_and_holdout_users_get_the_popular_page(built: Built, server: Server) -> None:
+    unknown = httpx.get(f"{server.url}/recommendations/someone-new", params={"k": 4}).json()
+    assert unknown["served_by"] == "popular" and "cold start" in unknown["fallback_reason"]
+    assert len(unknown["items"]) == 4 and {i["slot_kind"] for i in unknown["items"]} <= {"popular", "editorial"}
+    held = httpx.get(f"{server.url}/recommendations/{built.holdout_user()}").json()
+    assert held["holdout"] is True and held["served_by"] == "popular" and len(held["items"]) == 10
+
+
+def test_a_users_page_is_private_with_an_etag_that_answers_304(built: Built, server: Server) -> None:
+    url = f"{server.url}/recommendations/{built.personalized_user(1)}"
+    first = httpx.get(url, params={"k": 5})
+    assert first.headers["cache-control"] == "private, max-age=5"
+    assert first.headers["vary"] == "Accept-Encoding"
+    etag = first.headers["etag"]
+    assert re.fullmatch(r'W/"[0-9a-f]{32}"', etag)
+    again = httpx.get(url, params={"k": 5}, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag and again.headers["cache-control"] == "private, max-age=5"
+    other = httpx.get(url, params={"k": 6}, headers={"If-None-Match": etag})
+    assert other.status_code == 200 and other.headers["etag"] != etag  # another page, another tag
+    stale = httpx.get(url, params={"k": 5}, headers={"If-None-Match": 'W/"0000", "1111"'})
+    assert stale.status_code == 200
+
+
+def test_a_segment_page_is_public_for_edge_caches(built: Built, server: Server) -> None:
+    response = httpx.get(f"{server.url}/recommendations/segments/surface:home", params={"k": 5})
+    assert response.status_code == 200, response.text
+    cache = response.headers["cache-control"]
+    assert cache.startswith("public, ") and "s-maxage=300" in cache and "private" not in cache
+    page = response.json()
+    assert page["segment"] == "surface:home" and len(page["items"]) == 5
+    assert {i["slot_kind"] for i in page["items"]} == {"popular"} and page["items"][0]["reason"] == "popular on home"
+    # The popular list is the smoothed 7-day CTR on the surface (ml.recommend): check its head against the marts.
+    impressions = pd.read_parquet(built.settings.marts_dir / "fct_impressions.parquet")
+    recent = impressions.loc[impressions["occurred_at"] >= impressions["occurred_at"].max() - pd.Timedelta(days=7)]
+    home = recent.loc[recent["surface"] == "home"]
+    prior = home["is_clicked"].sum() / len(home)
+    per_item = home.groupby("content_id")["is_clicked"].agg(["sum", "count"])
+    smoothed = ((per_item["sum"] + 100 * prior) / (per_item["count"] + 100)).sort_values(ascending=False)
+    assert page["items"][0]["content_id"] == smoothed.index[0]
+    assert page["items"][0]["score"] == pytest.approx(smoothed.iloc[0])
+    revalidated = httpx.get(
+        f"{server.url}/recommendations/segments/surface:home",
+        params={"k": 5},
+        headers={"If-None-Match": response.headers["etag"]},
+    )
+    assert revalidated.status_code == 304
+    unknown = httpx.get(f"{server.url}/recommendations/segments/country:ZZ")
+    assert unknown.status_code == 404 and "use one of all" in unknown.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "message"),
+    [
+        ("/recommendations/u0000001", {"k": "0"}, 422, "k: Input should be greater than or equal to 1"),
+        ("/recommendations/u0000001", {"k": "1000000"}, 422, "k: Input should be less than or equal to 100"),
+        ("/recommendations/u0000001", {"k": "ten"}, 422, "k: Input should be a valid integer"),
+        ("/recommendations/u0000001", {"surface": "moon"}, 422, "surface: Input should be 'home' or 'feed'"),
+        ("/recommendations/%20%20", {}, 422, "user_id is blank"),
+        ("/recommendations/" + "u" * 129, {}, 422, "at most 128 characters"),
+        ("/recommendations/segments/planet:mars", {}, 422, "segment must be all, surface:<surface>"),
+        ("/nowhere", {}, 404, "no route /nowhere"),
+    ],
+)
+def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
+    server: Server, path: str, params: dict[str, str], status: int, message: str
+) -> None:
+    response = httpx.get(server.url + path, params=params)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        (b"{not json", "application/json", 400, "the body is not valid JSON"),
+        (b"", "application/json", 400, "empty body"),
+        (b"[1, 2]", "application/json", 422, "the body is a JSON list"),
+        (b'{"events": [], "x": 1}', "application/json", 422, "unknown field(s) 'x'"),
+        (b'{"events": []}', "application/json", 422, "non-empty JSON array"),
+        (b'{"event_id": "e1"}', "text/plain", 415, "send the events as application/json"),
+        (b"\xff\xfe\x00", "application/json", 400, "not valid JSON"),
+        (b'{"events": [' + b",".join([b"{}"] * 1001) + b"]}", "application/json", 413, "at most 1000 per request"),
+        (b'{"events": ["' + b"x" * 1_100_000 + b'"]}', "application/json", 413, "at most 1,048,576 are accepted"),
+    ],
+)
+def test_bad_event_bodies_get_a_4xx_that_says_what_is_wrong(
+    server: Server, body: bytes, content_type: str, status: int, message: str
+) -> None:
+    response = httpx.post(f"{server.url}/events", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(server: Server) -> None:
+    def chunks():  # no Content-Length: the limit must hold while reading
+        yield b'{"events": ["'
+        for _ in range(40):
+            yield b"x" * 32_768
+        yield b'"]}'
+
+    response = httpx.post(f"{server.url}/events", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "send smaller batches" in response.json()["error"]
+
+
+def test_health_readiness_and_openapi(server: Server) -> None:
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 200, ready.text
+    checks = ready.json()["checks"]
+    assert checks["model"] == {"ok": True, "version": "1", "detail": "champion loaded"}
+    assert checks["online_store"]["ok"] is True and checks["recommender"]["ok"] is True
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    assert {"/recommendations/{user_id}", "/recommendations/segments/{segment}", "/events", "/metrics"} <= set(
+        schema["paths"]
+    )
+    k = next(p for p in schema["paths"]["/recommendations/{user_id}"]["get"]["parameters"] if p["name"] == "k")
+    assert k["schema"]["maximum"] == 100 and k["schema"]["minimum"] == 1
+
+
+def test_metrics_count_requests_by_route_and_status_and_name_the_model(built: Built, server: Server) -> None:
+    httpx.get(f"{server.url}/recommendations/{built.personalized_user(2)}")
+    httpx.get(f"{server.url}/recommendations/u0000001", params={"k": "0"})
+    httpx.get(f"{server.url}/recommendations/never-seen-user")
+    text = httpx.get(f"{server.url}/metrics").text
+
+    def value(series: str) -> float:
+        match = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.MULTILINE)
+        assert match, f"{series} not in /metrics"
+        return float(match.group(1))
+
+    route = 'route="/recommendations/{user_id}"'
+    assert value(f'tailor_http_requests_total{{method="GET",{route},status="200"}}') >= 2
+    assert value(f'tailor_http_requests_total{{method="GET",{route},status="422"}}') >= 1
+    assert value(f'tailor_http_request_duration_seconds_bucket{{le="+Inf",method="GET",{route}}}') >= 3
+    assert value('tailor_recommendation_fallbacks_total{reason="cold_start"}') >= 1
+    assert value('tailor_recommendations_total{served_by="model",surface="home"}') >= 1
+    assert value('tailor_model_info{closed_reason="",version="1"}') == 1
+    assert value("tailor_model_loaded") == 1
