@@ -90,10 +90,14 @@ class ExperimentStatus:
     srm_p: float | None
     srm: bool
     decisions: dict[str, str]
+    analysed: bool = True
 
     @property
     def status(self) -> str:
-        """``reached planned size`` or ``running (n of N per variant)`` (``running`` without a plan)."""
+        """``reached planned size``, ``running (n of N per variant)`` (``running`` without a plan), or ``no units
+        exposed yet``."""
+        if not self.analysed:
+            return "no units exposed yet"
         if self.reached:
             return "reached planned size"
         if self.planned is None:
@@ -102,7 +106,8 @@ class ExperimentStatus:
 
 
 def experiment_list(settings: Settings) -> list[ExperimentStatus]:
-    """Every analysed experiment, sorted by id.
+    """Every experiment in ``dim_experiments`` (registered, or seen in exposures), sorted by id; those without
+    result rows (nobody exposed yet) have ``analysed`` False.
 
     Raises:
         marts.NoData: the results or the experiments dimension are not published.
@@ -111,14 +116,19 @@ def experiment_list(settings: Settings) -> list[ExperimentStatus]:
     results = marts.read(settings, RESULTS)
     arms = marts.read(settings, VARIANTS)
     out = []
-    for experiment_id, rows in results.groupby("experiment_id", sort=True):
+    for experiment_id in sorted(set(arms["experiment_id"]) | set(results["experiment_id"])):
+        rows = results.loc[results["experiment_id"] == experiment_id]
         mine = arms.loc[(arms["experiment_id"] == experiment_id) & arms["weight"].notna()]
         units = {str(v): int(u) for v, u in zip(mine["variant"], mine["units_analysed"], strict=True)}
         planned_values = mine["planned_units_per_variant"].dropna()
         planned = int(planned_values.min()) if len(planned_values) and planned_values.min() > 0 else None
         control_rows = mine.loc[mine["is_control"].fillna(False).astype(bool), "variant"]
         control = (
-            str(control_rows.iloc[0]) if len(control_rows) else str(rows.loc[rows["is_control"], "variant"].iloc[0])
+            str(control_rows.iloc[0])
+            if len(control_rows)
+            else str(rows.loc[rows["is_control"].astype(bool), "variant"].iloc[0])
+            if len(rows)
+            else ""
         )
         description = str(mine["description"].dropna().iloc[0]) if mine["description"].notna().any() else ""
         srm_p = _float(rows["srm_p"].dropna().iloc[0]) if rows["srm_p"].notna().any() else None
@@ -138,6 +148,7 @@ def experiment_list(settings: Settings) -> list[ExperimentStatus]:
                 srm_p=srm_p,
                 srm=bool(rows["srm_mismatch"].fillna(False).astype(bool).any()),
                 decisions=decisions,
+                analysed=not rows.empty,
             )
         )
     return out

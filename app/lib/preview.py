@@ -149,8 +149,9 @@ def control_page(recommender: Recommender, user_id: str, k: int, surface: str, n
 
 
 def online_features(recommender: Recommender, user_id: str, now: datetime) -> pd.DataFrame:
-    """The user's features in the online store (what the model path reads): feature, value; plus the store's
-    status for the row (``ok``, ``unknown user``, ``stale <view>``). Empty when the store did not answer."""
+    """The user's features in the online store (what the model path reads), sorted by name: feature, value; the
+    row ``status`` is the store's word on it (``ok``, ``unknown user``, ``stale <view>``). Empty when the
+    recommender has no feature service (the store did not answer when it opened)."""
     from ml.features import online_features as read_online
 
     if not recommender.user_refs:
@@ -158,7 +159,7 @@ def online_features(recommender: Recommender, user_id: str, now: datetime) -> pd
     frame = read_online(recommender.store, [{"user_id": user_id}], features=recommender.user_refs, request_at=now)
     row = frame.iloc[0]
     values = [(str(name), _display(row[name])) for name in frame.columns if name != "user_id"]
-    return pd.DataFrame(values, columns=["feature", "value"])
+    return pd.DataFrame(sorted(values), columns=["feature", "value"])
 
 
 def page_frame(items: list[RecommendedItem]) -> pd.DataFrame:

@@ -42,6 +42,13 @@ for s in listing:
 ids = [s.experiment_id for s in listing]
 chosen = st.selectbox("Experiment", ids, key="experiment")
 status = next(s for s in listing if s.experiment_id == chosen)
+if not status.analysed:
+    st.header(chosen)
+    st.info(
+        f"No units exposed to {chosen} yet: its results appear after the first run that logs exposures. "
+        + (status.description or "")
+    )
+    st.stop()
 try:
     results = cache.experiment_results(home, stamp, chosen)
 except LookupError as error:

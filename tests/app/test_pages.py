@@ -1,0 +1,272 @@
+"""Every page of the analyst app through Streamlit's AppTest on a small built history.
+
+What analysts rely on: the numbers on each page are the warehouse's numbers (read here from the DuckDB file the
+run built, which the app never opens), the app keeps working while a run holds the warehouse, a new run's marts
+replace what the caches hold, an empty home says to run `make demo` on every page, and whatever is typed into
+the user box is an id looked up as a parameter, never SQL.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from app.lib import experiments as experiments_lib
+from app.lib import marts
+from app.lib.ui import PAGES
+from ml.registry import CHAMPION, Registry
+from tailor.settings import Settings, get_settings
+from tests.app.conftest import page_test, shown_metrics, table
+from tests.conftest import query_warehouse
+
+pytestmark = pytest.mark.integration
+
+
+def _pct(value: float) -> str:
+    return f"{value:.2%}"
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _latest_day(settings: Settings) -> dict[str, float]:
+    """The newest day's KPIs computed from the warehouse (not the Parquet the app reads)."""
+    [(active, impressions, clicks, converted, revenue)] = query_warehouse(
+        settings,
+        "select count(*), sum(impressions), sum(clicks), count(*) filter (where conversions > 0), sum(revenue_usd) "
+        "from marts.fct_daily_user_engagement "
+        "where activity_date = (select max(activity_date) from marts.fct_daily_user_engagement)",
+    )
+    return {"active": active, "ctr": clicks / impressions, "conversion": converted / active, "revenue": revenue}
+
+
+def test_overview_shows_the_warehouses_kpis(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page_test("overview", app_home.home, monkeypatch).run()
+    assert not at.exception, at.exception
+    shown = shown_metrics(at)
+    day = _latest_day(app_home)
+    assert shown["Active users (latest day)"] == _num(day["active"])
+    assert shown["CTR (latest day)"] == _pct(day["ctr"])
+    assert shown["Conversion rate (latest day)"] == _pct(day["conversion"])
+    assert shown["Revenue USD (latest day)"] == _num(day["revenue"])
+    [(received, quarantined)] = query_warehouse(
+        app_home, "select sum(received), sum(quarantined) from marts.fct_batch_fates"
+    )
+    assert shown["Event rows received"] == _num(received)
+    assert shown["Quarantined"] == _num(quarantined)
+    assert quarantined > 0, "the simulator plants malformed rows: the quarantine cannot be empty"
+    assert "SUCCESS" in " ".join(m.value for m in at.markdown), "the last pipeline run is shown"
+
+
+def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page_test("experiments", app_home.home, monkeypatch).run()
+    assert not at.exception, at.exception
+    listed = table(at, "experiment", "SRM")
+    ids = [
+        r[0] for r in query_warehouse(app_home, "select distinct experiment_id from marts.dim_experiments order by 1")
+    ]
+    assert sorted(listed["experiment"]) == ids
+    results = pd.read_parquet(app_home.marts_dir / "experiment_results.parquet")
+    analysed = set(pd.read_parquet(app_home.marts_dir / "experiment_results.parquet")["experiment_id"])
+    for experiment_id in ids:
+        at.selectbox(key="experiment").select(experiment_id).run()
+        assert not at.exception, at.exception
+        if experiment_id not in analysed:  # registered, nobody exposed yet (the holdout before pages are served)
+            assert any("No units exposed" in i.value for i in at.info), experiment_id
+            continue
+        shown = shown_metrics(at)
+        units = query_warehouse(
+            app_home,
+            "select variant, is_control, units_analysed from marts.dim_experiments "
+            f"where experiment_id = '{experiment_id}' and weight is not null",  # a fixed id from the warehouse
+        )
+        for variant, is_control, count in units:
+            assert shown[f"Units: {variant}" + (" (control)" if is_control else "")] == _num(count)
+        shown_table = table(at, "metric", "absolute lift")
+        # Each variant's metric value is the warehouse's sufficient statistics: sum / n, or sum / denominator.
+        stats = query_warehouse(
+            app_home,
+            "select metric, variant, sum / coalesce(denominator_sum, n) from marts.fct_experiment_stats "
+            f"where experiment_id = '{experiment_id}'",
+        )
+        by_key = shown_table.set_index(["metric", "variant"])
+        for metric, variant, value in stats:
+            assert by_key.loc[(metric, variant), "value"] == pytest.approx(value, rel=1e-9), (metric, variant)
+        # ...and the comparisons are the run's results, row for row.
+        mine = results.loc[results["experiment_id"] == experiment_id].set_index(["metric", "variant"])
+        assert len(shown_table) == len(mine)
+        for column, label in (
+            ("absolute_effect", "absolute lift"),
+            ("p_value_holm", "p (Holm)"),
+            ("decision", "decision"),
+        ):
+            expected = mine[column].reindex(by_key.index)
+            got = by_key[label]
+            assert ((expected == got) | (expected.isna() & got.isna())).all(), (experiment_id, column)
+
+
+def test_the_preview_shows_the_users_numbers_and_both_pages(
+    app_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = pd.read_parquet(app_home.marts_dir / "batch_recommendations.parquet")
+    personalized = str(pages.loc[pages["policy"] == "personalized", "user_id"].iloc[0])
+    holdout = str(pages.loc[pages["policy"] == "holdout", "user_id"].iloc[0])
+    at = page_test("preview", app_home.home, monkeypatch).run()
+    assert not at.exception, at.exception
+    at.text_input(key="typed_user").input(personalized).run()
+    assert not at.exception, at.exception
+    shown = shown_metrics(at)
+    [(impressions, clicks)] = query_warehouse(
+        app_home,
+        f"select sum(impressions), sum(clicks) from marts.fct_daily_user_engagement where user_id = '{personalized}'",
+    )
+    assert shown["Impressions"] == _num(impressions) and shown["Clicks"] == _num(clicks)
+    assert shown["CTR"] == _pct(clicks / impressions)
+    page = table(at, "slot_kind")
+    control = table(at, "slot_kind", nth=1)
+    assert page["rank"].tolist() == list(range(1, 11)) and control["rank"].tolist() == list(range(1, 11))
+    assert "personalized" in set(page["slot_kind"]), "a personalized user's page has model slots"
+    assert set(control["slot_kind"]) <= {"popular", "editorial"}, "the control page never has model slots"
+    consumed = {r[0] for r in query_warehouse(
+        app_home, f"select content_id from marts.fct_user_content_interactions where user_id = '{personalized}'"
+    )}  # fmt: skip
+    assert not (set(page["content_id"]) | set(control["content_id"])) & consumed, "a consumed item came back"
+    assert "Served by **model**" in " ".join(m.value for m in at.markdown)
+
+    # Online features: the newest daily row of the warehouse's user features, as the store serves it.
+    features = table(at, "feature", "value").set_index("feature")["value"]
+    [(impressions_7d, clicks_28d)] = query_warehouse(
+        app_home,
+        "select impressions_7d, clicks_28d from marts.fct_user_features_daily "
+        f"where user_id = '{personalized}' order by event_timestamp desc limit 1",
+    )
+    assert features["impressions_7d"] == str(impressions_7d) and features["clicks_28d"] == str(clicks_28d)
+
+    # The truth toggle: true click probabilities next to the predicted ones, in [0, 1] for every slot.
+    at.toggle(key="truth").set_value(True).run()
+    assert not at.exception, at.exception
+    truth = table(at, "slot_kind")
+    assert truth["true_p_click_top"].between(0, 1).all() and truth["true_p_click_here"].between(0, 1).all()
+    assert (truth["true_p_click_here"] <= truth["true_p_click_top"] + 1e-12).all(), "examination is at most 1"
+
+    at.text_input(key="typed_user").input(holdout).run()
+    assert not at.exception, at.exception
+    assert any("personalization holdout" in i.value for i in at.info)
+    same = table(at, "slot_kind")
+    assert same["content_id"].tolist() == table(at, "slot_kind", nth=1)["content_id"].tolist()
+
+
+def test_health_shows_the_registrys_champion(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page_test("health", app_home.home, monkeypatch).run()
+    assert not at.exception, at.exception
+    champion = Registry(app_home.models_dir).alias(CHAMPION)
+    assert champion is not None
+    shown = shown_metrics(at)
+    assert shown["Champion"] == f"v{champion.version}"
+    assert shown["Champion AUC"] == f"{champion.metrics['classification.ranker.auc']:.4f}"
+    assert shown["Champion log loss"] == f"{champion.metrics['classification.ranker.log_loss']:.4f}"
+    checks = table(at, "check", "result")
+    assert len(checks) > 10 and int(shown["Checks evaluated"]) == len(checks)
+    reasons = table(at, "reject_reason", "rows")
+    [(quarantined,)] = query_warehouse(app_home, "select count(*) from marts.fct_rejected_rows")
+    assert reasons["rows"].sum() == quarantined
+
+
+def test_pages_render_while_a_run_holds_the_warehouse(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB allows one writer per file, and while it writes no other process may open the file, even read-only
+    (what dbt does to the warehouse during a run). Hold it that way from another process: every page still renders
+    its numbers, because the app reads only published files."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_WAREHOUSE, str(app_home.warehouse)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(app_home.warehouse), read_only=True)  # the lock is real
+        for slug in PAGES:
+            at = page_test(slug, app_home.home, monkeypatch).run()
+            assert not at.exception, (slug, at.exception)
+            assert not any("make demo" in i.value for i in at.info), slug
+            assert at.metric, f"{slug} shows no numbers while the warehouse is held"
+    finally:
+        holder.communicate("", timeout=60)  # closing stdin ends the holder; its transaction is rolled back
+    assert holder.returncode == 0
+
+
+#: A writer in its own process: opens the warehouse read-write, starts writing, and holds it until stdin closes.
+_HOLD_WAREHOUSE = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+con.execute("begin transaction")
+con.execute("create table marts._app_test_writer as select 1 as x")
+print("holding", flush=True)
+sys.stdin.read()
+con.execute("rollback")
+con.close()
+"""
+
+
+def test_a_new_run_replaces_what_the_cache_holds(
+    app_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caches are keyed on the marts' modification times: republishing a mart shows the new numbers."""
+    home = tmp_path / "copy"
+    shutil.copytree(app_home.marts_dir, home / "marts")
+    settings = get_settings(home)
+    before = shown_metrics(page_test("overview", home, monkeypatch).run())
+    engagement = home / "marts" / "fct_daily_user_engagement.parquet"
+    frame = pd.read_parquet(engagement)
+    newest = frame["activity_date"].max()
+    fewer = frame.drop(frame.index[frame["activity_date"] == newest][:5])
+    fewer.to_parquet(engagement.with_suffix(".tmp"))
+    engagement.with_suffix(".tmp").replace(engagement)  # a run replaces a file whole
+    after = shown_metrics(page_test("overview", home, monkeypatch).run())
+    assert int(before["Active users (latest day)"].replace(",", "")) - 5 == int(
+        after["Active users (latest day)"].replace(",", "")
+    )
+    assert marts.stamp(settings, ["fct_daily_user_engagement"])[0][1] == engagement.stat().st_mtime_ns
+
+
+def test_every_page_says_make_demo_without_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for slug in PAGES:
+        at = page_test(slug, tmp_path / "empty", monkeypatch).run()
+        assert not at.exception, (slug, at.exception)
+        assert any("make demo" in i.value for i in at.info), (slug, [i.value for i in at.info])
+        assert not at.metric and not at.dataframe, f"{slug} shows numbers without data"
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("u9999999", "No user 'u9999999' in the published history"),
+        ("x' or '1'='1", "No user \"x' or '1'='1\" in the published history"),
+        ("u1'; drop table dim_users; --", 'No user "u1\'; drop table dim_users; --"'),
+        ("u" * 150, "user ids have at most 128"),
+    ],
+)
+def test_bad_user_input_gets_a_friendly_message(
+    app_home: Settings, monkeypatch: pytest.MonkeyPatch, typed: str, message: str
+) -> None:
+    at = page_test("preview", app_home.home, monkeypatch).run()
+    at.text_input(key="typed_user").input(typed).run()
+    assert not at.exception, at.exception
+    assert any(message in w.value for w in at.warning), [w.value for w in at.warning]
+    if len(typed) <= 128:  # an unknown user gets the cold-start page, never an empty one
+        page = table(at, "slot_kind")
+        assert len(page) == 10 and set(page["slot_kind"]) <= {"popular", "editorial"}
+    # The text was a value, not SQL: every user is still there.
+    [(users,)] = query_warehouse(app_home, "select count(*) from marts.dim_users")
+    assert len(pd.read_parquet(app_home.marts_dir / "dim_users.parquet")) == users
+
+
+def test_an_unknown_experiment_id_is_a_clear_error(app_home: Settings) -> None:
+    with pytest.raises(LookupError, match="no experiment \"x' or '1'='1\" in the results; there are: exp_"):
+        experiments_lib.results_for(app_home, "x' or '1'='1")
