@@ -17,15 +17,17 @@ DEMO_DAYS ?= 28
 DEMO_SEED ?= 7
 
 # Every figure in docs/benchmarks.md, with the command written there; `make bench-<name>` reruns one of them.
-BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost
+BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost app
 
-.PHONY: help install demo test test-unit test-integration test-e2e ui lint typecheck bench clean \
+.PHONY: help install demo test test-unit test-integration test-e2e ui app screenshots lint typecheck bench clean \
 	$(addprefix bench-,$(BENCHMARKS))
 
 help:
 	@echo "make demo   install, generate $(DEMO_DAYS) days for $(DEMO_USERS) users, run every asset"
 	@echo "make test   run every test (unit, integration, e2e)"
 	@echo "make ui     start the Dagster UI on http://127.0.0.1:3000 (plain \`dagster dev\` here works too)"
+	@echo "make app    start the analyst app on http://127.0.0.1:$(APP_PORT) (Streamlit; docs/app.md)"
+	@echo "make screenshots  regenerate docs/img/app-*.png from the demo history (Debian's chromium)"
 	@echo "make bench  rerun every benchmark in docs/benchmarks.md (about an hour on 2 cores)"
 	@echo "make bench-NAME  rerun one; NAME is one of: $(BENCHMARKS)"
 	@echo "make lint | typecheck | clean"
@@ -59,6 +61,16 @@ test-e2e: install
 # `tailor ui` = `dagster dev` from this folder, with the instance under TAILOR_HOME (code location `tailor`).
 ui: install
 	$(BIN)/tailor ui
+
+# The analyst app (docs/app.md): read-only over the published marts, on loopback, no usage statistics.
+APP_PORT ?= 8501
+app: install
+	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 \
+		--server.port $(APP_PORT) --browser.gatherUsageStats false --client.toolbarMode viewer
+
+# The README's screenshots: the app on the demo history (`make demo` first), driven by Debian's chromium.
+screenshots: install
+	$(BIN)/python -m app.screenshots --out docs/img
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
@@ -96,6 +108,13 @@ bench-sequential-aa: install
 
 bench-run-cost: install
 	$(BIN)/python bench/bench_run_cost.py --events 1000000 10000000
+
+# The app's time to first render on the demo (built first if missing) and, with APP_BENCH_BIG_HOME=<a home built
+# from 10M events>, on that too (docs/benchmarks.md says how that home was built).
+bench-app: install
+	@test -f $(TAILOR_HOME)/marts/dim_users.parquet || $(MAKE) --no-print-directory demo
+	$(BIN)/python bench/bench_app.py --home $(TAILOR_HOME) --label demo \
+		$(if $(APP_BENCH_BIG_HOME),--home $(APP_BENCH_BIG_HOME) --label 10M)
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
