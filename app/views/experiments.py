@@ -156,7 +156,9 @@ mde = b.number_input(
     key="mde",
 )
 try:
-    plan = cache.experiment_plan(home, stamp, float(baseline), float(mde), bool(relative), min(status.units.values()))
+    plan = cache.experiment_plan(
+        home, stamp, float(baseline), float(mde), bool(relative), min(status.units.values(), default=None)
+    )
 except ValueError as error:
     st.warning(f"Cannot plan that: {error}")
 else:
