@@ -186,3 +186,20 @@ def test_run_cost(run_bench: Any, tmp_path: Path) -> None:
     ):
         assert quiet[step]["metadata"][key]["action"] == "up to date", step
     assert training["nothing new"]["rows_built"] == 0
+
+
+def test_service(run_bench: Any, tmp_path: Path, redis_url: str) -> None:
+    # It kills its online store's Redis for the fallback figures, so it starts a redis-server of its own; `redis_url`
+    # only makes this test skip (or fail in CI) where the binary is missing, as every Redis test does.
+    result = run_bench("bench_service.py", "--smoke", "--workdir", str(tmp_path))
+    assert [level["concurrency"] for level in result["levels"]] == [1, 2]
+    for level in result["levels"]:
+        for side in ("service", "feast_serve"):
+            assert level[side]["errors"] == 0 and level[side]["requests"] > 0, (level["concurrency"], side)
+    assert result["goal_check"]["service_p99_ms"] > 0 and result["goal_check"]["errors"] == 0
+    fallbacks = result["fallbacks"]
+    assert fallbacks["cold_start_popular"]["errors"] == 0
+    assert fallbacks["online_store_down_popular"]["served_by"] == {
+        "popular": fallbacks["online_store_down_popular"]["requests"]
+    }
+    assert result["click_to_changed_page"]["clicks"] == 1
