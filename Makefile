@@ -46,8 +46,12 @@ demo: install
 	$(BIN)/tailor generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --overwrite
 	$(BIN)/tailor run
 
+# Two workers (pytest-xdist), one test module each at a time so module fixtures are built once: most of a test's
+# time is one process's Python (dbt, Feast, Dagster start-up), so two overlap well even on 2 cores.
+# TAILOR_TEST_WORKERS=0 runs in one process.
+TAILOR_TEST_WORKERS ?= 2
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TAILOR_TEST_WORKERS) --dist loadfile --durations=25
 
 test-unit: install
 	$(BIN)/pytest -m unit

@@ -295,11 +295,22 @@ def run(as_json: bool, quiet: bool) -> None:
             name.endswith(":received_equals_accepted_duplicates_quarantined") for name in outcome.checks_evaluated
         ),
         "errors": outcome.errors,
+        "retrain_signals": outcome.retrain_signals,
     }
     if as_json:
         _emit_json(summary)
     elif outcome.success:
         _print_summary(summary)
+    if outcome.retrain_signals and not as_json:
+        for name, text in outcome.retrain_signals.items():
+            err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)
+        err.print(
+            "The champion's inputs or predictions moved away from its training window; the answer is a retrain, "
+            "not a fix: with the Dagster daemon running (`make ui`) the retrain_sensor requests the retrain_ranker "
+            "job, and every `tailor run` trains a challenger too; the registry's rule decides whether it replaces "
+            "the champion.",
+            highlight=False,
+        )
     if not outcome.success:
         if not as_json:
             for step, text in outcome.errors.items():
@@ -308,8 +319,13 @@ def run(as_json: bool, quiet: bool) -> None:
             if outcome.failed_checks:
                 err.print(f"[bold red]failed checks[/]: {', '.join(outcome.failed_checks)}", highlight=False)
         what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
+        consequence = (
+            "the assets after it were not built"
+            if outcome.failed_steps
+            else "every asset was built, but a check with ERROR severity did not pass: its data needs a look"
+        )
         _fail(
-            f"the run failed ({what}); the assets after it were not built. The whole log is in "
+            f"the run failed ({what}); {consequence}. The whole log is in "
             f"{settings.home / 'logs' / 'dbt.log'} and in the Dagster UI (`make ui`, run {outcome.run_id})."
         )
 

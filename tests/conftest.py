@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -66,3 +68,52 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(INSTALL_HINT)
     with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+#: The small world behind `served_home`: enough days for the ranker's windows (14), small enough to build in ~1 min.
+SERVED_WORLD = ("--users", "150", "--days", "16", "--seed", "3")
+#: A small search budget: the tests check what is served, bench/bench_ranker.py what the search finds.
+SERVED_ENV = {
+    "TAILOR_RANKER_SEARCH_TRIALS": "2",
+    "TAILOR_RANKER_SEARCH_TIMEOUT_S": "60",
+    "TAILOR_RANKER_EVAL_USERS": "50",
+}
+
+
+def tailor_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `tailor` command on a home, as a user would (small ranker search budget)."""
+    full_env = {**os.environ, "TAILOR_HOME": str(home), **SERVED_ENV, **(env or {})}
+    command = [str(Path(sys.executable).parent / "tailor"), *args]
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, check=False, timeout=1500)
+
+
+@pytest.fixture(scope="session")
+def served_home(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Settings:
+    """A small history after one `tailor run`: warehouse, Feast (SQLite online store), a trained champion, the
+    batch pages. Built once per test session and shared by every pytest-xdist worker (a file lock makes the others
+    wait for the first), because recommend, the service and the app all serve from the same kind of home.
+
+    Read-only: a test that changes a home (streams events into it, rewrites its pages) uses `copy_home`."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each worker has its own basetemp under the session's
+        root = root.parent
+    folder = root / "served_home"
+    folder.mkdir(exist_ok=True)
+    home = folder / "home"
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "ready").exists():
+            shutil.rmtree(home, ignore_errors=True)
+            made = tailor_cli(home, "generate", *SERVED_WORLD)
+            assert made.returncode == 0, made.stderr
+            ran = tailor_cli(home, "run", "--quiet")
+            assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+            (folder / "ready").touch()
+    return get_settings(home)
+
+
+def copy_home(settings: Settings, target: Path) -> Settings:
+    """A copy of a home to change freely (paths inside derive from TAILOR_HOME; MLflow's artifact URIs still name
+    the original, which is only read)."""
+    shutil.copytree(settings.home, target / "home")
+    return get_settings(target / "home")

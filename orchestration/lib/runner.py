@@ -9,10 +9,15 @@ import dagster as dg
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from tailor.settings import Settings
 
+#: Checks that watch the champion rather than the data: when one fails (drift), the run did its job and the answer
+#: is a retrain (the retrain sensor requests one), not a broken pipeline. They are reported, not fatal.
+RETRAIN_SIGNALS = frozenset({"champion_features_stable", "champion_predictions_stable"})
+
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """success is false when a step failed or an ERROR-severity check did not pass."""
+    """success is false when a step failed or an ERROR-severity check did not pass (except `RETRAIN_SIGNALS`,
+    listed in `retrain_signals`)."""
 
     success: bool
     run_id: str
@@ -21,6 +26,8 @@ class RunOutcome:
     checks_evaluated: list[str]
     #: What went wrong in each failed step, in words (a dg.Failure's description, else the error's message).
     errors: dict[str, str] = field(default_factory=dict)
+    #: ERROR-severity failures of the checks in RETRAIN_SIGNALS (asset:check), with the check's description.
+    retrain_signals: dict[str, str] = field(default_factory=dict)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -55,16 +62,21 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     errors = {event.step_key or "?": _failure_text(event) for event in result.all_events if event.is_step_failure}
     failed_checks: list[str] = []
     evaluated: list[str] = []
+    signals: dict[str, str] = {}
     for event in result.all_events:
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         check = event.asset_check_evaluation_data
-        evaluated.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
+        name = f"{check.asset_key.to_user_string()}:{check.check_name}"
+        evaluated.append(name)
         # A failed check does not fail a Dagster run; an ERROR-severity one must fail `tailor run` (warnings don't).
         if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
-            failed_checks.append(f"{check.asset_key.to_user_string()}:{check.check_name}")
+            if check.check_name in RETRAIN_SIGNALS:
+                signals[name] = check.description or "failed"
+            else:
+                failed_checks.append(name)
     return RunOutcome(
-        result.success and not failed_checks, result.run_id, failed_steps, failed_checks, evaluated, errors
+        result.success and not failed_checks, result.run_id, failed_steps, failed_checks, evaluated, errors, signals
     )
 
 

@@ -243,3 +243,11 @@ def test_planted_drift_fails_the_check_and_the_sensor_asks_for_a_retrain(
     assert request.tags[REASONS_TAG] == "drift"
     assert request.tags[DETAIL_TAG].startswith(f"champion_features_stable failed on {LAST_DAY}: ")
     assert request.run_key == f"retrain-after-v{champion.version}-through-{LAST_DAY}"
+
+
+def test_drift_checks_signal_a_retrain_and_do_not_fail_tailor_run() -> None:
+    """`tailor run` reports a failed drift check as a retrain signal (a policy change alone moves the features)."""
+    from orchestration.defs.ml.drift import DRIFT_CHECKS
+    from orchestration.lib.runner import RETRAIN_SIGNALS
+
+    assert set(DRIFT_CHECKS) == RETRAIN_SIGNALS

@@ -188,7 +188,8 @@ def test_analysed_units_are_the_stats_units(built: tuple[Settings, dict[str, Any
     settings, _ = built
     dims = _frame(
         settings,
-        "select experiment_id, sum(units_analysed) as n from marts.dim_experiments group by 1 having sum(units_analysed) > 0",
+        "select experiment_id, sum(units_analysed) as n from marts.dim_experiments"
+        " group by 1 having sum(units_analysed) > 0",
     )
     stats = pd.read_parquet(settings.marts_dir / "fct_experiment_stats.parquet")
     per_experiment = stats[stats["metric"] == "ctr"].groupby("experiment_id")["n"].sum()

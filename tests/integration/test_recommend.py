@@ -9,46 +9,35 @@ Feast's for the same moment.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ml.recommend import RecommendationInputError, Recommender, ServingConfig
-from tailor.settings import Settings, get_settings
+from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig
+from ml.recommend.serving import SESSION_BOOST
+from tailor.settings import Settings
+from tests.conftest import copy_home, tailor_cli
 
 pytestmark = pytest.mark.integration
 
-TAILOR = str(Path(sys.executable).parent / "tailor")
 RULES = ServingConfig().rules
-
-
-def _tailor(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        **os.environ,
-        "TAILOR_HOME": str(home),
-        "TAILOR_RANKER_SEARCH_TRIALS": "2",
-        "TAILOR_RANKER_SEARCH_TIMEOUT_S": "60",
-        "TAILOR_RANKER_EVAL_USERS": "50",
-        **(env or {}),
-    }
-    return subprocess.run([TAILOR, *args], env=full_env, capture_output=True, text=True, check=False, timeout=1500)
+_tailor = tailor_cli
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    home = tmp_path_factory.mktemp("recommend") / "home"
-    made = _tailor(home, "generate", "--users", "150", "--days", "16", "--seed", "3")
-    assert made.returncode == 0, made.stderr
-    ran = _tailor(home, "run", "--quiet")
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    yield get_settings(home)
+def built(served_home: Settings) -> Settings:
+    return served_home
+
+
+@pytest.fixture(scope="module")
+def own_home(served_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A copy for the tests that change the home (stream a click, rewrite the batch pages)."""
+    return copy_home(served_home, tmp_path_factory.mktemp("own"))
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +175,79 @@ def test_served_features_equal_feasts_for_the_same_moment(built: Settings, recom
             )
         else:
             assert left.tolist() == right.tolist(), column
+
+
+def test_a_click_streamed_seconds_ago_changes_the_next_page(own_home: Settings, redis_url: str) -> None:
+    """`tailor stream publish` a click, `tailor stream consume --once`: the user's next page (same moment, so the
+    same exploration draw) lifts the clicked category and says why."""
+    built = own_home
+    recommender = Recommender.open(built, ServingConfig(budget_ms=5000))
+    now = datetime.now(UTC)
+    user, before = _personalized_page(recommender, now)
+    assert not any(item.reason.startswith("because you just read") for item in before.items)
+    # The category of the lowest personalized item that differs from the first one's: the boost has room to act.
+    personalized = [item for item in before.items if item.slot_kind == "personalized"]
+    clicked = next(item for item in reversed(personalized) if item.category != personalized[0].category)
+    category = clicked.category
+    assert category is not None
+    events = built.home / "click.jsonl"
+    occurred = (now.replace(microsecond=0)).isoformat().replace("+00:00", "Z")
+    events.write_text(
+        json.dumps(
+            {
+                "event_id": f"streamed-click-{user}",
+                "event_type": "click",
+                "user_id": user,
+                "content_id": clicked.content_id,
+                "occurred_at": occurred,
+                "request_id": "r-streamed",
+            }
+        )
+        + "\n"
+    )
+    stream = f"tailor:test-recommend:{time.time_ns()}"
+    published = _tailor(built.home, "stream", "publish", str(events), "--redis", redis_url, "--stream", stream)
+    assert published.returncode == 0, published.stdout + published.stderr
+    consumed = _tailor(built.home, "stream", "consume", "--redis", redis_url, "--stream", stream, "--once")
+    assert consumed.returncode == 0, consumed.stdout + consumed.stderr
+
+    after = recommender.recommend(user, k=10, now=now)
+    assert after.served_by == "model"
+    boosted = [item for item in after.items if item.reason == f"because you just read {category}"]
+    assert boosted and all(item.category == category for item in boosted)
+
+    # The boost multiplies the clicked category's scores (ml.recommend.serving.SESSION_BOOST), nothing else's.
+    was = {item.content_id: item.score for item in before.items if item.slot_kind == "personalized"}
+    for item in after.items:
+        if item.content_id in was and item.slot_kind == "personalized":
+            factor = SESSION_BOOST if item.category == category else 1.0
+            assert item.score == pytest.approx(was[item.content_id] * factor, rel=1e-9), item
+
+
+def _personalized_page(recommender: Recommender, now: datetime) -> tuple[str, Recommendation]:
+    """A user the model serves whose page mixes categories (so a boost can reorder it), and that page."""
+    for user in sorted(recommender.consumed):
+        page = recommender.recommend(user, k=10, now=now)
+        personalized = [item for item in page.items if item.slot_kind == "personalized"]
+        if page.served_by == "model" and len({item.category for item in personalized}) > 1:
+            return user, page
+    raise AssertionError("no personalized user with a mixed page in the test world")
+
+
+def test_the_latency_benchmark_runs(own_home: Settings, tmp_path: Path) -> None:
+    """bench/bench_recommend.py on a home (it rewrites the batch pages as a run would)."""
+    built = own_home
+    output = tmp_path / "recommend.json"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "bench_recommend.py"
+    args = ["--home", str(built.home), "--requests", "40", "--naive-repeats", "2", "--candidates", "200"]
+    done = subprocess.run(
+        [sys.executable, str(bench), *args, "--output", str(output)], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    deployed, wide = result["recommend"]["deployed_candidates"], result["recommend"]["about_200_candidates"]
+    assert deployed["served_by"] == {"model": 40} and wide["served_by"] == {"model": 40}
+    assert wide["candidates_per_request"]["mean"] >= deployed["candidates_per_request"]["mean"]
+    assert 0 < deployed["p50_ms"] <= deployed["p99_ms"]
+    assert result["feast_get_online_features"]["user_ranker_v1_features_1_row"]["n"] == 40
+    assert result["batch"]["users"] > 0 and result["batch"]["seconds_per_1000_users"] > 0
