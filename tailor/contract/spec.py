@@ -57,7 +57,8 @@ class FieldRule:
     """What the contract demands of one field of one kind of row (or of one event type).
 
     ``pattern`` is the RE2 form of an anchored schema pattern, matched against the whole text; ``non_blank``
-    means the text must hold a character outside `BLANK_CHARACTERS` (blank counts as missing).
+    means the text must hold a character outside `BLANK_CHARACTERS` (blank counts as missing). ``form`` says
+    in words what a patterned field must look like (the schema's description and the pattern), for reject details.
     """
 
     name: str
@@ -71,6 +72,7 @@ class FieldRule:
     enum: tuple[str, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    form: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,11 @@ def _field(name: str, node: dict[str, Any], required: bool, defs: dict[str, Any]
     is_timestamp = node.get("format") == "date-time"
     if is_timestamp and pattern is None:
         raise ContractSchemaError(f"{where}: a date-time needs a pattern (formats are not asserted by default)")
+    re2 = None if pattern is None or pattern == NON_BLANK else _re2(pattern, where)
+    form = None
+    if re2 is not None and not is_timestamp:
+        described = (node.get("description") or "").strip().rstrip(".")
+        form = f"{described}: {re2}" if described else re2
     return FieldRule(
         name,
         "timestamp" if is_timestamp else "string",
@@ -158,8 +165,9 @@ def _field(name: str, node: dict[str, Any], required: bool, defs: dict[str, Any]
         min_length=node.get("minLength"),
         max_length=node.get("maxLength"),
         non_blank=pattern == NON_BLANK,
-        pattern=None if pattern is None or pattern == NON_BLANK else _re2(pattern, where),
+        pattern=re2,
         enum=tuple(node["enum"]) if "enum" in node else None,
+        form=form,
     )
 
 

@@ -159,6 +159,12 @@ def test_each_malformed_kind_gets_its_reason_and_a_readable_detail(line: str, re
     assert detail  # a human-readable explanation accompanies every rejection
 
 
+def test_a_patterned_field_says_what_form_it_needs() -> None:
+    [(reason, detail)] = _classify([json.dumps({**VALID["conversion"], "currency": "usd"})])
+    assert (reason, detail) == ("bad_value", "currency does not have the form the contract requires (ISO 4217 code: "
+                                "[A-Z]{3}), got usd")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("changes", "column", "expected"),
     [

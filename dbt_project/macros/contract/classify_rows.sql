@@ -128,7 +128,8 @@
         {%- endif -%}
         {%- if field.pattern is defined -%}
           {%- set _ = rules.append((guard ~ "not regexp_full_match(" ~ p ~ "__text, '" ~ field.pattern ~ "')",
-              "bad_value", "'" ~ p ~ " does not have the form the contract requires, got " ~ text)) -%}
+              "bad_value", "'" ~ p ~ " does not have the form the contract requires (" ~ field.form | replace("'", "''")
+              ~ "), got " ~ text)) -%}
         {%- endif -%}
       {%- endif -%}
     {%- endfor -%}
