@@ -8,6 +8,9 @@ Definitions (per UTC day of event time):
 - revenue: revenue in USD (fixed FX rates, seed ``fx_rates``);
 - mean session duration: mean of ``fct_sessions.duration_seconds`` (last event minus first) over the sessions
   that started that day.
+
+The newest day is often partial (the day in progress, or the minutes after midnight that the last sessions spill
+into); the page's tiles show the newest complete day.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ with engagement as (
         sum(impressions) as impressions,
         sum(clicks) as clicks,
         count(*) filter (where conversions > 0) as converted_users,
-        sum(revenue_usd) as revenue_usd
+        sum(revenue_usd) as revenue_usd,
+        max(last_event_at) as last_event_at
     from read_parquet($1)
     group by 1
 ),
@@ -68,7 +72,8 @@ final as (
         e.converted_users / nullif(e.active_users, 0) as conversion_rate,
         coalesce(e.revenue_usd, 0) as revenue_usd,
         coalesce(s.sessions, 0) as sessions,
-        s.mean_session_seconds
+        s.mean_session_seconds,
+        coalesce(e.last_event_at >= coalesce(e.day, s.day) + interval 23 hour, false) as complete
     from engagement as e
     full outer join sessions as s on e.day = s.day
 )
@@ -79,7 +84,8 @@ select * from final order by day
 
 def daily_kpis(settings: Settings) -> pd.DataFrame:
     """One row per day: day, active_users, impressions, clicks, ctr, conversion_rate, revenue_usd, sessions,
-    mean_session_seconds (definitions in the module docstring).
+    mean_session_seconds (definitions in the module docstring), complete (the day has events after 23:00 UTC:
+    False for the day in progress, or the few minutes after midnight that sessions spill into).
 
     Raises:
         marts.NoData: the engagement or session mart is not published.
@@ -89,7 +95,14 @@ def daily_kpis(settings: Settings) -> pd.DataFrame:
     frame["day"] = pd.to_datetime(frame["day"])
     for column in ("active_users", "impressions", "clicks", "sessions"):
         frame[column] = frame[column].astype("int64")
+    frame["complete"] = frame["complete"].astype(bool)
     return frame
+
+
+def latest_complete(daily: pd.DataFrame) -> int:
+    """Position in `daily_kpis` of the newest complete day (the newest day when none is complete)."""
+    positions = [i for i, done in enumerate(daily["complete"].tolist()) if done]
+    return positions[-1] if positions else len(daily) - 1
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Overview: the KPIs of personalization by day, the last pipeline run, data freshness and the quarantine."""
 
+import pandas as pd
 import streamlit as st
 
 from app.lib import cache, charts, marts, overview
@@ -18,16 +19,23 @@ except marts.NoData as error:
 if daily.empty:
     stop_no_data(f"The engagement marts in {settings.marts_dir} have no rows yet.")
 
-last = daily.iloc[-1]
-previous = daily.iloc[-2] if len(daily) > 1 else None
+at = overview.latest_complete(daily)
+last = daily.iloc[at]
+previous = daily.iloc[at - 1] if at > 0 else None
+partial = daily.iloc[at + 1 :]
 st.caption(
-    f"Each point is one UTC day of event time. Latest day: {last['day']:%Y-%m-%d}; "
-    f"{fresh.days} days since {fresh.first_day:%Y-%m-%d}. Home: `{settings.home}`."
+    f"Each point is one UTC day of event time. Tiles: {last['day']:%Y-%m-%d}, the newest complete day, against the "
+    f"day before; {fresh.days} days since {fresh.first_day:%Y-%m-%d}. Home: `{settings.home}`."
+    + (
+        f" {', '.join(f'{d:%Y-%m-%d}' for d in partial['day'])}: partial (events up to 23:00 UTC only)."
+        if len(partial)
+        else ""
+    )
 )
 
 
 def _delta(column: str, kind: str) -> str | None:
-    if previous is None or previous[column] is None:
+    if previous is None or pd.isna(previous[column]) or pd.isna(last[column]):
         return None
     change = last[column] - previous[column]
     return f"{change:+.2%} pts" if kind == "pct" else f"{change:+,.0f}"
@@ -50,7 +58,7 @@ with left:
         st.write("No Dagster run recorded in this home yet (`tailor run` records one).")
     else:
         run = runs.iloc[0]
-        took = f", took {run['duration_s']:.0f} s" if run["duration_s"] == run["duration_s"] else ""
+        took = f", took {run['duration_s']:.0f} s" if pd.notna(run["duration_s"]) else " (still running)"
         st.markdown(f"**Last pipeline run:** `{run['status']}` ({run['job']}), started {when(run['started'])}{took}.")
     st.markdown(
         f"**Newest event:** {when(fresh.newest_event)}  \n"

@@ -19,6 +19,12 @@ TAILOR = str(Path(sys.executable).parent / "tailor")
 #: Long enough for the preview's first render (opening the recommender) on a loaded 2-core machine.
 RENDER_TIMEOUT_S = 240
 
+#: The newest complete day (events after 23:00 UTC): a newest day of a few minutes after midnight is partial.
+NEWEST_COMPLETE_DAY = (
+    "(select max(activity_date) from (select activity_date from marts.fct_daily_user_engagement group by 1 "
+    "having max(last_event_at) >= activity_date + interval 23 hour))"
+)
+
 
 def _tailor(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {

@@ -15,6 +15,7 @@ import pytest
 from app.browser import INSTALL_HINT, PAGES, chromium_path, tour
 from app.server import running_app
 from tailor.settings import Settings
+from tests.app.conftest import NEWEST_COMPLETE_DAY
 from tests.conftest import query_warehouse
 from tests.redis_server import services_required
 
@@ -43,7 +44,7 @@ def test_every_page_in_chromium_shows_the_warehouses_numbers(chromium: str, app_
     [(active, impressions, clicks)] = query_warehouse(
         app_home,
         "select count(*), sum(impressions), sum(clicks) from marts.fct_daily_user_engagement "
-        "where activity_date = (select max(activity_date) from marts.fct_daily_user_engagement)",
+        f"where activity_date = {NEWEST_COMPLETE_DAY}",
     )
     assert seen.metrics["overview"]["Active users (latest day)"] == f"{active:,}"
     assert seen.metrics["overview"]["CTR (latest day)"] == f"{clicks / impressions:.2%}"

@@ -22,7 +22,7 @@ from app.lib import marts
 from app.lib.ui import PAGES
 from ml.registry import CHAMPION, Registry
 from tailor.settings import Settings, get_settings
-from tests.app.conftest import page_test, shown_metrics, table
+from tests.app.conftest import NEWEST_COMPLETE_DAY, page_test, shown_metrics, table
 from tests.conftest import query_warehouse
 
 pytestmark = pytest.mark.integration
@@ -37,12 +37,11 @@ def _num(value: float) -> str:
 
 
 def _latest_day(settings: Settings) -> dict[str, float]:
-    """The newest day's KPIs computed from the warehouse (not the Parquet the app reads)."""
+    """The newest complete day's KPIs computed from the warehouse (not the Parquet the app reads)."""
     [(active, impressions, clicks, converted, revenue)] = query_warehouse(
         settings,
         "select count(*), sum(impressions), sum(clicks), count(*) filter (where conversions > 0), sum(revenue_usd) "
-        "from marts.fct_daily_user_engagement "
-        "where activity_date = (select max(activity_date) from marts.fct_daily_user_engagement)",
+        f"from marts.fct_daily_user_engagement where activity_date = {NEWEST_COMPLETE_DAY}",
     )
     return {"active": active, "ctr": clicks / impressions, "conversion": converted / active, "revenue": revenue}
 
