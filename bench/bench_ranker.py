@@ -113,14 +113,29 @@ def bare_fit_seconds(trained: Any) -> dict[str, float]:
     return {"bare_fit_s": time.perf_counter() - start, "rows": float(len(frame)), "features": float(x.shape[1])}
 
 
-def run(users: int, days: int, seed: int, trials: int, timeout_s: float, eval_users: int, work: Path) -> dict[str, Any]:
-    home = work / "home"
+def run(
+    users: int,
+    days: int,
+    seed: int,
+    trials: int,
+    timeout_s: float,
+    eval_users: int,
+    work: Path,
+    existing: Path | None = None,
+) -> dict[str, Any]:
+    """The benchmark on a new home under `work`, or on `existing` (a home `tailor generate` + `tailor run` made,
+    its truth still in its inbox; only read: the search study goes under `work`)."""
+    home = existing or work / "home"
     env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_RANKER_SEARCH_TRIALS": "1"}
     generated = home / "inbox"
-    timings = {
-        "generate_s": _run("generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env),
-        "tailor_run_s": _run("run", "--quiet", env=env),
-    }
+    timings: dict[str, float] = {}
+    if existing is None:
+        timings["generate_s"] = _run(
+            "generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env
+        )
+        timings["tailor_run_s"] = _run("run", "--quiet", env=env)
+    elif not (generated / "_truth").is_dir():
+        raise SystemExit(f"{home} has no simulator truth in {generated / '_truth'}: make it with `tailor generate`")
     settings = get_settings(home)
     history = load_history(settings.marts_dir)
     config = RankerConfig(
@@ -180,12 +195,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="search wall-clock budget, seconds")
     parser.add_argument("--eval-users", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true", help="tiny history and budget (seconds), for the test suite")
+    parser.add_argument("--home", type=Path, default=None, help="an existing generated and run home (read only)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.smoke:
         args.users, args.days, args.trials, args.timeout, args.eval_users = 150, 16, 2, 60.0, 50
     with tempfile.TemporaryDirectory(prefix="tailor-bench-ranker-") as scratch:
-        result = run(args.users, args.days, args.seed, args.trials, args.timeout, args.eval_users, Path(scratch))
+        result = run(
+            args.users, args.days, args.seed, args.trials, args.timeout, args.eval_users, Path(scratch), args.home
+        )
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1m": os.getloadavg()[0]}
     result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["command"] = " ".join(["python", *sys.argv])
