@@ -23,7 +23,7 @@ _STORE_ERRORS = re.compile(
 def reason_kind(reason: str | None) -> str:
     """A bounded label for `Recommendation.fallback_reason` (the text `ml.recommend` writes; see serving.py).
 
-    Returns one of: none, holdout, cold_start, budget, deadline, no_model, store_down, model_error, other.
+    Returns one of: none, holdout, cold_start, budget, busy, deadline, no_model, store_down, model_error, other.
     """
     if not reason:
         return "none"
@@ -38,6 +38,8 @@ def reason_kind(reason: str | None) -> str:
         return "deadline"
     if "no champion" in text or "no candidate" in text:
         return "no_model"
+    if "modelpathbusy" in text:
+        return "busy"
     if "feature store did not answer" in text or "online store is down" in text or _STORE_ERRORS.search(reason):
         return "store_down"
     if "model path failed" in text:
@@ -71,8 +73,8 @@ class Metrics:
         )
         self.fallbacks = Counter(
             "tailor_recommendation_fallbacks_total",
-            "Pages not served by the model, by kind of reason (holdout, cold_start, budget, deadline, no_model, "
-            "store_down, model_error, other).",
+            "Pages not served by the model, by kind of reason (holdout, cold_start, budget, busy, deadline, "
+            "no_model, store_down, model_error, other).",
             ["reason"],
             registry=self.registry,
         )

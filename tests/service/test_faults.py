@@ -113,7 +113,9 @@ def test_the_online_store_killed_under_load_then_back(built: Built, faulty: Serv
     assert statuses == {200}, f"statuses under the fault: {statuses}"
     assert all(body and len(body["items"]) == 10 for _, _, body in load.records)
     before = load.between(0, killed)
-    assert before and all(body and body["served_by"] == "model" for _, _, body in before)
+    # Before the kill: the model's pages, or the cached page when both model workers were busy (load shedding).
+    assert before and all(body and body["served_by"] in ("model", "cached") for _, _, body in before)
+    assert any(body and body["served_by"] == "model" for _, _, body in before)
     for _, _, body in load.between(killed + 0.2, restarted):  # answered after the kill: never the model's
         assert body and body["served_by"] != "model" and body["fallback_reason"] and body["latency_ms"] <= 2000
     # Once the store watcher has seen the outage (a probe a second, one second to answer: 2 s) and the requests

@@ -72,6 +72,7 @@ def test_settings_from_the_environment_and_their_errors() -> None:
         ("the model path failed: ConnectionError: Error 111 connecting to 127.0.0.1:1", "store_down"),
         ("the online store is down (no answer within 1 s); popular items until it answers", "store_down"),
         ("the model path failed: ValueError: bad input", "model_error"),
+        ("the model path failed: ModelPathBusy: every model-path worker is busy", "busy"),
     ],
 )
 def test_fallback_reasons_map_to_few_metric_labels(reason: str | None, kind: str) -> None:
