@@ -1,11 +1,7 @@
-"""One small history for every app test (built once per session: `tailor generate` + `tailor run`), AppTest helpers."""
+"""The app tests' history (the session's shared `served_home`) and AppTest helpers."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.lib.ui import PAGES
-from tailor.settings import TELEMETRY_OFF, Settings, get_settings
+from tailor.settings import TELEMETRY_OFF, Settings
 
-TAILOR = str(Path(sys.executable).parent / "tailor")
 #: Long enough for the preview's first render (opening the recommender) on a loaded 2-core machine.
 RENDER_TIMEOUT_S = 240
 
@@ -26,29 +21,11 @@ NEWEST_COMPLETE_DAY = (
 )
 
 
-def _tailor(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        **TELEMETRY_OFF,
-        "TAILOR_HOME": str(home),
-        # A quick ranker: the app shows what the registry holds, whatever its quality.
-        "TAILOR_RANKER_SEARCH_TRIALS": "2",
-        "TAILOR_RANKER_SEARCH_TIMEOUT_S": "60",
-        "TAILOR_RANKER_EVAL_USERS": "50",
-    }
-    return subprocess.run([TAILOR, *args], env=env, capture_output=True, text=True, check=False, timeout=1500)
-
-
 @pytest.fixture(scope="session")
-def app_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """A home with 150 users x 16 days simulated and every asset built (warehouse, marts, Feast, a champion
-    ranker, batch pages, the Dagster run), and the simulator's truth in inbox/_truth. About 2 minutes."""
-    home = tmp_path_factory.mktemp("app") / "home"
-    made = _tailor(home, "generate", "--users", "150", "--days", "16", "--seed", "3")
-    assert made.returncode == 0, made.stderr
-    ran = _tailor(home, "run", "--quiet")
-    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    yield get_settings(home)
+def app_home(served_home: Settings) -> Settings:
+    """The session's small trained home (tests/conftest.py `served_home`: 150 users x 16 days, warehouse, marts,
+    Feast, a champion, batch pages, the Dagster run, the simulator's truth). Shared: the app tests only read it."""
+    return served_home
 
 
 def page_test(slug: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:

@@ -23,7 +23,7 @@ from app.lib.ui import PAGES
 from ml.registry import CHAMPION, Registry
 from tailor.settings import Settings, get_settings
 from tests.app.conftest import NEWEST_COMPLETE_DAY, page_test, shown_metrics, table
-from tests.conftest import query_warehouse
+from tests.conftest import copy_home, query_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -178,10 +178,14 @@ def test_health_shows_the_registrys_champion(app_home: Settings, monkeypatch: py
     assert reasons["rows"].sum() == quarantined
 
 
-def test_pages_render_while_a_run_holds_the_warehouse(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pages_render_while_a_run_holds_the_warehouse(
+    app_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DuckDB allows one writer per file, and while it writes no other process may open the file, even read-only
     (what dbt does to the warehouse during a run). Hold it that way from another process: every page still renders
-    its numbers, because the app reads only published files."""
+    its numbers, because the app reads only published files. (On a copy: the shared home's warehouse is read by
+    other tests meanwhile.)"""
+    app_home = copy_home(app_home, tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD_WAREHOUSE, str(app_home.warehouse)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
