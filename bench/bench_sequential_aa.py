@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from bench_pipeline import dbt_env, land_and_build
+
 from evaluation.daily_aa import RULES, aa_world_config, false_positives, summarize, world_trials
 from simulator import simulate
 from tailor.settings import get_settings

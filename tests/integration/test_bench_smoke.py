@@ -15,6 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
+
 def test_simulator(run_bench: Any) -> None:
     result = run_bench("bench_simulator.py", "--events", "3000", "--days", "3")
     [run] = result["runs"]
