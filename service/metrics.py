@@ -38,7 +38,7 @@ def reason_kind(reason: str | None) -> str:
         return "deadline"
     if "no champion" in text or "no candidate" in text:
         return "no_model"
-    if "modelpathbusy" in text:
+    if "model path is busy" in text:
         return "busy"
     if "feature store did not answer" in text or "online store is down" in text or _STORE_ERRORS.search(reason):
         return "store_down"

@@ -65,45 +65,8 @@ class SegmentPage:
         }
 
 
-class ModelPathBusy(RuntimeError):
-    """Every model-path worker is busy: this page comes from the fallbacks at once (load shedding)."""
-
-
-class SheddingExecutor(concurrent.futures.ThreadPoolExecutor):
-    """The recommender's model-path pool, refusing work while ``workers`` pages are already in progress.
-
-    `Recommender.recommend` submits the model path to its pool and waits for it at most the budget, but never
-    cancels it: past the budget the page falls back while the work stays queued. Under a load the pool cannot
-    keep up with, the queue then grows without bound and every later page misses its budget (measured: at
-    concurrency 4 on 2 shared cores, 2,996 of 3,000 pages came from the cached path, and the queue took minutes to
-    drain). Refusing work when no worker is free keeps the queue empty: pages that find a free worker get the
-    model, the others their cached page at once. (An adapter over `Recommender._pool` until `ml.recommend`
-    cancels the model path on a timeout.)
-    """
-
-    def __init__(self, workers: int) -> None:
-        super().__init__(max_workers=workers, thread_name_prefix="tailor-recommend")
-        self._free = threading.BoundedSemaphore(workers)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        if not self._free.acquire(blocking=False):
-            refused: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            refused.set_exception(ModelPathBusy("every model-path worker is busy"))
-            return refused
-        future = super().submit(fn, *args, **kwargs)
-        future.add_done_callback(lambda _: self._free.release())
-        return future
-
-
-#: Model-path workers per process (the recommender's own pool has 2).
-MODEL_WORKERS = 2
-
-
 def _open(settings: Settings, config: ServingConfig) -> Recommender:
-    recommender = Recommender.open(settings, config)
-    recommender._pool.shutdown(wait=False)
-    recommender._pool = SheddingExecutor(MODEL_WORKERS)
-    return recommender
+    return Recommender.open(settings, config)
 
 
 class RecommenderHost:

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig
-from ml.recommend.serving import SESSION_BOOST
+from ml.recommend.serving import MODEL_PATH_BUSY, MODEL_WORKERS, SESSION_BOOST
 from tailor.settings import Settings
 from tests.conftest import copy_home, tailor_cli
 
@@ -104,6 +104,23 @@ def test_a_slow_model_falls_back_to_the_cached_page_and_says_so(built: Settings,
     cached = pages.loc[(pages["user_id"] == user) & (pages["surface"] == "feed")].sort_values("rank")
     assert [i.content_id for i in result.items] == cached["content_id"].tolist()
     assert result.latency_ms < 250
+
+
+def test_busy_model_workers_shed_load_to_the_cached_page(built: Settings, pages: pd.DataFrame) -> None:
+    """Model paths past their budget keep running; while every worker is on one, a new request does not queue
+    behind them (its budget would be gone before it started) but takes the cached page at once."""
+    slow = Recommender.open(built, ServingConfig(budget_ms=50))
+    slow.before_scoring = lambda rows: time.sleep(1.0)
+    users = pages.loc[pages["policy"] == "personalized", "user_id"].drop_duplicates().tolist()
+    first = [slow.recommend(user, k=10) for user in users[:MODEL_WORKERS]]  # each leaves a worker busy for ~1 s
+    assert all("50 ms budget" in (page.fallback_reason or "") for page in first)
+    shed = slow.recommend(users[MODEL_WORKERS], k=10)
+    assert shed.served_by == "cached" and shed.fallback_reason == MODEL_PATH_BUSY
+    assert shed.latency_ms < 50  # no wait for a worker
+    time.sleep(1.5)  # the slow paths finish and free their workers
+    slow.before_scoring = None
+    slow.config = ServingConfig(budget_ms=5000)
+    assert slow.recommend(users[0], k=10).served_by == "model"
 
 
 def test_unknown_and_holdout_users_get_the_popular_page(recommender: Recommender, pages: pd.DataFrame) -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ml.recommend.serving import MODEL_PATH_BUSY
 from service.caching import not_modified, page_etag, page_moment, private_page, public_page
 from service.config import ServiceConfig, ServiceConfigError
 from service.events import BadBody, parse_body
@@ -72,7 +73,7 @@ def test_settings_from_the_environment_and_their_errors() -> None:
         ("the model path failed: ConnectionError: Error 111 connecting to 127.0.0.1:1", "store_down"),
         ("the online store is down (no answer within 1 s); popular items until it answers", "store_down"),
         ("the model path failed: ValueError: bad input", "model_error"),
-        ("the model path failed: ModelPathBusy: every model-path worker is busy", "busy"),
+        (MODEL_PATH_BUSY, "busy"),
     ],
 )
 def test_fallback_reasons_map_to_few_metric_labels(reason: str | None, kind: str) -> None:
