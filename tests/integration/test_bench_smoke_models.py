@@ -54,3 +54,11 @@ def test_closed_loop(run_bench: Any, tmp_path: Path) -> None:
     assert {"served", "holdout", "oracle", "popularity", "random", "logging"} <= set(every)
     assert every["oracle"] > every["random"]  # the truth's own pages beat random ones on the same requests
     assert result["holdout_lift"]["true_absolute_lift"] is not None
+
+
+def test_app_first_render(run_bench: Any, served_home: Settings) -> None:
+    """Time to first render of every app page in Debian's chromium (needs /usr/bin/chromium, as the e2e tests)."""
+    result = run_bench("bench_app.py", "--home", str(served_home.home), "--label", "served", "--repeats", "1")
+    pages = result["homes"]["served"]["pages"]
+    assert set(pages) == {"overview", "experiments", "preview", "health"}
+    assert all(page["cold_median_s"] > 0 and page["warm_median_s"] > 0 for page in pages.values())
