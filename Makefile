@@ -17,7 +17,8 @@ DEMO_DAYS ?= 28
 DEMO_SEED ?= 7
 
 # Every figure in docs/benchmarks.md, with the command written there; `make bench-<name>` reruns one of them.
-BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost app
+BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost app \
+	ranker movielens closed-loop recommend service
 
 .PHONY: help install demo test test-unit test-integration test-e2e ui app screenshots lint typecheck bench clean \
 	$(addprefix bench-,$(BENCHMARKS))
@@ -28,7 +29,7 @@ help:
 	@echo "make ui     start the Dagster UI on http://127.0.0.1:3000 (plain \`dagster dev\` here works too)"
 	@echo "make app    start the analyst app on http://127.0.0.1:$(APP_PORT) (Streamlit; docs/app.md)"
 	@echo "make screenshots  regenerate docs/img/app-*.png from the demo history (Debian's chromium)"
-	@echo "make bench  rerun every benchmark in docs/benchmarks.md (about an hour on 2 cores)"
+	@echo "make bench  rerun every benchmark in docs/benchmarks.md (three to four hours on 2 cores)"
 	@echo "make bench-NAME  rerun one; NAME is one of: $(BENCHMARKS)"
 	@echo "make lint | typecheck | clean"
 
@@ -119,6 +120,21 @@ bench-app: install
 	@test -f $(TAILOR_HOME)/marts/dim_users.parquet || $(MAKE) --no-print-directory demo
 	$(BIN)/python bench/bench_app.py --home $(TAILOR_HOME) --label demo \
 		$(if $(APP_BENCH_BIG_HOME),--home $(APP_BENCH_BIG_HOME) --label 10M)
+
+bench-ranker: install
+	$(BIN)/python bench/bench_ranker.py --timeout 1500
+
+bench-movielens: install
+	$(BIN)/python bench/bench_movielens.py --crosscheck
+
+bench-closed-loop: install
+	$(BIN)/python bench/bench_closed_loop.py
+
+bench-recommend: install
+	$(BIN)/python bench/bench_recommend.py
+
+bench-service: install
+	$(BIN)/python bench/bench_service.py
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache
