@@ -249,15 +249,34 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
                 _fmt(r.p_value_holm, ".3f"),
                 _governing(r.decision_ci_low, r.decision_ci_high, r.decision_basis, r.decision_alpha),
                 _pct(r.chance_to_win, signed=False),
-                str(r.decision) + (" (novelty: effect fading)" if r.novelty_fading is True else ""),
+                str(r.decision)
+                + (f" on {_day(r.decided_on)}" if _frozen(getattr(r, "decided_on", None), r.decision) else "")
+                + (" (novelty: effect fading)" if r.novelty_fading is True else ""),
             )
         out.print(table)
         for line in dict.fromkeys(notes):
             out.print(f"  note: {line}")
+        decided = rows["decided_on"] if "decided_on" in rows else [None] * len(rows)
+        if any(_frozen(d, label) for d, label in zip(decided, rows["decision"], strict=True)):
+            out.print("  decided on DAY: the label was taken that day (an interim always-valid call or the planned "
+                      "read) with the decision interval read then, and stands; value, effect and lift are today's "
+                      "estimates and may have moved since (docs/experiments.md, Decisions, rule 4)")  # fmt: skip
         if (rows["decision"] == "keep_running").any():
             out.print("  keep_running: before the planned size (or without one) only the always-valid interval, "
                       "corrected across the experiment's comparisons, may decide; the one fixed-horizon read comes "
                       "at planned_units_per_variant (docs/experiments.md, Decisions)")  # fmt: skip
+
+
+def _frozen(decided_on: Any, decision: Any) -> bool:
+    """A decision taken on an earlier look (it stands; the estimates beside it are today's)."""
+    import pandas as pd
+
+    taken = decided_on is not None and not pd.isna(decided_on)
+    return taken and decision in ("better", "worse", "no_detectable_effect")
+
+
+def _day(value: Any) -> str:
+    return str(value)[:10]  # a date, datetime or Timestamp: its ISO day
 
 
 def _missing(value: Any) -> bool:

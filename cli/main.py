@@ -348,14 +348,24 @@ def ui(host: str, port: int) -> None:
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
 
 
+def _balance_state(events: dict[str, Any]) -> str:
+    """'balanced', or why not: rows landed after the build (the next run builds them) or a real mismatch."""
+    if events["balanced"]:
+        return "balanced"
+    if events.get("balanced_except_pending"):
+        return (
+            f"balanced for what this run built; {events['pending_rows']:,} rows in {events['pending_batches']:,} "
+            "batches landed after its build: the next `tailor run` builds them"
+        )
+    return "NOT BALANCED: rows are missing from the warehouse; rerun `tailor run` and see docs/contract/README.md"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     events = summary["events"]
     out.print()
     out.print(
         "[bold]Events[/]  received {received:,}  accepted {accepted:,}  duplicates {duplicates:,}  "
-        "quarantined {quarantined:,}  ({state})".format(
-            **events, state="balanced" if events["balanced"] else "NOT BALANCED"
-        )
+        "quarantined {quarantined:,}  ({state})".format(**events, state=_balance_state(events))
     )
     table = Table(title="Published marts", title_justify="left")
     table.add_column("table")
@@ -366,6 +376,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     out.print(f"Warehouse (DuckDB): {summary['warehouse']}")
     out.print(f"Published Parquet:  {summary['marts_dir']}")
     out.print("Experiments:        tailor experiments (docs/experiments.md)")
+    out.print("Recommendations:    tailor recommend USER_ID, tailor models (docs/recommendations.md)")
+    out.print("Analyst app:        make app, then open http://127.0.0.1:8501 (docs/app.md)")
+    out.print("HTTP service:       tailor serve (docs/service.md)")
     out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
     out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")
 

@@ -58,6 +58,9 @@ def test_generate_ingest_run(tmp_path: Path) -> None:
         "balanced": True,
         "batches_landed": summary["events"]["batches_in_warehouse"],
         "batches_in_warehouse": summary["events"]["batches_landed"],
+        "pending_rows": 0,
+        "pending_batches": 0,
+        "balanced_except_pending": True,
     }
     assert summary["marts"]["fct_impressions"] == truth["clean_events_by_type"]["impression"]
     assert summary["marts"]["dim_users"] == 80
