@@ -367,6 +367,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         "[bold]Events[/]  received {received:,}  accepted {accepted:,}  duplicates {duplicates:,}  "
         "quarantined {quarantined:,}  ({state})".format(**events, state=_balance_state(events))
     )
+    if summary.get("quarantined_by_reason"):
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in summary["quarantined_by_reason"].items())
+        out.print(
+            f"[bold]Quarantine[/] (all sources) by reason: {reasons}. Each row's detail: fct_rejected_rows "
+            "(docs/contract/README.md)",
+            highlight=False,
+        )
     table = Table(title="Published marts", title_justify="left")
     table.add_column("table")
     table.add_column("rows", justify="right")
