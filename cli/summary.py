@@ -18,7 +18,8 @@ def published_marts(settings: Settings) -> dict[str, int]:
 
 
 def quarantined_by_reason(settings: Settings) -> dict[str, int]:
-    """Rows in quarantine (`fct_rejected_rows`, every source) by reject reason, most frequent first."""
+    """Rows in quarantine (`fct_rejected_rows`, every source) by reject reason, most frequent first (the JSON
+    output sorts keys)."""
     path = settings.marts_dir / "fct_rejected_rows.parquet"
     if not path.exists():
         return {}

@@ -64,7 +64,6 @@ def test_generate_ingest_run(tmp_path: Path) -> None:
     }
     by_reason = summary["quarantined_by_reason"]  # every source's quarantine (events, users, content)
     assert sum(by_reason.values()) >= summary["events"]["quarantined"] > 0
-    assert list(by_reason.values()) == sorted(by_reason.values(), reverse=True)
     assert set(by_reason) <= {"invalid_json", "missing_field", "bad_type", "bad_value", "bad_timestamp",
                               "unknown_event_type", "future_timestamp"}  # fmt: skip
     assert summary["marts"]["fct_impressions"] == truth["clean_events_by_type"]["impression"]
