@@ -51,16 +51,18 @@ def reconcile(settings: Settings) -> Reconciliation:
     fates = settings.marts_dir / "fct_batch_fates.parquet"
     con = duckdb.connect()
     try:
-        received, batches_landed = con.execute(
-            f"select count(*), count(distinct batch_id) from read_parquet('{landing}')"
-        ).fetchall()[0]
+        # The landing files are read once: rows per batch, then totals and what the warehouse has not built yet.
+        con.execute(
+            f"create temp table landed as select batch_id, count(*) as n from read_parquet('{landing}') group by all"
+        )
+        received, batches_landed = con.execute("select coalesce(sum(n), 0), count(batch_id) from landed").fetchall()[0]
         if fates.exists():
             row = con.execute(
                 "select coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), "
                 f"coalesce(sum(quarantined), 0), count(*) from read_parquet('{fates}')"
             ).fetchall()[0]
             pending = con.execute(
-                f"select count(*), count(distinct batch_id) from read_parquet('{landing}') "
+                "select coalesce(sum(n), 0), count(batch_id) from landed "
                 f"where batch_id not in (select batch_id from read_parquet('{fates}'))"
             ).fetchall()[0]
         else:
