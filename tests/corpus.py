@@ -9,8 +9,12 @@ from hypothesis import strategies as st
 
 
 def corpus(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
-    """n rows drawn by Hypothesis (deterministically), to be judged in one query: one DuckDB plan per row would
-    cost more than the generation. The failure message names the rows, so nothing is lost by not shrinking."""
+    """n rows drawn by Hypothesis (derandomized), to be judged in one query: one DuckDB plan per row would
+    cost more than the generation. The failure message names the rows, so nothing is lost by not shrinking.
+
+    Derandomized is not the same rows everywhere: Hypothesis's draws also depend on the strategies this process
+    built before (seen in CI, where another module's corpus ran first in the same pytest-xdist worker). A failure
+    seen only in CI may need that module run first to reproduce."""
     rows: list[Any] = []
 
     @settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)

@@ -160,3 +160,37 @@ def test_a_bad_file_leaves_landing_and_warehouse_unchanged(tmp_path: Path, setti
     assert _digest(settings.warehouse) == warehouse_before
     run_dbt(settings, "build")
     assert _query(settings, "select event_id from marts.fct_events") == [("g1",)]
+
+
+def test_an_item_nobody_saw_lately_keeps_its_daily_rows_after_a_later_delivery(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """Found in CI by the generated-events test: an item no catalog record names, clicked only before the 28-day
+    window an incremental run reads, lost its rows from the new days on, so `daily_rows_without_gaps` failed the
+    build. Its rows must run to the newest day (zeros in the windows), the same as a full rebuild gives."""
+    click = {"event_type": "click", "request_id": "r1"}
+    _deliver(
+        settings,
+        tmp_path,
+        "old.jsonl",
+        [
+            _event("old", "2026-01-05T10:00:00Z", content_id="c-old", **click),
+            _event("recent", "2026-02-28T10:00:00Z", content_id="c-recent", **click),
+        ],
+    )
+    run_dbt(settings, "build")
+    _deliver(settings, tmp_path, "later.jsonl", [_event("later", "2026-03-10T10:00:00Z", content_id="c1", **click)])
+    build = run_dbt(settings, "build", check=False)
+    assert build.returncode == 0, build.stdout[-3000:]
+    sql = (
+        "select content_id, min(feature_date), max(feature_date), count(*), sum(content_clicks_1d) "
+        "from marts.fct_content_features_daily group by 1 order by 1"
+    )
+    incremental = _query(settings, sql)
+    assert [(c, str(first), str(last), n, clicks) for c, first, last, n, clicks in incremental] == [
+        ("c-old", "2026-01-05", "2026-03-10", 65, 1),
+        ("c-recent", "2026-02-28", "2026-03-10", 11, 1),
+        ("c1", "2026-03-10", "2026-03-10", 1, 1),
+    ]
+    run_dbt(settings, "build", "--full-refresh", "--select", "fct_content_features_daily")
+    assert _query(settings, sql) == incremental

@@ -1,10 +1,11 @@
 {#-
-  One row per catalog item and day, from the day it was published (or the first day of history, for the back
-  catalog) to the newest day in the warehouse: its category and format as of the end of that day, its age, and its
-  impressions, clicks and smoothed CTR over the trailing 1, 7 and 28 days, with its popularity rank that day.
-  event_timestamp = the next midnight (UTC), the time the values are as of. Counters carry a content_ prefix: a
-  feature service joins them with the user's and Feast needs feature names unique across it. Incremental as fct_user_features_daily,
-  keyed on the impression and click events (last_ingested_at: newest landing time among them in the 28-day window).
+  One row per catalog item and day, from the day it was published or first named by an event, whichever is
+  earlier (the first day of history, for the back catalog), to the newest day in the warehouse: its category and
+  format as of the end of that day, its age, and its impressions, clicks and smoothed CTR over the trailing 1, 7
+  and 28 days, with its popularity rank that day. event_timestamp = the next midnight (UTC), the time the values
+  are as of. Counters carry a content_ prefix: a feature service joins them with the user's and Feast needs
+  feature names unique across it. Incremental as fct_user_features_daily, keyed on the impression and click
+  events (last_ingested_at: newest landing time among them in the 28-day window).
 -#}
 {{
     config(
@@ -58,23 +59,33 @@ activity as (
 
 ),
 
--- Items of the catalog, plus any item events name before its catalog record arrived (category unknown).
+-- Every item from its first day: the day it was published (its first catalog record, for the back catalog) or
+-- the day events first named it, whichever is earlier (events can name an item before its catalog record arrives;
+-- its category is unknown until then). An incremental run reads 28 days of events only, so the items it already
+-- holds keep their first day from the table itself: an item nobody saw lately keeps its daily rows (zeros).
 items as (
 
-    select
-        content_id,
-        cast(min(coalesce(published_at, valid_from)) as date) as first_day
-    from versions
+    select content_id, min(first_day) as first_day
+    from (
+        select content_id, cast(min(coalesce(published_at, valid_from)) as date) as first_day
+        from versions
+        group by content_id
+
+        union all
+
+        select content_id, min(event_date) as first_day
+        from activity
+        group by content_id
+        {%- if is_incremental() %}
+
+        union all
+
+        select content_id, min(feature_date) as first_day
+        from {{ this }}
+        group by content_id
+        {%- endif %}
+    )
     group by content_id
-
-    union all
-
-    select
-        activity.content_id,
-        min(activity.event_date) as first_day
-    from activity
-    anti join versions on activity.content_id = versions.content_id
-    group by activity.content_id
 
 ),
 
