@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -120,58 +122,42 @@ def cumulative_lift(daily: pd.DataFrame, metric: str) -> go.Figure:
                 name=f"{variant}: always-valid band",
             )
         )
-        fig.add_trace(
-            go.Scatter(
-                x=rows["as_of_date"],
-                y=rows["relative_lift"],
-                mode="lines+markers",
-                name=f"{variant}: cumulative lift",
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": rows["relative_ci_high"] - rows["relative_lift"],
-                    "arrayminus": rows["relative_lift"] - rows["relative_ci_low"],
-                    "thickness": 1,
-                },
-            )
-        )
-    fig.add_hline(y=0, line_dash="dash", line_color="#666")
-    fig.update_layout(
-        height=_HEIGHT,
-        yaxis_tickformat=".1%",
-        margin={"t": 30, "b": 20, "l": 10, "r": 10},
-        legend={"orientation": "h", "y": -0.2},
-        yaxis_title=f"{metric}: relative lift",
+        name = f"{variant}: cumulative lift"
+        fig.add_trace(_points_with_ci(rows, "as_of_date", "relative_lift", "relative_ci_low", "relative_ci_high", name))
+    return _around_zero(
+        fig, yaxis_tickformat=".1%", legend={"orientation": "h", "y": -0.2}, yaxis_title=f"{metric}: relative lift"
     )
-    return fig
 
 
 def novelty(frame: pd.DataFrame, metric: str) -> go.Figure:
     """The absolute effect on each day since exposure alone, with its 95% CI."""
     fig = go.Figure()
     for variant, rows in frame.loc[frame["metric"] == metric].groupby("variant", sort=True):
-        fig.add_trace(
-            go.Scatter(
-                x=rows["days_since_exposure"],
-                y=rows["effect"],
-                mode="lines+markers",
-                name=str(variant),
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": rows["ci_high"] - rows["effect"],
-                    "arrayminus": rows["effect"] - rows["ci_low"],
-                    "thickness": 1,
-                },
-            )
-        )
-    fig.add_hline(y=0, line_dash="dash", line_color="#666")
-    fig.update_layout(
-        height=_HEIGHT,
-        xaxis_title="days since first exposure",
-        yaxis_title=f"{metric}: effect that day",
-        margin={"t": 30, "b": 20, "l": 10, "r": 10},
+        fig.add_trace(_points_with_ci(rows, "days_since_exposure", "effect", "ci_low", "ci_high", str(variant)))
+    return _around_zero(fig, xaxis_title="days since first exposure", yaxis_title=f"{metric}: effect that day")
+
+
+def _points_with_ci(rows: pd.DataFrame, x: str, y: str, low: str, high: str, name: str) -> go.Scatter:
+    """A line of estimates over `x` with asymmetric error bars from the `low` / `high` columns."""
+    return go.Scatter(
+        x=rows[x],
+        y=rows[y],
+        mode="lines+markers",
+        name=name,
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": rows[high] - rows[y],
+            "arrayminus": rows[y] - rows[low],
+            "thickness": 1,
+        },
     )
+
+
+def _around_zero(fig: go.Figure, **layout: Any) -> go.Figure:
+    """The effect charts' frame: a dashed line at zero (no effect), the common height and margins."""
+    fig.add_hline(y=0, line_dash="dash", line_color="#666")
+    fig.update_layout(height=_HEIGHT, margin={"t": 30, "b": 20, "l": 10, "r": 10}, **layout)
     return fig
 
 

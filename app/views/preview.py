@@ -24,6 +24,8 @@ picked = a.selectbox("Pick a user (most active first)", users, key="picked_user"
 typed = b.text_input("...or type a user id", key="typed_user", max_chars=200, placeholder="e.g. u0000042")
 surface = c.selectbox("Surface", ["home", "feed"], key="surface")
 k = int(d.number_input("Items", 1, 50, 10, key="k"))
+if typed and not typed.strip():
+    st.info("The typed id is blank (only spaces): showing the picked user instead.")
 try:
     user_id = preview.checked_user_id(typed if typed.strip() else picked)
 except preview.BadUserId as error:

@@ -270,6 +270,15 @@ def test_bad_user_input_gets_a_friendly_message(
     assert len(pd.read_parquet(app_home.marts_dir / "dim_users.parquet")) == users
 
 
+def test_a_blank_typed_id_says_it_shows_the_picked_user(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page_test("preview", app_home.home, monkeypatch).run()
+    picked = at.selectbox(key="picked_user").value
+    at.text_input(key="typed_user").input(" \t ").run()
+    assert not at.exception, at.exception
+    assert any("blank" in i.value and "picked user" in i.value for i in at.info), [i.value for i in at.info]
+    assert any(f"Preview of **{picked}**" in m.value for m in at.markdown), "the picked user's page is shown"
+
+
 def test_an_unknown_experiment_id_is_a_clear_error(app_home: Settings) -> None:
     with pytest.raises(LookupError, match="no experiment \"x' or '1'='1\" in the results; there are: exp_"):
         experiments_lib.results_for(app_home, "x' or '1'='1")
