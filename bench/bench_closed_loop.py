@@ -13,9 +13,11 @@ On one TAILOR_HOME, as a reader would run it:
 4. reads `tailor experiments --json` (personalization_holdout, metric ctr) and the closed-loop truth
    (`evaluation.closed_loop`), and reports: the true CTR of the oracle, the served pages, the holdout page,
    popularity, random and the logging policy on the same simulated requests; the measured holdout lift with its CI
-   next to the true lift; IPS/SNIPS from exploration slots when the file has any (else: pending).
+   next to the true lift; IPS/SNIPS of target policies for the explore slot, from the pools the batch file logs
+   (``explore_pool``), next to their true values (`exploration`; pending when the file has no explore slots).
 
     .venv/bin/python bench/bench_closed_loop.py                                # the demo: 2,000 users, 21 + 7 days
+    TAILOR_RANKER_SEARCH_TRIALS=4 .venv/bin/python bench/bench_closed_loop.py --users 1500   # quicker
     .venv/bin/python bench/bench_closed_loop.py --pages other.parquet --output /tmp/c.json   # any batch file
     .venv/bin/python bench/bench_closed_loop.py --smoke --output /tmp/c.json   # tiny (interim pages), for the tests
 """
@@ -49,6 +51,8 @@ RESULTS = BENCH_DIR / "results" / "closed_loop.json"
 TAILOR = str(Path(sys.executable).parent / "tailor")
 BATCH_FILE = "batch_recommendations.parquet"
 HOLDOUT = ("personalization_holdout", ["holdout", "personalized"], [0.1, 0.9])
+#: Settings of `tailor run` recorded with the results when set (a smaller search budget makes a quicker run).
+RUN_ENV = ("TAILOR_RANKER_SEARCH_TRIALS", "TAILOR_RANKER_SEARCH_TIMEOUT_S")
 #: Steps of `tailor run` the loop can do without (Feast, models); any other failure stops the benchmark.
 OPTIONAL_STEPS = ("feast__", "ml__")
 
@@ -177,24 +181,21 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
     """IPS and SNIPS of target policies for the explore slot, from the served days' explore impressions, next to
     the truth.
 
-    The batch rules (`ml.recommend.rules`) fill the explore slot with one item drawn uniformly from the pool of the
-    `explore_pool` freshest items (published within FRESH_HOURS of the batch time, newest first) that the page's
-    rules allow, propensity 1 / pool size. The pool is rebuilt here from the marts as they stood when the batch ran
-    (``snapshot``): fresh items minus the user's consumed items and the page's other items, under the per-category
-    cap counted over the personalized slots. A page is kept only when the rebuilt pool has 1 / propensity items and
-    holds the logged item (the rebuild is then the batch's pool, up to ties); the others are reported as dropped.
+    The batch rules (`ml.recommend.rules`) fill the explore slot with one item drawn uniformly from a pool of fresh
+    items, and the batch file logs the pool with it (``explore_pool``, the action set; propensity 1 / its size).
+    A page's draw is made once and shown on every request of the served days, so the decision is the page: its
+    reward is the click rate of its explore impressions, and the truth of a target policy is, averaged over the
+    same pages, its expected click rate on the same impressions, examine(position) * attract(user, item, moment)
+    (`evaluation.closed_loop.explore_decisions`). Pages are independent draws, so the estimators' standard errors
+    hold as they are.
 
-    Target policies over the pool: the logging policy itself (uniform: IPS must equal the observed CTR), the
-    freshest item, and the freshest item of the user's most consumed category. Each impression's reward is its logged
-    click; the truth is the mean over the same impressions of examine(position) * attract(user, the policy's item,
-    moment) (the policy's own expected CTR, no click noise). Caveat: a user sees the same explore item on every
-    request of the served days (one draw per page), so impressions are not independent draws and the standard errors
-    are too small; the point estimates are unbiased all the same.
+    Target policies over each logged pool: the logging policy itself (uniform: IPS must equal the observed mean),
+    the freshest item, the freshest item of the user's most consumed category (the marts at batch time,
+    ``snapshot``), and the best item by the truth (the value of a perfect explore slot; deterministic, so it is
+    matched on about one page in pool size).
     """
+    from evaluation.closed_loop import explore_decisions, explore_estimates
     from evaluation.ranking_truth import TruthClickModel
-    from ml.experiments.offpolicy import ips, snips
-    from ml.recommend.rules import PageRules
-    from ml.recommend.serving import FRESH_HOURS
 
     table = pq.read_table(pages).to_pandas()
     explore = table.loc[(table["slot_kind"] == "explore") & (table["propensity"] < 1)]
@@ -204,80 +205,21 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
             "reason": "the served pages have no explore slots with a propensity below 1 (e.g. the interim pages): "
             "IPS/SNIPS with ml.experiments.offpolicy need them",
         }
-    rules = PageRules()
-    content = pd.read_parquet(snapshot / "dim_content.parquet", columns=["content_id", "category", "published_at"])
-    consumed = pd.read_parquet(snapshot / "fct_user_content_interactions.parquet", columns=["user_id", "content_id"])
-    consumed_by = consumed.groupby("user_id")["content_id"].agg(set).to_dict()
-    category = dict(zip(content["content_id"], content["category"], strict=True))
-    now = _naive_utc(explore["generated_at"].iloc[0])
-    published = pd.to_datetime(content["published_at"])
-    newest = content.assign(published_at=published).loc[
-        (published <= now) & (now - published <= pd.Timedelta(hours=FRESH_HOURS))
-    ]
-    fresh = [str(c) for c in newest.sort_values(["published_at", "content_id"], ascending=[False, True])["content_id"]]
-
-    pools: dict[tuple[str, str], list[str]] = {}
-    dropped = 0
-    for row in explore.itertuples():
-        page = table.loc[(table["user_id"] == row.user_id) & (table["surface"] == row.surface)]
-        personalized = page.loc[page["slot_kind"] == "personalized", "content_id"].tolist()
-        taken = set(personalized)
-        per_category: dict[str, int] = {}
-        for item in personalized:
-            per_category[category.get(item, f"?{item}")] = per_category.get(category.get(item, f"?{item}"), 0) + 1
-        seen = consumed_by.get(row.user_id, set())
-        cap = rules.max_per_category
-        pool = [
-            c for c in fresh if c not in seen and c not in taken and per_category.get(category.get(c, f"?{c}"), 0) < cap
-        ][: rules.explore_pool]
-        if len(pool) == round(1 / row.propensity) and row.content_id in pool:
-            pools[(row.user_id, row.surface)] = pool
-        else:
-            dropped += 1
-
-    served = pd.concat(
+    if "explore_pool" not in table.columns:
+        return {"status": "pending", "reason": "the served pages do not log the explore pool (explore_pool)"}
+    impressions = pd.concat(
         [
             pq.read_table(p).to_pandas()
             for p in sorted((generated / "_truth" / "continued").glob("impressions-*.parquet"))
         ]
     )
-    ranks = explore.set_index(["user_id", "surface"])[["rank", "content_id", "propensity"]]
-    served = served.join(ranks, on=["user_id", "surface"], rsuffix="_logged")
-    served = served.loc[(served["position"] == served["rank"]) & (served["content_id"] == served["content_id_logged"])]
-    keys = list(zip(served["user_id"], served["surface"], strict=True))
-    keep = np.array([k in pools for k in keys])
-    served = served.loc[keep]
-    if served.empty:
-        return {"status": "pending", "reason": "no explore impression with a rebuilt pool", "pages_dropped": dropped}
-    model = TruthClickModel.from_folder(generated)
-    # Each target policy as its probability of every pool item.
-    policies: dict[str, Any] = {
-        "logging (uniform over the pool)": lambda pool: np.full(len(pool), 1 / len(pool)),
-        "freshest item": lambda pool: np.eye(len(pool))[0],
-        "item of the user's favourite category": None,  # per user, below
-    }
-    rewards = served["clicked"].to_numpy(dtype=float)
-    mu = served["propensity"].to_numpy(dtype=float)
-    rows = list(served.itertuples())
-    # True P(click) of every pool item in the explore slot of each impression: examine * attract, experiments in.
-    values = [
-        row.examine
-        * model.items.attract(
-            model.taste[[int(row.user_id[1:]) - 1]],
-            np.array([int(c[1:]) - 1 for c in pools[(row.user_id, row.surface)]]),
-            np.array([pd.Timestamp(row.occurred_at).value // 1_000_000]),
-            np.array([row.experiment_multiplier]),
-        )[0]
-        for row in rows
-    ]
-    out: dict[str, Any] = {
-        "status": "estimated",
-        "explore_impressions": len(served),
-        "pages_with_explore": len(explore),
-        "pages_dropped": dropped,
-        "observed_ctr": float(rewards.mean()),
-        "policies": {},
-    }
+    decisions = explore_decisions(table, impressions, TruthClickModel.from_folder(generated))
+    frame = decisions.frame
+    if len(frame) < 2:
+        return {"status": "pending", "reason": "fewer than 2 explore slots were served", "decisions": len(frame)}
+    content = pd.read_parquet(snapshot / "dim_content.parquet", columns=["content_id", "category"])
+    consumed = pd.read_parquet(snapshot / "fct_user_content_interactions.parquet", columns=["user_id", "content_id"])
+    category = dict(zip(content["content_id"], content["category"], strict=True))
     favourite = (
         consumed.assign(category=consumed["content_id"].map(category))
         .groupby(["user_id", "category"])
@@ -289,37 +231,51 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
         .set_index("user_id")["category"]
         .to_dict()
     )
+    pools: list[list[str]] = frame["pool"].tolist()
+
+    def one_hot(size: int, at: int) -> np.ndarray:
+        return np.eye(size)[at]
 
     def of_favourite(user_id: str, pool: list[str]) -> np.ndarray:
         """The freshest pool item of the user's most consumed category, else the freshest item."""
         hits = [i for i, c in enumerate(pool) if category.get(c) == favourite.get(user_id)]
-        return np.eye(len(pool))[hits[0] if hits else 0]
+        return one_hot(len(pool), hits[0] if hits else 0)
 
-    for name, policy in policies.items():
-        probs = [
-            policy(pools[(row.user_id, row.surface)])
-            if policy is not None
-            else of_favourite(row.user_id, pools[(row.user_id, row.surface)])
-            for row in rows
-        ]
-        logged = [pools[(row.user_id, row.surface)].index(row.content_id) for row in rows]
-        pi = np.array([p[i] for p, i in zip(probs, logged, strict=True)])
-        truth = float(np.mean([p @ v for p, v in zip(probs, values, strict=True)]))
-        estimates = {"ips": ips(rewards, mu, pi), "snips": snips(rewards, mu, pi)}
-        out["policies"][name] = {
-            "truth": truth,
-            **{
-                k: {"value": e.value, "ci": list(e.ci), "effective_sample_size": e.effective_sample_size}
-                for k, e in estimates.items()
-            },
-        }
-    return out
+    targets: dict[str, list[np.ndarray]] = {
+        "logging (uniform over the pool)": [np.full(len(p), 1 / len(p)) for p in pools],
+        "freshest item": [one_hot(len(p), 0) for p in pools],
+        "freshest item of the user's favourite category": [
+            of_favourite(u, p) for u, p in zip(frame["user_id"], pools, strict=True)
+        ],
+        "best item by the truth": [one_hot(len(v), int(np.argmax(v))) for v in decisions.values],
+    }
+    rewards = frame["reward"].to_numpy(dtype=float)
+    propensity = frame["propensity"].to_numpy(dtype=float)
+    logged = frame["logged"].to_numpy(dtype=int)
+    return {
+        "status": "estimated",
+        "unit": "page (one explore draw per user and surface, shown on every request of the served days)",
+        "pages_with_explore": decisions.pages_with_explore,
+        "decisions": len(frame),
+        "explore_impressions": int(frame["impressions"].sum()),
+        "explore_clicks": int(frame["clicks"].sum()),
+        "pool_size": {"mean": float(frame["pool"].map(len).mean()), "min": int(frame["pool"].map(len).min())},
+        "observed_ctr_per_page": float(rewards.mean()),
+        "max_p_click_error": decisions.max_p_click_error,
+        "policies": {
+            name: explore_estimates(rewards, propensity, logged, target, decisions.values)
+            for name, target in targets.items()
+        },
+    }
 
 
-def _naive_utc(value: Any) -> pd.Timestamp:
-    """A timestamp as naive UTC (the marts' timestamps are naive UTC)."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+def _exploration_or_error(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
+    """`exploration`, or its error in the results: a late failure must not lose the loop's other figures (the work
+    folder is kept, so the section can be recomputed from it)."""
+    try:
+        return exploration(pages, snapshot, generated)
+    except Exception as exc:  # reported in the results, with the folder to rerun from
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -346,7 +302,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             f"tailor run wrote no {written} (failed steps: {failed['run_1']}): serve another file with --pages, or "
             "the interim pages with --interim-pages"
         )
-    # The marts as the batch saw them (run 2 rebuilds them), for rebuilding the explore pools.
+    # The marts as the batch saw them (run 2 rebuilds them), for the target policies' context.
     snapshot = work / "marts_at_batch"
     snapshot.mkdir(exist_ok=True)
     for name in ("dim_content", "fct_user_content_interactions"):
@@ -382,7 +338,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "measured_ci_covers_true_lift": covered,
             "same_requests": lift["same_requests"],
         },
-        "offpolicy": exploration(pages, snapshot, settings.inbox),
+        "offpolicy": _exploration_or_error(pages, snapshot, settings.inbox),
         "seconds": {name: round(value, 1) for name, value in timings.items()},
         "failed_steps": failed,
     }
@@ -414,7 +370,14 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "load_before": [round(x, 2) for x in os.getloadavg()],
-        "config": {"users": args.users, "days": args.days, "served_days": args.served_days, "seed": args.seed},
+        "config": {
+            "users": args.users,
+            "days": args.days,
+            "served_days": args.served_days,
+            "seed": args.seed,
+            # Environment the two `tailor run`s read (the ranker's search budget), when set.
+            **{name.lower(): os.environ[name] for name in RUN_ENV if name in os.environ},
+        },
         **run(args, work),
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "total_seconds": round(time.perf_counter() - began, 1),
@@ -424,7 +387,9 @@ def main() -> None:
     args.output.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(
         json.dumps(
-            {k: result[k] for k in ("pages", "true_ctr_on_the_same_requests", "holdout_lift")}, indent=2, default=float
+            {k: result[k] for k in ("pages", "true_ctr_on_the_same_requests", "holdout_lift", "offpolicy")},
+            indent=2,
+            default=float,
         )
     )
 

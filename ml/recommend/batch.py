@@ -3,7 +3,9 @@
 The same steps as `recommend`'s model path, vectorised over users: one candidate call for everyone, one online
 read of all users' features, one scoring call, then the business rules page by page. The pages are written as
 Parquet (one row per slot, `BATCH_FILE`, and one row per user with arrays, `BY_USER_FILE`, the source of Feast's
-`cached_recommendations` view) and into Feast's online store, so `recommend` can fall back to them.
+`cached_recommendations` view) and into Feast's online store, so `recommend` can fall back to them. The explore
+slot's pool (the action set) is a column of `BATCH_FILE` only: it is logged for off-policy evaluation, not served,
+so the Feast view does not carry it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ml.recommend.rules import Ranked
 from ml.recommend.serving import (
@@ -44,6 +48,7 @@ COLUMNS = (
     "variant",
     "model_version",
     "generated_at",
+    "explore_pool",
 )
 
 
@@ -62,7 +67,12 @@ class BatchSummary:
 def batch_pages(
     recommender: Recommender, user_ids: Sequence[str], k: int, now: datetime, surfaces: Sequence[str] = SURFACES
 ) -> pd.DataFrame:
-    """The pages of ``user_ids`` on ``surfaces`` as rows with `COLUMNS` (holdout users: the popular page)."""
+    """The pages of ``user_ids`` on ``surfaces`` as rows with `COLUMNS` (holdout users: the popular page).
+
+    ``explore_pool`` is the explore slot's action set (the items its uniform draw chose from, freshest first;
+    ``propensity`` = 1 / its length), as the Open Bandit Dataset logs the candidates with each decision; None on
+    other slots.
+    """
     users = list(dict.fromkeys(str(u) for u in user_ids))
     arms = np.array(HOLDOUT_ARMS)[assign_variants(HOLDOUT_EXPERIMENT, users, list(HOLDOUT_ARMS), list(HOLDOUT_WEIGHTS))]
     variant = dict(zip(users, arms, strict=True))
@@ -115,6 +125,7 @@ def batch_pages(
                         variant[user],
                         version,
                         now,
+                        None if item.explore_pool is None else list(item.explore_pool),
                     )
                 )
     frame = pd.DataFrame(out, columns=list(COLUMNS))
@@ -179,5 +190,13 @@ def _user_features(recommender: Recommender, users: Sequence[str]) -> dict[str, 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    frame.to_parquet(partial, index=False)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if "explore_pool" in table.column_names:
+        # A list of strings even when no page has an explore slot (all None would infer a null column).
+        table = table.set_column(
+            table.column_names.index("explore_pool"),
+            "explore_pool",
+            table["explore_pool"].cast(pa.list_(pa.string())),
+        )
+    pq.write_table(table, partial)
     partial.replace(path)

@@ -18,6 +18,9 @@ class RecommendedItem:
     Attributes:
         score: calibrated P(click) as if shown at the top for model slots; the popularity score otherwise.
         propensity: probability that the serving policy put this item in this slot (1.0 when deterministic).
+        explore_pool: on an explore slot, the items the draw chose from (the action set, freshest first; the
+            propensity is 1 / its size), so off-policy estimates can value other choices from the logs; None on
+            other slots (and on cached pages, whose pools are in the batch file).
     """
 
     content_id: str
@@ -27,6 +30,7 @@ class RecommendedItem:
     reason: str
     propensity: float = 1.0
     category: str | None = None
+    explore_pool: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

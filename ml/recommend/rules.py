@@ -8,8 +8,9 @@ explore), under these rules, each configurable (`PageRules`):
 - at most ``max_personalized`` model slots (over-personalization cap): the rest are popular items, or editorial
   picks (the newest items) when the popular list runs out;
 - ``explore_slots`` exploration slot(s) at ``explore_position``: one item drawn uniformly at random from the
-  ``explore_pool`` freshest eligible items, its propensity (1 / pool size) logged with it, so the logs stay usable
-  for off-policy estimates (epsilon-greedy style uniform exploration over a small fresh pool);
+  ``explore_pool`` freshest eligible items, its propensity (1 / pool size) and the pool itself (the action set,
+  ``RecommendedItem.explore_pool``) logged with it, so the logs stay usable for off-policy estimates of any other
+  choice from the pool (epsilon-greedy style uniform exploration over a small fresh pool);
 - holdout users get the non-personalized page: popular (then editorial), nothing from the model, no exploration.
 """
 
@@ -98,7 +99,9 @@ def assemble_page(
         category = category_of.get(item, f"?{item}")
         return item not in consumed and item not in taken and per_category.get(category, 0) < rules.max_per_category
 
-    def put(slot: int, item: str, score: float, kind: str, propensity: float = 1.0) -> None:
+    def put(
+        slot: int, item: str, score: float, kind: str, propensity: float = 1.0, pool: tuple[str, ...] | None = None
+    ) -> None:
         category = category_of.get(item)
         taken.add(item)
         key = category if category is not None else f"?{item}"
@@ -111,6 +114,7 @@ def assemble_page(
             reason=reasons[kind](item, category),
             propensity=float(propensity),
             category=category,
+            explore_pool=pool,
         )
 
     explore_at: list[int] = []
@@ -134,7 +138,8 @@ def assemble_page(
         pool = [item for item in fresh.content_ids if allowed(item)][: rules.explore_pool]
         if pool:
             choice = pool[int(rng.integers(len(pool)))]
-            put(slot, choice, dict(zip(fresh.content_ids, fresh.scores, strict=True))[choice], "explore", 1 / len(pool))
+            score = dict(zip(fresh.content_ids, fresh.scores, strict=True))[choice]
+            put(slot, choice, score, "explore", 1 / len(pool), tuple(pool))
 
     for source, kind in ((popular, "popular"), (editorial, "editorial")):
         empty = [s for s in range(k) if page[s] is None]
