@@ -2,12 +2,18 @@
 
 The candidate generators and the ranker learn from these three frames, always cut at a moment (`History.before`),
 so that nothing after the moment a model is meant to know about can leak into it.
+
+Serving needs far less than training: who consumed what, the catalog, and per-item click counts over the last days.
+`consumed_by_user`, `load_content`, `history_end` and `recent_item_counts` compute those with DuckDB aggregates over
+the published Parquet (read-only), so their memory grows with users x consumed items and the catalog, never with
+the number of impressions (`load_history` holds every impression: ~19 GB at 10M events).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -16,6 +22,9 @@ import pandas as pd
 IMPRESSIONS = "fct_impressions"
 INTERACTIONS = "fct_user_content_interactions"
 CONTENT = "dim_content"
+USERS = "dim_users"
+#: Users whose consumed sets are read from DuckDB per fetch (bounds the transient Python objects).
+_FETCH_USERS = 20_000
 
 
 class MissingMartError(FileNotFoundError):
@@ -67,12 +76,7 @@ def load_history(marts_dir: Path) -> History:
     Raises:
         MissingMartError: a mart is missing; the message says to build the warehouse first.
     """
-    paths = {name: marts_dir / f"{name}.parquet" for name in (IMPRESSIONS, INTERACTIONS, CONTENT)}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        raise MissingMartError(
-            f"{', '.join(missing)} not found: build the warehouse first (`tailor run`, or `dbt build` in dbt_project/)"
-        )
+    paths = _mart_paths(marts_dir, IMPRESSIONS, INTERACTIONS, CONTENT)
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
         impressions = con.sql(
@@ -91,6 +95,133 @@ def load_history(marts_dir: Path) -> History:
             params=[str(paths[CONTENT])],
         ).df()
     return History(impressions, interactions, content)
+
+
+def _mart_paths(marts_dir: Path, *names: str) -> dict[str, Path]:
+    paths = {name: marts_dir / f"{name}.parquet" for name in names}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise MissingMartError(
+            f"{', '.join(missing)} not found: build the warehouse first (`tailor run`, or `dbt build` in dbt_project/)"
+        )
+    return paths
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that reads the published Parquet (never the warehouse file) with UTC timestamps."""
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+def load_content(marts_dir: Path) -> pd.DataFrame:
+    """The catalog: one row per item: content_id, category, format, published_at (tz-aware UTC).
+
+    Raises:
+        MissingMartError: dim_content is not published yet.
+    """
+    path = _mart_paths(marts_dir, CONTENT)[CONTENT]
+    with _connect() as con:
+        return con.sql(
+            "select content_id, category, format, timezone('UTC', published_at) as published_at from read_parquet(?)",
+            params=[str(path)],
+        ).df()
+
+
+def history_end(marts_dir: Path) -> pd.Timestamp | None:
+    """The newest impression time (`History.end` without reading the impressions); None when there are none.
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet.
+    """
+    path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
+    with _connect() as con:
+        (newest,) = con.sql(
+            "select max(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
+        ).fetchall()[0]
+    return None if newest is None else _utc(newest)
+
+
+def consumed_by_user(marts_dir: Path, canonical: Mapping[str, str] | None = None) -> dict[str, set[str]]:
+    """Every item each user consumed (clicked or viewed: a row of fct_user_content_interactions), per user id.
+
+    Aggregated by DuckDB (one list per user) and read a block of users at a time, so the memory is the sets
+    themselves: users x consumed items, whatever the number of impressions.
+
+    Args:
+        canonical: item id -> the string object to keep for it (e.g. the catalog's ids), so that a million
+            consumed pairs share the catalog's strings instead of holding a copy each.
+
+    Raises:
+        MissingMartError: the interactions mart is not published yet.
+    """
+    path = _mart_paths(marts_dir, INTERACTIONS)[INTERACTIONS]
+    same = canonical or {}
+    out: dict[str, set[str]] = {}
+    with _connect() as con:
+        result = con.execute(
+            "select user_id, list(distinct content_id) from read_parquet(?)"
+            " where user_id is not null and content_id is not null group by user_id",
+            [str(path)],
+        )
+        while block := result.fetchmany(_FETCH_USERS):
+            for user, items in block:
+                out[str(user)] = {same.get(item, item) for item in items}
+    return out
+
+
+def recent_item_counts(marts_dir: Path, end: pd.Timestamp, days: int = 7) -> pd.DataFrame:
+    """Impressions and clicks per item over ``[end - days, end]``: over all impressions, per surface and per
+    country of the user (dim_users; impressions of users it does not know count in no country).
+
+    Returns:
+        Frame with segment (``"all"``, ``"surface:<s>"`` or ``"country:<c>"``), content_id, impressions (int),
+        clicks (int), ordered by segment kind (all, surfaces, countries), segment and content_id.
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet (dim_users is optional).
+    """
+    impressions = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
+    users = marts_dir / f"{USERS}.parquet"
+    country = (
+        "(select user_id, country from read_parquet($users))"
+        if users.exists()
+        else "(select null::varchar as user_id, null::varchar as country where false)"
+    )
+    params: dict[str, object] = {"impressions": str(impressions), "since": (end - timedelta(days=days)).to_pydatetime()}
+    if users.exists():
+        params["users"] = str(users)
+    with _connect() as con:
+        return con.execute(
+            f"""
+            with recent as (
+                select i.content_id, i.surface, u.country, i.is_clicked
+                from read_parquet($impressions) as i
+                left join {country} as u on i.user_id = u.user_id
+                where timezone('UTC', i.occurred_at) >= $since and i.content_id is not null
+            ),
+            counted as (
+                select
+                    case
+                        when grouping(surface) = 0 then 'surface:' || surface
+                        when grouping(country) = 0 then 'country:' || country
+                        else 'all'
+                    end as segment,
+                    grouping(surface) = 0 as by_surface,
+                    grouping(country) = 0 as by_country,
+                    content_id,
+                    count(is_clicked) as impressions,
+                    coalesce(sum(is_clicked::int), 0) as clicks
+                from recent
+                group by grouping sets ((content_id), (surface, content_id), (country, content_id))
+                having (grouping(surface) = 1 or surface is not null) and (grouping(country) = 1 or country is not null)
+            )
+            select segment, content_id, impressions, clicks
+            from counted
+            order by by_country, by_surface, segment, content_id
+            """,
+            params,
+        ).df()
 
 
 def _utc(moment: datetime | pd.Timestamp) -> pd.Timestamp:

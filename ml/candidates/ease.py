@@ -30,6 +30,8 @@ from ml.candidates.scoring import MatrixScoringGenerator
 
 #: Default ceiling on the catalog size EASE will invert (see the module docstring for the memory it needs).
 MAX_ITEMS = 15_000
+#: Up to this many users, scores are summed from the rows of B the users consumed (see `EASE._score_rows`).
+FEW_USERS = 8
 
 
 class EASE(MatrixScoringGenerator):
@@ -78,5 +80,21 @@ class EASE(MatrixScoringGenerator):
         self._weights = np.ascontiguousarray(weights, dtype=np.float32)
 
     def _score_rows(self, rows: np.ndarray) -> np.ndarray:
+        """x_u B for the users at ``rows`` (float64, (len(rows), n_items)).
+
+        A user row is sparse: x_u B is the sum of B's rows for the items the user consumed (times their weight).
+        For a few users (a request) that gather costs microseconds, while ``sparse @ dense`` first casts all of B
+        to float64 (an n_items^2 copy: 44 MB and ~8 ms at 2,355 items). Both add the same float64 products in the
+        same order (the user's items in column order, as scipy's ``csr_matvecs`` does), so the scores are equal.
+        """
         assert self._train is not None and self._weights is not None
-        return np.asarray(self._train[rows] @ self._weights, dtype=np.float64)
+        X = self._train[rows]
+        if len(rows) > FEW_USERS:
+            return np.asarray(X @ self._weights, dtype=np.float64)
+        out = np.zeros((len(rows), self._weights.shape[1]))
+        for i in range(len(rows)):
+            lo, hi = X.indptr[i], X.indptr[i + 1]
+            if hi > lo:
+                # axis-0 sum of a C-ordered block adds the rows one after another, in the user's column order
+                out[i] = np.sum(X.data[lo:hi, None] * self._weights[X.indices[lo:hi]], axis=0)
+        return out

@@ -7,6 +7,11 @@ vectorised (the same formulas as the `ranking_context` on-demand view), the cand
 champion's score as if each were shown at the top, then the business rules (`ml.recommend.rules`). Scoring
 hundreds of candidates costs one online read, not one per candidate (a Feast row read costs ~1 ms).
 
+Everything that does not depend on the request is prepared when the recommender opens: the candidate generators
+as arrays (`ml.candidates.online`), the champion's trees (`ml.ranker.model.CompiledRanker`) and the item half of
+its input matrix. A request then fills the user's and the request-time columns of that matrix and runs the trees:
+no frame, no per-call validation, the same scores as `RankerModel.relevance` on `Recommender.feature_rows`.
+
 When the model path cannot answer within the budget (or there is no champion, or the store fails), the page comes
 from the cached batch list (written after each training run), then from popular items in the user's country (or on
 the surface). Unknown and new users get that cold-start page. The result says which path served and why.
@@ -22,18 +27,20 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController
 
+from ml.candidates.online import OnlineCandidates
 from ml.candidates.union import SCORE_COLUMNS, CandidateSet
-from ml.history import load_history
-from ml.ranker.model import RankerModel
+from ml.history import consumed_by_user, history_end, load_content, recent_item_counts
+from ml.ranker.model import RANKING_POSITION, CompiledRanker, RankerModel, UnsupportedModelError
 from ml.recommend.result import Recommendation, RecommendedItem
 from ml.recommend.rules import PageRules, Ranked, assemble_page
 from tailor.assignment import assign_variant
@@ -63,6 +70,15 @@ SESSION_BOOST = 1.5
 USER_EXTRA = ("user_category_affinity:affinity_categories", "user_category_affinity:affinity_shares")
 ITEM_EXTRA = ("content_profile:published_at", "content_profile:category")
 RECENT = ("recent_activity:clicked_categories_30m",)
+#: User features that are lists (inputs of request-time features), not model columns.
+USER_LISTS = ("affinity_categories", "affinity_shares", "clicked_categories_30m")
+#: Features computed per request (the `ranking_context` view's), see `request_features`.
+REQUEST_TIME = ("content_age_hours", "category_affinity")
+#: Smoothing of the cold-start pages' CTR: this many impressions at the segment's own rate (see _ranked_by_ctr).
+POPULAR_PRIOR_IMPRESSIONS = 100
+#: A country gets its own cold-start page from this many clicks in the window.
+COUNTRY_MIN_CLICKS = 20
+POPULAR_DAYS = 7
 
 
 def service_features(store: Any, service: str) -> tuple[list[str], list[str]]:
@@ -116,6 +132,8 @@ class Catalog:
     newest: np.ndarray = field(init=False)  # item ids, newest first (unknown publication last)
     newest_published: np.ndarray = field(init=False)
     position: dict[str, int] = field(init=False)
+    category_names: list[Any] = field(init=False)  # the distinct categories of the features' category column
+    category_code: np.ndarray = field(init=False)  # per item: index in category_names, -1 when it has none
 
     def __post_init__(self) -> None:
         self.columns = {name: self.features[name].to_numpy() for name in self.features.columns}
@@ -123,6 +141,101 @@ class Catalog:
         self.newest = self.ids[order]
         self.newest_published = self.published[order]
         self.position = {str(i): n for n, i in enumerate(self.ids)}
+        codes: dict[Any, int] = {}
+        raw = self.columns.get("category", np.full(len(self.ids), None, dtype=object))
+        self.category_code = np.array(
+            [-1 if c is None else codes.setdefault(c, len(codes)) for c in raw], dtype=np.int64
+        )
+        self.category_names = list(codes)
+
+
+def request_features(catalog: Catalog, index: np.ndarray, user: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The request-time features of the items at catalog positions ``index`` for one user at ``now``: the
+    `ranking_context` on-demand view's formulas, vectorised.
+
+    content_age_hours: hours since publication (NaN when unknown); category_affinity: the user's share of clicks
+    in the item's category (0 for a category they never clicked, NaN for an item without category or a user
+    without affinity).
+    """
+    # Feast carries the request time as a UnixTimestamp: whole seconds. Floor it the same way, so the served
+    # feature equals what Feast's ranking_context would compute for the same request.
+    age = (math.floor(now.timestamp()) - catalog.published[index]) / 3600.0
+    categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
+    if categories:
+        affinity = dict(zip(categories, shares or [], strict=False))
+        by_code = np.array([*(affinity.get(c, 0.0) for c in catalog.category_names), np.nan], dtype=float)
+        category_affinity = by_code[catalog.category_code[index]]  # code -1: the NaN at the end
+    else:
+        category_affinity = np.full(len(index), np.nan)
+    return {"content_age_hours": age, "category_affinity": category_affinity}
+
+
+class _Inputs:
+    """The champion's input matrix for one request, with everything that does not depend on the request done once:
+    the column layout in the trees' order and every item's encoded features (`CompiledRanker.encode`).
+
+    Each column comes from the same place `Recommender.feature_rows` takes it (and with the same precedence when
+    names collide): the candidate scores, position, surface, the request-time features, the user's row, the item's
+    row. Raises LookupError when a column has none of these sources (the caller then scores through frames).
+    """
+
+    def __init__(self, scorer: CompiledRanker, catalog: Catalog, user_names: list[str]) -> None:
+        self.scorer = scorer
+        self.width = len(scorer.columns)
+        users = [n for n in user_names if n not in USER_LISTS]
+        self.score_pos: list[int] = []
+        self.score_src: list[int] = []
+        self.request_pos: dict[str, int] = {}
+        self.user_pos: list[tuple[int, str]] = []
+        item_pos: list[int] = []
+        item_names: list[str] = []
+        self.surface_pos = scorer.index.get("surface")
+        self.position_pos = scorer.index.get("position")
+        for n, column in enumerate(scorer.columns):
+            if column in SCORE_COLUMNS:
+                self.score_pos.append(n)
+                self.score_src.append(SCORE_COLUMNS.index(column))
+            elif column in ("position", "surface"):
+                continue
+            elif column in REQUEST_TIME:
+                self.request_pos[column] = n
+            elif column in users:
+                self.user_pos.append((n, column))
+            elif column in catalog.columns:
+                item_pos.append(n)
+                item_names.append(column)
+            else:
+                raise LookupError(f"no source for the model's feature {column!r}")
+        self.item_pos = np.array(item_pos, dtype=np.int64)
+        block = np.empty((len(catalog.ids), len(item_names)))
+        for j, column in enumerate(item_names):
+            block[:, j] = scorer.encode(column, catalog.columns[column])
+        self.items = block
+
+    def matrix(
+        self,
+        catalog: Catalog,
+        index: np.ndarray,
+        scores: np.ndarray,
+        user: Mapping[str, Any],
+        surface: str,
+        now: datetime,
+    ) -> np.ndarray:
+        """(len(index), width) float64: the rows `feature_rows` builds, encoded, in the trees' column order."""
+        X = np.empty((len(index), self.width))
+        X[:, self.item_pos] = self.items[index]
+        for n, column in self.user_pos:
+            X[:, n] = self.scorer.encode_value(column, user.get(column))
+        if self.request_pos:
+            computed = request_features(catalog, index, user, now)
+            for column, n in self.request_pos.items():
+                X[:, n] = computed[column]
+        if self.surface_pos is not None:
+            X[:, self.surface_pos] = self.scorer.encode_value("surface", surface)
+        if self.position_pos is not None:
+            X[:, self.position_pos] = float(RANKING_POSITION)
+        X[:, self.score_pos] = scores[:, self.score_src]
+        return X
 
 
 class Recommender:
@@ -143,10 +256,16 @@ class Recommender:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.model = model
+        self._model: RankerModel | None = None
+        self._candidates: CandidateSet | None = None
+        self._online: OnlineCandidates | None = None
+        self._scorer: CompiledRanker | None = None
+        self._inputs: _Inputs | None = None
         self.model_version = model_version
-        self.candidates = candidates
         self.catalog = catalog
+        self.user_refs: list[str] = []
+        self.model = model
+        self.candidates = candidates
         self.consumed = consumed
         self.segment_popular = segment_popular
         self.country_of = country_of
@@ -162,12 +281,49 @@ class Recommender:
         # One request scores a few hundred rows: OpenMP's thread start and sync would cost more than the trees
         # (measured: 14 ms per tree on a loaded 2-core machine, against microseconds on one thread).
         self._threads = ThreadpoolController()
-        self.user_refs: list[str] = []
         #: Why the model path is closed for every request (None: open, or no champion yet).
         self.closed_reason: str | None = None
         self.item_refs: list[str] = []
-        #: Test hook: called with the candidate frame before scoring (e.g. to slow the model path down).
-        self.before_scoring: Callable[[pd.DataFrame], None] | None = None
+        #: Test hook: called with the model's input rows (one per candidate) before scoring, e.g. to slow the
+        #: model path down or count the candidates.
+        self.before_scoring: Callable[[Sized], None] | None = None
+
+    # -- what is prepared once ------------------------------------------------------------------------------
+    @property
+    def model(self) -> RankerModel | None:
+        """The champion (None: no model path). Setting it prepares its compiled scorer."""
+        return self._model
+
+    @model.setter
+    def model(self, model: RankerModel | None) -> None:
+        self._model = model
+        self._scorer = None
+        if model is not None:
+            try:
+                self._scorer = model.compile()
+            except UnsupportedModelError as exc:  # still served, through RankerModel.relevance on frames
+                log.warning("the champion is scored through frames: %s", exc)
+        self._prepare_inputs()
+
+    @property
+    def candidates(self) -> CandidateSet | None:
+        """The fitted candidate generators. Setting them prepares their one-user form (`OnlineCandidates`)."""
+        return self._candidates
+
+    @candidates.setter
+    def candidates(self, candidates: CandidateSet | None) -> None:
+        self._candidates = candidates
+        self._online = OnlineCandidates(candidates) if candidates is not None else None
+
+    def _prepare_inputs(self) -> None:
+        """The item half of the champion's input (again after the catalog or the user features change)."""
+        self._inputs = None
+        if self._scorer is None or not self.user_refs:
+            return
+        try:
+            self._inputs = _Inputs(self._scorer, self.catalog, [ref.split(":")[-1] for ref in self.user_refs])
+        except LookupError as exc:  # a feature the request cannot fill: frames raise the clear error
+            log.warning("the champion is scored through frames: %s", exc)
 
     # -- opening ----------------------------------------------------------------------------------------------
     @classmethod
@@ -195,31 +351,36 @@ class Recommender:
         if path.exists():
             with path.open("rb") as handle:
                 candidates = pickle.load(handle)
-        history = load_history(settings.marts_dir)
+        # Aggregates over the published marts, not the history itself: memory grows with users x consumed items.
+        content = load_content(settings.marts_dir)
+        end = history_end(settings.marts_dir)
         closed: str | None = None
         user_refs: list[str] = []
         item_refs: list[str] = []
         try:
             user_refs, item_refs = service_features(store, "ranker_v1")
-            catalog = _catalog(store, history.content, item_refs)
+            catalog = _catalog(store, content, item_refs)
         except Exception as exc:  # the online store is down: serve popular pages until it answers
             log.warning("item features unavailable, the model path is closed: %s", exc)
-            catalog = _catalog_without_features(history.content)
+            catalog = _catalog_without_features(content)
             model, closed = None, f"the feature store did not answer when the recommender opened ({type(exc).__name__})"
-        consumed = {str(u): set(items) for u, items in history.interactions.groupby("user_id")["content_id"]}
+        del content
+        consumed = consumed_by_user(settings.marts_dir, canonical={i: i for i in catalog.position})
         users = _users(settings)
-        segment_popular = _segment_popularity(history.impressions, users, history.end)
+        segment_popular = _segment_popularity(settings.marts_dir, end)
         country_of = dict(zip(users["user_id"], users["country"], strict=True)) if len(users) else {}
         recommender = cls(
-            settings, store, model, version, candidates, catalog, consumed, segment_popular, country_of, config
+            settings, store, None, version, candidates, catalog, consumed, segment_popular, country_of, config
         )
         recommender.user_refs, recommender.item_refs = user_refs, item_refs
+        recommender.model = model  # after the feature refs: it prepares the item half of the model's input
         recommender.closed_reason = closed
         return recommender
 
     def refresh_items(self) -> None:
         """Read every item's features from the online store again (after it was loaded)."""
         self.catalog = _catalog(self.store, pd.DataFrame({"content_id": self.catalog.ids}), self.item_refs)
+        self._prepare_inputs()
 
     # -- serving ----------------------------------------------------------------------------------------------
     def recommend(
@@ -295,29 +456,55 @@ class Recommender:
 
     # -- the model path ---------------------------------------------------------------------------------------
     def _model_page(self, user_id: str, k: int, surface: str, now: datetime) -> list[RecommendedItem]:
-        assert self.model is not None and self.candidates is not None
+        assert self.model is not None and self._online is not None
         user = self._user_features(user_id)
-        proposed = self.candidates.candidates([user_id])
-        if proposed.empty:
-            raise LookupError("no candidates for this user")
-        rows = self.feature_rows(user, proposed, surface, now)
-        if self.before_scoring is not None:
-            self.before_scoring(rows)
-        with self._threads.limit(limits=1, user_api="openmp"):
-            scores = self.model.relevance(rows)
+        index, ids, scores = self.model_scores(user_id, user, surface, now)
         recent = set(user.get("clicked_categories_30m") or [])
         if recent:
-            boost = np.where(rows["category"].isin(recent).to_numpy(), SESSION_BOOST, 1.0)
+            codes = [n for n, c in enumerate(self.catalog.category_names) if c in recent]
+            boost = np.where(np.isin(self.catalog.category_code[index], codes), SESSION_BOOST, 1.0)
             scores = scores * boost
         order = np.argsort(-scores, kind="stable")
-        ranked = Ranked(rows["content_id"].to_numpy()[order].tolist(), scores[order].tolist())
+        ranked = Ranked(ids[order].tolist(), scores[order].tolist())
         return self.assemble(user_id, k, surface, now, ranked, holdout=False, recent=recent, user=user)
+
+    def model_scores(
+        self, user_id: str, user: Mapping[str, Any], surface: str, now: datetime
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The champion's relevance of each of the user's candidates (before the session boost and the rules).
+
+        Returns:
+            (catalog positions, content ids, scores) of the candidates in the catalog, in the candidate stage's
+            order: the same scores as ``model.relevance(feature_rows(user, candidates.candidates([user_id]), ...))``.
+
+        Raises:
+            LookupError: no candidate for this user.
+        """
+        assert self.model is not None and self._online is not None
+        proposal = self._online.propose(user_id)
+        position = self.catalog.position
+        index = np.fromiter((position.get(c, -1) for c in proposal.content_ids), np.int64, len(proposal))
+        known = index >= 0
+        if not known.any():
+            raise LookupError("no candidates for this user")
+        index, ids = index[known], proposal.content_ids[known]
+        if self._inputs is None or self._scorer is None:  # a model the compiled path cannot read: frames
+            rows = self.feature_rows(user, proposal.frame(), surface, now)
+            if self.before_scoring is not None:
+                self.before_scoring(rows)
+            with self._threads.limit(limits=1, user_api="openmp"):
+                return index, ids, self.model.relevance(rows)
+        X = self._inputs.matrix(self.catalog, index, proposal.scores[known], user, surface, now)
+        if self.before_scoring is not None:
+            self.before_scoring(X)
+        return index, ids, self._scorer.predict(X)
 
     def feature_rows(
         self, user: Mapping[str, Any], proposed: pd.DataFrame, surface: str, now: datetime
     ) -> pd.DataFrame:
         """The ranker's input rows for one user's candidates: item features from memory, the user's features,
-        the request-time features (as the `ranking_context` view computes them), surface and candidate scores."""
+        the request-time features (as the `ranking_context` view computes them), surface and candidate scores.
+        Candidates not in the catalog are left out."""
         index = pd.Index(self.catalog.ids).get_indexer(proposed["content_id"])
         known = index >= 0
         proposed = proposed.loc[known].reset_index(drop=True)
@@ -325,21 +512,11 @@ class Recommender:
         n = len(index)
         columns: dict[str, Any] = {name: values[index] for name, values in self.catalog.columns.items()}
         for name, value in user.items():
-            if name not in ("affinity_categories", "affinity_shares", "clicked_categories_30m"):
+            if name not in USER_LISTS:
                 columns[name] = np.full(
                     n, np.nan if value is None else value, dtype=object if isinstance(value, str) else float
                 )
-        # Feast carries the request time as a UnixTimestamp: whole seconds. Floor it the same way, so the served
-        # feature equals what Feast's ranking_context would compute for the same request.
-        columns["content_age_hours"] = (math.floor(now.timestamp()) - self.catalog.published[index]) / 3600.0
-        categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
-        if categories:
-            affinity = dict(zip(categories, shares or [], strict=False))
-            columns["category_affinity"] = np.array(
-                [affinity.get(c, 0.0) if c is not None else np.nan for c in columns["category"]], dtype=float
-            )
-        else:
-            columns["category_affinity"] = np.full(n, np.nan)
+        columns.update(request_features(self.catalog, index, user, now))
         columns["surface"] = np.full(n, surface, dtype=object)
         columns["position"] = np.ones(n)
         columns["user_id"] = proposed["user_id"].to_numpy()
@@ -516,26 +693,27 @@ def _users(settings: Settings) -> pd.DataFrame:
     return pd.read_parquet(path, columns=["user_id", "country"])
 
 
-def _segment_popularity(
-    impressions: pd.DataFrame, users: pd.DataFrame, end: pd.Timestamp, days: int = 7
-) -> dict[str, Ranked]:
-    """Smoothed 7-day CTR per item, overall, per surface and per country (the cold-start pages)."""
-    recent = impressions.loc[impressions["occurred_at"] >= end - timedelta(days=days)]
-    recent = recent.merge(users, on="user_id", how="left")
-    out: dict[str, Ranked] = {}
-
-    def ranked(frame: pd.DataFrame) -> Ranked:
-        per_item = frame.groupby("content_id")["clicked"].agg(["sum", "count"])
-        prior = per_item["sum"].sum() / max(per_item["count"].sum(), 1)
-        score = ((per_item["sum"] + 100 * prior) / (per_item["count"] + 100)).sort_values(
-            ascending=False, kind="stable"
-        )
-        return Ranked(score.index.astype(str).tolist(), score.to_numpy().tolist())
-
-    out["all"] = ranked(recent)
-    for surface, group in recent.groupby("surface"):
-        out[f"surface:{surface}"] = ranked(group)
-    for country, group in recent.groupby("country"):
-        if group["clicked"].sum() >= 20:  # enough clicks to be a better guess than the surface's list
-            out[f"country:{country}"] = ranked(group)
+def _segment_popularity(marts_dir: Path, end: pd.Timestamp | None, days: int = POPULAR_DAYS) -> dict[str, Ranked]:
+    """Smoothed CTR per item over the last ``days`` before the history's end, overall, per surface and per country
+    (the cold-start pages), from DuckDB's counts per (segment, item) (`ml.history.recent_item_counts`)."""
+    if end is None:
+        return {"all": Ranked([], [])}
+    counts = recent_item_counts(marts_dir, end, days)
+    out: dict[str, Ranked] = {"all": Ranked([], [])}
+    for segment, group in counts.groupby("segment", sort=False):
+        # a country needs enough clicks to be a better guess than the surface's list
+        if str(segment).startswith("country:") and int(group["clicks"].sum()) < COUNTRY_MIN_CLICKS:
+            continue
+        out[str(segment)] = _ranked_by_ctr(group["content_id"], group["clicks"], group["impressions"])
     return out
+
+
+def _ranked_by_ctr(content_ids: pd.Series, clicks: pd.Series, impressions: pd.Series) -> Ranked:
+    """Items by (clicks + m * prior) / (impressions + m), prior the group's CTR, m = POPULAR_PRIOR_IMPRESSIONS;
+    best first, ties by content_id (rows come sorted by content_id)."""
+    clicked = clicks.to_numpy(dtype=np.int64)
+    shown = impressions.to_numpy(dtype=np.int64)
+    prior = clicked.sum() / max(shown.sum(), 1)
+    score = (clicked + POPULAR_PRIOR_IMPRESSIONS * prior) / (shown + POPULAR_PRIOR_IMPRESSIONS)
+    order = np.argsort(-score, kind="stable")
+    return Ranked(content_ids.to_numpy()[order].astype(str).tolist(), score[order].tolist())
