@@ -296,11 +296,15 @@ def run(as_json: bool, quiet: bool) -> None:
         ),
         "errors": outcome.errors,
         "retrain_signals": outcome.retrain_signals,
+        "models": outcome.models,
     }
     if as_json:
         _emit_json(summary)
     elif outcome.success:
         _print_summary(summary)
+    if outcome.models and not as_json and outcome.success:
+        for name, text in outcome.models.items():
+            out.print(f"{name + ':':<24} {text}", highlight=False, markup=False)
     if outcome.retrain_signals and not as_json:
         for name, text in outcome.retrain_signals.items():
             err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)

@@ -154,6 +154,13 @@ class Registry:
         if promotion.promoted:
             client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
 
+    def tag(self, version: int, tags: Mapping[str, str]) -> None:
+        """Add tags to a version (e.g. the fingerprint of the inputs it was trained on, which a later run compares
+        with its own to skip a retrain that could only reproduce it)."""
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(MODEL_NAME, str(version), key, value)
+
     def promote(self, version: int) -> ModelVersion:
         """Make ``version`` the champion by hand (`tailor models promote`)."""
         self.get(version)  # raises for an unknown version

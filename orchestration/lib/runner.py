@@ -28,6 +28,9 @@ class RunOutcome:
     errors: dict[str, str] = field(default_factory=dict)
     #: ERROR-severity failures of the checks in RETRAIN_SIGNALS (asset:check), with the check's description.
     retrain_signals: dict[str, str] = field(default_factory=dict)
+    #: What each model-side asset (``ml/...``) did, in words: its ``action`` and ``reason`` metadata, e.g.
+    #: ``{"ml/ranker": "up to date: unchanged, version 3 kept"}``.
+    models: dict[str, str] = field(default_factory=dict)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -63,7 +66,10 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     failed_checks: list[str] = []
     evaluated: list[str] = []
     signals: dict[str, str] = {}
+    models: dict[str, str] = {}
     for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            models.update(_model_action(event))
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         check = event.asset_check_evaluation_data
@@ -76,8 +82,30 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
             else:
                 failed_checks.append(name)
     return RunOutcome(
-        result.success and not failed_checks, result.run_id, failed_steps, failed_checks, evaluated, errors, signals
+        result.success and not failed_checks,
+        result.run_id,
+        failed_steps,
+        failed_checks,
+        evaluated,
+        errors,
+        signals,
+        models,
     )
+
+
+def _model_action(event: dg.DagsterEvent) -> dict[str, str]:
+    """``{"ml/<name>": "<action>: <reason>"}`` for a materialization of a model-side asset that says what it did."""
+    data = event.step_materialization_data
+    materialization = data.materialization if data is not None else None
+    if materialization is None or materialization.asset_key.path[0] != "ml":
+        return {}
+    meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    if "action" not in meta:
+        return {}
+    reason = meta.get("reason")
+    return {
+        materialization.asset_key.to_user_string(): f"{meta['action']}: {reason}" if reason else str(meta["action"])
+    }
 
 
 def _failure_text(event: dg.DagsterEvent) -> str:

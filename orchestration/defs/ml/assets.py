@@ -1,10 +1,17 @@
 """Models: the candidate generators fitted on the whole history, and the ranker trained, evaluated and registered.
 
 Thin wiring over `ml.candidates` and `ml.ranker`: the decisions (windows, search, promotion) live there.
+
+Like the feature assets, each model asset first compares its inputs (content digests of what it reads, the
+configuration, the code: `orchestration.defs.ml.inputs`) with those its latest materialization recorded, and when
+nothing changed keeps what it made, saying so (``action: up to date``, the reason names the version kept) with
+the same data version. A rerun with nothing new then registers no new ranker version and rebuilds no page.
 """
 
 import os
 import pickle
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -13,7 +20,17 @@ from ml.candidates.union import fit_candidate_set
 from ml.history import load_history
 from ml.ranker import RankerConfig
 from ml.registry import Registry
-from tailor.settings import get_settings
+from orchestration.defs.ml.inputs import candidates_inputs, ranker_inputs, recommendations_inputs
+from orchestration.lib.fingerprint import (
+    FINGERPRINT_KEY,
+    UP_TO_DATE,
+    Inputs,
+    Recorded,
+    change_reason,
+    recorded_inputs,
+    unchanged,
+)
+from tailor.settings import Settings, get_settings
 
 CANDIDATES_KEY = dg.AssetKey(["ml", "candidates"])
 RANKER_KEY = dg.AssetKey(["ml", "ranker"])
@@ -36,25 +53,53 @@ def candidates(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """The candidate generators (recent popularity per surface, collaborative filtering with EASE, content
     affinity) fitted on everything known now, saved for serving: each proposes items, the ranker orders them."""
     settings = get_settings()
+    config = RankerConfig.from_env(os.environ)
+    path = settings.models_dir / CANDIDATES_FILE
+    inputs = candidates_inputs(settings, config)
+    recorded = recorded_inputs(context.instance, CANDIDATES_KEY)
+    if unchanged(inputs, recorded) and path.exists():
+        assert recorded is not None
+        as_of = recorded.values.get("as_of", "?")
+        return _kept(context, recorded, inputs, f"unchanged, the generators fitted as of {as_of} kept")
+    reason = change_reason(inputs, recorded)
     history = load_history(settings.marts_dir)
     as_of = history.end + pd.Timedelta(microseconds=1)
-    fitted = fit_candidate_set(history, as_of, RankerConfig.from_env(os.environ).candidates)
+    fitted = fit_candidate_set(history, as_of, config.candidates)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.models_dir / CANDIDATES_FILE
     partial = path.with_suffix(".partial")
     with partial.open("wb") as handle:
         pickle.dump(fitted, handle)
     partial.replace(path)
     users = len(fitted.seen.users) if fitted.seen is not None else 0
-    context.log.info(f"candidate generators fitted as of {as_of}: {users} users with history")
+    context.log.info(f"candidate generators fitted as of {as_of} ({reason}): {users} users with history")
     return dg.MaterializeResult(
         metadata={
+            "action": "fitted",
+            "reason": reason,
+            **inputs.metadata(),
             "path": dg.MetadataValue.path(str(path)),
             "as_of": as_of.isoformat(),
             "users_with_history": users,
             "items_with_recent_impressions": len(fitted.popularity.scores),
             "collaborative_filtering": "EASE" if fitted.cf is not None else "none (no consumption yet)",
-        }
+        },
+        data_version=dg.DataVersion(inputs.fingerprint),
+    )
+
+
+def _kept(
+    context: dg.AssetExecutionContext,
+    recorded: Recorded,
+    inputs: Inputs,
+    reason: str,
+    changes: dict[str, Any] | None = None,
+) -> dg.MaterializeResult:
+    """The result of a run that found its inputs unchanged: the recorded metadata again (what was made is still
+    what there is), with ``action: up to date``, the reason and ``changes``, and the same data version."""
+    context.log.info(f"{context.asset_key.to_user_string()}: {reason}")
+    return dg.MaterializeResult(
+        metadata={**recorded.metadata, **(changes or {}), "action": UP_TO_DATE, "reason": reason, **inputs.metadata()},
+        data_version=dg.DataVersion(inputs.fingerprint),
     )
 
 
@@ -69,24 +114,41 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     shuffled), tuned with Optuna within its budgets, calibrated on a later day, evaluated on the last days against
     popularity and a random order, and registered in MLflow. It becomes the champion only if it beats the current
     champion on the same test window (`tailor models` shows both)."""
+    settings = get_settings()
+    config = RankerConfig.from_env(os.environ)
+    inputs = ranker_inputs(settings, config)
+    recorded = _ranker_record(context.instance, settings)
+    if unchanged(inputs, recorded):
+        assert recorded is not None
+        values = recorded.values
+        if values.get("version") is not None:
+            kept = f"unchanged, version {values['version']} kept"
+            return _kept(context, recorded, inputs, kept, {"trained": False, "kept": True})
+        if values.get("trained") is False:
+            return _kept(context, recorded, inputs, f"unchanged, still no ranker: {values.get('reason', '')}")
+    reason = change_reason(inputs, recorded)
     from ml.features import open_store
     from ml.ranker import TrainingDataError, train_and_register
 
-    settings = get_settings()
-    config = RankerConfig.from_env(os.environ)
+    registry = Registry(settings.models_dir)
     try:
         release = train_and_register(
             settings.training_dir / "ranking_training_set.parquet",
             load_history(settings.marts_dir),
             open_store(settings),
             config,
-            Registry(settings.models_dir),
+            registry,
         )
     except TrainingDataError as exc:
         # Too little history is a state, not a failure: the pages come from popular items until a model can be
         # trained, and the run goes on (a young platform must still ingest, build and serve).
         context.log.warning(f"no ranker trained: {exc}")
-        return dg.MaterializeResult(metadata={"trained": False, "reason": str(exc)})
+        return dg.MaterializeResult(
+            metadata={"action": "not trained", "trained": False, "reason": str(exc), **inputs.metadata()},
+            data_version=dg.DataVersion(inputs.fingerprint),
+        )
+    # The version remembers what it was trained on: a run with an empty Dagster instance can still skip.
+    registry.tag(release.version.version, {FINGERPRINT_KEY: inputs.fingerprint})
     trained, promotion = release.trained, release.promotion
     cls, ranking = trained.metrics["classification"], trained.metrics["ranking"]
     context.log.info(
@@ -95,6 +157,9 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
     return dg.MaterializeResult(
         metadata={
+            "action": "trained",
+            "reason": reason,
+            **inputs.metadata(),
             "trained": True,
             "version": release.version.version,
             "aliases": ", ".join(release.version.aliases),
@@ -112,8 +177,45 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "search_trials_run": trained.search.trials_run_now,
             "seconds": dg.MetadataValue.json({k: round(v, 1) for k, v in trained.seconds.items()}),
             "metrics": dg.MetadataValue.md(_table(trained.metrics)),
-        }
+        },
+        data_version=dg.DataVersion(inputs.fingerprint),
     )
+
+
+def _ranker_record(instance: dg.DagsterInstance, settings: Settings) -> Recorded | None:
+    """What the ranker's latest materialization recorded; without one (a new Dagster instance on an existing
+    home), the newest registered version's fingerprint tag. None when neither exists, or when the registry the
+    record names is gone."""
+    recorded = recorded_inputs(instance, RANKER_KEY)
+    registry_file = settings.models_dir / "mlflow.db"
+    if recorded is not None:
+        return recorded if recorded.values.get("version") is None or registry_file.exists() else None
+    if not registry_file.exists():
+        return None
+    versions = Registry(settings.models_dir).versions()
+    newest = versions[0] if versions else None
+    if newest is None or FINGERPRINT_KEY not in newest.tags:
+        return None
+    # Only the fingerprint is known: any change retrains, and the parts that moved cannot be named.
+    return Recorded(
+        newest.tags[FINGERPRINT_KEY],
+        {},
+        {
+            "version": newest.version,
+            "trained": True,
+            **{k: newest.metrics[m] for k, m in _REGISTRY_METRICS.items() if m in newest.metrics},
+        },
+    )
+
+
+#: Metadata the ranker reports -> the registry's metric of the same number (for a version kept from the registry).
+_REGISTRY_METRICS = {
+    "auc": "classification.ranker.auc",
+    "auc_popularity": "classification.popularity.auc",
+    "log_loss": "classification.ranker.log_loss",
+    "ece": "classification.ranker.ece",
+    "ndcg_at_k": "ranking.ranker.ndcg_at_k",
+}
 
 
 def _table(metrics: dict[str, object]) -> str:
@@ -150,8 +252,8 @@ def ranker_beats_popularity(context: dg.AssetCheckExecutionContext) -> dg.AssetC
     policy chose to show, which favours any list that copies it (docs/decisions.md, "Ranker evaluation").
     """
     meta = _latest_ranker_metadata(context)
-    if not meta.get("trained"):
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained in this run (too little history)"})
+    if "auc" not in meta:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained yet (too little history)"})
     auc, baseline = float(meta.get("auc", float("nan"))), float(meta.get("auc_popularity", float("nan")))
     return dg.AssetCheckResult(
         passed=bool(auc > baseline),
@@ -165,8 +267,8 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     """Fails when the expected calibration error on the test window exceeds `MAX_ECE`: the probabilities feed
     the exploration slot and business rules, not only the order."""
     meta = _latest_ranker_metadata(context)
-    if not meta.get("trained"):
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained in this run (too little history)"})
+    if "ece" not in meta:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained yet (too little history)"})
     ece = float(meta.get("ece", float("nan")))
     return dg.AssetCheckResult(
         passed=bool(ece <= MAX_ECE), severity=dg.AssetCheckSeverity.ERROR, metadata={"ece": ece, "max": MAX_ECE}
@@ -189,12 +291,26 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     Parquet, written to the warehouse table marts.batch_recommendations, and loaded into the online store as Feast's
     `cached_recommendations` view, the fallback `recommend` serves when the model path misses its latency budget.
     Holdout users (personalization_holdout) get the popular page."""
+    settings = get_settings()
+    candidates_record = recorded_inputs(context.instance, CANDIDATES_KEY)
+    inputs = recommendations_inputs(settings, candidates_record.fingerprint if candidates_record else "unknown")
+    recorded = recorded_inputs(context.instance, RECOMMENDATIONS_KEY)
+    published = recorded.values.get("path") if recorded is not None else None
+    # The file in this home (a copied home's record names the original's path).
+    if (
+        unchanged(inputs, recorded)
+        and isinstance(published, str)
+        and (settings.marts_dir / Path(published).name).exists()
+    ):
+        assert recorded is not None
+        version = recorded.values.get("model_version", "?")
+        return _kept(context, recorded, inputs, f"unchanged, the pages of model version {version} kept")
+    reason = change_reason(inputs, recorded)
     import duckdb
 
     from ml.recommend.batch import write_batch
     from ml.recommend.serving import Recommender
 
-    settings = get_settings()
     recommender = Recommender.open(settings)
     history = load_history(settings.marts_dir)
     recent = history.impressions["occurred_at"] >= history.end - pd.Timedelta(days=ACTIVE_DAYS)
@@ -208,6 +324,9 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     context.log.info(f"batch pages for {summary.users} users ({summary.holdout_users} in the holdout)")
     return dg.MaterializeResult(
         metadata={
+            "action": "built",
+            "reason": reason,
+            **inputs.metadata(),
             "path": dg.MetadataValue.path(str(summary.path)),
             "users": summary.users,
             "holdout_users": summary.holdout_users,
@@ -216,5 +335,6 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "seconds_pages": round(summary.seconds_pages, 1),
             "seconds_online_store": round(summary.seconds_online, 1),
             "seconds_per_1000_users": round(1000 * summary.seconds_pages / max(summary.users, 1), 2),
-        }
+        },
+        data_version=dg.DataVersion(inputs.fingerprint),
     )
