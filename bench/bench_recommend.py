@@ -2,7 +2,8 @@
 
 On one TAILOR_HOME (built here with `tailor generate` + `tailor run`, or an existing one with `--home`):
 
-1. `Recommender.open` (champion, candidate generators, every item's features from the online store);
+1. `Recommender.open` (champion, candidate generators, every item's features from the online store): its time and
+   the process's peak RSS before and after it;
 2. `recommend(user, k=10)` for `--requests` requests drawn from the personalized users with a history (the model
    path), timed around the call, with the deployed settings (about 300 candidates: 100 per generator) and with
    `--candidates` (default 500) candidates per request, the latency budget lifted so every request takes the model
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -41,7 +43,7 @@ import numpy as np
 import pandas as pd
 from bench_closed_loop import tailor, tailor_run
 
-from ml.history import load_history
+from ml.history import active_users, history_end
 from ml.recommend.batch import write_batch
 from ml.recommend.serving import HOLDOUT_ARMS, HOLDOUT_EXPERIMENT, HOLDOUT_WEIGHTS, Recommender, ServingConfig
 from tailor.assignment import assign_variant
@@ -150,15 +152,28 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         settings = get_settings(args.home)
     else:
         settings, timings = build_home(args, work)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     recommender = Recommender.open(settings, ServingConfig(budget_ms=60_000.0))
     timings["open"] = time.perf_counter() - start
+    # ru_maxrss is the process's peak (KiB on Linux): before open it is the imports' (the home is built by
+    # subprocesses), after it that plus whatever open held at its peak.
+    open_rss = {
+        "peak_rss_mb_before_open": round(rss_before / 1024),
+        "peak_rss_mb_after_open": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
     if recommender.model is None:
         raise SystemExit(f"no champion in {settings.home} ({recommender.closed_reason}): run `tailor run` first")
-    history = load_history(settings.marts_dir)
-    now = (history.end + pd.Timedelta(seconds=1)).to_pydatetime()
+    end = history_end(settings.marts_dir)
+    if end is None:
+        raise SystemExit(f"no impressions in {settings.marts_dir}: nothing to serve")
+    now = (end + pd.Timedelta(seconds=1)).to_pydatetime()
     users = model_path_users(recommender, args.seed)
-    result: dict[str, Any] = {"catalog_items": len(recommender.catalog.ids), "model_version": recommender.model_version}
+    result: dict[str, Any] = {
+        "catalog_items": len(recommender.catalog.ids),
+        "model_version": recommender.model_version,
+        "open": open_rss,
+    }
 
     deployed = serve(recommender, users, args.requests, now)
     assert recommender.candidates is not None
@@ -193,8 +208,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         f"met_with_about_{args.candidates}_candidates": wide["p99_ms"] < FEAST_SERVER_P99_MS,
     }
 
-    recent = history.impressions["occurred_at"] >= history.end - pd.Timedelta(days=ACTIVE_DAYS)
-    active = sorted(history.impressions.loc[recent, "user_id"].unique())
+    active = active_users(settings.marts_dir, end, ACTIVE_DAYS)
     summary = write_batch(recommender, active, k=10, now=now)
     result["batch"] = {
         "users": summary.users,

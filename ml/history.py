@@ -142,6 +142,22 @@ def history_end(marts_dir: Path) -> pd.Timestamp | None:
     return None if newest is None else _utc(newest)
 
 
+def active_users(marts_dir: Path, end: pd.Timestamp, days: int) -> list[str]:
+    """Users with an impression in ``[end - days, end]``, sorted (e.g. the users who get batch pages).
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet.
+    """
+    path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
+    with _connect() as con:
+        rows = con.execute(
+            "select distinct user_id from read_parquet($path)"
+            " where timezone('UTC', occurred_at) >= $since and user_id is not null order by user_id",
+            {"path": str(path), "since": (end - timedelta(days=days)).to_pydatetime()},
+        ).fetchall()
+    return [str(user) for (user,) in rows]
+
+
 def consumed_by_user(marts_dir: Path, canonical: Mapping[str, str] | None = None) -> dict[str, set[str]]:
     """Every item each user consumed (clicked or viewed: a row of fct_user_content_interactions), per user id.
 

@@ -88,12 +88,12 @@ class EASE(MatrixScoringGenerator):
         same order (the user's items in column order, as scipy's ``csr_matvecs`` does), so the scores are equal.
         """
         assert self._train is not None and self._weights is not None
-        X = self._train[rows]
+        X = self._train
         if len(rows) > FEW_USERS:
-            return np.asarray(X @ self._weights, dtype=np.float64)
+            return np.asarray(X[rows] @ self._weights, dtype=np.float64)
         out = np.zeros((len(rows), self._weights.shape[1]))
-        for i in range(len(rows)):
-            lo, hi = X.indptr[i], X.indptr[i + 1]
+        for i, row in enumerate(rows):
+            lo, hi = X.indptr[row], X.indptr[row + 1]
             if hi > lo:
                 # axis-0 sum of a C-ordered block adds the rows one after another, in the user's column order
                 out[i] = np.sum(X.data[lo:hi, None] * self._weights[X.indices[lo:hi]], axis=0)

@@ -259,10 +259,11 @@ class Recommender:
         self._model: RankerModel | None = None
         self._candidates: CandidateSet | None = None
         self._online: OnlineCandidates | None = None
+        self._positions = np.empty(0, dtype=np.int64)  # catalog position of each of _online's items (-1: none)
         self._scorer: CompiledRanker | None = None
         self._inputs: _Inputs | None = None
         self.model_version = model_version
-        self.catalog = catalog
+        self._current_catalog = catalog
         self.user_refs: list[str] = []
         self.model = model
         self.candidates = candidates
@@ -306,6 +307,17 @@ class Recommender:
         self._prepare_inputs()
 
     @property
+    def catalog(self) -> Catalog:
+        """Every item and its features. Setting it prepares the item half of the model's input again."""
+        return self._current_catalog
+
+    @catalog.setter
+    def catalog(self, catalog: Catalog) -> None:
+        self._current_catalog = catalog
+        self._prepare_positions()
+        self._prepare_inputs()
+
+    @property
     def candidates(self) -> CandidateSet | None:
         """The fitted candidate generators. Setting them prepares their one-user form (`OnlineCandidates`)."""
         return self._candidates
@@ -314,6 +326,11 @@ class Recommender:
     def candidates(self, candidates: CandidateSet | None) -> None:
         self._candidates = candidates
         self._online = OnlineCandidates(candidates) if candidates is not None else None
+        self._prepare_positions()
+
+    def _prepare_positions(self) -> None:
+        if self._online is not None:
+            self._positions = self._online.positions(self.catalog.position)
 
     def _prepare_inputs(self) -> None:
         """The item half of the champion's input (again after the catalog or the user features change)."""
@@ -380,7 +397,6 @@ class Recommender:
     def refresh_items(self) -> None:
         """Read every item's features from the online store again (after it was loaded)."""
         self.catalog = _catalog(self.store, pd.DataFrame({"content_id": self.catalog.ids}), self.item_refs)
-        self._prepare_inputs()
 
     # -- serving ----------------------------------------------------------------------------------------------
     def recommend(
@@ -482,8 +498,7 @@ class Recommender:
         """
         assert self.model is not None and self._online is not None
         proposal = self._online.propose(user_id)
-        position = self.catalog.position
-        index = np.fromiter((position.get(c, -1) for c in proposal.content_ids), np.int64, len(proposal))
+        index = self._positions[proposal.codes]
         known = index >= 0
         if not known.any():
             raise LookupError("no candidates for this user")

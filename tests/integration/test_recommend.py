@@ -2,8 +2,9 @@
 
 What a platform relies on: the page is never empty, the rules hold on every page, the holdout never sees the
 model, a consumed item never comes back, a slow model falls back to the cached page and says so, an unknown user
-gets the cold-start page, a click streamed seconds ago changes the next page, and the features served equal
-Feast's for the same moment.
+gets the cold-start page, a click streamed seconds ago changes the next page, the features served equal
+Feast's for the same moment, and the request path's scores and cold-start pages equal what the frame path and
+the full history give.
 """
 
 from __future__ import annotations
@@ -67,9 +68,20 @@ def test_every_batch_page_keeps_the_rules(built: Settings, pages: pd.DataFrame) 
             assert set(page["slot_kind"]) <= {"popular", "editorial"}, "a holdout user saw the model"
         explore = page.loc[page["slot_kind"] == "explore", "propensity"]
         assert ((explore > 0) & (explore < 1)).all()
+        # The explore slot logs its pool (the action set): it holds the item, 1 / propensity items, none of the
+        # page's model slots; other slots log none.
+        personalized = set(page.loc[page["slot_kind"] == "personalized", "content_id"])
+        for item, propensity, pool in page.loc[
+            page["slot_kind"] == "explore", ["content_id", "propensity", "explore_pool"]
+        ].itertuples(index=False):
+            assert item in pool and len(pool) * propensity == pytest.approx(1) and not personalized & set(pool)
+        assert page.loc[page["slot_kind"] != "explore", "explore_pool"].isna().all()
     consumed = _consumed(built)
     shown = set(zip(pages["user_id"], pages["content_id"], strict=True))
     assert not (shown & consumed), "a consumed item came back"
+    pools = pages.dropna(subset="explore_pool")
+    offered = {(u, c) for u, pool in zip(pools["user_id"], pools["explore_pool"], strict=True) for c in pool}
+    assert offered and not (offered & consumed), "an explore pool offered a consumed item"
 
 
 def test_holdout_is_the_registered_experiments_hash(pages: pd.DataFrame) -> None:
@@ -90,6 +102,9 @@ def test_a_known_user_gets_the_models_page(recommender: Recommender, pages: pd.D
     assert result.model_version is not None and not result.holdout
     assert len(result.items) == 10 and all(item.reason for item in result.items)
     assert {i.slot_kind for i in result.items} >= {"personalized"}
+    for item in result.items:
+        assert (item.explore_pool is not None) == (item.slot_kind == "explore")
+        assert item.explore_pool is None or (item.content_id in item.explore_pool and item.propensity < 1)
     payload = json.loads(json.dumps(result.as_dict()))
     assert payload["served_by"] == "model" and len(payload["items"]) == 10
 
@@ -192,6 +207,55 @@ def test_served_features_equal_feasts_for_the_same_moment(built: Settings, recom
             )
         else:
             assert left.tolist() == right.tolist(), column
+
+
+def test_the_request_path_scores_as_the_model_does_on_feature_rows(built: Settings, recommender: Recommender) -> None:
+    """The request path (generators as arrays, the compiled trees, the item half of the input built at open) gives
+    the candidates and scores of the frame path every batch page uses: `CandidateSet.candidates`, `feature_rows`
+    and the champion's public `relevance`, for the same user, surface and moment."""
+    assert recommender.model is not None and recommender.candidates is not None
+    assert recommender._inputs is not None, "the request path fell back to frames"
+    now = datetime.now(UTC)
+    users = sorted(recommender.consumed)[:12]
+    for user, surface in zip(users, ["home", "feed"] * 6, strict=True):
+        features = recommender._user_features(user)
+        index, ids, scores = recommender.model_scores(user, features, surface, now)
+        rows = recommender.feature_rows(features, recommender.candidates.candidates([user]), surface, now)
+        assert ids.tolist() == rows["content_id"].tolist()
+        assert [recommender.catalog.ids[i] for i in index] == ids.tolist()
+        expected = recommender.model.relevance(rows)
+        assert len(scores) > 50
+        pd.testing.assert_series_equal(pd.Series(scores), pd.Series(expected), rtol=1e-12, atol=0)
+
+
+def test_serving_aggregates_equal_the_full_history(built: Settings, recommender: Recommender) -> None:
+    """What `Recommender.open` now reads through DuckDB aggregates (consumed sets, the cold-start pages) equals
+    what the full history in pandas gives (`load_history`, the computation it replaced)."""
+    from ml.history import load_history
+
+    history = load_history(built.marts_dir)
+    consumed = {str(u): set(items) for u, items in history.interactions.groupby("user_id")["content_id"]}
+    assert recommender.consumed == consumed
+    users = pd.read_parquet(built.marts_dir / "dim_users.parquet", columns=["user_id", "country"])
+    recent = history.impressions.loc[history.impressions["occurred_at"] >= history.end - pd.Timedelta(days=7)]
+    recent = recent.merge(users, on="user_id", how="left")
+
+    def ranked(frame: pd.DataFrame) -> tuple[list[str], list[float]]:
+        per_item = frame.groupby("content_id")["clicked"].agg(["sum", "count"])
+        prior = per_item["sum"].sum() / max(per_item["count"].sum(), 1)
+        score = ((per_item["sum"] + 100 * prior) / (per_item["count"] + 100)).sort_values(
+            ascending=False, kind="stable"
+        )
+        return score.index.astype(str).tolist(), score.to_numpy().tolist()
+
+    expected = {"all": ranked(recent)}
+    expected |= {f"surface:{s}": ranked(group) for s, group in recent.groupby("surface")}
+    expected |= {f"country:{c}": ranked(g) for c, g in recent.groupby("country") if g["clicked"].sum() >= 20}
+    got = {name: (list(r.content_ids), list(r.scores)) for name, r in recommender.segment_popular.items()}
+    assert list(got) == list(expected) and len(got) > 3
+    for name, (ids, scores) in expected.items():
+        assert got[name][0] == ids, name
+        assert got[name][1] == pytest.approx(scores, rel=1e-12), name
 
 
 def test_a_click_streamed_seconds_ago_changes_the_next_page(own_home: Settings, redis_url: str) -> None:
