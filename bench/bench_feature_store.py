@@ -31,7 +31,6 @@ import platform
 import pstats
 import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -54,6 +53,7 @@ sys.path.insert(0, str(BENCH_DIR))  # bench_pipeline's helpers
 from bench_pipeline import BIN, dbt_env, land_and_build, simulate_history  # noqa: E402
 
 from tailor.settings import FEATURE_REPO_DIR, Settings, disable_telemetry, get_settings  # noqa: E402
+from tests.process_group import start_group, stop_group  # noqa: E402
 from tests.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
 SERVICE = "ranker_v1"
@@ -560,8 +560,8 @@ def make_samples(
 
 
 class FeastServer:
-    """`feast serve` on a loopback port: signals reset to default (a background shell passes SIGTERM ignored),
-    its own process group (its worker stops with it), stopped with SIGTERM."""
+    """`feast serve` on a loopback port, in a process group of its own (its worker stops with it:
+    `tests.process_group`)."""
 
     def __init__(self, settings: Settings, port: int, log: Path) -> None:
         from tailor.feature_store import feast_env
@@ -569,8 +569,7 @@ class FeastServer:
         self.port = port
         self.log = log
         env = {**os.environ, **feast_env(settings)}
-        with log.open("wb") as sink:  # a file, not a pipe: a full pipe would block the server
-            self.process = self._start(port, env, sink)
+        self.process = start_group(self.command(port), log, env, cwd=FEATURE_REPO_DIR)
         deadline = time.monotonic() + 120
         while not self._healthy():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -580,17 +579,8 @@ class FeastServer:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
     @staticmethod
-    def _start(port: int, env: dict[str, str], sink: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [str(BIN / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"],
-            cwd=FEATURE_REPO_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
+    def command(port: int) -> list[str]:
+        return [str(BIN / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"]
 
     def _healthy(self) -> bool:
         try:
@@ -615,18 +605,7 @@ class FeastServer:
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def _default_signals() -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
+        stop_group(self.process, grace_s=30)
 
 
 def _free_port() -> int:

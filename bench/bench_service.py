@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from bench_feature_store import FeastServer, load, machine  # noqa: E402
 
 from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings, get_settings  # noqa: E402
+from tests.process_group import start_group, stop_group  # noqa: E402
 from tests.redis_server import RedisServer, redis_server_binary  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -59,50 +59,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class BareFeastServer(FeastServer):
     """`feast serve` as feature_repo/README.md advises for serving (no worker restart every 1,000 requests)."""
 
     @staticmethod
-    def _start(port: int, env: dict[str, str], sink: Any) -> subprocess.Popen[bytes]:
-        command = [str(BIN / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"]
-        return subprocess.Popen(
-            [*command, "--max-requests", "0"],
-            cwd=FEATURE_REPO_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
+    def command(port: int) -> list[str]:
+        return [*FeastServer.command(port), "--max-requests", "0"]
 
 
 class Service:
-    """`tailor serve` in a child process (its own session: stopped with its workers)."""
+    """`tailor serve` in a process group of its own (stopped with its workers: `tests.process_group`)."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
         import httpx
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        with log.open("wb") as sink:
-            self.process = subprocess.Popen(
-                [TAILOR, "serve", "--port", str(self.port), "--log-level", "warning"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_default_signals,
-            )
+        command = [TAILOR, "serve", "--port", str(self.port), "--log-level", "warning", "--workers", str(workers)]
+        self.process = start_group(command, log, env)
         deadline = time.monotonic() + 180
         while True:
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"tailor serve did not come up: {log.read_text(errors='replace')[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
@@ -111,13 +89,7 @@ class Service:
                 time.sleep(0.3)
 
     def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
 
 # --- the load client (a second process) -----------------------------------------------------------------------
@@ -234,92 +206,162 @@ def user_feature_refs(settings: Settings) -> list[str]:
     return service_features(open_store(settings), "ranker_v1")[0]
 
 
-def click_to_page(service_url: str, settings: Settings, users: list[str], clicks: int) -> dict[str, Any]:
-    """For ``clicks`` users: POST a click on an item of their lowest personalized slot's category, then poll the
-    page every 10 ms until it says "because you just read <category>"; seconds from the POST."""
+#: The stages of a click's way to the page, in order (milliseconds each; `click_to_page` says how each is timed).
+STAGES = ("post_ms", "land_ms", "stream_to_consumer_ms", "consumer_to_online_ms", "online_to_page_ms")
+
+
+def click_to_page(
+    service_url: str, stream_url: str, settings: Settings, users: list[str], clicks: int
+) -> dict[str, Any]:
+    """For ``clicks`` users served by the model: POST a click on an item of their lowest personalized slot's
+    category, then time each stage until their page says "because you just read <category>".
+
+    Stages (wall-clock milliseconds, one machine, so the Redis and Python clocks agree):
+    - post_ms: the POST /events round trip (contract check, landing transaction, stream append);
+    - land_ms: from sending the POST until the stream entry's id (Redis' arrival time, whole ms): the check and
+      the landing before the append;
+    - stream_to_consumer_ms: from the entry's arrival until the consumer's push time (the online row's event
+      timestamp, which the consumer takes when it starts on a batch): the consumer waking and reading;
+    - consumer_to_online_ms: from there until an online read of `recent_activity` (polled every 5 ms) shows the
+      click: the consumer's contract check, window and Feast push;
+    - online_to_page_ms: from there until the page shows it (GET every 10 ms): the next model-path page.
+    The total is from sending the POST to the changed page. The page is polled only once the online store has
+    the click, so the polling does not compete with the consumer for the 2 cores.
+    """
     import pandas as pd
+    import redis
+
+    from tailor.stream.config import StreamConfig
 
     content = pd.read_parquet(settings.marts_dir / "dim_content.parquet", columns=["content_id", "category"])
+    store = _online_store(settings)
+    stream = redis.Redis.from_url(stream_url, decode_responses=True)
+    probe = _ClickProbe(service_url, content, store, stream, StreamConfig().stream)
     users = list(users)
-    warm = _click_once(service_url, content, users, 60.0)  # the consumer is up and reading (not counted)
-    times: list[float] = []
-    posts: list[float] = []
+    warm = probe.click(users, 60.0)  # the consumer is up and reading (not counted)
+    done: list[dict[str, float]] = []
     missed = 0
-    while len(times) + missed < clicks and users:
-        outcome = _click_once(service_url, content, users, 30.0)
+    while len(done) + missed < clicks and users:
+        outcome = probe.click(users, 30.0)
         if outcome is None:
             break
-        seconds, post_ms = outcome
-        posts.append(post_ms)
-        if seconds is None:
-            missed += 1
+        if "total_ms" in outcome:
+            done.append(outcome)
         else:
-            times.append(seconds)
-    values = np.array(times) if times else np.array([np.nan])
-    return {
-        "warm_up_click_seconds": None if warm is None or warm[0] is None else round(warm[0], 3),
-        "clicks": len(times) + missed,
-        "changed": len(times),
+            missed += 1
+    summary: dict[str, Any] = {
+        "warm_up_click_seconds": None if warm is None or "total_ms" not in warm else round(warm["total_ms"] / 1000, 3),
+        "clicks": len(done) + missed,
+        "changed": len(done),
         "missed_within_30_s": missed,
-        "seconds_p50": round(float(np.median(values)), 3),
-        "seconds_max": round(float(values.max()), 3),
-        "post_events_ms_p50": round(float(np.median(posts)), 2) if posts else None,
     }
-
-
-def _click_once(service_url: str, content: Any, users: list[str], wait_s: float) -> tuple[float | None, float] | None:
-    """Take users from ``users`` until one's page is the model's with no recent click; POST a click on an item of
-    its lowest personalized slot's category and poll its page every 10 ms (at most ``wait_s``).
-
-    Returns (seconds until the page showed the click, or None; the POST's milliseconds), None when no user is left.
-    """
-    import httpx
-
-    with httpx.Client(base_url=service_url, timeout=10) as client:
-        while users:
-            user = users.pop(0)
-            before = client.get(f"/recommendations/{user}").json()
-            mine = [i for i in before["items"] if i["slot_kind"] == "personalized"]
-            if before["served_by"] != "model" or not mine or any("just read" in i["reason"] for i in before["items"]):
-                continue
-            category = mine[-1]["category"]
-            item = str(content.loc[content["category"] == category, "content_id"].iloc[0])
-            event = {
-                "event_id": f"bench-{uuid.uuid4().hex}",
-                "event_type": "click",
-                "user_id": user,
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "content_id": item,
-                "request_id": f"bench-{uuid.uuid4().hex[:12]}",
+    if done:
+        totals = np.array([d["total_ms"] for d in done]) / 1000
+        summary |= {"seconds_p50": round(float(np.median(totals)), 3), "seconds_max": round(float(totals.max()), 3)}
+        summary["stages_ms"] = {
+            stage: {
+                "p50": round(float(np.median([d[stage] for d in done])), 1),
+                "max": round(float(max(d[stage] for d in done)), 1),
             }
-            posted = time.perf_counter()
-            response = client.post("/events", json=event)
-            post_ms = (time.perf_counter() - posted) * 1000
-            assert response.status_code == 202, response.text
-            while time.perf_counter() - posted < wait_s:
-                page = client.get(f"/recommendations/{user}").json()
-                if any(i["reason"] == f"because you just read {category}" for i in page["items"]):
-                    return time.perf_counter() - posted, post_ms
-                time.sleep(0.01)
-            return None, post_ms
-    return None
+            for stage in STAGES
+        }
+        summary["each"] = [{k: round(v, 1) for k, v in d.items()} for d in done]
+    return summary
+
+
+def _online_store(settings: Settings) -> Any:
+    from tailor.feature_store import open_store
+
+    return open_store(settings)
+
+
+class _ClickProbe:
+    """One click and its stages (see `click_to_page`)."""
+
+    def __init__(self, service_url: str, content: Any, store: Any, stream: Any, stream_key: str) -> None:
+        self.service_url, self.content, self.store, self.stream, self.key = (
+            service_url, content, store, stream, stream_key,
+        )  # fmt: skip
+
+    def _arrival_ms(self, event_id: str) -> float | None:
+        for entry_id, fields in self.stream.xrevrange(self.key, count=200):
+            if event_id in fields.get("event", ""):
+                return float(entry_id.split("-")[0])
+        return None
+
+    def _online(self, user: str, category: str) -> float | None:
+        """The online row's event timestamp (epoch ms) once it lists ``category``, else None."""
+        row = self.store.get_online_features(
+            features=["recent_activity:clicked_categories_30m"], entity_rows=[{"user_id": user}]
+        ).to_dict(include_event_timestamps=True)
+        if category not in (row["clicked_categories_30m"][0] or []):
+            return None
+        stamp = row["clicked_categories_30m__ts"][0]
+        return float(stamp.timestamp() * 1000) if hasattr(stamp, "timestamp") else float(stamp) * 1000
+
+    def click(self, users: list[str], wait_s: float) -> dict[str, float] | None:
+        """Take users until one's page is the model's with no recent click; click and time it. Returns the stages
+        (no ``total_ms`` when the page did not change within ``wait_s``), or None when no user is left."""
+        import httpx
+
+        with httpx.Client(base_url=self.service_url, timeout=10) as client:
+            while users:
+                user = users.pop(0)
+                before = client.get(f"/recommendations/{user}").json()
+                mine = [i for i in before["items"] if i["slot_kind"] == "personalized"]
+                if (
+                    before["served_by"] != "model"
+                    or not mine
+                    or any("just read" in i["reason"] for i in before["items"])
+                ):
+                    continue
+                category = mine[-1]["category"]
+                item = str(self.content.loc[self.content["category"] == category, "content_id"].iloc[0])
+                event = {
+                    "event_id": f"bench-{uuid.uuid4().hex}",
+                    "event_type": "click",
+                    "user_id": user,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "content_id": item,
+                    "request_id": f"bench-{uuid.uuid4().hex[:12]}",
+                }
+                sent = time.time() * 1000
+                response = client.post("/events", json=event)
+                posted = time.time() * 1000
+                assert response.status_code == 202, response.text
+                stages = {"post_ms": posted - sent}
+                online = None
+                while online is None and time.time() * 1000 - sent < wait_s * 1000:
+                    online = self._online(user, category)
+                    seen = time.time() * 1000
+                    if online is None:
+                        time.sleep(0.005)
+                if online is None:
+                    return stages
+                arrived = self._arrival_ms(event["event_id"])
+                if arrived is not None:
+                    stages["land_ms"] = arrived - sent
+                    stages["stream_to_consumer_ms"] = online - arrived
+                stages["consumer_to_online_ms"] = seen - online
+                while time.time() * 1000 - sent < wait_s * 1000:
+                    page = client.get(f"/recommendations/{user}").json()
+                    if any(i["reason"] == f"because you just read {category}" for i in page["items"]):
+                        changed = time.time() * 1000
+                        stages["online_to_page_ms"] = changed - seen
+                        stages["total_ms"] = changed - sent
+                        return stages
+                    time.sleep(0.01)
+                return stages
+        return None
 
 
 @contextlib.contextmanager
 def consumer(env: dict[str, str], stream_url: str, log: Path) -> Iterator[None]:
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [TAILOR, "stream", "consume", "--redis", stream_url, "--consumer", "bench"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_default_signals,
-        )
+    process = start_group([TAILOR, "stream", "consume", "--redis", stream_url, "--consumer", "bench"], log, env)
     try:
         yield
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_group(process, grace_s=30)
 
 
 def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -391,7 +433,9 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             )
             print("click to page ...", file=sys.stderr)
             with consumer(serve_env, stream_url, scratch / "consumer.log"):
-                result["click_to_changed_page"] = click_to_page(service.url, settings, personalized, args.clicks)
+                result["click_to_changed_page"] = click_to_page(
+                    service.url, stream_url, settings, personalized, args.clicks
+                )
         finally:
             feast.stop()
             service.stop()

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings, get_settings
+from tests.process_group import start_group, stop_group
 from tests.redis_server import INSTALL_HINT, redis_server_binary, services_required
 
 TAILOR = str(Path(sys.executable).parent / "tailor")
@@ -135,43 +136,33 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 
 
 class Server:
-    """`tailor serve` in a child process; ``url`` is its base address."""
+    """`tailor serve` in a process group of its own (its workers stop with it); ``url`` is its base address."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [TAILOR, "serve", "--port", str(self.port), "--log-level", "warning"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-            )
+        command = [TAILOR, "serve", "--port", str(self.port), "--log-level", "warning", "--workers", str(workers)]
+        self.process = start_group(command, log, env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"tailor serve exited: {log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
+        self.stop()
         raise RuntimeError(f"tailor serve did not answer within 120 s: {log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_group(self.process)
 
 
-def start_server(built: Built, log: Path, **env: str) -> Server:
-    return Server({**built.env, **env}, log)
+def start_server(built: Built, log: Path, workers: int = 1, **env: str) -> Server:
+    return Server({**built.env, **env}, log, workers)
 
 
 @pytest.fixture(scope="session")

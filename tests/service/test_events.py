@@ -6,12 +6,12 @@ through the stream (`tailor stream consume` pushing recent activity to the onlin
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from tailor.ingest import read_log
+from tests.process_group import start_group, stop_group
 from tests.service.conftest import TAILOR, Built, Server
 
 pytestmark = pytest.mark.integration
@@ -105,18 +106,15 @@ def test_a_batch_with_a_bad_event_is_refused_whole_naming_each_bad_event(built: 
 
 
 @pytest.fixture
-def consumer(built: Built, stream_url: str) -> Iterator[subprocess.Popen[bytes]]:
+def consumer(built: Built, stream_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`tailor stream consume` as a user runs it, pushing recent activity into this home's online store."""
-    process = subprocess.Popen(
+    process = start_group(
         [TAILOR, "stream", "consume", "--redis", stream_url, "--consumer", "service-test", "--max-idle", "120"],
-        env=built.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        tmp_path / "consumer.log",
+        built.env,
     )
     yield process
-    process.terminate()
-    process.wait(timeout=30)
+    stop_group(process, grace_s=30)
 
 
 def test_a_click_changes_the_next_page_through_the_stream(
