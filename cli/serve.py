@@ -32,7 +32,7 @@ def _is_loopback(host: str) -> bool:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Processes; each opens its own recommender and keeps its own metrics (docs/service.md).",
+    help="Processes; each opens its own recommender, /metrics counts them all (docs/service.md).",
 )
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info"]), default="info")
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
@@ -42,8 +42,6 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     TAILOR_HOME. Binding an address other than loopback exposes the API to the network: put it behind a proxy
     or CDN that terminates TLS and authenticates callers.
     """
-    import uvicorn
-
     from service.config import ServiceConfig, ServiceConfigError
 
     try:
@@ -54,6 +52,15 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     if not _is_loopback(host):
         click.echo(f"warning: binding {host}: the API is reachable from the network, without authentication", err=True)
     click.echo(f"Tailor service on http://{host}:{port} (data in {settings.home}); Ctrl-C to stop", err=True)
+    from service.metrics import worker_metrics_env
+
+    with worker_metrics_env(workers):
+        _run(host, port, workers, log_level, config.max_connections)
+
+
+def _run(host: str, port: int, workers: int, log_level: str, max_connections: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "service.app:app_from_env",
         factory=True,
@@ -64,7 +71,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         access_log=False,
         # Back-pressure and slow clients: past max_connections a worker answers 503; idle keep-alives close
         # after 5 s; headers larger than 16 KiB are refused (h11's default, stated).
-        limit_concurrency=config.max_connections,
+        limit_concurrency=max_connections,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
         h11_max_incomplete_event_size=16 * 1024,

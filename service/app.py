@@ -18,14 +18,14 @@ from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml.recommend import RecommendationInputError
 from service import caching
 from service.config import ServiceConfig
 from service.events import BadBody, BatchRefused, EventIntake, LandingBusy, parse_body, rejection_dicts
-from service.metrics import Metrics
+from service.metrics import Metrics, mark_this_worker_dead
 from service.pages import NotReady, RecommenderHost, utc_now
 from service.schemas import ERROR_RESPONSES, EVENTS_REQUEST_BODY, INTAKE_SCHEMA, PAGE_SCHEMA, SEGMENT_SCHEMA
 from tailor.settings import Settings, get_settings
@@ -163,6 +163,7 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            mark_this_worker_dead()
 
     app = FastAPI(
         title="Tailor personalization service",
@@ -322,8 +323,9 @@ def create_app(
     @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})  # fmt: skip
     async def prometheus() -> Response:
+        # In multiprocess mode the merge reads every worker's files: off the event loop.
         return Response(
-            generate_latest(metrics.registry),
+            await anyio.to_thread.run_sync(metrics.render),
             media_type=CONTENT_TYPE_LATEST,
             headers={"Cache-Control": caching.NO_STORE},
         )

@@ -164,7 +164,7 @@ def test_metrics_count_requests_by_route_and_status_and_name_the_model(built: Bu
 
     def value(series: str) -> float:
         match = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.MULTILINE)
-        assert match, f"{series} not in /metrics"
+        assert match, f"{series} not in /metrics:\n{text[:4000]}"
         return float(match.group(1))
 
     route = 'route="/recommendations/{user_id}"'

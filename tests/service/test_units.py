@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +15,7 @@ from ml.recommend.serving import MODEL_PATH_BUSY
 from service.caching import not_modified, page_etag, page_moment, private_page, public_page
 from service.config import ServiceConfig, ServiceConfigError
 from service.events import BadBody, parse_body
-from service.metrics import reason_kind
+from service.metrics import METRICS_DIR_ENV, PROMETHEUS_ENV, reason_kind, worker_metrics_env
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +93,44 @@ def test_bodies_are_one_event_or_a_batch_and_nothing_else() -> None:
     assert too_many.value.status == 413
     with pytest.raises(BadBody, match="unknown field"):
         parse_body(b'{"evnts": []}', 10)
+
+
+_COUNT_AND_RENDER = """
+import sys
+from service.metrics import Metrics
+metrics = Metrics()
+metrics.requests.labels("/healthz", "GET", "200").inc(int(sys.argv[1]))
+print(metrics.render().decode())
+"""
+SERIES = 'tailor_http_requests_total{method="GET",route="/healthz",status="200"}'
+
+
+def _worker(requests: int) -> str:
+    """A process started in the current environment (as uvicorn starts a worker) that counts ``requests`` and
+    returns its /metrics text."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_AND_RENDER, str(requests)], capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def test_workers_share_a_fresh_metrics_folder_that_goes_with_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    feasts = str(tmp_path / "feast_metrics_x")  # what a parent that imported Feast passes down
+    monkeypatch.setenv(PROMETHEUS_ENV, feasts)
+    with worker_metrics_env(2) as first:
+        assert first is not None and first.parent == tmp_path and not any(first.iterdir())
+        assert os.environ[PROMETHEUS_ENV] == os.environ[METRICS_DIR_ENV] == str(first)
+        assert f"{SERIES} 3.0" in _worker(3)
+        assert f"{SERIES} 7.0" in _worker(4)  # a second worker answers for both
+    assert not first.exists()
+    assert os.environ[PROMETHEUS_ENV] == feasts and METRICS_DIR_ENV not in os.environ
+    with worker_metrics_env(2) as second:
+        assert second != first
+        assert f"{SERIES} 5.0" in _worker(5)  # a new server starts from nothing
+    with worker_metrics_env(1) as none:
+        assert none is None and PROMETHEUS_ENV not in os.environ and METRICS_DIR_ENV not in os.environ
+        assert f"{SERIES} 2.0" in _worker(2)  # one process: in memory
+        assert not list(tmp_path.glob("*.db")) and not (tmp_path / "feast_metrics_x").exists()
