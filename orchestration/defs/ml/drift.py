@@ -6,6 +6,10 @@ The checks sit on the training set, not on the ranker: they run whenever a new d
 ask whether the *current* champion still meets data like what it was trained on, before anything retrains. On
 the ranker they would run after a retrain and mostly measure the model just trained.
 
+Like the model assets, the checks first compare their inputs (the training set, the marts the candidate scores
+come from, the registry, the drift settings, the code) with those their latest evaluation recorded; when nothing
+changed they report that evaluation again, saying so, instead of loading the champion and rescoring its window.
+
 A sensor, not a declarative automation condition: two of the three triggers (the champion's age, the days after
 its test window) live in the MLflow registry, outside Dagster's asset graph, which automation conditions cannot
 see; a sensor reads both and puts the reason on the run's tags.
@@ -13,6 +17,7 @@ see; a sensor reads both and puts the reason on the run's tags.
 
 import os
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,7 +31,18 @@ from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, 
 from ml.registry import CHAMPION, Registry
 from orchestration.defs.features.assets import TRAINING_SET_KEY
 from orchestration.defs.ml.assets import RANKER_KEY
-from tailor.settings import get_settings
+from orchestration.defs.ml.inputs import HISTORY_MARTS
+from orchestration.lib.fingerprint import (
+    UP_TO_DATE,
+    Inputs,
+    bytes_digest,
+    code_digest,
+    config_digest,
+    optional_file_digest,
+    recorded_from_metadata,
+    unchanged,
+)
+from tailor.settings import Settings, get_settings
 
 FEATURES_CHECK = "champion_features_stable"
 PREDICTIONS_CHECK = "champion_predictions_stable"
@@ -37,6 +53,8 @@ DETAIL_TAG = "tailor/retrain_detail"
 #: The conditions change with a pipeline run, a check evaluation or, for age, over days: every 15 minutes is
 #: prompt enough, and keeps the registry queries rare.
 RETRAIN_INTERVAL_S = 15 * 60
+#: The code a drift evaluation runs: the comparison, and the candidate scores it recomputes as the ranker does.
+DRIFT_CODE = ("ml.monitoring", "ml.ranker", "ml.candidates", "ml.history")
 
 _TABLE_COLUMNS = (
     ("feature", "string"),
@@ -75,8 +93,24 @@ def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg
     from ml.monitoring.champion import DriftUnavailable, champion_drift
 
     config = DriftConfig.from_env(os.environ)
+    settings = get_settings()
+    inputs = drift_inputs(settings, config)
+    previous = {name: _latest_evaluation(context.instance, name) for name in DRIFT_CHECKS}
+    if all(e is not None and unchanged(inputs, recorded_from_metadata(e.metadata)) for e in previous.values()):
+        for name, evaluation in previous.items():
+            assert evaluation is not None
+            note = "unchanged since the last evaluation (same training set, champion, marts and settings)"
+            yield dg.AssetCheckResult(
+                asset_key=TRAINING_SET_KEY,
+                check_name=name,
+                passed=evaluation.passed,
+                severity=evaluation.severity,
+                description=f"{evaluation.description or ''} ({note})",
+                metadata={**evaluation.metadata, "action": UP_TO_DATE, "reason": note},
+            )
+        return
     try:
-        drift = champion_drift(get_settings(), config)
+        drift = champion_drift(settings, config)
     except DriftUnavailable as exc:
         for name in DRIFT_CHECKS:
             yield dg.AssetCheckResult(
@@ -85,13 +119,18 @@ def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg
                 passed=False,
                 severity=dg.AssetCheckSeverity.WARN,
                 description=f"not measured: {exc}",
+                metadata=inputs.metadata(),
             )
         return
     if drift is None:
         note = "no champion yet: nothing to compare (the first trained ranker becomes the champion)"
         for name in DRIFT_CHECKS:
             yield dg.AssetCheckResult(
-                asset_key=TRAINING_SET_KEY, check_name=name, passed=True, description=note, metadata={"note": note}
+                asset_key=TRAINING_SET_KEY,
+                check_name=name,
+                passed=True,
+                description=note,
+                metadata={"note": note, **inputs.metadata()},
             )
         return
     common: dict[str, Any] = {
@@ -117,8 +156,29 @@ def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg
             passed=report.status == "ok",
             severity=dg.AssetCheckSeverity.ERROR if report.status == "fail" else dg.AssetCheckSeverity.WARN,
             description=summary,
-            metadata={**common, **_report_metadata(report)},
+            metadata={**common, **_report_metadata(report), **inputs.metadata()},
         )
+
+
+def drift_inputs(settings: Settings, config: DriftConfig) -> Inputs:
+    """What a drift evaluation depends on: the training set and the marts (the current day's rows and candidate
+    scores), the registry (the champion and its saved reference), the drift settings, the code."""
+    return Inputs(
+        {
+            "training_set": optional_file_digest(training_set_path(settings)),
+            **{f"marts/{n}": optional_file_digest(settings.marts_dir / f"{n}.parquet") for n in HISTORY_MARTS},
+            "registry": bytes_digest(settings.models_dir / "mlflow.db"),
+            "config": config_digest(asdict(config)),
+            "code": code_digest(DRIFT_CODE),
+        }
+    )
+
+
+def _latest_evaluation(instance: dg.DagsterInstance, check: str) -> dg.AssetCheckEvaluation | None:
+    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+    key = dg.AssetCheckKey(TRAINING_SET_KEY, check)
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=done)
+    return records[0].evaluation if records else None
 
 
 def _summary(report: DriftReport, what: str) -> str:
@@ -163,10 +223,7 @@ retrain_job = dg.define_asset_job(
 
 def latest_drift_verdict(instance: dg.DagsterInstance, check: str) -> DriftVerdict | None:
     """The latest completed evaluation of a drift check (None: never evaluated)."""
-    done = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-    key = dg.AssetCheckKey(TRAINING_SET_KEY, check)
-    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1, status=done)
-    evaluation = records[0].evaluation if records else None
+    evaluation = _latest_evaluation(instance, check)
     if evaluation is None:
         return None
     meta = {k: v.value for k, v in evaluation.metadata.items()}
