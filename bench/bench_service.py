@@ -291,13 +291,15 @@ class _ClickProbe:
 
     def _online(self, user: str, category: str) -> float | None:
         """The online row's event timestamp (epoch ms) once it lists ``category``, else None."""
-        row = self.store.get_online_features(
+        response = self.store.get_online_features(
             features=["recent_activity:clicked_categories_30m"], entity_rows=[{"user_id": user}]
-        ).to_dict(include_event_timestamps=True)
-        if category not in (row["clicked_categories_30m"][0] or []):
+        )
+        if category not in (response.to_dict()["clicked_categories_30m"][0] or []):
             return None
-        stamp = row["clicked_categories_30m__ts"][0]
-        return float(stamp.timestamp() * 1000) if hasattr(stamp, "timestamp") else float(stamp) * 1000
+        # From the protobuf: to_dict(include_event_timestamps=True) truncates to whole seconds.
+        index = list(response.proto.metadata.feature_names.val).index("clicked_categories_30m")
+        stamp = response.proto.results[index].event_timestamps[0]
+        return float(stamp.seconds * 1000 + stamp.nanos / 1e6)
 
     def click(self, users: list[str], wait_s: float) -> dict[str, float] | None:
         """Take users until one's page is the model's with no recent click; click and time it. Returns the stages
