@@ -177,10 +177,10 @@ class CompiledRanker:
                     order[position] = names[int(column)]
                 if name == "encoder":
                     for column, seen in zip(picked, transformer.categories_, strict=True):
+                        if not all(isinstance(c, str) for c in seen):
+                            raise UnsupportedModelError(f"{names[int(column)]!r} has categories that are not text")
                         allowed = set(model.categories.get(names[int(column)], []))
-                        self.codes[names[int(column)]] = {
-                            str(c): float(n) for n, c in enumerate(seen) if isinstance(c, str) and c in allowed
-                        }
+                        self.codes[names[int(column)]] = {str(c): float(n) for n, c in enumerate(seen) if c in allowed}
             if any(c is None for c in order):
                 raise UnsupportedModelError("the classifier's preprocessor does not pass every feature to the trees")
             self.columns = tuple(str(c) for c in order)
