@@ -40,7 +40,7 @@ from tailor.settings import Settings
 #: The column under which the champion's predicted click probability is compared.
 PREDICTION = "predicted_click_probability"
 #: Bumped when the way a saved reference is built changes (older files are rebuilt).
-REFERENCE_FORMAT = 2
+REFERENCE_FORMAT = 3
 
 
 class DriftUnavailable(LookupError):
@@ -59,6 +59,8 @@ class ChampionDrift:
             of it had left the training set before the reference was fitted).
         reference_saved: True when the reference came from the saved file, False when fitted in this call.
         current_day: the newest UTC day of impressions in the training set.
+        history_days: days of history (impressions in the marts) before the training window began: inputs with
+            a longer window are ``young`` (`ml.monitoring.reach`).
         features: PSI of every ranker input.
         prediction: PSI of the champion's calibrated P(click) at the logged positions.
     """
@@ -71,6 +73,7 @@ class ChampionDrift:
     current_day: date
     features: DriftReport
     prediction: DriftReport
+    history_days: int = 0
 
     @property
     def current_rows(self) -> int:
@@ -177,6 +180,7 @@ def champion_drift(
     if current.empty:
         raise DriftUnavailable(f"the training set has no impressions on {current_day.date()}: pick a day it covers")
     current = current.assign(**{PREDICTION: model.predict(current)})
+    history_days = (start.floor("D") - history.impressions["occurred_at"].min().floor("D")).days
     return ChampionDrift(
         version=champion.version,
         reference_window=window_tag,
@@ -184,8 +188,9 @@ def champion_drift(
         reference_days=days,
         reference_saved=saved is not None,
         current_day=current_day.date(),
-        features=compare(reference.select(features), current, config),
-        prediction=compare(reference.select([PREDICTION]), current, config),
+        features=compare(reference.select(features), current, config, history_days),
+        prediction=compare(reference.select([PREDICTION]), current, config, history_days),
+        history_days=history_days,
     )
 
 

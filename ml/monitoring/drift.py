@@ -4,6 +4,15 @@
 values apart; see `ml.monitoring.psi`); `compare` scores a later frame against those bins. The reference is kept
 as bins and counts, not rows, so it can be saved once per model (`Reference.as_dict`) and outlive the rows it was
 fitted on.
+
+Like with like (docs/decisions.md, "Drift on young histories"):
+- The current sample is one day; the reference pools several. Rows of one day share that day's circumstances
+  (a smoothed CTR shrinks toward that day's platform CTR, a rank is over that day's catalog), so one day differs
+  from a pooled window even when nothing changed. The yardstick of a feature is therefore how far *one of the
+  reference's own days* lies from the rest of the reference (the largest leave-one-day-out PSI, `day_baseline`),
+  and a feature is judged on its PSI in excess of that.
+- A feature whose window was not yet full when the reference began (`ml.monitoring.reach`) is reported as
+  ``young`` and left out of the verdict: on a young history it grows with the history's age alone.
 """
 
 from __future__ import annotations
@@ -16,10 +25,13 @@ import numpy as np
 import pandas as pd
 
 from ml.monitoring.config import DriftConfig
-from ml.monitoring.psi import Comparison, Kind, ReferenceBins, infer_kind
+from ml.monitoring.psi import Comparison, Kind, ReferenceBins, infer_kind, psi_from_shares
+from ml.monitoring.reach import comparable
 
 #: Order of the statuses, best first.
 STATUSES = ("ok", "warn", "fail")
+#: The status of a feature that cannot be compared yet (its window was filling during the reference).
+YOUNG = "young"
 
 
 @dataclass(frozen=True)
@@ -29,13 +41,15 @@ class Reference:
     Attributes:
         bins: per column, the bins and the reference's counts.
         daily_psi: per column, the median PSI of each day of the reference against the whole reference (empty
-            when the reference was fitted without days): how much its own days differ. A feature whose days
-            differ by as much as the newest day does (e.g. a value that changes every day for many rows at once)
-            is read differently from one that was steady and moved.
+            when the reference was fitted without days): how much its own days differ.
+        day_baseline: per column, the largest PSI of one day of the reference against the rest of it (the
+            reference's counts minus that day's, in the same bins; empty without days): how far a single day
+            can lie from a pooled window with nothing changed, the yardstick `compare` judges a day against.
     """
 
     bins: dict[str, ReferenceBins]
     daily_psi: dict[str, float] = field(default_factory=dict)
+    day_baseline: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -44,18 +58,27 @@ class Reference:
     def select(self, columns: Iterable[str]) -> Reference:
         """The reference of some columns only."""
         keep = list(columns)
-        return Reference({c: self.bins[c] for c in keep}, {c: v for c, v in self.daily_psi.items() if c in keep})
+        return Reference(
+            {c: self.bins[c] for c in keep},
+            {c: v for c, v in self.daily_psi.items() if c in keep},
+            {c: v for c, v in self.day_baseline.items() if c in keep},
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "bins": {name: b.as_dict() for name, b in self.bins.items()},
             "daily_psi": dict(self.daily_psi),
+            "day_baseline": dict(self.day_baseline),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reference:
         bins = {name: ReferenceBins.from_dict(b) for name, b in data["bins"].items()}
-        return cls(bins, {k: float(v) for k, v in data.get("daily_psi", {}).items()})
+        return cls(
+            bins,
+            {k: float(v) for k, v in data.get("daily_psi", {}).items()},
+            {k: float(v) for k, v in data.get("day_baseline", {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -68,10 +91,17 @@ class FeatureDrift:
     kind: Kind
     #: The median PSI of the reference's own days against it (NaN: not known).
     daily_psi: float = float("nan")
+    #: The largest PSI of one reference day against the rest (0: not known); see `Reference.day_baseline`.
+    baseline: float = 0.0
 
     @property
     def psi(self) -> float:
         return self.comparison.psi
+
+    @property
+    def excess(self) -> float:
+        """The PSI beyond what one of the reference's own days shows (>= 0): what the status judges."""
+        return max(self.comparison.psi - self.baseline, 0.0)
 
     def describe(self) -> dict[str, Any]:
         """A flat, JSON-ready row: PSI, status, sizes, missing shares and the bin that moved most."""
@@ -89,6 +119,8 @@ class FeatureDrift:
             "current_rows": c.current_rows,
             "no_drift_psi": round(c.no_drift_psi, 4),
             "reference_daily_psi": round(self.daily_psi, 4),
+            "day_baseline_psi": round(self.baseline, 4),
+            "excess_psi": round(self.excess, 4),
         }
 
 
@@ -101,12 +133,20 @@ class DriftReport:
 
     @property
     def status(self) -> str:
-        """The worst status of any column (``ok`` when there is none)."""
-        return max((f.status for f in self.features), key=STATUSES.index, default="ok")
+        """The worst status of any column that can be compared (``ok`` when there is none)."""
+        judged = (f.status for f in self.features if f.status != YOUNG)
+        return max(judged, key=STATUSES.index, default="ok")
 
     @property
     def worst(self) -> FeatureDrift | None:
+        """The column with the largest PSI (young ones included: the table shows them too)."""
         return self.features[0] if self.features else None
+
+    @property
+    def most_drifted(self) -> FeatureDrift | None:
+        """The comparable column with the largest excess PSI (what the verdict rests on)."""
+        judged = [f for f in self.features if f.status != YOUNG]
+        return max(judged, key=lambda f: f.excess) if judged else None
 
     def at(self, status: str) -> list[str]:
         """The columns with exactly this status, most drifted first."""
@@ -142,14 +182,45 @@ def fit_reference(
     if day_column is None:
         return reference
     per_day: dict[str, list[float]] = {c: [] for c in columns}
-    for _, day in frame.groupby(frame[day_column].dt.floor("D"), sort=True):
+    left_out: dict[str, list[float]] = {c: [] for c in columns}
+    days = list(frame.groupby(frame[day_column].dt.floor("D"), sort=True))
+    for _, day in days:
         for column, binned in reference.bins.items():
-            per_day[column].append(binned.compare(day[column], epsilon).psi)
-    return Reference(reference.bins, {c: float(np.median(v)) for c, v in per_day.items()})
+            against_all = binned.compare(day[column], epsilon)
+            per_day[column].append(against_all.psi)
+            if len(days) > 1:
+                left_out[column].append(_against_the_rest(binned, against_all, epsilon))
+    return Reference(
+        reference.bins,
+        {c: float(np.median(v)) for c, v in per_day.items()},
+        {c: float(max(v)) for c, v in left_out.items() if v},
+    )
 
 
-def compare(reference: Reference, frame: pd.DataFrame, config: DriftConfig | None = None) -> DriftReport:
-    """PSI of every reference column in ``frame``, each with its status under ``config``'s thresholds.
+def _against_the_rest(binned: ReferenceBins, day: Comparison, epsilon: float) -> float:
+    """PSI of one day of the reference against the reference without that day, in the reference's bins (the
+    rest's counts are the reference's minus the day's; a day cannot add a category the reference lacks)."""
+    whole = np.asarray(binned.counts, dtype=float)
+    day_counts = np.asarray([b.current_share for b in day.bins], dtype=float) * day.current_rows
+    rest = np.clip(whole - np.round(day_counts), 0.0, None)
+    if rest.sum() == 0:
+        return 0.0
+    return psi_from_shares(rest / rest.sum(), day_counts / day_counts.sum(), epsilon)
+
+
+def compare(
+    reference: Reference,
+    frame: pd.DataFrame,
+    config: DriftConfig | None = None,
+    history_days: float | None = None,
+) -> DriftReport:
+    """PSI of every reference column in ``frame``, each with its status under ``config``'s thresholds, judged on
+    the PSI in excess of the reference's `day_baseline` (a column without one is judged on its PSI).
+
+    Args:
+        history_days: days of history before the reference began; columns whose window was longer
+            (`ml.monitoring.reach.comparable`) get the status ``young`` and no say in the verdict. None: every
+            column is compared.
 
     Raises:
         ValueError: ``frame`` is empty or lacks a reference column (named).
@@ -160,7 +231,11 @@ def compare(reference: Reference, frame: pd.DataFrame, config: DriftConfig | Non
     for column, bins in reference.bins.items():
         comparison = bins.compare(frame[column], config.epsilon)
         daily = reference.daily_psi.get(column, float("nan"))
-        found.append(FeatureDrift(column, config.status(comparison.psi), comparison, bins.kind, daily))
+        baseline = reference.day_baseline.get(column, 0.0)
+        excess = max(comparison.psi - baseline, 0.0)
+        young = history_days is not None and not comparable(column, history_days)
+        status = YOUNG if young else config.status(excess)
+        found.append(FeatureDrift(column, status, comparison, bins.kind, daily, baseline))
     found.sort(key=lambda f: (-f.psi, f.feature))
     return DriftReport(tuple(found), config)
 

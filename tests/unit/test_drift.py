@@ -16,6 +16,7 @@ from scipy import special, stats
 from ml.monitoring.config import DriftConfig, RetrainPolicy
 from ml.monitoring.drift import Reference, compare, fit_reference
 from ml.monitoring.psi import MISSING, ReferenceBins, no_drift_psi, psi, psi_from_shares
+from ml.monitoring.reach import LONGEST_WINDOW_DAYS, comparable, reach_days
 from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
 from ml.registry import ModelVersion
 
@@ -235,3 +236,87 @@ def test_labelled_days_are_utc_days_of_the_training_set(tmp_path: Path) -> None:
     )
     pq.write_table(pa.table({"event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}), path)
     assert labelled_days(path) == [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 8)]
+
+
+def _day_level_world(rng: np.random.Generator, levels: list[float], rows: int = 4000) -> pd.DataFrame:
+    """Days whose rows share that day's level (as a smoothed CTR shares the day's platform CTR), then noise."""
+    frames = []
+    for i, level in enumerate(levels):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "ctr_smoothed_1d": level + rng.normal(0.0, 0.3, rows),
+                    "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=i, hours=12),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_day_is_judged_against_the_reference_s_own_days() -> None:
+    """Like with like: one day against a pooled window differs even when nothing changed, by as much as the
+    window's own days differ from the rest of it; only the PSI beyond that is drift."""
+    rng = np.random.default_rng(5)
+    levels = [-0.2, 0.15, -0.05, 0.25, -0.15, 0.05, 0.0]
+    window = _day_level_world(rng, levels)
+    reference = fit_reference(window, ["ctr_smoothed_1d"], day_column="event_timestamp")
+    # The baseline, computed independently: each day against the other six, in the whole window's deciles.
+    edges = np.quantile(window["ctr_smoothed_1d"], np.linspace(0, 1, 11)[1:-1])
+    day_of = window["event_timestamp"].dt.floor("D")
+    by_hand = []
+    for day in day_of.unique():
+        inside = window.loc[day_of == day, "ctr_smoothed_1d"].to_numpy()
+        rest = window.loc[day_of != day, "ctr_smoothed_1d"].to_numpy()
+        a = np.bincount(np.searchsorted(edges, inside, side="left"), minlength=10) / inside.size
+        e = np.bincount(np.searchsorted(edges, rest, side="left"), minlength=10) / rest.size
+        a, e = np.where(a > 0, a, 1e-4), np.where(e > 0, e, 1e-4)  # an empty bin counts as epsilon
+        by_hand.append(float(np.sum((a - e) * np.log(a / e))))
+    assert reference.day_baseline["ctr_smoothed_1d"] == pytest.approx(max(by_hand), rel=1e-9)
+    assert reference.day_baseline["ctr_smoothed_1d"] > 0.25  # the window's own days are that far apart
+
+    # An unchanged world: a new day with a level inside the window's range. Its raw PSI fails the old rule.
+    same = _day_level_world(rng, [0.2])
+    quiet = compare(reference, same, DriftConfig())
+    [feature] = quiet.features
+    assert feature.psi >= 0.25 and feature.excess == pytest.approx(max(feature.psi - max(by_hand), 0.0))
+    assert quiet.status == "ok"
+    # The world moved: a level far outside anything the window saw.
+    moved = compare(reference, _day_level_world(rng, [1.0]), DriftConfig())
+    assert moved.status == "fail" and moved.features[0].excess >= 0.25
+    # The baseline is saved with the reference.
+    again = compare(Reference.from_dict(reference.as_dict()), same, DriftConfig())
+    assert again.features[0].excess == feature.excess
+
+
+def test_young_features_are_reported_not_judged() -> None:
+    """A trailing window longer than the history before the reference grows with the history's age alone: such a
+    feature is `young` and has no say in the verdict until its window was full when the reference began."""
+    assert (reach_days("clicks_28d"), reach_days("ctr_smoothed_1d"), reach_days("position")) == (28, 1, 0)
+    assert reach_days("score_cf") == reach_days("age_days") == np.inf
+    assert not comparable("clicks_28d", 27) and comparable("clicks_28d", 28) and comparable("clicks_7d", 7)
+    assert not comparable("age_days", 27) and comparable("age_days", LONGEST_WINDOW_DAYS)
+
+    rng = np.random.default_rng(6)
+    days = [pd.Timestamp("2026-01-08", tz="UTC") + pd.Timedelta(days=i, hours=12) for i in range(5)]
+    # Day i of the history: a 28-day count covers i + 8 days so far, a 1-day count is steady.
+    window = pd.concat(
+        pd.DataFrame(
+            {
+                "clicks_28d": rng.poisson(0.5 * (i + 8), 3000),
+                "clicks_1d": rng.poisson(0.5, 3000),
+                "event_timestamp": t,
+            }
+        )
+        for i, t in enumerate(days)
+    )
+    reference = fit_reference(window, ["clicks_28d", "clicks_1d"], day_column="event_timestamp")
+    newest = pd.DataFrame({"clicks_28d": rng.poisson(0.5 * 20, 3000), "clicks_1d": rng.poisson(0.5, 3000)})
+    young = compare(reference, newest, DriftConfig(), history_days=7)
+    by_name = {f.feature: f for f in young.features}
+    assert by_name["clicks_28d"].status == "young" and by_name["clicks_28d"].psi > 1.0
+    assert by_name["clicks_1d"].status == "ok" and young.status == "ok" and young.at("young") == ["clicks_28d"]
+    assert young.most_drifted is not None and young.most_drifted.feature == "clicks_1d"
+    assert young.worst is not None and young.worst.feature == "clicks_28d"  # still shown, first in the table
+    # A history old enough: the same numbers are judged, and the growth is drift.
+    mature = compare(reference, newest, DriftConfig(), history_days=28)
+    assert mature.status == "fail" and mature.at("fail") == ["clicks_28d"]

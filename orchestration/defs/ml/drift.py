@@ -26,7 +26,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from ml.features.training import training_set_path
 from ml.monitoring.config import DriftConfig, RetrainPolicy
-from ml.monitoring.drift import DriftReport
+from ml.monitoring.drift import YOUNG, DriftReport
 from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
 from ml.registry import CHAMPION, Registry
 from orchestration.defs.features.assets import TRAINING_SET_KEY
@@ -63,6 +63,8 @@ _TABLE_COLUMNS = (
     ("largest_shift", "string"),
     ("missing_reference", "float"),
     ("missing_current", "float"),
+    ("day_baseline_psi", "float"),
+    ("excess_psi", "float"),
     ("reference_daily_psi", "float"),
     ("no_drift_psi", "float"),
     ("kind", "string"),
@@ -140,6 +142,7 @@ def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg
         "reference_days": drift.reference_days,
         "current_day": str(drift.current_day),
         "current_rows": drift.current_rows,
+        "history_days_before_reference": drift.history_days,
         "warn_threshold": config.warn,
         "fail_threshold": config.fail,
         "bins": config.bins,
@@ -182,28 +185,38 @@ def _latest_evaluation(instance: dg.DagsterInstance, check: str) -> dg.AssetChec
 
 
 def _summary(report: DriftReport, what: str) -> str:
-    """E.g. ``2 of 42 ranker feature(s) at or above 0.25: score_cf 0.51, category 0.30; 3 more at or above 0.1``."""
-    config, worst = report.config, report.worst
-    fail, warn = report.at("fail"), report.at("warn")
-    psi = {f.feature: f.psi for f in report.features}
+    """E.g. ``2 of 30 comparable ranker feature(s) moved 0.25 or more beyond a reference day: ctr_smoothed_1d
+    0.512 (PSI 3.642), ...; 3 more 0.1 or more; 12 young``. The figure is the PSI in excess of the largest PSI of
+    one of the reference's own days against the rest (like with like: a day against a pooled window)."""
+    config, judged = report.config, report.most_drifted
+    fail, warn, young = report.at("fail"), report.at("warn"), report.at(YOUNG)
+    by_name = {f.feature: f for f in report.features}
+    compared = len(report.features) - len(young)
+    tail = f"; {len(young)} young (window longer than the history before the reference: not judged)" if young else ""
     if not fail and not warn:
-        largest = f" (largest: {worst.feature} {worst.psi:.3f})" if worst is not None else ""
-        return f"every {what} below {config.warn:g}{largest}"
-    named = fail or warn
+        largest = (
+            f" (largest: {judged.feature} {judged.excess:.3f}, PSI {judged.psi:.3f})" if judged is not None else ""
+        )
+        return f"every comparable {what} within {config.warn:g} of a reference day{largest}{tail}"
+    named = sorted(fail or warn, key=lambda n: -by_name[n].excess)
     level = config.fail if fail else config.warn
-    text = ", ".join(f"{name} {psi[name]:.3f}" for name in named[:8]) + (", ..." if len(named) > 8 else "")
-    head = f"{len(named)} of {len(report.features)} {what} at or above {level:g}: {text}"
-    return head + (f"; {len(warn)} more at or above {config.warn:g}" if fail and warn else "")
+    text = ", ".join(f"{n} {by_name[n].excess:.3f} (PSI {by_name[n].psi:.3f})" for n in named[:8])
+    text += ", ..." if len(named) > 8 else ""
+    head = f"{len(named)} of {compared} comparable {what} moved {level:g} or more beyond a reference day: {text}"
+    return head + (f"; {len(warn)} more {config.warn:g} or more" if fail and warn else "") + tail
 
 
 def _report_metadata(report: DriftReport) -> dict[str, Any]:
     rows = report.rows()
-    worst = report.worst
+    worst, judged = report.worst, report.most_drifted
     return {
         "max_psi": float(worst.psi) if worst is not None else 0.0,
         "worst": worst.feature if worst is not None else "",
+        "max_excess_psi": float(judged.excess) if judged is not None else 0.0,
+        "most_drifted": judged.feature if judged is not None else "",
         "at_fail": ", ".join(report.at("fail")) or "none",
         "at_warn": ", ".join(report.at("warn")) or "none",
+        "young": ", ".join(report.at(YOUNG)) or "none",
         "psi": dg.MetadataValue.table(
             records=[dg.TableRecord({name: row[name] for name, _ in _TABLE_COLUMNS}) for row in rows],
             schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in _TABLE_COLUMNS]),
