@@ -237,7 +237,7 @@ def test_planted_drift_fails_the_check_and_the_sensor_asks_for_a_retrain(
     assert most["excess_psi"] == max(r["excess_psi"] for r in judged.values())
     assert most["excess_psi"] == pytest.approx(max(most["psi"] - most["day_baseline_psi"], 0.0), abs=2e-4)
     assert features.description is not None
-    assert f"{most['feature']} {most['excess_psi']:.3f} (PSI {most['psi']:.3f})" in features.description
+    assert f"{meta['most_drifted']} {meta['max_excess_psi']:.3f} (PSI " in features.description
     category = next(r for r in rows if r["feature"] == "category")
     assert category["largest_shift"].startswith("news: ")  # the planted category is the shift the check shows
     assert evaluations[PREDICTIONS_CHECK].metadata["current_day"].value == str(LAST_DAY)
