@@ -190,9 +190,10 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
     hold as they are.
 
     Target policies over each logged pool: the logging policy itself (uniform: IPS must equal the observed mean),
-    the freshest item, the freshest item of the user's most consumed category (the marts at batch time,
-    ``snapshot``), and the best item by the truth (the value of a perfect explore slot; deterministic, so it is
-    matched on about one page in pool size).
+    the freshest item, the item of the category the user consumed most (the marts at batch time, ``snapshot``),
+    an even mixture of uniform and that (a stochastic target: weights 0.5 or 10.5 instead of 0 or 20), and the
+    best item by the truth (the value of a perfect explore slot). A deterministic target matches the logged item
+    on about one page in pool size, hence its small effective sample size.
     """
     from evaluation.closed_loop import explore_decisions, explore_estimates
     from evaluation.ranking_truth import TruthClickModel
@@ -220,32 +221,27 @@ def exploration(pages: Path, snapshot: Path, generated: Path) -> dict[str, Any]:
     content = pd.read_parquet(snapshot / "dim_content.parquet", columns=["content_id", "category"])
     consumed = pd.read_parquet(snapshot / "fct_user_content_interactions.parquet", columns=["user_id", "content_id"])
     category = dict(zip(content["content_id"], content["category"], strict=True))
-    favourite = (
-        consumed.assign(category=consumed["content_id"].map(category))
-        .groupby(["user_id", "category"])
-        .size()
-        .rename("n")
-        .reset_index()
-        .sort_values(["user_id", "n", "category"], ascending=[True, False, True])
-        .drop_duplicates("user_id")
-        .set_index("user_id")["category"]
-        .to_dict()
+    taste = (
+        consumed.assign(category=consumed["content_id"].map(category)).groupby(["user_id", "category"]).size().to_dict()
     )
     pools: list[list[str]] = frame["pool"].tolist()
 
     def one_hot(size: int, at: int) -> np.ndarray:
         return np.eye(size)[at]
 
-    def of_favourite(user_id: str, pool: list[str]) -> np.ndarray:
-        """The freshest pool item of the user's most consumed category, else the freshest item."""
-        hits = [i for i, c in enumerate(pool) if category.get(c) == favourite.get(user_id)]
-        return one_hot(len(pool), hits[0] if hits else 0)
+    def to_taste(user_id: str, pool: list[str]) -> np.ndarray:
+        """The pool item of the category the user consumed most (the freshest on ties): the page's cap usually
+        keeps the user's favourite category out of the pool, so this is the best category left."""
+        counts = [taste.get((user_id, category.get(c)), 0) for c in pool]
+        return one_hot(len(pool), int(np.argmax(counts)))
 
+    tasteful = [to_taste(u, p) for u, p in zip(frame["user_id"], pools, strict=True)]
     targets: dict[str, list[np.ndarray]] = {
         "logging (uniform over the pool)": [np.full(len(p), 1 / len(p)) for p in pools],
         "freshest item": [one_hot(len(p), 0) for p in pools],
-        "freshest item of the user's favourite category": [
-            of_favourite(u, p) for u, p in zip(frame["user_id"], pools, strict=True)
+        "item of the user's most consumed category": tasteful,
+        "half uniform, half the user's category": [
+            0.5 / len(p) + 0.5 * t for p, t in zip(pools, tasteful, strict=True)
         ],
         "best item by the truth": [one_hot(len(v), int(np.argmax(v))) for v in decisions.values],
     }
@@ -296,7 +292,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         pq.write_table(interim_pages_from_marts(settings.marts_dir), pages)
         source = "interim_pages_from_marts (--interim-pages)"
     elif written.is_file():
-        pages, source = written, "tailor run (ml/recommendations)"
+        # A copy: run 2 rewrites the batch file with new pages (new explore draws), and what was served is judged.
+        pages, source = work / f"served_{BATCH_FILE}", "tailor run (ml/recommendations)"
+        shutil.copy2(written, pages)
     else:
         raise SystemExit(
             f"tailor run wrote no {written} (failed steps: {failed['run_1']}): serve another file with --pages, or "
@@ -344,6 +342,20 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+def recompute_offpolicy(output: Path) -> None:
+    """Rewrite the ``offpolicy`` section of a results file from the work folder of its run (the served pages'
+    copy, the marts at batch time, the simulation's truth), e.g. after a change to `exploration`."""
+    result = json.loads(output.read_text())
+    work = Path(result["workdir"])
+    pages = work / f"served_{BATCH_FILE}"
+    if not pages.is_file():
+        raise SystemExit(f"{pages} does not exist: that run kept no copy of its served pages; rerun the benchmark")
+    result["offpolicy"] = exploration(pages, work / "marts_at_batch", get_settings(work / "home").inbox)
+    result["offpolicy_recomputed"] = datetime.now(UTC).isoformat(timespec="seconds")
+    output.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(json.dumps(result["offpolicy"], indent=2, default=float))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--users", type=int, default=2000)
@@ -359,7 +371,15 @@ def main() -> None:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny history, for the test suite")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--offpolicy-only",
+        action="store_true",
+        help="recompute only the off-policy section of OUTPUT from the work folder it names (kept by every run)",
+    )
     args = parser.parse_args()
+    if args.offpolicy_only:
+        recompute_offpolicy(args.output)
+        return
     if args.smoke:
         # Too short for the ranker's windows (14 days): the interim pages stand in for the champion's.
         args.users, args.days, args.served_days, args.interim_pages = 200, 8, 2, args.pages is None
