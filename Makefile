@@ -20,7 +20,7 @@ DEMO_SEED ?= 7
 BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost app \
 	ranker movielens closed-loop recommend service
 
-.PHONY: help install demo test test-unit test-integration test-e2e ui app screenshots lint typecheck bench clean \
+.PHONY: help install install-spark demo test test-unit test-integration test-e2e ui app screenshots lint typecheck bench clean \
 	$(addprefix bench-,$(BENCHMARKS))
 
 help:
@@ -43,6 +43,14 @@ $(BIN)/tailor: pyproject.toml uv.lock
 
 install: $(BIN)/tailor
 
+# The optional Spark engine (docs/scaling_out.md): `make test` adds the `spark` extra for the DuckDB-Spark parity
+# test; `make install` and `make demo` do not. `--inexact` keeps the rest of the venv as uv.lock has it.
+$(BIN)/spark-submit: pyproject.toml uv.lock | $(BIN)/tailor
+	$(PYTHON) -m uv sync --frozen --inexact --extra spark --python $(PYTHON)
+	@touch $@
+
+install-spark: $(BIN)/spark-submit
+
 demo: install
 	$(BIN)/tailor generate --users $(DEMO_USERS) --days $(DEMO_DAYS) --seed $(DEMO_SEED) --overwrite
 	$(BIN)/tailor run
@@ -51,7 +59,7 @@ demo: install
 # time is one process's Python (dbt, Feast, Dagster start-up), so two overlap well even on 2 cores.
 # TAILOR_TEST_WORKERS=0 runs in one process.
 TAILOR_TEST_WORKERS ?= 2
-test: install
+test: install install-spark
 	$(BIN)/pytest -n $(TAILOR_TEST_WORKERS) --dist loadfile --durations=25
 
 test-unit: install

@@ -2,14 +2,17 @@
 
 Every path the project uses derives from ``TAILOR_HOME`` (default ``./data``, resolved against the current
 directory), so one variable moves the whole installation: landing zone, warehouse, published marts and the
-Dagster instance. Nothing here touches the disk at import time.
+Dagster instance. ``TAILOR_ENGINE`` (duckdb | spark) picks the engine dbt builds the warehouse with
+(docs/scaling_out.md). Nothing here touches the disk at import time.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -23,6 +26,13 @@ DEFAULT_TRAINING_WINDOW_DAYS = 21
 #: 0 = every impression). The demo (~14k a day) and 1M events (~27k) are not sampled; at 10M events (~300k a day)
 #: it keeps the training set near a million rows, which is what a 2-core training run can use.
 DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY = 50_000
+
+#: The SQL engines the dbt project runs on (TAILOR_ENGINE). duckdb: one embedded file, the default. spark: Apache Spark
+#: (local mode here, a cluster by changing the dbt profile), from the optional `spark` extra (docs/scaling_out.md).
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
+DEFAULT_ENGINE: Engine = "duckdb"
+SPARK_INSTALL_HINT = "python3 -m uv sync --frozen --extra spark"
 
 # Environment variables every tool we drive must see: the machines have no internet, and a blocked
 # telemetry call slows or hangs a run.
@@ -44,6 +54,8 @@ class Settings:
     training_window_days: int = DEFAULT_TRAINING_WINDOW_DAYS
     #: Impressions per day in the training set at most (about; None = all); see the default's comment.
     training_max_impressions_per_day: int | None = DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY
+    #: The engine dbt builds the warehouse with (TAILOR_ENGINE); selects the dbt target in dbt_project/profiles.yml.
+    engine: Engine = DEFAULT_ENGINE
 
     @property
     def inbox(self) -> Path:
@@ -67,6 +79,11 @@ class Settings:
     def warehouse(self) -> Path:
         """The DuckDB file dbt builds. One writer at a time: readers use ``marts_dir``."""
         return self.warehouse_dir / "tailor.duckdb"
+
+    @property
+    def spark_dir(self) -> Path:
+        """Spark's warehouse folder and Derby metastore (engine spark only; one Spark process at a time)."""
+        return self.home / "spark"
 
     @property
     def marts_dir(self) -> Path:
@@ -106,16 +123,43 @@ class Settings:
         }
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment for a dbt subprocess: dbt's profile reads these."""
-        return {**TELEMETRY_OFF, "TAILOR_HOME": str(self.home)}
+        """Environment for a dbt subprocess: dbt's profile reads these (TAILOR_ENGINE picks its target).
+
+        Raises:
+            EngineNotInstalledError: the engine is spark and the `spark` extra is not installed.
+        """
+        require_engine(self.engine)
+        return {**TELEMETRY_OFF, "TAILOR_HOME": str(self.home), "TAILOR_ENGINE": self.engine}
+
+
+class EngineNotInstalledError(RuntimeError):
+    """TAILOR_ENGINE names an engine whose optional packages are not installed."""
+
+
+def require_engine(engine: Engine) -> None:
+    """Check that ``engine``'s packages are importable (spark: pyspark and dbt-spark, the `spark` extra).
+
+    Raises:
+        EngineNotInstalledError: they are not; the message gives the command that installs them.
+    """
+    if engine != "spark":
+        return
+    missing = [name for name in ("pyspark", "dbt.adapters.spark") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EngineNotInstalledError(
+            f"TAILOR_ENGINE=spark needs the optional 'spark' extra ({', '.join(missing)} not installed): "
+            f"run `{SPARK_INSTALL_HINT}` in the repository, or unset TAILOR_ENGINE for the default duckdb"
+        )
 
 
 def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     """Resolve settings from an explicit path, else ``TAILOR_HOME``, else ``./data``; the training window from
-    ``TAILOR_TRAINING_WINDOW_DAYS`` and ``TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY`` when set.
+    ``TAILOR_TRAINING_WINDOW_DAYS`` and ``TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY`` when set; the engine from
+    ``TAILOR_ENGINE`` (duckdb | spark, default duckdb).
 
     Raises:
-        ValueError: one of those variables is not a whole number in range (the message names it).
+        ValueError: one of those variables is not a whole number in range, or TAILOR_ENGINE is not a known engine
+            (the message names it).
     """
     raw = home if home is not None else os.environ.get("TAILOR_HOME", "data")
     per_day = _int_env("TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY", DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY, low=0)
@@ -123,6 +167,23 @@ def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         home=Path(raw).expanduser().resolve(),
         training_window_days=_int_env("TAILOR_TRAINING_WINDOW_DAYS", DEFAULT_TRAINING_WINDOW_DAYS, low=1),
         training_max_impressions_per_day=per_day or None,
+        engine=engine_from_env(),
+    )
+
+
+def engine_from_env() -> Engine:
+    """``TAILOR_ENGINE`` (case and spaces ignored), or duckdb when unset or empty.
+
+    Raises:
+        ValueError: it names no known engine (the message lists them).
+    """
+    text = os.environ.get("TAILOR_ENGINE", "").strip().lower() or DEFAULT_ENGINE
+    for engine in ENGINES:
+        if text == engine:
+            return engine
+    raise ValueError(
+        f"TAILOR_ENGINE={os.environ['TAILOR_ENGINE']!r} is not an engine Tailor runs on: "
+        f"use one of {', '.join(ENGINES)}, or unset it for {DEFAULT_ENGINE}"
     )
 
 

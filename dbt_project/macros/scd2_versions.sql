@@ -5,14 +5,24 @@
   is kept once (the later delivery wins).
 -#}
 {% macro scd2_versions(relation, key, columns) -%}
-with versions as (
+with deliveries as (
 
-    select {{ key }}, {{ columns | join(', ') }}, updated_at
+    {#- A filtered subquery rather than `qualify`, which Spark has not: the same plan on DuckDB. -#}
+    select
+        {{ key }}, {{ columns | join(', ') }}, updated_at,
+        row_number() over (
+            partition by {{ key }}, updated_at order by ingested_at desc, batch_id desc, line_number desc
+        ) as delivery_rank
     from {{ relation }}
     where reject_reason is null
-    qualify row_number() over (
-        partition by {{ key }}, updated_at order by ingested_at desc, batch_id desc, line_number desc
-    ) = 1
+
+),
+
+versions as (
+
+    select {{ key }}, {{ columns | join(', ') }}, updated_at
+    from deliveries
+    where delivery_rank = 1
 
 ),
 

@@ -7,9 +7,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_date',
         on_schema_change='append_new_columns',
+        **incremental_by_day('event_date'),
     )
 }}
 

@@ -5,9 +5,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='session_date',
         on_schema_change='append_new_columns',
+        **incremental_by_day('session_date'),
     )
 }}
 
@@ -33,7 +32,7 @@ final as (
         events.session_start,
         max(events.occurred_at) as session_end,
         cast(events.session_start as date) as session_date,
-        cast(epoch(max(events.occurred_at) - events.session_start) as double) as duration_seconds,
+        {{ seconds_between('events.session_start', 'max(events.occurred_at)') }} as duration_seconds,
         count(*) as events,
         count(*) filter (where events.event_type = 'impression') as impressions,
         count(*) filter (where events.event_type = 'click') as clicks,

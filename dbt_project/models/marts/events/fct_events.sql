@@ -9,9 +9,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_date',
         on_schema_change='append_new_columns',
+        **incremental_by_day('event_date'),
     )
 }}
 
@@ -56,8 +55,8 @@ gaps as (
         *,
         case
             when lag(occurred_at) over by_user is null then 1
-            when occurred_at - lag(occurred_at) over by_user
-                > interval '{{ var("session_gap_minutes") }} minutes' then 1
+            when {{ gap_exceeds_minutes('lag(occurred_at) over by_user', 'occurred_at',
+                                        var('session_gap_minutes')) }} then 1
             else 0
         end as starts_session
     from accepted
@@ -87,7 +86,7 @@ final as (
         received_at,
         ingested_at,
         event_date,
-        md5(user_id || '|' || strftime(session_start, '%Y-%m-%dT%H:%M:%S.%f')) as session_id,
+        md5(user_id || '|' || {{ timestamp_text_us('session_start') }}) as session_id,
         session_start,
         content_id,
         position,

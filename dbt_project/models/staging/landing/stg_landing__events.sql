@@ -33,7 +33,7 @@ previously_accepted as (
     {% if is_incremental() %}
     select event_id from {{ this }} where fate = 'accepted'
     {% else %}
-    select cast(null as varchar) as event_id where false
+    select cast(null as {{ dbt.type_string() }}) as event_id where false
     {% endif %}
 
 ),

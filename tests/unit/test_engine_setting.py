@@ -1,0 +1,78 @@
+"""TAILOR_ENGINE: one setting picks the engine; a wrong value or a missing extra says what to do."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from tailor import settings as settings_module
+from tailor.settings import DBT_PROJECT_DIR, SPARK_INSTALL_HINT, EngineNotInstalledError, get_settings, require_engine
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("value", "engine"), [(None, "duckdb"), ("", "duckdb"), ("spark", "spark"), (" Spark ", "spark")]
+)
+def test_the_engine_comes_from_tailor_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None, engine: str
+) -> None:
+    if value is None:
+        monkeypatch.delenv("TAILOR_ENGINE", raising=False)
+    else:
+        monkeypatch.setenv("TAILOR_ENGINE", value)
+    assert get_settings(tmp_path).engine == engine
+
+
+def test_an_unknown_engine_is_refused_with_the_known_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TAILOR_ENGINE", "snowflake")
+    with pytest.raises(ValueError, match=r"TAILOR_ENGINE='snowflake' is not an engine .*duckdb, spark"):
+        get_settings(tmp_path)
+
+
+def test_spark_without_its_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        settings_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pyspark" else real(name, *a),
+    )
+    with pytest.raises(EngineNotInstalledError) as caught:
+        require_engine("spark")
+    assert SPARK_INSTALL_HINT in str(caught.value) and "pyspark" in str(caught.value)
+    require_engine("duckdb")  # the default needs nothing optional
+
+
+def test_the_dbt_environment_carries_the_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TAILOR_ENGINE", raising=False)
+    assert get_settings(tmp_path).dbt_env()["TAILOR_ENGINE"] == "duckdb"
+
+
+def _profile_target(env: dict[str, str]) -> str:
+    """The target profiles.yml selects under ``env``, rendered as dbt renders it (env_var with a default)."""
+    text = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["tailor"]["target"]
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in env:
+            return env[name]
+        assert default is not None, f"{name} has no default"
+        return default
+
+    return jinja2.Environment().from_string(text).render(env_var=env_var)
+
+
+def test_the_profile_target_follows_the_engine() -> None:
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())["tailor"]["outputs"]
+    assert _profile_target({}) == "local" and profile["local"]["type"] == "duckdb"
+    assert _profile_target({"TAILOR_ENGINE": "duckdb"}) == "local"
+    assert _profile_target({"TAILOR_ENGINE": "spark"}) == "spark" and profile["spark"]["type"] == "spark"
+    # A team's own target, named directly, wins.
+    assert _profile_target({"TAILOR_ENGINE": "spark", "TAILOR_DBT_TARGET": "prod"}) == "prod"
+    parameters = profile["spark"]["server_side_parameters"]
+    assert parameters["spark.sql.session.timeZone"] == "UTC"
+    assert "TAILOR_HOME" in parameters["spark.sql.warehouse.dir"]
+    assert "TAILOR_HOME" in parameters["spark.hadoop.javax.jdo.option.ConnectionURL"]
