@@ -58,7 +58,8 @@ class ChampionDrift:
         reference_days: days of the training window those impressions cover (fewer than the window's when part
             of it had left the training set before the reference was fitted).
         reference_saved: True when the reference came from the saved file, False when fitted in this call.
-        current_day: the newest UTC day of impressions in the training set.
+        current_day: the newest UTC day of impressions in the training set that is not still arriving
+            (`newest_full_day`).
         history_days: days of history (impressions in the marts) before the training window began: inputs with
             a longer window are ``young`` (`ml.monitoring.reach`).
         features: PSI of every ranker input.
@@ -117,6 +118,24 @@ def scored_rows(
     return scored
 
 
+#: A day with fewer impressions than this share of the reference's mean day is still arriving (the hours after
+#: midnight, late events for a day not yet delivered): compared, a handful of rows is a PSI of several.
+FULL_DAY_SHARE = 0.5
+
+
+def newest_full_day(rows_per_day: pd.Series, reference_rows_per_day: float) -> pd.Timestamp:
+    """The newest day (index: UTC midnights) with at least `FULL_DAY_SHARE` of the reference's mean rows per day;
+    the newest day when none has (a young platform's days may all be smaller than its reference's).
+
+    Raises:
+        ValueError: no days.
+    """
+    if rows_per_day.empty:
+        raise ValueError("no days to choose from: the training set has no impressions")
+    full = rows_per_day[rows_per_day >= FULL_DAY_SHARE * reference_rows_per_day]
+    return pd.Timestamp((full if not full.empty else rows_per_day).index.max())
+
+
 def reference_path(settings: Settings, version: int) -> Path:
     return settings.models_dir / "monitoring" / f"drift_reference_v{version}.json"
 
@@ -127,10 +146,10 @@ def champion_drift(
     registry: Registry | None = None,
     day: date | None = None,
 ) -> ChampionDrift | None:
-    """Compare the champion's training window with the newest day of the training set (None: no champion yet).
+    """Compare the champion's training window with the newest full day of the training set (None: no champion yet).
 
     Args:
-        day: compare this UTC day instead of the newest (e.g. to trace when a shift began).
+        day: compare this UTC day instead of the newest full one (e.g. to trace when a shift began).
 
     Raises:
         DriftUnavailable: the training set is missing or empty, the champion lacks its window tags, its
@@ -175,7 +194,11 @@ def champion_drift(
     else:
         reference, days = saved
 
-    current_day = rows["event_timestamp"].max().floor("D") if day is None else pd.Timestamp(day, tz="UTC")
+    if day is None:
+        per_day = rows["event_timestamp"].dt.floor("D").value_counts()
+        current_day = newest_full_day(per_day, reference.rows / max(days, 1))
+    else:
+        current_day = pd.Timestamp(day, tz="UTC")
     current = scored_rows(rows, history, current_day, current_day + timedelta(days=1), candidates)
     if current.empty:
         raise DriftUnavailable(f"the training set has no impressions on {current_day.date()}: pick a day it covers")

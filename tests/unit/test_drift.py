@@ -320,3 +320,16 @@ def test_young_features_are_reported_not_judged() -> None:
     # A history old enough: the same numbers are judged, and the growth is drift.
     mature = compare(reference, newest, DriftConfig(), history_days=28)
     assert mature.status == "fail" and mature.at("fail") == ["clicks_28d"]
+
+
+def test_the_newest_full_day_is_compared_not_one_still_arriving() -> None:
+    from ml.monitoring.champion import newest_full_day
+
+    days = pd.to_datetime(["2026-01-30", "2026-01-31", "2026-02-01", "2026-02-02"], utc=True)
+    # The history's last day is the hours after midnight (10 impressions): a PSI of several for any feature.
+    counts = pd.Series([14_000, 15_000, 14_500, 10], index=days)
+    assert newest_full_day(counts, 14_200.0) == days[2]
+    assert newest_full_day(counts, 5.0) == days[3]  # small reference days: the newest is full enough
+    assert newest_full_day(counts.iloc[[3]], 14_200.0) == days[3]  # no full day at all: the newest
+    with pytest.raises(ValueError, match="no days"):
+        newest_full_day(counts.iloc[[]], 1.0)
