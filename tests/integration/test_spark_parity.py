@@ -41,6 +41,7 @@ PORTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("marts", "fct_sessions"): ("session_id",),
     ("marts", "fct_impressions"): ("impression_id",),
     ("marts", "fct_daily_user_engagement"): ("user_id", "activity_date"),
+    ("marts", "fct_user_content_interactions"): ("user_id", "content_id"),
     ("marts", "fct_rejected_rows"): ("source", "batch_id", "line_number"),
     ("marts", "fct_batch_fates"): ("batch_id",),
     ("marts", "dim_users"): ("user_id",),
@@ -194,3 +195,25 @@ def test_the_compared_history_has_what_the_port_must_get_right(homes: Homes) -> 
     late_ingest = events["ingested_at"].max()
     assert (events["ingested_at"] == late_ingest).sum() > 0 and (events["ingested_at"] < late_ingest).sum() > 0
     print(f"build seconds (first, incremental): {homes.seconds}")
+
+
+def test_the_comparison_sees_one_changed_value() -> None:
+    """The comparator itself: a float beyond the tolerance, a changed text, or a time a microsecond apart differ;
+    a float within it does not."""
+    key = ("id",)
+    base = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "x": [1.0, 2.0],
+            "s": ["a", None],
+            "t": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-02 00:00:00"]),
+        }
+    )
+    assert _differences(_normalized(base, key), _normalized(base.copy(), key), key) == []
+    close = base.assign(x=[1.0 + 1e-12, 2.0])
+    assert _differences(_normalized(base, key), _normalized(close, key), key) == []
+    changed = base.assign(x=[1.0, 2.0001], s=["a", "b"], t=base["t"] + pd.to_timedelta([0, 1], unit="us")).iloc[
+        ::-1
+    ]  # row order must not matter
+    found = _differences(_normalized(base, key), _normalized(changed, key), key)
+    assert [line.split(":")[0] for line in found] == ["s", "t", "x"]
