@@ -136,7 +136,7 @@ bench-movielens: install
 	$(BIN)/python bench/bench_movielens.py --crosscheck
 
 bench-closed-loop: install
-	$(BIN)/python bench/bench_closed_loop.py
+	TAILOR_RANKER_SEARCH_TRIALS=4 $(BIN)/python bench/bench_closed_loop.py --users 1500
 
 bench-recommend: install
 	$(BIN)/python bench/bench_recommend.py

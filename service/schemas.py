@@ -23,6 +23,12 @@ ITEM_SCHEMA: dict[str, Any] = {
         "reason": {"type": "string"},
         "propensity": {"type": "number", "minimum": 0, "maximum": 1},
         "category": {"type": ["string", "null"]},
+        "explore_pool": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "On an explore slot served by the model path: the items it was drawn from (the action "
+            "set, for off-policy estimates); null on other slots and on cached pages.",
+        },
     },
 }
 

@@ -136,8 +136,10 @@ def request_truth(
         covered = pages.user_variant[detail.user] >= 0
         out["variant"][covered] = np.asarray(pages.variants, dtype=object)[pages.user_variant[detail.user[covered]]]
         holdout_score = [pages.holdout_ranking(s, n_items) for s in range(len(c.surfaces))]
-        is_holdout = "holdout" in pages.policies
-        holdout_served = served_page & is_holdout & (out["page_policy"] == pages.policies.index("holdout"))
+        # Pages may have no holdout policy at all (a 0% holdout): then no served page is a holdout page.
+        holdout_served = np.zeros(n_req, dtype=bool)
+        if "holdout" in pages.policies:
+            holdout_served = served_page & (out["page_policy"] == pages.policies.index("holdout"))
         out["holdout_source"][holdout_served] = HOLDOUT_SERVED
         for s, score in enumerate(holdout_score):
             if np.isfinite(score).any():

@@ -442,3 +442,14 @@ def test_generate_continue_on_the_command_line(base: Path, pages: pa.Table, tmp_
         main, ["generate", "--days", "1", "--out", str(tmp_path / "new"), "--policy", "cached"], env=env
     )
     assert fresh.exit_code == 1 and "add --continue" in fresh.stderr
+
+
+def test_pages_without_a_holdout_policy_are_served(base: Path, pages: pa.Table, tmp_path: Path) -> None:
+    """A 0% holdout: no page carries policy "holdout". Serving them crashed on `policies.index("holdout")`."""
+    frame = pages.to_pandas()
+    frame = frame.loc[frame["policy"] != "holdout"]
+    personalized_only = pa.Table.from_pandas(frame, preserve_index=False)
+    result = continue_simulation(copy(base, tmp_path / "all"), 1, pages=personalized_only)
+    assert result.events_written > 0
+    served = ClosedLoopTruth.from_folder(tmp_path / "all").requests
+    assert len(served) > 0 and "holdout" not in set(served["page_policy"].astype(str))
