@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ml.experiments.analysis import RESULT_COLUMNS
+from tests.conftest import tailor_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -109,6 +110,16 @@ def test_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
     _tailor(home, "generate", "--users", "5", "--days", "1", "--out", out, "--overwrite")
     for command in ("generate", "ingest", "run", "ui", "experiments"):
         assert _tailor(home, command, "--help").stdout.startswith("Usage: tailor " + command)
+
+
+def test_run_on_an_engine_it_cannot_run_yet_says_what_works(tmp_path: Path) -> None:
+    spark = tailor_cli(tmp_path / "home", "run", env={"TAILOR_ENGINE": "spark"})
+    assert spark.returncode == 1 and "Running every asset" not in spark.stderr
+    assert "TAILOR_ENGINE=spark: `tailor run` runs the whole graph on duckdb only" in spark.stderr
+    assert "docs/scaling_out.md" in spark.stderr and "unset TAILOR_ENGINE" in spark.stderr
+    unknown = tailor_cli(tmp_path / "home", "run", env={"TAILOR_ENGINE": "oracle"})
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.startswith("error: TAILOR_ENGINE='oracle' is not an engine Tailor runs on: use one of")
 
 
 def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
