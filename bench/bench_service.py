@@ -484,6 +484,8 @@ def main() -> None:
         # The tests' history (tests/service): the smallest that trains a calibrated champion.
         args.users, args.days, args.seed, args.levels, args.requests, args.seconds = 150, 16, 3, [1, 2], 40, 20.0
         args.warmup, args.clicks, args.search_trials = 5, 1, 2
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         result = run(args, Path(folder))
     args.output.parent.mkdir(parents=True, exist_ok=True)
