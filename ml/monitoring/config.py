@@ -66,7 +66,7 @@ class RetrainPolicy:
     """
 
     max_age_days: float = 7.0
-    new_days: int = 3
+    new_days: int = 7
 
     def __post_init__(self) -> None:
         if self.max_age_days < 0 or self.new_days < 1:

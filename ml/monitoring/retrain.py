@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -85,11 +85,19 @@ class RetrainReason:
 
 @dataclass(frozen=True)
 class RetrainDecision:
-    """The rule's answer: the reasons that hold (none: no retrain), the run key, and a note in words."""
+    """The rule's answer: the reasons that hold (none: no retrain), the run key, and a note in words.
+
+    Attributes:
+        new_days_left: labelled days still to arrive before the new-days condition holds (0: it holds; None:
+            no champion yet).
+        age_due_at: when the champion reaches the age limit (None: no champion yet).
+    """
 
     reasons: tuple[RetrainReason, ...]
     run_key: str | None
     note: str
+    new_days_left: int | None = None
+    age_due_at: datetime | None = None
 
     @property
     def due(self) -> bool:
@@ -116,12 +124,16 @@ def decide_retrain(
     if champion is None or newest is None:
         return RetrainDecision((), None, "no champion yet: the first ranker is trained by the daily run")
     unseen = sorted(d for d in set(labelled_days) if d >= newest.test_end)
+    left = max(policy.new_days - len(unseen), 0)
+    due_at = champion.registered_at + timedelta(days=policy.max_age_days)
     if not unseen:
         return RetrainDecision(
             (),
             None,
             f"every labelled day is in version {newest.version}'s data (its test window ends before "
             f"{newest.test_end}): a retrain now would see nothing new",
+            left,
+            due_at,
         )
     reasons: list[RetrainReason] = []
     for verdict in drift:
@@ -158,8 +170,10 @@ def decide_retrain(
             None,
             f"champion version {champion.version}: no drift failure, {age_days:.1f} of {policy.max_age_days:g} "
             f"days old, {len(unseen)} of {policy.new_days} new labelled day(s)",
+            left,
+            due_at,
         )
-    return RetrainDecision(tuple(reasons), key, "; ".join(r.detail for r in reasons))
+    return RetrainDecision(tuple(reasons), key, "; ".join(r.detail for r in reasons), left, due_at)
 
 
 def labelled_days(training_set: Path) -> list[date]:

@@ -89,6 +89,7 @@ def test_retrain_sensor_asks_once_per_new_day_and_says_why(
     def tick(cursor: str | None) -> dg.SensorResult:
         return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
 
+    monkeypatch.setenv("TAILOR_RETRAIN_NEW_DAYS", "3")  # the default (7) would need a week of fake days
     assert "no champion yet" in (tick(None).skip_message or "")
     registry = Registry(settings.models_dir)
     v1 = _register(registry, "2026-01-18..2026-01-21", {"log_loss": 0.30, "ndcg_at_k": 0.20})

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pytest
 
+from ml.features.training import training_set_path
 from ml.ranker.config import RankerConfig
 from ml.registry import Registry
-from orchestration.defs.ml.assets import CANDIDATES_KEY, RANKER_KEY, RECOMMENDATIONS_KEY
+from orchestration.defs.ml.assets import CANDIDATES_KEY, RANKER_KEY, RECOMMENDATIONS_KEY, RETRAIN_JOB
 from orchestration.defs.ml.inputs import candidates_inputs, ranker_inputs
 from tailor.ingest.inbox import ingest_inbox
 from tailor.settings import Settings
@@ -39,18 +42,23 @@ def _materialize(instance: dg.DagsterInstance, *assets: dg.AssetsDefinition) -> 
     return out
 
 
-def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_again(
+def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_when_due(
     served_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a copy of the served home (one `tailor run` done) with a new Dagster instance: the ranker finds its
     fingerprint on the newest registered version; a second run with nothing new keeps every model (no new
-    version, no new pages) and says so; a new day trains a new version."""
+    version, no new pages) and says so; a new day refits the candidates and rebuilds the pages but keeps the
+    champion (one new labelled day, the default rule waits for 7), saying when it retrains; with the rule set to
+    one new day it trains; a run of the retrain_ranker job (what the retrain sensor requests) always trains."""
+    from orchestration.definitions import defs
     from orchestration.defs.features.assets import feast_online_store, feast_registry, ranking_training_set
     from orchestration.defs.ml.assets import candidates, ranker, recommendations
 
     home = copy_home(served_home, tmp_path)
     for name, value in {**SERVED_ENV, "TAILOR_HOME": str(home.home)}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TAILOR_RETRAIN_NEW_DAYS", raising=False)
+    monkeypatch.delenv("TAILOR_RETRAIN_MAX_AGE_DAYS", raising=False)
     before = _versions(home)
     assert before, "the served home has a trained ranker"
     models = (candidates, ranker, recommendations)
@@ -81,14 +89,47 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_again(
         assert ingest_inbox(home).rejected_files == {}
         run_dbt(home, "build", "--select", *MARTS)
         new_day = _materialize(instance, feast_registry, feast_online_store, ranking_training_set, *models)
-    assert new_day["ml/ranker"]["action"] == "trained"
-    assert (
-        "training_set" in new_day["ml/ranker"]["reason"] and "marts/fct_impressions" in new_day["ml/ranker"]["reason"]
-    )
-    assert new_day["ml/candidates"]["action"] == "fitted" and new_day["ml/recommendations"]["action"] == "built"
-    assert _versions(home) == [newest + 1, *trained]
-    tags = Registry(home.models_dir).get(_versions(home)[0]).tags
-    assert tags["inputs_fingerprint"] == new_day["ml/ranker"]["inputs_fingerprint"]
+
+        # The labelled days no version has seen: those from the end of the newest version's test window on.
+        registry = Registry(home.models_dir)
+        champion = registry.alias("champion")
+        assert champion is not None
+        test_end = date.fromisoformat(registry.get(newest).tags["test_window"].split("..")[1])
+        stamps = pd.read_parquet(training_set_path(home), columns=["event_timestamp"])["event_timestamp"]
+        unseen = {d for d in stamps.dt.tz_convert("UTC").dt.date.unique() if d >= test_end}
+        assert 1 <= len(unseen) < 7
+        due_on = (datetime.fromisoformat(champion.created_at) + timedelta(days=7)).date()
+        kept = new_day["ml/ranker"]
+        assert kept["action"] == "kept" and kept["trained"] is False and kept["version"] == champion.version
+        assert kept["reason"] == (
+            f"champion v{champion.version}; retrains after {7 - len(unseen)} more labelled day(s) or on {due_on}, "
+            "or when drift fails (retrain_sensor)"
+        )
+        assert "training_set" in kept["changed"] and "marts/fct_impressions" in kept["changed"]
+        assert kept["auc"] == champion.metrics["classification.ranker.auc"]  # the champion's, for the checks
+        assert _versions(home) == trained
+        assert new_day["ml/candidates"]["action"] == "fitted" and new_day["ml/recommendations"]["action"] == "built"
+        assert new_day["ml/recommendations"]["model_version"] == str(champion.version)
+
+        # The same data with the rule at one new day: due, though no input changed since the champion was kept.
+        monkeypatch.setenv("TAILOR_RETRAIN_NEW_DAYS", "1")
+        due = _materialize(instance, *models)
+        assert due["ml/ranker"]["action"] == "trained"
+        assert due["ml/ranker"]["reason"].startswith("retrain due: ")
+        assert f"{len(unseen)} labelled day(s) after version {newest}'s test window" in due["ml/ranker"]["reason"]
+        assert "limit 1)" in due["ml/ranker"]["reason"]
+        assert _versions(home) == [newest + 1, *trained]
+        tags = Registry(home.models_dir).get(newest + 1).tags
+        assert tags["inputs_fingerprint"] == due["ml/ranker"]["inputs_fingerprint"]
+        assert due["ml/candidates"]["action"] == "up to date" and due["ml/recommendations"]["action"] == "built"
+
+        # What the retrain sensor requests trains even with nothing new (the sensor asks only when there is).
+        requested = defs.resolve_job_def(RETRAIN_JOB).execute_in_process(instance=instance)
+        assert requested.success
+        [event] = [e for e in requested.get_asset_materialization_events() if e.asset_key == RANKER_KEY]
+        meta = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+        assert meta["action"] == "trained" and meta["reason"] == f"requested ({RETRAIN_JOB} job); no input changed"
+        assert _versions(home) == [newest + 2, newest + 1, *trained]
 
 
 def test_a_changed_configuration_or_input_changes_the_fingerprint(served_home: Settings) -> None:

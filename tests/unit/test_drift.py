@@ -165,7 +165,7 @@ def test_drift_config_from_the_environment() -> None:
         DriftConfig.from_env({"TAILOR_DRIFT_WARN": "0.3"})
     with pytest.raises(ValueError, match=r"TAILOR_DRIFT_BINS='many' is not a whole number"):
         DriftConfig.from_env({"TAILOR_DRIFT_BINS": "many"})
-    assert RetrainPolicy.from_env({"TAILOR_RETRAIN_MAX_AGE_DAYS": "2.5"}) == RetrainPolicy(2.5, 3)
+    assert RetrainPolicy.from_env({"TAILOR_RETRAIN_MAX_AGE_DAYS": "2.5"}) == RetrainPolicy(2.5, 7)
     with pytest.raises(ValueError, match="TAILOR_RETRAIN_NEW_DAYS"):
         RetrainPolicy.from_env({"TAILOR_RETRAIN_NEW_DAYS": "0"})
 
@@ -190,6 +190,9 @@ def test_retrain_rule() -> None:
     assert not decide_retrain(NOW, None, None, days, [failed], policy).due
     quiet = decide_retrain(NOW, champion, champion, days, [], policy)
     assert not quiet.due and "2.0 of 7 days old, 1 of 3 new labelled day(s)" in quiet.note
+    # When it falls due if nothing fails: two more labelled days, or the champion's 7th day after registration.
+    assert quiet.new_days_left == 2 and quiet.age_due_at == NOW + timedelta(days=5)
+    assert decide_retrain(NOW, None, None, days, [], policy).new_days_left is None
 
     drift = decide_retrain(NOW, champion, champion, days, [failed], policy)
     assert [r.kind for r in drift.reasons] == ["drift"] and "score_cf 0.51" in drift.note
@@ -211,7 +214,7 @@ def test_retrain_rule() -> None:
 
     more = _days(date(2026, 1, 20), date(2026, 2, 10))
     fresh = decide_retrain(NOW, champion, champion, more, [], policy)
-    assert [r.kind for r in fresh.reasons] == ["new_days"]
+    assert [r.kind for r in fresh.reasons] == ["new_days"] and fresh.new_days_left == 0
     assert "3 labelled day(s) after version 4's test window (2026-02-08..2026-02-10; limit 3)" in fresh.note
     every = decide_retrain(NOW, old, old, more, [failed], policy)
     assert [r.kind for r in every.reasons] == ["drift", "age", "new_days"]

@@ -6,10 +6,17 @@ Like the feature assets, each model asset first compares its inputs (content dig
 configuration, the code: `orchestration.defs.ml.inputs`) with those its latest materialization recorded, and when
 nothing changed keeps what it made, saying so (``action: up to date``, the reason names the version kept) with
 the same data version. A rerun with nothing new then registers no new ranker version and rebuilds no page.
+
+New data alone does not retrain the ranker in the daily run: the champion is kept until the retrain rule
+(`ml.monitoring.retrain`, the one the retrain sensor applies, drift left to the sensor) says a retrain is due,
+by new labelled days or the champion's age (docs/decisions.md, "When the daily run retrains the ranker"). A
+changed configuration, feature definition or code, no champion yet, or a run of the `retrain_ranker` job
+trains. The candidate generators and the pages follow every new day with the champion they have.
 """
 
 import os
 import pickle
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +24,12 @@ import dagster as dg
 import pandas as pd
 
 from ml.candidates.union import fit_candidate_set
+from ml.features.training import training_set_path
 from ml.history import load_history
+from ml.monitoring.config import RetrainPolicy
+from ml.monitoring.retrain import RetrainDecision, TrainedVersion, decide_retrain, labelled_days
 from ml.ranker import RankerConfig
-from ml.registry import Registry
+from ml.registry import CHAMPION, ModelVersion, Registry
 from orchestration.defs.ml.inputs import candidates_inputs, ranker_inputs, recommendations_inputs
 from orchestration.lib.fingerprint import (
     FINGERPRINT_KEY,
@@ -34,6 +44,13 @@ from tailor.settings import Settings, get_settings
 
 CANDIDATES_KEY = dg.AssetKey(["ml", "candidates"])
 RANKER_KEY = dg.AssetKey(["ml", "ranker"])
+#: The job the retrain sensor requests: a run of it always trains.
+RETRAIN_JOB = "retrain_ranker"
+#: The ranker's input parts that are data (`orchestration.defs.ml.inputs.ranker_inputs`): when only these moved,
+#: the daily run keeps the champion until the retrain rule says a retrain is due.
+DATA_PARTS = ("training_set", "marts/")
+#: The action of a daily run that kept the champion by the retrain rule.
+KEPT = "kept"
 CANDIDATES_FILE = "candidates.pkl"
 #: Expected calibration error above which the ranker's calibration check fails (equal-mass bins, test window).
 MAX_ECE = 0.02
@@ -113,12 +130,19 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """The click model that orders candidates: trained on the point-in-time training set (time windows, never
     shuffled), tuned with Optuna within its budgets, calibrated on a later day, evaluated on the last days against
     popularity and a random order, and registered in MLflow. It becomes the champion only if it beats the current
-    champion on the same test window (`tailor models` shows both)."""
+    champion on the same test window (`tailor models` shows both).
+
+    In the daily run, new data alone keeps the champion until a retrain is due (TAILOR_RETRAIN_NEW_DAYS labelled
+    days after the newest version's test window, default 7, or a champion TAILOR_RETRAIN_MAX_AGE_DAYS old,
+    default 7); a drift failure retrains through the retrain sensor's `retrain_ranker` job, which always trains."""
     settings = get_settings()
     config = RankerConfig.from_env(os.environ)
+    policy = RetrainPolicy.from_env(os.environ)
     inputs = ranker_inputs(settings, config)
     recorded = _ranker_record(context.instance, settings)
-    if unchanged(inputs, recorded):
+    requested = context.run.job_name == RETRAIN_JOB
+    now = datetime.now(UTC)
+    if unchanged(inputs, recorded) and not requested and not _schedule_lapsed(recorded, policy, now):
         assert recorded is not None
         values = recorded.values
         if values.get("version") is not None:
@@ -126,11 +150,22 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             return _kept(context, recorded, inputs, kept, {"trained": False, "kept": True})
         if values.get("trained") is False:
             return _kept(context, recorded, inputs, f"unchanged, still no ranker: {values.get('reason', '')}")
-    reason = change_reason(inputs, recorded)
+    moved = inputs.changed(recorded.parts) if recorded is not None else ["first run"]
+    reason = change_reason(inputs, recorded) if moved else "no input changed"
+    registry = Registry(settings.models_dir)
+    if requested:
+        # The retrain sensor asks only when some labelled day is new to every version; a run by hand is an order.
+        reason = f"requested ({RETRAIN_JOB} job); {reason}"
+    else:
+        schedule = _retrain_schedule(settings, registry, inputs, recorded, policy, now)
+        if schedule is not None:
+            decision, champion = schedule
+            if not decision.due:
+                return _keep_champion(context, champion, decision, policy, inputs, reason)
+            reason = f"retrain due: {decision.note}"
     from ml.features import open_store
     from ml.ranker import TrainingDataError, train_and_register
 
-    registry = Registry(settings.models_dir)
     try:
         release = train_and_register(
             settings.training_dir / "ranking_training_set.parquet",
@@ -177,6 +212,96 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             "search_trials_run": trained.search.trials_run_now,
             "seconds": dg.MetadataValue.json({k: round(v, 1) for k, v in trained.seconds.items()}),
             "metrics": dg.MetadataValue.md(_table(trained.metrics)),
+        },
+        data_version=dg.DataVersion(inputs.fingerprint),
+    )
+
+
+def _schedule_lapsed(recorded: Recorded | None, policy: RetrainPolicy, now: datetime) -> bool:
+    """Whether a champion kept by the retrain rule must be judged again with no input changed: the retrain
+    settings changed, or the champion reached its age limit since."""
+    values = recorded.values if recorded is not None else {}
+    if values.get("retrain_policy") is None:
+        return False
+    at = values.get("retrain_at")
+    return values["retrain_policy"] != _policy_text(policy) or not isinstance(at, str) or now >= _parse(at)
+
+
+def _policy_text(policy: RetrainPolicy) -> str:
+    return f"new_days={policy.new_days}, max_age_days={policy.max_age_days:g}"
+
+
+def _parse(moment: str) -> datetime:
+    parsed = datetime.fromisoformat(moment)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _retrain_schedule(
+    settings: Settings,
+    registry: Registry,
+    inputs: Inputs,
+    recorded: Recorded | None,
+    policy: RetrainPolicy,
+    now: datetime,
+) -> tuple[RetrainDecision, ModelVersion] | None:
+    """The retrain rule's answer for the daily run, with the champion; None when the rule does not apply and the
+    ranker trains: no champion yet, or a part other than data changed (configuration, feature definitions, code),
+    or the changed parts are unknown (a record from the registry's tag only).
+
+    Drift is left out here: the drift checks of the same run may finish after the ranker, and a failure is the
+    retrain sensor's to act on (it requests the `retrain_ranker` job)."""
+    if recorded is None or not recorded.parts:
+        return None
+    changed = inputs.changed(recorded.parts)
+    if any(not part.startswith(DATA_PARTS) for part in changed):
+        return None
+    versions = registry.versions()  # newest first
+    champion = next((v for v in versions if CHAMPION in v.aliases), None)
+    if champion is None:
+        return None
+    decision = decide_retrain(
+        now,
+        TrainedVersion.of(champion),
+        TrainedVersion.of(versions[0]),
+        labelled_days(training_set_path(settings)),
+        [],
+        policy,
+    )
+    return decision, champion
+
+
+def _keep_champion(
+    context: dg.AssetExecutionContext,
+    champion: ModelVersion,
+    decision: RetrainDecision,
+    policy: RetrainPolicy,
+    inputs: Inputs,
+    changed: str,
+) -> dg.MaterializeResult:
+    """The result of a daily run that keeps the champion (new data, no retrain due): the champion's numbers from
+    the registry (the ranker's checks read them), when it retrains, and the new inputs as the data version."""
+    assert decision.new_days_left is not None and decision.age_due_at is not None
+    reason = (
+        f"champion v{champion.version}; retrains after {decision.new_days_left} more labelled day(s) or on "
+        f"{decision.age_due_at.date()}, or when drift fails (retrain_sensor)"
+    )
+    context.log.info(f"ml/ranker kept: {reason} ({changed}; {decision.note})")
+    return dg.MaterializeResult(
+        metadata={
+            "action": KEPT,
+            "reason": reason,
+            "changed": changed,
+            **inputs.metadata(),
+            "trained": False,
+            "kept": True,
+            "version": champion.version,
+            "aliases": ", ".join(champion.aliases),
+            "test_window": champion.tags.get("test_window", "").replace("..", " .. "),
+            **{k: champion.metrics[m] for k, m in _REGISTRY_METRICS.items() if m in champion.metrics},
+            "retrain_rule": decision.note,
+            "retrain_policy": _policy_text(policy),
+            "retrain_at": decision.age_due_at.isoformat(),
+            "new_days_left": decision.new_days_left,
         },
         data_version=dg.DataVersion(inputs.fingerprint),
     )

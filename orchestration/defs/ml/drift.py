@@ -30,7 +30,7 @@ from ml.monitoring.drift import YOUNG, DriftReport
 from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
 from ml.registry import CHAMPION, Registry
 from orchestration.defs.features.assets import TRAINING_SET_KEY
-from orchestration.defs.ml.assets import RANKER_KEY
+from orchestration.defs.ml.assets import RANKER_KEY, RETRAIN_JOB
 from orchestration.defs.ml.inputs import HISTORY_MARTS
 from orchestration.lib.fingerprint import (
     UP_TO_DATE,
@@ -225,7 +225,7 @@ def _report_metadata(report: DriftReport) -> dict[str, Any]:
 
 
 retrain_job = dg.define_asset_job(
-    "retrain_ranker",
+    RETRAIN_JOB,
     # The ranker and what it reads directly: the training set (brought up to date, cheap when it is) and the
     # candidate generators. Not the warehouse: a retrain works on the data the last pipeline run published.
     selection=dg.AssetSelection.assets(RANKER_KEY).upstream(depth=1),
@@ -253,7 +253,7 @@ def latest_drift_verdict(instance: dg.DagsterInstance, check: str) -> DriftVerdi
 @dg.sensor(job=retrain_job, minimum_interval_seconds=RETRAIN_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Requests a ranker retrain when a drift check failed for the champion, when the champion is older than
-    TAILOR_RETRAIN_MAX_AGE_DAYS (default 7), or when TAILOR_RETRAIN_NEW_DAYS (default 3) labelled days arrived
+    TAILOR_RETRAIN_MAX_AGE_DAYS (default 7), or when TAILOR_RETRAIN_NEW_DAYS (default 7) labelled days arrived
     after the newest version's test window; only when some labelled day is new to every trained version, and
     once per newest day. The run's tags say which condition fired."""
     settings = get_settings()
