@@ -25,7 +25,7 @@ import pandas as pd
 
 from ml.candidates.union import fit_candidate_set
 from ml.features.training import training_set_path
-from ml.history import load_history
+from ml.history import active_users, history_end, load_history
 from ml.monitoring.config import RetrainPolicy
 from ml.monitoring.retrain import RetrainDecision, TrainedVersion, decide_retrain, labelled_days
 from ml.ranker import RankerConfig
@@ -437,10 +437,12 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from ml.recommend.serving import Recommender
 
     recommender = Recommender.open(settings)
-    history = load_history(settings.marts_dir)
-    recent = history.impressions["occurred_at"] >= history.end - pd.Timedelta(days=ACTIVE_DAYS)
-    users = sorted(history.impressions.loc[recent, "user_id"].unique())
-    summary = write_batch(recommender, users, k=10, now=(history.end + pd.Timedelta(seconds=1)).to_pydatetime())
+    # Aggregates over the published impressions, not the whole history in memory (10M events: gigabytes).
+    end = history_end(settings.marts_dir)
+    if end is None:
+        raise dg.Failure(description="no impressions are published yet: land events and build the warehouse first")
+    users = active_users(settings.marts_dir, end, ACTIVE_DAYS)
+    summary = write_batch(recommender, users, k=10, now=(end + pd.Timedelta(seconds=1)).to_pydatetime())
     with duckdb.connect(str(settings.warehouse)) as con:
         con.execute("create schema if not exists marts")
         con.execute(
