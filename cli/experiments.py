@@ -11,13 +11,13 @@ import json
 import math
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from tailor.settings import get_settings
+from cli.common import fail, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 # Wide enough for the results table when output goes to a file or a pipe (rich assumes 80 columns there).
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
 
 
 @click.group(invoke_without_command=True)
@@ -46,13 +41,13 @@ def experiments(ctx: click.Context, experiment_id: str | None, as_json: bool) ->
     from ml.experiments.results import read_results
 
     try:
-        results = read_results(get_settings().marts_dir)
+        results = read_results(load_settings().marts_dir)
     except FileNotFoundError as error:
-        _fail(str(error))
+        fail(str(error))
     if experiment_id is not None:
         known = sorted(results["experiment_id"].unique())
         if experiment_id not in known:
-            _fail(f"no experiment {experiment_id!r} in the results; known: {', '.join(known) or 'none'}")
+            fail(f"no experiment {experiment_id!r} in the results; known: {', '.join(known) or 'none'}")
         results = results[results["experiment_id"] == experiment_id]
     _show(results, as_json)
 
@@ -77,7 +72,7 @@ def analyze_csv(file: Path, alpha: float, no_cuped: bool, as_json: bool) -> None
         stats, variants = read_summary_csv(file)
         results = analyze(stats, variants, alpha=alpha, use_cuped=not no_cuped)
     except (SummaryFileError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     _show(results, as_json, alpha)
 
 
@@ -124,7 +119,7 @@ def plan(
             baseline, mde, relative=relative, alpha=budget.final, power=power, comparisons=comparisons
         )
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     total = per_variant * variants
     plan_out: dict[str, Any] = {
         "baseline": baseline,
@@ -144,7 +139,7 @@ def plan(
         "days_needed": None,
         "traffic": None,
     }
-    activity_path = get_settings().marts_dir / "fct_daily_user_engagement.parquet"
+    activity_path = load_settings().marts_dir / "fct_daily_user_engagement.parquet"
     if activity_path.exists():
         estimate = days_needed(pd.read_parquet(activity_path, columns=["user_id", "activity_date"]), total, share=share)
         plan_out["days_needed"] = estimate.days

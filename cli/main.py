@@ -11,38 +11,27 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.common import fail, load_settings
 from cli.experiments import experiments
 from cli.models import models
 from cli.recommend import recommend
 from tailor.contract.rules import Kind
-from tailor.settings import REPO_ROOT, Settings, disable_telemetry, get_settings
+from tailor.settings import REPO_ROOT, Settings, disable_telemetry
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as error:  # a TAILOR_* variable out of range or unknown: the message names it
-        _fail(str(error))
-
-
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,20 +107,20 @@ def generate(
     OUT/_truth/continued/ and truth.json's closed_loop)."""
     from simulator import SimulationConfig, simulate
 
-    settings = _settings()
+    settings = load_settings()
     target = (out_dir or settings.inbox).resolve()
     if resume:
         _continue(ctx, settings, target, days, policy, pages, as_json)
         return
     if policy != "logging" or pages is not None:
-        _fail("--policy cached and --pages serve pages in a continued run: add --continue")
+        fail("--policy cached and --pages serve pages in a continued run: add --continue")
     options: dict[str, Any] = {"users": users, "days": days, "seed": seed, "format": file_format}
     if start_date is not None:
         options["start_date"] = start_date.date()
     try:
         config = SimulationConfig(**options)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _refuse_mixing_histories(settings, target, config.to_dict())
     with Progress(
         TextColumn("simulating"),
@@ -149,7 +138,7 @@ def generate(
             )
         except FileExistsError:
             bar.stop()
-            _fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
+            fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
     summary = result.as_dict()
     if as_json:
         _emit_json(summary)
@@ -168,10 +157,10 @@ def _continue(
     fixed = [f"--{name.replace('_', '-')}" for name in ("users", "seed", "start_date", "file_format", "overwrite")
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]  # fmt: skip
     if fixed:
-        _fail(f"{', '.join(fixed).replace('file-format', 'format')}: a continued run keeps the world of the first "
+        fail(f"{', '.join(fixed).replace('file-format', 'format')}: a continued run keeps the world of the first "
               "run (truth.json); drop these options")  # fmt: skip
     if policy == "logging" and pages is not None:
-        _fail("--pages is served with --policy cached")
+        fail("--pages is served with --policy cached")
     served = (pages or settings.marts_dir / "batch_recommendations.parquet") if policy == "cached" else None
     with Progress(
         TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
@@ -184,7 +173,7 @@ def _continue(
             )
         except (FileNotFoundError, PagesError, ValueError) as exc:
             bar.stop()
-            _fail(str(exc))
+            fail(str(exc))
     if as_json:
         _emit_json(result.as_dict())
         return
@@ -207,7 +196,7 @@ def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str,
     if target != settings.inbox or not old_truth.exists() or not any(settings.landing.glob("events/batch-*")):
         return
     if json.loads(old_truth.read_text()).get("config") != json.loads(json.dumps(config, default=str)):
-        _fail(
+        fail(
             f"{settings.home} already holds a different simulated history. Start from an empty home "
             f"(`make clean`, or TAILOR_HOME=<new folder>), or write elsewhere with --out."
         )
@@ -236,7 +225,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     """
     from tailor.ingest import IngestError, ingest_paths
 
-    settings = _settings()
+    settings = load_settings()
     try:
         report = ingest_paths(
             paths,
@@ -246,7 +235,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
             check_rows=not skip_rows,
         )
     except IngestError as exc:
-        _fail(f"{exc}\nNothing was ingested.")
+        fail(f"{exc}\nNothing was ingested.")
         return
     if as_json:
         _emit_json(report.as_dict())
@@ -283,10 +272,10 @@ def run(as_json: bool, quiet: bool) -> None:
     from cli.summary import pipeline_summary
     from orchestration.lib.runner import run_all
 
-    settings = _settings()
+    settings = load_settings()
     if settings.engine != "duckdb":
         # Only the warehouse models build on Spark so far; the Dagster assets, Feast and training read DuckDB.
-        _fail(
+        fail(
             f"TAILOR_ENGINE={settings.engine}: `tailor run` runs the whole graph on duckdb only for now. The "
             "warehouse's landing, events, sessions and dimension models build on Spark with plain dbt "
             "(docs/scaling_out.md says which and how); unset TAILOR_ENGINE to run everything on duckdb"
@@ -321,8 +310,9 @@ def run(as_json: bool, quiet: bool) -> None:
         err.print(
             "The champion's inputs or predictions moved away from its training window; the answer is a retrain, "
             "not a fix: with the Dagster daemon running (`make ui`) the retrain_sensor requests the retrain_ranker "
-            "job, and every `tailor run` trains a challenger too; the registry's rule decides whether it replaces "
-            "the champion.",
+            "job (or run it yourself from the UI), which trains a challenger; the registry's rule decides whether it "
+            "replaces the champion. `tailor run` alone retrains only when the retrain rule says it is due (the "
+            "ml/ranker line above).",
             highlight=False,
         )
     if not outcome.success:
@@ -338,7 +328,7 @@ def run(as_json: bool, quiet: bool) -> None:
             if outcome.failed_steps
             else "every asset was built, but a check with ERROR severity did not pass: its data needs a look"
         )
-        _fail(
+        fail(
             f"the run failed ({what}); {consequence}. The whole log is in "
             f"{settings.home / 'logs' / 'dbt.log'} and in the Dagster UI (`make ui`, run {outcome.run_id})."
         )
@@ -351,7 +341,7 @@ def ui(host: str, port: int) -> None:
     """Start the Dagster UI (dagster dev) on this machine, with the instance under TAILOR_HOME."""
     import os
 
-    settings = _settings()
+    settings = load_settings()
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings.dagster_env()}
     dagster = str(Path(sys.executable).parent / "dagster")

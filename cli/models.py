@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from tailor.settings import get_settings
+from cli.common import fail, load_settings
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
 _SHOWN = (
@@ -22,15 +22,10 @@ _SHOWN = (
 )
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
-
-
 def _registry() -> Any:
     from ml.registry import Registry  # MLflow is slow to import: only when the command runs
 
-    return Registry(get_settings().models_dir)
+    return Registry(load_settings().models_dir)
 
 
 @click.group(invoke_without_command=True)
@@ -81,7 +76,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
     try:
         found = _registry().get(version)
     except RegistryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json or (ctx.obj or {}).get("json"):
         click.echo(json.dumps(found.as_dict(), indent=2, sort_keys=True))
         return
@@ -113,7 +108,7 @@ def promote(ctx: click.Context, version: int, as_json: bool) -> None:
     try:
         promoted = _registry().promote(version)
     except RegistryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json or (ctx.obj or {}).get("json"):
         click.echo(json.dumps(promoted.as_dict(), indent=2, sort_keys=True))
     else:

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from tailor.settings import get_settings
+from cli.common import fail, load_settings
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
 
 
 @click.command()
@@ -28,16 +22,20 @@ def recommend(user_id: str, k: int, surface: str, as_json: bool) -> None:
     """Recommend a page for USER_ID: the model's ranking after the business rules, or the cached or popular page
     when the model cannot answer in time (the output says which served, and why)."""
     from ml.history import MissingMartError
-    from ml.recommend.serving import RecommendationInputError, Recommender
+    from ml.recommend.serving import RecommendationInputError, Recommender, ServingConfig
 
-    settings = get_settings()
+    settings = load_settings()
     try:
-        recommender = Recommender.open(settings)
+        config = ServingConfig.from_env()
+    except ValueError as exc:  # a TAILOR_RECOMMEND_* variable: the message names it
+        fail(str(exc))
+    try:
+        recommender = Recommender.open(settings, config)
         result = recommender.recommend(user_id, k=k, surface=surface)
     except RecommendationInputError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except MissingMartError as exc:
-        _fail(f"{exc} (nothing to recommend from yet: `make demo` builds a demo history)")
+        fail(f"{exc} (nothing to recommend from yet: `make demo` builds a demo history)")
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
@@ -56,3 +54,5 @@ def recommend(user_id: str, k: int, surface: str, as_json: bool) -> None:
             str(item.rank), item.content_id, item.category or "", f"{item.score:.4f}", item.slot_kind, item.reason
         )
     out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)

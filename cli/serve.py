@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import NoReturn
 
 import click
 
-from tailor.settings import get_settings
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
+from cli.common import fail, load_settings
 
 
 def _is_loopback(host: str) -> bool:
@@ -47,8 +41,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     try:
         config = ServiceConfig.from_env()
     except ServiceConfigError as exc:
-        _fail(str(exc))
-    settings = get_settings()
+        fail(str(exc))
+    settings = load_settings()
     if not _is_loopback(host):
         click.echo(f"warning: binding {host}: the API is reachable from the network, without authentication", err=True)
     click.echo(f"Tailor service on http://{host}:{port} (data in {settings.home}); Ctrl-C to stop", err=True)

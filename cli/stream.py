@@ -13,19 +13,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from cli.common import fail, load_settings
 from tailor.stream.config import PUSH_SOURCE, StreamConfig, default_redis_url
 
 if TYPE_CHECKING:
     from tailor.stream.broker import Broker
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
 
 
 def _emit_json(data: Any) -> None:
@@ -42,7 +38,7 @@ def _broker(url: str, stream: str, group: str) -> Broker:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        _fail(
+        fail(
             f"cannot reach Redis at {url} ({exc}). Start one (e.g. `redis-server --port 6379 --bind 127.0.0.1`), "
             "or point --redis / TAILOR_REDIS_URL at yours."
         )
@@ -107,7 +103,7 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         if len(report.rejected) > 50:
             click.echo(f"  ... and {len(report.rejected) - 50:,} more (use --json for all)", err=True)
     if report.rejected:
-        _fail(
+        fail(
             f"{len(report.rejected):,} events break the event contract (tailor/contract/event.schema.json) and were "
             f"not published; the {len(report.published):,} valid ones were. Fix the refused lines and publish "
             "them again (an event published twice is counted once)."
@@ -156,11 +152,10 @@ def consume(
     try:
         store.get_data_source(PUSH_SOURCE)
     except Exception as exc:  # feast raises its own "not found" types, which vary by registry
-        _fail(
+        fail(
             f"the Feast registry has no push source {PUSH_SOURCE!r} ({type(exc).__name__}). Register the feature "
             "repository first: `feast apply` in feature_repo/ (or `tailor run`)."
         )
-    from tailor.settings import get_settings
 
     stopping: list[int] = []
 
@@ -173,14 +168,14 @@ def consume(
         broker,
         FeastSink(store, PUSH_SOURCE),
         name=consumer,
-        catalog=Catalog(get_settings().marts_dir / "dim_content.parquet"),
+        catalog=Catalog(load_settings().marts_dir / "dim_content.parquet"),
         batch_size=batch_size,
     )
     click.echo(f"consuming {stream} as {consumer} in group {group} (Ctrl-C to stop)", err=True)
     try:
         stats = worker.run(until_idle=0 if once else max_idle, should_stop=lambda: bool(stopping))
     except StreamBusy as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         _emit_json(worker.describe())
     else:

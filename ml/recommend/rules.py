@@ -55,7 +55,11 @@ class PageRules:
                     changes[name] = int(raw)
                 except ValueError:
                     raise ValueError(f"TAILOR_RECOMMEND_{name.upper()}={raw!r} is not an integer") from None
-        return cls(**changes)
+        try:
+            return cls(**changes)
+        except ValueError as error:
+            names = ", ".join(f"TAILOR_RECOMMEND_{n.upper()}={v}" for n, v in changes.items())
+            raise ValueError(f"{names}: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,12 @@ class ServingConfig:
         try:
             budget = float(raw) if raw is not None else 50.0
         except ValueError:
-            raise ValueError(f"TAILOR_RECOMMEND_BUDGET_MS={raw!r} is not a number of milliseconds") from None
+            budget = math.nan
+        if not (math.isfinite(budget) and budget > 0):
+            raise ValueError(
+                f"TAILOR_RECOMMEND_BUDGET_MS={raw!r} is not a positive number of milliseconds: "
+                "set one (e.g. 50), or unset it for 50"
+            )
         return cls(budget, PageRules.from_env(env))
 
 
@@ -459,7 +464,25 @@ class Recommender:
             latency_ms=(time.perf_counter() - started) * 1000,
             generated_at=moment,
             policy="holdout" if holdout else "personalized",
+            notes=self._page_notes(items, k, served, moment),
         )
+
+    def _page_notes(self, items: list[RecommendedItem], k: int, served: str, moment: datetime) -> list[str]:
+        """Why a page differs from what its caller may expect: fewer than k items, or no explore slot."""
+        notes = []
+        rules = self.config.rules
+        if len(items) < k:
+            notes.append(
+                f"{len(items)} of the {k} items asked for: the page rules allow no more (at most "
+                f"{rules.max_per_category} per category, never an item the user already consumed)"
+            )
+        explore_expected = served == "model" and rules.explore_slots > 0 and len(items) >= rules.explore_position
+        if explore_expected and not any(i.slot_kind == "explore" for i in items):
+            notes.append(
+                f"no explore slot: no eligible item was published in the {FRESH_HOURS:g} hours before "
+                f"{moment.isoformat(timespec='seconds')} (a history that ends earlier needs now= at its end)"
+            )
+        return notes
 
     def _checked_k(self, k: int) -> int:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:

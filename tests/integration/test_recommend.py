@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -116,9 +116,6 @@ def test_a_known_user_gets_the_models_page(recommender: Recommender, pages: pd.D
     for item in result.items:
         assert (item.explore_pool is not None) == (item.slot_kind == "explore")
         assert item.explore_pool is None or (item.content_id in item.explore_pool and item.propensity < 1)
-    for item in result.items:
-        assert (item.explore_pool is not None) == (item.slot_kind == "explore")
-        assert item.explore_pool is None or (item.content_id in item.explore_pool and item.propensity < 1)
     payload = json.loads(json.dumps(result.as_dict()))
     assert payload["served_by"] == "model" and len(payload["items"]) == 10
 
@@ -160,6 +157,29 @@ def test_unknown_and_holdout_users_get_the_popular_page(recommender: Recommender
     held = recommender.recommend(holdout_user, k=10)
     assert held.holdout and held.served_by == "popular" and held.variants == {"personalization_holdout": "holdout"}
     assert {i.slot_kind for i in held.items} <= {"popular", "editorial"}
+
+
+def test_a_short_page_or_a_missing_explore_slot_says_why(recommender: Recommender, pages: pd.DataFrame) -> None:
+    """Found by a new user: pages shorter than k, and live pages without the explore slot (nothing fresh "now"
+    in a history that ended months ago), came back without a word."""
+    explored = pages.loc[(pages["policy"] == "personalized") & (pages["slot_kind"] == "explore")].iloc[0]
+    at_end = pd.Timestamp(explored["generated_at"]).to_pydatetime()
+    user, surface = str(explored["user_id"]), str(explored["surface"])
+    page = recommender.recommend(user, k=10, surface=surface, now=at_end)
+    assert page.served_by == "model" and page.notes == []
+    assert [i.slot_kind for i in page.items].count("explore") == 1
+    later = recommender.recommend(user, k=10, surface=surface, now=at_end + timedelta(days=30))
+    assert later.served_by == "model" and not any(i.slot_kind == "explore" for i in later.items)
+    assert len(later.notes) == 1 and later.notes[0].startswith("no explore slot: no eligible item was published in")
+    k = len(recommender.catalog.ids)
+    wide = recommender.recommend(user, k=k, surface=surface, now=at_end)
+    assert 0 < len(wide.items) < k
+    assert wide.notes[0] == (
+        f"{len(wide.items)} of the {k} items asked for: the page rules allow no more (at most "
+        f"{recommender.config.rules.max_per_category} per category, never an item the user already consumed)"
+    )
+    per_category = pd.Series([i.category for i in wide.items]).value_counts()
+    assert per_category.max() <= recommender.config.rules.max_per_category
 
 
 @pytest.mark.parametrize(
