@@ -106,10 +106,9 @@ def parse_body(body: bytes, max_events: int) -> list[Any]:
         return [data]
     unknown = sorted(set(data) - ENVELOPE_KEYS)
     if unknown or "events" not in data:
-        named = ", ".join(repr(k) for k in unknown) or "none"
+        what = f"unknown field(s) {', '.join(repr(k) for k in unknown)}" if unknown else "the object has no fields"
         raise BadBody(
-            f'unknown field(s) {named}: a batch is {{"events": [...]}} and nothing else; a single event needs '
-            "event_id and event_type",
+            f'{what}: a batch is {{"events": [...]}} and nothing else; a single event needs event_id and event_type',
             422,
         )
     events = data["events"]

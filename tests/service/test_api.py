@@ -115,6 +115,7 @@ def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
         (b"", "application/json", 400, "empty body"),
         (b"[1, 2]", "application/json", 422, "the body is a JSON list"),
         (b'{"events": [], "x": 1}', "application/json", 422, "unknown field(s) 'x'"),
+        (b"{}", "application/json", 422, "the object has no fields: a batch is"),
         (b'{"events": []}', "application/json", 422, "non-empty JSON array"),
         (b'{"event_id": "e1"}', "text/plain", 415, "send the events as application/json"),
         (b"\xff\xfe\x00", "application/json", 400, "not valid JSON"),
