@@ -93,7 +93,7 @@ def test_bodies_are_one_event_or_a_batch_and_nothing_else() -> None:
     assert too_many.value.status == 413
     with pytest.raises(BadBody, match="unknown field"):
         parse_body(b'{"evnts": []}', 10)
-    with pytest.raises(BadBody, match="^the object has no fields: a batch is") as empty:
+    with pytest.raises(BadBody, match=r"^the object has no fields: a batch is") as empty:
         parse_body(b"{}", 10)
     assert empty.value.status == 422
 
