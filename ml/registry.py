@@ -200,9 +200,12 @@ class Registry:
     def load(self, version: int) -> Any:
         """The model object of a version (as `log` stored it)."""
         target = self.get(version)
-        path = self.client().download_artifacts(target.run_id, _ARTIFACT, tempfile.mkdtemp(prefix="tailor-model-"))
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
+        # The artifact is copied out of the store to read it; the copy goes with the read (every load used to
+        # leave a folder behind in the system temp directory).
+        with tempfile.TemporaryDirectory(prefix="tailor-model-") as scratch:
+            path = self.client().download_artifacts(target.run_id, _ARTIFACT, scratch)
+            with open(path, "rb") as handle:
+                return pickle.load(handle)
 
     def _describe(self, version: Any, aliases: Mapping[int, list[str]]) -> ModelVersion:
         client = self.client()
