@@ -3,7 +3,10 @@
 Each trial boosts in stages of `STAGE_ITERATIONS` (scikit-learn's ``warm_start``), scores the tuning window's log
 loss after each stage, keeps the best stage (time-based early stopping) and reports it to Optuna's median pruner,
 so a trial that is clearly worse than the others at the same stage stops early: the boosting stages are where the
-time goes, so that is where pruning pays.
+time goes, so that is where pruning pays. The wall-clock budget is checked there too, after every stage: Optuna's
+own ``timeout`` is only looked at between trials, and one trial on a large training set can take minutes (searches
+of 198-494 s were seen against a 120 s budget). A trial the budget stops keeps its best stage so far and is
+recorded as complete with ``stopped_by_budget`` set, so an overrun is at most one stage.
 
 The study lives in a SQLite file under ``TAILOR_HOME`` and is named after the training data's fingerprint, so a
 search cut short (budget, crash) resumes on the next run with the same data and only runs the trials left. A study
@@ -73,10 +76,14 @@ def staged_fit(
     seed: int,
     max_iter: int,
     trial: optuna.Trial | None = None,
+    deadline: float | None = None,
 ) -> tuple[RankerModel, int, float]:
     """Boost in stages, keep the stage with the lowest tuning log loss; prune through ``trial`` if given.
 
-    Returns the model refitted at the best stage, that stage's iteration count and its tuning log loss.
+    ``deadline`` is a ``time.monotonic()`` instant: past it, no further stage is boosted and the best stage so far
+    is returned (the first stage always completes).
+
+    Returns the model at the best stage, that stage's iteration count and its tuning log loss.
     """
     model = fit_ranker(train, features, params, seed, max_iter=STAGE_ITERATIONS)
     model.classifier.set_params(warm_start=True)
@@ -95,7 +102,9 @@ def staged_fit(
             trial.report(loss, stage)
             if trial.should_prune():
                 raise optuna.TrialPruned()
-        if stale >= 2 or stage >= max_iter:
+        if stale >= 2 or stage >= max_iter or (deadline is not None and time.monotonic() >= deadline):
+            if trial is not None:
+                trial.set_user_attr("boosted_iterations", stage)
             break
         stage = min(stage + STAGE_ITERATIONS, max_iter)
         model.classifier.set_params(max_iter=stage)
@@ -135,11 +144,15 @@ def search(
         study.enqueue_trial(_previous_best(storage, name) or DEFAULT_PARAMS)
 
     kept: dict[int, RankerModel] = {}
+    started = time.monotonic()
+    deadline = started + timeout_s
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial)
-        model, best_iter, loss = staged_fit(train, tune, features, params, seed, max_iter, trial)
+        model, best_iter, loss = staged_fit(train, tune, features, params, seed, max_iter, trial, deadline)
         trial.set_user_attr("max_iter", best_iter)
+        if time.monotonic() >= deadline:
+            trial.set_user_attr("stopped_by_budget", True)
         # Keep only the best model so far in memory: the winner needs no refit after the search.
         completed = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value]
         if not completed or loss < min(completed):
@@ -147,10 +160,15 @@ def search(
             kept[trial.number] = model
         return loss
 
-    started = time.monotonic()
     remaining = max(trials - len(done), 0)
     if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=timeout_s, gc_after_trial=False)
+        # The budget between trials: a callback, not Optuna's ``timeout``, which would start no trial at all when
+        # the budget is already spent; this way the first trial always runs (its stages stop at the deadline).
+        def stop_when_spent(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+            if time.monotonic() >= deadline:
+                study.stop()
+
+        study.optimize(objective, n_trials=remaining, callbacks=[stop_when_spent], gc_after_trial=False)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise RuntimeError(
@@ -169,7 +187,9 @@ def search(
                 "value": t.value,
                 "params": t.params,
                 "max_iter": t.user_attrs.get("max_iter"),
+                "boosted_iterations": t.user_attrs.get("boosted_iterations"),
                 "seconds": t.duration.total_seconds() if t.duration else None,
+                "stopped_by_budget": bool(t.user_attrs.get("stopped_by_budget", False)),
             }
             for t in study.trials
         ],

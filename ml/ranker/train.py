@@ -128,7 +128,9 @@ def train_ranker(
     clock["search"] = time.monotonic() - mark
     mark = time.monotonic()
     params = {k: v for k, v in found.best_params.items() if k != "max_iter"}
-    model, _, _ = staged_fit(train, tune, features, params, config.seed, config.max_iter)
+    # The best trial's model when it ran in this search (a staged fit is deterministic for a seed, so a refit
+    # would only repeat it); a study resumed from an earlier run refits the winner's parameters.
+    model = found.model or staged_fit(train, tune, features, params, config.seed, config.max_iter)[0]
     naive, _, _ = staged_fit(
         train, tune, [f for f in features if f != "position"], params, config.seed, config.max_iter
     )

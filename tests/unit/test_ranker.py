@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from ml.history import History
 from ml.ranker.config import RankerConfig
 from ml.ranker.dataset import TrainingDataError, plan_windows
 from ml.ranker.model import fit_ranker
+from ml.ranker.search import STAGE_ITERATIONS, search, staged_fit
 from ml.registry import NDCG_TOLERANCE, decide
 
 pytestmark = pytest.mark.unit
@@ -169,3 +171,36 @@ def test_promotion_rule() -> None:
     assert not worse_loss.promoted and "log loss" in worse_loss.reason
     worse_lists = decide({"log_loss": 0.10, "ndcg_at_k": 0.29}, champion)
     assert not worse_lists.promoted and "NDCG" in worse_lists.reason
+
+
+def _search_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.random(3000), "position": rng.integers(1, 5, 3000)})
+    frame["clicked"] = rng.random(3000) < (0.5 + 0.45 * np.sin(12 * frame["x"])) / frame["position"]
+    return frame.iloc[:2000], frame.iloc[2000:]
+
+
+def test_the_time_budget_stops_a_trial_between_boosting_stages(tmp_path: Path) -> None:
+    train, tune = _search_frames()
+    # A budget no stage can meet: the first trial still completes its first stage (so there is a model), stops
+    # there instead of boosting to max_iter, and no second trial starts.
+    found = search(train, tune, ["x", "position"], tmp_path, "f" * 16, trials=5, timeout_s=1e-6, max_iter=150, seed=1)
+    assert found.trials_run_now == 1
+    (only,) = found.trials
+    assert only["state"] == "COMPLETE" and only["stopped_by_budget"] is True
+    assert only["boosted_iterations"] == only["max_iter"] == STAGE_ITERATIONS == found.best_params["max_iter"]
+    assert found.model is not None and found.model.params["max_iter"] == STAGE_ITERATIONS
+
+    # Given time, the same search boosts on past the first stage, and nothing says it was cut.
+    roomy = search(train, tune, ["x", "position"], tmp_path, "e" * 16, trials=1, timeout_s=600, max_iter=150, seed=1)
+    assert roomy.trials[0]["stopped_by_budget"] is False and roomy.trials[0]["boosted_iterations"] > STAGE_ITERATIONS
+
+
+def test_the_search_keeps_the_winners_model_equal_to_a_refit(tmp_path: Path) -> None:
+    train, tune = _search_frames()
+    found = search(train, tune, ["x", "position"], tmp_path, "d" * 16, trials=2, timeout_s=600, max_iter=100, seed=4)
+    assert found.model is not None
+    params = {k: v for k, v in found.best_params.items() if k != "max_iter"}
+    refit, best_iter, _ = staged_fit(train, tune, ["x", "position"], params, seed=4, max_iter=100)
+    assert best_iter == found.best_params["max_iter"]
+    assert np.array_equal(found.model.predict(tune), refit.predict(tune))
