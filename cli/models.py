@@ -105,14 +105,19 @@ def promote(ctx: click.Context, version: int, as_json: bool) -> None:
     """Make VERSION the champion (the version `recommend` serves), whatever the promotion rule said."""
     from ml.registry import RegistryError
 
+    registry = _registry()
     try:
-        promoted = _registry().promote(version)
+        before = registry.alias("champion")
+        promoted = registry.promote(version)
     except RegistryError as exc:
         fail(str(exc))
     if as_json or (ctx.obj or {}).get("json"):
         click.echo(json.dumps(promoted.as_dict(), indent=2, sort_keys=True))
+    elif before is not None and before.version == version:
+        out.print(f"ranker version {version} is already the champion; nothing changed")
     else:
-        out.print(f"ranker version {promoted.version} is now the champion")
+        was = f" (was version {before.version})" if before is not None else ""
+        out.print(f"ranker version {promoted.version} is now the champion{was}")
 
 
 def _label(metric: str) -> str:

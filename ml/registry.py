@@ -162,8 +162,14 @@ class Registry:
             client.set_model_version_tag(MODEL_NAME, str(version), key, value)
 
     def promote(self, version: int) -> ModelVersion:
-        """Make ``version`` the champion by hand (`tailor models promote`)."""
-        self.get(version)  # raises for an unknown version
+        """Make ``version`` the champion by hand (`tailor models promote`).
+
+        The current champion is left as it is (its recorded promotion decision is kept). Raises RegistryError for
+        an unknown version.
+        """
+        target = self.get(version)
+        if CHAMPION in target.aliases:
+            return target
         client = self.client()
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
         client.set_model_version_tag(
