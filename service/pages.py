@@ -326,7 +326,8 @@ def _why_not_open(exc: Exception) -> str:
     from ml.history import MissingMartError
 
     if isinstance(exc, MissingMartError):
-        return f"{exc}: build a history first (`tailor run`; `make demo` makes a demo one)"
+        # The error already says to build the warehouse; only the demo shortcut is added.
+        return f"{exc}; `make demo` builds a demo history"
     return f"the recommender could not be opened: {type(exc).__name__}: {exc}"[:500]
 
 

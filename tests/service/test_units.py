@@ -15,7 +15,9 @@ from ml.recommend.serving import MODEL_PATH_BUSY
 from service.caching import not_modified, page_etag, page_moment, private_page, public_page
 from service.config import ServiceConfig, ServiceConfigError
 from service.events import BadBody, parse_body
-from service.metrics import METRICS_DIR_ENV, PROMETHEUS_ENV, reason_kind, worker_metrics_env
+from service.metrics import METRICS_DIR_ENV, PROMETHEUS_ENV, Metrics, reason_kind, worker_metrics_env
+from service.pages import NotReady, RecommenderHost
+from tailor.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +139,15 @@ def test_workers_share_a_fresh_metrics_folder_that_goes_with_the_server(
         assert none is None and PROMETHEUS_ENV not in os.environ and METRICS_DIR_ENV not in os.environ
         assert f"{SERIES} 2.0" in _worker(2)  # one process: in memory
         assert not list(tmp_path.glob("*.db")) and not (tmp_path / "feast_metrics_x").exists()
+
+
+def test_an_empty_home_says_once_what_to_build(settings: Settings) -> None:
+    host = RecommenderHost(settings, ServiceConfig.from_env(), Metrics())
+    host.open()
+    why = host.open_error or ""
+    assert "not found: build the warehouse first (`tailor run`" in why and why.endswith(
+        "`make demo` builds a demo history"
+    )
+    assert why.count("tailor run") == 1, why
+    with pytest.raises(NotReady, match="build the warehouse first"):
+        host.current()
