@@ -15,7 +15,7 @@ class _ProgressHandler(logging.Handler):
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION":
             key = event.asset_key.to_user_string() if event.asset_key else "?"
-            print(f"  built   {key}", file=sys.stderr, flush=True)
+            print(f"  {_action(event):<10} {key}", file=sys.stderr, flush=True)
         elif kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             if data is not None and not data.passed:
@@ -23,6 +23,16 @@ class _ProgressHandler(logging.Handler):
                 print(f"  CHECK FAILED {where}: {data.check_name}", file=sys.stderr, flush=True)
         elif kind == "STEP_FAILURE":
             print(f"  FAILED  {event.step_key}: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
+
+
+def _action(event: dg.DagsterEvent) -> str:
+    """What the materialization did: its ``action`` metadata (``up to date``, ``kept``, ``trained``, ``applied``...)
+    when the asset records one, else ``built`` (dbt models, which rebuild their window every run)."""
+    data = event.event_specific_data
+    materialization = getattr(data, "materialization", None)
+    action = (getattr(materialization, "metadata", None) or {}).get("action")
+    text = getattr(action, "value", action)
+    return text if isinstance(text, str) and text else "built"
 
 
 @dg.logger(
