@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from typing import Any
 
 import dagster as dg
 
@@ -25,14 +26,20 @@ class _ProgressHandler(logging.Handler):
             print(f"  FAILED  {event.step_key}: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
 
 
+def materialization_metadata(event: dg.DagsterEvent) -> dict[str, Any]:
+    """The plain values of an ASSET_MATERIALIZATION event's metadata (``{}`` for other events)."""
+    data = event.step_materialization_data if event.event_type_value == "ASSET_MATERIALIZATION" else None
+    materialization = data.materialization if data is not None else None
+    if materialization is None:
+        return {}
+    return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+
+
 def _action(event: dg.DagsterEvent) -> str:
     """What the materialization did: its ``action`` metadata (``up to date``, ``kept``, ``trained``, ``applied``...)
     when the asset records one, else ``built`` (dbt models, which rebuild their window every run)."""
-    data = event.event_specific_data
-    materialization = getattr(data, "materialization", None)
-    action = (getattr(materialization, "metadata", None) or {}).get("action")
-    text = getattr(action, "value", action)
-    return text if isinstance(text, str) and text else "built"
+    action = materialization_metadata(event).get("action")
+    return action if isinstance(action, str) and action else "built"
 
 
 @dg.logger(

@@ -1,6 +1,9 @@
-"""`tailor run`'s progress lines say what each asset did, not "built" for an asset that kept what it had."""
+"""What `tailor run` prints while it runs: what each asset did (not "built" for an asset that kept what it had), and
+no deprecation warnings from pinned third-party code."""
 
 from __future__ import annotations
+
+import warnings
 
 import dagster as dg
 import pytest
@@ -35,3 +38,15 @@ def test_each_line_names_the_assets_action(capfd: pytest.CaptureFixture[str]) ->
     assert result.success
     lines = sorted(line.split() for line in capfd.readouterr().err.splitlines() if line.startswith("  "))
     assert lines == [["built", "rebuilt"], ["kept", "kept"], ["up", "to", "date", "unchanged"]]
+
+
+def test_known_third_party_deprecations_are_silenced_and_others_still_show() -> None:
+    from orchestration.lib.runner import KNOWN_THIRD_PARTY_WARNINGS, _silence_known_third_party_warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", DeprecationWarning)  # what Feast's import does ("once")
+        _silence_known_third_party_warnings()
+        for message in KNOWN_THIRD_PARTY_WARNINGS:
+            warnings.warn(f"{message} and no longer maintained", DeprecationWarning, stacklevel=1)
+        warnings.warn("tailor_function is deprecated", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["tailor_function is deprecated"]
