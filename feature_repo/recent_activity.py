@@ -8,17 +8,15 @@ gives training sets the value a model would have seen online and lets `feast mat
 from datetime import timedelta
 
 from conventions import OWNER, feature
-from data_sources import published_marts_dir
+from data_sources import mart_source
 from entities import user
-from feast import FeatureView, FileSource, PushSource
+from feast import FeatureView, PushSource
 from feast.types import Array, Float64, Int64, String
 
-recent_activity_source = FileSource(
-    name="recent_activity_source",
-    path=str(published_marts_dir() / "fct_user_recent_activity.parquet"),
-    timestamp_field="event_timestamp",
-    description="dbt mart fct_user_recent_activity: the 30-minute window per user at each moment it changes.",
-    owner=OWNER,
+recent_activity_source = mart_source(
+    "recent_activity_source",
+    "fct_user_recent_activity",
+    "dbt mart fct_user_recent_activity: the 30-minute window per user at each moment it changes.",
 )
 
 recent_activity_push = PushSource(

@@ -14,6 +14,9 @@ from entities import user
 from feast import FeatureView, FileSource
 from feast.types import Array, Float64, String
 
+# A FileSource whatever TAILOR_ENGINE says: the file is Tailor's own output, written straight to the online store and
+# never read by an offline store, and it does not exist before the first ranker, when `feast apply` on Spark would
+# refuse a SparkSource over it (Spark's validation reads the path; FileSource's only warns).
 cached_recommendations_source = FileSource(
     name="cached_recommendations_source",
     path=str(published_marts_dir() / "batch_recommendations_by_user.parquet"),

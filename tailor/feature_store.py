@@ -1,9 +1,12 @@
 """Open Tailor's Feast feature store for one Tailor home, with the online store the configuration selects.
 
-`feature_repo/feature_store.yaml` (SQLite) is the default; Feast's own ``FEAST_FS_YAML_FILE_PATH`` selects another
-file, e.g. `feature_repo/feature_store.redis.yaml`. The files refer to ``${TAILOR_HOME}`` and other variables; the
-plain `feast` CLI substitutes them from the environment, and so does this module, except that TAILOR_HOME comes from
-the Settings passed in: two homes can be open in one process (tests do that) without touching ``os.environ``.
+`feature_repo/feature_store.yaml` (SQLite online, DuckDB offline) is the default; ``TAILOR_ENGINE=spark`` selects
+`feature_repo/feature_store.spark.yaml` (Feast's Spark offline store; the repo's sources become SparkSources over
+Spark's tables), and Feast's own ``FEAST_FS_YAML_FILE_PATH`` selects any other file, e.g.
+`feature_repo/feature_store.redis.yaml`, as long as its offline store is the engine's. The files refer to
+``${TAILOR_HOME}`` and other variables; the plain `feast` CLI substitutes them from the environment, and so does this
+module, except that TAILOR_HOME comes from the Settings passed in: two homes can be open in one process (tests do
+that) without touching ``os.environ``.
 
 Feast is imported only where a Feast object is made: importing it costs seconds, and callers that only need to
 know which files the configuration names (e.g. to decide that nothing changed since the last `feast apply`) should
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings
+from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Engine, Settings, engine_from_env
 
 if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
@@ -29,16 +32,29 @@ if TYPE_CHECKING:
 #: Feast's variable naming the feature_store.yaml to use; the `feast` CLI and `FeatureStore()` honour it too.
 FEAST_YAML_ENV = "FEAST_FS_YAML_FILE_PATH"
 _VARIABLE = re.compile(r"\$\{(\w+)\}")
+#: The configuration each engine uses when FEAST_FS_YAML_FILE_PATH is not set, and the offline store it must name.
+ENGINE_YAML: dict[Engine, str] = {"duckdb": "feature_store.yaml", "spark": "feature_store.spark.yaml"}
+ENGINE_OFFLINE_STORE: dict[Engine, str] = {"duckdb": "duckdb", "spark": "spark"}
 
 
 class FeatureStoreConfigError(ValueError):
     """The feature store configuration cannot be used as it stands (a missing file or variable)."""
 
 
-def feature_store_yaml() -> Path:
-    """The configuration in use: ``$FEAST_FS_YAML_FILE_PATH`` when set, else `feature_repo/feature_store.yaml`."""
+def feature_store_yaml(engine: Engine | None = None) -> Path:
+    """The configuration in use: ``$FEAST_FS_YAML_FILE_PATH`` when set, else the engine's file in feature_repo/
+    (`feature_store.yaml` for duckdb, `feature_store.spark.yaml` for spark).
+
+    Args:
+        engine: the warehouse engine (default: ``TAILOR_ENGINE``).
+
+    Raises:
+        FeatureStoreConfigError: the named file does not exist.
+        ValueError: ``TAILOR_ENGINE`` names no engine (only when ``engine`` is not given).
+    """
+    engine = engine or engine_from_env()
     configured = os.environ.get(FEAST_YAML_ENV)
-    path = Path(configured).expanduser().resolve() if configured else FEATURE_REPO_DIR / "feature_store.yaml"
+    path = Path(configured).expanduser().resolve() if configured else FEATURE_REPO_DIR / ENGINE_YAML[engine]
     if not path.is_file():
         raise FeatureStoreConfigError(
             f"{FEAST_YAML_ENV} names {path}, which does not exist: point it at a feature_store*.yaml file "
@@ -61,10 +77,23 @@ def _substitute(text: str, variables: Mapping[str, str], source: Path) -> str:
 
 
 def config_dict(settings: Settings, yaml_path: Path | None = None) -> dict[str, Any]:
-    """The configuration file as a plain mapping, with ``${...}`` filled in (no Feast import, no validation)."""
-    path = yaml_path or feature_store_yaml()
+    """The configuration file as a plain mapping, with ``${...}`` filled in (no Feast import, no validation).
+
+    Raises:
+        FeatureStoreConfigError: a variable it uses is not set, or its offline store is not the engine's (the
+            repo's sources are FileSources for duckdb and SparkSources for spark: the two must agree).
+    """
+    path = yaml_path or feature_store_yaml(settings.engine)
     variables = {**os.environ, "TAILOR_HOME": str(settings.home)}
     raw: dict[str, Any] = yaml.safe_load(_substitute(path.read_text(), variables, path))
+    offline = str((raw.get("offline_store") or {}).get("type", "dask"))  # Feast's default offline store
+    expected = ENGINE_OFFLINE_STORE[settings.engine]
+    if (offline == "spark") != (expected == "spark"):
+        raise FeatureStoreConfigError(
+            f"TAILOR_ENGINE={settings.engine} reads features with Feast's {expected} offline store, but {path} "
+            f"names offline_store type {offline!r}: use {FEATURE_REPO_DIR / ENGINE_YAML[settings.engine]} (unset "
+            f"{FEAST_YAML_ENV}), or copy its offline_store block into {path.name}."
+        )
     return raw
 
 
@@ -86,11 +115,14 @@ def open_store(settings: Settings, yaml_path: Path | None = None) -> FeatureStor
 
 
 def feast_env(settings: Settings) -> dict[str, str]:
-    """Environment for a `feast` subprocess working on this home (keeps a FEAST_FS_YAML_FILE_PATH already set)."""
-    env = {**TELEMETRY_OFF, "TAILOR_HOME": str(settings.home)}
-    if FEAST_YAML_ENV in os.environ:
-        env[FEAST_YAML_ENV] = str(feature_store_yaml())
-    return env
+    """Environment for a `feast` subprocess working on this home: the home, the engine (the repo's sources follow
+    it) and the configuration in use (a FEAST_FS_YAML_FILE_PATH already set, else the engine's file)."""
+    return {
+        **TELEMETRY_OFF,
+        "TAILOR_HOME": str(settings.home),
+        "TAILOR_ENGINE": settings.engine,
+        FEAST_YAML_ENV: str(feature_store_yaml(settings.engine)),
+    }
 
 
 def online_store_type(settings: Settings) -> str:
@@ -108,6 +140,9 @@ _NOISE = (
     (r"fetch_arrow_table\(\) is deprecated", DeprecationWarning),
     # Feast flags on-demand feature views as experimental on every use; ours are tested online and offline.
     (r"On demand feature view is an experimental feature", RuntimeWarning),
+    # Feast flags its Spark source and offline store as alpha on every use; TAILOR_ENGINE=spark is tested against
+    # DuckDB's (tests/integration/test_spark_feast.py).
+    (r"The spark (data source API|offline store) is an experimental feature", RuntimeWarning),
 )
 
 

@@ -86,6 +86,11 @@ class Settings:
         return self.home / "spark"
 
     @property
+    def spark_marts_dir(self) -> Path:
+        """Spark's tables of the marts schema, one folder of Parquet parts per table (engine spark only)."""
+        return self.spark_dir / "warehouse" / "marts.db"
+
+    @property
     def marts_dir(self) -> Path:
         """Marts published as Parquet for Feast, the app and anyone else who reads."""
         return self.home / "marts"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 
+from ml.features.sources import parquet_scan
+
 #: Stored next to digests; a different DuckDB may hash differently.
 DIGEST_VERSION = f"duckdb-{duckdb.__version__}"
 
@@ -29,7 +31,7 @@ def daily_digests(path: Path, day_sql: str, columns: Sequence[str] | None = None
     """``{day: "rows:hashsum"}`` for a Parquet file, the day of each row given by ``day_sql`` (a DuckDB expression).
 
     Args:
-        path: a Parquet file.
+        path: a Parquet file, or a folder of Parquet parts (a Spark table, see ml.features.sources).
         day_sql: the expression giving a row's day, e.g. ``cast(occurred_at as date)``; evaluated with the session
             time zone set to UTC, so a ``timestamptz`` column gives its UTC day.
         columns: the columns whose values count (default: the whole row).
@@ -37,26 +39,29 @@ def daily_digests(path: Path, day_sql: str, columns: Sequence[str] | None = None
     Raises:
         FileNotFoundError: the file does not exist.
     """
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: build the warehouse first (`tailor run` or `dbt build`)")
+    scan, parameter = parquet_scan(path)
     row = f"hash({', '.join(_quote(c) for c in columns)})" if columns else "hash(t)"
     sql = f"""
         select {day_sql} as day, count(*) as n, coalesce(sum({row}), 0)::varchar as h
-        from read_parquet(?) t
+        from {scan} t
         group by day
     """
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        rows = con.execute(sql, [str(path)]).fetchall()
+        rows = con.execute(sql, [parameter]).fetchall()
     return {day: f"{n}:{h}" for day, n, h in rows if day is not None}
 
 
 def file_digest(path: Path) -> str:
-    """One digest of a whole Parquet file's rows (``"rows:hashsum"``), independent of their order."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: build the warehouse first (`tailor run` or `dbt build`)")
+    """One digest of a whole Parquet file's (or Spark table folder's) rows (``"rows:hashsum"``), independent of
+    their order.
+
+    Raises:
+        FileNotFoundError: nothing exists at ``path``.
+    """
+    scan, parameter = parquet_scan(path)
     with duckdb.connect() as con:
         n, h = con.execute(
-            "select count(*), coalesce(sum(hash(t)), 0)::varchar from read_parquet(?) t", [str(path)]
+            f"select count(*), coalesce(sum(hash(t)), 0)::varchar from {scan} t", [parameter]
         ).fetchall()[0]
     return f"{n}:{h}"

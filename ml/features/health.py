@@ -14,9 +14,10 @@ from typing import Any
 
 import duckdb
 import pandas as pd
-from feast import FeatureStore, FeatureView, FileSource
+from feast import FeatureStore, FeatureView
 
 from ml.features.materialize import batch_views, source_bounds
+from ml.features.sources import parquet_scan, view_parquet
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,17 @@ def _sample(view: FeatureView, size: int, at: datetime | None = None) -> pd.Data
 
     ``at`` limits the sample to entities with a row at that timestamp (the newest day).
     """
-    source = view.batch_source
-    assert isinstance(source, FileSource)
+    path, timestamp_field = view_parquet(view)
+    scan, parameter = parquet_scan(path)
     keys = [column.name for column in view.entity_columns]
     columns = ", ".join(f'"{name}"' for name in [*keys, *(f.name for f in view.features)])
     key_list = ", ".join(f'"{k}"' for k in keys)
-    ts = f'"{source.timestamp_field}"'
+    ts = f'"{timestamp_field}"'
     at_filter = f"where {ts} = ?" if at is not None else ""
     sql = f"""
         with newest as (
             select {columns}, {ts} as event_timestamp
-            from read_parquet(?)
+            from {scan}
             qualify row_number() over (partition by {key_list} order by {ts} desc) = 1
         )
         select * from newest {at_filter.replace(ts, "event_timestamp")}
@@ -67,7 +68,7 @@ def _sample(view: FeatureView, size: int, at: datetime | None = None) -> pd.Data
     """
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        params: list[Any] = [source.path] + ([at] if at is not None else [])
+        params: list[Any] = [parameter] + ([at] if at is not None else [])
         return con.execute(sql, params).df()
 
 

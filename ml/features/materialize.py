@@ -25,11 +25,12 @@ import duckdb
 
 from ml.features.digests import DIGEST_VERSION, file_digest
 from ml.features.repo import apply_marker, store_files
+from ml.features.sources import parquet_path, parquet_scan, view_parquet
 from tailor.feature_store import feature_store_yaml
 from tailor.settings import Settings
 
 if TYPE_CHECKING:
-    from feast import FeatureStore, FeatureView, FileSource
+    from feast import FeatureStore, FeatureView
 
 #: Must cover the days dbt recomputes on every run (var lookback_days = 3 in dbt_project.yml), with room to spare.
 OVERLAP = timedelta(days=7)
@@ -60,15 +61,14 @@ WRITTEN_BY_TAG = "written_by"
 
 
 def batch_views(store: FeatureStore) -> list[FeatureView]:
-    """Views fed from the Parquet marts; views with a stream (push) source are fed by `tailor stream` instead, and
-    views tagged `WRITTEN_BY_TAG` by the asset that computes them."""
-    from feast import FileSource
-
+    """Views fed from the Parquet marts (a FileSource on DuckDB, a SparkSource over a table folder on Spark); views
+    with a stream (push) source are fed by `tailor stream` instead, and views tagged `WRITTEN_BY_TAG` by the asset
+    that computes them."""
     return sorted(
         (
             v
             for v in store.list_feature_views()
-            if v.stream_source is None and isinstance(v.batch_source, FileSource) and WRITTEN_BY_TAG not in v.tags
+            if v.stream_source is None and parquet_path(v.batch_source) is not None and WRITTEN_BY_TAG not in v.tags
         ),
         key=lambda v: v.name,
     )
@@ -76,11 +76,11 @@ def batch_views(store: FeatureStore) -> list[FeatureView]:
 
 def source_bounds(view: FeatureView) -> tuple[datetime, datetime] | None:
     """Oldest and newest event_timestamp in the view's Parquet source (UTC), or None when it is empty."""
-    source = _file_source(view)
-    column = source.timestamp_field
+    path, column = view_parquet(view)
+    scan, parameter = parquet_scan(path)
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        row = con.execute(f'select min("{column}"), max("{column}") from read_parquet(?)', [source.path]).fetchall()
+        row = con.execute(f'select min("{column}"), max("{column}") from {scan}', [parameter]).fetchall()
     low, high = row[0]
     return None if low is None else (_utc(low), _utc(high))
 
@@ -133,7 +133,7 @@ def materialize_features(store: FeatureStore, settings: Settings | None = None) 
     With ``settings``, what was read is saved for `online_store_plan` (after every view succeeded).
     """
     views = batch_views(store)
-    sources = tuple(sorted({str(_file_source(v).path) for v in views}))
+    sources = tuple(sorted({view_parquet(v)[0] for v in views}))
     version = inputs_version(settings, sources) if settings is not None else ""
     done: list[ViewMaterialization] = []
     for view in views:
@@ -160,24 +160,17 @@ def last_materialized_version(settings: Settings) -> str | None:
 
 
 def _state_path(settings: Settings) -> Path:
-    return settings.feast_dir / f".materialized-{feature_store_yaml().stem}.json"
-
-
-def _file_source(view: FeatureView) -> FileSource:
-    from feast import FileSource
-
-    source = view.batch_source
-    assert isinstance(source, FileSource)  # batch_views() keeps only these
-    return source
+    return settings.feast_dir / f".materialized-{feature_store_yaml(settings.engine).stem}.json"
 
 
 def _entities_in(view: FeatureView, start: datetime, end: datetime) -> int:
-    source = _file_source(view)
     keys = ", ".join(f'"{column.name}"' for column in view.entity_columns)
+    path, column = view_parquet(view)
+    scan, parameter = parquet_scan(path)
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        sql = f'select count(distinct ({keys})) from read_parquet(?) where "{source.timestamp_field}" between ? and ?'
-        return int(con.execute(sql, [source.path, start, end]).fetchall()[0][0])
+        sql = f'select count(distinct ({keys})) from {scan} where "{column}" between ? and ?'
+        return int(con.execute(sql, [parameter, start, end]).fetchall()[0][0])
 
 
 def _utc(moment: datetime) -> datetime:

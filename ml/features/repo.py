@@ -78,7 +78,7 @@ def store_files(settings: Settings) -> tuple[Path, Path | None]:
 
 def apply_marker(settings: Settings) -> Path:
     """The file a successful apply writes its fingerprint to (rewritten by every apply)."""
-    return settings.feast_dir / f".applied-{feature_store_yaml().stem}"
+    return settings.feast_dir / f".applied-{feature_store_yaml(settings.engine).stem}"
 
 
 def apply_feature_repo(settings: Settings, force: bool = False) -> ApplyResult:
@@ -87,7 +87,7 @@ def apply_feature_repo(settings: Settings, force: bool = False) -> ApplyResult:
     Raises:
         RuntimeError: `feast apply` failed; the message carries its output.
     """
-    yaml_path = feature_store_yaml()
+    yaml_path = feature_store_yaml(settings.engine)
     config = config_dict(settings, yaml_path)
     registry = _registry_path(config)
     online, online_file = _online_store(config)

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from ml.features.digests import DIGEST_VERSION, daily_digests
 from ml.features.repo import definitions_fingerprint
+from ml.features.sources import view_parquet
 from tailor.settings import Settings
 
 if TYPE_CHECKING:
@@ -236,26 +237,22 @@ def build_training_set(store: FeatureStore, spine: pd.DataFrame, service: str = 
 
 
 def service_sources(store: FeatureStore, service: str = "ranker_v1") -> list[FeatureSource]:
-    """The Parquet files the service's stored views read, each with the longest reach back of the views on it.
+    """The Parquet files (DuckDB) or table folders (Spark) the service's stored views read, each with the longest
+    reach back of the views on it.
 
     The on-demand views read stored views (already listed) and the request: they add no source.
 
     Raises:
-        ValueError: a view reads something other than a Parquet file (its changes could not be seen).
+        ValueError: a view reads something other than Parquet by path (its changes could not be seen).
     """
-    from feast import FileSource
-
     lookback: dict[tuple[str, str], int | None] = {}
     for projection in store.get_feature_service(service).feature_view_projections:
         views = [v for v in store.list_feature_views() if v.name == projection.name]
         if not views:
             continue  # an on-demand view
         view = views[0]
-        source = view.batch_source
-        if not isinstance(source, FileSource):
-            raise ValueError(f"view {view.name} reads {type(source).__name__}; the training set only tracks Parquet")
+        key = view_parquet(view, " (the training set only tracks Parquet)")
         days = math.ceil(view.ttl / timedelta(days=1)) if view.ttl else None
-        key = (str(source.path), source.timestamp_field)
         known = lookback.get(key, 0)
         lookback[key] = None if days is None or known is None else max(known, days)
     return [FeatureSource(path, field_, days) for (path, field_), days in sorted(lookback.items())]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +21,7 @@ from feast.types import Array, Float64, Int64, String, UnixTimestamp
 from ml.features.health import _same
 from ml.features.materialize import OVERLAP, plan
 from ml.features.online import UnknownFeatureError, _split
-from tailor.feature_store import FEAST_YAML_ENV, FeatureStoreConfigError, feature_store_yaml, load_config
+from tailor.feature_store import FEAST_YAML_ENV, FeatureStoreConfigError, feast_env, feature_store_yaml, load_config
 from tailor.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR, get_settings
 
 pytestmark = pytest.mark.unit
@@ -196,3 +197,40 @@ def test_online_and_offline_values_compare_as_a_model_sees_them() -> None:
 def test_a_malformed_feature_reference_says_how_to_write_one(ref: str) -> None:
     with pytest.raises(UnknownFeatureError, match="write 'view:feature'"):
         _split(ref)
+
+
+def test_the_engine_selects_the_offline_store_and_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TAILOR_ENGINE=spark: feature_store.spark.yaml (Spark offline store, local[2], UTC, no UI; its own registry,
+    the same online store) and SparkSources over Spark's table folders; the default stays DuckDB over the files.
+    A FEAST_FS_YAML_FILE_PATH whose offline store is not the engine's is refused, saying what to use."""
+    monkeypatch.delenv(FEAST_YAML_ENV, raising=False)
+    duck, spark = get_settings(tmp_path), replace(get_settings(tmp_path), engine="spark")
+    assert feature_store_yaml("duckdb").name == "feature_store.yaml"
+    assert feature_store_yaml("spark").name == "feature_store.spark.yaml"
+    config = load_config(spark)
+    assert config.offline_store.type == "spark" and load_config(duck).offline_store.type == "duckdb"
+    conf = config.offline_store.spark_conf
+    assert conf["spark.master"] == "local[2]" and conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.ui.enabled"] == "false" and "-Duser.timezone=UTC" in conf["spark.driver.extraJavaOptions"]
+    assert config.registry.path == str(tmp_path / "feast" / "registry_spark.db")
+    assert config.online_store.path == load_config(duck).online_store.path
+    env = feast_env(spark)
+    assert env["TAILOR_ENGINE"] == "spark" and env[FEAST_YAML_ENV] == str(FEATURE_REPO_DIR / "feature_store.spark.yaml")
+
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path))
+    monkeypatch.syspath_prepend(str(FEATURE_REPO_DIR))
+    for engine, kind, folder in (("spark", "SparkSource", spark.spark_marts_dir), ("duckdb", "FileSource", None)):
+        monkeypatch.setenv("TAILOR_ENGINE", engine)
+        sys.modules.pop("data_sources", None)
+        sources = importlib.import_module("data_sources")
+        source = sources.user_features_source
+        assert type(source).__name__ == kind
+        expected = folder / "fct_user_features_daily" if folder else duck.marts_dir / "fct_user_features_daily.parquet"
+        assert source.path == str(expected) and source.timestamp_field == "event_timestamp"
+    sys.modules.pop("data_sources", None)
+
+    monkeypatch.setenv(FEAST_YAML_ENV, str(FEATURE_REPO_DIR / "feature_store.redis.yaml"))
+    monkeypatch.setenv("TAILOR_FEAST_REDIS", "127.0.0.1:6390")
+    with pytest.raises(FeatureStoreConfigError, match=r"TAILOR_ENGINE=spark reads features with Feast's spark offline"):
+        load_config(spark)
+    assert load_config(duck).online_store.type == "redis"
