@@ -270,16 +270,13 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
 def run(as_json: bool, quiet: bool) -> None:
     """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
     from cli.summary import pipeline_summary
+    from orchestration.lib.engine_support import refusal
     from orchestration.lib.runner import run_all
 
     settings = load_settings()
-    if settings.engine != "duckdb":
-        # Only the warehouse models build on Spark so far; the Dagster assets, Feast and training read DuckDB.
-        fail(
-            f"TAILOR_ENGINE={settings.engine}: `tailor run` runs the whole graph on duckdb only for now. The "
-            "warehouse's landing, events, sessions and dimension models build on Spark with plain dbt "
-            "(docs/scaling_out.md says which and how); unset TAILOR_ENGINE to run everything on duckdb"
-        )
+    refused = refusal(settings.engine)  # what the engine cannot run yet, said before anything starts
+    if refused:
+        fail(refused)
     if not quiet:
         err.print(f"Running every asset against {settings.home}", highlight=False)
     outcome = run_all(settings, quiet=quiet or as_json)

@@ -443,11 +443,13 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         raise dg.Failure(description="no impressions are published yet: land events and build the warehouse first")
     users = active_users(settings.marts_dir, end, ACTIVE_DAYS)
     summary = write_batch(recommender, users, k=10, now=(end + pd.Timedelta(seconds=1)).to_pydatetime())
-    with duckdb.connect(str(settings.warehouse)) as con:
-        con.execute("create schema if not exists marts")
-        con.execute(
-            "create or replace table marts.batch_recommendations as select * from read_parquet(?)", [str(summary.path)]
-        )
+    if settings.engine == "duckdb":  # on Spark the Parquet file is the output (a Spark table would need a Spark job)
+        with duckdb.connect(str(settings.warehouse)) as con:
+            con.execute("create schema if not exists marts")
+            con.execute(
+                "create or replace table marts.batch_recommendations as select * from read_parquet(?)",
+                [str(summary.path)],
+            )
     context.log.info(f"batch pages for {summary.users} users ({summary.holdout_users} in the holdout)")
     return dg.MaterializeResult(
         metadata={

@@ -6,24 +6,31 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.lib.dbt import TailorDbtTranslator, dbt_project, export_dbt_env
+from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
 from orchestration.lib.dbt_failures import failed_nodes, with_offending_rows
+from orchestration.lib.engine_support import refusal
+from orchestration.lib.spark_marts import publish_spark_marts, published_marts
 from orchestration.lib.warehouse_lock import wait_for_warehouse
 from tailor.settings import get_settings
 
 
 @dbt_assets(manifest=dbt_project().manifest_path, dagster_dbt_translator=TailorDbtTranslator())
 def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """Builds the warehouse with `dbt build`: models, snapshots, seeds, tests and unit tests in DAG order."""
+    """Builds the warehouse with `dbt build`: models, snapshots, seeds, tests and unit tests in DAG order (on Spark
+    without snapshots and unit tests, then the marts published as Parquet, as DuckDB's post-hooks do)."""
     export_dbt_env()
-    wait_for_warehouse(get_settings().warehouse, context.log.warning)  # e.g. a dbt left running by a killed run
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    settings = get_settings()
+    refused = refusal(settings.engine)  # `tailor run` says this before starting; a run from the UI says it here
+    if refused:
+        raise dg.Failure(description=refused)
+    if settings.engine == "duckdb":
+        wait_for_warehouse(settings.warehouse, context.log.warning)  # e.g. a dbt left running by a killed run
+    invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False)
     yield from invocation.stream()
     if not invocation.is_successful():
         # Say why in words (the failing model or test, the database error, the offending rows and where they were
         # landed), instead of dagster-dbt's traceback that points at dbt's log file.
-        settings = get_settings()
-        failures = with_offending_rows(
+        failures = with_offending_rows(  # offending rows: DuckDB only (no warehouse file on Spark: left as is)
             failed_nodes(
                 invocation.get_artifact("run_results.json"),
                 invocation.target_path,
@@ -33,3 +40,12 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
         )
         summary = "\n".join(f.describe() for f in failures) or "dbt build failed; see logs/dbt.log"
         raise dg.Failure(description=summary, metadata={"failed_nodes": [f.unique_id for f in failures]})
+    if settings.engine == "spark":
+        built = {
+            str(r["unique_id"]).rsplit(".", 1)[-1]
+            for r in invocation.get_artifact("run_results.json")["results"]
+            if r["status"] == "success"
+        }
+        marts = published_marts(invocation.get_artifact("manifest.json"))
+        for mart in publish_spark_marts(settings, {name: marts[name] for name in marts if name in built}):
+            context.log.info(f"published {mart.name} from Spark: {mart.rows} rows to {mart.path}")
