@@ -64,12 +64,27 @@ union all
 {%- endfor %}
 {%- endmacro %}
 
-{#- One of a unit's four values of a metric, as an exact decimal. Width 38: DuckDB gives the product of two
-    DECIMAL(18, 4) the type DECIMAL(18, 8), which overflows once a product passes 1e10 (e.g. 100,000 seconds squared). -#}
+{#- One of a unit's four values of a metric, as an exact decimal (experiment_factor_type). -#}
 {% macro _experiment_value(name, value, covariate, metric, prefix) -%}
-    {%- if name == 'm' -%} cast({{ value }} as decimal(38, 4))
-    {%- elif name == 'x' -%} cast({{ covariate }} as decimal(38, 4))
-    {%- elif name == 'd' -%} cast({{ prefix }}{{ metric.denominator }} as decimal(38, 4))
-    {%- else -%} cast(pre_{{ metric.denominator }} as decimal(38, 4))
+    {%- if name == 'm' -%} cast({{ value }} as {{ experiment_factor_type() }})
+    {%- elif name == 'x' -%} cast({{ covariate }} as {{ experiment_factor_type() }})
+    {%- elif name == 'd' -%} cast({{ prefix }}{{ metric.denominator }} as {{ experiment_factor_type() }})
+    {%- else -%} cast(pre_{{ metric.denominator }} as {{ experiment_factor_type() }})
     {%- endif -%}
+{%- endmacro %}
+
+{#- The decimal type of the factors of a product summed exactly. DuckDB: width 38, since it gives the product of two
+    DECIMAL(18, 4) the type DECIMAL(18, 8), which overflows once a product passes 1e10 (e.g. 100,000 seconds
+    squared). Spark: width 18, since it gives that product DECIMAL(37, 8) (exact) but rounds the product of two
+    DECIMAL(38, 4) to 6 decimals. -#}
+{% macro experiment_factor_type() -%}
+    {{ return(adapter.dispatch('experiment_factor_type')()) }}
+{%- endmacro %}
+
+{% macro default__experiment_factor_type() -%}
+    decimal(38, 4)
+{%- endmacro %}
+
+{% macro spark__experiment_factor_type() -%}
+    decimal(18, 4)
 {%- endmacro %}

@@ -21,7 +21,7 @@ with per_entity as (
 )
 select per_entity.*
 from per_entity
-where days != last_day - first_day + 1
+where days != {{ days_between('first_day', 'last_day') }} + 1
     or last_day != (select max({{ date_column }}) from {{ model }})
 {% endtest %}
 
@@ -29,5 +29,5 @@ where days != last_day - first_day + 1
 {% test shares_sum_to_one(model, column_name) %}
 select {{ column_name }}
 from {{ model }}
-where len({{ column_name }}) > 0 and abs(list_sum({{ column_name }}) - 1) > 1e-9
+where {{ array_size(column_name) }} > 0 and abs({{ array_sum(column_name) }} - 1) > 1e-9
 {% endtest %}

@@ -13,6 +13,6 @@ having count(*) > 1
 {% test accepted_events_are_all_present(model) %}
 select staged.event_id
 from {{ ref('stg_landing__events') }} as staged
-anti join {{ model }} as modelled on staged.event_id = modelled.event_id
+{{ anti_join() }} {{ model }} as modelled on staged.event_id = modelled.event_id
 where staged.fate = 'accepted'
 {% endtest %}

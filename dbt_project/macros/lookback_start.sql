@@ -24,6 +24,6 @@
         )
     )
     {%- else -%}
-    date '0001-01-01'
+    {{ beginning_of_time() }}
     {%- endif -%}
 {%- endmacro %}

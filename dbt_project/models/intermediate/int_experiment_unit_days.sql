@@ -68,7 +68,7 @@ impression_activity as (
     from units
     inner join impressions
         on units.user_id = impressions.user_id
-        and impressions.occurred_at >= units.first_exposed_at - to_days({{ pre_days }})
+        and impressions.occurred_at >= units.first_exposed_at - interval {{ pre_days }} day
     group by all
 
 ),
@@ -90,7 +90,7 @@ event_activity as (
     from units
     inner join events
         on units.user_id = events.user_id
-        and events.occurred_at >= units.first_exposed_at - to_days({{ pre_days }})
+        and events.occurred_at >= units.first_exposed_at - interval {{ pre_days }} day
     left join fx_rates on events.currency = fx_rates.currency
     group by all
 
@@ -115,7 +115,7 @@ session_activity as (
     from units
     inner join sessions
         on units.user_id = sessions.user_id
-        and sessions.session_start >= units.first_exposed_at - to_days({{ pre_days }})
+        and sessions.session_start >= units.first_exposed_at - interval {{ pre_days }} day
     group by all
 
 ),
@@ -162,8 +162,7 @@ spine as (
         units.user_id,
         units.variant,
         units.first_exposed_date,
-        cast(unnest(generate_series(units.first_exposed_date, data_end.last_date, interval 1 day)) as date)
-            as activity_date
+        {{ day_series('units.first_exposed_date', 'data_end.last_date') }} as activity_date
     from units
     cross join data_end
 
@@ -176,7 +175,7 @@ final as (
         spine.user_id,
         spine.variant,
         spine.activity_date,
-        cast(spine.activity_date - spine.first_exposed_date as integer) as days_since_exposure,
+        cast({{ days_between('spine.first_exposed_date', 'spine.activity_date') }} as integer) as days_since_exposure,
         {%- for m in measures %}
         coalesce(activity.{{ m }}, 0) as {{ m }},
         {%- endfor %}

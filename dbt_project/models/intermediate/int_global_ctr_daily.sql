@@ -24,7 +24,7 @@ per_day as (
 -- Every day between the first and the last, so that row-based windows count calendar days.
 days as (
 
-    select cast(unnest(generate_series(min(activity_date), max(activity_date), interval 1 day)) as date) as day
+    select {{ day_series('min(activity_date)', 'max(activity_date)') }} as day
     from per_day
 
 ),
@@ -46,7 +46,7 @@ final as (
         activity_date,
         {%- for w in windows %}
         -- Clicks beyond impressions (orphan or repeated clicks) cannot make a rate above 1.
-        least(sum(clicks) over last_{{ w }}d / nullif(sum(impressions) over last_{{ w }}d, 0), 1.0) as ctr_{{ w }}d,
+        least(sum(clicks) over last_{{ w }}d / nullif(sum(impressions) over last_{{ w }}d, 0), 1.0) as ctr_{{ w }}d{{ "," if not loop.last }}
         {%- endfor %}
     from daily
     window

@@ -39,7 +39,7 @@ unregistered as (
     select
         experiment_id,
         variant,
-        1.0 / count(*) over (partition by experiment_id) as weight,
+        cast(1 as double) / count(*) over (partition by experiment_id) as weight,
         -- 'control' if present, else the alphabetically first variant.
         variant = first_value(variant) over (
             partition by experiment_id order by variant <> 'control', variant
@@ -57,7 +57,7 @@ variants as (
         cast(weight as double) as weight,
         cast(is_control as boolean) as is_control,
         cast(planned_units_per_variant as bigint) as planned_units_per_variant,
-        cast(description as varchar) as description,
+        cast(description as {{ dbt.type_string() }}) as description,
         true as is_registered
     from registry
     union all
@@ -67,7 +67,7 @@ variants as (
         weight,
         is_control,
         cast(null as bigint),
-        cast(null as varchar),
+        cast(null as {{ dbt.type_string() }}),
         false
     from unregistered
 

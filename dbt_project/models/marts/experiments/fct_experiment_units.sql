@@ -23,7 +23,7 @@ per_unit as (
         user_id,
         min(occurred_at) as first_exposed_at,
         -- Ties at the same instant resolve by variant name, so reruns agree.
-        arg_min(variant, (occurred_at, variant)) as variant,
+        {{ arg_min('variant', ['occurred_at', 'variant']) }} as variant,
         count(distinct variant) as variants_seen,
         count(*) as exposures
     from exposures

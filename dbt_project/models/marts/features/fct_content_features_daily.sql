@@ -10,9 +10,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='feature_date',
         on_schema_change='append_new_columns',
+        **incremental_by_day('feature_date'),
     )
 }}
 
@@ -91,8 +90,7 @@ items as (
 
 days as (
 
-    select cast(unnest(generate_series(greatest(any_value(first_day), any_value(context_from)),
-                                       any_value(last_day), interval 1 day)) as date) as day
+    select {{ day_series('greatest(any_value(first_day), any_value(context_from))', 'any_value(last_day)') }} as day
     from bounds
 
 ),
@@ -159,12 +157,12 @@ final as (
         recomputed.content_id,
         recomputed.feature_date,
         -- With a zone, so that no reader can take these for local time (Feast compares them with request times).
-        timezone('UTC', recomputed.as_of) as event_timestamp,
+        {{ utc_instant('recomputed.as_of') }} as event_timestamp,
         as_of_day.category,
         as_of_day.format,
         -- Whole seconds: Feast's online store keeps timestamps in seconds, and training must see what serving sees.
-        timezone('UTC', date_trunc('second', as_of_day.published_at)) as published_at,
-        cast(epoch(recomputed.as_of - as_of_day.published_at) / 86400 as double) as age_days,
+        {{ utc_instant("date_trunc('second', as_of_day.published_at)") }} as published_at,
+        cast({{ seconds_between('as_of_day.published_at', 'recomputed.as_of') }} / 86400 as double) as age_days,
         {%- for w in windows %}
         cast(recomputed.impressions_{{ w }}d as bigint) as content_impressions_{{ w }}d,
         cast(recomputed.clicks_{{ w }}d as bigint) as content_clicks_{{ w }}d,

@@ -11,9 +11,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='feature_date',
         on_schema_change='append_new_columns',
+        **incremental_by_day('feature_date'),
     )
 }}
 
@@ -62,8 +61,8 @@ earlier_visits as (
 
 days as (
 
-    select cast(unnest(generate_series(greatest(min(first_day), any_value(bounds.context_from)),
-                                       any_value(bounds.last_day), interval 1 day)) as date) as day
+    select {{ day_series('greatest(min(first_day), any_value(bounds.context_from))', 'any_value(bounds.last_day)') }}
+        as day
     from users
     cross join bounds
 
@@ -138,7 +137,7 @@ rolling as (
         sum(sessions) over last_{{ w }}d as sessions_{{ w }}d,
         cast(sum(cast(session_seconds as decimal(18, 4))) over last_{{ w }}d as double) as session_seconds_{{ w }}d,
         cast(sum(cast(dwell_seconds as decimal(18, 4))) over last_{{ w }}d as double) as dwell_seconds_{{ w }}d,
-        sum(conversions) over last_{{ w }}d as conversions_{{ w }}d,
+        sum(conversions) over last_{{ w }}d as conversions_{{ w }}d{{ "," if not loop.last }}
         {%- endfor %}
     from grid
     window {{ trailing_day_windows('user_id', windows) }}
@@ -176,8 +175,8 @@ affinity as (
     select
         user_id,
         feature_date,
-        list(category order by share desc, category) as affinity_categories,
-        list(share order by share desc, category) as affinity_shares
+        {{ ordered_array_agg('category', ['share desc', 'category']) }} as affinity_categories,
+        {{ ordered_array_agg('share', ['share desc', 'category']) }} as affinity_shares
     from affinity_shares
     group by user_id, feature_date
 
@@ -189,7 +188,7 @@ final as (
         rolling.user_id,
         rolling.feature_date,
         -- With a zone, so that no reader can take it for local time (Feast compares it with impression times).
-        timezone('UTC', cast(rolling.feature_date + interval 1 day as timestamp)) as event_timestamp,
+        {{ utc_instant('cast(rolling.feature_date + interval 1 day as timestamp)') }} as event_timestamp,
         {%- for w in windows %}
         cast(rolling.impressions_{{ w }}d as bigint) as impressions_{{ w }}d,
         cast(rolling.clicks_{{ w }}d as bigint) as clicks_{{ w }}d,
@@ -202,10 +201,11 @@ final as (
         cast(rolling.conversions_{{ w }}d as bigint) as conversions_{{ w }}d,
         {%- endfor %}
         cast(
-            rolling.feature_date - coalesce(rolling.last_visit_in_context, earlier_visits.last_visit) as bigint
+            {{ days_between('coalesce(rolling.last_visit_in_context, earlier_visits.last_visit)', 'rolling.feature_date') }}
+                as bigint
         ) as days_since_last_visit,
-        coalesce(affinity.affinity_categories, []::varchar[]) as affinity_categories,
-        coalesce(affinity.affinity_shares, []::double[]) as affinity_shares,
+        coalesce(affinity.affinity_categories, {{ empty_array('varchar') }}) as affinity_categories,
+        coalesce(affinity.affinity_shares, {{ empty_array('double') }}) as affinity_shares,
         rolling.last_ingested_at
     from rolling
     cross join bounds

@@ -18,9 +18,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_date',
         on_schema_change='append_new_columns',
+        **incremental_by_day('event_date'),
     )
 }}
 
@@ -144,7 +143,7 @@ click_windows as (
     select
         user_id,
         moment_at,
-        list({'event_time': event_time, 'event_id': event_id, 'category': category})
+        {{ struct_array_agg(['event_time', 'event_id', 'category']) }}
             filter (where event_id is not null) over recent as window_clicks
     from clicks
     -- The frame is (moment_at - 30 minutes, moment_at]: RANGE bounds are inclusive, so stop a microsecond short.
@@ -164,8 +163,17 @@ categories as (
         user_id,
         moment_at,
         -- Most recent click first; ties in time by larger event_id first, as the stream consumer orders them.
-        list_transform(list_reverse(list_sort(window_clicks)), lambda c: c.category) as by_recency
+        {{ field_by_descending_struct('window_clicks', 'category') }} as by_recency
     from click_windows
+
+),
+
+-- Each moment's categories: those of the latest click window at or before it (every click window's moment is also
+-- a moment of counts: both come from the same events).
+counts_with_categories as (
+
+    {{ asof_left_join_select('counts', 'counts', 'categories', 'categories', 'user_id', 'moment_at', 'by_recency',
+                             'by_recency') }}
 
 ),
 
@@ -180,16 +188,10 @@ final as (
         cast(counts.views_30m as bigint) as views_30m,
         cast(counts.conversions_30m as bigint) as conversions_30m,
         cast(counts.dwell_seconds_30m as double) as dwell_seconds_30m,
-        coalesce(
-            list_filter(categories.by_recency, lambda c, i: list_position(categories.by_recency, c) = i),
-            []::varchar[]
-        ) as clicked_categories_30m,
-        categories.by_recency[1] as last_clicked_category,
+        coalesce({{ distinct_in_order('counts.by_recency') }}, {{ empty_array('varchar') }}) as clicked_categories_30m,
+        {{ array_first('counts.by_recency') }} as last_clicked_category,
         counts.last_ingested_at
-    from counts
-    asof left join categories
-        on counts.user_id = categories.user_id
-        and counts.moment_at >= categories.moment_at
+    from counts_with_categories as counts
     where counts.moment_at >= (select recompute_from from bounds)
 
 )
