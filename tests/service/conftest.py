@@ -5,6 +5,7 @@ and restarted with its data, and real `tailor serve` processes on loopback ports
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 
 from tailor.settings import FEATURE_REPO_DIR, TELEMETRY_OFF, Settings, get_settings
+from tests.conftest import SERVED_ENV, copy_home
 from tests.process_group import start_group, stop_group
 from tests.redis_server import INSTALL_HINT, redis_server_binary, services_required
 
@@ -105,8 +107,12 @@ class Built:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    """150 users over 16 days, `tailor run` with the Redis online store: warehouse, features, ranker, pages."""
+def built(served_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """The served home (150 users over 16 days after one `tailor run`) switched to the Redis online store by
+    configuration only: a copy of it, and `tailor run` again with Feast's Redis configuration. The run re-applies
+    the feature repo (its configuration changed), loads the features and the cached pages into Redis, and keeps
+    the warehouse, the training set and the champion (their inputs did not change), which is also what a team
+    moving its online store to Redis relies on."""
     binary = redis_server_binary()
     if binary is None:
         if services_required():
@@ -115,21 +121,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     root = tmp_path_factory.mktemp("service")
     redis = DurableRedis(binary, root / "redis")
     redis.start()
-    home = root / "home"
+    home = copy_home(served_home, root).home
     env = {
         **os.environ,
         **TELEMETRY_OFF,
         "TAILOR_HOME": str(home),
         "FEAST_FS_YAML_FILE_PATH": str(FEATURE_REPO_DIR / "feature_store.redis.yaml"),
         "TAILOR_FEAST_REDIS": redis.address,
-        "TAILOR_RANKER_SEARCH_TRIALS": "2",
-        "TAILOR_RANKER_SEARCH_TIMEOUT_S": "60",
-        "TAILOR_RANKER_EVAL_USERS": "50",
+        **SERVED_ENV,  # the served home's configuration: a different one would retrain the ranker
     }
     try:
-        for args in (("generate", "--users", "150", "--days", "16", "--seed", "3"), ("run", "--quiet")):
-            done = subprocess.run([TAILOR, *args], env=env, capture_output=True, text=True, timeout=1500, check=False)
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        done = subprocess.run(
+            [TAILOR, "run", "--json"], env=env, capture_output=True, text=True, timeout=1500, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        models = json.loads(done.stdout)["run"]["models"]
+        assert models["ml/ranker"].startswith("up to date: unchanged, version"), models
+        assert models["ml/recommendations"].startswith("built: "), models  # the pages are loaded into Redis
         yield Built(get_settings(home), redis, env)
     finally:
         redis.stop()
