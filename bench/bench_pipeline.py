@@ -179,6 +179,7 @@ def main() -> None:
         action="store_true",
         help="Skip the build through Dagster (`tailor run`).",
     )
+    parser.add_argument("--keep", action="store_true", help="Keep each size's scratch folder (to profile it again).")
     args = parser.parse_args()
     rows = []
     for size in args.events:
@@ -186,7 +187,8 @@ def main() -> None:
         try:
             row = run_size(size, work, args.seed, tailor_run=not args.skip_tailor_run)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if len(rows) >= 2:

@@ -164,7 +164,8 @@ def _prepare(
         received = accepted + sum(rejected.values())
     else:
         received, accepted, rejected = int(con.execute("select count(*) from lines").fetchall()[0][0]), 0, {}
-    con.execute(f"copy lines to '{tmp}' (format parquet, compression zstd)")
+    # zstd level 1: a third less CPU than the default level 3 for batches a few percent larger (issue 13).
+    con.execute(f"copy lines to '{tmp}' (format parquet, compression zstd, compression_level 1)")
     report = FileReport(
         path=str(path),
         kind=detected,

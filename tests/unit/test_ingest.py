@@ -61,6 +61,19 @@ def test_counts_received_accepted_and_rejected_by_reason(tmp_path: Path, setting
     assert landed["raw"][8] == '{"broken": '  # kept exactly as delivered
 
 
+def test_lines_of_only_whitespace_are_skipped_and_others_kept_as_sent(tmp_path: Path, settings: Settings) -> None:
+    # Unicode whitespace counts as blank (an ideographic space, a no-break space), a line with text around it does not.
+    lines = [json.dumps(_event(1)), "   ", "\t", "\u3000", "\u00a0 \u2003", "", " x ", json.dumps(_event(2))]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = ingest_paths([path], settings)
+    assert (report.received, report.accepted, report.rejected) == (3, 2, {"invalid_json": 1})
+    [batch] = (settings.landing / "events").glob("batch-*.parquet")
+    landed = pq.read_table(batch).to_pydict()
+    assert landed["line_number"] == [1, 7, 8]
+    assert landed["raw"][1] == " x "
+
+
 def test_reingesting_the_same_file_is_a_no_op(tmp_path: Path, settings: Settings) -> None:
     path = _write_jsonl(tmp_path / "events.jsonl", [json.dumps(_event(i)) for i in range(3)])
     first = ingest_paths([path], settings)
