@@ -381,7 +381,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for name, rows in summary["marts"].items():
         table.add_row(name, f"{rows:,}")
     out.print(table)
-    out.print(f"Warehouse (DuckDB): {summary['warehouse']}")
+    engine = {"duckdb": "DuckDB", "spark": "Spark"}.get(summary["engine"], summary["engine"])
+    out.print(f"{'Warehouse (' + engine + '):':<20}{summary['warehouse']}")
     out.print(f"Published Parquet:  {summary['marts_dir']}")
     out.print("Experiments:        tailor experiments (docs/experiments.md)")
     out.print("Recommendations:    tailor recommend USER_ID, tailor models (docs/recommendations.md)")

@@ -34,7 +34,9 @@ def pipeline_summary(settings: Settings) -> dict[str, Any]:
         "events": reconcile(settings).as_dict(),
         "quarantined_by_reason": quarantined_by_reason(settings),
         "marts": published_marts(settings),
-        "warehouse": str(settings.warehouse),
+        "engine": settings.engine,
+        # DuckDB's file, or Spark's warehouse folder (its tables, one folder each).
+        "warehouse": str(settings.warehouse if settings.engine == "duckdb" else settings.spark_dir / "warehouse"),
         "marts_dir": str(settings.marts_dir),
         "home": str(settings.home),
     }

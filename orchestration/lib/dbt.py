@@ -17,6 +17,9 @@ from tailor.settings import DBT_PROJECT_DIR, Engine, get_settings
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 
+#: Spark's options for the JVM dbt starts on Spark (see export_dbt_env).
+SPARK_SUBMIT_ARGS = "--conf spark.ui.showConsoleProgress=false pyspark-shell"
+
 #: `dbt build` per engine. Spark leaves out the snapshots (dbt-spark snapshots need Delta or Hudi's merge; the
 #: dimensions' history comes from int_*_versions on both engines) and the unit tests (their SQL fixtures are
 #: DuckDB's), which DuckDB runs; docs/scaling_out.md.
@@ -27,8 +30,17 @@ BUILD_ARGS: dict[Engine, tuple[str, ...]] = {
 
 
 def export_dbt_env() -> None:
-    """Put TAILOR_HOME (absolute) and the telemetry opt-outs where the dbt subprocess will read them."""
-    os.environ.update(get_settings().dbt_env())
+    """Put TAILOR_HOME (absolute), the engine and the telemetry opt-outs where the dbt subprocess will read them.
+
+    On Spark also Spark's console progress bar off, for the JVM dbt starts (pyspark reads PYSPARK_SUBMIT_ARGS; one
+    already set is kept): dagster-dbt reads dbt's JSON events from dbt's output with stderr merged in, and the bar
+    (carriage returns, no newline) glues itself to the next event line, which is then lost. A lost event is a model
+    Dagster never sees built, and every asset after it is skipped while the run still succeeds.
+    """
+    settings = get_settings()
+    os.environ.update(settings.dbt_env())
+    if settings.engine == "spark":
+        os.environ.setdefault("PYSPARK_SUBMIT_ARGS", SPARK_SUBMIT_ARGS)
 
 
 def _manifest_is_stale(manifest: Path) -> bool:

@@ -112,20 +112,8 @@ def test_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
         assert _tailor(home, command, "--help").stdout.startswith("Usage: tailor " + command)
 
 
-def test_run_on_an_engine_it_cannot_run_yet_says_what_works(tmp_path: Path) -> None:
-    """Refused before anything starts, naming each piece the engine cannot run yet (NOT_SUPPORTED_YET), what does
-    run on it, and the way back to the default."""
-    from orchestration.lib.engine_support import NOT_SUPPORTED_YET
-
-    spark = tailor_cli(tmp_path / "home", "run", env={"TAILOR_ENGINE": "spark"})
-    if not NOT_SUPPORTED_YET["spark"]:
-        pytest.skip("the whole graph runs on Spark: nothing is refused")
-    assert spark.returncode == 1 and "Running every asset" not in spark.stderr
-    assert "TAILOR_ENGINE=spark: `tailor run` cannot run the whole graph on spark yet: " in spark.stderr
-    message = " ".join(spark.stderr.split())  # rich may wrap the line
-    assert all(" ".join(piece.split()) in message for piece in NOT_SUPPORTED_YET["spark"])
-    assert "Feast's Spark offline store" in message and "docs/scaling_out.md" in message
-    assert "Unset TAILOR_ENGINE" in message and not (tmp_path / "home" / "spark").exists()
+def test_run_on_an_unknown_engine_says_which_exist(tmp_path: Path) -> None:
+    """`TAILOR_ENGINE=spark tailor run` itself is run by tests/integration/test_spark_feast.py."""
     unknown = tailor_cli(tmp_path / "home", "run", env={"TAILOR_ENGINE": "oracle"})
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
     assert unknown.stderr.startswith("error: TAILOR_ENGINE='oracle' is not an engine Tailor runs on: use one of")
