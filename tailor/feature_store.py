@@ -101,8 +101,10 @@ def load_config(settings: Settings, yaml_path: Path | None = None) -> RepoConfig
     """The Feast configuration for this home, with ``${...}`` filled in."""
     from feast import RepoConfig
 
-    silence_known_noise()  # after Feast's import, which puts its own filters first
     config = RepoConfig(**config_dict(settings, yaml_path))
+    # After Feast's imports, which put their own filters first: Feast's, and (building the config imports it) its
+    # Spark offline store's, which puts a RuntimeWarning "once" filter in front of everything.
+    silence_known_noise()
     config.repo_path = FEATURE_REPO_DIR
     return config
 
