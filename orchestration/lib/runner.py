@@ -4,6 +4,7 @@ import contextlib
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -65,8 +66,24 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
             raise_on_error=False,
             tags=process_tags(os.getpid()),
         )
+        return outcome_of(result, instance)
+
+
+def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> RunOutcome:
+    """What a finished run did, from its events (the planned materializations are read from ``instance``).
+
+    A run Dagster calls a success still fails here when a step was skipped or a planned materialization never
+    happened without any step failing: that is work silently not done (seen when dbt's events were lost in its
+    output on Spark, and every asset after dbt was skipped).
+    """
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
     errors = {event.step_key or "?": _failure_text(event) for event in result.all_events if event.is_step_failure}
+    if not failed_steps:
+        planned = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        planned_keys = {r.dagster_event.asset_key for r in planned if r.dagster_event and r.dagster_event.asset_key}
+        for step, text in _silently_not_done(result.all_events, planned_keys).items():
+            failed_steps.append(step)
+            errors[step] = text
     failed_checks: list[str] = []
     evaluated: list[str] = []
     signals: dict[str, str] = {}
@@ -86,7 +103,7 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
             else:
                 failed_checks.append(name)
     return RunOutcome(
-        result.success and not failed_checks,
+        result.success and not failed_steps and not failed_checks,
         result.run_id,
         failed_steps,
         failed_checks,
@@ -114,6 +131,22 @@ def _silence_known_third_party_warnings() -> None:
 
     for message in KNOWN_THIRD_PARTY_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(message), category=DeprecationWarning)
+
+
+def _silently_not_done(events: Sequence[dg.DagsterEvent], planned: set[dg.AssetKey]) -> dict[str, str]:
+    """Steps skipped, and the materializations planned but never reported, in a run where no step failed."""
+    done = {e.asset_key for e in events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key}
+    missing = sorted(key.to_user_string() for key in planned - done)
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    why = f"planned but never materialized: {shown}" if missing else "an asset it needs was not materialized"
+    not_done = {
+        event.step_key or "?": f"skipped, though no step failed ({why})"
+        for event in events
+        if event.event_type_value == "STEP_SKIPPED"
+    }
+    if missing and not not_done:
+        not_done["materializations"] = f"every step succeeded, but assets were {why}"
+    return not_done
 
 
 def _model_action(event: dg.DagsterEvent) -> dict[str, str]:

@@ -1,14 +1,16 @@
-"""What `tailor run` prints while it runs: what each asset did (not "built" for an asset that kept what it had), and
-no deprecation warnings from pinned third-party code."""
+"""What `tailor run` prints and decides: what each asset did (not "built" for an asset that kept what it had), no
+deprecation warnings from pinned third-party code, and a failure when work was silently skipped."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 
 from orchestration.lib.progress import progress_logger
+from orchestration.lib.runner import outcome_of
 
 pytestmark = pytest.mark.unit
 
@@ -50,3 +52,32 @@ def test_known_third_party_deprecations_are_silenced_and_others_still_show() -> 
             warnings.warn(f"{message} and no longer maintained", DeprecationWarning, stacklevel=1)
         warnings.warn("tailor_function is deprecated", DeprecationWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["tailor_function is deprecated"]
+
+
+@dg.multi_asset(outs={"made": dg.AssetOut(is_required=False), "lost": dg.AssetOut(is_required=False)}, can_subset=False)
+def half_reported() -> Iterator[dg.Output[None]]:
+    """Like dbt whose events for some models were lost: the step succeeds but reports only one of its assets."""
+    yield dg.Output(None, output_name="made")
+
+
+@dg.asset(deps=["lost"])
+def after_lost() -> None:
+    """Needs the asset that was never reported: Dagster skips it and still calls the run a success."""
+
+
+def test_a_run_that_silently_skipped_work_is_a_failure_that_says_what() -> None:
+    defs = dg.Definitions(
+        assets=[half_reported, after_lost, rebuilt, unchanged],
+        jobs=[dg.define_asset_job("half", ["made", "lost", "after_lost"]), dg.define_asset_job("whole", ["rebuilt"])],
+    )
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("half").execute_in_process(raise_on_error=False, instance=instance)
+        assert result.success  # Dagster's view
+        outcome = outcome_of(result, instance)
+        assert not outcome.success and outcome.failed_steps == ["after_lost"]
+        assert outcome.errors["after_lost"] == (
+            "skipped, though no step failed (planned but never materialized: after_lost, lost)"
+        )
+
+        fine = outcome_of(defs.resolve_job_def("whole").execute_in_process(instance=instance), instance)
+        assert fine.success and fine.failed_steps == [] and fine.errors == {}
