@@ -80,8 +80,8 @@
   {%- for code in spec.blank_code_points -%}{%- set _ = escapes.append("\\u%04x" | format(code)) -%}{%- endfor -%}
   {%- set blank_sql = "'" ~ escapes | join("") ~ "'" -%}
 {%- else -%}
-  {#- DuckDB: "only blank characters" as one RE2 class, [\x{9}\x{a}...]*: trim() with a character list decodes
-      the list again on every call: 30x the regex's time (docs/benchmarks.md, issue 13). -#}
+  {#- DuckDB: "only blank characters" as one RE2 class, [\x{9}\x{a}...]*: trim() with this character list took
+      30x the regex's CPU time, most of the classification's (docs/benchmarks.md, issue 13). -#}
   {%- set classes = [] -%}
   {%- for code in spec.blank_code_points -%}{%- set _ = classes.append("\\x{%x}" | format(code)) -%}{%- endfor -%}
   {%- set blank_sql = "[" ~ classes | join("") ~ "]*" -%}
