@@ -233,16 +233,52 @@ class CompiledRanker:
                 out[:, n] = self.encode(column, frame[column].to_numpy(object))
         return out
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
         """Calibrated P(click) per row of ``X`` ((n, len(columns)) float64, rows built with `encode`), on one
-        thread (a request's few hundred rows cost less than OpenMP's start)."""
+        thread by default (a request's few hundred rows cost less than OpenMP's start); a batch of many users'
+        rows can take more (each row's sum over the trees is the same whatever the threads)."""
         raw = np.zeros((len(X), self._baseline.shape[-1]), dtype=self._baseline.dtype, order="F")
         raw += self._baseline
         if len(X):
             data = np.ascontiguousarray(X, dtype=np.float64)
             for per_iteration in self._predictors:
                 for k, predictor in enumerate(per_iteration):
-                    raw[:, k] += predictor.predict(data, self._bitsets, self._f_idx_map, 1)
+                    raw[:, k] += predictor.predict(data, self._bitsets, self._f_idx_map, threads)
+        return self._probability(raw)
+
+    def predict_variants(
+        self, X: np.ndarray, column: str, values: Sequence[float], threads: int = 1
+    ) -> list[np.ndarray]:
+        """`predict` of ``X`` with ``column`` set to each of ``values`` (encoded), one array per value.
+
+        A tree that never splits on ``column`` gives every variant the same output, so it runs once for all of
+        them (e.g. the batch's two surfaces); each variant's sum over the trees is taken in the same order as
+        `predict`'s, so the results equal `predict` of each variant bit for bit. ``X`` is changed (its ``column``
+        holds the last value).
+        """
+        at = self.index[column]
+        raws = [np.zeros((len(X), self._baseline.shape[-1]), dtype=self._baseline.dtype, order="F") for _ in values]
+        for raw in raws:
+            raw += self._baseline
+        if len(X) and len(values):
+            data = np.ascontiguousarray(X, dtype=np.float64)
+            data[:, at] = values[0]
+            for per_iteration in self._predictors:
+                for k, predictor in enumerate(per_iteration):
+                    nodes = predictor.nodes
+                    if not np.any((nodes["feature_idx"] == at) & (nodes["is_leaf"] == 0)):
+                        shared = predictor.predict(data, self._bitsets, self._f_idx_map, threads)
+                        for raw in raws:
+                            raw[:, k] += shared
+                        continue
+                    for raw, value in zip(raws, values, strict=True):
+                        data[:, at] = value
+                        raw[:, k] += predictor.predict(data, self._bitsets, self._f_idx_map, threads)
+            X[:, at] = data[:, at]
+        return [self._probability(raw) for raw in raws]
+
+    def _probability(self, raw: np.ndarray) -> np.ndarray:
+        """The link function and the calibration of raw tree sums ((n, 1))."""
         probability = np.asarray(self._loss.predict_proba(raw)[:, 1])
         calibrator = self.model.calibrator
         if calibrator is None or len(probability) == 0:

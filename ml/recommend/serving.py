@@ -27,7 +27,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,14 +165,19 @@ def request_features(catalog: Catalog, index: np.ndarray, user: Mapping[str, Any
     # Feast carries the request time as a UnixTimestamp: whole seconds. Floor it the same way, so the served
     # feature equals what Feast's ranking_context would compute for the same request.
     age = (math.floor(now.timestamp()) - catalog.published[index]) / 3600.0
-    categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
-    if categories:
-        affinity = dict(zip(categories, shares or [], strict=False))
-        by_code = np.array([*(affinity.get(c, 0.0) for c in catalog.category_names), np.nan], dtype=float)
-        category_affinity = by_code[catalog.category_code[index]]  # code -1: the NaN at the end
-    else:
-        category_affinity = np.full(len(index), np.nan)
+    by_code = affinity_by_code(catalog, user)
+    category_affinity = by_code[catalog.category_code[index]] if by_code is not None else np.full(len(index), np.nan)
     return {"content_age_hours": age, "category_affinity": category_affinity}
+
+
+def affinity_by_code(catalog: Catalog, user: Mapping[str, Any]) -> np.ndarray | None:
+    """The user's category_affinity per category code ((len(catalog.category_names) + 1,) float64, the last entry
+    NaN for items without category: code -1), None for a user without affinity (every item NaN)."""
+    categories, shares = user.get("affinity_categories"), user.get("affinity_shares")
+    if not categories:
+        return None
+    affinity = dict(zip(categories, shares or [], strict=False))
+    return np.array([*(affinity.get(c, 0.0) for c in catalog.category_names), np.nan], dtype=float)
 
 
 class _Inputs:
@@ -216,6 +221,9 @@ class _Inputs:
         for j, column in enumerate(item_names):
             block[:, j] = scorer.encode(column, catalog.columns[column])
         self.items = block
+        # The item half in full-width rows, so a block of many users' rows starts as one row take (`block`).
+        self.item_rows = np.zeros((len(catalog.ids), self.width))
+        self.item_rows[:, self.item_pos] = block
 
     def matrix(
         self,
@@ -241,6 +249,43 @@ class _Inputs:
             X[:, self.position_pos] = float(RANKING_POSITION)
         X[:, self.score_pos] = scores[:, self.score_src]
         return X
+
+    def block(
+        self,
+        catalog: Catalog,
+        index: np.ndarray,
+        scores: np.ndarray,
+        users: Sequence[Mapping[str, Any]],
+        lengths: np.ndarray,
+        now: datetime,
+    ) -> np.ndarray:
+        """`matrix` for several users at once: user n's rows are the next ``lengths[n]`` rows of ``index`` and
+        ``scores``; the same values row for row. The surface column is left for the caller to set."""
+        unknown = set(self.request_pos) - {"content_age_hours", "category_affinity"}
+        if unknown:
+            raise LookupError(f"no block form of the request-time feature(s) {sorted(unknown)}")
+        X = self.item_rows[index]
+        for n, column in self.user_pos:
+            X[:, n] = np.repeat([self.scorer.encode_value(column, user.get(column)) for user in users], lengths)
+        if "content_age_hours" in self.request_pos:
+            X[:, self.request_pos["content_age_hours"]] = (
+                math.floor(now.timestamp()) - catalog.published[index]
+            ) / 3600.0
+        if "category_affinity" in self.request_pos:
+            missing = np.full(len(catalog.category_names) + 1, np.nan)
+            table = np.array([_or(affinity_by_code(catalog, user), missing) for user in users]).reshape(
+                len(users), len(missing)
+            )
+            owner = np.repeat(np.arange(len(users)), lengths)
+            X[:, self.request_pos["category_affinity"]] = table[owner, catalog.category_code[index]]
+        if self.position_pos is not None:
+            X[:, self.position_pos] = float(RANKING_POSITION)
+        X[:, self.score_pos] = scores[:, self.score_src]
+        return X
+
+
+def _or(value: np.ndarray | None, default: np.ndarray) -> np.ndarray:
+    return default if value is None else value
 
 
 class Recommender:
@@ -536,6 +581,85 @@ class Recommender:
         if self.before_scoring is not None:
             self.before_scoring(X)
         return index, ids, self._scorer.predict(X)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether pages are scored through the compiled trees (False: frames, `feature_rows` and `relevance`)."""
+        return self._inputs is not None and self._scorer is not None and self._online is not None
+
+    def rank_users(
+        self,
+        user_ids: Sequence[str],
+        users: Mapping[str, Mapping[str, Any]],
+        surfaces: Sequence[str],
+        now: datetime,
+        threads: int = 1,
+    ) -> dict[tuple[str, str], Ranked]:
+        """Each user's ranking on each surface, for many users at once (the batch pages): the candidates of
+        `OnlineCandidates`, one input matrix for all of them (`_Inputs.block`) scored once per surface by the
+        compiled trees on ``threads`` threads (trees that never split on the surface run once for every
+        surface: `CompiledRanker.predict_variants`), then the session boost of the user's ``clicked_categories_30m``.
+
+        Args:
+            users: user id -> their features (the user's online row), for every id in ``user_ids``.
+
+        Returns:
+            (user id, surface) -> `Ranked`, best first: the ranking `batch_pages` builds from
+            ``model.relevance(feature_rows(...))`` for the same candidates and moment. Users without a candidate in
+            the catalog are left out.
+
+        Raises:
+            LookupError: the compiled path is not prepared (`compiled` is False): score through frames.
+        """
+        if self._inputs is None or self._scorer is None or self._online is None:
+            raise LookupError("the champion is not compiled: rank through feature_rows and relevance")
+        kept: list[str] = []
+        indices: list[np.ndarray] = []
+        candidate_scores: list[np.ndarray] = []
+        for user_id in user_ids:
+            proposal = self._online.propose(user_id)
+            index = self._positions[proposal.codes]
+            known = index >= 0
+            if known.any():
+                kept.append(user_id)
+                indices.append(index[known])
+                candidate_scores.append(proposal.scores[known])
+        if not kept:
+            return {}
+        lengths = np.array([len(i) for i in indices], dtype=np.int64)
+        index = np.concatenate(indices)
+        X = self._inputs.block(
+            self.catalog, index, np.concatenate(candidate_scores), [users[u] for u in kept], lengths, now
+        )
+        ids = self.catalog.ids[index]
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        boosted = [self._boost_codes(users[u]) for u in kept]
+        if self._inputs.surface_pos is None:  # a model without the surface scores every surface alike
+            per_surface = [self._scorer.predict(X, threads=threads)] * len(surfaces)
+        else:
+            encoded = [self._scorer.encode_value("surface", surface) for surface in surfaces]
+            per_surface = self._scorer.predict_variants(X, "surface", encoded, threads=threads)
+        out: dict[tuple[str, str], Ranked] = {}
+        for surface, scored in zip(surfaces, per_surface, strict=True):
+            for n, user_id in enumerate(kept):
+                start, stop = bounds[n], bounds[n + 1]
+                scores = scored[start:stop]
+                codes = boosted[n]
+                if codes is not None:
+                    scores = scores * np.where(
+                        np.isin(self.catalog.category_code[index[start:stop]], codes), SESSION_BOOST, 1.0
+                    )
+                order = np.argsort(-scores, kind="stable")
+                out[(user_id, surface)] = Ranked(ids[start:stop][order].tolist(), scores[order].tolist())
+        return out
+
+    def _boost_codes(self, user: Mapping[str, Any]) -> list[int] | None:
+        """The category codes the session boost applies to (the categories clicked in the last 30 minutes)."""
+        clicked = user.get("clicked_categories_30m")
+        recent = {str(c) for c in clicked} if isinstance(clicked, list) else set()
+        if not recent:
+            return None
+        return [n for n, c in enumerate(self.catalog.category_names) if c in recent]
 
     def feature_rows(
         self, user: Mapping[str, Any], proposed: pd.DataFrame, surface: str, now: datetime

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig
+from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig, batch
 from ml.recommend.serving import MODEL_PATH_BUSY, MODEL_WORKERS, SESSION_BOOST
 from tailor.settings import Settings
 from tests.conftest import copy_home, tailor_cli
@@ -249,6 +249,88 @@ def test_the_request_path_scores_as_the_model_does_on_feature_rows(built: Settin
         expected = recommender.model.relevance(rows)
         assert len(scores) > 50
         pd.testing.assert_series_equal(pd.Series(scores), pd.Series(expected), rtol=1e-12, atol=0)
+
+
+def test_batch_pages_through_the_compiled_trees_equal_the_frame_path(
+    recommender: Recommender, pages: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch pages ranked a block of users at a time through the compiled trees (`Recommender.rank_users`)
+    are the pages of the frame path (`CandidateSet.candidates`, `feature_rows`, `RankerModel.relevance`) for the
+    same users and moment: items, order, scores, slot kinds, reasons, propensities, explore pools; and the pages
+    `tailor run` published are those too."""
+    assert recommender.compiled, "the batch pages fell back to frames"
+    monkeypatch.setattr(batch, "BLOCK_USERS", 16)  # several blocks, a last one shorter
+    users = sorted(pages["user_id"].unique())
+    assert len(users) > 3 * 16
+    now = pages["generated_at"].iloc[0].to_pydatetime()
+    fast = batch.batch_pages(recommender, users, 10, now)
+    reference = batch.batch_pages(recommender, users, 10, now, compiled=False)
+    assert (reference["slot_kind"] == "personalized").sum() > 10 * len(users)
+    assert reference["explore_pool"].notna().sum() > len(users)
+    pd.testing.assert_frame_equal(fast, reference, check_exact=False, rtol=1e-12, atol=0)
+    assert fast["content_id"].tolist() == reference["content_id"].tolist()
+    published = pages[["user_id", "surface", "rank", "content_id", "slot_kind", "reason", "propensity"]]
+    assert published.to_numpy().tolist() == reference[published.columns].to_numpy().tolist()
+    pd.testing.assert_series_equal(pages["score"], reference["score"], rtol=1e-12, atol=0)
+
+
+def test_surface_variants_share_trees_and_equal_predict(recommender: Recommender) -> None:
+    """`CompiledRanker.predict_variants` (trees that never split on the surface run once for both surfaces)
+    gives each surface exactly `predict`'s probabilities, and the champion does split on the surface somewhere."""
+    scorer = recommender._scorer
+    assert scorer is not None and recommender.candidates is not None
+    at = scorer.index["surface"]
+    splits = [
+        bool(((p.nodes["feature_idx"] == at) & (p.nodes["is_leaf"] == 0)).any()) for i in scorer._predictors for p in i
+    ]
+    assert any(splits), "no tree reads the surface: the variants would not differ"
+    users = sorted(recommender.consumed)[:6]
+    features = batch._user_features(recommender, users)
+    now = datetime.now(UTC)
+    rows = pd.concat(
+        recommender.feature_rows(features[u], group, "home", now)
+        for u, group in recommender.candidates.candidates(users).groupby("user_id", sort=False)
+    )
+    X = scorer.matrix(rows, position=1)
+    values = [scorer.encode_value("surface", s) for s in ("home", "feed")]
+    variants = scorer.predict_variants(X.copy(), "surface", values)
+    for value, got in zip(values, variants, strict=True):
+        X[:, at] = value
+        assert got.tolist() == scorer.predict(X).tolist()
+    assert variants[0].tolist() != variants[1].tolist()
+
+
+def test_batch_rankings_boost_a_session_click_as_the_frame_path_does(recommender: Recommender) -> None:
+    """`rank_users` applies the session boost of a category clicked in the last 30 minutes as the frame path
+    does (no served-home user has one: it is given here), and without a compiled champion the batch pages come
+    from frames."""
+    users = sorted(recommender.consumed)[:40]
+    features = batch._user_features(recommender, users)
+    clicked = recommender.catalog.category_names[:2]
+    for user in users[::2]:
+        features[user] = {**features[user], "clicked_categories_30m": list(clicked)}
+    now = datetime.now(UTC)
+    fast = recommender.rank_users(users, features, ("home", "feed"), now)
+    reference = batch._frame_rankings(recommender, users, features, ("home", "feed"), now)
+    assert fast.keys() == reference.keys() and len(fast) == 2 * len(users)
+    for key, ranked in fast.items():
+        assert list(ranked.content_ids) == list(reference[key].content_ids), key
+        pd.testing.assert_series_equal(
+            pd.Series(ranked.scores), pd.Series(reference[key].scores), rtol=1e-12, atol=0, obj=str(key)
+        )
+    plain = recommender.rank_users(users, batch._user_features(recommender, users), ("home",), now)
+    changed = [u for u in users[::2] if list(plain[(u, "home")].scores) != list(fast[(u, "home")].scores)]
+    assert len(changed) >= 0.8 * len(users[::2])  # the boost was applied (to users with candidates in them)
+    inputs = recommender._inputs
+    try:
+        recommender._inputs = None  # a champion the compiled path cannot read
+        assert not recommender.compiled
+        with pytest.raises(LookupError, match="not compiled"):
+            recommender.rank_users(users, features, ("home",), now)
+        framed = batch.batch_pages(recommender, users[:8], 10, now)
+    finally:
+        recommender._inputs = inputs
+    pd.testing.assert_frame_equal(framed, batch.batch_pages(recommender, users[:8], 10, now))
 
 
 def test_serving_aggregates_equal_the_full_history(built: Settings, recommender: Recommender) -> None:
