@@ -143,7 +143,7 @@ _NOISE = (
     # Feast flags on-demand feature views as experimental on every use; ours are tested online and offline.
     (r"On demand feature view is an experimental feature", RuntimeWarning),
     # Feast flags its Spark source and offline store as alpha on every use; TAILOR_ENGINE=spark is tested against
-    # DuckDB's (tests/integration/test_spark_feast.py).
+    # DuckDB's (tests/integration/test_spark_parity.py).
     (r"The spark (data source API|offline store) is an experimental feature", RuntimeWarning),
 )
 

@@ -14,7 +14,7 @@ from tailor.settings import Engine
 #: Pieces of the graph an engine cannot run yet, in words; an empty tuple: `tailor run` runs everything on it.
 NOT_SUPPORTED_YET: dict[Engine, tuple[str, ...]] = {
     "duckdb": (),
-    # The whole graph runs on Spark (tests/integration/test_spark_feast.py runs `TAILOR_ENGINE=spark tailor run`).
+    # The whole graph runs on Spark (tests/integration/test_spark_parity.py runs `TAILOR_ENGINE=spark tailor run`).
     "spark": (),
 }
 

@@ -113,7 +113,7 @@ def test_errors_exit_non_zero_with_a_message(tmp_path: Path) -> None:
 
 
 def test_run_on_an_unknown_engine_says_which_exist(tmp_path: Path) -> None:
-    """`TAILOR_ENGINE=spark tailor run` itself is run by tests/integration/test_spark_feast.py."""
+    """`TAILOR_ENGINE=spark tailor run` itself is run by tests/integration/test_spark_parity.py."""
     unknown = tailor_cli(tmp_path / "home", "run", env={"TAILOR_ENGINE": "oracle"})
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
     assert unknown.stderr.startswith("error: TAILOR_ENGINE='oracle' is not an engine Tailor runs on: use one of")
