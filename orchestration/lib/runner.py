@@ -28,7 +28,8 @@ class RunOutcome:
     failed_steps: list[str]
     failed_checks: list[str]
     checks_evaluated: list[str]
-    #: What went wrong in each failed step, in words (a dg.Failure's description, else the error's message).
+    #: What went wrong in each failed step (a dg.Failure's description, else the error's message) and each failed
+    #: ERROR check (its description: the figures and the limit), in words.
     errors: dict[str, str] = field(default_factory=dict)
     #: ERROR-severity failures of the checks in RETRAIN_SIGNALS (asset:check), with the check's description.
     retrain_signals: dict[str, str] = field(default_factory=dict)
@@ -102,6 +103,8 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
                 signals[name] = check.description or "failed"
             else:
                 failed_checks.append(name)
+                if check.description:
+                    errors[name] = check.description
     return RunOutcome(
         result.success and not failed_steps and not failed_checks,
         result.run_id,

@@ -81,3 +81,19 @@ def test_a_run_that_silently_skipped_work_is_a_failure_that_says_what() -> None:
 
         fine = outcome_of(defs.resolve_job_def("whole").execute_in_process(instance=instance), instance)
         assert fine.success and fine.failed_steps == [] and fine.errors == {}
+
+
+@dg.asset_check(asset=rebuilt)
+def too_far_off() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR, description="error 0.031, limit 0.02: off by that much"
+    )
+
+
+def test_a_failed_check_says_its_figures_in_the_outcome() -> None:
+    defs = dg.Definitions(assets=[rebuilt], asset_checks=[too_far_off], jobs=[dg.define_asset_job("checked")])
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("checked").execute_in_process(raise_on_error=False, instance=instance)
+        outcome = outcome_of(result, instance)
+    assert not outcome.success and outcome.failed_checks == ["rebuilt:too_far_off"]
+    assert outcome.errors == {"rebuilt:too_far_off": "error 0.031, limit 0.02: off by that much"}

@@ -380,9 +380,12 @@ def ranker_beats_popularity(context: dg.AssetCheckExecutionContext) -> dg.AssetC
     if "auc" not in meta:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained yet (too little history)"})
     auc, baseline = float(meta.get("auc", float("nan"))), float(meta.get("auc_popularity", float("nan")))
+    passed = bool(auc > baseline)
     return dg.AssetCheckResult(
-        passed=bool(auc > baseline),
+        passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
+        description=f"AUC {auc:.3f} on the test window, popularity's {baseline:.3f}"
+        + ("" if passed else ": the ranker orders clicks no better than popularity (`tailor models show`)"),
         metadata={"auc": auc, "auc_popularity": baseline},
     )
 
@@ -395,8 +398,19 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     if "ece" not in meta:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained yet (too little history)"})
     ece = float(meta.get("ece", float("nan")))
+    passed = bool(ece <= MAX_ECE)
     return dg.AssetCheckResult(
-        passed=bool(ece <= MAX_ECE), severity=dg.AssetCheckSeverity.ERROR, metadata={"ece": ece, "max": MAX_ECE}
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"expected calibration error {ece:.4f} on the test window, limit {MAX_ECE}"
+        + (
+            ""
+            if passed
+            else ": the click probabilities are off by that much on average. On a short history the calibration "
+            "window is small and the platform's click rate still moves from day to day; more days usually fix it "
+            "(`tailor models show` has the uncalibrated model's figure)"
+        ),
+        metadata={"ece": ece, "max": MAX_ECE},
     )
 
 
