@@ -198,7 +198,7 @@ def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str,
     if json.loads(old_truth.read_text()).get("config") != json.loads(json.dumps(config, default=str)):
         fail(
             f"{settings.home} already holds a different simulated history. Start from an empty home "
-            f"(`make clean`, or TAILOR_HOME=<new folder>), or write elsewhere with --out."
+            f"(delete {settings.home}, or set TAILOR_HOME=<new folder>), or write elsewhere with --out."
         )
 
 
@@ -264,6 +264,20 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         out.print(f"landed {report.received:,} rows unchecked; `tailor run` applies the row checks")
 
 
+def _require_events(settings: Settings) -> None:
+    """Refuse a run with nothing to run on: no file in the inbox and nothing landed before. Without this check a
+    run spends a minute building empty tables and ends with the model assets' errors about missing data."""
+    from tailor.ingest.inbox import inbox_files
+
+    if inbox_files(settings) or any(settings.landing.glob("events/batch-*")):
+        return
+    fail(
+        f"nothing to run on: the inbox {settings.inbox} has no files and no events have landed in {settings.home}. "
+        "Generate a history (`tailor generate --users 500 --days 14`) or put event files in the inbox "
+        '(README, "Your own events"), then run again.'
+    )
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
@@ -277,6 +291,7 @@ def run(as_json: bool, quiet: bool) -> None:
     refused = refusal(settings.engine)  # what the engine cannot run yet, said before anything starts
     if refused:
         fail(refused)
+    _require_events(settings)
     if not quiet:
         err.print(f"Running every asset against {settings.home}", highlight=False)
     outcome = run_all(settings, quiet=quiet or as_json)

@@ -119,6 +119,15 @@ def test_run_on_an_unknown_engine_says_which_exist(tmp_path: Path) -> None:
     assert unknown.stderr.startswith("error: TAILOR_ENGINE='oracle' is not an engine Tailor runs on: use one of")
 
 
+def test_run_on_an_empty_home_says_what_to_do_first(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    empty = tailor_cli(home, "run")
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr
+    assert empty.stderr.startswith(f"error: nothing to run on: the inbox {home / 'inbox'} has no files")
+    assert "`tailor generate --users 500 --days 14`" in empty.stderr
+    assert not (home / "warehouse").exists()  # refused before building anything
+
+
 def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
     home = tmp_path / "home"
     none_yet = _tailor(home, "experiments", check=False)
