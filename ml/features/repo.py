@@ -81,6 +81,26 @@ def apply_marker(settings: Settings) -> Path:
     return settings.feast_dir / f".applied-{feature_store_yaml(settings.engine).stem}"
 
 
+def engine_mismatch(settings: Settings) -> str | None:
+    """Why this home's feature repo does not answer for ``settings.engine``, when it was applied for another engine
+    only (e.g. a Spark home read without ``TAILOR_ENGINE=spark``): the advice in words, else None."""
+    from tailor.feature_store import ENGINE_YAML
+
+    if apply_marker(settings).exists():
+        return None
+    others = [
+        engine
+        for engine, name in ENGINE_YAML.items()
+        if engine != settings.engine and (settings.feast_dir / f".applied-{Path(name).stem}").exists()
+    ]
+    if not others:
+        return None
+    return (
+        f"this home's features were registered for TAILOR_ENGINE={others[0]}, not {settings.engine}: "
+        f"set TAILOR_ENGINE={others[0]} for every command on it"
+    )
+
+
 def apply_feature_repo(settings: Settings, force: bool = False) -> ApplyResult:
     """Register feature_repo/ in this home's registry (the configured online store's), unless already current.
 

@@ -428,9 +428,13 @@ class Recommender:
             user_refs, item_refs = service_features(store, "ranker_v1")
             catalog = _catalog(store, content, item_refs)
         except Exception as exc:  # the online store is down: serve popular pages until it answers
-            log.warning("item features unavailable, the model path is closed: %s", exc)
+            from ml.features.repo import engine_mismatch
+
+            mismatch = engine_mismatch(settings)
+            log.warning("item features unavailable, the model path is closed: %s", mismatch or exc)
             catalog = _catalog_without_features(content)
-            model, closed = None, f"the feature store did not answer when the recommender opened ({type(exc).__name__})"
+            closed = f"the feature store did not answer when the recommender opened ({type(exc).__name__})"
+            model, closed = None, f"{closed}: {mismatch}" if mismatch else closed
         del content
         consumed = consumed_by_user(settings.marts_dir, canonical={i: i for i in catalog.position})
         users = _users(settings)

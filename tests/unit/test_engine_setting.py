@@ -76,3 +76,25 @@ def test_the_profile_target_follows_the_engine() -> None:
     assert parameters["spark.sql.session.timeZone"] == "UTC"
     assert "TAILOR_HOME" in parameters["spark.sql.warehouse.dir"]
     assert "TAILOR_HOME" in parameters["spark.hadoop.javax.jdo.option.ConnectionURL"]
+
+
+def test_a_home_registered_for_the_other_engine_says_which_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ml.features.repo import apply_marker, engine_mismatch
+
+    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    monkeypatch.setenv("TAILOR_ENGINE", "spark")
+    spark_home = get_settings(tmp_path)
+    spark_home.feast_dir.mkdir(parents=True)
+    apply_marker(spark_home).write_text("applied")
+    assert engine_mismatch(spark_home) is None
+
+    monkeypatch.delenv("TAILOR_ENGINE")
+    read_as_duckdb = get_settings(tmp_path)
+    assert engine_mismatch(read_as_duckdb) == (
+        "this home's features were registered for TAILOR_ENGINE=spark, not duckdb: "
+        "set TAILOR_ENGINE=spark for every command on it"
+    )
+    apply_marker(read_as_duckdb).write_text("applied")  # registered for both: nothing to advise
+    assert engine_mismatch(read_as_duckdb) is None
