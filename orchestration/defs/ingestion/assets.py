@@ -37,9 +37,16 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
         context.log.warning(f"set aside {path} as {result.set_aside_as[path]}: {reason}")
     for kind in KINDS:
         files = [f for f in result.report.files if f.kind == kind and f.status == "landed"]
+        # A file outside the kinds' folders is reported with the events.
+        set_aside = [p for p in result.rejected_files if next((k for k in KINDS if f"/{k}/" in p), "events") == kind]
+        action = f"landed {len(files)} file(s)" if files else "nothing new"
+        if set_aside:
+            # What `tailor run` prints per asset: a file set aside must not pass unseen (its reason is next to it).
+            action += f", {len(set_aside)} set aside in {settings.inbox / '_rejected'}"
         yield dg.MaterializeResult(
             asset_key=["landing", kind],
             metadata={
+                "action": action,
                 "files_landed": len(files),
                 "rows_landed": sum(f.received for f in files),
                 "files_set_aside": dg.MetadataValue.json(result.rejected_files),
