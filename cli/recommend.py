@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import click
 from rich.console import Console
@@ -17,21 +18,30 @@ out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
 @click.argument("user_id")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Items on the page.")
 @click.option("--surface", type=click.Choice(["home", "feed"]), default="home", show_default=True)
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="ISO-TIME",
+    help="The moment the page is for (ISO 8601, e.g. 2026-02-01T09:00:00Z; default: now). A history that ended "
+    "earlier (a simulated one) has fresh items to explore only at its own end.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/recommendations.md).")
-def recommend(user_id: str, k: int, surface: str, as_json: bool) -> None:
+def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool) -> None:
     """Recommend a page for USER_ID: the model's ranking after the business rules, or the cached or popular page
     when the model cannot answer in time (the output says which served, and why)."""
     from ml.history import MissingMartError
     from ml.recommend.serving import RecommendationInputError, Recommender, ServingConfig
 
     settings = load_settings()
+    moment = _moment(at)
     try:
         config = ServingConfig.from_env()
     except ValueError as exc:  # a TAILOR_RECOMMEND_* variable: the message names it
         fail(str(exc))
     try:
         recommender = Recommender.open(settings, config)
-        result = recommender.recommend(user_id, k=k, surface=surface)
+        result = recommender.recommend(user_id, k=k, surface=surface, now=moment)
     except RecommendationInputError as exc:
         fail(str(exc))
     except MissingMartError as exc:
@@ -56,3 +66,14 @@ def recommend(user_id: str, k: int, surface: str, as_json: bool) -> None:
     out.print(table)
     for note in result.notes:
         out.print(f"note: {note}", highlight=False, markup=False)
+
+
+def _moment(at: str | None) -> datetime | None:
+    """``--at`` as an aware UTC datetime (a time without a zone is UTC); None: now."""
+    if at is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--at {at!r} is not an ISO 8601 time: write e.g. 2026-02-01T09:00:00Z")
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -529,7 +529,8 @@ class Recommender:
         if explore_expected and not any(i.slot_kind == "explore" for i in items):
             notes.append(
                 f"no explore slot: no eligible item was published in the {FRESH_HOURS:g} hours before "
-                f"{moment.isoformat(timespec='seconds')} (a history that ends earlier needs now= at its end)"
+                f"{moment.isoformat(timespec='seconds')} (for a history that ended earlier, ask at its end: "
+                "`tailor recommend --at`, or now= in Python)"
             )
         return notes
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ml.history import history_end
 from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig, batch
 from ml.recommend.serving import MODEL_PATH_BUSY, MODEL_WORKERS, SESSION_BOOST
 from tailor.settings import Settings
@@ -190,10 +191,16 @@ def test_bad_requests_are_clear_errors(recommender: Recommender, user: str, k: i
 def test_the_command_line_reports_errors_and_prints_json(built: Settings) -> None:
     bad = _tailor(built.home, "recommend", "u0000001", "-k", "0")
     assert bad.returncode == 1 and "k must be a positive integer" in bad.stderr
-    good = _tailor(built.home, "recommend", "u0000002", "--surface", "feed", "--json")
+    bad_moment = _tailor(built.home, "recommend", "u0000001", "--at", "yesterday")
+    assert bad_moment.returncode == 1 and "--at 'yesterday' is not an ISO 8601 time" in bad_moment.stderr
+    end = history_end(built.marts_dir)
+    assert end is not None
+    at = end.isoformat()  # a page as of the simulated history's end, when its newest items are fresh
+    good = _tailor(built.home, "recommend", "u0000002", "--surface", "feed", "--at", at, "--json")
     assert good.returncode == 0, good.stderr
     payload = json.loads(good.stdout)
     assert payload["surface"] == "feed" and len(payload["items"]) == 10 and payload["schema_version"] == 1
+    assert not [note for note in payload["notes"] if note.startswith("no explore slot")]
 
 
 def test_an_unreachable_online_store_still_gets_a_page(built: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
