@@ -2,8 +2,6 @@
 
 import contextlib
 import os
-import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -117,23 +115,15 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     )
 
 
-#: Deprecation warnings raised inside pinned third-party code on every run, which a user cannot act on: sqlglot
-#: (through Feast) imports its deprecated Rust tokenizer `sqlglotrs`, and dagster-dbt 0.29 reads `context.op`.
-#: Matched by their message, so any other warning still shows.
-KNOWN_THIRD_PARTY_WARNINGS = (
-    "sqlglotrs is deprecated",
-    "AssetExecutionContext.op is deprecated",
-)
-
-
 def _silence_known_third_party_warnings() -> None:
     # Feast turns every DeprecationWarning on when it is imported (feast/feature_view.py calls
     # `warnings.simplefilter("once", DeprecationWarning)`, which goes in front of any filter set before): import it
-    # first (the definitions import it anyway), then put these in front of it.
+    # first (the definitions import it anyway), then put the stack's known noise in front of it.
     import feast.feature_view  # noqa: F401
 
-    for message in KNOWN_THIRD_PARTY_WARNINGS:
-        warnings.filterwarnings("ignore", message=re.escape(message), category=DeprecationWarning)
+    from tailor.feature_store import silence_known_noise
+
+    silence_known_noise()
 
 
 def _silently_not_done(events: Sequence[dg.DagsterEvent], planned: set[dg.AssetKey]) -> dict[str, str]:

@@ -43,12 +43,12 @@ def test_each_line_names_the_assets_action(capfd: pytest.CaptureFixture[str]) ->
 
 
 def test_known_third_party_deprecations_are_silenced_and_others_still_show() -> None:
-    from orchestration.lib.runner import KNOWN_THIRD_PARTY_WARNINGS, _silence_known_third_party_warnings
+    from orchestration.lib.runner import _silence_known_third_party_warnings
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", DeprecationWarning)  # what Feast's import does ("once")
         _silence_known_third_party_warnings()
-        for message in KNOWN_THIRD_PARTY_WARNINGS:
+        for message in ("sqlglotrs is deprecated", "AssetExecutionContext.op is deprecated"):
             warnings.warn(f"{message} and no longer maintained", DeprecationWarning, stacklevel=1)
         warnings.warn("tailor_function is deprecated", DeprecationWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["tailor_function is deprecated"]
