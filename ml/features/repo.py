@@ -78,7 +78,11 @@ def store_files(settings: Settings) -> tuple[Path, Path | None]:
 
 def apply_marker(settings: Settings) -> Path:
     """The file a successful apply writes its fingerprint to (rewritten by every apply)."""
-    return settings.feast_dir / f".applied-{feature_store_yaml(settings.engine).stem}"
+    return _marker_of(settings, feature_store_yaml(settings.engine))
+
+
+def _marker_of(settings: Settings, yaml_file: Path) -> Path:
+    return settings.feast_dir / f".applied-{yaml_file.stem}"
 
 
 def engine_mismatch(settings: Settings) -> str | None:
@@ -91,7 +95,7 @@ def engine_mismatch(settings: Settings) -> str | None:
     others = [
         engine
         for engine, name in ENGINE_YAML.items()
-        if engine != settings.engine and (settings.feast_dir / f".applied-{Path(name).stem}").exists()
+        if engine != settings.engine and _marker_of(settings, Path(name)).exists()
     ]
     if not others:
         return None
