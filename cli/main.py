@@ -193,7 +193,7 @@ def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str,
     re-deliveries of the first (duplicates) and the marts would mix both worlds.
     """
     old_truth = target / "_truth" / "truth.json"
-    if target != settings.inbox or not old_truth.exists() or not any(settings.landing.glob("events/batch-*")):
+    if target != settings.inbox or not old_truth.exists() or not _events_landed(settings):
         return
     if json.loads(old_truth.read_text()).get("config") != json.loads(json.dumps(config, default=str)):
         fail(
@@ -264,12 +264,17 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         out.print(f"landed {report.received:,} rows unchecked; `tailor run` applies the row checks")
 
 
+def _events_landed(settings: Settings) -> bool:
+    """Whether any event batch has landed in this home."""
+    return any(settings.landing.glob("events/batch-*"))
+
+
 def _require_events(settings: Settings) -> None:
     """Refuse a run with nothing to run on: no file in the inbox and nothing landed before. Without this check a
     run spends a minute building empty tables and ends with the model assets' errors about missing data."""
     from tailor.ingest.inbox import inbox_files
 
-    if inbox_files(settings) or any(settings.landing.glob("events/batch-*")):
+    if inbox_files(settings) or _events_landed(settings):
         return
     fail(
         f"nothing to run on: the inbox {settings.inbox} has no files and no events have landed in {settings.home}. "
