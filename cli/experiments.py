@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import fail, load_settings
+from cli.common import fail, json_requested, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,6 +68,8 @@ def analyze_csv(file: Path, alpha: float, no_cuped: bool, as_json: bool) -> None
     from ml.experiments.analysis import analyze
     from ml.experiments.summary_csv import SummaryFileError, read_summary_csv
 
+    as_json = as_json or json_requested()  # `tailor experiments --json analyze ...` too
+
     try:
         stats, variants = read_summary_csv(file)
         results = analyze(stats, variants, alpha=alpha, use_cuped=not no_cuped)
@@ -112,6 +114,7 @@ def plan(
     from ml.experiments.power import sample_size_per_variant
     from ml.experiments.traffic import days_needed
 
+    as_json = as_json or json_requested()  # `tailor experiments --json plan ...` too
     comparisons = (variants - 1) * metrics
     budget = alpha_budget(alpha, planned=True)
     try:

@@ -1,7 +1,8 @@
 """The `tailor` command: generate a history, ingest files, run the pipeline.
 
 Every command exits non-zero on failure with a message that says what was wrong and what to do; `--json`
-prints data (and only data) on stdout, while progress goes to stderr.
+prints data (and only data) on stdout, while progress goes to stderr. Under `--json` a failure is a JSON object on
+stdout too, ``{"error": "<the message>"}`` (cli/common.py's `fail`), beside the message on stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import fail, load_settings
+from cli.common import JsonErrorsGroup, emit_json, fail, load_settings
 from cli.experiments import experiments
 from cli.models import models
 from cli.recommend import recommend
@@ -30,11 +31,7 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=JsonErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Tailor: warehouse-native content personalization.
 
@@ -141,7 +138,7 @@ def generate(
             fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
     summary = result.as_dict()
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days} days to {target}")
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
@@ -175,7 +172,7 @@ def _continue(
             bar.stop()
             fail(str(exc))
     if as_json:
-        _emit_json(result.as_dict())
+        emit_json(result.as_dict())
         return
     doc = json.loads(result.truth_path.read_text())
     segment = doc["continuations"][-1]
@@ -236,9 +233,12 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         )
     except IngestError as exc:
         fail(f"{exc}\nNothing was ingested.")
-        return
+    except OSError as exc:  # e.g. a file this user may not read: the ingestion stopped before landing anything
+        where = exc.filename or "a file"
+        fail(f"{where}: cannot be read ({exc.strerror or exc}). Check the file and its permissions, then ingest "
+             "again.\nNothing was ingested.")  # fmt: skip
     if as_json:
-        _emit_json(report.as_dict())
+        emit_json(report.as_dict())
         return
     table = Table(title="tailor ingest", title_justify="left")
     for column in ("file", "kind", "status", "received", "accepted", "rejected"):
@@ -314,8 +314,8 @@ def run(as_json: bool, quiet: bool) -> None:
         "retrain_signals": outcome.retrain_signals,
         "models": outcome.models,
     }
-    if as_json:
-        _emit_json(summary)
+    if as_json and outcome.success:
+        emit_json(summary)  # a failed run's summary goes out with its error (`fail` below)
     elif outcome.success:
         _print_summary(summary)
     if outcome.models and not as_json and outcome.success:
@@ -347,7 +347,8 @@ def run(as_json: bool, quiet: bool) -> None:
         )
         fail(
             f"the run failed ({what}); {consequence}. The whole log is in "
-            f"{settings.home / 'logs' / 'dbt.log'} and in the Dagster UI (`make ui`, run {outcome.run_id})."
+            f"{settings.home / 'logs' / 'dbt.log'} and in the Dagster UI (`make ui`, run {outcome.run_id}).",
+            data=summary,
         )
 
 

@@ -5,7 +5,6 @@ Heavy imports (redis, duckdb, feast) happen inside the commands, so `tailor --he
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import socket
@@ -17,15 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.common import fail, load_settings
+from cli.common import emit_json, fail, load_settings
 from tailor.stream.config import PUSH_SOURCE, StreamConfig, default_redis_url
 
 if TYPE_CHECKING:
     from tailor.stream.broker import Broker
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _broker(url: str, stream: str, group: str) -> Broker:
@@ -94,9 +89,9 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
     from tailor.stream.producer import publish as publish_events
 
     report = publish_events(_broker(redis_url, stream, group), _lines(paths))
-    if as_json:
-        _emit_json(report.as_dict())
-    else:
+    if as_json and not report.rejected:
+        emit_json(report.as_dict())
+    elif not as_json:
         click.echo(f"published {len(report.published):,} events to {stream}; refused {len(report.rejected):,}")
         for rejection in report.rejected[:50]:
             click.echo(f"  line {rejection.index + 1}: {rejection.reason}: {rejection.detail}", err=True)
@@ -106,7 +101,8 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         fail(
             f"{len(report.rejected):,} events break the event contract (tailor/contract/event.schema.json) and were "
             f"not published; the {len(report.published):,} valid ones were. Fix the refused lines and publish "
-            "them again (an event published twice is counted once)."
+            "them again (an event published twice is counted once).",
+            data=report.as_dict(),
         )
 
 
@@ -177,7 +173,7 @@ def consume(
     except StreamBusy as exc:
         fail(str(exc))
     if as_json:
-        _emit_json(worker.describe())
+        emit_json(worker.describe())
     else:
         click.echo(
             f"read {stats.read:,}  counted {stats.counted:,}  ignored {stats.ignored:,}  "
@@ -193,7 +189,7 @@ def status(redis_url: str, stream: str, group: str, as_json: bool) -> None:
     """Show the stream's length, the group's pending entries and lag, dead letters and the active consumer."""
     state = _broker(redis_url, stream, group).status()
     if as_json:
-        _emit_json(state)
+        emit_json(state)
         return
     for key in ("stream", "group", "consumer", "length", "pending", "lag", "last_delivered", "dead_letters"):
         click.echo(f"{key:>15}  {state[key] if state[key] is not None else '-'}")
@@ -214,7 +210,7 @@ def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: boo
         return
     letters = dead_letters(broker)
     if as_json:
-        _emit_json([d.as_dict() for d in letters])
+        emit_json([d.as_dict() for d in letters])
         return
     if not letters:
         click.echo(f"no dead letters on {broker.config.dead_letters}")

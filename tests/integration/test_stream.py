@@ -326,6 +326,15 @@ def test_the_publish_command_reports_refused_lines_and_exits_1(broker: Broker, t
     assert "1 events break the event contract" in result.output and "the 1 valid ones were" in result.output
     assert broker.r.xlen(broker.config.stream) == 1
 
+    # --json: one object on stdout, the counts and the error together (not the counts, then an error elsewhere).
+    as_json = CliRunner().invoke(
+        stream_cli, ["publish", str(path), "--json", "--redis", _url(broker), "--stream", broker.config.stream]
+    )
+    assert as_json.exit_code == 1
+    data = json.loads(as_json.stdout)
+    assert data["published"] == 1 and [r["reason"] for r in data["rejected"]] == ["unknown_event_type"]
+    assert data["error"].startswith("1 events break the event contract")
+
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_message_that_keeps_crashing_the_consumer_is_dead_lettered_alone(
