@@ -143,8 +143,9 @@ def plan(
         "traffic": None,
     }
     activity_path = load_settings().marts_dir / "fct_daily_user_engagement.parquet"
-    if activity_path.exists():
-        estimate = days_needed(pd.read_parquet(activity_path, columns=["user_id", "activity_date"]), total, share=share)
+    activity = pd.read_parquet(activity_path, columns=["user_id", "activity_date"]) if activity_path.exists() else None
+    if activity is not None and not activity.empty:  # empty: a run that accepted no events (no traffic yet either)
+        estimate = days_needed(activity, total, share=share)
         plan_out["days_needed"] = estimate.days
         plan_out["traffic"] = {
             "window_days": estimate.window_days,
@@ -156,14 +157,15 @@ def plan(
     if as_json:
         click.echo(json.dumps(plan_out, indent=2, sort_keys=True))
         return
+    # Readable counts carry thousands separators (12,345 days), as the units do; the JSON above keeps numbers.
     effect = f"{mde:+.1%} relative" if relative else f"{mde:+.4g} absolute"
     out.print(f"Detect {effect} on a baseline of {baseline:.4g} (target {plan_out['target']:.4g}) with "
               f"alpha {alpha:g} (two-sided) and power {power:.0%}:")  # fmt: skip
     out.print(f"  sized for the read at the planned size: alpha {budget.final:g} of {alpha:g} (the rest, "
-              f"{budget.interim:g}, is for the always-valid daily looks before it), Holm across {comparisons} "
-              f"comparison{'s' if comparisons != 1 else ''} ({variants - 1} treatment x {metrics} metric), "
+              f"{budget.interim:g}, is for the always-valid daily looks before it), Holm across {comparisons:,} "
+              f"comparison{'s' if comparisons != 1 else ''} ({variants - 1:,} treatment x {metrics:,} metric), "
               f"{budget.final / comparisons:.4g} each at worst")  # fmt: skip
-    out.print(f"  [bold]{per_variant:,}[/bold] units per variant, {total:,} in total over {variants} variants")
+    out.print(f"  [bold]{per_variant:,}[/bold] units per variant, {total:,} in total over {variants:,} variants")
     traffic = plan_out["traffic"]
     if traffic is None:
         out.print("  days needed: unknown (no traffic yet; run `tailor run` to estimate from recent activity)")
@@ -171,8 +173,9 @@ def plan(
         out.print("  days needed: never at the current traffic (no new users arrive)")
     else:
         how = "extrapolated" if estimate.extrapolated else "replaying"
-        out.print(f"  [bold]{estimate.days}[/bold] days at the current traffic ({how} the last "
-                  f"{traffic['window_days']} days: {traffic['daily_active_users']:,} daily active users, "
+        plural = "" if estimate.days == 1 else "s"
+        out.print(f"  [bold]{estimate.days:,}[/bold] day{plural} at the current traffic ({how} the last "
+                  f"{traffic['window_days']:,} days: {traffic['daily_active_users']:,} daily active users, "
                   f"{traffic['new_users_per_day']:,} new per day, share {share:g})")  # fmt: skip
 
 

@@ -140,7 +140,7 @@ def generate(
     if as_json:
         emit_json(summary)
         return
-    out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days} days to {target}")
+    out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days:,} days to {target}")
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
 
 
@@ -177,7 +177,7 @@ def _continue(
     doc = json.loads(result.truth_path.read_text())
     segment = doc["continuations"][-1]
     out.print(
-        f"Continued {target} by {days} days ({segment['start_date']} to {segment['end_date']}, policy {policy}): "
+        f"Continued {target} by {days:,} days ({segment['start_date']} to {segment['end_date']}, policy {policy}): "
         f"{result.events_written:,} event rows"
     )
     out.print(f"Closed-loop truth (never read by the pipeline): {target / '_truth' / 'continued'}")

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from cli.experiments import experiments, results_json
 from ml.experiments.analysis import analyze, analyze_daily
+from tailor.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +84,31 @@ def test_json_carries_the_day_a_decision_was_taken() -> None:
     by_day = analyze_daily(daily, variants)
     first = by_day.loc[by_day["decision"] == "better", "as_of_date"].min()
     assert treated["decided_on"] == first.isoformat() == "2026-03-02"  # a tripled mean, called on the second look
+
+
+def _activity(settings: Settings, rows: list[tuple[str, str]]) -> None:
+    settings.marts_dir.mkdir(parents=True)
+    frame = pd.DataFrame(rows, columns=["user_id", "activity_date"]).astype({"activity_date": "datetime64[ns]"})
+    frame.to_parquet(settings.marts_dir / "fct_daily_user_engagement.parquet")
+
+
+def test_plan_prints_large_day_counts_with_separators_and_json_keeps_numbers(settings: Settings) -> None:
+    # One new user a day for 28 days, each back every day after: 28 units in the window, then 1 more a day.
+    _activity(settings, [(f"u{first}", f"2026-01-{day:02d}") for first in range(1, 29) for day in range(first, 29)])
+    args = ("plan", "--baseline", "0.05", "--mde", "0.002")
+    code, out, _ = _run(*args, "--json")
+    plan = json.loads(out)
+    assert code == 0 and plan["units_total"] > 100_000
+    assert plan["days_needed"] == plan["units_total"]  # 28 days for the first 28 units, then one unit a day
+    assert isinstance(plan["days_needed"], int) and plan["traffic"]["daily_active_users"] == 14.5
+    code, text, _ = _run(*args)
+    assert code == 0
+    assert f"  {plan['days_needed']:,} days at the current traffic (extrapolated the last 28 days:" in text
+    assert f"{plan['units_per_variant']:,} units per variant, {plan['units_total']:,} in total over 2 variants" in text
+
+
+def test_plan_on_a_home_whose_run_accepted_no_events_says_days_are_unknown(settings: Settings) -> None:
+    _activity(settings, [])
+    code, text, err = _run("plan", "--baseline", "0.05", "--mde", "0.02")
+    assert code == 0, err
+    assert "days needed: unknown (no traffic yet" in text
