@@ -288,6 +288,7 @@ def _require_events(settings: Settings) -> None:
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def run(as_json: bool, quiet: bool) -> None:
     """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
+    from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
     from orchestration.lib.engine_support import refusal
     from orchestration.lib.runner import run_all
@@ -300,56 +301,13 @@ def run(as_json: bool, quiet: bool) -> None:
     if not quiet:
         err.print(f"Running every asset against {settings.home}", highlight=False)
     outcome = run_all(settings, quiet=quiet or as_json)
-    summary = pipeline_summary(settings)
-    summary["run"] = {
-        "success": outcome.success,
-        "run_id": outcome.run_id,
-        "failed_steps": outcome.failed_steps,
-        "failed_checks": outcome.failed_checks,
-        "checks_evaluated": len(outcome.checks_evaluated),
-        "reconciliation_checked": any(
-            name.endswith(":received_equals_accepted_duplicates_quarantined") for name in outcome.checks_evaluated
-        ),
-        "errors": outcome.errors,
-        "retrain_signals": outcome.retrain_signals,
-        "models": outcome.models,
-    }
-    if as_json and outcome.success:
-        emit_json(summary)  # a failed run's summary goes out with its error (`fail` below)
-    elif outcome.success:
-        _print_summary(summary)
-    if outcome.models and not as_json and outcome.success:
-        for name, text in outcome.models.items():
-            out.print(f"{name + ':':<24} {text}", highlight=False, markup=False)
-    if outcome.retrain_signals and not as_json:
-        for name, text in outcome.retrain_signals.items():
-            err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)
-        err.print(
-            "The champion's inputs or predictions moved away from its training window; the answer is a retrain, "
-            "not a fix: with the Dagster daemon running (`make ui`) the retrain_sensor requests the retrain_ranker "
-            "job (or run it yourself from the UI), which trains a challenger; the registry's rule decides whether it "
-            "replaces the champion. `tailor run` alone retrains only when the retrain rule says it is due (the "
-            "ml/ranker line above).",
-            highlight=False,
-        )
+    summary = {**pipeline_summary(settings), "run": run_fields(outcome)}
+    if not as_json:
+        print_report(summary, outcome)
     if not outcome.success:
-        if not as_json:
-            for step, text in outcome.errors.items():
-                err.print(f"[bold red]{step} failed[/]", highlight=False)
-                err.print(text, highlight=False, markup=False)
-            if outcome.failed_checks:
-                err.print(f"[bold red]failed checks[/]: {', '.join(outcome.failed_checks)}", highlight=False)
-        what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
-        consequence = (
-            "the assets after it were not built"
-            if outcome.failed_steps
-            else "every asset was built, but a check with ERROR severity did not pass: its data needs a look"
-        )
-        fail(
-            f"the run failed ({what}); {consequence}. The whole log is in "
-            f"{settings.home / 'logs' / 'dbt.log'} and in the Dagster UI (`make ui`, run {outcome.run_id}).",
-            data=summary,
-        )
+        fail(failure_message(outcome), data=summary)  # under --json: the summary with the error, one object
+    if as_json:
+        emit_json(summary)
 
 
 @main.command()
@@ -368,49 +326,6 @@ def ui(host: str, port: int) -> None:
     # (`tailor`); with `-m` it would be named after the module.
     os.chdir(REPO_ROOT)
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
-
-
-def _balance_state(events: dict[str, Any]) -> str:
-    """'balanced', or why not: rows landed after the build (the next run builds them) or a real mismatch."""
-    if events["balanced"]:
-        return "balanced"
-    if events.get("balanced_except_pending"):
-        return (
-            f"balanced for what this run built; {events['pending_rows']:,} rows in {events['pending_batches']:,} "
-            "batches landed after its build: the next `tailor run` builds them"
-        )
-    return "NOT BALANCED: rows are missing from the warehouse; rerun `tailor run` and see docs/contract/README.md"
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    events = summary["events"]
-    out.print()
-    out.print(
-        "[bold]Events[/]  received {received:,}  accepted {accepted:,}  duplicates {duplicates:,}  "
-        "quarantined {quarantined:,}  ({state})".format(**events, state=_balance_state(events))
-    )
-    if summary.get("quarantined_by_reason"):
-        reasons = ", ".join(f"{reason} {n:,}" for reason, n in summary["quarantined_by_reason"].items())
-        out.print(
-            f"[bold]Quarantine[/] (all sources) by reason: {reasons}. Each row's detail: fct_rejected_rows "
-            "(docs/contract/README.md)",
-            highlight=False,
-        )
-    table = Table(title="Published marts", title_justify="left")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, rows in summary["marts"].items():
-        table.add_row(name, f"{rows:,}")
-    out.print(table)
-    engine = {"duckdb": "DuckDB", "spark": "Spark"}.get(summary["engine"], summary["engine"])
-    out.print(f"{'Warehouse (' + engine + '):':<20}{summary['warehouse']}")
-    out.print(f"Published Parquet:  {summary['marts_dir']}")
-    out.print("Experiments:        tailor experiments (docs/experiments.md)")
-    out.print("Recommendations:    tailor recommend USER_ID, tailor models (docs/recommendations.md)")
-    out.print("Analyst app:        make app, then open http://127.0.0.1:8501 (docs/app.md)")
-    out.print("HTTP service:       tailor serve (docs/service.md)")
-    out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
-    out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")
 
 
 main.add_command(experiments)

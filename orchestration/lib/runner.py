@@ -1,9 +1,13 @@
 """Run the whole asset graph in this process (what `tailor run` and `make demo` do)."""
 
 import contextlib
+import logging
 import os
+import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
@@ -14,6 +18,11 @@ from tailor.settings import Settings
 #: Checks that watch the champion rather than the data: when one fails (drift), the run did its job and the answer
 #: is a retrain (the retrain sensor requests one), not a broken pipeline. They are reported, not fatal.
 RETRAIN_SIGNALS = frozenset({"champion_features_stable", "champion_predictions_stable"})
+
+#: dbt's output during a run (dagster-dbt echoes it on stdout), in ``<TAILOR_HOME>/logs/``.
+DBT_LOG = "dbt.log"
+#: The log of each step that failed in the last run, ``<TAILOR_HOME>/logs/steps/<step>.log`` (emptied by every run).
+STEP_LOGS = "steps"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,12 @@ class RunOutcome:
     #: What each model-side asset (``ml/...``) did, in words: its ``action`` and ``reason`` metadata, e.g.
     #: ``{"ml/ranker": "up to date: unchanged, version 3 kept"}``.
     models: dict[str, str] = field(default_factory=dict)
+    #: Assets the run planned but never materialized (e.g. everything after a failed step), sorted; empty when every
+    #: asset was built, so the published counts are this run's.
+    not_built: list[str] = field(default_factory=list)
+    #: Where to read more about each failed step (step -> file): dbt's log for a step dagster-dbt runs, else the
+    #: step's own log lines and its error with the traceback (`write_step_logs`). Filled by `run_all`.
+    logs: dict[str, str] = field(default_factory=dict)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -53,9 +68,10 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     # dagster-dbt echoes dbt's log on stdout; keep it in a file so stdout stays clean (e.g. for --json).
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(log_dir / STEP_LOGS, ignore_errors=True)  # the logs of the last run's failed steps, not older ones
     with (
         dg.DagsterInstance.get() as instance,
-        (log_dir / "dbt.log").open("w") as dbt_log,
+        (log_dir / DBT_LOG).open("w") as dbt_log,
         contextlib.redirect_stdout(dbt_log),
     ):
         fail_interrupted_runs(instance)  # a killed earlier run would otherwise stay "in progress" and block the queue
@@ -65,7 +81,7 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
             raise_on_error=False,
             tags=process_tags(os.getpid()),
         )
-        return outcome_of(result, instance)
+        return replace(outcome_of(result, instance), logs=write_step_logs(result, instance, log_dir))
 
 
 def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> RunOutcome:
@@ -77,9 +93,9 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     """
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
     errors = {event.step_key or "?": _failure_text(event) for event in result.all_events if event.is_step_failure}
+    planned = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    planned_keys = {r.dagster_event.asset_key for r in planned if r.dagster_event and r.dagster_event.asset_key}
     if not failed_steps:
-        planned = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
-        planned_keys = {r.dagster_event.asset_key for r in planned if r.dagster_event and r.dagster_event.asset_key}
         for step, text in _silently_not_done(result.all_events, planned_keys).items():
             failed_steps.append(step)
             errors[step] = text
@@ -112,7 +128,51 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
         errors,
         signals,
         models,
+        sorted(key.to_user_string() for key in planned_keys - _materialized(result.all_events)),
     )
+
+
+def write_step_logs(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, log_dir: Path) -> dict[str, str]:
+    """Where to read more about each step that failed in ``result``: ``{step: path}``.
+
+    A step dagster-dbt runs points at dbt's own log (``log_dir/dbt.log``, dbt's whole output). Any other step gets
+    ``log_dir/steps/<step>.log``, written here: its lines of the run's log (what it said, at what time and level)
+    and its error with the traceback and causes, which `tailor run` shortens to one message and which otherwise
+    only the Dagster UI shows.
+    """
+    failed = [event.step_key for event in result.all_events if event.is_step_failure and event.step_key]
+    logs: dict[str, str] = {}
+    records = instance.all_logs(result.run_id) if failed else []
+    for step in failed:
+        if _runs_dbt(result.job_def, step):
+            logs[step] = str(log_dir / DBT_LOG)
+            continue
+        lines = []
+        for record in records:
+            if record.step_key != step:
+                continue
+            stamp = datetime.fromtimestamp(record.timestamp, UTC).isoformat(timespec="seconds")
+            lines.append(f"{stamp} {logging.getLevelName(record.level)} {record.user_message}".rstrip())
+            event = record.dagster_event
+            data = event.step_failure_data if event is not None and event.is_step_failure else None
+            if data is not None and data.error is not None:
+                lines.append(data.error.to_string().rstrip())
+        path = log_dir / STEP_LOGS / f"{step}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        logs[step] = str(path)
+    return logs
+
+
+def _runs_dbt(job: dg.JobDefinition, step: str) -> bool:
+    """Whether ``step`` is an op dagster-dbt made (it tags its ops ``dagster_dbt/...``), whose log is dbt's."""
+    if not job.graph.has_node_named(step):
+        return False
+    return any(tag.startswith("dagster_dbt/") for tag in job.graph.node_named(step).definition.tags)
+
+
+def _materialized(events: Sequence[dg.DagsterEvent]) -> set[dg.AssetKey]:
+    return {e.asset_key for e in events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key}
 
 
 def _silence_known_third_party_warnings() -> None:
@@ -128,8 +188,7 @@ def _silence_known_third_party_warnings() -> None:
 
 def _silently_not_done(events: Sequence[dg.DagsterEvent], planned: set[dg.AssetKey]) -> dict[str, str]:
     """Steps skipped, and the materializations planned but never reported, in a run where no step failed."""
-    done = {e.asset_key for e in events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key}
-    missing = sorted(key.to_user_string() for key in planned - done)
+    missing = sorted(key.to_user_string() for key in planned - _materialized(events))
     shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
     why = f"planned but never materialized: {shown}" if missing else "an asset it needs was not materialized"
     not_done = {

@@ -1,0 +1,140 @@
+"""What `tailor run` says when the run ends: the summary, what each model asset did, drift signals, and for a failed
+run what failed, what was left unbuilt and where to read more about each failure (its log, or a check's verdict)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from orchestration.lib.runner import RunOutcome
+
+# soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+#: Assets named in a failure message before "and N more".
+_SHOWN = 8
+
+
+def run_fields(outcome: RunOutcome) -> dict[str, Any]:
+    """The ``run`` object of `tailor run --json`: success, what failed and why, where its logs are, what was left
+    unbuilt, drift signals and what each model asset did."""
+    return {
+        "success": outcome.success,
+        "run_id": outcome.run_id,
+        "failed_steps": outcome.failed_steps,
+        "failed_checks": outcome.failed_checks,
+        "checks_evaluated": len(outcome.checks_evaluated),
+        "reconciliation_checked": any(
+            name.endswith(":received_equals_accepted_duplicates_quarantined") for name in outcome.checks_evaluated
+        ),
+        "errors": outcome.errors,
+        "logs": outcome.logs,
+        "not_built": outcome.not_built,
+        "retrain_signals": outcome.retrain_signals,
+        "models": outcome.models,
+    }
+
+
+def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
+    """The readable end of a run, failed or not: the counts when every asset was built (a failed check leaves them
+    built and published; after a failed step they would be the last run's, so they are left out), what each model
+    asset did, drift signals, and each failed step's error in short (`failure_message` says where the rest is)."""
+    if not outcome.not_built:
+        print_summary(summary)
+    for name, text in outcome.models.items():
+        out.print(f"{name + ':':<24} {text}", highlight=False, markup=False)
+    if outcome.retrain_signals:
+        for name, text in outcome.retrain_signals.items():
+            err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)
+        err.print(
+            "The champion's inputs or predictions moved away from its training window; the answer is a retrain, "
+            "not a fix: with the Dagster daemon running (`make ui`) the retrain_sensor requests the retrain_ranker "
+            "job (or run it yourself from the UI), which trains a challenger; the registry's rule decides whether it "
+            "replaces the champion. `tailor run` alone retrains only when the retrain rule says it is due (the "
+            "ml/ranker line above).",
+            highlight=False,
+        )
+    for step in outcome.failed_steps:
+        if step in outcome.logs:  # a step that ran and failed; one that never ran is said in the failure message
+            err.print(f"[bold red]{step} failed[/]", highlight=False)
+            err.print(outcome.errors.get(step, "failed"), highlight=False, markup=False)
+
+
+def failure_message(outcome: RunOutcome) -> str:
+    """Why a run failed, in one message: what failed, what was not built, and per failure where to read more: a
+    failed step's log (dbt's for the dbt step), the verdict of a failed check (its description; checks keep no log),
+    or why a step never ran."""
+    from orchestration.lib.runner import DBT_LOG  # loaded already: the run ran
+
+    what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
+    missing = outcome.not_built
+    if missing:
+        shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN:,} more" if len(missing) > _SHOWN else "")
+        assets = f"{len(missing):,} asset{'s' if len(missing) != 1 else ''}"
+        left = f"{assets} not built ({shown}); they keep their last run's data"
+    else:
+        left = "every asset was built"
+    if outcome.failed_checks:
+        left += "; a check with ERROR severity did not pass: its data needs a look"
+    lines = [f"the run failed ({what}); {left}."]
+    for step in outcome.failed_steps:
+        log = outcome.logs.get(step)
+        if log is None:
+            lines.append(f"  {step}: {outcome.errors.get(step, 'failed')}")
+        elif Path(log).name == DBT_LOG:
+            lines.append(f"  {step}: dbt's log is {log}")
+        else:
+            lines.append(f"  {step}: its log, with the error's traceback, is {log}")
+    for check in outcome.failed_checks:
+        lines.append(f"  {check}: {outcome.errors.get(check) or 'failed (no description): see it in the Dagster UI'}")
+    lines.append(f"Every step's events are in the Dagster UI (`make ui`, run {outcome.run_id}).")
+    return "\n".join(lines)
+
+
+def _balance_state(events: dict[str, Any]) -> str:
+    """'balanced', or why not: rows landed after the build (the next run builds them) or a real mismatch."""
+    if events["balanced"]:
+        return "balanced"
+    if events.get("balanced_except_pending"):
+        return (
+            f"balanced for what this run built; {events['pending_rows']:,} rows in {events['pending_batches']:,} "
+            "batches landed after its build: the next `tailor run` builds them"
+        )
+    return "NOT BALANCED: rows are missing from the warehouse; rerun `tailor run` and see docs/contract/README.md"
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The event counts, the published marts with their rows, and where everything is."""
+    events = summary["events"]
+    out.print()
+    out.print(
+        "[bold]Events[/]  received {received:,}  accepted {accepted:,}  duplicates {duplicates:,}  "
+        "quarantined {quarantined:,}  ({state})".format(**events, state=_balance_state(events))
+    )
+    if summary.get("quarantined_by_reason"):
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in summary["quarantined_by_reason"].items())
+        out.print(
+            f"[bold]Quarantine[/] (all sources) by reason: {reasons}. Each row's detail: fct_rejected_rows "
+            "(docs/contract/README.md)",
+            highlight=False,
+        )
+    table = Table(title="Published marts", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in summary["marts"].items():
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+    engine = {"duckdb": "DuckDB", "spark": "Spark"}.get(summary["engine"], summary["engine"])
+    out.print(f"{'Warehouse (' + engine + '):':<20}{summary['warehouse']}")
+    out.print(f"Published Parquet:  {summary['marts_dir']}")
+    out.print("Experiments:        tailor experiments (docs/experiments.md)")
+    out.print("Recommendations:    tailor recommend USER_ID, tailor models (docs/recommendations.md)")
+    out.print("Analyst app:        make app, then open http://127.0.0.1:8501 (docs/app.md)")
+    out.print("HTTP service:       tailor serve (docs/service.md)")
+    out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
+    out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")

@@ -1,0 +1,133 @@
+"""How `tailor run` reports a failed run: the summary still shows what was done, and the message points at the log
+of the step that failed (dbt's only for the dbt step) or at a failed check's verdict, never at dbt.log by default.
+
+Real (tiny) Dagster runs on a test instance; the failing step raises as a broken asset would."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from cli.run_report import failure_message, print_report, run_fields
+from orchestration.lib.runner import RunOutcome, outcome_of, write_step_logs
+
+pytestmark = pytest.mark.unit
+
+
+@dg.asset(key=["ml", "features"])
+def features() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"action": "built", "reason": "new rows"})
+
+
+@dg.asset(deps=[features])
+def drift() -> None:
+    """Fails the way a model step does: an exception deep in its code."""
+    _load_history()
+
+
+def _load_history() -> None:
+    raise ImportError("cannot import name 'history_start' from 'ml.history'")
+
+
+@dg.asset(deps=[drift])
+def after_drift() -> None:
+    """Needs the failed step's asset: never built."""
+
+
+@dg.asset(op_tags={"dagster_dbt/select": "fqn:*"})
+def warehouse() -> None:
+    """Tagged as dagster-dbt tags its ops: its failure's log is dbt's."""
+    raise RuntimeError("dbt build failed")
+
+
+@dg.asset_check(asset=features)
+def calibrated() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR, description="ECE 0.031 on the test window, limit 0.02"
+    )
+
+
+def _run(job: str, tmp_path: Path) -> tuple[RunOutcome, Path]:
+    defs = dg.Definitions(
+        assets=[features, drift, after_drift, warehouse],
+        asset_checks=[calibrated],
+        jobs=[
+            dg.define_asset_job("model_step", dg.AssetSelection.assets(features, drift, after_drift).without_checks()),
+            dg.define_asset_job("dbt_step", [warehouse]),
+            dg.define_asset_job("checked", [features]),
+        ],
+    )
+    log_dir = tmp_path / "logs"
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(job).execute_in_process(raise_on_error=False, instance=instance)
+        outcome = outcome_of(result, instance)
+        return replace(outcome, logs=write_step_logs(result, instance, log_dir)), log_dir
+
+
+SUMMARY: dict[str, Any] = {
+    "events": {"received": 1200, "accepted": 1100, "duplicates": 60, "quarantined": 40, "balanced": True},
+    "quarantined_by_reason": {},
+    "marts": {"fct_events": 1100},
+    "engine": "duckdb",
+    "warehouse": "/home/warehouse/tailor.duckdb",
+    "marts_dir": "/home/marts",
+}
+
+
+def test_a_failed_model_step_points_at_its_own_log_with_the_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome, log_dir = _run("model_step", tmp_path)
+    assert not outcome.success and outcome.failed_steps == ["drift"]
+    assert outcome.not_built == ["after_drift", "drift"]
+    log = log_dir / "steps" / "drift.log"
+    assert outcome.logs == {"drift": str(log)}
+    text = log.read_text()
+    assert "ImportError: cannot import name 'history_start' from 'ml.history'" in text
+    assert "in _load_history" in text  # the traceback, which the one-line message leaves out
+    assert 'Execution of step "drift" failed.' in text
+
+    message = failure_message(outcome)
+    assert message.startswith(
+        "the run failed (drift); 2 assets not built (after_drift, drift); they keep their last run's data."
+    )
+    assert f"  drift: its log, with the error's traceback, is {log}" in message
+    assert "dbt.log" not in message
+
+    print_report({**SUMMARY, "run": run_fields(outcome)}, outcome)
+    printed = capsys.readouterr()
+    assert "ml/features:             built: new rows" in printed.out  # what each model asset did, failed run or not
+    assert "Published marts" not in printed.out  # the marts after the failed step are the last run's: no counts
+    assert "drift failed\nImportError: cannot import name 'history_start'" in printed.err
+
+
+def test_a_failed_dbt_step_points_at_dbts_log(tmp_path: Path) -> None:
+    outcome, log_dir = _run("dbt_step", tmp_path)
+    assert outcome.failed_steps == ["warehouse"]
+    assert outcome.logs == {"warehouse": str(log_dir / "dbt.log")}
+    assert not (log_dir / "steps").exists()
+    assert f"  warehouse: dbt's log is {log_dir / 'dbt.log'}" in failure_message(outcome)
+
+
+def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome, log_dir = _run("checked", tmp_path)
+    assert not outcome.success and outcome.failed_steps == [] and outcome.failed_checks == ["ml/features:calibrated"]
+    assert outcome.not_built == [] and outcome.logs == {} and not log_dir.exists()  # a check keeps no log
+    message = failure_message(outcome)
+    assert message.splitlines()[:2] == [
+        "the run failed (ml/features:calibrated); every asset was built; a check with ERROR severity did not pass: "
+        "its data needs a look.",
+        "  ml/features:calibrated: ECE 0.031 on the test window, limit 0.02",
+    ]
+    assert "log" not in message.replace("Dagster UI", "")
+
+    print_report({**SUMMARY, "run": run_fields(outcome)}, outcome)
+    printed = capsys.readouterr().out
+    assert "received 1,200  accepted 1,100" in printed and "Published marts" in printed  # every asset was built
+    assert "ml/features:             built: new rows" in printed
