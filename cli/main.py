@@ -290,11 +290,12 @@ def run(as_json: bool, quiet: bool) -> None:
     """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
     from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
-    from orchestration.lib.engine_support import refusal
+    from orchestration.lib.engine_support import engine_switch_refusal, refusal
     from orchestration.lib.runner import run_all
 
     settings = load_settings()
-    refused = refusal(settings.engine)  # what the engine cannot run yet, said before anything starts
+    # Said before anything starts: what the engine cannot run yet, and a home another engine built.
+    refused = refusal(settings.engine) or engine_switch_refusal(settings)
     if refused:
         fail(refused)
     _require_events(settings)

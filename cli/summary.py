@@ -6,6 +6,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from orchestration.lib.engine_support import warehouse_of
 from tailor.quality import reconcile
 from tailor.settings import Settings
 
@@ -36,7 +37,7 @@ def pipeline_summary(settings: Settings) -> dict[str, Any]:
         "marts": published_marts(settings),
         "engine": settings.engine,
         # DuckDB's file, or Spark's warehouse folder (its tables, one folder each).
-        "warehouse": str(settings.warehouse if settings.engine == "duckdb" else settings.spark_dir / "warehouse"),
+        "warehouse": str(warehouse_of(settings, settings.engine)),
         "marts_dir": str(settings.marts_dir),
         "home": str(settings.home),
     }

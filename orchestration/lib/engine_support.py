@@ -1,15 +1,21 @@
-"""What the asset graph cannot run yet on each engine (TAILOR_ENGINE), in one place.
+"""What the asset graph cannot run yet on each engine (TAILOR_ENGINE), and which engine built a home, in one place.
 
 `tailor run` refuses an engine with something listed here before it starts, and the warehouse asset refuses it too
 (a run started from the Dagster UI), both with `refusal()`. Everything else in the graph follows the engine: dbt's
 target and build arguments (orchestration/lib/dbt.py), Spark's marts published as Parquet after the build
 (orchestration/lib/spark_marts.py), Feast's offline store and sources (tailor/feature_store.py, feature_repo/).
 docs/scaling_out.md says what runs on Spark and how it is tested.
+
+A home holds one engine's warehouse: `tailor run` refuses to build a home with another engine than the one that
+built it (`engine_switch_refusal`), as `tailor recommend` refuses to read features registered for another engine
+(`ml.features.repo.engine_mismatch`), both naming the engine to set.
 """
 
 from __future__ import annotations
 
-from tailor.settings import Engine
+from pathlib import Path
+
+from tailor.settings import ENGINES, Engine, Settings
 
 #: Pieces of the graph an engine cannot run yet, in words; an empty tuple: `tailor run` runs everything on it.
 NOT_SUPPORTED_YET: dict[Engine, tuple[str, ...]] = {
@@ -27,4 +33,36 @@ def refusal(engine: Engine) -> str | None:
     return (
         f"TAILOR_ENGINE={engine}: `tailor run` cannot run the whole graph on {engine} yet: {'; '.join(missing)}. "
         "docs/scaling_out.md says what runs on it and how. Unset TAILOR_ENGINE to run everything on duckdb"
+    )
+
+
+def warehouse_of(settings: Settings, engine: Engine) -> Path:
+    """Where ``engine`` keeps this home's warehouse: DuckDB's file, or Spark's folder of tables (and metastore)."""
+    return settings.warehouse if engine == "duckdb" else settings.spark_dir / "warehouse"
+
+
+def built_engines(settings: Settings) -> list[Engine]:
+    """The engines whose warehouse this home holds (in `ENGINES` order); empty before the first build."""
+    return [engine for engine in ENGINES if warehouse_of(settings, engine).exists()]
+
+
+def engine_switch_refusal(settings: Settings) -> str | None:
+    """Why `tailor run` must not build this home with ``settings.engine``, in words; None when it may.
+
+    It may not when the home's warehouse was built by another engine only. Running anyway would build a second
+    warehouse from the landed files beside the first, publish its marts over the other's and register the features
+    for both engines, so the home would answer differently depending on TAILOR_ENGINE: a silent switch. The message
+    names both engines, the one to set for this home, and how to build the other engine's home from the same files.
+    A home both engines have built already (before this check) is left to run.
+    """
+    built = built_engines(settings)
+    if not built or settings.engine in built:
+        return None
+    other, wanted = built[0], settings.engine
+    return (
+        f"this home's warehouse was built with TAILOR_ENGINE={other} ({warehouse_of(settings, other)}), not "
+        f"{wanted}: set TAILOR_ENGINE={other} for every command on it. To build the same events with {wanted}, "
+        f"give {wanted} a home of its own from this home's landed files (this home stays as it is): "
+        f"`mkdir <new home> && cp -r {settings.landing} <new home>/landing`, then "
+        f"`TAILOR_HOME=<new home> TAILOR_ENGINE={wanted} tailor run` (docs/scaling_out.md)"
     )

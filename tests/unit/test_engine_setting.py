@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -98,3 +100,51 @@ def test_a_home_registered_for_the_other_engine_says_which_to_set(
     )
     apply_marker(read_as_duckdb).write_text("applied")  # registered for both: nothing to advise
     assert engine_mismatch(read_as_duckdb) is None
+
+
+def test_tailor_run_refuses_to_switch_a_homes_engine_and_says_how_to_proceed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Refused before anything starts (no Spark, no Dagster): a DuckDB home run with TAILOR_ENGINE=spark, and a Spark
+    home run without it. A fresh home and a home's own engine run."""
+    import duckdb
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from orchestration.lib.engine_support import engine_switch_refusal
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    monkeypatch.delenv("TAILOR_ENGINE", raising=False)
+    duck = get_settings(home)
+    spark = replace(duck, engine="spark")
+    assert engine_switch_refusal(duck) is None and engine_switch_refusal(spark) is None  # nothing built yet
+
+    duck.warehouse_dir.mkdir(parents=True)
+    duckdb.connect(str(duck.warehouse)).close()  # what a DuckDB build leaves
+    assert engine_switch_refusal(duck) is None
+    expected = (
+        f"this home's warehouse was built with TAILOR_ENGINE=duckdb ({duck.warehouse}), not spark: set "
+        "TAILOR_ENGINE=duckdb for every command on it. To build the same events with spark, give spark a home of its "
+        f"own from this home's landed files (this home stays as it is): `mkdir <new home> && cp -r {duck.landing} "
+        "<new home>/landing`, then `TAILOR_HOME=<new home> TAILOR_ENGINE=spark tailor run` (docs/scaling_out.md)"
+    )
+    assert engine_switch_refusal(spark) == expected
+    ran = CliRunner().invoke(main, ["run"], env={"TAILOR_ENGINE": "spark"})
+    assert ran.exit_code == 1 and ran.stderr == f"error: {expected}\n"
+    assert not spark.spark_dir.exists() and not (home / "dagster").exists()  # refused before anything started
+    as_json = CliRunner().invoke(main, ["run", "--json"], env={"TAILOR_ENGINE": "spark"})
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {"error": expected}
+
+    duck.warehouse.unlink()
+    (spark.spark_dir / "warehouse" / "marts.db").mkdir(parents=True)  # what a Spark build leaves
+    assert engine_switch_refusal(spark) is None
+    refused = engine_switch_refusal(duck)
+    assert refused is not None and refused.startswith(
+        f"this home's warehouse was built with TAILOR_ENGINE=spark ({spark.spark_dir / 'warehouse'}), not duckdb: "
+        "set TAILOR_ENGINE=spark for every command on it."
+    )
+    assert "TAILOR_HOME=<new home> TAILOR_ENGINE=duckdb tailor run" in refused
+
+    duckdb.connect(str(duck.warehouse)).close()  # both engines built it already (before this check): left to run
+    assert engine_switch_refusal(duck) is None and engine_switch_refusal(spark) is None
