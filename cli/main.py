@@ -291,7 +291,7 @@ def run(as_json: bool, quiet: bool) -> None:
     from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
     from orchestration.lib.engine_support import engine_switch_refusal, refusal
-    from orchestration.lib.runner import run_all
+    from orchestration.lib.runner import SPARK_LOG, run_all
 
     settings = load_settings()
     # Said before anything starts: what the engine cannot run yet, and a home another engine built.
@@ -306,7 +306,8 @@ def run(as_json: bool, quiet: bool) -> None:
     if not as_json:
         print_report(summary, outcome)
     if not outcome.success:
-        fail(failure_message(outcome), data=summary)  # under --json: the summary with the error, one object
+        jvm_log = settings.home / "logs" / SPARK_LOG if settings.engine == "spark" else None
+        fail(failure_message(outcome, jvm_log), data=summary)  # under --json: the summary with the error, one object
     if as_json:
         emit_json(summary)
 

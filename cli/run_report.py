@@ -65,10 +65,10 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
             err.print(outcome.errors.get(step, "failed"), highlight=False, markup=False)
 
 
-def failure_message(outcome: RunOutcome) -> str:
+def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
     """Why a run failed, in one message: what failed, what was not built, and per failure where to read more: a
     failed step's log (dbt's for the dbt step), the verdict of a failed check (its description; checks keep no log),
-    or why a step never ran."""
+    or why a step never ran; on Spark also the JVMs' own log, ``jvm_log``, when a step failed."""
     from orchestration.lib.runner import DBT_LOG  # loaded already: the run ran
 
     what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
@@ -92,6 +92,8 @@ def failure_message(outcome: RunOutcome) -> str:
             lines.append(f"  {step}: its log, with the error's traceback, is {log}")
     for check in outcome.failed_checks:
         lines.append(f"  {check}: {outcome.errors.get(check) or 'failed (no description): see it in the Dagster UI'}")
+    if jvm_log is not None and outcome.failed_steps:
+        lines.append(f"  Spark's JVMs (dbt's and Feast's) logged their warnings and errors in {jvm_log}")
     lines.append(f"Every step's events are in the Dagster UI (`make ui`, run {outcome.run_id}).")
     return "\n".join(lines)
 

@@ -23,6 +23,10 @@ RETRAIN_SIGNALS = frozenset({"champion_features_stable", "champion_predictions_s
 DBT_LOG = "dbt.log"
 #: The log of each step that failed in the last run, ``<TAILOR_HOME>/logs/steps/<step>.log`` (emptied by every run).
 STEP_LOGS = "steps"
+#: The Spark JVMs' own log (log4j) during a run on Spark, in ``<TAILOR_HOME>/logs/``.
+SPARK_LOG = "spark.log"
+#: Log4j 2's configuration for those JVMs: everything to SPARK_LOG, nothing to the console.
+SPARK_LOG4J = Path(__file__).with_name("spark_log4j2.properties")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     """Materialize every asset of `tailor_job` against the local instance configured by dagster.yaml."""
     os.environ.update(settings.dagster_env())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    log_dir = settings.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(log_dir / STEP_LOGS, ignore_errors=True)  # the logs of the last run's failed steps, not older ones
+    if settings.engine == "spark":
+        send_spark_logs_to(log_dir / SPARK_LOG)  # before any JVM starts
     _silence_known_third_party_warnings()
     # Imported here: loading the definitions parses the dbt project, which needs the environment above.
     from orchestration.definitions import defs
@@ -66,9 +75,6 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     if not quiet:
         loggers["tailor_progress"] = {}
     # dagster-dbt echoes dbt's log on stdout; keep it in a file so stdout stays clean (e.g. for --json).
-    log_dir = settings.home / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(log_dir / STEP_LOGS, ignore_errors=True)  # the logs of the last run's failed steps, not older ones
     with (
         dg.DagsterInstance.get() as instance,
         (log_dir / DBT_LOG).open("w") as dbt_log,
@@ -82,6 +88,22 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
             tags=process_tags(os.getpid()),
         )
         return replace(outcome_of(result, instance), logs=write_step_logs(result, instance, log_dir))
+
+
+def send_spark_logs_to(log_file: Path) -> None:
+    """Send the log4j output of every Spark JVM this process starts from now on to ``log_file`` (emptied here; the
+    JVMs append), instead of the console.
+
+    The JVMs inherit the environment set here: dbt's (dagster-dbt starts dbt with this process's environment) and
+    Feast's Spark offline store's (PySpark starts spark-submit with it). Without it their WARN lines appear among
+    `tailor run`'s progress lines on stderr, and dbt's JVM writes into the output dagster-dbt parses for dbt's events.
+    Log4j 2 reads its configuration file from LOG4J_CONFIGURATION_FILE (one the user set is kept), and Spark keeps a
+    configuration it finds instead of loading its console defaults. The JVM's own startup notice about incubator
+    modules is not log4j's: it stays on stderr.
+    """
+    log_file.write_text("")
+    os.environ["TAILOR_SPARK_LOG"] = str(log_file.resolve())  # read by SPARK_LOG4J
+    os.environ.setdefault("LOG4J_CONFIGURATION_FILE", str(SPARK_LOG4J))
 
 
 def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> RunOutcome:

@@ -29,6 +29,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -114,6 +115,8 @@ class Homes:
     tables: dict[str, dict[str, Tables]] = field(default_factory=dict)
     #: Wall seconds of each step (for the report; not asserted).
     seconds: dict[str, float] = field(default_factory=dict)
+    #: What that `tailor run` printed on stderr.
+    run_stderr: str = ""
 
     def before_second(self) -> Homes:
         """These homes, as the first delivery left them. Raises AssertionError once the second delivery ran."""
@@ -209,7 +212,9 @@ def homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homes]:
     start = time.perf_counter()
     run_dbt(duck, *FIRST_BUILD)
     seconds["duckdb build"] = time.perf_counter() - start
-    state = Homes(duck, spark, json.loads(ran.stdout), [generated / p for p in late], seconds=seconds)
+    state = Homes(
+        duck, spark, json.loads(ran.stdout), [generated / p for p in late], seconds=seconds, run_stderr=ran.stderr
+    )
     state.tables["first"] = _all_tables(duck, spark)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(FEAST_YAML_ENV, raising=False)  # each home's engine picks its yaml
@@ -343,6 +348,11 @@ def test_tailor_run_on_spark_runs_every_step(homes: Homes) -> None:
     assert set(homes.run["marts"]) >= {*FEATURE_MARTS, "fct_impressions", "fct_experiment_stats", "dim_users"}
     assert not homes.spark.warehouse.exists()  # no DuckDB file on the Spark path
     assert homes.run["engine"] == "spark" and Path(homes.run["warehouse"]) == homes.spark.spark_dir / "warehouse"
+    # The JVMs' own log went to the run's log file, not to stderr: no line in either of Spark's console layouts
+    # ("26/11/30 06:51:45 WARN Utils: ...", or {"ts": ...} when structured logging is on).
+    log4j = re.compile(r'^(\d\d/\d\d/\d\d \d\d:\d\d:\d\d (TRACE|DEBUG|INFO|WARN|ERROR|FATAL) |\{"ts":)')
+    assert [line for line in homes.run_stderr.splitlines() if log4j.match(line)] == []
+    assert (homes.spark.home / "logs" / "spark.log").is_file()
     print(f"seconds: {homes.seconds}")
 
 

@@ -3,8 +3,10 @@ deprecation warnings from pinned third-party code, and a failure when work was s
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -97,3 +99,33 @@ def test_a_failed_check_says_its_figures_in_the_outcome() -> None:
         outcome = outcome_of(result, instance)
     assert not outcome.success and outcome.failed_checks == ["rebuilt:too_far_off"]
     assert outcome.errors == {"rebuilt:too_far_off": "error 0.031, limit 0.02: off by that much"}
+
+
+def test_spark_jvms_log_to_the_runs_log_file_not_among_the_progress_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `tailor run` on Spark sets before any JVM starts (dbt's and Feast's inherit it): log4j's configuration
+    file, whose only appender is the run's log file. No Spark here: the configuration is read as log4j reads it."""
+    from orchestration.lib.runner import send_spark_logs_to
+
+    for name in ("LOG4J_CONFIGURATION_FILE", "TAILOR_SPARK_LOG"):
+        monkeypatch.setenv(name, "set by the test")  # recorded, so the test leaves the environment as it was
+        monkeypatch.delenv(name)
+    log = tmp_path / "logs" / "spark.log"
+    log.parent.mkdir()
+    log.write_text("the last run's lines\n")
+    send_spark_logs_to(log)
+    assert log.read_text() == ""  # this run's lines only (the JVMs append)
+    assert os.environ["TAILOR_SPARK_LOG"] == str(log)
+    lines = Path(os.environ["LOG4J_CONFIGURATION_FILE"]).read_text().splitlines()
+    config = dict(line.split(" = ", 1) for line in lines if line.strip() and not line.startswith("#"))
+    assert {key.split(".")[1] for key in config if key.startswith("appender.")} == {"file"}  # no console appender
+    assert config["appender.file.type"] == "File" and config["appender.file.append"] == "true"
+    assert config["appender.file.fileName"] == "${env:TAILOR_SPARK_LOG}"
+    assert [key for key in config if key.startswith("rootLogger.appenderRef.")] == ["rootLogger.appenderRef.file.ref"]
+    assert config["rootLogger.appenderRef.file.ref"] == config["appender.file.name"] == "file"
+    assert config["rootLogger.level"] == "warn"
+
+    monkeypatch.setenv("LOG4J_CONFIGURATION_FILE", "/etc/spark/log4j2.properties")  # a user's own is kept
+    send_spark_logs_to(log)
+    assert os.environ["LOG4J_CONFIGURATION_FILE"] == "/etc/spark/log4j2.properties"

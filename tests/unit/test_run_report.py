@@ -97,6 +97,10 @@ def test_a_failed_model_step_points_at_its_own_log_with_the_traceback(
     )
     assert f"  drift: its log, with the error's traceback, is {log}" in message
     assert "dbt.log" not in message
+    on_spark = failure_message(outcome, jvm_log=tmp_path / "logs" / "spark.log")
+    assert (
+        f"  Spark's JVMs (dbt's and Feast's) logged their warnings and errors in {tmp_path}/logs/spark.log" in on_spark
+    )
 
     print_report({**SUMMARY, "run": run_fields(outcome)}, outcome)
     printed = capsys.readouterr()
@@ -126,6 +130,7 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
         "  ml/features:calibrated: ECE 0.031 on the test window, limit 0.02",
     ]
     assert "log" not in message.replace("Dagster UI", "")
+    assert failure_message(outcome, jvm_log=tmp_path / "spark.log") == message  # no step failed: no JVM to read
 
     print_report({**SUMMARY, "run": run_fields(outcome)}, outcome)
     printed = capsys.readouterr().out
