@@ -139,8 +139,9 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
                 signals[name] = check.description or "failed"
             else:
                 failed_checks.append(name)
-                if check.description:
-                    errors[name] = check.description
+                verdict = check.description or _dbt_test_verdict(check, event.step_key)
+                if verdict:
+                    errors[name] = verdict
     return RunOutcome(
         result.success and not failed_steps and not failed_checks,
         result.run_id,
@@ -221,6 +222,17 @@ def _silently_not_done(events: Sequence[dg.DagsterEvent], planned: set[dg.AssetK
     if missing and not not_done:
         not_done["materializations"] = f"every step succeeded, but assets were {why}"
     return not_done
+
+
+def _dbt_test_verdict(check: dg.AssetCheckEvaluation, step: str | None) -> str | None:
+    """A failed dbt test's verdict, which dagster-dbt leaves without a description: how many rows failed it, and
+    which step says which rows (the dbt step's error names them; its log, dbt's, has the rest)."""
+    rows = getattr(check.metadata.get("dagster_dbt/failed_row_count"), "value", None)
+    if not isinstance(rows, int):
+        return None
+    return (
+        f"a dbt test that failed on {rows:,} row{'s' if rows != 1 else ''}; see step {step or '?'} (its error, its log)"
+    )
 
 
 def _model_action(event: dg.DagsterEvent) -> dict[str, str]:

@@ -5,6 +5,7 @@ Real (tiny) Dagster runs on a test instance; the failing step raises as a broken
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,19 @@ def after_drift() -> None:
     """Needs the failed step's asset: never built."""
 
 
-@dg.asset(op_tags={"dagster_dbt/select": "fqn:*"})
-def warehouse() -> None:
-    """Tagged as dagster-dbt tags its ops: its failure's log is dbt's."""
+@dg.asset(
+    op_tags={"dagster_dbt/select": "fqn:*"}, check_specs=[dg.AssetCheckSpec("unique_event_id", asset="warehouse")]
+)
+def warehouse() -> Iterator[dg.Output[None] | dg.AssetCheckResult]:
+    """As dagster-dbt runs `dbt build`: its op tagged, the model built, a test failed (a check without description,
+    its failed rows counted in its metadata), then the step fails. Its log is dbt's."""
+    yield dg.Output(None)
+    yield dg.AssetCheckResult(
+        check_name="unique_event_id",
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"status": "fail", "dagster_dbt/failed_row_count": 1},
+    )
     raise RuntimeError("dbt build failed")
 
 
@@ -109,12 +120,15 @@ def test_a_failed_model_step_points_at_its_own_log_with_the_traceback(
     assert "drift failed\nImportError: cannot import name 'history_start'" in printed.err
 
 
-def test_a_failed_dbt_step_points_at_dbts_log(tmp_path: Path) -> None:
+def test_a_failed_dbt_step_points_at_dbts_log_and_its_failed_test_at_the_step(tmp_path: Path) -> None:
     outcome, log_dir = _run("dbt_step", tmp_path)
-    assert outcome.failed_steps == ["warehouse"]
+    assert outcome.failed_steps == ["warehouse"] and outcome.failed_checks == ["warehouse:unique_event_id"]
     assert outcome.logs == {"warehouse": str(log_dir / "dbt.log")}
     assert not (log_dir / "steps").exists()
-    assert f"  warehouse: dbt's log is {log_dir / 'dbt.log'}" in failure_message(outcome)
+    assert failure_message(outcome).splitlines()[1:3] == [
+        f"  warehouse: dbt's log is {log_dir / 'dbt.log'}",
+        "  warehouse:unique_event_id: a dbt test that failed on 1 row; see step warehouse (its error, its log)",
+    ]
 
 
 def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
