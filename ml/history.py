@@ -70,20 +70,29 @@ class History:
         return self.interactions.loc[self.interactions["first_clicked_at"].notna(), ["user_id", "content_id"]]
 
 
-def load_history(marts_dir: Path) -> History:
+def load_history(marts_dir: Path, impressions_since: datetime | pd.Timestamp | None = None) -> History:
     """Read the three marts from ``marts_dir`` (``<TAILOR_HOME>/marts``).
+
+    Args:
+        impressions_since: keep only the impressions at or after this moment (consumption and the catalog stay
+            whole): for a caller that knows it needs only the recent ones (e.g. popularity over its window).
 
     Raises:
         MissingMartError: a mart is missing; the message says to build the warehouse first.
     """
     paths = _mart_paths(marts_dir, IMPRESSIONS, INTERACTIONS, CONTENT)
+    since = "" if impressions_since is None else " where timezone('UTC', occurred_at) >= $since"
+    params: dict[str, object] = {"path": str(paths[IMPRESSIONS])}
+    if impressions_since is not None:
+        params["since"] = _utc(impressions_since).to_pydatetime()
     with duckdb.connect() as con:
         con.execute("set TimeZone = 'UTC'")
-        impressions = con.sql(
+        impressions = con.execute(
             "select impression_id, request_id, user_id, content_id, surface, position,"
             " timezone('UTC', occurred_at) as occurred_at, is_clicked as clicked,"
-            " timezone('UTC', clicked_at) as clicked_at from read_parquet(?) order by occurred_at, impression_id",
-            params=[str(paths[IMPRESSIONS])],
+            f" timezone('UTC', clicked_at) as clicked_at from read_parquet($path){since}"
+            " order by occurred_at, impression_id",
+            params,
         ).df()
         interactions = con.sql(
             "select user_id, content_id, timezone('UTC', first_consumed_at) as first_consumed_at,"
@@ -140,6 +149,20 @@ def history_end(marts_dir: Path) -> pd.Timestamp | None:
             "select max(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
         ).fetchall()[0]
     return None if newest is None else _utc(newest)
+
+
+def history_start(marts_dir: Path) -> pd.Timestamp | None:
+    """The oldest impression time (the first moment the history knows); None when there are none.
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet.
+    """
+    path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
+    with _connect() as con:
+        (oldest,) = con.sql(
+            "select min(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
+        ).fetchall()[0]
+    return None if oldest is None else _utc(oldest)
 
 
 def active_users(marts_dir: Path, end: pd.Timestamp, days: int) -> list[str]:

@@ -10,9 +10,12 @@ the position and the candidate scores.
 
 - Reference: the champion's training window (its ``training_window`` tag), fitted once per version and saved
   under ``<models>/monitoring/`` (bins and counts, no rows): the training set keeps only its newest days, so the
-  window's rows leave it within weeks, while the reference must stay.
-- Current: the newest UTC day of impressions in the training set (it may be a partial day; the check reports
-  its rows).
+  window's rows leave it within weeks, while the reference must stay. `save_reference` fits it when the version
+  is registered (`ml.ranker.train_and_register`, on the very rows it was trained on); a check that finds none
+  (a version registered before) fits it the same way from the training set, once.
+- Current: the newest UTC day of impressions in the training set that is not still arriving (`newest_full_day`).
+  Scoring it reads only that day's training rows and the impressions its candidate generators learn from (the
+  popularity window before the day), not the whole training set and history.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pandas as pd
 
 from ml.candidates.union import CandidateConfig
 from ml.features.training import training_set_path
-from ml.history import History, load_history
+from ml.history import History, history_start, load_history
 from ml.monitoring.config import DriftConfig
 from ml.monitoring.drift import DriftReport, Reference, compare, fit_reference
 from ml.ranker.config import RankerConfig
@@ -136,8 +139,38 @@ def newest_full_day(rows_per_day: pd.Series, reference_rows_per_day: float) -> p
     return pd.Timestamp((full if not full.empty else rows_per_day).index.max())
 
 
-def reference_path(settings: Settings, version: int) -> Path:
-    return settings.models_dir / "monitoring" / f"drift_reference_v{version}.json"
+def reference_path(models_dir: Path, version: int) -> Path:
+    """Where a version's drift reference is saved: ``<models>/monitoring/drift_reference_v<N>.json``."""
+    return models_dir / "monitoring" / f"drift_reference_v{version}.json"
+
+
+def save_reference(
+    models_dir: Path, version: int, window: str, rows: pd.DataFrame, model: Any, config: DriftConfig
+) -> tuple[Reference, int]:
+    """Fit a version's drift reference on its training window and save it (`reference_path`).
+
+    Args:
+        models_dir: the registry's folder.
+        version: the registry version the reference belongs to.
+        window: its ``training_window`` tag (``2026-01-12..2026-01-26``), recorded in the file.
+        rows: the window's impressions with every input the model takes, candidate scores included, as the
+            ranker was trained on them (the train rows of `ml.ranker.train_ranker`, or `scored_rows`).
+        model: the version's ranker (``features``, ``predict``).
+        config: the bins and epsilon of the drift checks (a check with other ones fits its own reference).
+
+    Returns:
+        The reference (every input and the predicted click probability) and the number of days its rows cover.
+
+    Raises:
+        ValueError: no rows.
+    """
+    if rows.empty:
+        raise ValueError(f"no rows in the training window {window}: nothing to fit a drift reference on")
+    features = list(model.features)
+    days = int(rows["event_timestamp"].dt.floor("D").nunique())
+    reference = _fit(rows, features, model, config)
+    _write_reference(models_dir, version, config, features, window, reference, days)
+    return reference, days
 
 
 def champion_drift(
@@ -167,43 +200,32 @@ def champion_drift(
             f"ranker version {champion.version} has no training_window tag: it was not registered by "
             "`ml.ranker.train_and_register`; train a new version (`tailor run`)"
         )
-    start, end = parse_window(window_tag)
+    start, _ = parse_window(window_tag)
     path = training_set_path(settings)
     if not path.exists():
         raise DriftUnavailable(f"{path} does not exist: build the training set first (`tailor run`)")
-    history = load_history(settings.marts_dir)
-    rows = load_training_rows(path, history)
-    if rows.empty:
+    per_day = _rows_per_day(path)
+    if per_day.empty:
         raise DriftUnavailable(f"the training set {path} has no impressions: ingest events and run `tailor run`")
     model = registry.load(champion.version)
     features = list(model.features)
-    candidates = candidate_config(champion)
 
-    saved = _read_reference(settings, champion.version, config, features)
+    saved = _read_reference(settings.models_dir, champion.version, config, features)
     if saved is None:
-        reference_rows = scored_rows(rows, history, start, end, candidates)
-        days = int(reference_rows["event_timestamp"].dt.floor("D").nunique())
-        if reference_rows.empty:
-            raise DriftUnavailable(
-                f"the champion's training window {window_tag} is no longer in the training set (it starts "
-                f"{rows['event_timestamp'].min().date()}) and no reference was saved for version "
-                f"{champion.version}: train a new version (`tailor run`), whose reference is saved on first check"
-            )
-        reference = _fit(reference_rows, features, model, config)
-        _write_reference(settings, champion.version, config, features, window_tag, reference, days)
+        reference, days = fit_saved_reference(settings, champion, model, config)
     else:
         reference, days = saved
 
     if day is None:
-        per_day = rows["event_timestamp"].dt.floor("D").value_counts()
         current_day = newest_full_day(per_day, reference.rows / max(days, 1))
     else:
         current_day = pd.Timestamp(day, tz="UTC")
-    current = scored_rows(rows, history, current_day, current_day + timedelta(days=1), candidates)
+    current = current_rows(settings, champion, current_day)
     if current.empty:
         raise DriftUnavailable(f"the training set has no impressions on {current_day.date()}: pick a day it covers")
     current = current.assign(**{PREDICTION: model.predict(current)})
-    history_days = (start.floor("D") - history.impressions["occurred_at"].min().floor("D")).days
+    first = history_start(settings.marts_dir)
+    history_days = (start.floor("D") - first.floor("D")).days if first is not None else 0
     return ChampionDrift(
         version=champion.version,
         reference_window=window_tag,
@@ -217,6 +239,52 @@ def champion_drift(
     )
 
 
+def fit_saved_reference(
+    settings: Settings, version: ModelVersion, model: Any, config: DriftConfig
+) -> tuple[Reference, int]:
+    """The reference of a version registered without one (`save_reference` on its training window as the
+    training set holds it now, rescored as the ranker scored it): reads the whole history and training set.
+
+    Raises:
+        DriftUnavailable: the training window has left the training set.
+    """
+    window = version.tags["training_window"]
+    start, end = parse_window(window)
+    history = load_history(settings.marts_dir)
+    rows = load_training_rows(training_set_path(settings), history)
+    scored = scored_rows(rows, history, start, end, candidate_config(version))
+    if scored.empty:
+        oldest = rows["event_timestamp"].min().date() if not rows.empty else "nothing"
+        raise DriftUnavailable(
+            f"the champion's training window {window} is no longer in the training set (it starts {oldest}) and "
+            f"no reference was saved for version {version.version}: train a new version (`tailor run`), whose "
+            "reference is saved when it is registered"
+        )
+    return save_reference(settings.models_dir, version.version, window, scored, model, config)
+
+
+def current_rows(settings: Settings, version: ModelVersion, day: pd.Timestamp) -> pd.DataFrame:
+    """The training set's impressions of one UTC day with the candidate scores the version's ranker would give
+    them (generators fitted as of the day's start), the same rows as `scored_rows` over the whole training set
+    and history, read cheaply: only the day's training rows (a Parquet filter) and the impressions from the
+    popularity window before the day on (`fit_candidate_set` learns from no older impression: popularity
+    counts its trailing window only, the other generators learn from consumption and the catalog, read whole).
+    """
+    candidates = candidate_config(version)
+    end = day + timedelta(days=1)
+    history = load_history(
+        settings.marts_dir, impressions_since=day - timedelta(days=candidates.popularity_window_days)
+    )
+    rows = load_training_rows(training_set_path(settings), history, between=(day, end))
+    return scored_rows(rows, history, day, end, candidates)
+
+
+def _rows_per_day(path: Path) -> pd.Series:
+    """Impressions per UTC day (index: midnights) in the training set, reading its timestamps only."""
+    times = pd.to_datetime(pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"], utc=True)
+    return times.dt.floor("D").value_counts()
+
+
 def _fit(rows: pd.DataFrame, features: list[str], model: Any, config: DriftConfig) -> Reference:
     rows = rows.assign(**{PREDICTION: np.asarray(model.predict(rows), dtype=float)})
     categorical = [c for c in CATEGORICAL if c in features]
@@ -224,11 +292,11 @@ def _fit(rows: pd.DataFrame, features: list[str], model: Any, config: DriftConfi
 
 
 def _read_reference(
-    settings: Settings, version: int, config: DriftConfig, features: list[str]
+    models_dir: Path, version: int, config: DriftConfig, features: list[str]
 ) -> tuple[Reference, int] | None:
     """The saved reference of a version and the days it covers, or None when absent or made with other bins or
     features."""
-    path = reference_path(settings, version)
+    path = reference_path(models_dir, version)
     try:
         saved = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -240,7 +308,7 @@ def _read_reference(
 
 
 def _write_reference(
-    settings: Settings,
+    models_dir: Path,
     version: int,
     config: DriftConfig,
     features: list[str],
@@ -248,7 +316,7 @@ def _write_reference(
     reference: Reference,
     days: int,
 ) -> None:
-    path = reference_path(settings, version)
+    path = reference_path(models_dir, version)
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "format": REFERENCE_FORMAT,

@@ -93,20 +93,28 @@ def plan_windows(times: pd.Series, config: RankerConfig, history_start: pd.Times
     return Windows(max(train_start, earliest), tune_start, calibration_start, test_start, end)
 
 
-def load_training_rows(path: Path, history: History, features: Sequence[str] | None = None) -> pd.DataFrame:
+def load_training_rows(
+    path: Path,
+    history: History,
+    features: Sequence[str] | None = None,
+    between: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> pd.DataFrame:
     """The training set at ``path`` with each impression's surface and request id.
 
     Args:
         path: the Parquet written by `ml.features.training.write_training_set`.
-        history: supplies surface and request_id by impression_id.
+        history: supplies surface and request_id by impression_id (it must hold the impressions read).
         features: the feature columns the model needs; each must be in the file.
+        between: read only the rows with ``start <= event_timestamp < end`` (tz-aware; a Parquet filter, so
+            row groups outside the range are skipped).
 
     Raises:
         TrainingDataError: the file is missing, or lacks a spine or feature column (named in the message).
     """
     if not path.exists():
         raise TrainingDataError(f"{path} does not exist: build the training set first (`tailor run`)")
-    frame = pd.read_parquet(path)
+    filters = None if between is None else [("event_timestamp", ">=", between[0]), ("event_timestamp", "<", between[1])]
+    frame = pd.read_parquet(path, filters=filters)
     missing = [c for c in (*SPINE_COLUMNS, *(features or ())) if c not in frame.columns]
     if missing:
         raise TrainingDataError(

@@ -13,6 +13,7 @@ from feast import FeatureStore
 
 from ml.evaluate.metrics import ndcg_at_k
 from ml.history import History
+from ml.monitoring.config import DriftConfig
 from ml.ranker.config import RankerConfig
 from ml.ranker.dataset import TrainingDataError
 from ml.ranker.evaluate import classification_metrics, summarize, top_k_lists
@@ -46,22 +47,42 @@ def train_and_register(
     store: FeatureStore,
     config: RankerConfig,
     registry: Registry,
+    drift: DriftConfig | None = None,
 ) -> Release:
-    """Train (see `train_ranker`), log the model as a new version, compare it with the champion, decide.
+    """Train (see `train_ranker`), log the model as a new version with its drift reference (fitted on the rows it
+    was trained on, `ml.monitoring.champion.save_reference`), compare it with the champion, decide.
+
+    Args:
+        drift: the drift checks' bins (default: `DriftConfig()`); a check configured otherwise refits its own.
 
     Raises:
         TrainingDataError: the data cannot train a model (see `train_ranker`).
     """
+    # ml.monitoring.champion imports ml.ranker (which imports this module): imported here, where it is used.
+    from ml.monitoring.champion import save_reference
+
     trained = train_ranker(training_set, history, store, config, registry.models_dir / "search")
     champion = registry.alias(CHAMPION)
     params = {**{f"hgb.{k}": v for k, v in trained.model.params.items()}, **_flat("config", config.as_dict())}
+    tags = trained.tags()
     version = registry.log(
         trained.model,
         summarize(trained.metrics),
         params,
-        trained.tags(),
+        tags,
         {"evaluation": trained.metrics, "search": trained.search.trials, "windows": trained.windows.as_dict()},
     )
+    if trained.train_rows is not None:
+        # Saved now, while the scored training window is in memory: a check would otherwise rescore the whole
+        # window with refitted candidate generators (docs/decisions.md, "The drift reference is saved at training").
+        save_reference(
+            registry.models_dir,
+            version.version,
+            tags["training_window"],
+            trained.train_rows,
+            trained.model,
+            drift or DriftConfig(),
+        )
     challenger_scores = head_to_head(trained.model, trained)
     champion_scores = None
     if champion is not None:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml.features.training import training_set_path
+from ml.monitoring.config import DriftConfig
 from ml.ranker.model import fit_ranker
 from ml.registry import ModelVersion, Registry, decide
 from orchestration.definitions import defs
@@ -192,7 +193,16 @@ def test_planted_drift_fails_the_check_and_the_sensor_asks_for_a_retrain(
     users, ~2,000 impressions a day) one day's features scatter widely even when judged like with like: the
     unplanted world fails too, on fewer features (docs/decisions.md, "Drift on young histories"); what the plant
     adds here is the category shift the check names, which the days before it do not show."""
-    from ml.monitoring.champion import champion_drift, reference_path
+    from ml.history import load_history
+    from ml.monitoring.champion import (
+        candidate_config,
+        champion_drift,
+        current_rows,
+        fit_saved_reference,
+        reference_path,
+        scored_rows,
+    )
+    from ml.ranker.dataset import load_training_rows
     from orchestration.defs.features.assets import feast_registry, ranking_training_set
     from orchestration.defs.ml.assets import candidates, ranker
     from orchestration.defs.ml.drift import PREDICTIONS_CHECK, champion_drift_checks
@@ -210,6 +220,19 @@ def test_planted_drift_fails_the_check_and_the_sensor_asks_for_a_retrain(
     assert dg.materialize([feast_registry, ranking_training_set, candidates, ranker], instance=instance).success
     champion = Registry(settings.models_dir).alias("champion")
     assert champion is not None and champion.tags["test_window"].endswith(f"..{DRIFT_DAY}")  # saw no drift
+    # Registering the version saved its drift reference, from the rows it was trained on; it is the reference
+    # the check would fit from the training set (bins, counts, days), so the check need not rescan the window.
+    saved = reference_path(settings.models_dir, champion.version)
+    at_training = json.loads(saved.read_text())
+    model = Registry(settings.models_dir).load(champion.version)
+    fit_saved_reference(settings, champion, model, DriftConfig())
+    by_check = json.loads(saved.read_text())
+    assert at_training["training_window"] == champion.tags["training_window"] and at_training["days"] == 4
+    assert at_training == by_check
+    bins = at_training["reference"]["bins"]
+    assert set(bins) == {*model.features, "predicted_click_probability"}
+    assert sum(bins["position"]["counts"]) > 1000
+    written = saved.stat().st_mtime_ns
 
     ingest_paths(_files(generated, since=DRIFT_DAY), settings)
     run_dbt(settings, "build", "--select", *MARTS)
@@ -245,13 +268,23 @@ def test_planted_drift_fails_the_check_and_the_sensor_asks_for_a_retrain(
 
     # The check's numbers come back from the saved reference; the days before the drift did not show the shift.
     after = champion_drift(settings)
-    assert after is not None and after.reference_saved and reference_path(settings, champion.version).exists()
+    assert after is not None and after.reference_saved and saved.stat().st_mtime_ns == written  # never refitted
     assert {f.feature: round(f.psi, 4) for f in after.features.features} == {r["feature"]: r["psi"] for r in rows}
     reference_news, news_after = _share(after, "news")
     before = champion_drift(settings, day=DRIFT_DAY)
     assert before is not None
     _, news_before = _share(before, "news")
     assert news_after > 1.3 * reference_news and news_before < 1.15 * reference_news
+    # The day is scored from its own training rows and the recent impressions: the same rows as scoring it out
+    # of the whole training set and history.
+    history = load_history(settings.marts_dir)
+    whole = load_training_rows(training_set_path(settings), history)
+    day = pd.Timestamp(LAST_DAY, tz="UTC")
+    expected = scored_rows(whole, history, day, day + timedelta(days=1), candidate_config(champion))
+    read = current_rows(settings, champion, day)
+    assert len(read) == after.current_rows > 1000
+    # Values, not dtypes: pandas reads an integer column as float64 when the rows read hold a missing value.
+    pd.testing.assert_frame_equal(read.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False)
 
     sensor = defs.resolve_sensor_def("retrain_sensor")
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
