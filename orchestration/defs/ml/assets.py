@@ -26,7 +26,7 @@ import pandas as pd
 from ml.candidates.union import fit_candidate_set
 from ml.features.training import training_set_path
 from ml.history import active_users, history_end, load_history
-from ml.monitoring.config import RetrainPolicy
+from ml.monitoring.config import DriftConfig, RetrainPolicy
 from ml.monitoring.retrain import RetrainDecision, TrainedVersion, decide_retrain, labelled_days
 from ml.ranker import RankerConfig
 from ml.registry import CHAMPION, ModelVersion, Registry
@@ -173,6 +173,7 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             open_store(settings),
             config,
             registry,
+            DriftConfig.from_env(os.environ),
         )
     except TrainingDataError as exc:
         # Too little history is a state, not a failure: the pages come from popular items until a model can be
