@@ -18,7 +18,7 @@ DEMO_SEED ?= 7
 
 # Every figure in docs/benchmarks.md, with the command written there; `make bench-<name>` reruns one of them.
 BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost app \
-	ranker movielens closed-loop recommend service
+	ranker movielens closed-loop recommend service dbt-commits
 
 .PHONY: help install install-spark demo test test-unit test-integration test-e2e ui app screenshots lint typecheck bench clean \
 	$(addprefix bench-,$(BENCHMARKS))
@@ -118,6 +118,9 @@ bench-calibration: install
 
 bench-sequential-aa: install
 	$(BIN)/python bench/bench_sequential_aa.py --worlds 40 --experiments 100 --users 1000 --days 21 --seed 30000
+
+bench-dbt-commits: install
+	$(BIN)/python bench/bench_dbt_commits.py --events 10000000 --commits a40eb7a HEAD --repeats 2
 
 bench-run-cost: install
 	$(BIN)/python bench/bench_run_cost.py --events 1000000 10000000

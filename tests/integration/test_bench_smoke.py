@@ -8,10 +8,13 @@ figures in bench/results/ must come out untouched.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tailor.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +73,16 @@ def test_pipeline(run_bench: Any, tmp_path: Path) -> None:
     assert accepted["tailor"] <= accepted["handwritten"] <= 1.05 * accepted["tailor"]
     assert row["sessions"]["tailor"] > 0 and row["user_days"]["tailor"] > 0
     assert row["tailor_run_s"] is None
+
+
+def test_dbt_commits(run_bench: Any, tmp_path: Path) -> None:
+    result = run_bench("bench_dbt_commits.py", "--smoke", "--workdir", str(tmp_path))
+    [build] = result["builds"]
+    assert build["rev"] == "HEAD" and build["nodes"] >= 100  # every model, test and unit test of the project
+    assert build["cpu_s"] > 0 and build["slowest_models_s"]
+    # The commit's worktree is removed again: nothing is left checked out beside the repository.
+    listed = subprocess.run(["git", "worktree", "list"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert str(tmp_path) not in listed.stdout
 
 
 def test_calibration(run_bench: Any, tmp_path: Path) -> None:
