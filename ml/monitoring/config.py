@@ -12,6 +12,11 @@ from ml.monitoring.psi import DEFAULT_BINS, DEFAULT_EPSILON
 #: above 0.25 a significant shift (Siddiqi, "Credit Risk Scorecards", Wiley 2006; discussed in Yurdakul 2018).
 PSI_WARN = 0.1
 PSI_FAIL = 0.25
+#: A PSI is drift only if sampling noise explains it with probability at most this (docs/decisions.md, "Drift
+#: checks judge a PSI against its own noise"): one false alarm per feature in about a thousand unchanged days.
+NOISE_ALPHA = 0.001
+#: The columns of an impression that other impressions share: its user (and so its request) and its item.
+CLUSTERS = ("user_id", "content_id")
 
 
 @dataclass(frozen=True)
@@ -23,12 +28,18 @@ class DriftConfig:
         fail: PSI at or above which the check fails with ERROR severity (a retrain is requested).
         bins: quantile bins of a numeric feature (fitted on the champion's training window).
         epsilon: share an empty bin counts as.
+        alpha: significance level: a PSI counts only when two samples of the same effective sizes from one
+            distribution would exceed it with at most this probability (`ml.monitoring.drift.compare`).
+        clusters: columns naming what rows share (a user, an item); those a frame has make the no-drift noise
+            cluster-robust (`ml.monitoring.psi.share_covariance`). Not read from the environment.
     """
 
     warn: float = PSI_WARN
     fail: float = PSI_FAIL
     bins: int = DEFAULT_BINS
     epsilon: float = DEFAULT_EPSILON
+    alpha: float = NOISE_ALPHA
+    clusters: tuple[str, ...] = CLUSTERS
 
     def __post_init__(self) -> None:
         if not 0 < self.warn < self.fail:
@@ -40,15 +51,19 @@ class DriftConfig:
             raise ValueError(f"TAILOR_DRIFT_BINS must be at least 2, got {self.bins}")
         if not 0 < self.epsilon < 1 / self.bins:
             raise ValueError(f"TAILOR_DRIFT_EPSILON must be in (0, 1/bins), got {self.epsilon}")
+        if not 0 < self.alpha < 0.5:
+            raise ValueError(f"TAILOR_DRIFT_ALPHA must be in (0, 0.5), got {self.alpha}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DriftConfig:
-        """Defaults, with TAILOR_DRIFT_WARN, TAILOR_DRIFT_FAIL, TAILOR_DRIFT_BINS, TAILOR_DRIFT_EPSILON applied.
+        """Defaults, with TAILOR_DRIFT_WARN, TAILOR_DRIFT_FAIL, TAILOR_DRIFT_BINS, TAILOR_DRIFT_EPSILON and
+        TAILOR_DRIFT_ALPHA applied.
 
         Raises:
             ValueError: a variable that is not a number, or values out of range (the message names it).
         """
-        return cls(**_read(env, "TAILOR_DRIFT_", {"warn": float, "fail": float, "bins": int, "epsilon": float}))
+        fields = {"warn": float, "fail": float, "bins": int, "epsilon": float, "alpha": float}
+        return cls(**_read(env, "TAILOR_DRIFT_", fields))
 
     def status(self, value: float) -> str:
         """``fail``, ``warn`` or ``ok`` for one PSI value."""

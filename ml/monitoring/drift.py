@@ -5,12 +5,17 @@ values apart; see `ml.monitoring.psi`); `compare` scores a later frame against t
 as bins and counts, not rows, so it can be saved once per model (`Reference.as_dict`) and outlive the rows it was
 fitted on.
 
-Like with like (docs/decisions.md, "Drift on young histories"):
+Like with like (docs/decisions.md, "Drift on young histories" and "Drift checks judge a PSI against its own
+noise"):
 - The current sample is one day; the reference pools several. Rows of one day share that day's circumstances
   (a smoothed CTR shrinks toward that day's platform CTR, a rank is over that day's catalog), so one day differs
   from a pooled window even when nothing changed. The yardstick of a feature is therefore how far *one of the
   reference's own days* lies from the rest of the reference (the largest leave-one-day-out PSI, `day_baseline`),
   and a feature is judged on its PSI in excess of that.
+- Its own noise: the rows of a small history are few and share users and items, so a day's PSI against the
+  reference can reach the thresholds by sampling noise alone. A feature counts only when its PSI is above what
+  two samples of the same effective sizes from one distribution exceed with probability ``alpha``
+  (`ml.monitoring.psi.Comparison.noise_psi`).
 - A feature whose window was not yet full when the reference began (`ml.monitoring.reach`) is reported as
   ``young`` and left out of the verdict: on a young history it grows with the history's age alone.
 """
@@ -18,14 +23,14 @@ Like with like (docs/decisions.md, "Drift on young histories"):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ml.monitoring.config import DriftConfig
-from ml.monitoring.psi import Comparison, Kind, ReferenceBins, infer_kind, psi_from_shares
+from ml.monitoring.psi import Clustering, Comparison, Kind, ReferenceBins, infer_kind, psi_from_shares
 from ml.monitoring.reach import comparable
 
 #: Order of the statuses, best first.
@@ -93,6 +98,13 @@ class FeatureDrift:
     daily_psi: float = float("nan")
     #: The largest PSI of one reference day against the rest (0: not known); see `Reference.day_baseline`.
     baseline: float = 0.0
+    #: The PSI sampling noise exceeds with probability ``alpha`` (`Comparison.noise_psi`; 0: not measured).
+    noise: float = 0.0
+
+    @property
+    def significant(self) -> bool:
+        """Whether the PSI is above what sampling noise explains (`noise`)."""
+        return self.comparison.psi > self.noise
 
     @property
     def psi(self) -> float:
@@ -100,8 +112,9 @@ class FeatureDrift:
 
     @property
     def excess(self) -> float:
-        """The PSI beyond what one of the reference's own days shows (>= 0): what the status judges."""
-        return max(self.comparison.psi - self.baseline, 0.0)
+        """What the status judges (>= 0): the PSI beyond what one of the reference's own days shows, or 0 when
+        sampling noise explains the PSI (`significant`)."""
+        return max(self.comparison.psi - self.baseline, 0.0) if self.significant else 0.0
 
     def describe(self) -> dict[str, Any]:
         """A flat, JSON-ready row: PSI, status, sizes, missing shares and the bin that moved most."""
@@ -121,6 +134,8 @@ class FeatureDrift:
             "reference_daily_psi": round(self.daily_psi, 4),
             "day_baseline_psi": round(self.baseline, 4),
             "excess_psi": round(self.excess, 4),
+            "noise_psi": round(self.noise, 4),
+            "effective_rows": f"{c.reference_effective_rows:.0f} / {c.current_effective_rows:.0f}",
         }
 
 
@@ -163,6 +178,7 @@ def fit_reference(
     bins: int = DriftConfig().bins,
     day_column: str | None = None,
     epsilon: float = DriftConfig().epsilon,
+    clusters: Sequence[str] | None = None,
 ) -> Reference:
     """Bins for each of ``columns`` of the reference frame.
 
@@ -170,14 +186,20 @@ def fit_reference(
         categorical: columns to treat as categories; the others are inferred (numbers are numeric).
         day_column: a tz-aware timestamp column: also measure each UTC day of the frame against the whole
             (`Reference.daily_psi`).
+        clusters: columns naming what rows share (a user, an item), for the cluster-robust noise
+            (`ml.monitoring.psi.share_covariance`); None: those of `DriftConfig.clusters` the frame has.
 
     Raises:
         ValueError: a column is missing from the frame (named), or the frame is empty.
     """
     _require(frame, [*columns, *([day_column] if day_column else [])], "reference")
     kinds = set(categorical)
+    shared = _clusters(frame, DriftConfig().clusters if clusters is None else clusters)
     reference = Reference(
-        {c: ReferenceBins.fit(frame[c], "categorical" if c in kinds else infer_kind(frame[c]), bins) for c in columns}
+        {
+            c: ReferenceBins.fit(frame[c], "categorical" if c in kinds else infer_kind(frame[c]), bins, shared)
+            for c in columns
+        }
     )
     if day_column is None:
         return reference
@@ -214,8 +236,12 @@ def compare(
     config: DriftConfig | None = None,
     history_days: float | None = None,
 ) -> DriftReport:
-    """PSI of every reference column in ``frame``, each with its status under ``config``'s thresholds, judged on
-    the PSI in excess of the reference's `day_baseline` (a column without one is judged on its PSI).
+    """PSI of every reference column in ``frame``, each with its status under ``config``'s thresholds.
+
+    One rule: a column is at a threshold when its PSI is both at least that far beyond the reference's
+    `day_baseline` (0 without one) and above what sampling noise explains at ``config.alpha``
+    (`FeatureDrift.noise`, with the rows of ``frame`` clustered by the `DriftConfig.clusters` it has), that is
+    when its `FeatureDrift.excess` reaches the threshold; else ``ok``.
 
     Args:
         history_days: days of history before the reference began; columns whose window was longer
@@ -227,17 +253,24 @@ def compare(
     """
     config = config or DriftConfig()
     _require(frame, list(reference.bins), "current")
+    shared = _clusters(frame, config.clusters)
     found = []
     for column, bins in reference.bins.items():
-        comparison = bins.compare(frame[column], config.epsilon)
+        comparison = bins.compare(frame[column], config.epsilon, shared)
         daily = reference.daily_psi.get(column, float("nan"))
         baseline = reference.day_baseline.get(column, 0.0)
-        excess = max(comparison.psi - baseline, 0.0)
+        noise = comparison.noise_psi(config.alpha)
+        judged = FeatureDrift(column, "ok", comparison, bins.kind, daily, baseline, noise)
         young = history_days is not None and not comparable(column, history_days)
-        status = YOUNG if young else config.status(excess)
-        found.append(FeatureDrift(column, status, comparison, bins.kind, daily, baseline))
+        found.append(replace(judged, status=YOUNG if young else config.status(judged.excess)))
     found.sort(key=lambda f: (-f.psi, f.feature))
     return DriftReport(tuple(found), config)
+
+
+def _clusters(frame: pd.DataFrame, names: Sequence[str]) -> Clustering | None:
+    """The clustering of the frame's rows by each named column it has (None: it has none)."""
+    present = [frame[name] for name in names if name in frame.columns]
+    return Clustering.of(*present) if present else None
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], side: str) -> None:

@@ -40,6 +40,15 @@ from ml.features.training import build_training_set
 from ml.history import History
 
 ECE_BINS = 15  # equal-mass bins: with a CTR of a few percent, equal-width bins would put almost every row in one
+#: A model's ECE counts as miscalibration only above what a perfectly calibrated model shows on the same
+#: predictions with probability at most this (`calibrated_ece_quantile`; docs/decisions.md, "The calibration check
+#: judges ECE against its own noise").
+ECE_ALPHA = 0.01
+#: Replications of `calibrated_ece_quantile`: ten beyond its 0.99 quantile.
+ECE_REPLICATIONS = 1000
+#: A bin whose click count has at least this variance (sum of p (1 - p)) is simulated as a normal count; below it
+#: every label is drawn (the skewness of the count, about 1 / sqrt(variance), is then under 0.1).
+LARGE_BIN_VARIANCE = 100.0
 
 
 def classification_metrics(clicked: Sequence[bool] | np.ndarray, probability: np.ndarray) -> dict[str, float]:
@@ -51,10 +60,76 @@ def classification_metrics(clicked: Sequence[bool] | np.ndarray, probability: np
         "auc": float(roc_auc_score(y, p)) if both else float("nan"),
         "log_loss": float(log_loss(y, p, labels=[False, True])),
         "ece": float(expected_calibration_error(y, p, n_bins=ECE_BINS, strategy="quantile")),
+        "ece_noise": calibrated_ece_quantile(p, ECE_ALPHA),
         "mean_predicted": float(p.mean()),
         "observed_ctr": float(y.mean()),
         "rows": len(y),
     }
+
+
+def calibrated_ece_quantile(
+    probability: np.ndarray,
+    alpha: float = ECE_ALPHA,
+    n_bins: int = ECE_BINS,
+    replications: int = ECE_REPLICATIONS,
+    seed: int = 0,
+) -> float:
+    """The ECE a perfectly calibrated model exceeds with probability ``alpha`` on these predictions.
+
+    ECE is biased upward by the noise of the labels: each bin's observed rate scatters around its mean prediction
+    by about ``sqrt(p (1 - p) / n_b)``, so even a perfect model shows roughly ``sqrt(B / n)`` times a typical
+    ``sqrt(p (1 - p))``. The labels of a perfect model are ``y_i ~ Bernoulli(p_i)``: drawn ``replications`` times
+    (seeded), each scored with the same equal-mass bins as `classification_metrics` (they depend on the predictions
+    only; a bin with many expected clicks draws its count from the normal with the same mean and variance), and
+    the ``1 - alpha`` quantile of those ECEs returned (the "consistency resampling" of Broecker and
+    Smith, "Increasing the reliability of reliability diagrams", Weather and Forecasting 22(3), 2007).
+
+    Args:
+        probability: predicted P(label 1) per row, in [0, 1].
+
+    Raises:
+        ValueError: no predictions, a probability outside [0, 1], ``alpha`` outside (0, 1), or replications too
+            few to have ten beyond the quantile.
+    """
+    p = np.asarray(probability, dtype=float).ravel()
+    if not 0.0 < alpha < 1.0 or replications * alpha < 10:
+        raise ValueError(f"need 0 < alpha < 1 and ten replications beyond the quantile, got {alpha}, {replications}")
+    edges = reliability_curve(np.zeros(p.size), p, n_bins, "quantile").bin_edges  # validates p
+    placed = np.searchsorted(edges[1:-1], p)
+    rng = np.random.default_rng(seed)
+    deviation = np.zeros(replications)
+    for b in np.unique(placed):
+        inside = p[placed == b]
+        variance = float(np.sum(inside * (1.0 - inside)))
+        if variance >= LARGE_BIN_VARIANCE:
+            # The bin's click count is a sum of many independent Bernoullis: normal, with their exact mean and
+            # variance (the central limit theorem), at no cost per row.
+            deviation += np.abs(rng.normal(0.0, np.sqrt(variance), replications))
+            continue
+        chunk = max(1, 4_000_000 // inside.size)  # memory: about 4M labels at a time
+        for done in range(0, replications, chunk):
+            rows = slice(done, min(done + chunk, replications))
+            clicks = (rng.random((rows.stop - rows.start, inside.size)) < inside).sum(axis=1)
+            deviation[rows] += np.abs(clicks - inside.sum())
+    return float(np.quantile(deviation / p.size, 1.0 - alpha))
+
+
+def calibration_verdict(ece: float, noise: float | None, limit: float) -> tuple[bool, str]:
+    """Whether a model passes the calibration check, and why in words.
+
+    It fails only when its ECE is above ``limit`` and above ``noise``, the ECE a perfectly calibrated model
+    exceeds with probability `ECE_ALPHA` on the same predictions (`calibrated_ece_quantile`; None: not measured,
+    judged on ``limit`` alone).
+    """
+    beyond = f", above the {noise:.4f} a perfectly calibrated model can show on this window" if noise else ""
+    if ece <= limit:
+        return True, f"ECE {ece:.4f} within the limit {limit}"
+    if noise is not None and ece <= noise:
+        return True, (
+            f"ECE {ece:.4f} above the limit {limit} but within the {noise:.4f} a perfectly calibrated model reaches "
+            f"with probability {ECE_ALPHA} on these predictions: the test window is too small to tell"
+        )
+    return False, f"ECE {ece:.4f} above the limit {limit}{beyond}"
 
 
 def reliability(clicked: Sequence[bool] | np.ndarray, probability: np.ndarray) -> list[dict[str, float]]:

@@ -15,7 +15,17 @@ from scipy import special, stats
 
 from ml.monitoring.config import DriftConfig, RetrainPolicy
 from ml.monitoring.drift import Reference, compare, fit_reference
-from ml.monitoring.psi import MISSING, ReferenceBins, no_drift_psi, psi, psi_from_shares
+from ml.monitoring.psi import (
+    MISSING,
+    Clustering,
+    ReferenceBins,
+    effective_rows,
+    no_drift_psi,
+    no_drift_quantile,
+    psi,
+    psi_from_shares,
+    share_covariance,
+)
 from ml.monitoring.reach import LONGEST_WINDOW_DAYS, comparable, reach_days
 from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
 from ml.registry import ModelVersion
@@ -158,6 +168,9 @@ def test_report_judges_each_feature_against_the_thresholds() -> None:
 
 def test_drift_config_from_the_environment() -> None:
     assert DriftConfig.from_env({}) == DriftConfig(0.1, 0.25, 10, 1e-4)
+    assert DriftConfig.from_env({"TAILOR_DRIFT_ALPHA": "0.01"}).alpha == 0.01
+    with pytest.raises(ValueError, match=r"TAILOR_DRIFT_ALPHA must be in \(0, 0.5\), got 0.7"):
+        DriftConfig.from_env({"TAILOR_DRIFT_ALPHA": "0.7"})
     got = DriftConfig.from_env({"TAILOR_DRIFT_WARN": "0.05", "TAILOR_DRIFT_FAIL": "0.5", "TAILOR_DRIFT_BINS": "20"})
     assert (got.warn, got.fail, got.bins) == (0.05, 0.5, 20)
     assert got.status(0.5) == "fail" and got.status(0.05) == "warn" and got.status(0.049) == "ok"
@@ -336,3 +349,121 @@ def test_the_newest_full_day_is_compared_not_one_still_arriving() -> None:
     assert newest_full_day(counts.iloc[[3]], 14_200.0) == days[3]  # no full day at all: the newest
     with pytest.raises(ValueError, match="no days"):
         newest_full_day(counts.iloc[[]], 1.0)
+
+
+# -- the noise of PSI: clustered rows, small samples ----------------------------------------------------------------
+
+
+def _users(rng: np.random.Generator, users: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A user feature on impressions: each user has one value (gamma, shifted by ``shift`` sd) repeated over a
+    geometric number of rows (mean 25), as every impression of a user carries the user's features."""
+    rows = rng.geometric(1 / 25, users)
+    values = rng.gamma(2.0, size=users) + shift * np.sqrt(2.0)
+    return np.repeat(values, rows), np.repeat(np.arange(users), rows)
+
+
+def test_share_covariance_matches_closed_forms_and_statsmodels() -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(11)
+    placed = rng.integers(0, 4, 500)
+    shares = np.bincount(placed, minlength=4) / 500
+    # Independent rows: the multinomial covariance.
+    assert share_covariance(placed, 4) == pytest.approx((np.diag(shares) - np.outer(shares, shares)) / 500)
+    # Every row of a cluster alike (a user feature): the shares are worth one row per cluster.
+    per_user = rng.integers(0, 4, 50)
+    repeated, users = np.repeat(per_user, 8), np.repeat(np.arange(50), 8)
+    p = np.bincount(per_user, minlength=4) / 50
+    clustered = share_covariance(repeated, 4, Clustering.of(users))
+    assert clustered == pytest.approx((np.diag(p) - np.outer(p, p)) / 50 * 50 / 49)
+    assert effective_rows(400, clustered, p) == pytest.approx(49.0)
+    # One-way and two-way cluster-robust variances of each share, as statsmodels computes them (OLS of the bin
+    # indicator on a constant, cluster covariance; Cameron, Gelbach and Miller's two-way form).
+    n = 3000
+    user, item = rng.integers(0, 60, n), rng.integers(0, 90, n)
+    value = rng.normal(size=60)[user] + rng.normal(size=90)[item] + rng.normal(size=n)
+    bins = np.digitize(value, [-1.0, 0.0, 1.0])
+    for ways, groups in (((user,), user), ((user, item), np.column_stack([user, item]))):
+        ours = np.diag(share_covariance(bins, 4, Clustering.of(*ways)))
+        for b in range(4):
+            fit = sm.OLS((bins == b).astype(float), np.ones((n, 1))).fit(
+                cov_type="cluster", cov_kwds={"groups": groups, "use_correction": True, "df_correction": False}
+            )
+            assert ours[b] == pytest.approx(fit.bse[0] ** 2, rel=1e-9)
+    with pytest.raises(ValueError, match="one label per row"):
+        share_covariance(bins, 4, Clustering.of(user[:10]))
+
+
+def test_no_drift_quantile_is_the_chi_square_one_for_large_samples() -> None:
+    """Many rows per bin: the simulated quantile agrees with Yurdakul's (1/n + 1/m) chi-square(B - 1)."""
+    n, m = 20_000, 5_000
+    simulated = no_drift_quantile(np.full(10, 0.1), n, m, 0.01)
+    assert simulated == pytest.approx((1 / n + 1 / m) * stats.chi2.ppf(0.99, 9), rel=0.05)
+    with pytest.raises(ValueError, match="fewer than 10 beyond"):
+        no_drift_quantile(np.full(10, 0.1), n, m, 0.001, replications=1000)
+
+
+def test_no_drift_false_alarms_at_the_stated_rate() -> None:
+    """Two independent samples of one distribution exceed the noise bound at about the stated rate; samples whose
+    rows share users do not exceed it more often (the effective-size bound is conservative there)."""
+    rng = np.random.default_rng(12)
+    alpha, seeds = 0.05, 400
+    independent = []
+    for _ in range(seeds):
+        found = ReferenceBins.fit(rng.gamma(2.0, size=300)).compare(rng.gamma(2.0, size=200))
+        independent.append(found.psi > found.noise_psi(alpha, replications=2000))
+    # 20 expected; a binomial sd of 4.4.
+    assert 0.02 <= np.mean(independent) <= 0.085
+    clustered = []
+    for _ in range(seeds):
+        (a, ga), (b, gb) = _users(rng, 40), _users(rng, 40)
+        found = ReferenceBins.fit(a, clusters=Clustering.of(ga)).compare(b, clusters=Clustering.of(gb))
+        clustered.append(found.psi > found.noise_psi(alpha, replications=2000))
+    assert np.mean(clustered) <= alpha + 0.02
+
+
+def test_a_small_history_without_drift_raises_no_alarm() -> None:
+    """The issue's case: one day of ~1,000 impressions from 40 users against one reference day, nothing changed.
+    Judged on PSI alone a user feature fails; against its noise it passes."""
+    rng = np.random.default_rng(13)
+    (a, ga), (b, gb) = _users(rng, 40), _users(rng, 40)
+    reference = fit_reference(pd.DataFrame({"clicks_7d": a, "user_id": ga}), ["clicks_7d"])
+    report = compare(reference, pd.DataFrame({"clicks_7d": b, "user_id": gb + 1000}), DriftConfig())
+    [feature] = report.features
+    assert feature.psi >= 0.25  # the old rule's failure
+    assert feature.noise > feature.psi and not feature.significant
+    assert feature.excess == 0.0  # what the status judges: nothing beyond the noise
+    assert feature.status == "ok" and report.status == "ok"
+    assert feature.comparison.current_effective_rows < 40  # 40 users, of unequal weight, not ~1,000 rows
+    # Without the user column the rows count as independent and the same numbers fail: the clustering matters.
+    naive = compare(fit_reference(pd.DataFrame({"clicks_7d": a}), ["clicks_7d"]), pd.DataFrame({"clicks_7d": b}))
+    assert naive.status == "fail"
+    # The noise is saved with the reference.
+    again = compare(Reference.from_dict(reference.as_dict()), pd.DataFrame({"clicks_7d": b, "user_id": gb}))
+    assert again.features[0].noise == pytest.approx(feature.noise, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rows", "shift", "status"),
+    [(300, 0.75, "fail"), (20_000, 0.6, "fail"), (20_000, 0.3, "ok")],
+)
+def test_a_planted_shift_alarms_at_small_and_large_samples(rows: int, shift: float, status: str) -> None:
+    """A mean shift of ``shift`` sd (population decile PSI 0.53, 0.34, 0.09): alarms when the shift is past the
+    threshold, on 300 independent rows as on 20,000; a shift below the threshold stays ok however many rows."""
+    rng = np.random.default_rng(14)
+    outcomes = []
+    for _ in range(20):
+        reference = fit_reference(pd.DataFrame({"x": rng.normal(0.0, 1.0, rows)}), ["x"])
+        outcomes.append(compare(reference, pd.DataFrame({"x": rng.normal(shift, 1.0, rows)})).status)
+    assert outcomes.count(status) >= 19
+
+
+def test_a_gross_shift_alarms_on_a_small_clustered_history() -> None:
+    """40 users a day can still show a change the size of the whole spread of the feature (2 sd)."""
+    rng = np.random.default_rng(15)
+    outcomes = []
+    for _ in range(20):
+        (a, ga), (b, gb) = _users(rng, 40), _users(rng, 40, shift=2.0)
+        reference = fit_reference(pd.DataFrame({"x": a, "user_id": ga}), ["x"])
+        outcomes.append(compare(reference, pd.DataFrame({"x": b, "user_id": gb})).status)
+    assert outcomes.count("fail") >= 18
