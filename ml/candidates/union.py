@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -105,9 +105,14 @@ def fit_candidate_set(
     consumption at all yet, there is no CF generator and the others still serve.
     """
     config = config or CandidateConfig()
-    known = history.before(as_of)
     moment = pd.Timestamp(as_of)
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    # Of the impressions, only popularity's trailing window is read: cut them to it before `before` copies what
+    # it keeps (the ranker fits a set per weekly block, and a copy of every impression each time cost more than
+    # the fits at 1M impressions).
+    impressions = history.impressions
+    recent = impressions.loc[impressions["occurred_at"] >= moment - timedelta(days=config.popularity_window_days)]
+    known = History(recent, history.interactions, history.content).before(moment)
     catalog = known.content["content_id"].astype(str)
     consumed = known.interactions[["user_id", "content_id"]]
     consumed = consumed.loc[consumed["content_id"].isin(set(catalog))]

@@ -18,8 +18,10 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from ml.candidates import EASE, Interactions
+from ml.candidates.content import ContentAffinity
 from ml.candidates.online import OnlineCandidates
-from ml.candidates.union import fit_candidate_set
+from ml.candidates.popularity import Popularity
+from ml.candidates.union import CandidateConfig, CandidateSet, fit_candidate_set
 from ml.history import History
 from ml.ranker.model import RANKING_POSITION, PlattCalibrator, RankerModel, UnsupportedModelError, fit_ranker
 
@@ -117,6 +119,31 @@ def test_the_default_k_is_the_candidate_sets() -> None:
     fitted = fit_candidate_set(_history(3), T0 + timedelta(days=8))
     user = str(fitted.seen.users[0]) if fitted.seen is not None else "u00"
     pd.testing.assert_frame_equal(OnlineCandidates(fitted).propose(user).frame(), fitted.candidates([user]))
+
+
+def test_fitting_on_the_popularity_window_is_fitting_on_everything_before() -> None:
+    """`fit_candidate_set` reads only popularity's trailing window of impressions; every generator comes out as if
+    fitted on the whole history before the moment (the reference built here the plain way, from `before`)."""
+    history = _history(4)
+    moment = T0 + timedelta(days=9, hours=5)
+    config = CandidateConfig(popularity_window_days=3)
+    fitted = fit_candidate_set(history, moment, config)
+    known = history.before(moment)
+    catalog = known.content["content_id"].astype(str)
+    consumed = known.interactions.loc[known.interactions["content_id"].isin(set(catalog)), ["user_id", "content_id"]]
+    seen = Interactions.from_frame(consumed, items=catalog)
+    popularity = Popularity(3, config.popularity_prior_impressions).fit_impressions(
+        known.impressions, now=moment, seen=seen
+    )
+    content = ContentAffinity(half_life_hours=config.content_half_life_hours).fit_content(
+        known.clicks(), known.content, popularity.scores, moment, seen=seen
+    )
+    reference = CandidateSet(pd.Timestamp(moment), popularity, EASE(l2=config.cf_l2).fit(seen), content, seen, config)
+    users = [*map(str, seen.users), "ghost"]
+    pairs = pd.MultiIndex.from_product([users, catalog.tolist()]).to_frame(index=False)
+    got = fitted.scores(pairs[0].tolist(), pairs[1].tolist())
+    pd.testing.assert_frame_equal(got, reference.scores(pairs[0].tolist(), pairs[1].tolist()), check_exact=True)
+    assert got["score_popularity"].notna().any() and got["score_cf"].notna().any()
 
 
 def _ranker(features: list[str], calibrated: bool) -> RankerModel:
