@@ -49,7 +49,11 @@ class Windows:
         """'warmup' | 'train' | 'tune' | 'calibration' | 'test' for each timestamp."""
         edges = [self.train_start, self.tune_start, self.calibration_start, self.test_start, self.end]
         names = np.array(["warmup", "train", "tune", "calibration", "test", "after"])
-        return pd.Series(names[np.searchsorted(np.array(edges), times.to_numpy(), side="right")], index=times.index)
+        # As UTC datetime64 values: a tz-aware Series' to_numpy() is an array of Timestamp objects, which numpy
+        # compares one Python call at a time (seconds for a million rows).
+        instants = pd.DatetimeIndex(times).tz_convert("UTC").tz_localize(None).to_numpy("datetime64[ns]")
+        bounds = pd.DatetimeIndex(edges).tz_convert("UTC").tz_localize(None).to_numpy("datetime64[ns]")
+        return pd.Series(names[np.searchsorted(bounds, instants, side="right")], index=times.index)
 
     def as_dict(self) -> dict[str, str]:
         return {k: v.isoformat() for k, v in vars(self).items()}

@@ -17,7 +17,7 @@ from ml.candidates.popularity import Popularity
 from ml.candidates.union import SCORE_COLUMNS, fit_candidate_set
 from ml.history import History
 from ml.ranker.config import RankerConfig
-from ml.ranker.dataset import TrainingDataError, plan_windows
+from ml.ranker.dataset import TrainingDataError, Windows, plan_windows
 from ml.ranker.model import fit_ranker
 from ml.ranker.search import STAGE_ITERATIONS, search, staged_fit
 from ml.registry import NDCG_TOLERANCE, decide
@@ -112,6 +112,17 @@ def test_windows_follow_time_and_never_overlap() -> None:
         "2026-01-29", tz="UTC"
     )
     assert (labels == "train").sum() == 15 * 24
+
+
+def test_a_window_starts_at_its_boundary_in_any_unit_and_zone() -> None:
+    """``start <= t < end``, to the microsecond, for timestamps stored in microseconds or in another time zone."""
+    utc = [pd.Timestamp(f"2026-02-{d:02d}", tz="UTC") for d in (1, 8, 10, 11, 14)]
+    windows = Windows(*utc)
+    edge, before = pd.Series(utc), pd.Series(utc) - pd.Timedelta(microseconds=1)
+    assert windows.label(edge).tolist() == ["train", "tune", "calibration", "test", "after"]
+    assert windows.label(before).tolist() == ["warmup", "train", "tune", "calibration", "test"]
+    in_us = pd.Series(pd.DatetimeIndex(utc).as_unit("us")).dt.tz_convert("America/New_York")
+    assert windows.label(in_us).tolist() == windows.label(edge).tolist()
 
 
 def test_too_few_days_or_no_rows_say_what_to_do() -> None:
