@@ -43,7 +43,7 @@ from tailor.settings import Settings
 #: The column under which the champion's predicted click probability is compared.
 PREDICTION = "predicted_click_probability"
 #: Bumped when the way a saved reference is built changes (older files are rebuilt).
-REFERENCE_FORMAT = 3
+REFERENCE_FORMAT = 4  # 4: bins carry the cluster-robust covariance of their shares (ml.monitoring.psi)
 
 
 class DriftUnavailable(LookupError):
@@ -288,21 +288,23 @@ def _rows_per_day(path: Path) -> pd.Series:
 def _fit(rows: pd.DataFrame, features: list[str], model: Any, config: DriftConfig) -> Reference:
     rows = rows.assign(**{PREDICTION: np.asarray(model.predict(rows), dtype=float)})
     categorical = [c for c in CATEGORICAL if c in features]
-    return fit_reference(rows, [*features, PREDICTION], categorical, config.bins, "event_timestamp", config.epsilon)
+    return fit_reference(
+        rows, [*features, PREDICTION], categorical, config.bins, "event_timestamp", config.epsilon, config.clusters
+    )
 
 
 def _read_reference(
     models_dir: Path, version: int, config: DriftConfig, features: list[str]
 ) -> tuple[Reference, int] | None:
-    """The saved reference of a version and the days it covers, or None when absent or made with other bins or
-    features."""
+    """The saved reference of a version and the days it covers, or None when absent or made with other bins,
+    features or clusters."""
     path = reference_path(models_dir, version)
     try:
         saved = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    made = (saved.get("format"), saved.get("bins"), saved.get("epsilon"), saved.get("features"))
-    if made != (REFERENCE_FORMAT, config.bins, config.epsilon, features):
+    made = (saved.get("format"), saved.get("bins"), saved.get("epsilon"), saved.get("features"), saved.get("clusters"))
+    if made != (REFERENCE_FORMAT, config.bins, config.epsilon, features, list(config.clusters)):
         return None
     return Reference.from_dict(saved["reference"]), int(saved["days"])
 
@@ -326,6 +328,7 @@ def _write_reference(
         "bins": config.bins,
         "epsilon": config.epsilon,
         "features": features,
+        "clusters": list(config.clusters),
         "reference": reference.as_dict(),
     }
     partial = path.with_suffix(f".{os.getpid()}.partial")

@@ -65,6 +65,8 @@ _TABLE_COLUMNS = (
     ("missing_current", "float"),
     ("day_baseline_psi", "float"),
     ("excess_psi", "float"),
+    ("noise_psi", "float"),
+    ("effective_rows", "string"),
     ("reference_daily_psi", "float"),
     ("no_drift_psi", "float"),
     ("kind", "string"),
@@ -185,9 +187,10 @@ def _latest_evaluation(instance: dg.DagsterInstance, check: str) -> dg.AssetChec
 
 
 def _summary(report: DriftReport, what: str) -> str:
-    """E.g. ``2 of 30 comparable ranker feature(s) moved 0.25 or more beyond a reference day: ctr_smoothed_1d
-    0.512 (PSI 3.642), ...; 3 more 0.1 or more; 12 young``. The figure is the PSI in excess of the largest PSI of
-    one of the reference's own days against the rest (like with like: a day against a pooled window)."""
+    """E.g. ``2 of 30 comparable ranker feature(s) moved 0.25 or more beyond a reference day and beyond their
+    sampling noise: ctr_smoothed_1d 0.512 (PSI 3.642), ...; 3 more 0.1 or more; 12 young``. The figure is the PSI
+    in excess of the largest PSI of one of the reference's own days against the rest (like with like: a day
+    against a pooled window), counted only above what sampling noise explains (`ml.monitoring.drift.compare`)."""
     config, judged = report.config, report.most_drifted
     fail, warn, young = report.at("fail"), report.at("warn"), report.at(YOUNG)
     by_name = {f.feature: f for f in report.features}
@@ -202,7 +205,10 @@ def _summary(report: DriftReport, what: str) -> str:
     level = config.fail if fail else config.warn
     text = ", ".join(f"{n} {by_name[n].excess:.3f} (PSI {by_name[n].psi:.3f})" for n in named[:8])
     text += ", ..." if len(named) > 8 else ""
-    head = f"{len(named)} of {compared} comparable {what} moved {level:g} or more beyond a reference day: {text}"
+    head = (
+        f"{len(named)} of {compared} comparable {what} moved {level:g} or more beyond a reference day and beyond "
+        f"their sampling noise: {text}"
+    )
     return head + (f"; {len(warn)} more {config.warn:g} or more" if fail and warn else "") + tail
 
 
