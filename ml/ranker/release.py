@@ -83,7 +83,9 @@ def train_and_register(
             trained.model,
             drift or DriftConfig(),
         )
-    challenger_scores = head_to_head(trained.model, trained)
+    classification = trained.metrics["classification"]
+    challenger_scores = {**head_to_head(trained.model, trained), "auc": classification["ranker"]["auc"]}
+    popularity_auc = classification["popularity"]["auc"]
     champion_scores = None
     if champion is not None:
         try:
@@ -92,7 +94,7 @@ def train_and_register(
             promotion = Promotion(True, f"the champion cannot score today's data ({exc})", challenger_scores, None)
             registry.record_decision(version.version, promotion)
             return Release(registry.get(version.version), promotion, trained)
-    promotion = decide(challenger_scores, champion_scores)
+    promotion = decide(challenger_scores, champion_scores, popularity_auc)
     registry.record_decision(version.version, promotion)
     return Release(registry.get(version.version), promotion, trained)
 

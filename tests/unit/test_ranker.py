@@ -184,6 +184,19 @@ def test_promotion_rule() -> None:
     assert not worse_lists.promoted and "NDCG" in worse_lists.reason
 
 
+def test_a_model_not_above_popularity_is_never_promoted() -> None:
+    """Not as the first model either: popular items serve the pages until a model beats them."""
+    scores = {"log_loss": 0.19, "ndcg_at_k": 0.40}
+    first = decide({**scores, "auc": 0.58}, None, popularity_auc=0.58)
+    assert not first.promoted and "popularity's 0.5800" in first.reason and "popular items" in first.reason
+    assert decide({**scores, "auc": 0.61}, None, popularity_auc=0.58).promoted
+    champion = {"log_loss": 0.20, "ndcg_at_k": 0.30}
+    below = decide({**scores, "auc": 0.55}, champion, popularity_auc=0.58)
+    assert not below.promoted and "champion stays" in below.reason
+    assert decide({**scores, "auc": 0.70}, champion, popularity_auc=0.58).promoted
+    assert decide({**scores, "auc": float("nan")}, None, popularity_auc=0.58).promoted is False  # one class: no AUC
+
+
 def _search_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"x": rng.random(3000), "position": rng.integers(1, 5, 3000)})
