@@ -135,6 +135,20 @@ def test_tailor_run_refuses_to_switch_a_homes_engine_and_says_how_to_proceed(
     assert not spark.spark_dir.exists() and not (home / "dagster").exists()  # refused before anything started
     as_json = CliRunner().invoke(main, ["run", "--json"], env={"TAILOR_ENGINE": "spark"})
     assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {"error": expected}
+    # A run from the Dagster UI, a schedule or a sensor does not pass through `tailor run`: the warehouse asset
+    # refuses the same way before dbt starts.
+    import dagster as dg
+
+    from orchestration.defs.warehouse.assets import warehouse
+    from orchestration.lib.dbt import dbt_resource
+
+    monkeypatch.setenv("TAILOR_ENGINE", "spark")
+    materialized = dg.materialize([warehouse], resources={"dbt": dbt_resource()}, raise_on_error=False)
+    failures = [e for e in materialized.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert not materialized.success and len(failures) == 1
+    assert expected in str(failures[0].step_failure_data.error)
+    assert not spark.spark_dir.exists()
+    monkeypatch.delenv("TAILOR_ENGINE")
 
     duck.warehouse.unlink()
     (spark.spark_dir / "warehouse" / "marts.db").mkdir(parents=True)  # what a Spark build leaves
