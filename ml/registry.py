@@ -63,21 +63,18 @@ class Promotion:
 
 
 def decide(
-    challenger: Mapping[str, float], champion: Mapping[str, float] | None, popularity_auc: float | None = None
+    challenger: Mapping[str, float], champion: Mapping[str, float] | None, refused: str | None = None
 ) -> Promotion:
-    """The promotion rule on two sets of scores from the same window (``log_loss``, ``ndcg_at_k``; ``auc`` too
-    when ``popularity_auc`` is given).
+    """The promotion rule on two sets of scores from the same window (``log_loss``, ``ndcg_at_k``).
 
-    A challenger whose click-prediction AUC is not above popularity's on the test window is never promoted, not
-    even as the first model: the pages would be better served by popular items (what serves without a champion).
-    Otherwise the first model becomes champion, and a later one when its log loss is lower than the champion's and
-    its NDCG@k not lower by more than `NDCG_TOLERANCE`.
+    A challenger that may not serve (``refused``: why, e.g. `ml.ranker.evaluate.refusal`: its AUC not above
+    popularity's, or miscalibrated) is never promoted, not even as the first model: popular items serve the pages
+    until a model passes. Otherwise the first model becomes champion, and a later one when its log loss is lower
+    than the champion's and its NDCG@k not lower by more than `NDCG_TOLERANCE`.
     """
-    if popularity_auc is not None and not challenger["auc"] > popularity_auc:
-        reason = f"AUC {challenger['auc']:.4f} is not above popularity's {popularity_auc:.4f} on the test window: " + (
-            "the champion stays" if champion is not None else "no champion: the pages stay on popular items"
-        )
-        return Promotion(False, reason, dict(challenger), dict(champion) if champion is not None else None)
+    if refused is not None:
+        stays = "the champion stays" if champion is not None else "no champion: the pages stay on popular items"
+        return Promotion(False, f"{refused}: {stays}", dict(challenger), dict(champion) if champion else None)
     if champion is None:
         return Promotion(True, "no champion yet: the first model becomes champion", dict(challenger), None)
     better_loss = challenger["log_loss"] < champion["log_loss"]

@@ -114,6 +114,27 @@ def calibrated_ece_quantile(
     return float(np.quantile(deviation / p.size, 1.0 - alpha))
 
 
+#: The largest expected calibration error a version may have on its test window and serve (the ranker's calibration
+#: check; `calibration_verdict` forgives more only where a perfectly calibrated model would show as much).
+MAX_ECE = 0.02
+
+
+def refusal(ranker: Mapping[str, float], popularity_auc: float) -> str | None:
+    """Why a trained version may not serve, in words; None when it may. The two rules of the ranker's checks:
+    its click-prediction AUC on the test window above popularity's, and its calibration (`calibration_verdict`
+    with `MAX_ECE`).
+
+    Args:
+        ranker: the version's classification metrics on its test window (``auc``, ``ece``, ``ece_noise`` if
+            measured), as `classification_metrics` returns them.
+        popularity_auc: the popularity score's AUC on the same impressions.
+    """
+    if not ranker["auc"] > popularity_auc:  # NaN (one class) is not above either
+        return f"AUC {ranker['auc']:.4f} is not above popularity's {popularity_auc:.4f} on the test window"
+    calibrated, verdict = calibration_verdict(ranker["ece"], ranker.get("ece_noise"), MAX_ECE)
+    return None if calibrated else f"miscalibrated: {verdict}"
+
+
 def calibration_verdict(ece: float, noise: float | None, limit: float) -> tuple[bool, str]:
     """Whether a model passes the calibration check, and why in words.
 

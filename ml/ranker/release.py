@@ -16,7 +16,7 @@ from ml.history import History
 from ml.monitoring.config import DriftConfig
 from ml.ranker.config import RankerConfig
 from ml.ranker.dataset import TrainingDataError
-from ml.ranker.evaluate import classification_metrics, summarize, top_k_lists
+from ml.ranker.evaluate import classification_metrics, refusal, summarize, top_k_lists
 from ml.ranker.model import RankerModel
 from ml.ranker.train import TrainedRanker, train_ranker
 from ml.registry import CHAMPION, ModelVersion, Promotion, Registry, decide
@@ -84,8 +84,8 @@ def train_and_register(
             drift or DriftConfig(),
         )
     classification = trained.metrics["classification"]
-    challenger_scores = {**head_to_head(trained.model, trained), "auc": classification["ranker"]["auc"]}
-    popularity_auc = classification["popularity"]["auc"]
+    challenger_scores = head_to_head(trained.model, trained)
+    refused = refusal(classification["ranker"], classification["popularity"]["auc"])
     champion_scores = None
     if champion is not None:
         try:
@@ -94,7 +94,7 @@ def train_and_register(
             promotion = Promotion(True, f"the champion cannot score today's data ({exc})", challenger_scores, None)
             registry.record_decision(version.version, promotion)
             return Release(registry.get(version.version), promotion, trained)
-    promotion = decide(challenger_scores, champion_scores, popularity_auc)
+    promotion = decide(challenger_scores, champion_scores, refused)
     registry.record_decision(version.version, promotion)
     return Release(registry.get(version.version), promotion, trained)
 

@@ -31,9 +31,14 @@ def _versions(home: Settings) -> list[int]:
 
 def _materialize(instance: dg.DagsterInstance, *assets: dg.AssetsDefinition) -> dict[str, dict[str, Any]]:
     """Materialize the assets; per asset key, its metadata (plain values) and data version."""
-    result = dg.materialize(list(assets), instance=instance)
+    from orchestration.defs.ml.assets import ranker, ranker_beats_popularity, ranker_is_calibrated
+
+    checks = [ranker_beats_popularity, ranker_is_calibrated] if ranker in assets else []
+    result = dg.materialize([*assets, *checks], instance=instance)
     assert result.success
     out: dict[str, dict[str, Any]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        out[f"check:{evaluation.check_name}"] = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
@@ -76,7 +81,15 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         assert ranker_meta["action"] == "up to date"
         assert ranker_meta["reason"] == f"unchanged, version {newest} kept"
         assert ranker_meta["version"] == newest and ranker_meta["trained"] is False and ranker_meta["kept"] is True
-        assert ranker_meta["auc"] == first["ml/ranker"]["auc"]  # the kept version's numbers, for its checks
+        assert ranker_meta["auc"] == first["ml/ranker"]["auc"]  # the kept version's numbers
+        # The ranker's checks judge the version a run trained, else the champion that serves (not, run after run,
+        # the last version trained: one that failed and was not promoted would fail every later run).
+        serving = Registry(home.models_dir).alias("champion")
+        assert serving is not None
+        for check in ("ranker_beats_popularity", "ranker_is_calibrated"):
+            if first["ml/ranker"]["trained"]:
+                assert first[f"check:{check}"]["judged"].startswith(f"version {newest}, trained in this run (")
+            assert again[f"check:{check}"]["judged"] == f"champion v{serving.version}, serving"
         assert again["ml/candidates"]["reason"].startswith("unchanged, the generators fitted as of ")
         pages_of = first["ml/recommendations"]["model_version"]
         assert again["ml/recommendations"]["reason"] == f"unchanged, the pages of model version {pages_of} kept"

@@ -11,7 +11,7 @@ from ml.ranker.evaluate import ECE_ALPHA, ECE_BINS, calibrated_ece_quantile, cal
 
 pytestmark = pytest.mark.unit
 
-#: The check's limit (orchestration.defs.ml.assets.MAX_ECE).
+#: The check's limit (ml.ranker.evaluate.MAX_ECE).
 LIMIT = 0.02
 
 

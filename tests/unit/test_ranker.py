@@ -18,6 +18,7 @@ from ml.candidates.union import SCORE_COLUMNS, fit_candidate_set
 from ml.history import History
 from ml.ranker.config import RankerConfig
 from ml.ranker.dataset import TrainingDataError, Windows, plan_windows
+from ml.ranker.evaluate import refusal
 from ml.ranker.model import fit_ranker
 from ml.ranker.search import STAGE_ITERATIONS, search, staged_fit
 from ml.registry import NDCG_TOLERANCE, decide
@@ -184,17 +185,26 @@ def test_promotion_rule() -> None:
     assert not worse_lists.promoted and "NDCG" in worse_lists.reason
 
 
-def test_a_model_not_above_popularity_is_never_promoted() -> None:
-    """Not as the first model either: popular items serve the pages until a model beats them."""
+def test_a_version_that_may_not_serve_is_never_promoted() -> None:
+    """Not as the first model either: popular items serve the pages until a model passes both of the ranker's checks
+    (AUC above popularity's, calibrated)."""
+    good = {"auc": 0.70, "ece": 0.004, "ece_noise": 0.003}
+    assert refusal(good, popularity_auc=0.58) is None
+    low = refusal({**good, "auc": 0.58}, popularity_auc=0.58)
+    assert low == "AUC 0.5800 is not above popularity's 0.5800 on the test window"
+    assert refusal({**good, "auc": float("nan")}, popularity_auc=0.58) is not None  # one class: no AUC
+    off = refusal({**good, "ece": 0.0264, "ece_noise": 0.017}, popularity_auc=0.58)
+    assert off is not None and off.startswith("miscalibrated: ECE 0.0264 above the limit 0.02")
+    # Above the limit but within what a perfectly calibrated model shows on that window: may serve.
+    assert refusal({**good, "ece": 0.025, "ece_noise": 0.03}, popularity_auc=0.58) is None
+
     scores = {"log_loss": 0.19, "ndcg_at_k": 0.40}
-    first = decide({**scores, "auc": 0.58}, None, popularity_auc=0.58)
-    assert not first.promoted and "popularity's 0.5800" in first.reason and "popular items" in first.reason
-    assert decide({**scores, "auc": 0.61}, None, popularity_auc=0.58).promoted
+    first = decide(scores, None, refused=low)
+    assert not first.promoted and first.reason == f"{low}: no champion: the pages stay on popular items"
     champion = {"log_loss": 0.20, "ndcg_at_k": 0.30}
-    below = decide({**scores, "auc": 0.55}, champion, popularity_auc=0.58)
-    assert not below.promoted and "champion stays" in below.reason
-    assert decide({**scores, "auc": 0.70}, champion, popularity_auc=0.58).promoted
-    assert decide({**scores, "auc": float("nan")}, None, popularity_auc=0.58).promoted is False  # one class: no AUC
+    kept = decide(scores, champion, refused=off)
+    assert not kept.promoted and kept.reason.endswith(": the champion stays") and kept.champion == champion
+    assert decide(scores, champion, refused=None).promoted  # the same scores pass once nothing refuses them
 
 
 def _search_frames() -> tuple[pd.DataFrame, pd.DataFrame]:

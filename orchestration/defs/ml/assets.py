@@ -29,7 +29,7 @@ from ml.history import active_users, history_end, load_history
 from ml.monitoring.config import DriftConfig, RetrainPolicy
 from ml.monitoring.retrain import RetrainDecision, TrainedVersion, decide_retrain, labelled_days
 from ml.ranker import RankerConfig
-from ml.ranker.evaluate import calibration_verdict
+from ml.ranker.evaluate import MAX_ECE, calibration_verdict
 from ml.registry import CHAMPION, ModelVersion, Registry
 from orchestration.defs.ml.inputs import candidates_inputs, ranker_inputs, recommendations_inputs
 from orchestration.lib.fingerprint import (
@@ -53,8 +53,6 @@ DATA_PARTS = ("training_set", "marts/")
 #: The action of a daily run that kept the champion by the retrain rule.
 KEPT = "kept"
 CANDIDATES_FILE = "candidates.pkl"
-#: Expected calibration error above which the ranker's calibration check fails (equal-mass bins, test window).
-MAX_ECE = 0.02
 
 
 @dg.asset(
@@ -373,24 +371,48 @@ def _latest_ranker_metadata(context: dg.AssetCheckExecutionContext) -> dict[str,
     return {k: float(v.value) for k, v in materialization.metadata.items() if isinstance(v.value, int | float | bool)}
 
 
+def _judged_version(context: dg.AssetCheckExecutionContext) -> tuple[dict[str, float], str] | None:
+    """The numbers the ranker's checks judge, and whose they are: the version this run trained, else the champion
+    (the version that serves: a run that kept it, or trained nothing, is judged on what it serves, so one version
+    that failed a check does not fail every later run); None when there is neither."""
+    meta = _latest_ranker_metadata(context)
+    if meta.get("trained") and "auc" in meta:
+        served = "promoted to champion" if meta.get("promoted") else "not promoted: it does not serve"
+        return meta, f"version {int(meta['version'])}, trained in this run ({served})"
+    models_dir = get_settings().models_dir
+    if not (models_dir / "mlflow.db").exists():
+        return None
+    champion = Registry(models_dir).alias(CHAMPION)
+    if champion is None:
+        return None
+    numbers = {k: float(champion.metrics[m]) for k, m in _REGISTRY_METRICS.items() if m in champion.metrics}
+    return numbers, f"champion v{champion.version}, serving"
+
+
+#: The check's note when there is no version to judge.
+_NOTHING_TO_JUDGE = "no ranker version to judge: none trained in this run and no champion (pages from popular items)"
+
+
 @dg.asset_check(asset=RANKER_KEY, description="The ranker orders clicks better than popularity (test-window AUC).")
 def ranker_beats_popularity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    """Fails when the new ranker's AUC on the test window is not above the popularity score's.
+    """Fails when the ranker's AUC on its test window is not above the popularity score's: the version this run
+    trained, else the champion (`_judged_version`). Such a version is never promoted (`ml.ranker.evaluate.refusal`).
 
     AUC on logged impressions, not NDCG of lists against logged clicks: those clicks happened on what the logging
     policy chose to show, which favours any list that copies it (docs/decisions.md, "Ranker evaluation").
     """
-    meta = _latest_ranker_metadata(context)
-    if "auc" not in meta:
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained yet (too little history)"})
-    auc, baseline = float(meta.get("auc", float("nan"))), float(meta.get("auc_popularity", float("nan")))
+    judged = _judged_version(context)
+    if judged is None or "auc" not in judged[0]:
+        return dg.AssetCheckResult(passed=True, metadata={"note": _NOTHING_TO_JUDGE})
+    meta, who = judged
+    auc, baseline = float(meta["auc"]), float(meta.get("auc_popularity", float("nan")))
     passed = bool(auc > baseline)
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"AUC {auc:.3f} on the test window, popularity's {baseline:.3f}"
-        + ("" if passed else ": the ranker orders clicks no better than popularity (`tailor models show`)"),
-        metadata={"auc": auc, "auc_popularity": baseline},
+        description=f"{who}: AUC {auc:.3f} on the test window, popularity's {baseline:.3f}"
+        + ("" if passed else ": it orders clicks no better than popularity (`tailor models show`)"),
+        metadata={"judged": who, "auc": auc, "auc_popularity": baseline},
     )
 
 
@@ -403,16 +425,18 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     """Fails when the expected calibration error on the test window exceeds `MAX_ECE` and the ECE a perfectly
     calibrated model exceeds with probability 0.01 on the same predictions (`ml.ranker.evaluate.calibration_verdict`;
     on a small window the ECE of a perfect model is itself near the limit): the probabilities feed the exploration
-    slot and business rules, not only the order."""
-    meta = _latest_ranker_metadata(context)
-    if "ece" not in meta:
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no ranker trained yet (too little history)"})
-    ece, noise = float(meta.get("ece", float("nan"))), meta.get("ece_noise")
+    slot and business rules, not only the order. Judged: the version this run trained, else the champion
+    (`_judged_version`); a version that fails is never promoted (`ml.ranker.evaluate.refusal`)."""
+    judged = _judged_version(context)
+    if judged is None or "ece" not in judged[0]:
+        return dg.AssetCheckResult(passed=True, metadata={"note": _NOTHING_TO_JUDGE})
+    meta, who = judged
+    ece, noise = float(meta["ece"]), meta.get("ece_noise")
     passed, verdict = calibration_verdict(ece, noise, MAX_ECE)
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{verdict} (test window)"
+        description=f"{who}: {verdict} (test window)"
         + (
             ""
             if passed
@@ -420,7 +444,7 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
             "window is small and the platform's click rate still moves from day to day; more days usually fix it "
             "(`tailor models show` has the uncalibrated model's figure)"
         ),
-        metadata={"ece": ece, "max": MAX_ECE, **({"ece_noise": noise} if noise is not None else {})},
+        metadata={"judged": who, "ece": ece, "max": MAX_ECE, **({"ece_noise": noise} if noise is not None else {})},
     )
 
 
