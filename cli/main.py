@@ -283,6 +283,22 @@ def _require_events(settings: Settings) -> None:
     )
 
 
+def _require_model_settings() -> None:
+    """Refuse at once a TAILOR_RANKER_*, TAILOR_DRIFT_*, TAILOR_RETRAIN_* or TAILOR_RECOMMEND_* value the model
+    assets would reject, instead of after the whole warehouse build (each message names the variable)."""
+    import os
+
+    from ml.monitoring.config import DriftConfig, RetrainPolicy
+    from ml.ranker.config import RankerConfig
+    from ml.recommend.serving import ServingConfig
+
+    for read in (RankerConfig.from_env, DriftConfig.from_env, RetrainPolicy.from_env, ServingConfig.from_env):
+        try:
+            read(os.environ)
+        except ValueError as exc:
+            fail(f"{exc}: fix or unset it; nothing was run")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
@@ -299,6 +315,7 @@ def run(as_json: bool, quiet: bool) -> None:
     if refused:
         fail(refused)
     _require_events(settings)
+    _require_model_settings()
     if not quiet:
         err.print(f"Running every asset against {settings.home}", highlight=False)
     outcome = run_all(settings, quiet=quiet or as_json)

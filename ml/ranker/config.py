@@ -79,7 +79,13 @@ class RankerConfig:
                 changes[name] = kind(raw)
             except ValueError:
                 raise ValueError(f"TAILOR_RANKER_{name.upper()}={raw!r} is not a number") from None
-        return cls(**changes)
+        try:
+            return cls(**changes)
+        except ValueError as exc:  # a value out of range: say which variables set it
+            given = ", ".join(
+                f"TAILOR_RANKER_{name.upper()}={env[f'TAILOR_RANKER_{name.upper()}']}" for name in changes
+            )
+            raise ValueError(f"{exc} (from {given})") from None
 
     @property
     def days_needed(self) -> int:

@@ -111,3 +111,25 @@ def test_a_group_json_flag_is_honoured_by_its_subcommands(settings: Settings) ->
     plan = _invoke("experiments", "--json", "plan", "--baseline", "0.05", "--mde", "0.02")
     assert plan.exit_code == 0 and json.loads(plan.stdout)["units_per_variant"] == 2349
     assert _json_error(_invoke("models", "--json", "show", "7")).startswith("no ranker version 7")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("TAILOR_RANKER_SEARCH_TRIALS", "abc", "TAILOR_RANKER_SEARCH_TRIALS='abc' is not a number"),
+        ("TAILOR_RANKER_TEST_DAYS", "-2", "(from TAILOR_RANKER_TEST_DAYS=-2)"),
+        ("TAILOR_DRIFT_ALPHA", "2", "TAILOR_DRIFT_ALPHA must be in (0, 0.5), got 2"),
+        ("TAILOR_RETRAIN_NEW_DAYS", "0", "TAILOR_RETRAIN_NEW_DAYS >= 1"),
+        ("TAILOR_RECOMMEND_BUDGET_MS", "-5", "TAILOR_RECOMMEND_BUDGET_MS='-5' is not a positive number"),
+    ],
+)
+def test_a_bad_model_setting_stops_tailor_run_before_anything_starts(
+    settings: Settings, variable: str, value: str, says: str
+) -> None:
+    """Not after the whole warehouse build, when the model assets read it: at once, naming the variable."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')  # something to run on
+    ran = _invoke("run", "--json", env={variable: value})
+    error = _json_error(ran)
+    assert says in error and error.endswith(": fix or unset it; nothing was run")
+    assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
