@@ -49,7 +49,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
         click.echo(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
         return
     if not versions:
-        out.print("No ranker trained yet: `tailor run` trains one (or `make demo`).")
+        out.print(f"No ranker trained yet. {_how_one_is_trained()}")
         return
     table = Table(title="Ranker versions", title_justify="left")
     for column in ("version", "aliases", "created", "test window", *(_label(m) for m in _SHOWN)):
@@ -73,10 +73,15 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
     """One version: metrics, parameters, tags and the promotion decision."""
     from ml.registry import RegistryError
 
+    registry = _registry()
     try:
-        found = _registry().get(version)
+        found = registry.get(version)
     except RegistryError as exc:
-        fail(str(exc))
+        fail(
+            str(exc)
+            if registry.versions()
+            else f"no ranker version {version}: none trained yet. {_how_one_is_trained()}"
+        )
     if as_json or (ctx.obj or {}).get("json"):
         click.echo(json.dumps(found.as_dict(), indent=2, sort_keys=True))
         return
@@ -127,3 +132,22 @@ def _label(metric: str) -> str:
 
 def _number(value: Any) -> str:
     return "" if value is None else f"{float(value):.4f}"
+
+
+def _how_one_is_trained() -> str:
+    """When `tailor run` trains the first ranker: the days of history its windows need (the configuration in the
+    environment), and what serves meanwhile. Said by `models` and `models show` on an empty registry."""
+    import os
+
+    from ml.ranker.config import RankerConfig
+
+    try:
+        config = RankerConfig.from_env(os.environ)
+    except ValueError as exc:
+        return f"`tailor run` trains one, but the ranker settings are wrong: {exc}"
+    return (
+        f"`tailor run` trains one once the history spans {config.days_needed} days ({config.warmup_days} warm-up, "
+        f"{max(config.train_days, 1)} train, {config.tune_days} tune, {config.calibration_days} calibration, "
+        f"{config.test_days} test; TAILOR_RANKER_WARMUP_DAYS, _TRAIN_DAYS, _TUNE_DAYS, _CALIBRATION_DAYS and "
+        "_TEST_DAYS shorten them); until then the pages come from popular items."
+    )

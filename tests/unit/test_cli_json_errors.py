@@ -133,3 +133,14 @@ def test_a_bad_model_setting_stops_tailor_run_before_anything_starts(
     error = _json_error(ran)
     assert says in error and error.endswith(": fix or unset it; nothing was run")
     assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
+
+
+def test_models_on_a_home_without_a_ranker_says_when_one_is_trained(settings: Settings) -> None:
+    """A young platform: `tailor run` said it could not train yet; `models` says how much history it takes (from the
+    ranker settings in force) and what serves meanwhile, instead of suggesting another `tailor run`."""
+    listed = _invoke("models", env={"TAILOR_RANKER_WARMUP_DAYS": "3"})
+    assert listed.exit_code == 0
+    assert "`tailor run` trains one once the history spans 10 days (3 warm-up, 1 train, 2 tune" in listed.stdout
+    assert "until then the pages come from popular items" in listed.stdout
+    shown = _invoke("models", "show", "1", "--json")
+    assert _json_error(shown).startswith("no ranker version 1: none trained yet. `tailor run` trains one once the")
