@@ -7,8 +7,10 @@ stdout too, ``{"error": "<the message>"}`` (cli/common.py's `fail`), beside the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,13 @@ def main() -> None:
     published marts and the Dagster instance.
     """
     disable_telemetry()
+    # sqlglot (which Feast's ibis and dagster-dbt import) warns once at import that its Rust tokenizer, sqlglotrs,
+    # is deprecated; Feast has by then put a "once" filter for every DeprecationWarning in front of ours, so the
+    # notice reached every `tailor recommend`. The module only warns (0.5 ms): imported here, quietly, it is done.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with contextlib.suppress(ImportError):
+            import sqlglotrs  # noqa: F401
 
 
 @main.command()

@@ -198,6 +198,7 @@ def test_the_command_line_reports_errors_and_prints_json(built: Settings) -> Non
     at = end.isoformat()  # a page as of the simulated history's end, when its newest items are fresh
     good = _tailor(built.home, "recommend", "u0000002", "--surface", "feed", "--at", at, "--json")
     assert good.returncode == 0, good.stderr
+    assert "Warning" not in good.stderr, good.stderr  # no library's deprecation notice (sqlglotrs's, once)
     payload = json.loads(good.stdout)
     assert payload["surface"] == "feed" and len(payload["items"]) == 10 and payload["schema_version"] == 1
     assert not [note for note in payload["notes"] if note.startswith("no explore slot")]
