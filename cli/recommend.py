@@ -34,6 +34,11 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
     from ml.recommend.serving import RecommendationInputError, Recommender, ServingConfig
 
     settings = load_settings()
+    from orchestration.lib.engine_support import engine_switch_refusal
+
+    refused = engine_switch_refusal(settings)  # a home another engine built: its features are not this engine's
+    if refused:
+        fail(refused)
     moment = _moment(at)
     try:
         config = ServingConfig.from_env()

@@ -43,6 +43,11 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     except ServiceConfigError as exc:
         fail(str(exc))
     settings = load_settings()
+    from orchestration.lib.engine_support import engine_switch_refusal
+
+    refused = engine_switch_refusal(settings)  # a home another engine built: its features are not this engine's
+    if refused:
+        fail(refused)
     if not _is_loopback(host):
         click.echo(f"warning: binding {host}: the API is reachable from the network, without authentication", err=True)
     click.echo(f"Tailor service on http://{host}:{port} (data in {settings.home}); Ctrl-C to stop", err=True)

@@ -135,6 +135,10 @@ def test_tailor_run_refuses_to_switch_a_homes_engine_and_says_how_to_proceed(
     assert not spark.spark_dir.exists() and not (home / "dagster").exists()  # refused before anything started
     as_json = CliRunner().invoke(main, ["run", "--json"], env={"TAILOR_ENGINE": "spark"})
     assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {"error": expected}
+    # Serving from it with the other engine would read features registered for neither: refused the same way.
+    for command in (["recommend", "u0000001"], ["serve", "--port", "1"]):
+        served = CliRunner().invoke(main, command, env={"TAILOR_ENGINE": "spark"})
+        assert served.exit_code == 1 and served.stderr == f"error: {expected}\n", command
     # A run from the Dagster UI, a schedule or a sensor does not pass through `tailor run`: the warehouse asset
     # refuses the same way before dbt starts.
     import dagster as dg
