@@ -299,7 +299,7 @@ def plan_training_set(
     build = tuple(d for d in days if old.get(d) != keys[d])
     keep = tuple(d for d in days if old.get(d) == keys[d])
     drop = tuple(sorted(set(old) - set(days)))
-    reason = "up to date" if not build and not drop else "new or changed impressions or features"
+    reason = "no impression or feature changed" if not build and not drop else "new or changed impressions or features"
     return TrainingSetPlan(window, days, build=build, keep=keep, drop=drop, reason=reason, keys=keys)
 
 

@@ -276,7 +276,8 @@ def test_the_training_set_built_delivery_by_delivery_equals_a_full_rebuild(
     assert marts["request_id"].isin(kept_requests).sum() == len(training)
 
     # Nothing new: the plan says so without Feast, and a write leaves the file as it was.
-    assert plan_training_set(home).up_to_date
+    nothing = plan_training_set(home)
+    assert nothing.up_to_date and nothing.reason == "no impression or feature changed"  # why, not "up to date" again
     before = training_set_path(home).stat().st_mtime_ns
     again = write_training_set(home, store)
     assert again.action == "up to date" and again.version == third.version and again.rows == third.rows
