@@ -91,7 +91,16 @@ def train_and_register(
         try:
             champion_scores = head_to_head(registry.load(champion.version), trained)
         except TrainingDataError as exc:
-            promotion = Promotion(True, f"the champion cannot score today's data ({exc})", challenger_scores, None)
+            promotion = (
+                Promotion(
+                    False,
+                    f"{refused}: the champion stays (it cannot score today's data: {exc})",
+                    challenger_scores,
+                    None,
+                )
+                if refused is not None
+                else Promotion(True, f"the champion cannot score today's data ({exc})", challenger_scores, None)
+            )
             registry.record_decision(version.version, promotion)
             return Release(registry.get(version.version), promotion, trained)
     promotion = decide(challenger_scores, champion_scores, refused)
