@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pandas as pd
@@ -143,12 +144,7 @@ def history_end(marts_dir: Path) -> pd.Timestamp | None:
     Raises:
         MissingMartError: fct_impressions is not published yet.
     """
-    path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
-    with _connect() as con:
-        (newest,) = con.sql(
-            "select max(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
-        ).fetchall()[0]
-    return None if newest is None else _utc(newest)
+    return _impression_time(marts_dir, "max")
 
 
 def history_start(marts_dir: Path) -> pd.Timestamp | None:
@@ -157,12 +153,17 @@ def history_start(marts_dir: Path) -> pd.Timestamp | None:
     Raises:
         MissingMartError: fct_impressions is not published yet.
     """
+    return _impression_time(marts_dir, "min")
+
+
+def _impression_time(marts_dir: Path, aggregate: Literal["min", "max"]) -> pd.Timestamp | None:
+    """``min`` or ``max`` of the impressions' times (UTC), from fct_impressions' one column; None when empty."""
     path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
     with _connect() as con:
-        (oldest,) = con.sql(
-            "select min(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
+        (moment,) = con.sql(
+            f"select {aggregate}(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
         ).fetchall()[0]
-    return None if oldest is None else _utc(oldest)
+    return None if moment is None else _utc(moment)
 
 
 def active_users(marts_dir: Path, end: pd.Timestamp, days: int) -> list[str]:
