@@ -7,7 +7,6 @@ The JSON shape (--json) is a stable interface, documented in docs/experiments.md
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date
 from pathlib import Path
@@ -17,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import fail, json_requested, load_settings
+from cli.common import emit_json, fail, json_requested, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -155,7 +154,7 @@ def plan(
             "share": share,
         }
     if as_json:
-        click.echo(json.dumps(plan_out, indent=2, sort_keys=True))
+        emit_json(plan_out)
         return
     # Readable counts carry thousands separators (12,345 days), as the units do; the JSON above keeps numbers.
     effect = f"{mde:+.1%} relative" if relative else f"{mde:+.4g} absolute"
@@ -214,7 +213,7 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
     import pandas as pd
 
     if as_json:
-        click.echo(json.dumps(results_json(results, alpha), indent=2, sort_keys=True))
+        emit_json(results_json(results, alpha))
         return
     if results.empty:
         out.print("No experiments yet: exposures appear after `tailor run` on events with exposure rows.")

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import fail, load_settings
+from cli.common import emit_json, fail, load_settings
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
 _SHOWN = (
@@ -46,7 +46,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
     """Every version with its aliases and headline metrics."""
     versions = _registry().versions()
     if as_json or (ctx.obj or {}).get("json"):
-        click.echo(json.dumps([v.as_dict() for v in versions], indent=2, sort_keys=True))
+        emit_json([v.as_dict() for v in versions])
         return
     if not versions:
         out.print(f"No ranker trained yet. {_how_one_is_trained()}")
@@ -83,7 +83,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
             else f"no ranker version {version}: none trained yet. {_how_one_is_trained()}"
         )
     if as_json or (ctx.obj or {}).get("json"):
-        click.echo(json.dumps(found.as_dict(), indent=2, sort_keys=True))
+        emit_json(found.as_dict())
         return
     out.print(
         f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
@@ -117,7 +117,7 @@ def promote(ctx: click.Context, version: int, as_json: bool) -> None:
     except RegistryError as exc:
         fail(str(exc))
     if as_json or (ctx.obj or {}).get("json"):
-        click.echo(json.dumps(promoted.as_dict(), indent=2, sort_keys=True))
+        emit_json(promoted.as_dict())
     elif before is not None and before.version == version:
         out.print(f"ranker version {version} is already the champion; nothing changed")
     else:
