@@ -298,7 +298,7 @@ def _keep_champion(
             "version": champion.version,
             "aliases": ", ".join(champion.aliases),
             "test_window": champion.tags.get("test_window", "").replace("..", " .. "),
-            **{k: champion.metrics[m] for k, m in _REGISTRY_METRICS.items() if m in champion.metrics},
+            **_registry_numbers(champion),
             "retrain_rule": decision.note,
             "retrain_policy": _policy_text(policy),
             "retrain_at": decision.age_due_at.isoformat(),
@@ -329,7 +329,7 @@ def _ranker_record(instance: dg.DagsterInstance, settings: Settings) -> Recorded
         {
             "version": newest.version,
             "trained": True,
-            **{k: newest.metrics[m] for k, m in _REGISTRY_METRICS.items() if m in newest.metrics},
+            **_registry_numbers(newest),
         },
     )
 
@@ -343,6 +343,11 @@ _REGISTRY_METRICS = {
     "ece_noise": "classification.ranker.ece_noise",
     "ndcg_at_k": "ranking.ranker.ndcg_at_k",
 }
+
+
+def _registry_numbers(version: ModelVersion) -> dict[str, float]:
+    """A registered version's numbers under the names the ranker's metadata uses (`_REGISTRY_METRICS`)."""
+    return {k: float(version.metrics[m]) for k, m in _REGISTRY_METRICS.items() if m in version.metrics}
 
 
 def _table(metrics: dict[str, object]) -> str:
@@ -385,8 +390,7 @@ def _judged_version(context: dg.AssetCheckExecutionContext) -> tuple[dict[str, f
     champion = Registry(models_dir).alias(CHAMPION)
     if champion is None:
         return None
-    numbers = {k: float(champion.metrics[m]) for k, m in _REGISTRY_METRICS.items() if m in champion.metrics}
-    return numbers, f"champion v{champion.version}, serving"
+    return _registry_numbers(champion), f"champion v{champion.version}, serving"
 
 
 #: The check's note when there is no version to judge.
