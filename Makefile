@@ -18,7 +18,7 @@ DEMO_SEED ?= 7
 
 # Every figure in docs/benchmarks.md, with the command written there; `make bench-<name>` reruns one of them.
 BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibration sequential-aa run-cost app \
-	ranker movielens closed-loop recommend service dbt-commits
+	ranker movielens closed-loop recommend service dbt-commits startup
 
 .PHONY: help install install-spark demo test test-unit test-integration test-e2e ui app screenshots lint typecheck bench clean \
 	$(addprefix bench-,$(BENCHMARKS))
@@ -146,6 +146,11 @@ bench-recommend: install
 
 bench-service: install
 	$(BIN)/python bench/bench_service.py
+
+# What Feast's typeguard checks cost a process that opens the feature store, on the demo (built first if missing).
+bench-startup: install
+	@test -f $(TAILOR_HOME)/marts/batch_recommendations_by_user.parquet || $(MAKE) --no-print-directory demo
+	$(BIN)/python bench/bench_startup.py --home $(TAILOR_HOME)
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs .pytest_cache .mypy_cache .ruff_cache

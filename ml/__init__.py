@@ -7,8 +7,14 @@ assets side by side, any other job), spinning threads take the cores from the on
 took 59 s spinning and 8.5 s waiting passively; two such fits side by side 75-80 s each spinning, 12 s passive,
 20 s with one thread each. The variable is read when the OpenMP runtime loads, i.e. when scikit-learn is first
 imported, which in Tailor happens inside this package; ``setdefault`` leaves a value the user exported alone.
+
+Feast skips typeguard's run-time checks (`tailor.feast_typechecks`; several ml modules import Feast at their top,
+so the switch is made here too, before any of them loads).
 """
 
 import os
 
+from tailor.feast_typechecks import skip_feast_typechecks
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+skip_feast_typechecks()

@@ -62,3 +62,11 @@ def test_app_first_render(run_bench: Any, served_home: Settings) -> None:
     pages = result["homes"]["served"]["pages"]
     assert set(pages) == {"overview", "experiments", "preview", "health"}
     assert all(page["cold_median_s"] > 0 and page["warm_median_s"] > 0 for page in pages.values())
+
+
+def test_startup_on_a_served_home(run_bench: Any, served_home: Settings) -> None:
+    result = run_bench("bench_startup.py", "--home", str(served_home.home), "--repeats", "1", "--calls", "5")
+    assert set(result["results"]) == {"import", "recommend", "online_read"}
+    for case in result["results"].values():
+        assert case["skipped"]["wall_s"] > 0 and case["kept"]["cpu_s"] > 0
+    assert result["results"]["online_read"]["skipped"]["ms_per_call"] > 0
