@@ -163,16 +163,35 @@ def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     ``TAILOR_ENGINE`` (duckdb | spark, default duckdb).
 
     Raises:
-        ValueError: one of those variables is not a whole number in range, or TAILOR_ENGINE is not a known engine
-            (the message names it).
+        ValueError: one of those variables is not a whole number in range, TAILOR_ENGINE is not a known engine,
+            or the home (or a folder above it) is a file, not a directory (the message names it).
     """
     raw = home if home is not None else os.environ.get("TAILOR_HOME", "data")
     per_day = _int_env("TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY", DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY, low=0)
     return Settings(
-        home=Path(raw).expanduser().resolve(),
+        home=_checked_home(Path(raw).expanduser().resolve(), "the Tailor home" if home is not None else "TAILOR_HOME"),
         training_window_days=_int_env("TAILOR_TRAINING_WINDOW_DAYS", DEFAULT_TRAINING_WINDOW_DAYS, low=1),
         training_max_impressions_per_day=per_day or None,
         engine=engine_from_env(),
+    )
+
+
+def _checked_home(home: Path, name: str) -> Path:
+    """``home`` if it is a directory or can become one; every command creates the folders it writes in it.
+
+    Checked here, once, because a file in its place otherwise surfaced as a NotADirectoryError from whichever
+    command first made a folder under it (or, for one that only reads, as data that "is not built yet").
+
+    Raises:
+        ValueError: ``home``, or the nearest existing folder above it, is not a directory.
+    """
+    existing = next((path for path in (home, *home.parents) if path.exists()), None)
+    if existing is None or existing.is_dir():
+        return home
+    where = "is a file" if existing == home else f"cannot be made: {existing} is a file"
+    raise ValueError(
+        f"{name} {home} {where}, and {name} must be a directory (it holds the inbox, the warehouse and the marts): "
+        f"set TAILOR_HOME to a folder (made if missing), or move {existing} out of the way"
     )
 
 
