@@ -227,11 +227,17 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     """Check files against the event contract and land them for the warehouse.
 
     PATHS are JSON Lines or Parquet files, or folders holding them. All files are checked before any is
-    landed: one bad file leaves the landing zone unchanged. A file already ingested is skipped.
+    landed: one bad file leaves the landing zone unchanged. A file already ingested is skipped, and so is a
+    file of another type in a folder (named on stderr).
     """
     from tailor.ingest import IngestError, ingest_paths
+    from tailor.ingest.files import unsupported_in
 
     settings = load_settings()
+    # A folder's other files are skipped, as documented, but never unseen (the inbox sets them aside instead).
+    skipped = [str(p) for raw in paths if raw.is_dir() for p in unsupported_in(raw.expanduser())]
+    for path in skipped:
+        err.print(f"  skipping {path}: not JSON Lines or Parquet", highlight=False)
     try:
         report = ingest_paths(
             paths,
@@ -247,7 +253,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         fail(f"{where}: cannot be read ({exc.strerror or exc}). Check the file and its permissions, then ingest "
              "again.\nNothing was ingested.")  # fmt: skip
     if as_json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), "skipped_files": skipped})
         return
     table = Table(title="tailor ingest", title_justify="left")
     for column in ("file", "kind", "status", "received", "accepted", "rejected"):
@@ -271,6 +277,10 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         )
     else:
         out.print(f"landed {report.received:,} rows unchecked; `tailor run` applies the row checks")
+    if skipped:
+        out.print(
+            f"skipped {len(skipped):,} file(s) of another type (named above): only JSON Lines and Parquet are read"
+        )
 
 
 def _events_landed(settings: Settings) -> bool:
@@ -281,12 +291,20 @@ def _events_landed(settings: Settings) -> bool:
 def _require_events(settings: Settings) -> None:
     """Refuse a run with nothing to run on: no file in the inbox and nothing landed before. Without this check a
     run spends a minute building empty tables and ends with the model assets' errors about missing data."""
-    from tailor.ingest.inbox import inbox_files
+    from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES
+    from tailor.ingest.inbox import inbox_files, unsupported_files
 
     if inbox_files(settings) or _events_landed(settings):
         return
+    others = [path.name for path in unsupported_files(settings)]
+    held = (
+        f"has no event files (only {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}: event files end in "
+        f"{', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)})"
+        if others
+        else "has no files"
+    )
     fail(
-        f"nothing to run on: the inbox {settings.inbox} has no files and no events have landed in {settings.home}. "
+        f"nothing to run on: the inbox {settings.inbox} {held} and no events have landed in {settings.home}. "
         "Generate a history (`tailor generate --users 500 --days 14`) or put event files in the inbox "
         '(README, "Your own events"), then run again.'
     )

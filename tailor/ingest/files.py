@@ -1,7 +1,8 @@
 """Find the files to ingest and read each into the landing shape (one row per line, kept as text).
 
 File-level problems (missing, binary, empty, unreadable, not the contract's shape) raise ``IngestError`` with
-what was wrong and what to do; row-level problems are left to the contract checks, which quarantine rows.
+what was wrong and what to do (about that file: the caller says what happened to the others, e.g. `tailor ingest`'s
+"Nothing was ingested."); row-level problems are left to the contract checks, which quarantine rows.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def file_format(path: Path) -> str:
         return "jsonl"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    raise IngestError(unsupported_type(path))
+
+
+def unsupported_type(path: Path) -> str:
+    """What is wrong with a file whose name has none of the accepted endings, and what to send instead."""
     accepted = ", ".join(JSONL_SUFFIXES + PARQUET_SUFFIXES)
-    raise IngestError(f"{path}: unsupported file type. Event files are JSON Lines or Parquet ({accepted}).")
+    return f"{path}: unsupported file type. Event files are JSON Lines or Parquet ({accepted})."
 
 
 def files_in(folder: Path) -> list[Path]:
@@ -44,12 +50,19 @@ def files_in(folder: Path) -> list[Path]:
     That is where a producer keeps what must not be ingested (the simulator's ground truth lives in
     ``_truth/``) and files still being written (written under a '.' name, renamed when complete).
     """
+    return [p for p in _visible_files(folder) if p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)]
+
+
+def unsupported_in(folder: Path) -> list[Path]:
+    """The other files under a folder (same '_'/'.' rule as `files_in`), sorted: endings no ingestion reads."""
+    return [p for p in _visible_files(folder) if not p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)]
+
+
+def _visible_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
-        and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+        if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
     )
 
 
@@ -95,7 +108,9 @@ def read_lines(path: Path) -> pa.Table:
     """A JSON Lines file as (line_number, raw) with blank lines left out, numbered as in the file."""
     head = _sniff(path)
     if not head.strip():
-        raise IngestError(f"{path}: the file is empty. Nothing was ingested; send a file with events.")
+        raise IngestError(
+            f"{path}: the file is empty: send a file with events (if there is nothing to send, send nothing)."
+        )
     if b"\x00" in head:
         raise IngestError(
             f"{path}: this looks like a binary file, not JSON Lines text. Send JSON Lines (.jsonl) or Parquet."
@@ -123,7 +138,7 @@ def read_lines(path: Path) -> pa.Table:
     keep = pc.invert(pc.or_(pc.utf8_is_space(raw), pc.equal(raw, "")))
     lines = pa.table({"line_number": numbers, "raw": raw}).filter(keep)
     if lines.num_rows == 0:
-        raise IngestError(f"{path}: the file holds only blank lines. Nothing was ingested.")
+        raise IngestError(f"{path}: the file holds only blank lines: send a file with events.")
     return lines
 
 
@@ -154,5 +169,5 @@ def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     )
     table = con.sql(sql, params=[str(path)]).to_arrow_table()
     if table.num_rows == 0:
-        raise IngestError(f"{path}: the Parquet file has no rows. Nothing was ingested.")
+        raise IngestError(f"{path}: the Parquet file has no rows: send a file with events.")
     return table

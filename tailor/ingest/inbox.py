@@ -1,8 +1,9 @@
 """The inbox: a folder where producers drop event files for the next run to ingest.
 
 Producers should write a file under a name starting with '.' or '_' and rename it when complete: such names are
-never read, so a half-written file is never ingested. A file that fails the file-level checks is moved to
-``inbox/_rejected/`` with a note saying why, so one bad file neither blocks later runs nor gets lost. A later
+never read, so a half-written file is never ingested. A file that fails the file-level checks, or whose ending
+no ingestion reads (a .csv, say), is moved to ``inbox/_rejected/`` with a note saying why, so one bad file
+neither blocks later runs, nor gets lost, nor waits in the inbox unnoticed. A later
 rejected file of the same name is kept beside the earlier one (``name.2.jsonl``, ...), never over it.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tailor.ingest.durable import fsync_dir, replace_durably, write_atomic
-from tailor.ingest.files import IngestError, files_in
+from tailor.ingest.files import IngestError, files_in, unsupported_in, unsupported_type
 from tailor.ingest.ingest import IngestReport, land_files
 from tailor.ingest.landing import file_signature, read_log
 from tailor.ingest.recovery import landing_session, unfinished_ingestions
@@ -36,6 +37,11 @@ def inbox_files(settings: Settings) -> list[Path]:
     return files_in(settings.inbox) if settings.inbox.exists() else []
 
 
+def unsupported_files(settings: Settings) -> list[Path]:
+    """Files in the inbox (outside '_'/'.' names) whose ending no ingestion reads: the next run sets them aside."""
+    return unsupported_in(settings.inbox) if settings.inbox.exists() else []
+
+
 def pending_files(settings: Settings) -> list[Path]:
     """Inbox files not yet landed or seen by an ingestion, judged by path, size and mtime (nothing is read)."""
     seen = {(r.source_file, r.source_size, r.source_mtime_ns) for r in read_log(settings)}
@@ -45,11 +51,11 @@ def pending_files(settings: Settings) -> list[Path]:
 def pending_fingerprint(settings: Settings) -> tuple[str, int]:
     """A key for the work waiting (changes when a file is added or rewritten) and how many items there are.
 
-    Items are the pending inbox files plus committed ingestions whose batches a crash left in landing/.tmp:
-    a run finishes those too.
+    Items are the pending inbox files, the files of an unsupported type (a run sets them aside), and committed
+    ingestions whose batches a crash left in landing/.tmp: a run finishes those too.
     """
     digest = hashlib.sha1()
-    pending = pending_files(settings)
+    pending = pending_files(settings) + unsupported_files(settings)
     for path in pending:
         digest.update("|".join(map(str, file_signature(path))).encode() + b"\n")
     unfinished = unfinished_ingestions(settings)
@@ -62,10 +68,16 @@ def ingest_inbox(settings: Settings) -> InboxResult:
     """Ingest the inbox files no ingestion has seen; set aside, with the reason, any that cannot be ingested.
 
     Recovers the landing zone from an interrupted ingestion first (the report's ``recovery`` says what it did).
-    Each file is its own transaction, so a bad file does not hold back the good ones.
+    Each file is its own transaction, so a bad file does not hold back the good ones. A file of a type no
+    ingestion reads is set aside too (the README promises that of every file that cannot be ingested), rather
+    than left in the inbox where nothing would ever say it was not ingested.
     """
     with landing_session(settings) as recovery:
         result = InboxResult(report=IngestReport(recovery=recovery))
+        for path in unsupported_files(settings):
+            reason = unsupported_type(path)
+            result.rejected_files[str(path)] = reason
+            result.set_aside_as[str(path)] = str(set_aside(settings, path, reason))
         for path in pending_files(settings):
             try:
                 # No row checks here: dbt applies them in the same run, so each line is parsed once.

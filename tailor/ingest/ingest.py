@@ -104,10 +104,18 @@ class IngestReport:
 
 
 def detect_kind(con: duckdb.DuckDBPyConnection, path: Path, requested: Kind | None) -> Kind:
-    """Which contract a file follows, from the keys of its first rows; a file that follows none is refused."""
+    """Which contract a file follows, from the keys of its first rows; a file that follows none is refused.
+
+    Raises:
+        IngestError: no sampled line is a JSON object, or fewer than half of them carry the keys of ``requested``
+            (``--kind``: the message names the keys most rows lack, and the kind they do look like), or, without
+            it, of any kind (the message lists what each kind's rows carry).
+    """
+    keys = sorted({key for signature in _SIGNATURES.values() for key in signature})
+    has = {key: f"json_exists(raw, '$.{key}')" for key in keys}
     checks = ", ".join(
-        f"count(*) filter (where {' and '.join(f'json_exists(raw, {chr(39)}$.{k}{chr(39)})' for k in keys)}) as {kind}"
-        for kind, keys in _SIGNATURES.items()
+        [f"count(*) filter (where {' and '.join(has[k] for k in signature)})" for signature in _SIGNATURES.values()]
+        + [f"count(*) filter (where {has[key]})" for key in keys]
     )
     sample = f"(select raw from lines limit {_SAMPLE_ROWS})"
     objects_sql = (
@@ -115,8 +123,9 @@ def detect_kind(con: duckdb.DuckDBPyConnection, path: Path, requested: Kind | No
         f"from (select case when json_valid(raw) and json_type(raw) = 'OBJECT' then raw end as raw "
         f"from {sample})"
     )
-    row = con.execute(objects_sql).fetchall()[0]
-    objects, counts = row[0], dict(zip(_SIGNATURES, row[1:], strict=True))
+    objects, *row = con.execute(objects_sql).fetchall()[0]
+    counts = dict(zip(_SIGNATURES, row[: len(_SIGNATURES)], strict=True))
+    per_key = dict(zip(keys, row[len(_SIGNATURES) :], strict=True))
     if objects == 0:
         raise IngestError(
             f"{path}: none of the first {_SAMPLE_ROWS} lines is a JSON object, so this is not a JSON Lines file "
@@ -124,17 +133,48 @@ def detect_kind(con: duckdb.DuckDBPyConnection, path: Path, requested: Kind | No
         )
     kind: Kind = requested if requested is not None else max(counts, key=counts.__getitem__)
     if counts[kind] * 2 < objects:
-        keys = con.execute(
+        found = con.execute(
             f"select list_sort(list_distinct(flatten(list(json_keys(raw))))) from {sample} "
             "where json_valid(raw) and json_type(raw) = 'OBJECT'"
         ).fetchall()[0][0]
-        wanted = ", ".join(_SIGNATURES[kind])
-        raise IngestError(
-            f"{path}: wrong schema for {kind}: most rows lack {wanted}. Found keys: {', '.join(keys[:20])}. "
-            f"Fix the producer to follow the contract (tailor/contract/*.schema.json), or pass --kind if "
-            "the file is of another kind."
-        )
+        fits = [k for k in KINDS if counts[k] * 2 >= objects]
+        raise IngestError(_wrong_schema(path, kind, requested, per_key, objects, fits, found))
     return kind
+
+
+def _wrong_schema(
+    path: Path,
+    kind: Kind,
+    requested: Kind | None,
+    per_key: dict[str, int],
+    objects: int,
+    fits: list[Kind],
+    found: list[str],
+) -> str:
+    """Why a file's rows are not ``kind``, naming only the keys most rows really lack, and what to do.
+
+    With --kind given, "pass --kind" would tell the user to do what they did: the hint is instead the kind the
+    rows do look like (or to leave the detection to Tailor). Without it, no kind fits (the best one failed), so
+    the message lists what each kind's rows carry.
+    """
+    shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "")
+    contract = "Fix the producer to follow the contract (tailor/contract/*.schema.json)"
+    if requested is not None:
+        signature = _SIGNATURES[kind]
+        lacking = [key for key in signature if per_key[key] * 2 < objects]
+        # Each key in most rows but rarely all together: say so, rather than name keys the rows have.
+        missing = ", ".join(lacking) if lacking else f"{', '.join(signature)} together"
+        todo = (
+            f"The rows look like {fits[0]}: pass --kind {fits[0]}, or leave --kind out to detect the kind."
+            if fits
+            else f"{contract}."
+        )
+        return (
+            f"{path}: wrong schema for --kind {kind}: most rows lack {missing} "
+            f"({kind} rows carry {', '.join(signature)}). Found keys: {shown}. {todo}"
+        )
+    needs = "; ".join(f"{k} rows carry {', '.join(keys)}" for k, keys in _SIGNATURES.items())
+    return f"{path}: wrong schema: most rows match no kind of the contract ({needs}). Found keys: {shown}. {contract}."
 
 
 def _prepare(
