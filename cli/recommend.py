@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from cli.common import fail, load_settings
+
+if TYPE_CHECKING:
+    from ml.recommend import Recommendation, Recommender
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
 
@@ -45,14 +51,18 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
     except ValueError as exc:  # a TAILOR_RECOMMEND_* variable: the message names it
         fail(str(exc))
     try:
+        inside = _check_at(settings.marts_dir, moment, at or "") if moment is not None else None
         recommender = Recommender.open(settings, config)
         result = recommender.recommend(user_id, k=k, surface=surface, now=moment)
     except RecommendationInputError as exc:
         fail(str(exc))
     except MissingMartError as exc:
         fail(f"{exc} (nothing to recommend from yet: `make demo` builds a demo history)")
+    cold = _cold_start_note(recommender, result)
+    if cold or inside:
+        result = replace(result, notes=[n for n in (cold, inside) if n] + result.notes)
     if as_json:
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        click.echo(json.dumps({**result.as_dict(), "cold_start": cold is not None}, indent=2))
         return
     why = f" ({result.fallback_reason})" if result.fallback_reason else ""
     out.print(
@@ -61,6 +71,8 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
         f"{result.latency_ms:.1f} ms",
         highlight=False,
     )
+    if cold:  # above the table: it says what kind of page follows
+        out.print(cold, highlight=False, markup=False)
     table = Table(show_header=True)
     for column in ("rank", "content", "category", "score", "slot", "reason"):
         table.add_column(column)
@@ -70,7 +82,8 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
         )
     out.print(table)
     for note in result.notes:
-        out.print(f"note: {note}", highlight=False, markup=False)
+        if note != cold:
+            out.print(f"note: {note}", highlight=False, markup=False)
 
 
 def _moment(at: str | None) -> datetime | None:
@@ -82,3 +95,47 @@ def _moment(at: str | None) -> datetime | None:
     except ValueError:
         fail(f"--at {at!r} is not an ISO 8601 time: write e.g. 2026-02-01T09:00:00Z")
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _check_at(marts_dir: Path, moment: datetime, at: str) -> str | None:
+    """Refuse ``--at`` before the history's first impression: nothing was known then, and the popular, cached and
+    editorial lists would offer items not yet published at that moment. Within the history, a note saying that
+    those lists are the history end's (None at or after the end).
+
+    Reads the bounds from the published fct_impressions Parquet (`ml.history`), never the warehouse file, so a
+    run writing the warehouse meanwhile is no obstacle. An empty history has no bounds to check.
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet.
+    """
+    from ml.history import history_end, history_start
+
+    start, end = history_start(marts_dir), history_end(marts_dir)
+    if start is None or end is None or moment >= end:
+        return None
+    if moment >= start:
+        return (
+            f"--at {moment:%Y-%m-%dT%H:%M:%SZ} is inside the history, which ends {end:%Y-%m-%dT%H:%M:%SZ}: the "
+            "popular and cached lists are those of its end, so the page may hold items published after --at"
+        )
+    fail(
+        f"--at {at} is before the history starts: it runs from {start:%Y-%m-%d} (first impression "
+        f"{start:%Y-%m-%dT%H:%M:%SZ}) to {end:%Y-%m-%d}, so at {moment:%Y-%m-%dT%H:%M:%SZ} nothing was known yet "
+        f"and its items were not published. Pass a time from {start:%Y-%m-%d} on, e.g. --at "
+        f"{end:%Y-%m-%dT%H:%M:%SZ} (the history's end), or leave --at out for now."
+    )
+
+
+def _cold_start_note(recommender: Recommender, result: Recommendation) -> str | None:
+    """The line that says a popular page was served because the history knows nothing of this user (the right
+    page for a new user, but one that must not pass for a personalized page); None for a user with a history.
+
+    "A history" is what the model path needs to personalize (`Recommender.recommend`'s cold-start rule): a click
+    or view in the marts, or in what the candidate generators were fitted on.
+    """
+    user = result.user_id
+    seen = recommender.candidates.seen if recommender.candidates is not None else None
+    if result.served_by != "popular" or user in recommender.consumed or (seen is not None and user in seen.users):
+        return None
+    what = "has no clicks or views yet" if user in recommender.country_of else "is not in the history (never seen)"
+    return f"user {user} {what}: showing the cold-start page (popular items), not a personalized one"

@@ -1,0 +1,203 @@
+"""What a new user met on a first try of `tailor`, each checked as the user sees it (message, exit code, files):
+a home that is a file, an empty file, a .csv in the inbox, a contradicting --kind message, `recommend --at` before
+the history and a user the history has never seen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import main
+from tailor.ingest.inbox import REJECTED_DIR, ingest_inbox, pending_fingerprint
+from tailor.settings import Settings, get_settings
+
+pytestmark = pytest.mark.unit
+
+
+def _invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def _event(i: int) -> dict[str, object]:
+    return {
+        "event_id": f"e{i}",
+        "event_type": "click",
+        "user_id": "u1",
+        "occurred_at": f"2026-01-05T10:{i:02d}:00Z",
+        "content_id": "c1",
+        "request_id": "r1",
+    }
+
+
+# -- TAILOR_HOME ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("below", ["", "home"])
+def test_a_home_that_is_a_file_is_refused_saying_it_must_be_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, below: str
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the home should be\n")
+    home = blocker / below if below else blocker
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    for command in (["generate", "--users", "5", "--days", "1"], ["recommend", "u1"], ["run"]):
+        result = _invoke(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)  # no NotADirectoryError
+        assert f"error: TAILOR_HOME {home}" in result.stderr
+        assert "must be a directory" in result.stderr and f"move {blocker} out of the way" in result.stderr
+    assert blocker.read_text() == "a file where the home should be\n"  # the file is left alone
+
+
+def test_a_home_that_does_not_exist_yet_is_fine(tmp_path: Path) -> None:
+    assert get_settings(tmp_path / "new" / "home").home == tmp_path / "new" / "home"
+
+
+# -- ingest ---------------------------------------------------------------------------------------------------------
+def test_an_empty_file_says_nothing_was_ingested_once(tmp_path: Path, settings: Settings) -> None:
+    empty = tmp_path / "events.jsonl"
+    empty.write_bytes(b"")
+    result = _invoke("ingest", str(empty))
+    assert result.exit_code == 1
+    assert f"error: {empty}: the file is empty" in result.stderr
+    assert result.stderr.count("Nothing was ingested") == 1
+
+
+def test_a_file_of_an_unsupported_type_in_the_inbox_is_set_aside_with_its_reason(settings: Settings) -> None:
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "good.jsonl").write_text(json.dumps(_event(1)) + "\n")
+    (settings.inbox / "export").mkdir()
+    csv = settings.inbox / "export" / "events.csv"
+    csv.write_bytes(b"event_id,event_type\ne1,click\n")
+    assert pending_fingerprint(settings)[1] == 2  # the sensor asks for a run for the .csv too
+
+    result = ingest_inbox(settings)
+
+    assert [Path(f.path).name for f in result.report.files] == ["good.jsonl"]  # the good file still lands
+    assert list(result.rejected_files) == [str(csv)]
+    aside = settings.inbox / REJECTED_DIR
+    assert (aside / "events.csv").read_bytes() == b"event_id,event_type\ne1,click\n"  # kept as delivered
+    note = (aside / "events.csv.error.txt").read_text()
+    assert "unsupported file type" in note and ".jsonl" in note and str(csv) in note
+    assert not csv.exists()
+    assert pending_fingerprint(settings)[1] == 0 and ingest_inbox(settings).rejected_files == {}
+
+
+def test_ingesting_a_folder_names_the_files_of_another_type_it_skips(tmp_path: Path, settings: Settings) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "events.jsonl").write_text(json.dumps(_event(1)) + "\n")
+    (folder / "events.csv").write_text("event_id,event_type\n")
+    readable = _invoke("ingest", str(folder))
+    assert readable.exit_code == 0, readable.output
+    assert f"skipping {folder / 'events.csv'}: not JSON Lines or Parquet" in readable.stderr
+    assert "skipped 1 file(s) of another type (named above)" in readable.stdout
+    again = json.loads(_invoke("ingest", "--json", str(folder)).stdout)  # already landed: only the skip is news
+    assert again["skipped_files"] == [str(folder / "events.csv")] and again["received"] == 0
+
+
+def test_a_run_with_only_an_unsupported_file_says_which_endings_it_reads(settings: Settings) -> None:
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.csv").write_text("event_id,event_type\n")
+    result = _invoke("run")
+    assert result.exit_code == 1
+    assert f"the inbox {settings.inbox} has no event files (only events.csv: event files end in .jsonl" in (
+        result.stderr
+    )
+    assert (settings.inbox / "events.csv").exists() and not settings.warehouse_dir.exists()
+
+
+def test_kind_given_names_only_the_keys_the_rows_lack_and_the_kind_they_look_like(
+    tmp_path: Path, settings: Settings
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(_event(i)) + "\n" for i in range(3)))
+    result = _invoke("ingest", "--kind", "users", str(events))
+    assert result.exit_code == 1
+    message = result.stderr
+    # The rows do carry user_id: the message must not say they lack it, nor tell the user to pass --kind "if the
+    # file is of another kind" when they just did.
+    assert "wrong schema for --kind users: most rows lack plan, signup_at (users rows carry user_id" in message
+    assert "The rows look like events: pass --kind events, or leave --kind out" in message
+    assert "if the file is of another kind" not in message
+    assert message.count("Nothing was ingested") == 1
+
+
+def test_without_kind_a_file_of_no_kind_lists_what_each_kind_carries(tmp_path: Path, settings: Settings) -> None:
+    orders = tmp_path / "orders.jsonl"
+    orders.write_text('{"order_id": 1, "user_id": "u1"}\n{"order_id": 2, "user_id": "u2"}\n')
+    result = _invoke("ingest", str(orders))
+    assert result.exit_code == 1
+    assert "wrong schema: most rows match no kind of the contract (events rows carry event_type; users rows " in (
+        result.stderr
+    )
+    assert "Found keys: order_id, user_id." in result.stderr and "--kind" not in result.stderr
+
+
+# -- recommend ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_marts(settings: Settings) -> Settings:
+    """The four marts `tailor recommend` reads, as dbt publishes them, for a two-day history (2026-01-05 to
+    2026-01-06): u1 clicked c1; u2 signed up but never clicked or viewed. No feature store, no model: the page is
+    the popular one, which is all these checks need."""
+    settings.marts_dir.mkdir(parents=True)
+    marts = {
+        "dim_content": "select * from (values ('c1', 'news', 'article', timestamp '2026-01-01 08:00'),"
+        " ('c2', 'sports', 'video', timestamp '2026-01-06 09:00'), ('c3', 'tech', 'article', timestamp '2026-01-02"
+        " 10:00')) as t(content_id, category, format, published_at)",
+        "fct_impressions": "select * from (values ('i1', 'r1', 'u1', 'c1', 'home', 1, timestamp '2026-01-05 10:00',"
+        " true, timestamp '2026-01-05 10:01'), ('i2', 'r2', 'u1', 'c3', 'home', 1, timestamp '2026-01-06 12:00',"
+        " false, null::timestamp), ('i3', 'r3', 'u2', 'c2', 'home', 1, timestamp '2026-01-06 20:30', false,"
+        " null::timestamp)) as t(impression_id, request_id, user_id, content_id, surface, position, occurred_at,"
+        " is_clicked, clicked_at)",
+        "fct_user_content_interactions": "select 'u1' as user_id, 'c1' as content_id, timestamp '2026-01-05 10:01'"
+        " as first_consumed_at, timestamp '2026-01-05 10:01' as first_clicked_at, 1::bigint as clicks,"
+        " 0::bigint as views",
+        "dim_users": "select * from (values ('u1', 'DE'), ('u2', 'FR')) as t(user_id, country)",
+    }
+    with duckdb.connect() as con:
+        for name, sql in marts.items():
+            con.execute(f"copy ({sql}) to '{settings.marts_dir / name}.parquet' (format parquet)")
+    return settings
+
+
+def test_recommend_at_a_time_before_the_history_is_refused_naming_its_days(tiny_marts: Settings) -> None:
+    result = _invoke("recommend", "u1", "--at", "2025-12-31T09:00:00Z")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(
+        "error: --at 2025-12-31T09:00:00Z is before the history starts: it runs from 2026-01-05 (first impression "
+        "2026-01-05T10:00:00Z) to 2026-01-06"
+    )
+    assert "e.g. --at 2026-01-06T20:30:00Z (the history's end), or leave --at out" in result.stderr
+    as_json = _invoke("recommend", "u1", "--at", "2025-12-31T09:00:00Z", "--json")
+    assert as_json.exit_code == 1 and "is before the history starts" in json.loads(as_json.stdout)["error"]
+
+
+def test_recommend_at_a_time_inside_or_after_the_history_serves_a_page(tiny_marts: Settings) -> None:
+    inside = json.loads(_invoke("recommend", "u1", "-k", "2", "--at", "2026-01-05T12:00:00Z", "--json").stdout)
+    assert any("is inside the history, which ends 2026-01-06T20:30:00Z" in n for n in inside["notes"])
+    at_end = json.loads(_invoke("recommend", "u1", "-k", "2", "--at", "2026-01-06T20:30:00Z", "--json").stdout)
+    assert at_end["items"] and not any("inside the history" in n for n in at_end["notes"])
+
+
+def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_page(tiny_marts: Settings) -> None:
+    readable = _invoke("recommend", "newcomer", "-k", "2")
+    assert readable.exit_code == 0, readable.output
+    lines = readable.stdout.splitlines()
+    # Right under the headline, before the table: it says what kind of page follows.
+    assert lines[1] == (
+        "user newcomer is not in the history (never seen): showing the cold-start page (popular items), "
+        "not a personalized one"
+    )
+    page = json.loads(_invoke("recommend", "newcomer", "-k", "2", "--json").stdout)
+    assert page["cold_start"] is True and page["served_by"] == "popular" and len(page["items"]) == 2
+    assert page["notes"][0].startswith("user newcomer is not in the history (never seen)")
+
+    signed_up = json.loads(_invoke("recommend", "u2", "-k", "2", "--json").stdout)
+    assert signed_up["cold_start"] is True
+    assert signed_up["notes"][0].startswith("user u2 has no clicks or views yet: showing the cold-start page")
+    known = _invoke("recommend", "u1", "-k", "2")
+    assert known.exit_code == 0 and "cold-start" not in known.stdout
+    assert json.loads(_invoke("recommend", "u1", "-k", "2", "--json").stdout)["cold_start"] is False
