@@ -99,13 +99,15 @@ def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
 
 
 def _balance_state(events: dict[str, Any]) -> str:
-    """'balanced', or why not: rows landed after the build (the next run builds them) or a real mismatch."""
+    """'balanced' (said with what it means: a reader meets the word after the counts and nowhere else), or why not:
+    rows landed after the build (the next run builds them) or a real mismatch."""
     if events["balanced"]:
-        return "balanced"
+        return "balanced: every row received is accepted, a duplicate or quarantined"
     if events.get("balanced_except_pending"):
         return (
-            f"balanced for what this run built; {events['pending_rows']:,} rows in {events['pending_batches']:,} "
-            "batches landed after its build: the next `tailor run` builds them"
+            "balanced for what this run built (every row it built is accepted, a duplicate or quarantined); "
+            f"{events['pending_rows']:,} rows in {events['pending_batches']:,} batches landed after its build: "
+            "the next `tailor run` builds them"
         )
     return "NOT BALANCED: rows are missing from the warehouse; rerun `tailor run` and see docs/contract/README.md"
 

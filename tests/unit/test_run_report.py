@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from cli.run_report import failure_message, print_report, run_fields
+from cli.run_report import failure_message, print_report, print_summary, run_fields
 from orchestration.lib.runner import RunOutcome, outcome_of, write_step_logs
 
 pytestmark = pytest.mark.unit
@@ -150,3 +150,18 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
     printed = capsys.readouterr().out
     assert "received 1,200  accepted 1,100" in printed and "Published marts" in printed  # every asset was built
     assert "ml/features:             built: new rows" in printed
+
+
+def test_the_summary_says_what_balanced_means(capsys: pytest.CaptureFixture[str]) -> None:
+    """'(balanced)' after the counts meant nothing to a new user: the line says what adds up."""
+    print_summary(SUMMARY)
+    assert (
+        "quarantined 40  (balanced: every row received is accepted, a duplicate or quarantined)"
+        in capsys.readouterr().out
+    )
+    pending = {**SUMMARY["events"], "balanced": False, "balanced_except_pending": True}
+    print_summary({**SUMMARY, "events": {**pending, "pending_rows": 30, "pending_batches": 2}})
+    assert (
+        "(balanced for what this run built (every row it built is accepted, a duplicate or quarantined); 30 rows in "
+        "2 batches landed after its build: the next `tailor run` builds them)" in capsys.readouterr().out
+    )
