@@ -22,6 +22,26 @@ _SHOWN = (
 )
 
 
+def metric_notes() -> dict[str, str]:
+    """What each group of stored metrics (``classification.*``, ``ranking.*``) measures, said next to them (the
+    tables' notes, ``metric_notes`` in --json): the list metrics are judged against logged clicks, which favour the
+    logging policy (docs/decisions.md, "The ranker (issue 8)", "What the stored evaluation can and cannot say")."""
+    from ml.registry import NDCG_TOLERANCE  # the ml package is loaded only when a models command runs
+
+    return {
+        "classification": (
+            "click prediction on the version's logged test impressions: what the promotion gate uses (AUC above "
+            "popularity's and calibrated, then a log loss below the champion's on the same window, NDCG at most "
+            f"{NDCG_TOLERANCE} below the champion's)"
+        ),
+        "ranking": (
+            "top-k lists judged against the clicks logged in the test window: favours the logging policy (users "
+            "could only click what it showed), so popularity scores high by construction; against the simulator's "
+            "truth the ranker's lists are far better (docs/decisions.md, 'The ranker (issue 8)')"
+        ),
+    }
+
+
 def _registry() -> Any:
     from ml.registry import Registry  # MLflow is slow to import: only when the command runs
 
@@ -46,23 +66,27 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
     """Every version with its aliases and headline metrics."""
     versions = _registry().versions()
     if as_json or (ctx.obj or {}).get("json"):
-        emit_json([v.as_dict() for v in versions])
+        emit_json([_as_json(v) for v in versions])
         return
     if not versions:
         out.print(f"No ranker trained yet. {_how_one_is_trained()}")
         return
-    table = Table(title="Ranker versions", title_justify="left")
-    for column in ("version", "aliases", "created", "test window", *(_label(m) for m in _SHOWN)):
-        table.add_column(column)
+    table = Table(title="Ranker versions (each on its own test window)", title_justify="left")
+    k = _k(versions)
+    for column in ("version", "aliases", "created", "test window"):
+        table.add_column(column, no_wrap=column != "aliases")  # dates whole: the promotion reason quotes windows
+    for metric in _SHOWN:
+        table.add_column(_label(metric, k))
     for v in versions:
         table.add_row(
             str(v.version),
             ", ".join(v.aliases),
-            v.created_at[:19],
+            v.created_at[:16].replace("T", " "),
             v.tags.get("test_window", ""),
             *(_number(v.metrics.get(m)) for m in _SHOWN),
         )
     out.print(table)
+    _print_notes(k)
 
 
 @models.command()
@@ -83,7 +107,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
             else f"no ranker version {version}: none trained yet. {_how_one_is_trained()}"
         )
     if as_json or (ctx.obj or {}).get("json"):
-        emit_json(found.as_dict())
+        emit_json(_as_json(found))
         return
     out.print(
         f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
@@ -100,6 +124,8 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
             if key != "promotion":
                 table.add_row(key, _number(values[key]) if title == "metrics" else str(values[key]))
         out.print(table)
+        if title == "metrics":
+            _print_notes(_k([found]))
 
 
 @models.command()
@@ -116,18 +142,46 @@ def promote(ctx: click.Context, version: int, as_json: bool) -> None:
         promoted = registry.promote(version)
     except RegistryError as exc:
         fail(str(exc))
+    changed = before is None or before.version != version
     if as_json or (ctx.obj or {}).get("json"):
-        emit_json(promoted.as_dict())
-    elif before is not None and before.version == version:
+        # changed: whether the champion moved; previous_champion: who held it before (None: nobody).
+        emit_json({**promoted.as_dict(), "changed": changed, "previous_champion": before.version if before else None})
+    elif not changed:
         out.print(f"ranker version {version} is already the champion; nothing changed")
     else:
         was = f" (was version {before.version})" if before is not None else ""
         out.print(f"ranker version {promoted.version} is now the champion{was}")
 
 
-def _label(metric: str) -> str:
+def _as_json(version: Any) -> dict[str, Any]:
+    """A version's --json object: the registry's fields and what its metrics measure (`metric_notes`)."""
+    return {**version.as_dict(), "metric_notes": metric_notes()}
+
+
+def _label(metric: str, k: str) -> str:
+    """A column's heading: the list metric says what it is judged against (marked *, explained under the table)."""
     group, model, name = metric.split(".")
-    return f"{name} ({model})" if group == "classification" else f"{name} ({model}, lists)"
+    if group == "ranking" and name == "ndcg_at_k":
+        return f"NDCG@{k} vs logged clicks* ({model})"
+    names = {"auc": "AUC", "log_loss": "log loss", "ece": "ECE"}
+    return f"{names.get(name, name)} ({model})" if group == "classification" else f"{name} ({model}, lists)"
+
+
+def _k(versions: list[Any]) -> str:
+    """The lists' cut-off the versions were evaluated at (their ``config.ranking_k`` parameter), else ``k``."""
+    cutoffs = {v.params.get("config.ranking_k") for v in versions}
+    return str(cutoffs.pop()) if len(cutoffs) == 1 and None not in cutoffs else "k"
+
+
+def _print_notes(k: str) -> None:
+    """What the numbers above measure, and which of them the promotion gate uses."""
+    notes = metric_notes()
+    out.print(
+        f"AUC, log loss, ECE: {notes['classification']}.\n"
+        f"* NDCG@{k} vs logged clicks (and the other list metrics, ranking.*): {notes['ranking']}.",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _number(value: Any) -> str:

@@ -7,7 +7,8 @@ feature service, the training and test windows, a fingerprint of the training ro
 Promotion rule (docs/decisions.md, "Champion and challenger"): a new version becomes ``challenger``; it replaces
 the ``champion`` only if, scored on the *same* test window (the challenger's), its log loss is lower and its
 NDCG@k is not lower by more than `NDCG_TOLERANCE`. The first version is champion by default. Both scores and the
-decision are recorded on the version.
+decision are recorded on the version; the reason names the window, because the champion's numbers there differ
+from those it was registered with (each version's stored metrics are on its own test window).
 """
 
 from __future__ import annotations
@@ -57,13 +58,23 @@ class Promotion:
     reason: str
     challenger: dict[str, float]
     champion: dict[str, float] | None
+    #: The window both were scored on (the challenger's test window, as its ``test_window`` tag spells it).
+    window: str | None = None
+    #: The champion the challenger was compared with.
+    champion_version: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
 
 def decide(
-    challenger: Mapping[str, float], champion: Mapping[str, float] | None, refused: str | None = None
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    refused: str | None = None,
+    *,
+    window: str | None = None,
+    champion_version: int | None = None,
+    champion_window: str | None = None,
 ) -> Promotion:
     """The promotion rule on two sets of scores from the same window (``log_loss``, ``ndcg_at_k``).
 
@@ -71,26 +82,50 @@ def decide(
     popularity's, or miscalibrated) is never promoted, not even as the first model: popular items serve the pages
     until a model passes. Otherwise the first model becomes champion, and a later one when its log loss is lower
     than the champion's and its NDCG@k not lower by more than `NDCG_TOLERANCE`.
+
+    Args:
+        window: the window both were scored on (the challenger's test window, e.g. ``2026-01-14..2026-01-16``);
+            the reason names it, since the champion's numbers there are not those stored with the champion.
+        champion_version: the champion's version number, named in the reason.
+        champion_window: the champion's own test window (its ``test_window`` tag), named when it differs.
     """
     if refused is not None:
         stays = "the champion stays" if champion is not None else "no champion: the pages stay on popular items"
-        return Promotion(False, f"{refused}: {stays}", dict(challenger), dict(champion) if champion else None)
+        return Promotion(
+            False, f"{refused}: {stays}", dict(challenger), dict(champion) if champion else None, window, None
+        )
     if champion is None:
-        return Promotion(True, "no champion yet: the first model becomes champion", dict(challenger), None)
+        return Promotion(True, "no champion yet: the first model becomes champion", dict(challenger), None, window)
     better_loss = challenger["log_loss"] < champion["log_loss"]
     ndcg_ok = challenger["ndcg_at_k"] >= champion["ndcg_at_k"] - NDCG_TOLERANCE
+    where = _same_window(window, champion_version, champion_window)
     if better_loss and ndcg_ok:
         reason = (
-            f"log loss {challenger['log_loss']:.5f} < {champion['log_loss']:.5f} and NDCG "
+            f"{where}log loss {challenger['log_loss']:.5f} < {champion['log_loss']:.5f} and NDCG "
             f"{challenger['ndcg_at_k']:.4f} >= {champion['ndcg_at_k']:.4f} - {NDCG_TOLERANCE}"
         )
-        return Promotion(True, reason, dict(challenger), dict(champion))
+        return Promotion(True, reason, dict(challenger), dict(champion), window, champion_version)
     why = []
     if not better_loss:
         why.append(f"log loss {challenger['log_loss']:.5f} is not below the champion's {champion['log_loss']:.5f}")
     if not ndcg_ok:
         why.append(f"NDCG {challenger['ndcg_at_k']:.4f} is below the champion's {champion['ndcg_at_k']:.4f}")
-    return Promotion(False, "; ".join(why), dict(challenger), dict(champion))
+    return Promotion(False, where + "; ".join(why), dict(challenger), dict(champion), window, champion_version)
+
+
+def _same_window(window: str | None, champion_version: int | None, champion_window: str | None) -> str:
+    """The reason's opening: which window both versions were scored on. `tailor models` lists each version on its
+    own test window, so without this the champion's numbers in the reason match nothing the user can see."""
+    if window is None:
+        return ""
+    who = f"champion v{champion_version}" if champion_version is not None else "the champion"
+    if champion_window == window:
+        return f"both scored on the same test window {window} (the challenger's and {who}'s own): "
+    own = f"on its own test window {champion_window}" if champion_window else "on its own test window"
+    return (
+        f"both scored on the challenger's test window {window} ({who} re-scored there; its row in `tailor models` "
+        f"is {own}, hence other numbers): "
+    )
 
 
 class Registry:
@@ -108,9 +143,10 @@ class Registry:
         """The MlflowClient (imported and connected on first use: MLflow is slow to import)."""
         if self._client is None:
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            logging.getLogger("mlflow").setLevel(logging.WARNING)
             import mlflow
             from mlflow import MlflowClient
+
+            _quiet_mlflow()
 
             self.models_dir.mkdir(parents=True, exist_ok=True)
             mlflow.set_tracking_uri(self.tracking_uri)
@@ -236,6 +272,16 @@ class Registry:
             params=dict(run.data.params),
             tags={**run.data.tags, **version.tags},
         )
+
+
+def _quiet_mlflow() -> None:
+    """MLflow's own INFO lines off (on a new registry it announces its database tables and migrations on stderr,
+    which reads like output of `tailor`); its warnings and errors still show, and Tailor's loggers are untouched.
+
+    Set after the import: importing mlflow configures its ``mlflow`` logger at MLFLOW_LOGGING_LEVEL (INFO unless
+    set), which would undo a level set before. A user who sets MLFLOW_LOGGING_LEVEL gets that level."""
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _registered(client: Any) -> bool:

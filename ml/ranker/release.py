@@ -1,7 +1,8 @@
 """Train a ranker, register it, and let the promotion rule decide whether it replaces the champion.
 
 The champion is re-scored on the challenger's test window (the same impressions, the same candidate lists), so the
-two are compared on equal terms (`ml.registry.decide`).
+two are compared on equal terms (`ml.registry.decide`, whose reason names that window: the champion's numbers there
+are not the ones stored with it, which are on its own test window).
 """
 
 from __future__ import annotations
@@ -103,7 +104,14 @@ def train_and_register(
             )
             registry.record_decision(version.version, promotion)
             return Release(registry.get(version.version), promotion, trained)
-    promotion = decide(challenger_scores, champion_scores, refused)
+    promotion = decide(
+        challenger_scores,
+        champion_scores,
+        refused,
+        window=tags["test_window"],
+        champion_version=champion.version if champion is not None else None,
+        champion_window=champion.tags.get("test_window") if champion is not None else None,
+    )
     registry.record_decision(version.version, promotion)
     return Release(registry.get(version.version), promotion, trained)
 
