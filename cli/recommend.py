@@ -116,7 +116,7 @@ def _check_at(marts_dir: Path, moment: datetime, at: str) -> str | None:
     if moment >= start:
         return (
             f"--at {moment:%Y-%m-%dT%H:%M:%SZ} is inside the history, which ends {end:%Y-%m-%dT%H:%M:%SZ}: the "
-            "popular and cached lists are those of its end, so the page may hold items published after --at"
+            "candidates and the popular list are those of its end (items published after --at are left out)"
         )
     fail(
         f"--at {at} is before the history starts: it runs from {start:%Y-%m-%d} (first impression "

@@ -4,6 +4,9 @@ A page of ``k`` slots is assembled from three ordered lists (the model's ranking
 explore), under these rules, each configurable (`PageRules`):
 
 - never an item the user already consumed (clicked or viewed), on any slot;
+- never an item not yet published at the page's time (a page previewed at a moment inside the history, e.g.
+  `tailor recommend --at`, must not show what was published later; lists fitted on the whole history hold such
+  items);
 - at most ``max_per_category`` items of one category on the page;
 - at most ``max_personalized`` model slots (over-personalization cap): the rest are popular items, or editorial
   picks (the newest items) when the popular list runs out;
@@ -17,7 +20,7 @@ explore), under these rules, each configurable (`PageRules`):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -82,6 +85,7 @@ def assemble_page(
     rng: np.random.Generator,
     reasons: Mapping[str, Reason],
     holdout: bool = False,
+    unpublished: Set[str] = frozenset(),
 ) -> list[RecommendedItem]:
     """The page of at most ``k`` slots (fewer only when every list is exhausted).
 
@@ -94,6 +98,7 @@ def assemble_page(
         category_of: item -> category, for the per-category cap (unknown items count as their own category).
         reasons: slot kind -> function (content_id, category) -> the reason shown to the user.
         holdout: the non-personalized page (popular, then editorial).
+        unpublished: items published after the page's time: never shown, from any list.
     """
     page: list[RecommendedItem | None] = [None] * k
     taken: set[str] = set()
@@ -101,7 +106,12 @@ def assemble_page(
 
     def allowed(item: str) -> bool:
         category = category_of.get(item, f"?{item}")
-        return item not in consumed and item not in taken and per_category.get(category, 0) < rules.max_per_category
+        return (
+            item not in consumed
+            and item not in taken
+            and item not in unpublished
+            and per_category.get(category, 0) < rules.max_per_category
+        )
 
     def put(
         slot: int, item: str, score: float, kind: str, propensity: float = 1.0, pool: tuple[str, ...] | None = None

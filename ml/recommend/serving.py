@@ -760,6 +760,9 @@ class Recommender:
         fresh = Ranked(fresh_ids, [0.0] * len(fresh_ids))
         newest = self.catalog.newest[out_now].tolist()
         editorial = Ranked(newest, [0.0] * len(newest))
+        # Published after `now` (an unknown date is not): only a page at a moment inside the history has any.
+        later = ~out_now & ~np.isnan(published)
+        unpublished = set(self.catalog.newest[later].tolist()) if later.any() else set()
         top_category = _top_category(user)
         reasons = {
             "personalized": lambda item, cat: (
@@ -788,6 +791,7 @@ class Recommender:
             np.random.default_rng(seed),
             reasons,
             holdout=holdout,
+            unpublished=unpublished,
         )
 
 

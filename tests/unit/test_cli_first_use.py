@@ -178,8 +178,11 @@ def test_recommend_at_a_time_before_the_history_is_refused_naming_its_days(tiny_
 def test_recommend_at_a_time_inside_or_after_the_history_serves_a_page(tiny_marts: Settings) -> None:
     inside = json.loads(_invoke("recommend", "u1", "-k", "2", "--at", "2026-01-05T12:00:00Z", "--json").stdout)
     assert any("is inside the history, which ends 2026-01-06T20:30:00Z" in n for n in inside["notes"])
+    # c1 was consumed; c2, the most popular at the history's end, was published on 2026-01-06: not yet out.
+    assert [item["content_id"] for item in inside["items"]] == ["c3"]
     at_end = json.loads(_invoke("recommend", "u1", "-k", "2", "--at", "2026-01-06T20:30:00Z", "--json").stdout)
-    assert at_end["items"] and not any("inside the history" in n for n in at_end["notes"])
+    assert sorted(item["content_id"] for item in at_end["items"]) == ["c2", "c3"]
+    assert not any("inside the history" in n for n in at_end["notes"])
 
 
 def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_page(tiny_marts: Settings) -> None:
