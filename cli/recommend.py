@@ -130,12 +130,10 @@ def _cold_start_note(recommender: Recommender, result: Recommendation) -> str | 
     """The line that says a popular page was served because the history knows nothing of this user (the right
     page for a new user, but one that must not pass for a personalized page); None for a user with a history.
 
-    "A history" is what the model path needs to personalize (`Recommender.recommend`'s cold-start rule): a click
-    or view in the marts, or in what the candidate generators were fitted on.
+    "A history" is what the model path needs to personalize (`Recommender.has_history`).
     """
     user = result.user_id
-    seen = recommender.candidates.seen if recommender.candidates is not None else None
-    if result.served_by != "popular" or user in recommender.consumed or (seen is not None and user in seen.users):
+    if result.served_by != "popular" or recommender.has_history(user):
         return None
     what = "has no clicks or views yet" if user in recommender.country_of else "is not in the history (never seen)"
     return f"user {user} {what}: showing the cold-start page (popular items), not a personalized one"

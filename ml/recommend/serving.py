@@ -476,9 +476,7 @@ class Recommender:
                 if self.model is None
                 else "no candidate generators fitted yet"
             )
-        elif user_id not in self.consumed and (
-            self.candidates.seen is None or user_id not in self.candidates.seen.users
-        ):
+        elif not self.has_history(user_id):
             reason = "cold start: no history for this user"
         elif not self._free.acquire(blocking=False):
             reason = MODEL_PATH_BUSY
@@ -735,6 +733,12 @@ class Recommender:
 
     def _popular_page(self, user_id: str, k: int, surface: str, now: datetime, holdout: bool) -> list[RecommendedItem]:
         return self.assemble(user_id, k, surface, now, Ranked([], []), holdout=True, recent=set(), user={})
+
+    def has_history(self, user_id: str) -> bool:
+        """Whether the model path can personalize for this user: a click or view in the marts, or a row in what
+        the candidate generators were fitted on. Without one a user gets the cold-start (popular) page."""
+        seen = self.candidates.seen if self.candidates is not None else None
+        return user_id in self.consumed or (seen is not None and user_id in seen.users)
 
     def assemble(
         self,
