@@ -16,6 +16,8 @@ the position and the candidate scores.
 - Current: the newest UTC day of impressions in the training set that is not still arriving (`newest_full_day`).
   Scoring it reads only that day's training rows and the impressions its candidate generators learn from (the
   popularity window before the day), not the whole training set and history.
+- Both sides compare a rank input as a share of its day's bottom rank (`ml.monitoring.ranks.on_day_scale`), after
+  the model has scored the rows on the raw rank: the bottom moves with the number of items with activity.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ml.features.training import training_set_path
 from ml.history import History, history_start, load_history
 from ml.monitoring.config import DriftConfig
 from ml.monitoring.drift import DriftReport, Reference, compare, fit_reference
+from ml.monitoring.ranks import on_day_scale
 from ml.ranker.config import RankerConfig
 from ml.ranker.dataset import CATEGORICAL, Windows, add_candidate_scores, load_training_rows
 from ml.registry import CHAMPION, ModelVersion, Registry
@@ -43,7 +46,7 @@ from tailor.settings import Settings
 #: The column under which the champion's predicted click probability is compared.
 PREDICTION = "predicted_click_probability"
 #: Bumped when the way a saved reference is built changes (older files are rebuilt).
-REFERENCE_FORMAT = 4  # 4: bins carry the cluster-robust covariance of their shares (ml.monitoring.psi)
+REFERENCE_FORMAT = 5  # 5: ranks on their day's scale (ml.monitoring.ranks); 4: bins carry a covariance
 
 
 class DriftUnavailable(LookupError):
@@ -223,7 +226,7 @@ def champion_drift(
     current = current_rows(settings, champion, current_day)
     if current.empty:
         raise DriftUnavailable(f"the training set has no impressions on {current_day.date()}: pick a day it covers")
-    current = current.assign(**{PREDICTION: model.predict(current)})
+    current = on_day_scale(current.assign(**{PREDICTION: model.predict(current)}), features)
     first = history_start(settings.marts_dir)
     history_days = (start.floor("D") - first.floor("D")).days if first is not None else 0
     return ChampionDrift(
@@ -286,7 +289,8 @@ def _rows_per_day(path: Path) -> pd.Series:
 
 
 def _fit(rows: pd.DataFrame, features: list[str], model: Any, config: DriftConfig) -> Reference:
-    rows = rows.assign(**{PREDICTION: np.asarray(model.predict(rows), dtype=float)})
+    # The model is scored on the ranks as it takes them; only the comparison sees them on their day's scale.
+    rows = on_day_scale(rows.assign(**{PREDICTION: np.asarray(model.predict(rows), dtype=float)}), features)
     categorical = [c for c in CATEGORICAL if c in features]
     return fit_reference(
         rows, [*features, PREDICTION], categorical, config.bins, "event_timestamp", config.epsilon, config.clusters

@@ -8,8 +8,8 @@ fitted on.
 Like with like (docs/decisions.md, "Drift on young histories" and "Drift checks judge a PSI against its own
 noise"):
 - The current sample is one day; the reference pools several. Rows of one day share that day's circumstances
-  (a smoothed CTR shrinks toward that day's platform CTR, a rank is over that day's catalog), so one day differs
-  from a pooled window even when nothing changed. The yardstick of a feature is therefore how far *one of the
+  (a smoothed CTR shrinks toward that day's platform CTR, weekday activity), so one day differs from a pooled
+  window even when nothing changed. The yardstick of a feature is therefore how far *one of the
   reference's own days* lies from the rest of the reference (the largest leave-one-day-out PSI, `day_baseline`),
   and a feature is judged on its PSI in excess of that.
 - Its own noise: the rows of a small history are few and share users and items, so a day's PSI against the
