@@ -4,7 +4,8 @@ A retrain is due when the champion exists and any of these holds:
 
 - **drift**: a drift check's latest evaluation failed (ERROR: a PSI at or above the fail threshold) for the
   current champion;
-- **age**: the champion was registered at least `RetrainPolicy.max_age_days` ago;
+- **age**: the history reaches at least `RetrainPolicy.max_age_days` days past the champion's data (the end of its
+  test window);
 - **new days**: at least `RetrainPolicy.new_days` days of labelled impressions arrived after the test window of
   the newest registered version.
 
@@ -13,13 +14,18 @@ A retrain is due when the champion exists and any of these holds:
 again: a retrain whose challenger lost to the champion (the registry's rule decides) has seen every day there
 is, so the next request waits for a new day, and each (newest version, newest day) pair gets one request at most
 (it is the run key).
+
+Every time in the rule is the history's, not the clock's: the champion's age runs from the end of its test window
+to the end of the newest labelled day. A world replayed or simulated in minutes (14 days, then one day more per
+run) would otherwise never age, and its due date would be a wall-clock date beside data of another month
+(docs/decisions.md, "When the daily run retrains the ranker").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -31,16 +37,16 @@ from ml.registry import ModelVersion
 
 @dataclass(frozen=True)
 class TrainedVersion:
-    """What the rule needs of a registered version: when it was registered and the end of its test window."""
+    """What the rule needs of a registered version: the end of its test window, the newest data it was chosen on."""
 
     version: int
-    registered_at: datetime
-    #: The first day after the version's test window (the window's exclusive end): later days are unseen.
+    #: The first day after the version's test window (the window's exclusive end): later days are unseen, and the
+    #: version's age runs from it.
     test_end: date
 
     @classmethod
     def of(cls, version: ModelVersion) -> TrainedVersion:
-        """From the registry's record (its creation time and ``test_window`` tag).
+        """From the registry's record (its ``test_window`` tag).
 
         Raises:
             ValueError: the version has no ``test_window`` tag like ``2026-01-30..2026-02-02``.
@@ -53,7 +59,7 @@ class TrainedVersion:
                 f"ranker version {version.version} has no test_window tag like 2026-01-30..2026-02-02 "
                 f"(got {window!r}): it was not registered by ml.ranker.train_and_register"
             ) from None
-        return cls(version.version, datetime.fromisoformat(version.created_at), end)
+        return cls(version.version, end)
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class RetrainDecision:
     Attributes:
         new_days_left: labelled days still to arrive before the new-days condition holds (0: it holds; None:
             no champion yet).
-        age_due_at: when the champion reaches the age limit (None: no champion yet).
+        age_due_at: the history's time at which the champion reaches the age limit (UTC; None: no champion yet).
     """
 
     reasons: tuple[RetrainReason, ...]
@@ -105,7 +111,6 @@ class RetrainDecision:
 
 
 def decide_retrain(
-    now: datetime,
     champion: TrainedVersion | None,
     newest: TrainedVersion | None,
     labelled_days: Iterable[date],
@@ -115,17 +120,19 @@ def decide_retrain(
     """Apply the rule in the module docstring.
 
     Args:
-        now: the current time (tz-aware).
         champion: the version holding the ``champion`` alias (None: none yet).
         newest: the newest registered version (the champion, or a later challenger that lost).
-        labelled_days: UTC days with labelled impressions in the training set.
+        labelled_days: UTC days with labelled impressions in the training set; the end of the newest is the
+            history's time, the champion's age is measured to it (`history_now`).
         drift: the latest evaluation of each drift check (any order; checks never evaluated are left out).
     """
     if champion is None or newest is None:
         return RetrainDecision((), None, "no champion yet: the first ranker is trained by the daily run")
-    unseen = sorted(d for d in set(labelled_days) if d >= newest.test_end)
+    days = set(labelled_days)
+    unseen = sorted(d for d in days if d >= newest.test_end)
     left = max(policy.new_days - len(unseen), 0)
-    due_at = champion.registered_at + timedelta(days=policy.max_age_days)
+    data_end = _midnight(champion.test_end)
+    due_at = data_end + timedelta(days=policy.max_age_days)
     if not unseen:
         return RetrainDecision(
             (),
@@ -146,13 +153,14 @@ def decide_retrain(
             reasons.append(
                 RetrainReason("drift", f"{verdict.check} failed on {verdict.current_day}: {verdict.summary}")
             )
-    age_days = (now - champion.registered_at).total_seconds() / 86_400
+    now = history_now(days)
+    age_days = (now - data_end).total_seconds() / 86_400 if now is not None else 0.0
     if age_days >= policy.max_age_days:
         reasons.append(
             RetrainReason(
                 "age",
-                f"champion version {champion.version} was registered {age_days:.1f} days ago "
-                f"(limit {policy.max_age_days:g})",
+                f"the history reaches {age_days:g} days past champion version {champion.version}'s test window "
+                f"(ended {champion.test_end}; limit {policy.max_age_days:g})",
             )
         )
     if len(unseen) >= policy.new_days:
@@ -168,12 +176,23 @@ def decide_retrain(
         return RetrainDecision(
             (),
             None,
-            f"champion version {champion.version}: no drift failure, {age_days:.1f} of {policy.max_age_days:g} "
-            f"days old, {len(unseen)} of {policy.new_days} new labelled day(s)",
+            f"champion version {champion.version}: no drift failure, {age_days:g} of {policy.max_age_days:g} "
+            f"days old in the history's time, {len(unseen)} of {policy.new_days} new labelled day(s)",
             left,
             due_at,
         )
     return RetrainDecision(tuple(reasons), key, "; ".join(r.detail for r in reasons), left, due_at)
+
+
+def history_now(labelled_days: Iterable[date]) -> datetime | None:
+    """The history's time: the end (next UTC midnight) of the newest labelled day; None without days. Whole days,
+    as the windows are: a newest day still arriving counts, as it does for the new-days rule."""
+    newest = max(labelled_days, default=None)
+    return _midnight(newest + timedelta(days=1)) if newest is not None else None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def labelled_days(training_set: Path) -> list[date]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,8 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         stamps = pd.read_parquet(training_set_path(home), columns=["event_timestamp"])["event_timestamp"]
         unseen = {d for d in stamps.dt.tz_convert("UTC").dt.date.unique() if d >= test_end}
         assert 1 <= len(unseen) < 7
-        due_on = (datetime.fromisoformat(champion.created_at) + timedelta(days=7)).date()
+        # The age limit in the history's time: 7 days past the champion's test window, not its registration.
+        due_on = date.fromisoformat(champion.tags["test_window"].split("..")[1]) + timedelta(days=7)
         kept = new_day["ml/ranker"]
         assert kept["action"] == "kept" and kept["trained"] is False and kept["version"] == champion.version
         assert kept["reason"] == (

@@ -27,7 +27,7 @@ from ml.monitoring.psi import (
     share_covariance,
 )
 from ml.monitoring.reach import LONGEST_WINDOW_DAYS, comparable, reach_days
-from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, labelled_days
+from ml.monitoring.retrain import DriftVerdict, TrainedVersion, decide_retrain, history_now, labelled_days
 from ml.registry import ModelVersion
 
 pytestmark = pytest.mark.unit
@@ -183,11 +183,8 @@ def test_drift_config_from_the_environment() -> None:
         RetrainPolicy.from_env({"TAILOR_RETRAIN_NEW_DAYS": "0"})
 
 
-NOW = datetime(2026, 2, 10, 12, tzinfo=UTC)
-
-
-def _version(number: int, days_ago: float, test_end: date) -> TrainedVersion:
-    return TrainedVersion(number, NOW - timedelta(days=days_ago), test_end)
+def _version(number: int, test_end: date) -> TrainedVersion:
+    return TrainedVersion(number, test_end)
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -196,50 +193,71 @@ def _days(first: date, last: date) -> list[date]:
 
 def test_retrain_rule() -> None:
     policy = RetrainPolicy(max_age_days=7, new_days=3)
-    champion = _version(4, 2.0, date(2026, 2, 8))  # saw days up to 2026-02-07
+    champion = _version(4, date(2026, 2, 8))  # saw days up to 2026-02-07
     days = _days(date(2026, 1, 20), date(2026, 2, 8))  # one new day: 2026-02-08
     failed = DriftVerdict("champion_features_stable", True, 4, date(2026, 2, 8), "score_cf 0.51")
 
-    assert not decide_retrain(NOW, None, None, days, [failed], policy).due
-    quiet = decide_retrain(NOW, champion, champion, days, [], policy)
-    assert not quiet.due and "2.0 of 7 days old, 1 of 3 new labelled day(s)" in quiet.note
-    # When it falls due if nothing fails: two more labelled days, or the champion's 7th day after registration.
-    assert quiet.new_days_left == 2 and quiet.age_due_at == NOW + timedelta(days=5)
-    assert decide_retrain(NOW, None, None, days, [], policy).new_days_left is None
+    assert not decide_retrain(None, None, days, [failed], policy).due
+    quiet = decide_retrain(champion, champion, days, [], policy)
+    assert not quiet.due and "1 of 7 days old in the history's time, 1 of 3 new labelled day(s)" in quiet.note
+    # When it falls due if nothing fails: two more labelled days, or the history 7 days past its test window.
+    assert quiet.new_days_left == 2 and quiet.age_due_at == datetime(2026, 2, 15, tzinfo=UTC)
+    assert decide_retrain(None, None, days, [], policy).new_days_left is None
 
-    drift = decide_retrain(NOW, champion, champion, days, [failed], policy)
+    drift = decide_retrain(champion, champion, days, [failed], policy)
     assert [r.kind for r in drift.reasons] == ["drift"] and "score_cf 0.51" in drift.note
     assert drift.run_key == "retrain-after-v4-through-2026-02-08"
     # A drift failure only counts for the champion it measured, on a day no version has trained on yet, and
     # never at WARN severity.
     other_champion = DriftVerdict("champion_features_stable", True, 3, date(2026, 2, 8), "")
-    assert not decide_retrain(NOW, champion, champion, days, [other_champion], policy).due
+    assert not decide_retrain(champion, champion, days, [other_champion], policy).due
     warned = DriftVerdict("champion_features_stable", False, 4, date(2026, 2, 8), "")
-    assert not decide_retrain(NOW, champion, champion, days, [warned], policy).due
-    lost = _version(5, 0.1, date(2026, 2, 9))  # a later challenger trained on 2026-02-08 and lost
-    assert not decide_retrain(NOW, champion, lost, days, [failed], policy).due
+    assert not decide_retrain(champion, champion, days, [warned], policy).due
+    lost = _version(5, date(2026, 2, 9))  # a later challenger trained on 2026-02-08 and lost
+    assert not decide_retrain(champion, lost, days, [failed], policy).due
 
-    old = _version(4, 7.5, date(2026, 2, 8))
-    aged = decide_retrain(NOW, old, old, days, [], policy)
-    assert [r.kind for r in aged.reasons] == ["age"] and "registered 7.5 days ago (limit 7)" in aged.note
+    # A champion whose test window ended 2026-02-01, a challenger that lost since (one new day after it): the
+    # history, through 2026-02-08, is 8 days past the champion's data.
+    old, lost_since = _version(4, date(2026, 2, 1)), _version(5, date(2026, 2, 8))
+    aged = decide_retrain(old, lost_since, days, [], policy)
+    assert [r.kind for r in aged.reasons] == ["age"]
+    assert "the history reaches 8 days past champion version 4's test window (ended 2026-02-01; limit 7)" in aged.note
     # ...but not when every day is already in the newest version's data: nothing new to learn from.
-    assert not decide_retrain(NOW, old, old, days[:-1], [], policy).due
+    assert not decide_retrain(old, lost_since, days[:-1], [], policy).due
 
     more = _days(date(2026, 1, 20), date(2026, 2, 10))
-    fresh = decide_retrain(NOW, champion, champion, more, [], policy)
+    fresh = decide_retrain(champion, champion, more, [], policy)
     assert [r.kind for r in fresh.reasons] == ["new_days"] and fresh.new_days_left == 0
     assert "3 labelled day(s) after version 4's test window (2026-02-08..2026-02-10; limit 3)" in fresh.note
-    every = decide_retrain(NOW, old, old, more, [failed], policy)
+    every = decide_retrain(old, old, more, [failed], policy)
     assert [r.kind for r in every.reasons] == ["drift", "age", "new_days"]
     assert every.run_key == "retrain-after-v4-through-2026-02-10"  # one request per newest version and day
+
+
+def test_the_champion_ages_in_the_history_s_time_not_the_clock_s() -> None:
+    """The trial's case: a simulated world of January 2026 run in November, one more day per run. The champion's
+    age and due date follow the simulated days (the wall clock said 2026-12-07 beside days of January); days
+    that arrive in minutes age it, and a history that does not move does not."""
+    policy = RetrainPolicy(max_age_days=7, new_days=30)  # the new-days rule out of the way
+    champion = _version(1, date(2026, 1, 16))  # tested on 2026-01-13..2026-01-15
+    history = _days(date(2026, 1, 5), date(2026, 1, 18))
+    kept = decide_retrain(champion, champion, history, [], policy)
+    assert not kept.due and kept.age_due_at == datetime(2026, 1, 23, tzinfo=UTC)
+    assert "3 of 7 days old in the history's time" in kept.note
+    assert history_now(history) == datetime(2026, 1, 19, tzinfo=UTC) and history_now([]) is None
+    assert not decide_retrain(champion, champion, _days(date(2026, 1, 5), date(2026, 1, 21)), [], policy).due
+    due = decide_retrain(champion, champion, _days(date(2026, 1, 5), date(2026, 1, 22)), [], policy)
+    assert [r.kind for r in due.reasons] == ["age"] and "7 days past" in due.note
+    # A gap in the feed counts: the history's time is its newest day, not the number of days.
+    gap = decide_retrain(champion, champion, [*history, date(2026, 1, 25)], [], policy)
+    assert [r.kind for r in gap.reasons] == ["age"] and "10 days past" in gap.note
 
 
 def test_trained_version_reads_the_registry_record() -> None:
     record = ModelVersion(
         7, "run", ["champion"], "2026-02-01T03:04:05+00:00", {}, {}, {"test_window": "2026-01-29..2026-02-01"}
     )
-    got = TrainedVersion.of(record)
-    assert got == TrainedVersion(7, datetime(2026, 2, 1, 3, 4, 5, tzinfo=UTC), date(2026, 2, 1))
+    assert TrainedVersion.of(record) == TrainedVersion(7, date(2026, 2, 1))
     with pytest.raises(ValueError, match="ranker version 7 has no test_window tag"):
         TrainedVersion.of(ModelVersion(7, "run", [], "2026-02-01T03:04:05+00:00", {}, {}, {}))
 

@@ -16,7 +16,6 @@ trains. The candidate generators and the pages follow every new day with the cha
 
 import os
 import pickle
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +139,7 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     inputs = ranker_inputs(settings, config)
     recorded = _ranker_record(context.instance, settings)
     requested = context.run.job_name == RETRAIN_JOB
-    now = datetime.now(UTC)
-    if unchanged(inputs, recorded) and not requested and not _schedule_lapsed(recorded, policy, now):
+    if unchanged(inputs, recorded) and not requested and not _schedule_lapsed(recorded, policy):
         assert recorded is not None
         values = recorded.values
         if values.get("version") is not None:
@@ -156,7 +154,7 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         # The retrain sensor asks only when some labelled day is new to every version; a run by hand is an order.
         reason = f"requested ({RETRAIN_JOB} job); {reason}"
     else:
-        schedule = _retrain_schedule(settings, registry, inputs, recorded, policy, now)
+        schedule = _retrain_schedule(settings, registry, inputs, recorded, policy)
         if schedule is not None:
             decision, champion = schedule
             if not decision.due:
@@ -218,23 +216,18 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
 
 
-def _schedule_lapsed(recorded: Recorded | None, policy: RetrainPolicy, now: datetime) -> bool:
+def _schedule_lapsed(recorded: Recorded | None, policy: RetrainPolicy) -> bool:
     """Whether a champion kept by the retrain rule must be judged again with no input changed: the retrain
-    settings changed, or the champion reached its age limit since."""
+    settings changed. Its age is the history's (`ml.monitoring.retrain`), which only new data moves, and new data
+    changes the inputs."""
     values = recorded.values if recorded is not None else {}
     if values.get("retrain_policy") is None:
         return False
-    at = values.get("retrain_at")
-    return values["retrain_policy"] != _policy_text(policy) or not isinstance(at, str) or now >= _parse(at)
+    return bool(values["retrain_policy"] != _policy_text(policy))
 
 
 def _policy_text(policy: RetrainPolicy) -> str:
     return f"new_days={policy.new_days}, max_age_days={policy.max_age_days:g}"
-
-
-def _parse(moment: str) -> datetime:
-    parsed = datetime.fromisoformat(moment)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _retrain_schedule(
@@ -243,7 +236,6 @@ def _retrain_schedule(
     inputs: Inputs,
     recorded: Recorded | None,
     policy: RetrainPolicy,
-    now: datetime,
 ) -> tuple[RetrainDecision, ModelVersion] | None:
     """The retrain rule's answer for the daily run, with the champion; None when the rule does not apply and the
     ranker trains: no champion yet, or a part other than data changed (configuration, feature definitions, code),
@@ -261,7 +253,6 @@ def _retrain_schedule(
     if champion is None:
         return None
     decision = decide_retrain(
-        now,
         TrainedVersion.of(champion),
         TrainedVersion.of(versions[0]),
         labelled_days(training_set_path(settings)),

@@ -18,7 +18,7 @@ see; a sensor reads both and puts the reason on the run's tags.
 import os
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -266,7 +266,6 @@ def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     versions = Registry(settings.models_dir).versions()  # newest first
     champion = next((v for v in versions if CHAMPION in v.aliases), None)
     decision = decide_retrain(
-        datetime.now(UTC),
         TrainedVersion.of(champion) if champion is not None else None,
         TrainedVersion.of(versions[0]) if versions else None,
         labelled_days(training_set_path(settings)),
