@@ -6,6 +6,13 @@ import streamlit as st
 from app.lib import cache, charts, health, marts, overview
 from app.lib.ui import num, stop_no_data, when
 
+#: What the list metrics measure, next to them wherever they are shown (docs/decisions.md, "The ranker").
+LOGGED_CLICKS = (
+    "AUC and log loss score click prediction on logged impressions: the promotion gate uses them. NDCG@k and "
+    "recall@k are measured against what users clicked in the test window, and they could only click what the "
+    "logging policy showed them, which favours popularity by construction; see docs/decisions.md, 'The ranker'."
+)
+
 settings = cache.settings()
 home = str(settings.home)
 st.title("Model and data health")
@@ -29,18 +36,19 @@ else:
         c[0].metric("Champion", f"v{row['version']}")
         c[1].metric("Champion AUC", f"{row['auc']:.4f}")
         c[2].metric("Champion log loss", f"{row['log_loss']:.4f}")
-        c[3].metric("Champion NDCG@k", f"{row['ndcg_at_k']:.4f}")
+        c[3].metric("Champion NDCG@k vs logged clicks", f"{row['ndcg_at_k']:.4f}", help=LOGGED_CLICKS)
         st.caption(f"Promotion: {row['promotion']}")
     if len(challenger) and (champion.empty or challenger.iloc[0]["version"] != champion.iloc[0]["version"]):
         other = challenger.iloc[0]
         st.markdown(
             f"**Challenger v{other['version']}**: AUC {other['auc']:.4f}, log loss {other['log_loss']:.4f}, "
-            f"NDCG@k {other['ndcg_at_k']:.4f}. {other['promotion']}"
+            f"NDCG@k vs logged clicks {other['ndcg_at_k']:.4f}. {other['promotion']}"
         )
     shown = champion.iloc[0]["version"] if len(champion) else versions["version"].max()
     same_window = versions.loc[versions["version"] == shown].copy()
     same_window["label"] = same_window["model"]
     st.markdown(f"**v{shown} against its baselines on the same test window**")
+    st.caption(LOGGED_CLICKS)
     left, right = st.columns(2)
     left.plotly_chart(
         charts.model_metrics(same_window, ["auc", "ndcg_at_k", "recall_at_k"]), width="stretch", key="models"

@@ -171,6 +171,9 @@ def test_health_shows_the_registrys_champion(app_home: Settings, monkeypatch: py
     assert shown["Champion"] == f"v{champion.version}"
     assert shown["Champion AUC"] == f"{champion.metrics['classification.ranker.auc']:.4f}"
     assert shown["Champion log loss"] == f"{champion.metrics['classification.ranker.log_loss']:.4f}"
+    ndcg = champion.metrics["ranking.ranker.ndcg_at_k"]
+    assert shown["Champion NDCG@k vs logged clicks"] == f"{ndcg:.4f}"
+    assert any("favours popularity by construction" in c.value for c in at.caption)
     checks = table(at, "check", "result")
     assert len(checks) > 10 and int(shown["Checks evaluated"]) == len(checks)
     reasons = table(at, "reject_reason", "rows")
