@@ -75,7 +75,8 @@ class RetrainPolicy:
     """When the retrain sensor asks for a new ranker (besides a failed drift check).
 
     Attributes:
-        max_age_days: retrain when the champion was registered at least this many days ago.
+        max_age_days: retrain when the history reaches this many days past the champion's test window (the
+            history's time, not the clock's: `ml.monitoring.retrain`).
         new_days: retrain when at least this many days of labelled impressions arrived after the test window of
             the newest registered version (the newest data any training has seen).
     """

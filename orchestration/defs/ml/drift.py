@@ -258,10 +258,10 @@ def latest_drift_verdict(instance: dg.DagsterInstance, check: str) -> DriftVerdi
 
 @dg.sensor(job=retrain_job, minimum_interval_seconds=RETRAIN_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
 def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Requests a ranker retrain when a drift check failed for the champion, when the champion is older than
-    TAILOR_RETRAIN_MAX_AGE_DAYS (default 7), or when TAILOR_RETRAIN_NEW_DAYS (default 7) labelled days arrived
-    after the newest version's test window; only when some labelled day is new to every trained version, and
-    once per newest day. The run's tags say which condition fired."""
+    """Requests a ranker retrain when a drift check failed for the champion, when the history reaches
+    TAILOR_RETRAIN_MAX_AGE_DAYS (default 7) days past the champion's test window, or when TAILOR_RETRAIN_NEW_DAYS
+    (default 7) labelled days arrived after the newest version's test window; only when some labelled day is new
+    to every trained version, and once per newest day. The run's tags say which condition fired."""
     settings = get_settings()
     versions = Registry(settings.models_dir).versions()  # newest first
     champion = next((v for v in versions if CHAMPION in v.aliases), None)
