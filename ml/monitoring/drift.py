@@ -145,6 +145,8 @@ class DriftReport:
 
     features: tuple[FeatureDrift, ...]
     config: DriftConfig
+    #: Columns whose ``fail`` was lowered to ``warn`` because the reference holds a single day (`compare`).
+    capped: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -243,6 +245,12 @@ def compare(
     (`FeatureDrift.noise`, with the rows of ``frame`` clustered by the `DriftConfig.clusters` it has), that is
     when its `FeatureDrift.excess` reaches the threshold; else ``ok``.
 
+    A reference fitted per day that holds a single day (a young history's short training window) has no day
+    baseline: how far one day lies from another is unknown, and a value that all of a day's rows share (a CTR
+    shrunk toward that day's platform CTR) moves from day to day without anything changing. Such a column is at
+    most ``warn`` (named in `DriftReport.capped`): a single day cannot tell that motion from drift, and a
+    ``fail`` would ask for a retrain on it.
+
     Args:
         history_days: days of history before the reference began; columns whose window was longer
             (`ml.monitoring.reach.comparable`) get the status ``young`` and no say in the verdict. None: every
@@ -254,7 +262,7 @@ def compare(
     config = config or DriftConfig()
     _require(frame, list(reference.bins), "current")
     shared = _clusters(frame, config.clusters)
-    found = []
+    found, capped = [], []
     for column, bins in reference.bins.items():
         comparison = bins.compare(frame[column], config.epsilon, shared)
         daily = reference.daily_psi.get(column, float("nan"))
@@ -262,9 +270,13 @@ def compare(
         noise = comparison.noise_psi(config.alpha)
         judged = FeatureDrift(column, "ok", comparison, bins.kind, daily, baseline, noise)
         young = history_days is not None and not comparable(column, history_days)
-        found.append(replace(judged, status=YOUNG if young else config.status(judged.excess)))
+        status = YOUNG if young else config.status(judged.excess)
+        if status == "fail" and column in reference.daily_psi and column not in reference.day_baseline:
+            status = "warn"
+            capped.append(column)
+        found.append(replace(judged, status=status))
     found.sort(key=lambda f: (-f.psi, f.feature))
-    return DriftReport(tuple(found), config)
+    return DriftReport(tuple(found), config, tuple(capped))
 
 
 def _clusters(frame: pd.DataFrame, names: Sequence[str]) -> Clustering | None:

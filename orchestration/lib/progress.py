@@ -21,7 +21,10 @@ class _ProgressHandler(logging.Handler):
             data = event.event_specific_data
             if data is not None and not data.passed:
                 where = data.asset_key.to_user_string()
-                print(f"  CHECK FAILED {where}: {data.check_name}", file=sys.stderr, flush=True)
+                # A WARN-severity check that did not pass leaves the run successful: say so in the line too.
+                failed = data.severity != dg.AssetCheckSeverity.WARN
+                label = "CHECK FAILED" if failed else "CHECK WARNED"
+                print(f"  {label} {where}: {data.check_name}", file=sys.stderr, flush=True)
         elif kind == "STEP_FAILURE":
             print(f"  FAILED  {event.step_key}: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
 

@@ -322,6 +322,28 @@ def test_a_day_is_judged_against_the_reference_s_own_days() -> None:
     assert again.features[0].excess == feature.excess
 
 
+def test_a_one_day_reference_can_warn_but_not_fail() -> None:
+    """A reference of a single day has no day baseline: a day-level value that every row shares moves from day to
+    day with nothing changed (the seed-3 trial world: 51-74% of rows at the day's platform CTR), and one day cannot
+    tell that from drift. The same shift fails against a reference of two days whose levels are close."""
+    rng = np.random.default_rng(9)
+    one_day = fit_reference(_day_level_world(rng, [0.0]), ["ctr_smoothed_1d"], day_column="event_timestamp")
+    assert one_day.day_baseline == {} and "ctr_smoothed_1d" in one_day.daily_psi
+    moved = _day_level_world(rng, [1.0])
+    capped = compare(one_day, moved, DriftConfig())
+    assert capped.features[0].excess >= DriftConfig().fail  # it would fail ...
+    assert capped.status == "warn" and capped.capped == ("ctr_smoothed_1d",)  # ... but a single day only warns
+    # The round trip through the saved form keeps the rule.
+    assert compare(Reference.from_dict(one_day.as_dict()), moved, DriftConfig()).capped == ("ctr_smoothed_1d",)
+
+    two_days = fit_reference(_day_level_world(rng, [0.0, 0.02]), ["ctr_smoothed_1d"], day_column="event_timestamp")
+    judged = compare(two_days, moved, DriftConfig())
+    assert judged.status == "fail" and judged.capped == ()
+    # A reference fitted without days (no claim about days at all) is judged as before.
+    plain = fit_reference(_day_level_world(rng, [0.0]), ["ctr_smoothed_1d"])
+    assert compare(plain, moved, DriftConfig()).status == "fail"
+
+
 def test_young_features_are_reported_not_judged() -> None:
     """A trailing window longer than the history before the reference grows with the history's age alone: such a
     feature is `young` and has no say in the verdict until its window was full when the reference began."""

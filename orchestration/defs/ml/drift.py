@@ -196,6 +196,12 @@ def _summary(report: DriftReport, what: str) -> str:
     by_name = {f.feature: f for f in report.features}
     compared = len(report.features) - len(young)
     tail = f"; {len(young)} young (window longer than the history before the reference: not judged)" if young else ""
+    if report.capped:
+        tail += (
+            f"; {len(report.capped)} at most warn ({', '.join(report.capped[:4])}"
+            f"{', ...' if len(report.capped) > 4 else ''}): the champion's reference holds one day, so how much a "
+            "day varies is unknown (a longer training window gives a fail verdict)"
+        )
     if not fail and not warn:
         largest = (
             f" (largest: {judged.feature} {judged.excess:.3f}, PSI {judged.psi:.3f})" if judged is not None else ""
@@ -223,6 +229,7 @@ def _report_metadata(report: DriftReport) -> dict[str, Any]:
         "at_fail": ", ".join(report.at("fail")) or "none",
         "at_warn": ", ".join(report.at("warn")) or "none",
         "young": ", ".join(report.at(YOUNG)) or "none",
+        "capped_at_warn": ", ".join(report.capped) or "none",
         "psi": dg.MetadataValue.table(
             records=[dg.TableRecord({name: row[name] for name, _ in _TABLE_COLUMNS}) for row in rows],
             schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in _TABLE_COLUMNS]),
