@@ -347,7 +347,7 @@ def _table(metrics: dict[str, object]) -> str:
         lines.append(f"| {name} | {m['auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |")
     lines += [
         "",
-        "| list | NDCG@k | recall@k | MAP@k | coverage | diversity | novelty |",
+        "| list | NDCG@k vs logged clicks | recall@k | MAP@k | coverage | diversity | novelty |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, m in metrics["ranking"].items():  # type: ignore[attr-defined]
@@ -355,6 +355,12 @@ def _table(metrics: dict[str, object]) -> str:
             f"| {name} | {m['ndcg_at_k']:.4f} | {m['recall_at_k']:.4f} | {m['map_at_k']:.4f} | "
             f"{m['catalog_coverage']:.3f} | {m['intra_list_diversity']:.3f} | {m['novelty']:.2f} |"
         )
+    lines += [
+        "",
+        "The list metrics are measured against what users clicked in the test window, on what the logging policy "
+        "showed them: they favour popularity by construction. The promotion gate uses AUC and log loss "
+        "(docs/decisions.md, 'The ranker').",
+    ]
     return "\n".join(lines)
 
 
