@@ -115,13 +115,14 @@ def _check_at(marts_dir: Path, moment: datetime, at: str) -> str | None:
         return None
     if moment >= start:
         return (
-            f"--at {moment:%Y-%m-%dT%H:%M:%SZ} is inside the history, which ends {end:%Y-%m-%dT%H:%M:%SZ}: the "
-            "candidates and the popular list are those of its end (items published after --at are left out)"
+            f"--at {moment:%Y-%m-%dT%H:%M:%SZ} is inside the history, which ends {end:%Y-%m-%dT%H:%M:%SZ}: items "
+            "published after --at are left out, but the user's features, what they consumed, the candidates and "
+            "the popular list are those of the history's end (and of any activity streamed since), not as of --at"
         )
     fail(
         f"--at {at} is before the history starts: it runs from {start:%Y-%m-%d} (first impression "
         f"{start:%Y-%m-%dT%H:%M:%SZ}) to {end:%Y-%m-%d}, so at {moment:%Y-%m-%dT%H:%M:%SZ} nothing was known yet "
-        f"and its items were not published. Pass a time from {start:%Y-%m-%d} on, e.g. --at "
+        f"and its items were not published. Pass a time from {start:%Y-%m-%dT%H:%M:%SZ} on, e.g. --at "
         f"{end:%Y-%m-%dT%H:%M:%SZ} (the history's end), or leave --at out for now."
     )
 

@@ -58,6 +58,8 @@ HOLDOUT_WEIGHTS = (0.1, 0.9)
 CANDIDATES_FILE = "candidates.pkl"
 BATCH_FILE = "batch_recommendations.parquet"
 CACHED_PARTS = ("content_ids", "scores", "slot_kinds", "reasons", "propensities")
+#: The fallback reason of a user the history knows nothing of (`Recommender.has_history`).
+COLD_START = "cold start: no history for this user"
 MAX_ID_LENGTH = 128
 SURFACES = ("home", "feed")
 #: Items published within this many hours are "fresh": the exploration pool and the editorial fill.
@@ -477,7 +479,7 @@ class Recommender:
                 else "no candidate generators fitted yet"
             )
         elif not self.has_history(user_id):
-            reason = "cold start: no history for this user"
+            reason = COLD_START
         elif not self._free.acquire(blocking=False):
             reason = MODEL_PATH_BUSY
         else:
@@ -491,8 +493,10 @@ class Recommender:
                 reason = f"the model path took longer than the {self.config.budget_ms:.0f} ms budget"
             except Exception as exc:  # the online store down, a broken model: fall back, and say why
                 reason = f"the model path failed: {type(exc).__name__}: {exc}"[:300]
-        if items is None and not holdout:
-            items = self._cached_page(user_id, k, surface)
+        cached_version: str | None = None
+        # A cold-start user gets the popular page (the batch's page for them knew no more about them either).
+        if items is None and not holdout and reason != COLD_START:
+            items, cached_version = self._cached_page(user_id, k, surface, moment)
             if items:
                 served = "cached"
         if not items:
@@ -505,7 +509,7 @@ class Recommender:
             items=items,
             served_by=served,  # type: ignore[arg-type]
             fallback_reason=reason if served != "model" else None,
-            model_version=self.model_version if served in ("model", "cached") else None,
+            model_version={"model": self.model_version, "cached": cached_version}.get(served),
             variants=variants,
             holdout=holdout,
             latency_ms=(time.perf_counter() - started) * 1000,
@@ -696,19 +700,25 @@ class Recommender:
         return {name: values[name][0] for name in (ref.split(":")[-1] for ref in self.user_refs)}
 
     # -- fallbacks --------------------------------------------------------------------------------------------
-    def _cached_page(self, user_id: str, k: int, surface: str) -> list[RecommendedItem] | None:
+    def _cached_page(
+        self, user_id: str, k: int, surface: str, now: datetime
+    ) -> tuple[list[RecommendedItem] | None, str | None]:
         """The batch page written after the last training run (Feast's `cached_recommendations` view), less what
-        the user consumed since; None when there is none or the online store does not answer."""
+        the user consumed since and any item published after ``now`` (a page asked for at a moment inside the
+        history), and the model version that scored it; (None, None) when there is none or the online store does
+        not answer."""
         refs = [f"cached_recommendations:{surface}_{part}" for part in CACHED_PARTS]
+        refs.append("cached_recommendations:model_version")
         try:
             values = self.store.get_online_features(features=refs, entity_rows=[{"user_id": user_id}]).to_dict()
         except Exception as exc:
             log.warning("cached recommendations unavailable: %s", exc)
-            return None
+            return None, None
         ids = values[f"{surface}_content_ids"][0]
         if not ids:
-            return None
-        consumed = self.consumed.get(user_id, set())
+            return None, None
+        version = values["model_version"][0]
+        consumed = self.consumed.get(user_id, set()) | self._published_after(now)
         columns = zip(
             ids,
             values[f"{surface}_scores"][0],
@@ -729,10 +739,16 @@ class Recommender:
                 category=self.catalog.category.get(str(item)),
             )
             for n, (item, score, kind, reason, propensity) in enumerate(kept, start=1)
-        ] or None
+        ] or None, (str(version) if version else None)
 
     def _popular_page(self, user_id: str, k: int, surface: str, now: datetime, holdout: bool) -> list[RecommendedItem]:
         return self.assemble(user_id, k, surface, now, Ranked([], []), holdout=True, recent=set(), user={})
+
+    def _published_after(self, now: datetime) -> set[str]:
+        """Items published after ``now`` (an unknown date is not): only a moment inside the history has any."""
+        published = self.catalog.newest_published
+        later = published > now.timestamp()  # NaN compares False
+        return set(self.catalog.newest[later].tolist()) if later.any() else set()
 
     def has_history(self, user_id: str) -> bool:
         """Whether the model path can personalize for this user: a click or view in the marts, or a row in what
@@ -764,9 +780,7 @@ class Recommender:
         fresh = Ranked(fresh_ids, [0.0] * len(fresh_ids))
         newest = self.catalog.newest[out_now].tolist()
         editorial = Ranked(newest, [0.0] * len(newest))
-        # Published after `now` (an unknown date is not): only a page at a moment inside the history has any.
-        later = ~out_now & ~np.isnan(published)
-        unpublished = set(self.catalog.newest[later].tolist()) if later.any() else set()
+        unpublished = self._published_after(now)
         top_category = _top_category(user)
         reasons = {
             "personalized": lambda item, cat: (

@@ -122,6 +122,40 @@ def test_a_slow_model_falls_back_to_the_cached_page_and_says_so(built: Settings,
     assert result.latency_ms < 250
 
 
+def test_the_cached_page_leaves_out_items_published_after_its_time_and_names_its_own_version(
+    built: Settings, pages: pd.DataFrame
+) -> None:
+    """Found by a new user: a cached page asked for at a moment inside the history held items published after it
+    (the batch pages are the history end's), and it named the current champion, not the version that scored it."""
+    slow = Recommender.open(built, ServingConfig(budget_ms=50))
+    slow.before_scoring = lambda rows: time.sleep(0.3)
+    user = pages.loc[pages["policy"] == "personalized", "user_id"].iloc[0]
+    cached = pages.loc[(pages["user_id"] == user) & (pages["surface"] == "feed")].sort_values("rank")
+    content = pd.read_parquet(built.marts_dir / "dim_content.parquet", columns=["content_id", "published_at"])
+    published = dict(zip(content["content_id"], pd.to_datetime(content["published_at"], utc=True), strict=True))
+    on_page = sorted(published[c] for c in cached["content_id"])
+    moment = on_page[len(on_page) // 2]  # half of the page was published later than this
+    earlier = slow.recommend(user, k=10, surface="feed", now=moment.to_pydatetime())
+    assert earlier.served_by == "cached" and earlier.items
+    assert all(published[i.content_id] <= moment for i in earlier.items)
+    assert [i.content_id for i in earlier.items] == [c for c in cached["content_id"] if published[c] <= moment]
+    # The version that scored the page, even after another version became champion.
+    slow.model_version = "999"
+    assert slow.recommend(user, k=10, surface="feed").model_version == str(cached["model_version"].iloc[0])
+
+
+def test_a_cold_start_user_gets_the_popular_page_not_a_cached_one(built: Settings, pages: pd.DataFrame) -> None:
+    recommender = Recommender.open(built)
+    cold = [
+        u for u in pages.loc[pages["policy"] == "personalized", "user_id"].unique() if not recommender.has_history(u)
+    ]
+    if not cold:
+        pytest.skip("every user with a page has a history on this home")
+    page = recommender.recommend(cold[0], k=10)
+    assert page.served_by == "popular" and page.fallback_reason == "cold start: no history for this user"
+    assert page.model_version is None and {i.slot_kind for i in page.items} <= {"popular", "editorial"}
+
+
 def test_busy_model_workers_shed_load_to_the_cached_page(built: Settings, pages: pd.DataFrame) -> None:
     """Model paths past their budget keep running; while every worker is on one, a new request does not queue
     behind them (its budget would be gone before it started) but takes the cached page at once."""
