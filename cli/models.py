@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -94,8 +93,9 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
 def show(ctx: click.Context, version: int, as_json: bool) -> None:
-    """One version: metrics, parameters, tags and the promotion decision."""
-    from ml.registry import RegistryError
+    """One version: metrics, parameters, tags and its promotion history (the automatic decision, then each
+    promotion by hand)."""
+    from ml.registry import MANUAL_PREFIX, PROMOTION_TAG, RegistryError, promotion_history
 
     registry = _registry()
     try:
@@ -112,16 +112,14 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
     out.print(
         f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
     )
-    decision = found.tags.get("promotion")
-    if decision:
-        parsed = json.loads(decision)
-        out.print(f"promotion: {'promoted' if parsed.get('promoted') else 'not promoted'}: {parsed.get('reason')}")
+    for line in _history_lines(promotion_history(found)):
+        out.print(line, highlight=False, markup=False)
     for title, values in (("metrics", found.metrics), ("parameters", found.params), ("tags", found.tags)):
         table = Table(title=title, title_justify="left")
         table.add_column("name")
         table.add_column("value")
         for key in sorted(values):
-            if key != "promotion":
+            if key != PROMOTION_TAG and not key.startswith(MANUAL_PREFIX):  # said above, in words
                 table.add_row(key, _number(values[key]) if title == "metrics" else str(values[key]))
         out.print(table)
         if title == "metrics":
@@ -130,32 +128,88 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
 
 @models.command()
 @click.argument("version", type=int)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Promote even a version that fails the promotion gate (AUC not above popularity's, or miscalibrated); "
+    "recorded as forced, with the failed check.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
-def promote(ctx: click.Context, version: int, as_json: bool) -> None:
-    """Make VERSION the champion (the version `recommend` serves), whatever the promotion rule said."""
-    from ml.registry import RegistryError
+def promote(ctx: click.Context, version: int, force: bool, as_json: bool) -> None:
+    """Make VERSION the champion (the version `recommend` serves), whatever the comparison with the champion said.
+
+    A version that fails the promotion gate (its AUC on its test window not above popularity's, or its calibration)
+    is refused, naming the check and its numbers, unless --force. Each promotion is recorded on the version (who,
+    when in UTC, the champion it replaced, forced or not) beside the automatic decision (`tailor models show`).
+    """
+    from ml.registry import PromotionRefused, RegistryError, promotion_history
 
     registry = _registry()
     try:
         before = registry.alias("champion")
-        promoted = registry.promote(version)
+        promoted = registry.promote(version, force=force)
+    except PromotionRefused as exc:
+        fail(str(exc), {"version": version, "gate": exc.failed, "changed": False, "champion": exc.champion})
     except RegistryError as exc:
         fail(str(exc))
     changed = before is None or before.version != version
+    history = promotion_history(promoted)
+    recorded = history[-1] if changed and history and history[-1]["kind"] == "manual" else None
     if as_json or (ctx.obj or {}).get("json"):
-        # changed: whether the champion moved; previous_champion: who held it before (None: nobody).
-        emit_json({**promoted.as_dict(), "changed": changed, "previous_champion": before.version if before else None})
+        # changed: whether the champion moved; previous_champion: who held it before (None: nobody); manual_promotion:
+        # the record added (None when nothing changed); promotion_history: the version's whole history.
+        emit_json(
+            {
+                **promoted.as_dict(),
+                "changed": changed,
+                "previous_champion": before.version if before else None,
+                "manual_promotion": recorded,
+                "promotion_history": history,
+            }
+        )
     elif not changed:
         out.print(f"ranker version {version} is already the champion; nothing changed")
     else:
         was = f" (was version {before.version})" if before is not None else ""
         out.print(f"ranker version {promoted.version} is now the champion{was}")
+        if recorded is not None and recorded.get("forced"):
+            out.print(
+                f"forced past the promotion gate: {recorded['gate']}. While it serves, a run that trains no new "
+                "version judges it in the ranker's checks, which then fail.",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _as_json(version: Any) -> dict[str, Any]:
-    """A version's --json object: the registry's fields and what its metrics measure (`metric_notes`)."""
-    return {**version.as_dict(), "metric_notes": metric_notes()}
+    """A version's --json object: the registry's fields, what its metrics measure (`metric_notes`) and its promotion
+    history (`ml.registry.promotion_history`; the raw records stay in ``tags``)."""
+    from ml.registry import promotion_history
+
+    return {**version.as_dict(), "metric_notes": metric_notes(), "promotion_history": promotion_history(version)}
+
+
+def _history_lines(history: list[dict[str, Any]]) -> list[str]:
+    """`models show`'s lines for a promotion history: ``promotion: <outcome>: <reason>`` for the automatic
+    decision (as it was always printed), then one ``promoted by hand`` line per promotion by hand."""
+    lines = []
+    for entry in history:
+        if entry["kind"] == "automatic":
+            outcome = "promoted" if entry.get("promoted") else "not promoted"
+            lines.append(f"promotion: {outcome}: {entry.get('reason', entry.get('text'))}")
+        elif entry.get("at") is None:
+            lines.append(
+                "promoted by hand (recorded before promotions by hand were kept apart: who, when and the automatic "
+                "decision it replaced are not known)"
+            )
+        else:
+            when = str(entry["at"]).replace("T", " ").replace("+00:00", " UTC")
+            previous = entry.get("previous_champion")
+            replaced = f"replacing champion v{previous}" if previous is not None else "no champion before"
+            forced = f"; FORCED past the promotion gate: {entry.get('gate')}" if entry.get("forced") else ""
+            lines.append(f"promoted by hand: {when} by {entry.get('by')}, {replaced}{forced}")
+    return lines
 
 
 def _label(metric: str, k: str) -> str:

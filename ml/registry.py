@@ -9,6 +9,11 @@ the ``champion`` only if, scored on the *same* test window (the challenger's), i
 NDCG@k is not lower by more than `NDCG_TOLERANCE`. The first version is champion by default. Both scores and the
 decision are recorded on the version; the reason names the window, because the champion's numbers there differ
 from those it was registered with (each version's stored metrics are on its own test window).
+
+A promotion by hand (`Registry.promote`) overrides the comparison with the champion, not the gate: a version that
+fails the ranker's checks (`gate`) is refused unless forced. The automatic decision stays on the version (tag
+``promotion``); each promotion by hand is added beside it (tags ``promotion.manual.<n>``, `ManualPromotion`), and
+`promotion_history` reads both back in order.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pickle
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,30 @@ EXPERIMENT = "ranker"
 CHAMPION, CHALLENGER = "champion", "challenger"
 NDCG_TOLERANCE = 0.005
 _ARTIFACT = "ranker.pkl"
+#: The version tag holding the automatic decision (`Promotion`), and the prefix of the tags of promotions by hand
+#: (``promotion.manual.1``, ``.2``...: one tag each, so the history never outgrows a tag value).
+PROMOTION_TAG = "promotion"
+MANUAL_PREFIX = "promotion.manual."
+#: What `promote` wrote as the automatic decision before promotions by hand were kept apart: the decision it
+#: replaced is lost, and who and when were never recorded.
+_LEGACY_BY_HAND = {"promoted": True, "reason": "promoted by hand"}
 
 
 class RegistryError(LookupError):
     """A version or alias that does not exist, or a registry that cannot be opened."""
+
+
+class PromotionRefused(RegistryError):
+    """A promotion by hand of a version that fails the promotion gate (`gate`), not forced."""
+
+    def __init__(self, version: int, failed: str, champion: int | None) -> None:
+        self.version, self.failed, self.champion = version, failed, champion
+        stays = f"champion v{champion} keeps serving" if champion is not None else "the pages stay on popular items"
+        super().__init__(
+            f"ranker version {version} fails the promotion gate, so it was not promoted ({stays}): {failed}. "
+            "`tailor models show` has its numbers; to make it serve anyway, run `tailor models promote "
+            f"{version} --force` (recorded as forced)"
+        )
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,88 @@ class Promotion:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class ManualPromotion:
+    """One promotion by hand, as recorded on the promoted version."""
+
+    #: When, ISO 8601 in UTC (``2026-11-30T10:55:03+00:00``).
+    at: str
+    #: Who: the login name of the process that promoted it.
+    by: str
+    #: The champion it replaced (None: there was none).
+    previous_champion: int | None
+    #: Whether the gate was overridden (``--force``); ``gate`` then says which check failed, with its numbers.
+    forced: bool
+    gate: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def gate(metrics: Mapping[str, float]) -> str | None:
+    """Why a version may not serve, from its stored metrics (``classification.<model>.<metric>`` on its test
+    window); None when it may. The rule `decide` is given at training (`ml.ranker.evaluate.refusal`: AUC above
+    popularity's, calibrated), on the same numbers: `ml.ranker.release` refuses with the unrounded metrics that
+    `ml.ranker.evaluate.summarize` stores.
+
+    A version without a stored AUC (one class in its test window: no AUC exists) or ECE cannot pass: the gate is
+    then said to be uncheckable, with the missing metric's name.
+    """
+    # ml.ranker imports this module (ml.ranker.release); evaluate also loads Feast and scikit-learn: only here.
+    from ml.ranker.evaluate import refusal
+
+    missing = [
+        name
+        for name in ("classification.ranker.auc", "classification.popularity.auc", "classification.ranker.ece")
+        if name not in metrics
+    ]
+    if missing:
+        return f"the gate cannot be checked: no {', '.join(missing)} stored with it"
+    ranker = {"auc": float(metrics["classification.ranker.auc"]), "ece": float(metrics["classification.ranker.ece"])}
+    if "classification.ranker.ece_noise" in metrics:
+        ranker["ece_noise"] = float(metrics["classification.ranker.ece_noise"])
+    return refusal(ranker, float(metrics["classification.popularity.auc"]))
+
+
+def promotion_history(version: ModelVersion) -> list[dict[str, Any]]:
+    """A version's promotion decisions, oldest first: the automatic one made at training (``kind``
+    ``automatic``, the `Promotion` fields), then each promotion by hand (``kind`` ``manual``, the
+    `ManualPromotion` fields). A home promoted by hand before this history existed has, in place of the automatic
+    decision, one ``manual`` entry with ``at``, ``by``, ``previous_champion`` and ``forced`` None."""
+    history: list[dict[str, Any]] = []
+    recorded = version.tags.get(PROMOTION_TAG)
+    if recorded:
+        decision = _json_object(recorded)
+        if decision == _LEGACY_BY_HAND:
+            history.append(
+                {"kind": "manual", "at": None, "by": None, "previous_champion": None, "forced": None, "gate": None}
+            )
+        else:
+            history.append({"kind": "automatic", **decision})
+    for _, value in sorted(_manual_tags(version.tags)):
+        history.append({"kind": "manual", **_json_object(value)})
+    return history
+
+
+def _manual_tags(tags: Mapping[str, str]) -> list[tuple[int, str]]:
+    """The promotions by hand among a version's tags, as (number, JSON)."""
+    found = []
+    for key, value in tags.items():
+        suffix = key.removeprefix(MANUAL_PREFIX)
+        if key.startswith(MANUAL_PREFIX) and suffix.isdigit():
+            found.append((int(suffix), value))
+    return found
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """A tag's JSON object; a tag that is not one (edited by hand) is kept as its text."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {"text": text}
+    return parsed if isinstance(parsed, dict) else {"text": text}
 
 
 def decide(
@@ -197,7 +305,7 @@ class Registry:
     def record_decision(self, version: int, promotion: Promotion) -> None:
         """Store the comparison and its outcome on the version; make it champion when promoted."""
         client = self.client()
-        client.set_model_version_tag(MODEL_NAME, str(version), "promotion", json.dumps(promotion.as_dict()))
+        client.set_model_version_tag(MODEL_NAME, str(version), PROMOTION_TAG, json.dumps(promotion.as_dict()))
         if promotion.promoted:
             client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
 
@@ -208,20 +316,42 @@ class Registry:
         for key, value in tags.items():
             client.set_model_version_tag(MODEL_NAME, str(version), key, value)
 
-    def promote(self, version: int) -> ModelVersion:
-        """Make ``version`` the champion by hand (`tailor models promote`).
+    def promote(
+        self, version: int, *, force: bool = False, by: str | None = None, at: datetime | None = None
+    ) -> ModelVersion:
+        """Make ``version`` the champion by hand (`tailor models promote`), and record it on the version.
 
-        The current champion is left as it is (its recorded promotion decision is kept). Raises RegistryError for
-        an unknown version.
+        The comparison with the champion is what a promotion by hand overrides; the gate is not: a version that
+        fails it (`gate`: AUC not above popularity's, miscalibrated, or no stored metrics to tell) is refused unless
+        ``force``. The automatic decision stays as it was recorded; a `ManualPromotion` (``by``, default the login
+        name; ``at``, default now, in UTC; the previous champion; forced and the failed check) is added as tag
+        ``promotion.manual.<n>``. The current champion's own record is left as it is. Promoting the champion changes
+        and records nothing.
+
+        Raises:
+            RegistryError: an unknown version.
+            PromotionRefused: the version fails the gate and ``force`` is False (nothing changed).
         """
         target = self.get(version)
         if CHAMPION in target.aliases:
             return target
-        client = self.client()
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
-        client.set_model_version_tag(
-            MODEL_NAME, str(version), "promotion", json.dumps({"promoted": True, "reason": "promoted by hand"})
+        failed = gate(target.metrics)
+        previous = self.alias(CHAMPION)
+        if failed is not None and not force:
+            raise PromotionRefused(version, failed, previous.version if previous is not None else None)
+        event = ManualPromotion(
+            at=(at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
+            by=by or _login(),
+            previous_champion=previous.version if previous is not None else None,
+            forced=failed is not None,
+            gate=failed,
         )
+        client = self.client()
+        # The record first: a promotion interrupted between the two leaves a record of an attempt, never a champion
+        # without its record.
+        number = max((n for n, _ in _manual_tags(target.tags)), default=0) + 1
+        client.set_model_version_tag(MODEL_NAME, str(version), f"{MANUAL_PREFIX}{number}", json.dumps(event.as_dict()))
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
         return self.get(version)
 
     def versions(self) -> list[ModelVersion]:
@@ -284,11 +414,20 @@ def _quiet_mlflow() -> None:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
+def _login() -> str:
+    """Who is promoting: the login name (``getpass``: LOGNAME, USER... then the password database), else
+    ``unknown`` (a container's uid without a name)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def _registered(client: Any) -> bool:
     return bool(client.search_registered_models(f"name = '{MODEL_NAME}'"))
 
 
 def _iso(epoch_ms: int) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).isoformat()

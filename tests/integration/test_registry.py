@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from ml.registry import Registry, RegistryError, decide
+from ml.registry import PromotionRefused, Registry, RegistryError, decide, gate
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -40,8 +42,8 @@ def test_promote_by_hand_says_what_changed_and_keeps_the_champions_record(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = Registry(settings.models_dir)
-    first = registry.log({"v": 1}, {}, {}, {}, {})
-    second = registry.log({"v": 2}, {}, {}, {}, {})
+    first = registry.log({"v": 1}, _metrics(0.74, 0.26, 0.09, 0.11), {}, {}, {})
+    second = registry.log({"v": 2}, _metrics(0.75, 0.25, 0.09, 0.11), {}, {}, {})
     runner = CliRunner()
 
     promoted = runner.invoke(main, ["models", "promote", str(first.version)])
@@ -68,7 +70,7 @@ def test_promote_by_hand_says_what_changed_and_keeps_the_champions_record(
 
 def test_promote_json_from_no_champion_says_nobody_held_it(settings: Settings) -> None:
     registry = Registry(settings.models_dir)
-    only = registry.log({"v": 1}, {}, {}, {}, {})
+    only = registry.log({"v": 1}, _metrics(0.74, 0.26, 0.09, 0.11), {}, {}, {})
     promoted = json.loads(CliRunner().invoke(main, ["models", "promote", str(only.version), "--json"]).output)
     assert (promoted["changed"], promoted["previous_champion"], promoted["aliases"]) == (
         True,
@@ -77,12 +79,15 @@ def test_promote_json_from_no_champion_says_nobody_held_it(settings: Settings) -
     )
 
 
-def _metrics(auc: float, log_loss: float, ndcg: float, ndcg_popularity: float) -> dict[str, float]:
+def _metrics(
+    auc: float, log_loss: float, ndcg: float, ndcg_popularity: float, ece: float = 0.01, ece_noise: float = 0.017
+) -> dict[str, float]:
     return {
         "classification.ranker.auc": auc,
         "classification.popularity.auc": 0.55,
         "classification.ranker.log_loss": log_loss,
-        "classification.ranker.ece": 0.01,
+        "classification.ranker.ece": ece,
+        "classification.ranker.ece_noise": ece_noise,
         "ranking.ranker.ndcg_at_k": ndcg,
         "ranking.popularity.ndcg_at_k": ndcg_popularity,
     }
@@ -141,6 +146,160 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
     recorded = json.loads(detail["tags"]["promotion"])
     assert (recorded["window"], recorded["champion_version"]) == (window, first.version)
     assert "favours the logging policy" in detail["metric_notes"]["ranking"]
+
+
+def test_a_promotion_by_hand_keeps_the_automatic_decision_and_adds_who_when_and_the_previous_champion(
+    settings: Settings,
+) -> None:
+    """The trial: `promote 1` then `promote 2` left v2's record as "promoted by hand" only, its automatic decision
+    (the comparison on the challenger's window) gone. Now the decision stays and each promotion by hand is added."""
+    registry = Registry(settings.models_dir)
+    first = registry.log(
+        {"v": 1}, _metrics(0.79, 0.20548, 0.09, 0.11), {}, {"test_window": "2026-01-14..2026-01-17"}, {}
+    )
+    registry.record_decision(first.version, decide({"log_loss": 0.20548, "ndcg_at_k": 0.09}, None))
+    window = "2026-01-18..2026-01-21"
+    second = registry.log({"v": 2}, _metrics(0.80, 0.20516, 0.09, 0.11), {}, {"test_window": window}, {})
+    automatic = decide(
+        {"log_loss": 0.20516, "ndcg_at_k": 0.09},
+        {"log_loss": 0.20548, "ndcg_at_k": 0.09},
+        window=window,
+        champion_version=first.version,
+        champion_window="2026-01-14..2026-01-17",
+    )
+    registry.record_decision(second.version, automatic)
+    runner = CliRunner()
+    started = datetime.now(UTC).replace(microsecond=0)
+
+    for version in (first.version, second.version):
+        done = runner.invoke(main, ["models", "promote", str(version)])
+        assert done.exit_code == 0, done.output
+    finished = datetime.now(UTC)
+
+    shown = runner.invoke(main, ["models", "show", str(second.version)])
+    assert shown.exit_code == 0, shown.output
+    assert f"promotion: promoted: both scored on the challenger's test window {window}" in shown.output
+    assert "log loss 0.20516 < 0.20548" in shown.output
+    assert f"by {getpass.getuser()}, replacing champion v{first.version}" in shown.output
+    assert "promoted by hand: " in shown.output and " UTC by " in shown.output
+    assert "promotion.manual" not in shown.output  # said in words, not again as raw tags
+
+    detail = json.loads(runner.invoke(main, ["models", "show", str(second.version), "--json"]).output)
+    assert json.loads(detail["tags"]["promotion"]) == {**automatic.as_dict()}  # the existing field, unchanged
+    automatic_entry, by_hand = detail["promotion_history"]
+    assert automatic_entry == {"kind": "automatic", **json.loads(json.dumps(automatic.as_dict()))}
+    assert (by_hand["kind"], by_hand["by"], by_hand["previous_champion"], by_hand["forced"], by_hand["gate"]) == (
+        "manual",
+        getpass.getuser(),
+        first.version,
+        False,
+        None,
+    )
+    at = datetime.fromisoformat(by_hand["at"])
+    assert at.utcoffset() is not None and at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert started <= at <= finished
+
+    # The first version (champion by the rule, replaced by the second's automatic promotion, then promoted back by
+    # hand): its automatic decision, then its promotion by hand.
+    first_history = json.loads(runner.invoke(main, ["models", "show", str(first.version), "--json"]).output)[
+        "promotion_history"
+    ]
+    assert [e["kind"] for e in first_history] == ["automatic", "manual"]
+    assert first_history[0]["reason"] == "no champion yet: the first model becomes champion"
+    assert first_history[1]["previous_champion"] == second.version
+
+    # Back and forth: each promotion by hand is one more entry, numbered in order.
+    runner.invoke(main, ["models", "promote", str(first.version)])
+    again = json.loads(runner.invoke(main, ["models", "promote", str(second.version), "--json"]).output)
+    assert [e["kind"] for e in again["promotion_history"]] == ["automatic", "manual", "manual"]
+    assert again["manual_promotion"] == again["promotion_history"][-1]
+    assert again["manual_promotion"]["previous_champion"] == first.version
+    assert sorted(k for k in again["tags"] if k.startswith("promotion.manual.")) == [
+        "promotion.manual.1",
+        "promotion.manual.2",
+    ]
+
+
+def test_a_version_that_fails_the_gate_is_refused_unless_forced_and_the_force_is_recorded(
+    settings: Settings,
+) -> None:
+    """The trial: promoting by hand a version that failed the gate gave no warning and it then served pages."""
+    registry = Registry(settings.models_dir)
+    good = registry.log({"v": 1}, _metrics(0.79, 0.205, 0.09, 0.11), {}, {}, {})
+    registry.record_decision(good.version, decide({"log_loss": 0.205, "ndcg_at_k": 0.09}, None))
+    # ECE 0.0312 where a perfectly calibrated model shows at most 0.0170: miscalibrated beyond the noise.
+    skewed = registry.log({"v": 2}, _metrics(0.80, 0.204, 0.09, 0.11, ece=0.0312, ece_noise=0.0170), {}, {}, {})
+    weak = registry.log({"v": 3}, _metrics(0.55, 0.204, 0.09, 0.11), {}, {}, {})  # popularity's AUC is 0.55
+    runner = CliRunner()
+
+    refused = runner.invoke(main, ["models", "promote", str(skewed.version)])
+    assert refused.exit_code == 1
+    assert (
+        f"error: ranker version {skewed.version} fails the promotion gate, so it was not promoted (champion "
+        f"v{good.version} keeps serving): miscalibrated: ECE 0.0312 above the limit 0.02, above the 0.0170 a "
+        "perfectly calibrated model can show on this window."
+    ) in refused.output
+    assert f"tailor models promote {skewed.version} --force" in refused.output
+    assert registry.alias("champion") == registry.get(good.version)
+    assert not any(k.startswith("promotion.manual.") for k in registry.get(skewed.version).tags)  # nothing recorded
+
+    as_json = runner.invoke(main, ["models", "promote", str(weak.version), "--json"])
+    assert as_json.exit_code == 1
+    error = json.loads(as_json.stdout)
+    assert error["gate"] == "AUC 0.5500 is not above popularity's 0.5500 on the test window"
+    assert (error["changed"], error["champion"], error["version"]) == (False, good.version, weak.version)
+    assert registry.alias("champion") == registry.get(good.version)
+
+    forced = runner.invoke(main, ["models", "promote", str(skewed.version), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert f"ranker version {skewed.version} is now the champion (was version {good.version})" in forced.output
+    assert "forced past the promotion gate: miscalibrated: ECE 0.0312 above the limit 0.02" in forced.output
+    assert registry.alias("champion") == registry.get(skewed.version)
+    shown = runner.invoke(main, ["models", "show", str(skewed.version)])
+    assert (
+        f"replacing champion v{good.version}; FORCED past the promotion gate: miscalibrated: ECE 0.0312" in shown.output
+    )
+    (entry,) = json.loads(runner.invoke(main, ["models", "show", str(skewed.version), "--json"]).output)[
+        "promotion_history"
+    ]
+    assert (entry["kind"], entry["forced"], entry["previous_champion"]) == ("manual", True, good.version)
+    assert entry["gate"].startswith("miscalibrated: ECE 0.0312 above the limit 0.02")
+
+    # Back to the good version needs no force, and --force on a version that passes is not recorded as forced.
+    back = json.loads(runner.invoke(main, ["models", "promote", str(good.version), "--force", "--json"]).output)
+    assert (back["manual_promotion"]["forced"], back["manual_promotion"]["previous_champion"]) == (
+        False,
+        skewed.version,
+    )
+
+
+def test_the_gate_on_stored_metrics_is_the_training_rule_and_refuses_what_it_cannot_check(tmp_path: Path) -> None:
+    passing = _metrics(0.79, 0.2, 0.09, 0.11, ece=0.025, ece_noise=0.03)  # above the limit, within the noise
+    assert gate(passing) is None
+    assert gate({**passing, "classification.ranker.auc": 0.54}) == (
+        "AUC 0.5400 is not above popularity's 0.5500 on the test window"
+    )
+    without_noise = {k: v for k, v in passing.items() if k != "classification.ranker.ece_noise"}
+    assert gate(without_noise) == "miscalibrated: ECE 0.0250 above the limit 0.02"  # judged on the limit alone
+    assert gate({}) == (
+        "the gate cannot be checked: no classification.ranker.auc, classification.popularity.auc, "
+        "classification.ranker.ece stored with it"
+    )
+    registry = Registry(tmp_path / "models")
+    bare = registry.log({"v": 1}, {}, {}, {}, {})
+    with pytest.raises(PromotionRefused, match=r"the gate cannot be checked: no classification\.ranker\.auc"):
+        registry.promote(bare.version)
+    assert registry.alias("champion") is None
+    promoted = registry.promote(bare.version, force=True, by="alice", at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert promoted.aliases == ["challenger", "champion"]
+    assert json.loads(promoted.tags["promotion.manual.1"]) == {
+        "at": "2026-01-02T03:04:05+00:00",
+        "by": "alice",
+        "previous_champion": None,
+        "forced": True,
+        "gate": "the gate cannot be checked: no classification.ranker.auc, classification.popularity.auc, "
+        "classification.ranker.ece stored with it",
+    }
 
 
 def test_a_first_registry_open_prints_no_mlflow_info_lines(tmp_path: Path) -> None:
