@@ -35,10 +35,13 @@ help:
 
 # uv installs the exact versions in uv.lock (see ../shared/STACK_NOTES.md for why they are pinned).
 # uv runs as `python -m uv`: a fresh pip install does not always put the `uv` script on PATH.
+# --compile-bytecode writes every installed module's .pyc once (~20 s): where PYTHONDONTWRITEBYTECODE is set, as on
+# these machines, each process would otherwise compile what it imports from source, ~6 s more for every `tailor`
+# command, Dagster step and test subprocess (docs/benchmarks.md, "Starting a process that opens Feast").
 $(BIN)/tailor: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || \
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(PYTHON) -m uv sync --frozen --python $(PYTHON)
+	$(PYTHON) -m uv sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 install: $(BIN)/tailor
@@ -46,7 +49,7 @@ install: $(BIN)/tailor
 # The optional Spark engine (docs/scaling_out.md): `make test` adds the `spark` extra for the DuckDB-Spark parity
 # test; `make install` and `make demo` do not. `--inexact` keeps the rest of the venv as uv.lock has it.
 $(BIN)/spark-submit: pyproject.toml uv.lock | $(BIN)/tailor
-	$(PYTHON) -m uv sync --frozen --inexact --extra spark --python $(PYTHON)
+	$(PYTHON) -m uv sync --frozen --inexact --extra spark --compile-bytecode --python $(PYTHON)
 	@touch $@
 
 install-spark: $(BIN)/spark-submit

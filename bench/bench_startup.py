@@ -5,6 +5,10 @@ Each case runs in fresh processes, once with the checks skipped (Tailor's defaul
 
 - import: ``import tailor, feast`` (what every `tailor` command, Dagster step process, the app and the service pay
   before any work);
+- import from source: ``import tailor, feast, sklearn, dagster, mlflow`` with no compiled ``.pyc`` to read
+  (``PYTHONPYCACHEPREFIX`` pointing at an empty folder, ``PYTHONDONTWRITEBYTECODE=1``), next to the same import
+  as ``import_with_pyc``: what a process pays where bytecode is never written and the install did not compile it
+  (``uv sync --compile-bytecode``, which `make install` uses);
 - recommend (with ``--home``, a home with pages, e.g. the demo's ``data``): the whole ``tailor recommend USER --json``
   command, as a person runs it;
 - online read (with ``--home``): one user's features (the ``ranker_v1`` service's user half, as `recommend` reads
@@ -31,6 +35,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +50,7 @@ TAILOR = str(Path(sys.executable).parent / "tailor")
 MODES = {"skipped": None, "kept": "1"}
 
 IMPORT = "import tailor, feast"
+IMPORT_STACK = "import tailor, feast, sklearn, dagster, mlflow"
 ONLINE_READ = """
 import json, sys, time
 import tailor
@@ -64,9 +70,11 @@ print(json.dumps({"ms_per_call": 1000 * (time.perf_counter() - started) / calls}
 """
 
 
-def timed(args: list[str], keep: str | None, home: Path | None) -> tuple[float, float, str]:
+def timed(
+    args: list[str], keep: str | None, home: Path | None, extra: dict[str, str] | None = None
+) -> tuple[float, float, str]:
     """(wall s, CPU s of the child, its stdout) of one run of ``args`` with the checks skipped or kept."""
-    env = {**os.environ, **TELEMETRY_OFF}
+    env = {**os.environ, **TELEMETRY_OFF, **(extra or {})}
     env.pop(KEEP_ENV, None)
     if home is not None:
         env["TAILOR_HOME"] = str(home)
@@ -99,7 +107,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results" / "startup.json")
     args = parser.parse_args()
 
-    cases: dict[str, list[str]] = {"import": [sys.executable, "-c", IMPORT]}
+    empty_cache = tempfile.mkdtemp(prefix="tailor-no-pyc-")
+    from_source = {"PYTHONPYCACHEPREFIX": empty_cache, "PYTHONDONTWRITEBYTECODE": "1"}
+    cases: dict[str, list[str]] = {
+        "import": [sys.executable, "-c", IMPORT],
+        "import_with_pyc": [sys.executable, "-c", IMPORT_STACK],
+        "import_from_source": [sys.executable, "-c", IMPORT_STACK],
+    }
+    extra_env = {"import_from_source": from_source}
     home = args.home.resolve() if args.home is not None else None
     if home is not None:
         user = a_user(home)
@@ -112,7 +127,7 @@ def main() -> None:
     for repeat in range(args.repeats):
         for case, command in cases.items():
             for mode, keep in MODES.items():
-                wall, cpu, out = timed(command, keep, home)
+                wall, cpu, out = timed(command, keep, home, extra_env.get(case))
                 found = samples[case][mode]
                 found["wall_s"].append(wall)
                 found["cpu_s"].append(cpu)
@@ -140,6 +155,10 @@ def main() -> None:
         },
         "repeats": args.repeats,
         "results": results,
+        # With Feast's checks skipped: what compiled bytecode saves a process importing the stack.
+        "bytecode_cpu_saved_s": round(
+            results["import_from_source"]["skipped"]["cpu_s"] - results["import_with_pyc"]["skipped"]["cpu_s"], 3
+        ),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
