@@ -17,18 +17,23 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cli.common import emit_json, fail, load_settings
-from tailor.stream.config import PUSH_SOURCE, StreamConfig, default_redis_url
+from tailor.stream.config import PUSH_SOURCE, RedisURLError, StreamConfig, check_redis_url, default_redis_url
 
 if TYPE_CHECKING:
     from tailor.stream.broker import Broker
 
 
 def _broker(url: str, stream: str, group: str) -> Broker:
-    """A connected broker, or a clear error when Redis cannot be reached."""
+    """A connected broker, or a clear error when the URL is not one or Redis cannot be reached."""
     import redis
 
     from tailor.stream.broker import Broker, connect
 
+    given = click.get_current_context().get_parameter_source("redis_url")
+    try:
+        check_redis_url(url, "--redis" if given == click.core.ParameterSource.COMMANDLINE else "TAILOR_REDIS_URL")
+    except RedisURLError as exc:
+        fail(str(exc))
     client = connect(url)
     try:
         client.ping()

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tailor.stream.config import DEFAULT_REDIS_URL
+from tailor.stream.config import DEFAULT_REDIS_URL, RedisURLError, check_redis_url
 
 ENV_PREFIX = "TAILOR_SERVICE_"
 
@@ -84,7 +84,8 @@ class ServiceConfig:
         """Defaults overridden by ``TAILOR_SERVICE_<NAME>`` (and ``TAILOR_RECOMMEND_BUDGET_MS``, ``TAILOR_REDIS_URL``).
 
         Raises:
-            ServiceConfigError: a value is not a number of the right kind, or out of range.
+            ServiceConfigError: a value is not a number of the right kind, or out of range, or TAILOR_REDIS_URL is
+                not a Redis URL.
         """
         env = os.environ if env is None else env
         values: dict[str, object] = {}
@@ -115,6 +116,11 @@ class ServiceConfig:
         origins = env.get(ENV_PREFIX + "CORS_ORIGINS", "")
         values["cors_origins"] = tuple(o.strip() for o in origins.split(",") if o.strip())
         values["stream_url"] = env.get("TAILOR_REDIS_URL", DEFAULT_REDIS_URL)
+        if values["stream_url"]:  # empty: publishing off; anything else must be a URL the client can use
+            try:
+                check_redis_url(str(values["stream_url"]))
+            except RedisURLError as exc:
+                raise ServiceConfigError(f"{exc}; or set it empty to turn stream publishing off") from None
         if env.get(ENV_PREFIX + "STREAM"):
             values["stream"] = env[ENV_PREFIX + "STREAM"]
         return cls(**values)  # type: ignore[arg-type]

@@ -20,6 +20,33 @@ def default_redis_url() -> str:
     return os.environ.get("TAILOR_REDIS_URL", DEFAULT_REDIS_URL)
 
 
+class RedisURLError(ValueError):
+    """A Redis URL that the Redis client cannot use; the message names where it came from and the expected form."""
+
+
+def check_redis_url(url: str, source: str = "TAILOR_REDIS_URL") -> str:
+    """``url`` when the Redis client can connect with it, read with the client's own parser (redis-py's parse_url).
+
+    Args:
+        url: the value given, e.g. ``redis://127.0.0.1:6379/0``.
+        source: where it came from (``--redis``, ``TAILOR_REDIS_URL``), named in the message.
+
+    Raises:
+        RedisURLError: it has no redis://, rediss:// or unix:// scheme, or a part the client cannot read (a port
+            that is not a number); the message says which value, from where, and the form expected.
+    """
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise RedisURLError(
+            f"{source}={url!r} is not a Redis URL ({exc}): use redis://HOST:PORT/DB, e.g. {DEFAULT_REDIS_URL} "
+            "(rediss:// for TLS, unix:///path/to/redis.sock for a socket)"
+        ) from None
+    return url
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """Where events flow and how the consumer treats them.
