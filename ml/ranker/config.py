@@ -46,7 +46,9 @@ class RankerConfig:
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
 
     def __post_init__(self) -> None:
-        for name in ("warmup_days", "tune_days", "calibration_days", "test_days", "search_trials", "max_iter"):
+        # eval_users 0 would score no test user, and the ranking metrics would fail after the whole training run.
+        at_least_one = ("warmup_days", "tune_days", "calibration_days", "test_days", "search_trials", "max_iter")
+        for name in (*at_least_one, "eval_users"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.train_days < 0 or self.search_timeout_s <= 0:

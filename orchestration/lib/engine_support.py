@@ -13,9 +13,11 @@ built it (`engine_switch_refusal`), as `tailor recommend` refuses to read featur
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from tailor.settings import ENGINES, Engine, Settings
+from tailor.settings import DBT_PROJECT_DIR, ENGINES, Engine, Settings
 
 #: Pieces of the graph an engine cannot run yet, in words; an empty tuple: `tailor run` runs everything on it.
 NOT_SUPPORTED_YET: dict[Engine, tuple[str, ...]] = {
@@ -33,6 +35,27 @@ def refusal(engine: Engine) -> str | None:
     return (
         f"TAILOR_ENGINE={engine}: `tailor run` cannot run the whole graph on {engine} yet: {'; '.join(missing)}. "
         "docs/scaling_out.md says what runs on it and how. Unset TAILOR_ENGINE to run everything on duckdb"
+    )
+
+
+def dbt_target_refusal(env: Mapping[str, str] | None = None) -> str | None:
+    """Why dbt cannot run with ``TAILOR_DBT_TARGET``, in words: it names no output of dbt_project/profiles.yml.
+
+    dbt stops before building anything then, and says why only in its log ("does not have a target named ..."),
+    while the run failed on the run_results.json it never wrote. None when the variable is unset or names a target.
+    """
+    import yaml
+
+    target = (os.environ if env is None else env).get("TAILOR_DBT_TARGET")
+    if target is None:
+        return None
+    profiles = DBT_PROJECT_DIR / "profiles.yml"
+    outputs = sorted((yaml.safe_load(profiles.read_text()).get("tailor") or {}).get("outputs") or {})
+    if target in outputs:
+        return None
+    return (
+        f"TAILOR_DBT_TARGET={target!r} names no dbt target: {profiles} has {', '.join(outputs)}. Set it to one "
+        f"of them (or add an output named {target!r} there), or unset it for TAILOR_ENGINE's target"
     )
 
 

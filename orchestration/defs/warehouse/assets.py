@@ -8,7 +8,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
 from orchestration.lib.dbt_failures import failed_nodes, with_offending_rows
-from orchestration.lib.engine_support import engine_switch_refusal, refusal
+from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
 from orchestration.lib.warehouse_lock import wait_for_warehouse
 from tailor.settings import get_settings
@@ -21,7 +21,7 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
     export_dbt_env()
     settings = get_settings()
     # `tailor run` says these before starting; a run from the UI, a schedule or a sensor says them here.
-    refused = refusal(settings.engine) or engine_switch_refusal(settings)
+    refused = refusal(settings.engine) or engine_switch_refusal(settings) or dbt_target_refusal()
     if refused:
         raise dg.Failure(description=refused)
     if settings.engine == "duckdb":
