@@ -158,15 +158,16 @@ def require_engine(engine: Engine) -> None:
 
 
 def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
-    """Resolve settings from an explicit path, else ``TAILOR_HOME``, else ``./data``; the training window from
-    ``TAILOR_TRAINING_WINDOW_DAYS`` and ``TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY`` when set; the engine from
-    ``TAILOR_ENGINE`` (duckdb | spark, default duckdb).
+    """Resolve settings from an explicit path, else ``TAILOR_HOME`` (empty counts as unset), else ``./data``; the
+    training window from ``TAILOR_TRAINING_WINDOW_DAYS`` and ``TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY`` when set;
+    the engine from ``TAILOR_ENGINE`` (duckdb | spark, default duckdb).
 
     Raises:
         ValueError: one of those variables is not a whole number in range, TAILOR_ENGINE is not a known engine,
             or the home (or a folder above it) is a file, not a directory (the message names it).
     """
-    raw = home if home is not None else os.environ.get("TAILOR_HOME", "data")
+    # Empty counts as unset, as for TAILOR_ENGINE: Path("") would be the current folder.
+    raw = home if home is not None else (os.environ.get("TAILOR_HOME", "").strip() or "data")
     per_day = _int_env("TAILOR_TRAINING_MAX_IMPRESSIONS_PER_DAY", DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY, low=0)
     return Settings(
         home=_checked_home(Path(raw).expanduser().resolve(), "the Tailor home" if home is not None else "TAILOR_HOME"),
