@@ -46,12 +46,13 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise SummaryFileError(f"{path}: not a readable CSV ({error})") from None
     aliases = {"experiment": "experiment_id"}
     columns = [aliases.get(h, h) for h in header]
-    missing = [c for c in REQUIRED if c not in columns]
+    # Said with the header's names (experiment, not the experiment_id it is read as), as the header must spell them.
+    wanted = "experiment, metric, variant, n, sum, sum_squares"
+    if not header:
+        raise SummaryFileError(f"{path}: the file is empty; its first line must be a header with {wanted}")
+    missing = [{"experiment_id": "experiment"}.get(c, c) for c in REQUIRED if c not in columns]
     if missing:
-        raise SummaryFileError(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must include "
-            "experiment, metric, variant, n, sum, sum_squares"
-        )
+        raise SummaryFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must include {wanted}")
     if not raw_rows:
         raise SummaryFileError(f"{path}: no data rows below the header")
     rows = [_row(path, line, dict(zip(columns, (raw.get(h) for h in header), strict=True)))

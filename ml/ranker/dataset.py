@@ -84,7 +84,7 @@ def plan_windows(times: pd.Series, config: RankerConfig, history_start: pd.Times
             f"the training set spans {days} day(s) but the windows need at least {config.days_needed} "
             f"({config.warmup_days} warm-up, {max(config.train_days, 1)} train, {config.tune_days} tune, "
             f"{config.calibration_days} calibration, {config.test_days} test): wait for more days, or shorten "
-            "the windows in the ranker configuration"
+            "the windows with TAILOR_RANKER_WARMUP_DAYS, _TRAIN_DAYS, _TUNE_DAYS, _CALIBRATION_DAYS and _TEST_DAYS"
         )
     test_start = end - timedelta(days=config.test_days)
     calibration_start = test_start - timedelta(days=config.calibration_days)
@@ -191,7 +191,10 @@ def check_trainable(frame: pd.DataFrame, window: str) -> None:
     """Raise TrainingDataError unless ``window`` has rows of both classes."""
     rows = frame.loc[frame["window"] == window, "clicked"]
     if rows.empty:
-        raise TrainingDataError(f"the {window} window has no impressions: wait for more days or shorten the windows")
+        raise TrainingDataError(
+            f"the {window} window has no impressions: wait for more days or shorten the windows "
+            "(TAILOR_RANKER_WARMUP_DAYS, _TRAIN_DAYS, _TUNE_DAYS, _CALIBRATION_DAYS and _TEST_DAYS)"
+        )
     if rows.nunique() < 2:
         only = "clicked" if bool(rows.iloc[0]) else "not clicked"
         raise TrainingDataError(
