@@ -12,7 +12,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -128,6 +128,7 @@ def generate(
     except ValueError as exc:
         fail(str(exc))
     _refuse_mixing_histories(settings, target, config.to_dict())
+    _refuse_before_simulating(target, overwrite)
     with Progress(
         TextColumn("simulating"),
         BarColumn(),
@@ -168,6 +169,7 @@ def _continue(
     if policy == "logging" and pages is not None:
         fail("--pages is served with --policy cached")
     served = (pages or settings.marts_dir / "batch_recommendations.parquet") if policy == "cached" else None
+    _refuse_replaying_landed_days(settings, target)
     with Progress(
         TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
         console=err, transient=as_json,
@@ -190,6 +192,47 @@ def _continue(
         f"{result.events_written:,} event rows"
     )
     out.print(f"Closed-loop truth (never read by the pipeline): {target / '_truth' / 'continued'}")
+
+
+def _refuse_before_simulating(target: Path, overwrite: bool) -> None:
+    """Refuse, before the progress bar starts, what `simulate` would refuse after it: a folder that holds an earlier
+    simulation (without --overwrite), or one that cannot be made because a file is in the way."""
+    from simulator.runner import existing_output
+
+    blocker = next((path for path in (target, *target.parents) if path.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        fail(f"cannot write to {target}: {blocker} is a file, not a folder. Choose another --out.")
+    if not overwrite and existing_output(target):
+        fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
+
+
+def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
+    """Refuse a continuation whose first day has landed already, before anything is simulated.
+
+    That happens when the simulation was generated again from scratch (`make demo`, `--overwrite`) after an earlier
+    continuation had landed: its state is back at the first run's last day. Its files for the landed days would be
+    those already landed (same world, same seed), so `tailor run` would find nothing new while the user believes days
+    were added. Refused rather than fast-forwarded: the simulator cannot know which policy and changes the landed
+    days were played with, so replaying them could land a different history under the same event ids.
+    """
+    from simulator.runner import next_date
+    from tailor.ingest.landed_days import newest_landed_day
+
+    try:
+        first = next_date(target)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    landed = newest_landed_day(settings, target, first)
+    if landed is None:
+        return
+    last = first - timedelta(days=1)
+    fail(
+        f"the simulation in {target} ends on {last}, but its events up to {landed} have landed in {settings.home} "
+        f"already: it was continued past {last} once and later generated again from scratch (`make demo` and "
+        f"`tailor generate --overwrite` replay only the first run's days). Continuing would play {first} again, and "
+        "`tailor run` would find nothing new. To add days, start from an empty home (set TAILOR_HOME to a new "
+        "folder, or delete this one) and generate, run and continue there."
+    )
 
 
 def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str, Any]) -> None:
@@ -333,12 +376,13 @@ def run(as_json: bool, quiet: bool) -> None:
     """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
     from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
-    from orchestration.lib.engine_support import engine_switch_refusal, refusal
+    from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
     from orchestration.lib.runner import SPARK_LOG, run_all
 
     settings = load_settings()
-    # Said before anything starts: what the engine cannot run yet, and a home another engine built.
-    refused = refusal(settings.engine) or engine_switch_refusal(settings)
+    # Said before anything starts: what the engine cannot run yet, a home another engine built, a dbt target that
+    # profiles.yml does not have.
+    refused = refusal(settings.engine) or engine_switch_refusal(settings) or dbt_target_refusal()
     if refused:
         fail(refused)
     _require_events(settings)

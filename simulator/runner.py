@@ -320,8 +320,26 @@ def _rng(config: SimulationConfig, stream: int, day: int) -> np.random.Generator
     return np.random.default_rng(np.random.SeedSequence([config.seed, stream, day]))
 
 
+def existing_output(out: Path) -> list[Path]:
+    """The files of an earlier simulation in ``out`` (what ``simulate`` refuses to replace without overwrite)."""
+    return [p for folder, globs in _OUTPUT_GLOBS.items() for g in globs for p in (out / folder).glob(g)]
+
+
+def next_date(out: Path) -> date:
+    """The first day a continued run in ``out`` would play (the day after the simulation's last one).
+
+    Raises:
+        FileNotFoundError: ``out`` holds no simulation, or one made before runs could be continued.
+    """
+    truth_path = out / "_truth" / "truth.json"
+    if not truth_path.is_file():
+        raise FileNotFoundError(f"{out} holds no simulation to continue (no _truth/truth.json): generate one first")
+    start = config_from_dict(json.loads(truth_path.read_text())["config"]).start_date
+    return start + timedelta(days=RunState.next_day_in(out / "_truth"))
+
+
 def _prepare(out: Path, overwrite: bool) -> None:
-    existing = [p for folder, globs in _OUTPUT_GLOBS.items() for g in globs for p in (out / folder).glob(g)]
+    existing = existing_output(out)
     if existing and not overwrite:
         raise FileExistsError(
             f"{out} already holds simulator output (e.g. {existing[0]}). Choose an empty folder, or pass "

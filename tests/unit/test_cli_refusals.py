@@ -1,0 +1,162 @@
+"""Bad settings and inputs a new-user trial met, each refused at once with one line that names the value and says
+what to do: no traceback, no progress output, nothing built."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import main
+from ml.experiments.summary_csv import SummaryFileError, read_summary_csv
+from ml.ranker.config import RankerConfig
+from ml.ranker.dataset import TrainingDataError, plan_windows
+from tailor.settings import Settings, get_settings
+
+pytestmark = pytest.mark.unit
+
+
+def _invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def _refused(result: Result) -> str:
+    """The one-line error of a refused command (exit 1, no traceback, nothing on stdout)."""
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "publish", "consume", "dead-letters"])
+def test_a_redis_url_that_is_not_one_is_refused_by_every_stream_command(settings: Settings, command: str) -> None:
+    error = _refused(_invoke("stream", command, env={"TAILOR_REDIS_URL": "http://x"}))
+    assert "TAILOR_REDIS_URL='http://x' is not a Redis URL" in error and "use redis://HOST:PORT/DB" in error
+
+
+def test_a_bad_redis_option_is_named_as_the_option(settings: Settings) -> None:
+    error = _refused(_invoke("stream", "status", "--redis", "notaurl", env={"TAILOR_REDIS_URL": None}))
+    assert "--redis='notaurl' is not a Redis URL" in error and "redis://127.0.0.1:6379/0" in error
+    # A port that is not a number is the client's other refusal.
+    assert "--redis='redis://h:abc' is not a Redis URL" in _refused(
+        _invoke("stream", "status", "--redis", "redis://h:abc")
+    )
+
+
+def test_tailor_serve_refuses_the_same_value_before_it_starts(settings: Settings) -> None:
+    error = _refused(_invoke("serve", "--port", "0", env={"TAILOR_REDIS_URL": "notaurl"}))
+    assert "TAILOR_REDIS_URL='notaurl' is not a Redis URL" in error and "set it empty" in error
+
+
+def test_no_test_user_to_score_stops_tailor_run_before_anything_starts(settings: Settings) -> None:
+    """TAILOR_RANKER_EVAL_USERS=0 used to fail in the ranker step ("no user has any relevant item")."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
+    error = _refused(_invoke("run", env={"TAILOR_RANKER_EVAL_USERS": "0"}))
+    assert "eval_users must be at least 1, got 0 (from TAILOR_RANKER_EVAL_USERS=0)" in error
+    assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
+
+
+def test_an_unknown_dbt_target_is_refused_with_the_profiles_targets(settings: Settings) -> None:
+    """It used to end in FileNotFoundError: .../run_results.json, the cause only in dbt.log."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
+    error = _refused(_invoke("run", env={"TAILOR_DBT_TARGET": "nope"}))
+    assert "TAILOR_DBT_TARGET='nope' names no dbt target" in error and "profiles.yml has local, spark" in error
+    assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
+    from orchestration.lib.engine_support import dbt_target_refusal
+
+    assert dbt_target_refusal({}) is None and dbt_target_refusal({"TAILOR_DBT_TARGET": "local"}) is None
+
+
+def test_an_empty_tailor_home_means_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        monkeypatch.setenv("TAILOR_HOME", empty)
+        assert get_settings().home == tmp_path / "data"
+
+
+def test_too_few_days_for_the_ranker_names_the_variables_to_shorten_the_windows() -> None:
+    times = pd.Series(pd.date_range("2026-01-05", periods=5, freq="D"))
+    with pytest.raises(TrainingDataError) as raised:
+        plan_windows(times, RankerConfig())
+    assert "TAILOR_RANKER_WARMUP_DAYS, _TRAIN_DAYS, _TUNE_DAYS, _CALIBRATION_DAYS and _TEST_DAYS" in str(raised.value)
+    assert "ranker configuration" not in str(raised.value)
+
+
+def test_a_summary_csv_without_columns_names_them_as_the_header_spells_them(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(SummaryFileError, match="the file is empty; its first line must be a header with experiment,"):
+        read_summary_csv(empty)
+    partial = tmp_path / "partial.csv"
+    partial.write_text("metric,variant,n,sum,sum_squares\nctr,a,10,1,1\n")
+    with pytest.raises(SummaryFileError) as raised:
+        read_summary_csv(partial)
+    assert "missing column(s) experiment;" in str(raised.value) and "experiment_id" not in str(raised.value)
+
+
+def test_generate_refuses_before_any_progress_output(settings: Settings, tmp_path: Path) -> None:
+    assert _invoke("generate", "--users", "10", "--days", "2").exit_code == 0
+    error = _refused(_invoke("generate", "--users", "10", "--days", "2"))
+    assert "already holds simulator output. Pass --overwrite" in error and "simulating" not in error
+    other = get_settings(tmp_path / "other")
+    error = _refused(_invoke("generate", "--continue", "--days", "5", env={"TAILOR_HOME": str(other.home)}))
+    assert "holds no simulation to continue" in error
+    blocker = tmp_path / "a-file"
+    blocker.write_text("hi")
+    error = _refused(_invoke("generate", "--days", "2", "--out", str(blocker / "sim")))
+    assert f"{blocker} is a file, not a folder" in error
+
+
+def _land(settings: Settings) -> None:
+    assert _invoke("ingest", str(settings.inbox)).exit_code == 0
+
+
+def test_continuing_a_regenerated_simulation_refuses_days_that_have_landed(settings: Settings) -> None:
+    """`make demo` again (a fresh simulation of the first run's days) after a continuation had landed: continuing
+    would write the landed day again, and `tailor run` would find nothing new."""
+    world = ("--users", "20", "--days", "3")
+    assert _invoke("generate", *world).exit_code == 0
+    _land(settings)
+    assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-08, landed
+    _land(settings)
+    assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-09, not landed: continues
+    assert _invoke("generate", *world, "--overwrite").exit_code == 0
+    before = sorted(p.name for p in (settings.inbox / "events").iterdir())
+    error = _refused(_invoke("generate", "--continue", "--days", "1"))
+    assert (
+        f"the simulation in {settings.inbox} ends on 2026-01-07, but its events up to 2026-01-08 have landed" in error
+    )
+    assert "start from an empty home" in error
+    assert sorted(p.name for p in (settings.inbox / "events").iterdir()) == before  # nothing written
+
+
+def test_a_session_running_past_midnight_is_not_a_landed_day(settings: Settings) -> None:
+    """The last day's sessions can run minutes into the next day: that is no day of a continuation."""
+    from tailor.ingest.landed_days import newest_landed_day
+
+    events = settings.inbox / "events"
+    events.mkdir(parents=True)
+
+    def impression(at: str) -> str:
+        return (
+            f'{{"event_type":"impression","event_id":"e{at[11:13]}","user_id":"u1","occurred_at":"{at}",'
+            f'"received_at":"{at}","content_id":"c1","request_id":"r1","position":1,"surface":"feed"}}\n'
+        )
+
+    (events / "events-2026-01-08.jsonl").write_text(impression("2026-01-08T00:10:00.000Z"))
+    _land(settings)
+    assert newest_landed_day(settings, settings.inbox, date(2026, 1, 8)) is None
+    (events / "events-2026-01-08.2.jsonl").write_text(impression("2026-01-08T09:00:00.000Z"))
+    (events / "events-2026-01-09.jsonl").write_text(
+        impression("2099-01-01T09:00:00.000Z").replace(
+            '"received_at":"2099-01-01T09:00:00.000Z"', '"received_at":"2026-01-09T09:00:00.000Z"'
+        )
+    )  # a future time
+    _land(settings)
+    assert newest_landed_day(settings, settings.inbox, date(2026, 1, 8)) == date(2026, 1, 8)
+    assert newest_landed_day(settings, settings.inbox, date(2026, 1, 9)) is None
