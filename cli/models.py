@@ -95,7 +95,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
 def show(ctx: click.Context, version: int, as_json: bool) -> None:
     """One version: metrics, parameters, tags and its promotion history (the automatic decision, then each
     promotion by hand)."""
-    from ml.registry import MANUAL_PREFIX, PROMOTION_TAG, RegistryError, promotion_history
+    from ml.registry import MANUAL_PREFIX, PROMOTION_TAG, RegistryError, promotion_history, promotion_lines
 
     registry = _registry()
     try:
@@ -112,7 +112,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
     out.print(
         f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
     )
-    for line in _history_lines(promotion_history(found)):
+    for line in promotion_lines(promotion_history(found)):
         out.print(line, highlight=False, markup=False)
     for title, values in (("metrics", found.metrics), ("parameters", found.params), ("tags", found.tags)):
         table = Table(title=title, title_justify="left")
@@ -188,28 +188,6 @@ def _as_json(version: Any) -> dict[str, Any]:
     from ml.registry import promotion_history
 
     return {**version.as_dict(), "metric_notes": metric_notes(), "promotion_history": promotion_history(version)}
-
-
-def _history_lines(history: list[dict[str, Any]]) -> list[str]:
-    """`models show`'s lines for a promotion history: ``promotion: <outcome>: <reason>`` for the automatic
-    decision (as it was always printed), then one ``promoted by hand`` line per promotion by hand."""
-    lines = []
-    for entry in history:
-        if entry["kind"] == "automatic":
-            outcome = "promoted" if entry.get("promoted") else "not promoted"
-            lines.append(f"promotion: {outcome}: {entry.get('reason', entry.get('text'))}")
-        elif entry.get("at") is None:
-            lines.append(
-                "promoted by hand (recorded before promotions by hand were kept apart: who, when and the automatic "
-                "decision it replaced are not known)"
-            )
-        else:
-            when = str(entry["at"]).replace("T", " ").replace("+00:00", " UTC")
-            previous = entry.get("previous_champion")
-            replaced = f"replacing champion v{previous}" if previous is not None else "no champion before"
-            forced = f"; FORCED past the promotion gate: {entry.get('gate')}" if entry.get("forced") else ""
-            lines.append(f"promoted by hand: {when} by {entry.get('by')}, {replaced}{forced}")
-    return lines
 
 
 def _label(metric: str, k: str) -> str:

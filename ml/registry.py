@@ -156,6 +156,29 @@ def promotion_history(version: ModelVersion) -> list[dict[str, Any]]:
     return history
 
 
+def promotion_lines(history: list[dict[str, Any]]) -> list[str]:
+    """A promotion history (`promotion_history`) in words, as `tailor models show` and the app print it:
+    ``promotion: <outcome>: <reason>`` for the automatic decision, then one ``promoted by hand`` line per
+    promotion by hand."""
+    lines = []
+    for entry in history:
+        if entry["kind"] == "automatic":
+            outcome = "promoted" if entry.get("promoted") else "not promoted"
+            lines.append(f"promotion: {outcome}: {entry.get('reason', entry.get('text'))}")
+        elif entry.get("at") is None:
+            lines.append(
+                "promoted by hand (recorded before promotions by hand were kept apart: who, when and the automatic "
+                "decision it replaced are not known)"
+            )
+        else:
+            when = str(entry["at"]).replace("T", " ").replace("+00:00", " UTC")
+            previous = entry.get("previous_champion")
+            replaced = f"replacing champion v{previous}" if previous is not None else "no champion before"
+            forced = f"; FORCED past the promotion gate: {entry.get('gate')}" if entry.get("forced") else ""
+            lines.append(f"promoted by hand: {when} by {entry.get('by')}, {replaced}{forced}")
+    return lines
+
+
 def _manual_tags(tags: Mapping[str, str]) -> list[tuple[int, str]]:
     """The promotions by hand among a version's tags, as (number, JSON)."""
     found = []

@@ -8,7 +8,6 @@ Drift and data-quality results are the asset checks of the newest run that evalu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -32,15 +31,16 @@ VERSION_COLUMNS = ["version", "aliases", "created_at", "model", *METRICS, "promo
 
 def model_versions(settings: Settings) -> pd.DataFrame:
     """One row per registered version x model scored on its test window: version, aliases (comma-separated),
-    created_at, model (`MODELS`), each of `METRICS` (NaN where not logged), promotion (the rule's reason).
+    created_at, model (`MODELS`), each of `METRICS` (NaN where not logged), promotion (the rule's decision, then
+    each promotion by hand: `ml.registry.promotion_lines`).
     Newest version first. Empty when nothing was trained (or the registry does not exist)."""
     if not (settings.models_dir / "mlflow.db").exists():
         return pd.DataFrame(columns=VERSION_COLUMNS)
-    from ml.registry import Registry
+    from ml.registry import Registry, promotion_history, promotion_lines
 
     rows = []
     for version in Registry(settings.models_dir).versions():
-        promotion = _promotion(version.tags.get("promotion"))
+        promotion = "; ".join(promotion_lines(promotion_history(version)))
         for model in MODELS:
             values = {m: version.metrics.get(f"{prefix}.{model}.{m}") for m, prefix in METRICS.items()}
             if all(v is None for v in values.values()):
@@ -56,15 +56,6 @@ def model_versions(settings: Settings) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
-
-
-def _promotion(tag: str | None) -> str:
-    if not tag:
-        return ""
-    try:
-        return str(json.loads(tag).get("reason", ""))
-    except (ValueError, AttributeError):
-        return tag
 
 
 @dataclass(frozen=True)

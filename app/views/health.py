@@ -37,7 +37,7 @@ else:
         c[1].metric("Champion AUC", f"{row['auc']:.4f}")
         c[2].metric("Champion log loss", f"{row['log_loss']:.4f}")
         c[3].metric("Champion NDCG@k vs logged clicks", f"{row['ndcg_at_k']:.4f}", help=LOGGED_CLICKS)
-        st.caption(f"Promotion: {row['promotion']}")
+        st.caption(str(row["promotion"]))
     if len(challenger) and (champion.empty or challenger.iloc[0]["version"] != champion.iloc[0]["version"]):
         other = challenger.iloc[0]
         st.markdown(
