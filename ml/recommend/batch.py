@@ -35,6 +35,7 @@ from ml.recommend.serving import (
     SESSION_BOOST,
     SURFACES,
     Recommender,
+    user_features_at,
 )
 from tailor.assignment import assign_variants
 
@@ -100,7 +101,7 @@ def batch_pages(
         features: dict[str, dict[str, object]] = {}
         ranked: dict[tuple[str, str], Ranked] = {}
         if model_path and personalized:
-            features = _user_features(recommender, personalized)
+            features = _user_features(recommender, personalized, now)
             ranked = _frame_rankings(recommender, personalized, features, surfaces, now)
         return _frame(_page_rows(recommender, users, variant, ranked, features, k, surfaces, now))
     out: list[tuple[object, ...]] = []
@@ -108,7 +109,7 @@ def batch_pages(
     for start in range(0, len(users), BLOCK_USERS):
         block = users[start : start + BLOCK_USERS]
         personalized = [u for u in block if variant[u] == "personalized"]
-        features = _user_features(recommender, personalized) if personalized else {}
+        features = _user_features(recommender, personalized, now) if personalized else {}
         ranked = recommender.rank_users(personalized, features, surfaces, now, threads=threads)
         out.extend(_page_rows(recommender, block, variant, ranked, features, k, surfaces, now))
     return _frame(out)
@@ -239,13 +240,8 @@ def write_batch(recommender: Recommender, user_ids: Sequence[str], k: int, now: 
     )
 
 
-def _user_features(recommender: Recommender, users: Sequence[str]) -> dict[str, dict[str, object]]:
-    response = recommender.store.get_online_features(
-        features=recommender.user_refs, entity_rows=[{"user_id": u} for u in users]
-    )
-    values = response.to_dict()
-    names = [ref.split(":")[-1] for ref in recommender.user_refs]
-    return {u: {name: values[name][n] for name in names} for n, u in enumerate(users)}
+def _user_features(recommender: Recommender, users: Sequence[str], now: datetime) -> dict[str, dict[str, object]]:
+    return user_features_at(recommender.store, recommender.user_refs, users, now)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

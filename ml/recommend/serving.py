@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,12 @@ SESSION_BOOST = 1.5
 USER_EXTRA = ("user_category_affinity:affinity_categories", "user_category_affinity:affinity_shares")
 ITEM_EXTRA = ("content_profile:published_at", "content_profile:category")
 RECENT = ("recent_activity:clicked_categories_30m",)
+#: The streamed view whose row is a window ending at its event time (`feature_repo/recent_activity.py`, TTL 30 min).
+RECENT_VIEW = "recent_activity"
+RECENT_WINDOW = timedelta(minutes=30)
+#: A streamed row may be stamped this much after the page's moment and still count: the consumer stamps rows with
+#: its own clock when it writes them, a little after the events, and a request can start just before a write.
+RECENT_CLOCK_SKEW = timedelta(minutes=5)
 #: User features that are lists (inputs of request-time features), not model columns.
 USER_LISTS = ("affinity_categories", "affinity_shares", "clicked_categories_30m")
 #: Features computed per request (the `ranking_context` view's), see `request_features`.
@@ -548,7 +554,7 @@ class Recommender:
     # -- the model path ---------------------------------------------------------------------------------------
     def _model_page(self, user_id: str, k: int, surface: str, now: datetime) -> list[RecommendedItem]:
         assert self.model is not None and self._online is not None
-        user = self._user_features(user_id)
+        user = self._user_features(user_id, now)
         index, ids, scores = self.model_scores(user_id, user, surface, now)
         recent = set(user.get("clicked_categories_30m") or [])
         if recent:
@@ -694,10 +700,8 @@ class Recommender:
             columns[column] = proposed[column].to_numpy()
         return pd.DataFrame(columns)
 
-    def _user_features(self, user_id: str) -> dict[str, Any]:
-        response = self.store.get_online_features(features=self.user_refs, entity_rows=[{"user_id": user_id}])
-        values = response.to_dict()
-        return {name: values[name][0] for name in (ref.split(":")[-1] for ref in self.user_refs)}
+    def _user_features(self, user_id: str, now: datetime) -> dict[str, Any]:
+        return user_features_at(self.store, self.user_refs, [user_id], now)[user_id]
 
     # -- fallbacks --------------------------------------------------------------------------------------------
     def _cached_page(
@@ -811,6 +815,36 @@ class Recommender:
             holdout=holdout,
             unpublished=unpublished,
         )
+
+
+def user_features_at(
+    store: Any, refs: Sequence[str], user_ids: Sequence[str], now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Each user's online features (``refs`` as ``view:feature``) as a page at ``now`` may use them.
+
+    The `recent_activity` row is the 30-minute window ending at its event time. Feast's online read returns the
+    row whatever its age (the view's TTL is applied by the offline point-in-time join, not here), so a consumer
+    that stopped, or a ``now`` before the row (a page asked for inside the history), would carry clicks from
+    outside the window. Its values count only when the row's event time lies within `RECENT_WINDOW` before
+    ``now`` (or at most `RECENT_CLOCK_SKEW` after it: the consumer stamps a row with its clock when it writes it);
+    otherwise they are None, what the training set's point-in-time join gives outside the TTL.
+
+    Returns:
+        user id -> feature name -> value.
+    """
+    response = store.get_online_features(features=list(refs), entity_rows=[{"user_id": u} for u in user_ids])
+    values = response.to_dict(include_event_timestamps=True)
+    names = [ref.split(":")[-1] for ref in refs]
+    recent = {ref.split(":")[-1] for ref in refs if ref.split(":")[0] == RECENT_VIEW}
+    newest, oldest = (now + RECENT_CLOCK_SKEW).timestamp(), (now - RECENT_WINDOW).timestamp()
+    out: dict[str, dict[str, Any]] = {}
+    for n, user in enumerate(user_ids):
+        row = {name: values[name][n] for name in names}
+        for name in recent:
+            if not oldest <= values[f"{name}__ts"][n] <= newest:
+                row[name] = None
+        out[user] = row
+    return out
 
 
 def recommend(

@@ -21,7 +21,7 @@ import pytest
 
 from ml.history import history_end
 from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig, batch
-from ml.recommend.serving import MODEL_PATH_BUSY, MODEL_WORKERS, SESSION_BOOST
+from ml.recommend.serving import MODEL_PATH_BUSY, MODEL_WORKERS, RECENT_VIEW, SESSION_BOOST, user_features_at
 from tailor.settings import Settings
 from tests.conftest import copy_home, tailor_cli
 
@@ -257,9 +257,14 @@ def test_served_features_equal_feasts_for_the_same_moment(built: Settings, recom
     now = datetime.now(UTC)
     assert recommender.candidates is not None
     proposed = recommender.candidates.candidates([user]).head(40)
-    served = recommender.feature_rows(recommender._user_features(user), proposed, "home", now)
+    served = recommender.feature_rows(recommender._user_features(user, now), proposed, "home", now)
     rows = [{"user_id": user, "content_id": c, "request_at": now} for c in proposed["content_id"]]
     feast = online_features(recommender.store, rows, "ranker_v1")
+    # Where Feast's status says the streamed window is stale, the page uses what a training set has there: nulls.
+    stale = feast["status"].str.contains(RECENT_VIEW)
+    for name in (f.name for f in recommender.store.get_feature_view(RECENT_VIEW).features):
+        if name in feast.columns:
+            feast[name] = feast[name].astype(object).where(~stale, None)
     compared = [c for c in feast.columns if c not in ("user_id", "content_id", "status", "request_at")]
     assert set(compared) <= set(served.columns) | {"published_at"}
     for column in compared:
@@ -274,6 +279,49 @@ def test_served_features_equal_feasts_for_the_same_moment(built: Settings, recom
             assert left.tolist() == right.tolist(), column
 
 
+def test_streamed_recent_activity_counts_only_inside_its_30_minute_window(built: Settings, tmp_path: Path) -> None:
+    """Found by a new user: a click streamed, then the consumer stopped, and pages an hour later still said
+    "because you just read ..."; Feast's online read returns a row whatever its age. The page uses it from its
+    event time to 30 minutes after, else nulls (what the training set's point-in-time join has)."""
+    home = copy_home(built, tmp_path)
+    recommender = Recommender.open(home)
+    store, refs = recommender.store, recommender.user_refs
+    user = sorted(recommender.consumed)[0]
+    written = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store.write_to_online_store(
+        RECENT_VIEW,
+        pd.DataFrame(
+            {
+                "user_id": [user],
+                "event_timestamp": [pd.Timestamp(written)],
+                "impressions_30m": [4],
+                "clicks_30m": [2],
+                "views_30m": [1],
+                "conversions_30m": [0],
+                "dwell_seconds_30m": [35.0],
+                "clicked_categories_30m": [["sports", "news"]],
+                "last_clicked_category": ["sports"],
+            }
+        ),
+    )
+    names = [r.split(":")[-1] for r in refs if r.startswith(f"{RECENT_VIEW}:")]
+    other = [r.split(":")[-1] for r in refs if not r.startswith(f"{RECENT_VIEW}:")]
+    inside = user_features_at(store, refs, [user], written + timedelta(minutes=10))[user]
+    assert "clicked_categories_30m" in names and inside["clicked_categories_30m"] == ["sports", "news"]
+    assert all(inside[name] is not None for name in names)
+    # A row stamped a little after the moment still counts (the consumer stamps rows with its clock on write).
+    assert user_features_at(store, refs, [user], written - timedelta(minutes=1))[user] == inside
+    for moment in (written + timedelta(minutes=31), written - timedelta(minutes=10)):
+        outside = user_features_at(store, refs, [user], moment)[user]
+        assert all(outside[name] is None for name in names), moment
+        assert {name: outside[name] for name in other} == {name: inside[name] for name in other}
+    # And the page: a session boost and "because you just read sports" only inside the window.
+    just_read = recommender.recommend(user, k=10, now=written + timedelta(minutes=10))
+    an_hour_later = recommender.recommend(user, k=10, now=written + timedelta(hours=1))
+    assert just_read.served_by == an_hour_later.served_by == "model"
+    assert not any("just read" in item.reason for item in an_hour_later.items)
+
+
 def test_the_request_path_scores_as_the_model_does_on_feature_rows(built: Settings, recommender: Recommender) -> None:
     """The request path (generators as arrays, the compiled trees, the item half of the input built at open) gives
     the candidates and scores of the frame path every batch page uses: `CandidateSet.candidates`, `feature_rows`
@@ -283,7 +331,7 @@ def test_the_request_path_scores_as_the_model_does_on_feature_rows(built: Settin
     now = datetime.now(UTC)
     users = sorted(recommender.consumed)[:12]
     for user, surface in zip(users, ["home", "feed"] * 6, strict=True):
-        features = recommender._user_features(user)
+        features = recommender._user_features(user, now)
         index, ids, scores = recommender.model_scores(user, features, surface, now)
         rows = recommender.feature_rows(features, recommender.candidates.candidates([user]), surface, now)
         assert ids.tolist() == rows["content_id"].tolist()
@@ -327,8 +375,8 @@ def test_surface_variants_share_trees_and_equal_predict(recommender: Recommender
     ]
     assert any(splits), "no tree reads the surface: the variants would not differ"
     users = sorted(recommender.consumed)[:6]
-    features = batch._user_features(recommender, users)
     now = datetime.now(UTC)
+    features = batch._user_features(recommender, users, now)
     rows = pd.concat(
         recommender.feature_rows(features[u], group, "home", now)
         for u, group in recommender.candidates.candidates(users).groupby("user_id", sort=False)
@@ -347,11 +395,11 @@ def test_batch_rankings_boost_a_session_click_as_the_frame_path_does(recommender
     does (no served-home user has one: it is given here), and without a compiled champion the batch pages come
     from frames."""
     users = sorted(recommender.consumed)[:40]
-    features = batch._user_features(recommender, users)
+    now = datetime.now(UTC)
+    features = batch._user_features(recommender, users, now)
     clicked = recommender.catalog.category_names[:2]
     for user in users[::2]:
         features[user] = {**features[user], "clicked_categories_30m": list(clicked)}
-    now = datetime.now(UTC)
     fast = recommender.rank_users(users, features, ("home", "feed"), now)
     reference = batch._frame_rankings(recommender, users, features, ("home", "feed"), now)
     assert fast.keys() == reference.keys() and len(fast) == 2 * len(users)
@@ -360,7 +408,7 @@ def test_batch_rankings_boost_a_session_click_as_the_frame_path_does(recommender
         pd.testing.assert_series_equal(
             pd.Series(ranked.scores), pd.Series(reference[key].scores), rtol=1e-12, atol=0, obj=str(key)
         )
-    plain = recommender.rank_users(users, batch._user_features(recommender, users), ("home",), now)
+    plain = recommender.rank_users(users, batch._user_features(recommender, users, now), ("home",), now)
     changed = [u for u in users[::2] if list(plain[(u, "home")].scores) != list(fast[(u, "home")].scores)]
     assert len(changed) >= 0.8 * len(users[::2])  # the boost was applied (to users with candidates in them)
     inputs = recommender._inputs
