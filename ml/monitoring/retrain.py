@@ -168,7 +168,7 @@ def decide_retrain(
             RetrainReason(
                 "new_days",
                 f"{len(unseen)} labelled day(s) after version {newest.version}'s test window "
-                f"({unseen[0]}..{unseen[-1]}; limit {policy.new_days})",
+                f"({_days_text(unseen)}; limit {policy.new_days})",
             )
         )
     key = f"retrain-after-v{newest.version}-through-{unseen[-1]}"
@@ -205,3 +205,9 @@ def labelled_days(training_set: Path) -> list[date]:
     column = pq.read_table(training_set, columns=["event_timestamp"]).column("event_timestamp")
     days = pc.unique(pc.cast(column, "date32")).to_pylist()
     return sorted(d for d in days if d is not None)
+
+
+def _days_text(days: Sequence[date]) -> str:
+    """Days as a reader takes them: ``2026-02-02`` for one, ``2026-02-02 to 2026-02-03`` (both included) for more.
+    Not ``a..b``: in a version's ``test_window`` tag that form excludes its end day."""
+    return str(days[0]) if len(days) == 1 else f"{days[0]} to {days[-1]}"

@@ -58,6 +58,8 @@ HOLDOUT_WEIGHTS = (0.1, 0.9)
 CANDIDATES_FILE = "candidates.pkl"
 BATCH_FILE = "batch_recommendations.parquet"
 CACHED_PARTS = ("content_ids", "scores", "slot_kinds", "reasons", "propensities")
+#: Items on each batch page (`ml.recommend.batch`), the most a cached page can serve.
+CACHED_PAGE_K = 10
 #: The fallback reason of a user the history knows nothing of (`Recommender.has_history`).
 COLD_START = "cold start: no history for this user"
 MAX_ID_LENGTH = 128
@@ -528,7 +530,12 @@ class Recommender:
         """Why a page differs from what its caller may expect: fewer than k items, or no explore slot."""
         notes = []
         rules = self.config.rules
-        if len(items) < k:
+        if len(items) < k and served == "cached":
+            notes.append(
+                f"{len(items)} of the {k} items asked for: the cached page holds no more (the batch writes "
+                f"pages of {CACHED_PAGE_K}, less what the user consumed since or what was not yet published)"
+            )
+        elif len(items) < k:
             notes.append(
                 f"{len(items)} of the {k} items asked for: the page rules allow no more (at most "
                 f"{rules.max_per_category} per category, never an item the user already consumed)"

@@ -142,6 +142,10 @@ def test_the_cached_page_leaves_out_items_published_after_its_time_and_names_its
     # The version that scored the page, even after another version became champion.
     slow.model_version = "999"
     assert slow.recommend(user, k=10, surface="feed").model_version == str(cached["model_version"].iloc[0])
+    # More than a cached page holds: the note names that limit, not the page rules.
+    many = slow.recommend(user, k=30, surface="feed")
+    assert many.served_by == "cached" and len(many.items) <= 10
+    assert any("the cached page holds no more" in note for note in many.notes), many.notes
 
 
 def test_a_cold_start_user_gets_the_popular_page_not_a_cached_one(built: Settings, pages: pd.DataFrame) -> None:

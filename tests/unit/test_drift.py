@@ -228,7 +228,7 @@ def test_retrain_rule() -> None:
     more = _days(date(2026, 1, 20), date(2026, 2, 10))
     fresh = decide_retrain(champion, champion, more, [], policy)
     assert [r.kind for r in fresh.reasons] == ["new_days"] and fresh.new_days_left == 0
-    assert "3 labelled day(s) after version 4's test window (2026-02-08..2026-02-10; limit 3)" in fresh.note
+    assert "3 labelled day(s) after version 4's test window (2026-02-08 to 2026-02-10; limit 3)" in fresh.note
     every = decide_retrain(old, old, more, [failed], policy)
     assert [r.kind for r in every.reasons] == ["drift", "age", "new_days"]
     assert every.run_key == "retrain-after-v4-through-2026-02-10"  # one request per newest version and day

@@ -483,7 +483,7 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     import duckdb
 
     from ml.recommend.batch import write_batch
-    from ml.recommend.serving import Recommender
+    from ml.recommend.serving import CACHED_PAGE_K, Recommender
 
     recommender = Recommender.open(settings)
     # Aggregates over the published impressions, not the whole history in memory (10M events: gigabytes).
@@ -491,7 +491,7 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     if end is None:
         raise dg.Failure(description="no impressions are published yet: land events and build the warehouse first")
     users = active_users(settings.marts_dir, end, ACTIVE_DAYS)
-    summary = write_batch(recommender, users, k=10, now=(end + pd.Timedelta(seconds=1)).to_pydatetime())
+    summary = write_batch(recommender, users, k=CACHED_PAGE_K, now=(end + pd.Timedelta(seconds=1)).to_pydatetime())
     if settings.engine == "duckdb":  # on Spark the Parquet file is the output (a Spark table would need a Spark job)
         with duckdb.connect(str(settings.warehouse)) as con:
             con.execute("create schema if not exists marts")
