@@ -122,7 +122,8 @@ def test_retrain_sensor_asks_once_per_new_day_and_says_why(
     _training_days(settings, date(2026, 1, 1), date(2026, 1, 24))  # three days after version 2's test window
     [fresh] = tick(drifted.cursor).run_requests
     assert fresh.tags[REASONS_TAG] == "new_days" and fresh.run_key == "retrain-after-v2-through-2026-01-24"
-    assert "3 labelled day(s) after version 2's test window (2026-01-22 to 2026-01-24; limit 3)" in fresh.tags[DETAIL_TAG]
+    detail = fresh.tags[DETAIL_TAG]
+    assert "3 labelled day(s) after version 2's test window (2026-01-22 to 2026-01-24; limit 3)" in detail
 
     monkeypatch.setenv("TAILOR_RETRAIN_MAX_AGE_DAYS", "0")
     monkeypatch.setenv("TAILOR_RETRAIN_NEW_DAYS", "5")

@@ -9,12 +9,13 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from ml.registry import PromotionRefused, Registry, RegistryError, decide, gate
+from ml.registry import ModelVersion, Promotion, PromotionRefused, Registry, RegistryError, decide, gate
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -93,26 +94,46 @@ def _metrics(
     }
 
 
+FIRST_WINDOW, SECOND_WINDOW = "2026-01-14..2026-01-17", "2026-01-18..2026-01-21"
+
+
+def _champion_then_challenger(
+    registry: Registry,
+    first: tuple[float, float, float],
+    second: tuple[float, float, float],
+    champion_rescored: tuple[float, float],
+    params: dict[str, Any] | None = None,
+) -> tuple[ModelVersion, ModelVersion, Promotion]:
+    """v1 registered and promoted (no champion before), then v2 judged against v1 re-scored on v2's window (the
+    decision is returned). Each version's numbers are (AUC, log loss, NDCG@k); ``champion_rescored`` is v1's
+    (log loss, NDCG@k) on v2's window."""
+    one = registry.log(
+        {"v": 1}, _metrics(first[0], first[1], first[2], 0.11), params or {}, {"test_window": FIRST_WINDOW}, {}
+    )
+    registry.record_decision(one.version, decide({"log_loss": first[1], "ndcg_at_k": first[2]}, None))
+    two = registry.log(
+        {"v": 2}, _metrics(second[0], second[1], second[2], 0.108), params or {}, {"test_window": SECOND_WINDOW}, {}
+    )
+    decision = decide(
+        {"log_loss": second[1], "ndcg_at_k": second[2]},
+        {"log_loss": champion_rescored[0], "ndcg_at_k": champion_rescored[1]},
+        window=SECOND_WINDOW,
+        champion_version=one.version,
+        champion_window=FIRST_WINDOW,
+    )
+    registry.record_decision(two.version, decision)
+    return one, two, decision
+
+
 def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Settings) -> None:
     """The list metric is judged against logged clicks, where popularity wins by construction: the table says so and
     which numbers the gate uses; a promotion reason quotes both versions on the challenger's window, named."""
     registry = Registry(settings.models_dir)
-    params = {"config.ranking_k": 10}
-    first = registry.log(
-        {"v": 1}, _metrics(0.74, 0.260, 0.09, 0.11), params, {"test_window": "2026-01-14..2026-01-17"}, {}
-    )
-    registry.record_decision(first.version, decide({"log_loss": 0.260, "ndcg_at_k": 0.09}, None))
-    window = "2026-01-18..2026-01-21"
-    second = registry.log({"v": 2}, _metrics(0.76, 0.252, 0.097, 0.108), params, {"test_window": window}, {})
     # The champion re-scored on the second version's window: not its own row's numbers.
-    decision = decide(
-        {"log_loss": 0.252, "ndcg_at_k": 0.097},
-        {"log_loss": 0.255, "ndcg_at_k": 0.094},
-        window=window,
-        champion_version=first.version,
-        champion_window="2026-01-14..2026-01-17",
+    first, second, _ = _champion_then_challenger(
+        registry, (0.74, 0.260, 0.09), (0.76, 0.252, 0.097), (0.255, 0.094), {"config.ranking_k": 10}
     )
-    registry.record_decision(second.version, decision)
+    window = SECOND_WINDOW
     runner = CliRunner()
 
     listed = runner.invoke(main, ["models"])
@@ -154,20 +175,10 @@ def test_a_promotion_by_hand_keeps_the_automatic_decision_and_adds_who_when_and_
     """The trial: `promote 1` then `promote 2` left v2's record as "promoted by hand" only, its automatic decision
     (the comparison on the challenger's window) gone. Now the decision stays and each promotion by hand is added."""
     registry = Registry(settings.models_dir)
-    first = registry.log(
-        {"v": 1}, _metrics(0.79, 0.20548, 0.09, 0.11), {}, {"test_window": "2026-01-14..2026-01-17"}, {}
+    first, second, automatic = _champion_then_challenger(
+        registry, (0.79, 0.20548, 0.09), (0.80, 0.20516, 0.09), (0.20548, 0.09)
     )
-    registry.record_decision(first.version, decide({"log_loss": 0.20548, "ndcg_at_k": 0.09}, None))
-    window = "2026-01-18..2026-01-21"
-    second = registry.log({"v": 2}, _metrics(0.80, 0.20516, 0.09, 0.11), {}, {"test_window": window}, {})
-    automatic = decide(
-        {"log_loss": 0.20516, "ndcg_at_k": 0.09},
-        {"log_loss": 0.20548, "ndcg_at_k": 0.09},
-        window=window,
-        champion_version=first.version,
-        champion_window="2026-01-14..2026-01-17",
-    )
-    registry.record_decision(second.version, automatic)
+    window = SECOND_WINDOW
     runner = CliRunner()
     started = datetime.now(UTC).replace(microsecond=0)
 
