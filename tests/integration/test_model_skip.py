@@ -79,7 +79,9 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         assert _versions(home) == trained  # no new version registered
         ranker_meta = again["ml/ranker"]
         assert ranker_meta["action"] == "up to date"
-        assert ranker_meta["reason"] == f"unchanged, version {newest} kept"
+        not_serving = " (not promoted when trained: it does not serve)"
+        serves = first["ml/ranker"].get("promoted") is not False  # absent: the champion was kept, not trained
+        assert ranker_meta["reason"] == f"unchanged, version {newest} kept" + ("" if serves else not_serving)
         assert ranker_meta["version"] == newest and ranker_meta["trained"] is False and ranker_meta["kept"] is True
         assert ranker_meta["auc"] == first["ml/ranker"]["auc"]  # the kept version's numbers
         # The ranker's checks judge the version a run trained, else the champion that serves (not, run after run,

@@ -143,7 +143,9 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         assert recorded is not None
         values = recorded.values
         if values.get("version") is not None:
-            kept = f"unchanged, version {values['version']} kept"
+            # The last version trained, which is not the one that serves when it was not promoted.
+            serves = "" if values.get("promoted") is not False else " (not promoted when trained: it does not serve)"
+            kept = f"unchanged, version {values['version']} kept{serves}"
             return _kept(context, recorded, inputs, kept, {"trained": False, "kept": True})
         if values.get("trained") is False:
             return _kept(context, recorded, inputs, f"unchanged, still no ranker: {values.get('reason', '')}")
