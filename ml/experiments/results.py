@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ml.experiments.analysis import RESULT_COLUMNS, analyze, analyze_daily
 
@@ -77,4 +78,7 @@ def read_results(marts_dir: Path) -> pd.DataFrame:
     path = marts_dir / f"{RESULTS}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"no experiment results in {marts_dir}: run `tailor run` first")
-    return pd.read_parquet(path)
+    # One thread: the table is small, and a command that only reads it (`tailor experiments`) then never starts
+    # Arrow's CPU thread pool, whose teardown at interpreter exit sometimes aborted the process after its output
+    # was printed ("terminate called without an active exception", exit -6; apache/arrow#34314).
+    return pq.read_table(path, use_threads=False).to_pandas(use_threads=False)
