@@ -241,7 +241,7 @@ def write_batch(recommender: Recommender, user_ids: Sequence[str], k: int, now: 
 
 
 def _user_features(recommender: Recommender, users: Sequence[str], now: datetime) -> dict[str, dict[str, object]]:
-    return user_features_at(recommender.store, recommender.user_refs, users, now)
+    return user_features_at(recommender.store, recommender.user_refs, users, now, recommender.recent_window)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

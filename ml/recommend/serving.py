@@ -74,9 +74,9 @@ SESSION_BOOST = 1.5
 USER_EXTRA = ("user_category_affinity:affinity_categories", "user_category_affinity:affinity_shares")
 ITEM_EXTRA = ("content_profile:published_at", "content_profile:category")
 RECENT = ("recent_activity:clicked_categories_30m",)
-#: The streamed view whose row is a window ending at its event time (`feature_repo/recent_activity.py`, TTL 30 min).
+#: The streamed view whose row is a window ending at its event time (`feature_repo/recent_activity.py`); the
+#: window's length is the view's TTL, read from the registry (`recent_window`).
 RECENT_VIEW = "recent_activity"
-RECENT_WINDOW = timedelta(minutes=30)
 #: A streamed row may be stamped this much after the page's moment and still count: the consumer stamps rows with
 #: its own clock when it writes them, a little after the events, and a request can start just before a write.
 RECENT_CLOCK_SKEW = timedelta(minutes=5)
@@ -106,6 +106,21 @@ def service_features(store: Any, service: str) -> tuple[list[str], list[str]]:
         list(dict.fromkeys([*user_refs, *USER_EXTRA, *RECENT])),
         list(dict.fromkeys([*item_refs, *ITEM_EXTRA])),
     )
+
+
+def recent_window(store: Any) -> timedelta:
+    """How far back a `recent_activity` row reaches: the view's TTL in the registry (30 minutes in
+    feature_repo/recent_activity.py), so a change to the view changes what pages count as recent.
+
+    Raises:
+        ValueError: the view has no TTL (every row would count forever).
+    """
+    ttl = store.get_feature_view(RECENT_VIEW).ttl
+    if not ttl:
+        raise ValueError(
+            f"the feature view {RECENT_VIEW!r} has no TTL: its rows must describe a window ending at their time"
+        )
+    return ttl
 
 
 class RecommendationInputError(ValueError):
@@ -345,6 +360,8 @@ class Recommender:
         #: Why the model path is closed for every request (None: open, or no champion yet).
         self.closed_reason: str | None = None
         self.item_refs: list[str] = []
+        #: The streamed view's window (its TTL, read by `open`); rows older than this say nothing.
+        self.recent_window = timedelta(0)
         #: Test hook: called with the model's input rows (one per candidate) before scoring, e.g. to slow the
         #: model path down or count the candidates.
         self.before_scoring: Callable[[Sized], None] | None = None
@@ -432,10 +449,12 @@ class Recommender:
         content = load_content(settings.marts_dir)
         end = history_end(settings.marts_dir)
         closed: str | None = None
+        window = timedelta(0)
         user_refs: list[str] = []
         item_refs: list[str] = []
         try:
             user_refs, item_refs = service_features(store, "ranker_v1")
+            window = recent_window(store)
             catalog = _catalog(store, content, item_refs)
         except Exception as exc:  # the online store is down: serve popular pages until it answers
             from ml.features.repo import engine_mismatch
@@ -453,7 +472,7 @@ class Recommender:
         recommender = cls(
             settings, store, None, version, candidates, catalog, consumed, segment_popular, country_of, config
         )
-        recommender.user_refs, recommender.item_refs = user_refs, item_refs
+        recommender.user_refs, recommender.item_refs, recommender.recent_window = user_refs, item_refs, window
         recommender.model = model  # after the feature refs: it prepares the item half of the model's input
         recommender.closed_reason = closed
         return recommender
@@ -708,7 +727,7 @@ class Recommender:
         return pd.DataFrame(columns)
 
     def _user_features(self, user_id: str, now: datetime) -> dict[str, Any]:
-        return user_features_at(self.store, self.user_refs, [user_id], now)[user_id]
+        return user_features_at(self.store, self.user_refs, [user_id], now, self.recent_window)[user_id]
 
     # -- fallbacks --------------------------------------------------------------------------------------------
     def _cached_page(
@@ -825,16 +844,17 @@ class Recommender:
 
 
 def user_features_at(
-    store: Any, refs: Sequence[str], user_ids: Sequence[str], now: datetime
+    store: Any, refs: Sequence[str], user_ids: Sequence[str], now: datetime, window: timedelta
 ) -> dict[str, dict[str, Any]]:
     """Each user's online features (``refs`` as ``view:feature``) as a page at ``now`` may use them.
 
-    The `recent_activity` row is the 30-minute window ending at its event time. Feast's online read returns the
-    row whatever its age (the view's TTL is applied by the offline point-in-time join, not here), so a consumer
-    that stopped, or a ``now`` before the row (a page asked for inside the history), would carry clicks from
-    outside the window. Its values count only when the row's event time lies within `RECENT_WINDOW` before
-    ``now`` (or at most `RECENT_CLOCK_SKEW` after it: the consumer stamps a row with its clock when it writes it);
-    otherwise they are None, what the training set's point-in-time join gives outside the TTL.
+    The `recent_activity` row is the window ending at its event time whose length is ``window`` (the view's TTL:
+    `recent_window`). Feast's online read returns the row whatever its age (the TTL is applied by the offline
+    point-in-time join, not here), so a consumer that stopped, or a ``now`` before the row (a page asked for
+    inside the history), would carry clicks from outside the window. Its values count only when the row's event
+    time lies within ``window`` before ``now`` (or at most `RECENT_CLOCK_SKEW` after it: the consumer stamps a
+    row with its clock when it writes it); otherwise they are None, what the training set's point-in-time join
+    gives outside the TTL.
 
     Returns:
         user id -> feature name -> value.
@@ -843,7 +863,7 @@ def user_features_at(
     values = response.to_dict(include_event_timestamps=True)
     names = [ref.split(":")[-1] for ref in refs]
     recent = {ref.split(":")[-1] for ref in refs if ref.split(":")[0] == RECENT_VIEW}
-    newest, oldest = (now + RECENT_CLOCK_SKEW).timestamp(), (now - RECENT_WINDOW).timestamp()
+    newest, oldest = (now + RECENT_CLOCK_SKEW).timestamp(), (now - window).timestamp()
     out: dict[str, dict[str, Any]] = {}
     for n, user in enumerate(user_ids):
         row = {name: values[name][n] for name in names}

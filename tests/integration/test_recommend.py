@@ -21,7 +21,14 @@ import pytest
 
 from ml.history import history_end
 from ml.recommend import Recommendation, RecommendationInputError, Recommender, ServingConfig, batch
-from ml.recommend.serving import MODEL_PATH_BUSY, MODEL_WORKERS, RECENT_VIEW, SESSION_BOOST, user_features_at
+from ml.recommend.serving import (
+    MODEL_PATH_BUSY,
+    MODEL_WORKERS,
+    RECENT_VIEW,
+    SESSION_BOOST,
+    recent_window,
+    user_features_at,
+)
 from tailor.settings import Settings
 from tests.conftest import copy_home, tailor_cli
 
@@ -310,13 +317,18 @@ def test_streamed_recent_activity_counts_only_inside_its_30_minute_window(built:
     )
     names = [r.split(":")[-1] for r in refs if r.startswith(f"{RECENT_VIEW}:")]
     other = [r.split(":")[-1] for r in refs if not r.startswith(f"{RECENT_VIEW}:")]
-    inside = user_features_at(store, refs, [user], written + timedelta(minutes=10))[user]
+    # The window is the view's TTL in the registry (feature_repo/recent_activity.py), not a copy of it.
+    window = recent_window(store)
+    assert window == recommender.recent_window == timedelta(minutes=30)
+    inside = user_features_at(store, refs, [user], written + timedelta(minutes=10), window)[user]
     assert "clicked_categories_30m" in names and inside["clicked_categories_30m"] == ["sports", "news"]
     assert all(inside[name] is not None for name in names)
     # A row stamped a little after the moment still counts (the consumer stamps rows with its clock on write).
-    assert user_features_at(store, refs, [user], written - timedelta(minutes=1))[user] == inside
+    assert user_features_at(store, refs, [user], written - timedelta(minutes=1), window)[user] == inside
+    # A longer view TTL would keep the row: the check follows the registry.
+    assert user_features_at(store, refs, [user], written + timedelta(minutes=31), timedelta(hours=1))[user] == inside
     for moment in (written + timedelta(minutes=31), written - timedelta(minutes=10)):
-        outside = user_features_at(store, refs, [user], moment)[user]
+        outside = user_features_at(store, refs, [user], moment, window)[user]
         assert all(outside[name] is None for name in names), moment
         assert {name: outside[name] for name in other} == {name: inside[name] for name in other}
     # And the page: a session boost and "because you just read sports" only inside the window.
