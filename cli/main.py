@@ -41,6 +41,15 @@ def main() -> None:
     published marts and the Dagster instance.
     """
     disable_telemetry()
+    import os
+
+    from tailor.environment import flag_warnings, unknown_variables
+
+    for message in [
+        *unknown_variables(os.environ),
+        *flag_warnings(os.environ),
+    ]:  # a misspelled setting would otherwise fall back silently
+        err.print(f"Warning: {message}", highlight=False)
     # sqlglot (which Feast's ibis and dagster-dbt import) warns once at import that its Rust tokenizer, sqlglotrs,
     # is deprecated; Feast has by then put a "once" filter for every DeprecationWarning in front of ours, so the
     # notice reached every `tailor recommend`. The module only warns (0.5 ms): imported here, quietly, it is done.

@@ -31,6 +31,8 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
+from tailor.environment import flag
+
 #: Set to 1 (or true/yes/on) to keep typeguard's checks in Feast.
 KEEP_ENV = "TAILOR_FEAST_TYPECHECKS"
 _MARK = "_tailor_skips_feast"
@@ -38,7 +40,7 @@ _MARK = "_tailor_skips_feast"
 
 def feast_typechecks_kept() -> bool:
     """True when ``TAILOR_FEAST_TYPECHECKS`` asks to keep Feast's typeguard checks."""
-    return os.environ.get(KEEP_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return flag(os.environ, KEEP_ENV)
 
 
 def skip_feast_typechecks() -> bool:

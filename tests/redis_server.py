@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tailor.environment import flag
+
 INSTALL_HINT = "redis-server is not installed: run `apt-get install -y redis-server` (as root), then rerun the tests."
 
 
@@ -25,7 +27,7 @@ def redis_server_binary() -> str | None:
 
 def services_required() -> bool:
     """CI sets TAILOR_REQUIRE_SERVICES=1: there a missing service fails the run instead of skipping tests."""
-    return os.environ.get("TAILOR_REQUIRE_SERVICES", "") == "1"
+    return flag(os.environ, "TAILOR_REQUIRE_SERVICES")
 
 
 def _free_port() -> int:
