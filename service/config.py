@@ -90,7 +90,7 @@ class ServiceConfig:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         budget = env.get("TAILOR_RECOMMEND_BUDGET_MS")
-        if budget is not None:
+        if budget is not None and budget.strip():
             values["budget_ms"] = _number("TAILOR_RECOMMEND_BUDGET_MS", budget, float)
         for name, kind in (
             ("deadline_ms", float),

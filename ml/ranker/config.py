@@ -75,7 +75,7 @@ class RankerConfig:
             ("seed", int),
         ):
             raw = env.get(f"TAILOR_RANKER_{name.upper()}")
-            if raw is None:
+            if raw is None or not raw.strip():  # empty: the default
                 continue
             try:
                 changes[name] = kind(raw)

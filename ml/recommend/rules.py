@@ -53,7 +53,7 @@ class PageRules:
         changes = {}
         for name in ("max_per_category", "max_personalized", "explore_slots", "explore_position", "explore_pool"):
             raw = env.get(f"TAILOR_RECOMMEND_{name.upper()}")
-            if raw is not None:
+            if raw is not None and raw.strip():  # empty: the default
                 try:
                     changes[name] = int(raw)
                 except ValueError:

@@ -139,7 +139,7 @@ class ServingConfig:
         env = os.environ if env is None else env
         raw = env.get("TAILOR_RECOMMEND_BUDGET_MS")
         try:
-            budget = float(raw) if raw is not None else 50.0
+            budget = float(raw) if raw is not None and raw.strip() else 50.0
         except ValueError:
             budget = math.nan
         if not (math.isfinite(budget) and budget > 0):

@@ -46,8 +46,8 @@ def dbt_target_refusal(env: Mapping[str, str] | None = None) -> str | None:
     """
     import yaml
 
-    target = (os.environ if env is None else env).get("TAILOR_DBT_TARGET")
-    if target is None:
+    target = (os.environ if env is None else env).get("TAILOR_DBT_TARGET", "").strip()
+    if not target:  # unset or empty: TAILOR_ENGINE's target (dbt_project/profiles.yml)
         return None
     profiles = DBT_PROJECT_DIR / "profiles.yml"
     outputs = sorted((yaml.safe_load(profiles.read_text()).get("tailor") or {}).get("outputs") or {})

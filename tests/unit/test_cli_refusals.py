@@ -70,6 +70,7 @@ def test_an_unknown_dbt_target_is_refused_with_the_profiles_targets(settings: Se
     from orchestration.lib.engine_support import dbt_target_refusal
 
     assert dbt_target_refusal({}) is None and dbt_target_refusal({"TAILOR_DBT_TARGET": "local"}) is None
+    assert dbt_target_refusal({"TAILOR_DBT_TARGET": ""}) is None  # empty: TAILOR_ENGINE's target
 
 
 def test_an_empty_tailor_home_means_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

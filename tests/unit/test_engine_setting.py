@@ -74,6 +74,8 @@ def test_the_profile_target_follows_the_engine() -> None:
     assert _profile_target({"TAILOR_ENGINE": "spark"}) == "spark" and profile["spark"]["type"] == "spark"
     # A team's own target, named directly, wins.
     assert _profile_target({"TAILOR_ENGINE": "spark", "TAILOR_DBT_TARGET": "prod"}) == "prod"
+    # Empty means unset, as for every setting (docs/configuration.md).
+    assert _profile_target({"TAILOR_ENGINE": "spark", "TAILOR_DBT_TARGET": " "}) == "spark"
     parameters = profile["spark"]["server_side_parameters"]
     assert parameters["spark.sql.session.timeZone"] == "UTC"
     assert "TAILOR_HOME" in parameters["spark.sql.warehouse.dir"]

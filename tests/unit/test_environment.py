@@ -13,8 +13,9 @@ import pytest
 from ml.monitoring.config import DriftConfig, RetrainPolicy
 from ml.ranker.config import RankerConfig
 from ml.recommend.rules import PageRules
+from ml.recommend.serving import ServingConfig
 from service.config import ServiceConfig
-from tailor.environment import FAMILIES, FLAGS, KNOWN, SINGLE, flag, flag_warnings, unknown_variables
+from tailor.environment import FAMILIES, FLAGS, KNOWN, PREFIX, SINGLE, flag, flag_warnings, unknown_variables
 from tailor.settings import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -69,6 +70,19 @@ def test_each_family_field_is_read_by_its_configuration() -> None:
             name = family + field.upper()
             with pytest.raises(ValueError, match=name):
                 read({name: "lots"})
+
+
+def test_an_empty_value_means_the_default() -> None:
+    """As for TAILOR_HOME: `VAR= tailor run` is how a shell unsets a setting for one command."""
+    env = {
+        f"TAILOR_{family[len(PREFIX) :]}{field.upper()}": "" for family, fields in FAMILIES.items() for field in fields
+    }
+    assert RankerConfig.from_env(env) == RankerConfig()
+    assert DriftConfig.from_env(env) == DriftConfig()
+    assert RetrainPolicy.from_env(env) == RetrainPolicy()
+    assert PageRules.from_env(env) == PageRules()
+    assert ServingConfig.from_env(env) == ServingConfig()
+    assert ServiceConfig.from_env(env) == ServiceConfig(stream_url=ServiceConfig().stream_url)
 
 
 def test_the_configuration_page_lists_every_setting() -> None:
