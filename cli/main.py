@@ -137,6 +137,8 @@ def generate(
     except ValueError as exc:
         fail(str(exc))
     _refuse_mixing_histories(settings, target, config.to_dict())
+    if overwrite and _kept_continued_history(settings, target, config, as_json):
+        return
     _refuse_before_simulating(target, overwrite)
     with Progress(
         TextColumn("simulating"),
@@ -215,11 +217,48 @@ def _refuse_before_simulating(target: Path, overwrite: bool) -> None:
         fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
 
 
+def _kept_continued_history(settings: Settings, target: Path, config: Any, as_json: bool) -> bool:
+    """With --overwrite, keep (and say so) a simulation of this same world that was continued and whose continued
+    days have landed (a second `make demo` on a home that `--continue` extended).
+
+    Generating it again would write the same files for its first days (same world, same seed: landing them again
+    changes nothing) and rewind its state to their last day, after which `--continue` could add no day
+    (`_refuse_replaying_landed_days`). Keeping it loses nothing. Returns whether it was kept.
+    """
+    from tailor.ingest.landed_days import newest_landed_day
+
+    truth = target / "_truth" / "truth.json"
+    if not truth.is_file():
+        return False
+    doc = json.loads(truth.read_text())
+    same_world = doc.get("config") == json.loads(json.dumps(config.to_dict(), default=str))
+    if not doc.get("continuations") or not same_world:
+        return False
+    end = config.end_date
+    landed = newest_landed_day(settings, target, end + timedelta(days=1))
+    if landed is None:
+        return False
+    continued_to = doc["continuations"][-1]["end_date"]
+    message = (
+        f"Kept the simulation in {target}: it is this same history ({config.users:,} users from {config.start_date}, "
+        f"seed {config.seed}), continued to {continued_to}, and its days up to {landed} have landed in "
+        f"{settings.home}. Generating it again would write the same files for its first {config.days} days and "
+        f"rewind it to {end}, after which `tailor generate --continue` could add no day. Nothing was written: "
+        "`tailor generate --continue --days N` adds days; to start over, use an empty home (a new TAILOR_HOME)."
+    )
+    if as_json:
+        emit_json({"kept": True, "out": str(target), "continued_to": continued_to, "message": message})
+    else:
+        out.print(message, highlight=False)
+    return True
+
+
 def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
     """Refuse a continuation whose first day has landed already, before anything is simulated.
 
-    That happens when the simulation was generated again from scratch (`make demo`, `--overwrite`) after an earlier
-    continuation had landed: its state is back at the first run's last day. Its files for the landed days would be
+    That happens when the simulation was generated again from scratch after an earlier continuation had landed and
+    its truth was deleted (with the truth, `_kept_continued_history` keeps it instead): its state is back at the
+    first run's last day. Its files for the landed days would be
     those already landed (same world, same seed), so `tailor run` would find nothing new while the user believes days
     were added. Refused rather than fast-forwarded: the simulator cannot know which policy and changes the landed
     days were played with, so replaying them could land a different history under the same event ids.
@@ -237,8 +276,8 @@ def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
     last = first - timedelta(days=1)
     fail(
         f"the simulation in {target} ends on {last}, but its events up to {landed} have landed in {settings.home} "
-        f"already: it was continued past {last} once and later generated again from scratch (`make demo` and "
-        f"`tailor generate --overwrite` replay only the first run's days). Continuing would play {first} again, and "
+        f"already: it was continued past {last} once and later generated again from scratch without its truth "
+        f"(_truth/), which replays only the first run's days. Continuing would play {first} again, and "
         "`tailor run` would find nothing new. To add days, start from an empty home (set TAILOR_HOME to a new "
         "folder, or delete this one) and generate, run and continue there."
     )

@@ -117,15 +117,41 @@ def _land(settings: Settings) -> None:
     assert _invoke("ingest", str(settings.inbox)).exit_code == 0
 
 
-def test_continuing_a_regenerated_simulation_refuses_days_that_have_landed(settings: Settings) -> None:
-    """`make demo` again (a fresh simulation of the first run's days) after a continuation had landed: continuing
-    would write the landed day again, and `tailor run` would find nothing new."""
+def test_generating_a_continued_history_again_keeps_it(settings: Settings) -> None:
+    """`make demo` again (`generate --overwrite` of the same world) after a continuation had landed used to rewind
+    the simulation to the first run's last day, after which `--continue` could add no day. It is kept and said."""
+    world = ("--users", "20", "--days", "3")
+    assert _invoke("generate", *world).exit_code == 0
+    _land(settings)
+    assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-08, landed
+    _land(settings)
+    truth = (settings.inbox / "_truth" / "truth.json").read_text()
+    files = sorted(p.name for p in (settings.inbox / "events").iterdir())
+    kept = _invoke("generate", *world, "--overwrite")
+    assert kept.exit_code == 0, kept.stderr
+    assert f"Kept the simulation in {settings.inbox}" in kept.stdout and "continued to 2026-01-08" in kept.stdout
+    assert "its days up to 2026-01-08 have landed" in kept.stdout
+    assert (settings.inbox / "_truth" / "truth.json").read_text() == truth
+    assert sorted(p.name for p in (settings.inbox / "events").iterdir()) == files
+    assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-09: the history goes on
+    # Another world is still refused.
+    assert "a different simulated history" in _refused(
+        _invoke("generate", "--users", "21", "--days", "3", "--overwrite")
+    )
+
+
+def test_continuing_a_rewound_simulation_refuses_days_that_have_landed(settings: Settings) -> None:
+    """A simulation generated from scratch after a continuation had landed (its truth deleted first, or rewound
+    before the rule above): continuing would write the landed day again, and `tailor run` would find nothing new."""
     world = ("--users", "20", "--days", "3")
     assert _invoke("generate", *world).exit_code == 0
     _land(settings)
     assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-08, landed
     _land(settings)
     assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-09, not landed: continues
+    import shutil
+
+    shutil.rmtree(settings.inbox / "_truth")
     assert _invoke("generate", *world, "--overwrite").exit_code == 0
     before = sorted(p.name for p in (settings.inbox / "events").iterdir())
     error = _refused(_invoke("generate", "--continue", "--days", "1"))
