@@ -61,7 +61,7 @@ CACHED_PARTS = ("content_ids", "scores", "slot_kinds", "reasons", "propensities"
 #: Items on each batch page (`ml.recommend.batch`), the most a cached page can serve.
 CACHED_PAGE_K = 10
 #: The fallback reason of a user the history knows nothing of (`Recommender.has_history`).
-COLD_START = "cold start: no history for this user"
+COLD_START = "cold start: no click or view by this user yet"
 MAX_ID_LENGTH = 128
 SURFACES = ("home", "feed")
 #: Items published within this many hours are "fresh": the exploration pool and the editorial fill.
@@ -521,11 +521,13 @@ class Recommender:
             except Exception as exc:  # the online store down, a broken model: fall back, and say why
                 reason = f"the model path failed: {type(exc).__name__}: {exc}"[:300]
         cached_version: str | None = None
+        cached_emptied = False
         # A cold-start user gets the popular page (the batch's page for them knew no more about them either).
         if items is None and not holdout and reason != COLD_START:
             items, cached_version = self._cached_page(user_id, k, surface, moment)
             if items:
                 served = "cached"
+            cached_emptied = items == []
         if not items:
             items = self._popular_page(user_id, k, surface, moment, holdout)
             served = "popular"
@@ -542,12 +544,20 @@ class Recommender:
             latency_ms=(time.perf_counter() - started) * 1000,
             generated_at=moment,
             policy="holdout" if holdout else "personalized",
-            notes=self._page_notes(items, k, served, moment),
+            notes=self._page_notes(items, k, served, moment, cached_emptied),
         )
 
-    def _page_notes(self, items: list[RecommendedItem], k: int, served: str, moment: datetime) -> list[str]:
-        """Why a page differs from what its caller may expect: fewer than k items, or no explore slot."""
+    def _page_notes(
+        self, items: list[RecommendedItem], k: int, served: str, moment: datetime, cached_emptied: bool = False
+    ) -> list[str]:
+        """Why a page differs from what its caller may expect: fewer than k items, no explore slot, or popular
+        items where a cached page was (``cached_emptied``: none of its items could be shown at ``moment``)."""
         notes = []
+        if cached_emptied:
+            notes.append(
+                f"popular items: the cached page for this user had none left to show at "
+                f"{moment.isoformat(timespec='seconds')} (each consumed since, or published after that time)"
+            )
         rules = self.config.rules
         if len(items) < k and served == "cached":
             notes.append(
@@ -735,8 +745,8 @@ class Recommender:
     ) -> tuple[list[RecommendedItem] | None, str | None]:
         """The batch page written after the last training run (Feast's `cached_recommendations` view), less what
         the user consumed since and any item published after ``now`` (a page asked for at a moment inside the
-        history), and the model version that scored it; (None, None) when there is none or the online store does
-        not answer."""
+        history), and the model version that scored it: an empty list when none of its items is left, (None, None)
+        when there is no page or the online store does not answer."""
         refs = [f"cached_recommendations:{surface}_{part}" for part in CACHED_PARTS]
         refs.append("cached_recommendations:model_version")
         try:
@@ -769,7 +779,7 @@ class Recommender:
                 category=self.catalog.category.get(str(item)),
             )
             for n, (item, score, kind, reason, propensity) in enumerate(kept, start=1)
-        ] or None, (str(version) if version else None)
+        ], (str(version) if version else None)
 
     def _popular_page(self, user_id: str, k: int, surface: str, now: datetime, holdout: bool) -> list[RecommendedItem]:
         return self.assemble(user_id, k, surface, now, Ranked([], []), holdout=True, recent=set(), user={})

@@ -146,6 +146,13 @@ def test_the_cached_page_leaves_out_items_published_after_its_time_and_names_its
     assert earlier.served_by == "cached" and earlier.items
     assert all(published[i.content_id] <= moment for i in earlier.items)
     assert [i.content_id for i in earlier.items] == [c for c in cached["content_id"] if published[c] <= moment]
+    # Before any of its items was published the cached page has nothing left: popular items, and a note says why.
+    before_all = (on_page[0] - pd.Timedelta(seconds=1)).to_pydatetime()
+    emptied = slow.recommend(user, k=10, surface="feed", now=before_all)
+    assert emptied.served_by == "popular" and emptied.fallback_reason is not None
+    assert "budget" in emptied.fallback_reason
+    assert any("the cached page for this user had none left to show" in note for note in emptied.notes)
+    assert all(published.get(i.content_id, before_all) <= before_all for i in emptied.items)
     # The version that scored the page, even after another version became champion.
     slow.model_version = "999"
     assert slow.recommend(user, k=10, surface="feed").model_version == str(cached["model_version"].iloc[0])
@@ -163,7 +170,7 @@ def test_a_cold_start_user_gets_the_popular_page_not_a_cached_one(built: Setting
     if not cold:
         pytest.skip("every user with a page has a history on this home")
     page = recommender.recommend(cold[0], k=10)
-    assert page.served_by == "popular" and page.fallback_reason == "cold start: no history for this user"
+    assert page.served_by == "popular" and page.fallback_reason == "cold start: no click or view by this user yet"
     assert page.model_version is None and {i.slot_kind for i in page.items} <= {"popular", "editorial"}
 
 

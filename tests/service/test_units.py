@@ -73,7 +73,7 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     [
         (None, "none"),
         ("holdout: this user gets the non-personalized page", "holdout"),
-        ("cold start: no history for this user", "cold_start"),
+        ("cold start: no click or view by this user yet", "cold_start"),
         ("the model path took longer than the 50 ms budget", "budget"),
         ("the request took longer than the 250 ms deadline", "deadline"),
         ("no champion model yet", "no_model"),
