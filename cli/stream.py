@@ -42,6 +42,11 @@ def _broker(url: str, stream: str, group: str) -> Broker:
             f"cannot reach Redis at {url} ({exc}). Start one (e.g. `redis-server --port 6379 --bind 127.0.0.1`), "
             "or point --redis / TAILOR_REDIS_URL at yours."
         )
+    except redis.ResponseError as exc:  # reached, but it refused the connection's setup (a database out of range)
+        fail(
+            f"Redis at {url} answered but refused the connection: {exc}. A database number must be below the "
+            "server's `databases` setting (16 by default): use e.g. /0, or point --redis / TAILOR_REDIS_URL elsewhere."
+        )
     return Broker(client, StreamConfig(stream=stream, group=group))
 
 

@@ -35,15 +35,24 @@ def check_redis_url(url: str, source: str = "TAILOR_REDIS_URL") -> str:
         RedisURLError: it has no redis://, rediss:// or unix:// scheme, or a part the client cannot read (a port
             that is not a number); the message says which value, from where, and the form expected.
     """
+    from urllib.parse import urlparse
+
     from redis.connection import parse_url
 
+    form = (
+        f"use redis://HOST:PORT/DB, e.g. {DEFAULT_REDIS_URL} (rediss:// for TLS, unix:///path/to/redis.sock for a "
+        "socket)"
+    )
     try:
         parse_url(url)
     except ValueError as exc:
+        raise RedisURLError(f"{source}={url!r} is not a Redis URL ({exc}): {form}") from None
+    # The client reads the database from the path only when it is a number and else silently uses 0.
+    path = urlparse(url).path.strip("/") if url.startswith(("redis://", "rediss://")) else ""
+    if path and not path.isdigit():
         raise RedisURLError(
-            f"{source}={url!r} is not a Redis URL ({exc}): use redis://HOST:PORT/DB, e.g. {DEFAULT_REDIS_URL} "
-            "(rediss:// for TLS, unix:///path/to/redis.sock for a socket)"
-        ) from None
+            f"{source}={url!r} names database {path!r}, which is not a database number (0, 1, ...): {form}"
+        )
     return url
 
 

@@ -44,6 +44,18 @@ def test_a_bad_redis_option_is_named_as_the_option(settings: Settings) -> None:
     assert "--redis='redis://h:abc' is not a Redis URL" in _refused(
         _invoke("stream", "status", "--redis", "redis://h:abc")
     )
+    # The client reads a database that is not a number as 0, silently: refused here.
+    error = _refused(_invoke("stream", "status", "--redis", "redis://127.0.0.1:6379/events"))
+    assert "names database 'events', which is not a database number" in error
+    error = _refused(_invoke("stream", "status", "--redis", "redis://127.0.0.1:6379/-1"))
+    assert "names database '-1', which is not a database number" in error
+
+
+def test_a_database_the_server_does_not_have_is_named_not_called_unreachable(redis_url: str) -> None:
+    """Found by a trial: /99 on a 16-database server was a traceback (ResponseError: DB index is out of range)."""
+    error = _refused(_invoke("stream", "status", "--redis", f"{redis_url}/99"))
+    assert f"Redis at {redis_url}/99 answered but refused the connection: DB index is out of range" in error
+    assert "below the server's `databases` setting" in error
 
 
 def test_tailor_serve_refuses_the_same_value_before_it_starts(settings: Settings) -> None:
