@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.console import Console
@@ -27,6 +27,9 @@ from cli.models import models
 from cli.recommend import recommend
 from tailor.contract.rules import Kind
 from tailor.settings import REPO_ROOT, Settings, disable_telemetry
+
+if TYPE_CHECKING:
+    from simulator import SimulationConfig
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
 err = Console(stderr=True, soft_wrap=True)
@@ -45,10 +48,8 @@ def main() -> None:
 
     from tailor.environment import flag_warnings, unknown_variables
 
-    for message in [
-        *unknown_variables(os.environ),
-        *flag_warnings(os.environ),
-    ]:  # a misspelled setting would otherwise fall back silently
+    # A misspelled setting would otherwise fall back to its default silently.
+    for message in unknown_variables(os.environ) + flag_warnings(os.environ):
         err.print(f"Warning: {message}", highlight=False)
     # sqlglot (which Feast's ibis and dagster-dbt import) warns once at import that its Rust tokenizer, sqlglotrs,
     # is deprecated; Feast has by then put a "once" filter for every DeprecationWarning in front of ours, so the
@@ -217,7 +218,7 @@ def _refuse_before_simulating(target: Path, overwrite: bool) -> None:
         fail(f"{target} already holds simulator output. Pass --overwrite to replace it, or choose another --out.")
 
 
-def _kept_continued_history(settings: Settings, target: Path, config: Any, as_json: bool) -> bool:
+def _kept_continued_history(settings: Settings, target: Path, config: SimulationConfig, as_json: bool) -> bool:
     """With --overwrite, keep (and say so) a simulation of this same world that was continued and whose continued
     days have landed (a second `make demo` on a home that `--continue` extended).
 
@@ -231,8 +232,7 @@ def _kept_continued_history(settings: Settings, target: Path, config: Any, as_js
     if not truth.is_file():
         return False
     doc = json.loads(truth.read_text())
-    same_world = doc.get("config") == json.loads(json.dumps(config.to_dict(), default=str))
-    if not doc.get("continuations") or not same_world:
+    if not doc.get("continuations") or not _same_world(doc, config.to_dict()):
         return False
     end = config.end_date
     landed = newest_landed_day(settings, target, end + timedelta(days=1))
@@ -258,10 +258,10 @@ def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
 
     That happens when the simulation was generated again from scratch after an earlier continuation had landed and
     its truth was deleted (with the truth, `_kept_continued_history` keeps it instead): its state is back at the
-    first run's last day. Its files for the landed days would be
-    those already landed (same world, same seed), so `tailor run` would find nothing new while the user believes days
-    were added. Refused rather than fast-forwarded: the simulator cannot know which policy and changes the landed
-    days were played with, so replaying them could land a different history under the same event ids.
+    first run's last day. Its files for the landed days would be those already landed (same world, same seed), so
+    `tailor run` would find nothing new while the user believes days were added. Refused rather than fast-forwarded:
+    the simulator cannot know which policy and changes the landed days were played with, so replaying them could
+    land a different history under the same event ids.
     """
     from simulator.runner import next_date
     from tailor.ingest.landed_days import newest_landed_day
@@ -283,6 +283,11 @@ def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
     )
 
 
+def _same_world(truth: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a simulation's truth.json records ``config`` (`SimulationConfig.to_dict`; dates as the JSON has them)."""
+    return bool(truth.get("config") == json.loads(json.dumps(config, default=str)))
+
+
 def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str, Any]) -> None:
     """Refuse to put a different simulation into an inbox whose earlier one has already been landed.
 
@@ -292,7 +297,7 @@ def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str,
     old_truth = target / "_truth" / "truth.json"
     if target != settings.inbox or not old_truth.exists() or not _events_landed(settings):
         return
-    if json.loads(old_truth.read_text()).get("config") != json.loads(json.dumps(config, default=str)):
+    if not _same_world(json.loads(old_truth.read_text()), config):
         fail(
             f"{settings.home} already holds a different simulated history. Start from an empty home "
             f"(delete {settings.home}, or set TAILOR_HOME=<new folder>), or write elsewhere with --out."
