@@ -216,6 +216,9 @@ def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: boo
     broker = _broker(redis_url, stream, group)
     if do_replay:
         replayed, still_dead = replay(broker)
+        if as_json:
+            emit_json({"replayed": replayed, "still_dead": [d.as_dict() for d in still_dead]})
+            return
         click.echo(f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead")
         return
     letters = dead_letters(broker)

@@ -449,3 +449,30 @@ def test_the_commands_say_how_to_start_redis_when_it_is_not_running() -> None:
     result = CliRunner().invoke(stream_cli, ["status", "--redis", "redis://127.0.0.1:1/0"])
     assert result.exit_code == 1
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.output and "redis-server --port" in result.output
+
+
+def _cli(broker: Broker, *args: str, stdin: bytes | None = None) -> Any:
+    return CliRunner().invoke(
+        stream_cli, [*args, "--redis", _url(broker), "--stream", broker.config.stream], input=stdin
+    )
+
+
+def test_every_stream_command_prints_only_json_on_stdout_under_json(broker: Broker, tmp_path: Path) -> None:
+    good = _events(f"u-json-{next(_names)}", "ic", datetime.now(UTC), "j")
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in good))
+    assert json.loads(_cli(broker, "publish", str(path), "--json").stdout) == {"published": 2, "rejected": []}
+    assert json.loads(_cli(broker, "status", "--json").stdout)["length"] == 2
+    assert json.loads(_cli(broker, "dead-letters", "--json").stdout) == []
+
+    # Two dead letters: one the contract now accepts, one it still refuses.
+    bad = {**good[1], "event_id": "still-bad", "event_type": "teleport"}
+    for text in (json.dumps({**good[0], "event_id": "fixed"}), json.dumps(bad)):
+        entry = broker.r.xadd(broker.config.stream, {"event": text})
+        broker.r.xadd(broker.config.dead_letters, {"source_id": entry, "event": text, "reason": "x", "deliveries": "1"})
+    replayed = _cli(broker, "dead-letters", "--replay", "--json")
+    assert replayed.exit_code == 0, replayed.output
+    data = json.loads(replayed.stdout)
+    assert data["replayed"] == 1
+    assert [json.loads(d["event"])["event_id"] for d in data["still_dead"]] == ["still-bad"]
+    assert broker.r.xlen(broker.config.dead_letters) == 1
