@@ -108,10 +108,15 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         if len(report.rejected) > 50:
             click.echo(f"  ... and {len(report.rejected) - 50:,} more (use --json for all)", err=True)
     if report.rejected:
+        valid = (
+            f"the {len(report.published):,} valid ones were"
+            if report.published
+            else "none of the input was valid, so nothing was published"
+        )
         fail(
             f"{len(report.rejected):,} events break the event contract (tailor/contract/event.schema.json) and were "
-            f"not published; the {len(report.published):,} valid ones were. Fix the refused lines and publish "
-            "them again (an event published twice is counted once).",
+            f"not published; {valid}. Fix the refused lines and publish them again (an event published twice is "
+            "counted once).",
             data=report.as_dict(),
         )
 
@@ -177,7 +182,7 @@ def consume(
         catalog=Catalog(load_settings().marts_dir / "dim_content.parquet"),
         batch_size=batch_size,
     )
-    click.echo(f"consuming {stream} as {consumer} in group {group} (Ctrl-C to stop)", err=True)
+    click.echo(f"consuming {stream} as {consumer} in group {group}{'' if once else ' (Ctrl-C to stop)'}", err=True)
     try:
         stats = worker.run(until_idle=0 if once else max_idle, should_stop=lambda: bool(stopping))
     except StreamBusy as exc:

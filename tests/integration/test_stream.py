@@ -476,3 +476,21 @@ def test_every_stream_command_prints_only_json_on_stdout_under_json(broker: Brok
     assert data["replayed"] == 1
     assert [json.loads(d["event"])["event_id"] for d in data["still_dead"]] == ["still-bad"]
     assert broker.r.xlen(broker.config.dead_letters) == 1
+
+
+def test_publish_says_nothing_of_valid_events_when_none_was_valid(broker: Broker, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"event_type": "teleport"}\n{not json\n')
+    result = _cli(broker, "publish", str(path))
+    assert result.exit_code == 1
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert "2 events break the event contract" in error and "valid ones" not in error
+    assert "none of the input was valid" in error
+
+
+def test_consume_once_does_not_tell_to_press_ctrl_c(sqlite_repo: Path, broker: Broker, home: Path) -> None:
+    env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(home)}
+    args = [TAILOR, "stream", "consume", "--redis", _url(broker), "--stream", broker.config.stream, "--once"]
+    done = subprocess.run([*args, "--repo", str(sqlite_repo)], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"consuming {broker.config.stream} as " in done.stderr and "Ctrl-C" not in done.stderr
