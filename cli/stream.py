@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -73,17 +73,60 @@ def stream() -> None:
     """
 
 
-def _lines(paths: tuple[Path, ...]) -> Iterator[str]:
-    sources = paths or (Path("-"),)
-    for path in sources:
-        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+class _NotText(Exception):
+    """A line of the input is not UTF-8 text (a binary file, or text in another encoding)."""
+
+    def __init__(self, source: str, line: int, error: UnicodeDecodeError) -> None:
+        super().__init__(f"{source}: line {line} is not UTF-8 text ({error.reason} at byte {error.start} of the line)")
+
+
+def _text_lines(handle: BinaryIO, source: str) -> Iterator[str]:
+    """The non-blank lines of ``handle``, stripped, decoded as UTF-8.
+
+    Raises:
+        _NotText: a line is not UTF-8, naming the source and the line number.
+    """
+    for number, raw in enumerate(handle, start=1):
         try:
-            for line in handle:
-                if line.strip():
-                    yield line.strip()
-        finally:
-            if handle is not sys.stdin:
-                handle.close()
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise _NotText(source, number, exc) from None
+        if line:
+            yield line
+
+
+def _check_text(paths: tuple[Path, ...]) -> None:
+    """Read every file through before anything is published, so a file that is not text costs nothing.
+
+    Raises:
+        _NotText: the first line of a file that is not UTF-8.
+    """
+    for path in paths:
+        if str(path) != "-":
+            with path.open("rb") as handle:
+                for _ in _text_lines(handle, str(path)):
+                    pass
+
+
+def _lines(paths: tuple[Path, ...], broken: list[_NotText]) -> Iterator[str]:
+    """The events' lines of the files (stdin for none or `-`); stops at a line that is not UTF-8 (only stdin's
+    can be one after `_check_text`) and appends its error to ``broken``, so the lines before it are still
+    published and counted."""
+    try:
+        for path in paths or (Path("-"),):
+            if str(path) == "-":
+                yield from _text_lines(sys.stdin.buffer, "stdin")
+            else:
+                with path.open("rb") as handle:
+                    yield from _text_lines(handle, str(path))
+    except _NotText as exc:
+        broken.append(exc)
+
+
+_TEXT_HINT = (
+    "Events are published from JSON Lines: one JSON event per line, in UTF-8 (a binary file, e.g. an image, or "
+    "text in another encoding cannot be read; convert text with e.g. `iconv -f LATIN1 -t UTF-8`)"
+)
 
 
 @stream.command()
@@ -94,11 +137,26 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
     """Append events (JSON Lines files, or stdin when no PATHS / `-`) to the stream.
 
     Each event is checked against the event contract; valid ones are appended even when others are refused.
-    Exits 1 when any event was refused, listing each with the contract's reason.
+    Exits 1 when any event was refused, listing each with the contract's reason, or when a file is not UTF-8
+    text (then nothing is published).
     """
     from tailor.stream.producer import publish as publish_events
 
-    report = publish_events(_broker(redis_url, stream, group), _lines(paths))
+    try:
+        _check_text(paths)
+    except _NotText as exc:
+        fail(f"{exc}. {_TEXT_HINT}. Nothing was published.")
+    broker = _broker(redis_url, stream, group)
+    broken: list[_NotText] = []
+    report = publish_events(broker, _lines(paths, broken))
+    if broken:  # stdin: the lines before the broken one were published
+        before = (
+            f"the {len(report.published):,} valid events before it were published (publishing them again is "
+            "harmless: an event is counted once)"
+            if report.published
+            else "nothing was published"
+        )
+        fail(f"{broken[0]}. {_TEXT_HINT}; {before}.", data=report.as_dict())
     if as_json and not report.rejected:
         emit_json(report.as_dict())
     elif not as_json:

@@ -488,6 +488,29 @@ def test_publish_says_nothing_of_valid_events_when_none_was_valid(broker: Broker
     assert "none of the input was valid" in error
 
 
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_publishing_a_binary_file_is_a_clear_error_and_publishes_nothing(
+    broker: Broker, tmp_path: Path, source: str
+) -> None:
+    good = json.dumps(_events(f"u-bin-{next(_names)}", "i", datetime.now(UTC), "b")[0]) + "\n"
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\xff\xfe"
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(png)
+    events = tmp_path / "events.jsonl"
+    events.write_text(good)
+    if source == "file":  # a good file first: nothing of it is published either
+        result = _cli(broker, "publish", str(events), str(picture))
+    else:
+        result = _cli(broker, "publish", stdin=png)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception  # a clean exit, not a traceback
+    [error] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    where = str(picture) if source == "file" else "stdin"
+    assert f"{where}: line 1 is not UTF-8 text" in error and "JSON Lines" in error
+    assert "nothing was published" in error.lower()
+    assert broker.r.xlen(broker.config.stream) == 0
+
+
 def test_consume_once_does_not_tell_to_press_ctrl_c(sqlite_repo: Path, broker: Broker, home: Path) -> None:
     env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(home)}
     args = [TAILOR, "stream", "consume", "--redis", _url(broker), "--stream", broker.config.stream, "--once"]
