@@ -1,0 +1,32 @@
+"""The drift checks' one-line verdicts say why a large PSI is no drift."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml.monitoring.config import DriftConfig
+from ml.monitoring.drift import DriftReport, FeatureDrift
+from ml.monitoring.psi import Comparison
+from orchestration.defs.ml.drift import _summary
+
+pytestmark = pytest.mark.unit
+
+
+def _drift(psi: float, current_rows: int, noise: float, baseline: float) -> FeatureDrift:
+    comparison = Comparison(psi=psi, bins=(), reference_rows=46_000, current_rows=current_rows, no_drift_psi=0.01)
+    return FeatureDrift("category", "ok", comparison, "categorical", baseline=baseline, noise=noise)
+
+
+def test_a_large_psi_on_a_tiny_day_is_named_as_noise() -> None:
+    """Found by a trial: "every comparable ranker feature(s) within 0.1 of a reference day (largest: category
+    0.000, PSI 8.793)" on a newest day of one impression read as a contradiction."""
+    report = DriftReport((_drift(8.793, 1, 9.5, 0.2),), DriftConfig())
+    assert _summary(report, "ranker feature(s)") == (
+        "every comparable ranker feature(s) within 0.1 of a reference day (largest excess: category 0.000: its PSI "
+        "8.793 is within the sampling noise of the newest day's 1 row(s), up to 9.500)"
+    )
+    explained = DriftReport((_drift(0.4, 30_000, 0.02, 0.35),), DriftConfig())
+    assert (
+        "(largest excess: category 0.050: its PSI 0.400 less the 0.350 one of the reference's own days shows)"
+        in _summary(explained, "ranker feature(s)")
+    )
