@@ -455,12 +455,15 @@ def run(as_json: bool, quiet: bool) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=3000, show_default=True, type=int)
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
 def ui(host: str, port: int) -> None:
     """Start the Dagster UI (dagster dev) on this machine, with the instance under TAILOR_HOME."""
     import os
 
     settings = load_settings()
+    refused = _port_refusal(host, port)
+    if refused:
+        fail(refused)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings.dagster_env()}
     dagster = str(Path(sys.executable).parent / "dagster")
@@ -469,6 +472,36 @@ def ui(host: str, port: int) -> None:
     # (`tailor`); with `-m` it would be named after the module.
     os.chdir(REPO_ROOT)
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
+
+
+def _port_refusal(host: str, port: int) -> str | None:
+    """Why `dagster dev` could not serve the UI on ``host``:``port`` (the port taken, the address not this
+    machine's), or None when it can.
+
+    Checked before exec'ing it because `dagster dev` does not stop when its webserver cannot bind: the daemon it
+    started beside it keeps running (and launching the sensors' runs) with no UI to see them. Bound with
+    SO_REUSEADDR, as the webserver (uvicorn) binds, so a port whose last connections linger in TIME_WAIT counts as
+    free, as it is for the webserver.
+    """
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        return f"--host {host}: not an address or a name this machine resolves ({exc.strerror}); try 127.0.0.1"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is taken (another Dagster UI, or another program, listens there): "
+                    "stop it, or choose another port with --port"
+                )
+            return f"cannot serve on {host}:{port} ({exc.strerror or exc}): choose another --host or --port"
+    return None
 
 
 main.add_command(experiments)

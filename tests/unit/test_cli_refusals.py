@@ -3,6 +3,8 @@ what to do: no traceback, no progress output, nothing built."""
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -61,6 +63,40 @@ def test_a_database_the_server_does_not_have_is_named_not_called_unreachable(red
 def test_tailor_serve_refuses_the_same_value_before_it_starts(settings: Settings) -> None:
     error = _refused(_invoke("serve", "--port", "0", env={"TAILOR_REDIS_URL": "notaurl"}))
     assert "TAILOR_REDIS_URL='notaurl' is not a Redis URL" in error and "set it empty" in error
+
+
+@pytest.fixture
+def no_exec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tailor ui` replaces its process with `dagster dev`: a refusal that did not happen must fail the test, not turn
+    the test process into a Dagster UI."""
+
+    def exec_refused(*args: object) -> None:
+        raise AssertionError(f"tailor ui exec'd {args[1]} instead of refusing")
+
+    monkeypatch.setattr(os, "execve", exec_refused)
+
+
+@pytest.mark.parametrize("port", ["-5", "0", "65536"])
+@pytest.mark.usefixtures("no_exec")
+def test_tailor_ui_refuses_a_port_that_is_not_one(settings: Settings, port: str) -> None:
+    """Found by a trial: --port -5 printed http://127.0.0.1:-5, the webserver failed and the daemon ran on."""
+    result = _invoke("ui", "--port", port)
+    assert result.exit_code == 2 and f"Invalid value for '--port': {port} is not in the range 1<=x<=65535" in (
+        result.stderr
+    )
+    assert not settings.home.exists()  # nothing made, nothing started
+
+
+@pytest.mark.usefixtures("no_exec")
+def test_tailor_ui_refuses_a_taken_port_before_starting_dagster(settings: Settings) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        error = _refused(_invoke("ui", "--port", str(port)))
+    assert error == (
+        f"error: port {port} on 127.0.0.1 is taken (another Dagster UI, or another program, listens there): stop "
+        "it, or choose another port with --port\n"
+    )
+    assert not settings.home.exists()
 
 
 def test_no_test_user_to_score_stops_tailor_run_before_anything_starts(settings: Settings) -> None:
