@@ -110,6 +110,7 @@ def test_every_command_with_json_fails_in_json(settings: Settings) -> None:
 def test_a_group_json_flag_is_honoured_by_its_subcommands(settings: Settings) -> None:
     plan = _invoke("experiments", "--json", "plan", "--baseline", "0.05", "--mde", "0.02")
     assert plan.exit_code == 0 and json.loads(plan.stdout)["units_per_variant"] == 2349
+    settings.home.mkdir(parents=True)  # a home where nothing was trained yet
     assert _json_error(_invoke("models", "--json", "show", "7")).startswith("no ranker version 7")
 
 
@@ -138,9 +139,30 @@ def test_a_bad_model_setting_stops_tailor_run_before_anything_starts(
 def test_models_on_a_home_without_a_ranker_says_when_one_is_trained(settings: Settings) -> None:
     """A young platform: `tailor run` said it could not train yet; `models` says how much history it takes (from the
     ranker settings in force) and what serves meanwhile, instead of suggesting another `tailor run`."""
+    settings.home.mkdir(parents=True)
     listed = _invoke("models", env={"TAILOR_RANKER_WARMUP_DAYS": "3"})
     assert listed.exit_code == 0
     assert "`tailor run` trains one once the history spans 10 days (3 warm-up, 1 train, 2 tune" in listed.stdout
     assert "until then the pages come from popular items" in listed.stdout
     shown = _invoke("models", "show", "1", "--json")
     assert _json_error(shown).startswith("no ranker version 1: none trained yet. `tailor run` trains one once the")
+
+
+@pytest.mark.parametrize(
+    "command", [["models"], ["models", "list"], ["models", "show", "1"], ["models", "promote", "1"]]
+)
+def test_models_on_a_home_that_does_not_exist_says_so_and_how_to_make_one(
+    settings: Settings, command: list[str]
+) -> None:
+    """Found by a trial: TAILOR_HOME=/tmp/does-not-exist `tailor models` said "No ranker trained yet" (exit 0, and
+    `[]` under --json), sending the user to `tailor run` in a folder that was never made."""
+    expected = (
+        f"the Tailor home {settings.home} does not exist: nothing was generated or run there. `make demo` builds a "
+        "demo home (./data in the repository); to use another home, set TAILOR_HOME to the folder `tailor generate` "
+        "and `tailor run` used"
+    )
+    readable = _invoke(*command)
+    assert readable.exit_code == 1 and readable.stdout == "" and readable.stderr == f"error: {expected}\n"
+    assert _json_error(_invoke(*command, "--json")) == expected
+    assert _json_error(_invoke("models", "--json", *command[1:])) == expected
+    assert not settings.home.exists()  # the question made nothing
