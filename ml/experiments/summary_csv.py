@@ -23,6 +23,14 @@ NUMERIC = tuple(dict.fromkeys(("sum", *SUM_COLUMNS, *PRODUCT_COLUMNS.values(), "
 RATIO_COLUMNS = ("denominator_sum", "denominator_sum_squares", "main_denominator_sum_product")
 COVARIATE_COLUMNS = ("covariate_sum", "covariate_sum_squares", "main_covariate_sum_product")
 KINDS = ("mean", "proportion", "ratio")
+#: Each sum beside its sum of squares: the pairs whose variance must not be negative.
+SQUARED = (
+    ("sum", "sum_squares"),
+    ("denominator_sum", "denominator_sum_squares"),
+    ("covariate_sum", "covariate_sum_squares"),
+)
+#: How far (relatively) a sum of squares may fall below sum^2 / n and still be read as a zero variance: rounding.
+SQUARES_RTOL = 1e-9
 ROLES = ("primary", "secondary", "guardrail")
 TRUE, FALSE = ("true", "1", "yes", "t", "y"), ("false", "0", "no", "f", "n", "")
 
@@ -101,6 +109,20 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
         square = row.get(column)
         if isinstance(square, float) and square < 0:
             raise SummaryFileError(f"{where(column)}: {square} is negative; a sum of squares cannot be")
+    for total_column, square_column in SQUARED:
+        total, square = row.get(total_column), row.get(square_column)
+        if not isinstance(total, float) or not isinstance(square, float):
+            continue
+        floor = total * total / n
+        # Sum x^2 >= (sum x)^2 / n for any n numbers (Cauchy-Schwarz; the sample variance is their difference over
+        # n - 1), so less is no data set's. A relative slack of 1e-9 keeps a zero variance computed in floating point.
+        if square < floor * (1 - SQUARES_RTOL):
+            arm = f"experiment {row['experiment_id']!r}, metric {row['metric']!r}, variant {row['variant']!r}"
+            raise SummaryFileError(
+                f"{where(square_column)}: {square:g} is less than {total_column}^2 / n = {total:g}^2 / {n} = "
+                f"{floor:g} ({arm}); a sum of squares must be at least {total_column}^2 / n, else the variance would "
+                f"be negative: check that {square_column} sums each unit's squared value (not the square of a mean)"
+            )
     given_ratio = [c for c in RATIO_COLUMNS if row.get(c) is not None]
     if given_ratio and len(given_ratio) != len(RATIO_COLUMNS):
         absent = next(c for c in RATIO_COLUMNS if row.get(c) is None)

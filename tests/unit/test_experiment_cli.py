@@ -53,6 +53,43 @@ def test_analyze_refuses_a_summary_with_a_missing_control_row(tmp_path: Path) ->
     assert "experiment 'exp_tiny', metric 'revenue' has no row for the control variant 'control'" in err
 
 
+def test_analyze_refuses_sums_no_data_could_have_naming_the_row_and_the_rule(tmp_path: Path) -> None:
+    """Found by a trial: n=1000, sum=5000, sum_squares=1000 (a negative variance) was analysed, noted 'an arm has no
+    variance'. Any n numbers have sum x^2 >= (sum x)^2 / n, as the ratio's and the covariate's squares must too."""
+    summary = tmp_path / "impossible.csv"
+    summary.write_text(
+        TINY.replace("exp_tiny,conversion,treatment,20,0,0,1000", "exp_tiny,conversion,treatment,1000,5000,1000,1000")
+    )
+    code, out, err = _run("analyze", str(summary))
+    assert code == 1 and out == ""
+    assert err == (
+        f"error: {summary}, line 3, column 'sum_squares': 1000 is less than sum^2 / n = 5000^2 / 1000 = 25000 "
+        "(experiment 'exp_tiny', metric 'conversion', variant 'treatment'); a sum of squares must be at least "
+        "sum^2 / n, else the variance would be negative: check that sum_squares sums each unit's squared value "
+        "(not the square of a mean)\n"
+    )
+    header = (
+        "experiment,metric,variant,n,sum,sum_squares,covariate_sum,covariate_sum_squares,main_covariate_sum_product\n"
+    )
+    summary.write_text(header + "e,m,control,10,5,5,4,1,2\ne,m,treatment,10,5,5,4,2,2\n")
+    code, _, err = _run("analyze", str(summary))
+    assert code == 1 and "line 2, column 'covariate_sum_squares': 1 is less than covariate_sum^2 / n" in err
+
+
+def test_analyze_reads_a_zero_variance_summed_in_floating_point_as_zero(tmp_path: Path) -> None:
+    """Five units of 0.3 each: summed in floating point, sum_squares (0.44999999999999996) falls a rounding error
+    below sum^2 / n (0.45); a relative slack of 1e-9 reads it as what it is, no variance, not as impossible."""
+    values = [0.3] * 5
+    total, squares = sum(values), sum(v * v for v in values)
+    assert squares < total**2 / 5  # the rounding the slack is for
+    summary = tmp_path / "flat.csv"
+    summary.write_text(
+        f"experiment,metric,variant,n,sum,sum_squares\ne,m,control,10,{total!r},{squares!r}\ne,m,treatment,10,2,1\n"
+    )
+    code, _, err = _run("analyze", str(summary))
+    assert code == 0, err
+
+
 def test_plan_for_four_variants_sizes_for_holm_and_says_so() -> None:
     code, out, _ = _run("plan", "--baseline", "0.1", "--mde", "0.02", "--variants", "4", "--json")
     plan = json.loads(out)
