@@ -11,14 +11,17 @@ the number of impressions (`load_history` holds every impression: ~19 GB at 10M 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 import pandas as pd
+
+from ml.data_days import days_of, window_start
 
 IMPRESSIONS = "fct_impressions"
 INTERACTIONS = "fct_user_content_interactions"
@@ -52,6 +55,11 @@ class History:
     def end(self) -> pd.Timestamp:
         """The newest impression time (the moment the history reaches)."""
         return pd.Timestamp(self.impressions["occurred_at"].max())
+
+    @functools.cached_property
+    def impression_days(self) -> set[date]:
+        """The UTC days with impressions (what windows count: `ml.data_days`)."""
+        return days_of(self.impressions["occurred_at"])
 
     def before(self, moment: datetime | pd.Timestamp) -> History:
         """What was known just before ``moment``: impressions, clicks and consumption that happened earlier, and
@@ -166,8 +174,35 @@ def _impression_time(marts_dir: Path, aggregate: Literal["min", "max"]) -> pd.Ti
     return None if moment is None else _utc(moment)
 
 
+def impression_days(marts_dir: Path) -> set[date]:
+    """The UTC days with an impression in fct_impressions (what windows count: `ml.data_days`).
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet.
+    """
+    path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
+    with _connect() as con:
+        rows = con.execute(
+            "select distinct cast(timezone('UTC', occurred_at) as date) from read_parquet(?)"
+            " where occurred_at is not null",
+            [str(path)],
+        ).fetchall()
+    return {day for (day,) in rows}
+
+
+def trailing_start(marts_dir: Path, end: pd.Timestamp, days: int) -> pd.Timestamp:
+    """The start of the ``days``-day window ending at ``end``, counted in days with impressions
+    (`ml.data_days.window_start`): ``end - days`` unless a gap in the history lies inside it.
+
+    Raises:
+        MissingMartError: fct_impressions is not published yet.
+    """
+    return pd.Timestamp(window_start(_utc(end).to_pydatetime(), timedelta(days=days), impression_days(marts_dir)))
+
+
 def active_users(marts_dir: Path, end: pd.Timestamp, days: int) -> list[str]:
-    """Users with an impression in ``[end - days, end]``, sorted (e.g. the users who get batch pages).
+    """Users with an impression in the ``days`` days before ``end`` (`trailing_start`: days with impressions, so a
+    gap does not empty it), sorted (e.g. the users who get batch pages).
 
     Raises:
         MissingMartError: fct_impressions is not published yet.
@@ -177,7 +212,7 @@ def active_users(marts_dir: Path, end: pd.Timestamp, days: int) -> list[str]:
         rows = con.execute(
             "select distinct user_id from read_parquet($path)"
             " where timezone('UTC', occurred_at) >= $since and user_id is not null order by user_id",
-            {"path": str(path), "since": (end - timedelta(days=days)).to_pydatetime()},
+            {"path": str(path), "since": trailing_start(marts_dir, end, days).to_pydatetime()},
         ).fetchall()
     return [str(user) for (user,) in rows]
 
@@ -211,8 +246,9 @@ def consumed_by_user(marts_dir: Path, canonical: Mapping[str, str] | None = None
 
 
 def recent_item_counts(marts_dir: Path, end: pd.Timestamp, days: int = 7) -> pd.DataFrame:
-    """Impressions and clicks per item over ``[end - days, end]``: over all impressions, per surface and per
-    country of the user (dim_users; impressions of users it does not know count in no country).
+    """Impressions and clicks per item over the ``days`` days before ``end`` (`trailing_start`: days with
+    impressions): over all impressions, per surface and per country of the user (dim_users; impressions of users
+    it does not know count in no country).
 
     Returns:
         Frame with segment (``"all"``, ``"surface:<s>"`` or ``"country:<c>"``), content_id, impressions (int),
@@ -228,7 +264,8 @@ def recent_item_counts(marts_dir: Path, end: pd.Timestamp, days: int = 7) -> pd.
         if users.exists()
         else "(select null::varchar as user_id, null::varchar as country where false)"
     )
-    params: dict[str, object] = {"impressions": str(impressions), "since": (end - timedelta(days=days)).to_pydatetime()}
+    since = trailing_start(marts_dir, end, days).to_pydatetime()
+    params: dict[str, object] = {"impressions": str(impressions), "since": since}
     if users.exists():
         params["users"] = str(users)
     with _connect() as con:

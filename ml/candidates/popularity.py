@@ -20,6 +20,7 @@ import pandas as pd
 
 from ml.candidates.base import NotFittedError, check_k, empty_candidates
 from ml.candidates.interactions import Interactions
+from ml.data_days import days_of, window_start
 
 #: Columns `fit_impressions` needs.
 IMPRESSION_COLUMNS = ("content_id", "occurred_at", "clicked")
@@ -63,7 +64,9 @@ class Popularity:
         times = pd.to_datetime(impressions["occurred_at"], utc=True)
         end = pd.Timestamp(now if now is not None else times.max())
         end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-        keep = (times >= end - timedelta(days=self.window_days)) & (times < end if now is not None else times <= end)
+        # Days with impressions, not calendar days: a gap before the end does not empty the window (ml.data_days).
+        start = window_start(end, timedelta(days=self.window_days), days_of(times))
+        keep = (times >= start) & (times < end if now is not None else times <= end)
         if self.surface is not None:
             keep &= impressions["surface"] == self.surface
         window = impressions.loc[keep, ["content_id", "clicked"]]

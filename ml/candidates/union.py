@@ -23,6 +23,7 @@ from ml.candidates.ease import EASE
 from ml.candidates.interactions import Interactions
 from ml.candidates.popularity import Popularity
 from ml.candidates.scoring import MatrixScoringGenerator
+from ml.data_days import window_start
 from ml.history import History
 
 #: The ranker's features from the candidate stage, in order.
@@ -111,7 +112,9 @@ def fit_candidate_set(
     # it keeps (the ranker fits a set per weekly block, and a copy of every impression each time cost more than
     # the fits at 1M impressions).
     impressions = history.impressions
-    recent = impressions.loc[impressions["occurred_at"] >= moment - timedelta(days=config.popularity_window_days)]
+    span = timedelta(days=config.popularity_window_days)
+    start = window_start(moment.to_pydatetime(), span, history.impression_days)  # days with data (ml.data_days)
+    recent = impressions.loc[impressions["occurred_at"] >= start]
     known = History(recent, history.interactions, history.content).before(moment)
     catalog = known.content["content_id"].astype(str)
     consumed = known.interactions[["user_id", "content_id"]]

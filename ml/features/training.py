@@ -6,7 +6,7 @@ TTL). Feature rows are as of the end of a day, so an impression sees the previou
 of itself or of anything later. A user or item without feature history by then gets nulls.
 
 What is built, and when (docs/decisions.md, "Training data: a window, built by the day"):
-- The window: the newest ``settings.training_window_days`` UTC days of impressions, each day at most
+- The window: the newest ``settings.training_window_days`` UTC days with impressions, each day at most
   ``settings.training_max_impressions_per_day`` impressions, sampled by whole request with a fixed hash (so a
   request is in or out whatever else arrives; see `iter_spine`).
 - A day's rows depend on nothing but that day's impressions and the feature rows the join can reach from that day
@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ml.data_days import newest_days
 from ml.features.digests import DIGEST_VERSION, daily_digests
 from ml.features.repo import definitions_fingerprint
 from ml.features.sources import view_parquet
@@ -382,11 +383,9 @@ def write_training_set(
 
 
 def _window_days(impressions: dict[date, str], window: TrainingWindow) -> tuple[date, ...]:
-    if not impressions:
-        return ()
-    newest = max(impressions)
-    first = newest - timedelta(days=window.days - 1)
-    return tuple(sorted(d for d in impressions if d >= first))
+    """The newest ``window.days`` days that hold impressions (`ml.data_days`: a gap in the history, e.g. one live
+    event months after the rest, does not leave the window with that day alone)."""
+    return tuple(newest_days(impressions, window.days))
 
 
 def day_keys(

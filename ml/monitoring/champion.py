@@ -34,7 +34,7 @@ import pandas as pd
 
 from ml.candidates.union import CandidateConfig
 from ml.features.training import training_set_path
-from ml.history import History, history_start, load_history
+from ml.history import History, history_start, load_history, trailing_start
 from ml.monitoring.config import DriftConfig
 from ml.monitoring.drift import DriftReport, Reference, compare, fit_reference
 from ml.monitoring.ranks import on_day_scale
@@ -275,9 +275,8 @@ def current_rows(settings: Settings, version: ModelVersion, day: pd.Timestamp) -
     """
     candidates = candidate_config(version)
     end = day + timedelta(days=1)
-    history = load_history(
-        settings.marts_dir, impressions_since=day - timedelta(days=candidates.popularity_window_days)
-    )
+    since = trailing_start(settings.marts_dir, day, candidates.popularity_window_days)  # days with impressions
+    history = load_history(settings.marts_dir, impressions_since=since)
     rows = load_training_rows(training_set_path(settings), history, between=(day, end))
     return scored_rows(rows, history, day, end, candidates)
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ml.candidates.union import SCORE_COLUMNS, CandidateSet, fit_candidate_set
+from ml.data_days import days_of
 from ml.history import History
 from ml.ranker.config import RankerConfig
 
@@ -78,19 +79,30 @@ def plan_windows(times: pd.Series, config: RankerConfig, history_start: pd.Times
     if history_start is not None:
         first = min(first, pd.Timestamp(history_start).floor("D"))
     end = times.max().floor("D") + timedelta(days=1)
-    days = (end - first).days
-    if days < config.days_needed:
+    spanned = (end - first).days
+    if spanned < config.days_needed:
         raise TrainingDataError(
-            f"the training set spans {days} day(s) but the windows need at least {config.days_needed} "
+            f"the training set spans {spanned} day(s) but the windows need at least {config.days_needed} "
             f"({config.warmup_days} warm-up, {max(config.train_days, 1)} train, {config.tune_days} tune, "
             f"{config.calibration_days} calibration, {config.test_days} test): wait for more days, or shorten "
             "the windows with TAILOR_RANKER_WARMUP_DAYS, _TRAIN_DAYS, _TUNE_DAYS, _CALIBRATION_DAYS and _TEST_DAYS"
         )
-    test_start = end - timedelta(days=config.test_days)
-    calibration_start = test_start - timedelta(days=config.calibration_days)
-    tune_start = calibration_start - timedelta(days=config.tune_days)
+    # The test, calibration, tuning and training days are days with impressions (`ml.data_days`), counted back from
+    # the newest: a gap (one live event months after the rest) must not leave the test window that event alone.
+    # Without a gap these are the calendar days before ``end``.
+    days = [pd.Timestamp(d, tz="UTC") for d in sorted(days_of(times))]
+    tail = config.test_days + config.calibration_days + config.tune_days
+    if len(days) <= tail:
+        raise TrainingDataError(
+            f"the training set has impressions on {len(days)} day(s) but the test, calibration and tuning windows "
+            f"need {tail} and training at least one more: wait for more days, or shorten the windows with "
+            "TAILOR_RANKER_TUNE_DAYS, _CALIBRATION_DAYS and _TEST_DAYS"
+        )
+    test_start = days[-config.test_days]
+    calibration_start = days[-(config.test_days + config.calibration_days)]
+    tune_start = days[-tail]
     earliest = max(first + timedelta(days=config.warmup_days), times.min().floor("D"))
-    train_start = tune_start - timedelta(days=config.train_days) if config.train_days else earliest
+    train_start = days[max(len(days) - tail - config.train_days, 0)] if config.train_days else earliest
     if max(train_start, earliest) >= tune_start:
         raise TrainingDataError(
             f"no training day is left: the training set starts {times.min().date()} and tuning starts "

@@ -49,14 +49,22 @@ def test_popularity_ranks_by_smoothed_ctr_within_the_window_and_surface() -> Non
     )
     frame = _impressions(rows)
     frame.loc[frame["content_id"] == "old", "occurred_at"] -= timedelta(days=10)
+    # Traffic on every day in between (on the other surface): the window is 7 calendar days.
+    every_day = _impressions([("u6", "feed_only", -24 * d, False, "feed") for d in range(1, 10)])
     popularity = Popularity(window_days=7, prior_impressions=10, surface="home").fit_impressions(
-        frame, now=T0 + timedelta(days=2)
+        pd.concat([frame, every_day], ignore_index=True), now=T0 + timedelta(days=2)
     )
     got = popularity.candidates(["u9"], k=5)
     assert got["content_id"].tolist() == ["hot", "lucky", "cold"]  # no feed item, nothing outside the window
     prior = 21 / 81  # the window's home CTR: 20 + 1 clicks over 81 impressions
     assert got["score"].tolist() == pytest.approx([(20 + 10 * prior) / 50, (1 + 10 * prior) / 11, (10 * prior) / 50])
     assert got["rank"].tolist() == [1, 2, 3]
+    # Without that traffic the 8 empty days before the window are a gap in the history: the window reaches over it
+    # to "old" (days with data, ml.data_days; a trial's home with one event months after the rest showed one item).
+    gapped = Popularity(window_days=7, prior_impressions=10, surface="home").fit_impressions(
+        frame, now=T0 + timedelta(days=2)
+    )
+    assert gapped.candidates(["u9"], k=5)["content_id"].tolist()[0] == "old"
 
 
 def test_content_affinity_serves_a_one_category_user_that_category_fresh_first() -> None:
@@ -113,6 +121,26 @@ def test_windows_follow_time_and_never_overlap() -> None:
         "2026-01-29", tz="UTC"
     )
     assert (labels == "train").sum() == 15 * 24
+
+
+def test_windows_count_days_with_impressions_over_a_gap() -> None:
+    """Found by a trial: one live event on 2026-11-30 in a home whose history ended 2026-01-28 left the test window
+    that event alone and no training day ("no training day is left"). The windows count days with impressions."""
+    times = pd.Series(pd.date_range("2026-01-01", "2026-01-28 23:00", freq="h", tz="UTC"))
+    config = RankerConfig(warmup_days=7, tune_days=2, calibration_days=1, test_days=3)
+    live = pd.Timestamp("2026-11-30T12:00:00Z")
+    windows = plan_windows(pd.concat([times, pd.Series([live])], ignore_index=True), config)
+    assert windows.test_start == pd.Timestamp("2026-01-27", tz="UTC")  # 2026-01-27, 01-28 and 11-30
+    assert windows.calibration_start == pd.Timestamp("2026-01-26", tz="UTC")
+    assert windows.tune_start == pd.Timestamp("2026-01-24", tz="UTC")
+    assert windows.end == pd.Timestamp("2026-12-01", tz="UTC")
+    assert windows.label(pd.Series([live])).tolist() == ["test"]
+    # Without the gap: the calendar windows above, unchanged.
+    assert plan_windows(times, config).tune_start == pd.Timestamp("2026-01-23", tz="UTC")
+    # Too few days with impressions after the warm-up is still refused, naming the windows.
+    sparse = pd.Series(pd.to_datetime(["2026-01-01", "2026-01-20", "2026-01-25", "2026-01-28"], utc=True))
+    with pytest.raises(TrainingDataError, match=r"impressions on 4 day\(s\) but the test, calibration and tuning"):
+        plan_windows(sparse, RankerConfig(warmup_days=1, tune_days=2, calibration_days=1, test_days=1))
 
 
 def test_a_window_starts_at_its_boundary_in_any_unit_and_zone() -> None:

@@ -149,3 +149,19 @@ def test_the_window_settings_come_from_the_environment_with_clear_errors(monkeyp
         TrainingWindow(0)
     with pytest.raises(ValueError, match="max_impressions_per_day must be at least 1"):
         replace(TrainingWindow(3), max_impressions_per_day=0)
+
+
+def test_the_window_is_the_newest_days_with_impressions() -> None:
+    """Found by a trial: one live event months after a history made the training set that one row. The window is
+    the newest N days that hold impressions; without a gap, the newest N calendar days."""
+    from ml.features.training import _window_days
+
+    days = {date(2026, 1, 1) + timedelta(days=n): f"k{n}" for n in range(28)}
+    window = TrainingWindow(21)
+    assert _window_days(days, window) == tuple(date(2026, 1, 8) + timedelta(days=n) for n in range(21))
+    gapped = {**days, date(2026, 11, 30): "live"}
+    assert _window_days(gapped, window) == (
+        *(date(2026, 1, 9) + timedelta(days=n) for n in range(20)),
+        date(2026, 11, 30),
+    )
+    assert _window_days({}, window) == ()
