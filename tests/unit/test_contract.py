@@ -222,6 +222,30 @@ def test_fields_of_another_event_type_are_ignored() -> None:
     assert row.fetchall() == [(None, None, None, None, 41.5)]
 
 
+def test_details_name_json_types_and_the_future_tolerance() -> None:
+    """Found by a trial: "content_id must be a string, got ubigint 12345" named DuckDB's type, and the
+    future_timestamp detail left out the tolerance that makes it a rejection."""
+    lines = [
+        _with("click", content_id=12345),
+        _with("view", dwell_seconds="abc"),
+        _with("impression", position=-3.5),
+        _with("click", user_id=True),
+        _with("click", content_id={"id": 1}),
+        _with("click", occurred_at="2026-01-08T10:00:00Z", received_at="2026-01-05T09:00:00Z"),
+    ]
+    details = [detail for _, detail in _classify(lines)]
+    assert details[:5] == [
+        "content_id must be a string, got integer 12345",
+        "dwell_seconds must be of type number, got string abc",
+        "position must be of type integer, got -3.5",
+        "user_id must be a string, got boolean true",
+        'content_id must be a string, got object {"id":1}',
+    ]
+    assert details[5] == (
+        "occurred_at 2026-01-08T10:00:00Z is more than 24 h after its received time 2026-01-05T09:00:00Z"
+    )
+
+
 def test_late_by_three_days_is_accepted_but_a_year_early_is_not() -> None:
     late = _with("click", occurred_at="2026-01-02T10:00:00Z", received_at="2026-01-05T09:00:00Z")
     assert _classify([late]) == [(None, None)]

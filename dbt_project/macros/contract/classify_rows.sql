@@ -49,8 +49,8 @@
 {%- set final = [(
     "occurred_at__utc > " ~ reference ~ " + interval " ~ future_tolerance_hours ~ " hour",
     "future_timestamp",
-    "'occurred_at ' || " ~ _contract_utc_text('occurred_at__utc') ~ " || ' is after received time ' || "
-    ~ _contract_utc_text(reference))] -%}
+    "'occurred_at ' || " ~ _contract_utc_text('occurred_at__utc') ~ " || ' is more than " ~ future_tolerance_hours
+    ~ " h after its received time ' || " ~ _contract_utc_text(reference))] -%}
 {{ classify_contract(relation, fromjson(contract_spec('events')), 'event_type', final,
                      {'received_at': 'coalesce(received_at__utc, ingested_at)'}) }}
 {%- endmacro %}
@@ -107,7 +107,10 @@
     {%- for field in fields -%}
       {%- set p = field.name -%}
       {%- set guard = (p ~ "__type <> 'NULL' and ") if field.nullable else "" -%}
-      {%- set got = "' || lower(" ~ p ~ "__type) || ' ' || left(" ~ p ~ "__text, 40)" -%}
+      {#- The JSON type sent, in JSON's words (the engines' own names, ubigint or varchar, meant nothing to senders). -#}
+      {%- set json_type = "case " ~ p ~ "__type when 'VARCHAR' then 'string' when 'BIGINT' then 'integer'"
+          ~ " when 'UBIGINT' then 'integer' when 'DOUBLE' then 'number' else lower(" ~ p ~ "__type) end" -%}
+      {%- set got = "' || " ~ json_type ~ " || ' ' || left(" ~ p ~ "__text, 40)" -%}
       {%- set text = "' || left(" ~ p ~ "__text, 40)" -%}
       {%- if stage == 'missing' and field.required -%}
         {%- set condition = "coalesce(" ~ p ~ "__type, 'NULL') = 'NULL'" -%}
