@@ -228,7 +228,7 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             out.print("[bold red]SAMPLE RATIO MISMATCH: the split differs from the configured weights; "
                       "do not trust these numbers until assignment and logging are fixed.[/bold red]")  # fmt: skip
         table = Table(show_edge=False)
-        for column in ("metric", "variant", "value", "effect", "lift", f"{1 - alpha:.0%} CI", "p (Holm)",
+        for column in ("metric", "variant", "value", "effect", "lift", f"lift {1 - alpha:.0%} CI", "effect p (Holm)",
                        "decision interval", "P(win)", "decision"):  # fmt: skip
             table.add_column(column, justify="left" if column in ("metric", "variant", "decision") else "right")
         notes: list[str] = []
@@ -236,7 +236,7 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             if r.is_control:
                 table.add_row(str(r.metric), f"{r.variant} (control)", _fmt(r.value), "", "", "", "", "", "", "")
                 continue
-            for text in (r.relative_note, r.note):
+            for text in (r.relative_note, r.note, _tests_disagree(r, alpha)):
                 if not _missing(text):
                     notes.append(f"{r.metric!s} / {r.variant!s}: {text!s}")
             table.add_row(
@@ -289,6 +289,21 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
 
 def _pct(value: Any, signed: bool = True) -> str:
     return "" if _missing(value) else format(float(value), "+.1%" if signed else ".0%")
+
+
+def _tests_disagree(row: Any, alpha: float) -> str | None:
+    """A note when the lift's interval and the effect's p-value read differently (a trial saw p 0.036 beside a
+    lift interval [-1.9%, +61.9%]): they are two tests, of the difference and of the ratio (delta method)."""
+    low, high, p = row.relative_ci_low, row.relative_ci_high, row.absolute_p
+    if _missing(low) or _missing(p):
+        return None
+    if (float(p) < alpha) == (float(low) > 0 or float(high) < 0):
+        return None
+    return (
+        f"the effect's p-value ({float(p):.3f} before Holm) and the lift's interval disagree at {alpha:g}: they test "
+        "the difference and the ratio (delta method), which differ near the threshold; neither decides, the "
+        "decision interval does"
+    )
 
 
 def _interval(low: Any, high: Any) -> str:

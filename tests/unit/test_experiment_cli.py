@@ -45,6 +45,23 @@ def test_analyze_prints_why_the_relative_lift_is_missing_and_what_decides(tmp_pa
     assert treated["decision"] == "keep_running" and treated["decision_basis"] == "sequential"
 
 
+def test_analyze_says_when_the_effect_p_value_and_the_lift_interval_read_differently(tmp_path: Path) -> None:
+    """Found by a trial: 100/1000 against 130/1000 printed p (Holm) 0.036 beside a 95% CI of [-1.9%, +61.9%]."""
+    summary = tmp_path / "proportions.csv"
+    summary.write_text(
+        "experiment,metric,variant,n,sum,sum_squares\ne1,ctr,control,1000,100,100\ne1,ctr,treatment,1000,130,130\n"
+    )
+    code, out, _ = _run("analyze", str(summary))
+    assert code == 0 and "lift 95% CI" in out and "effect p (Holm)" in out
+    assert "[-1.9%, +61.9%]" in out and "0.036" in out
+    assert "the effect's p-value (0.036 before Holm) and the lift's interval disagree at 0.05" in out
+    # Where they agree, no note.
+    summary.write_text(
+        "experiment,metric,variant,n,sum,sum_squares\ne1,ctr,control,1000,100,100\ne1,ctr,treatment,1000,180,180\n"
+    )
+    assert "disagree" not in _run("analyze", str(summary))[1]
+
+
 def test_analyze_refuses_a_summary_with_a_missing_control_row(tmp_path: Path) -> None:
     summary = tmp_path / "holes.csv"
     summary.write_text(TINY + "exp_tiny,revenue,treatment,20,40,100,1000\n")
