@@ -73,6 +73,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def list_versions(ctx: click.Context, as_json: bool = False) -> None:
     """Every version with its aliases and headline metrics."""
+    from ml.registry import window_days
+
     versions = _registry().versions()
     if as_json or (ctx.obj or {}).get("json"):
         emit_json([_as_json(v) for v in versions])
@@ -91,7 +93,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
             str(v.version),
             ", ".join(v.aliases),
             v.created_at[:16].replace("T", " "),
-            v.tags.get("test_window", ""),
+            window_days(v.tags.get("test_window", "")),
             *(_number(v.metrics.get(m)) for m in _SHOWN),
         )
     out.print(table)
@@ -130,7 +132,8 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
         table.add_column("value")
         for key in sorted(values):
             if key != PROMOTION_TAG and not key.startswith(MANUAL_PREFIX):  # said above, in words
-                table.add_row(key, _number(values[key]) if title == "metrics" else str(values[key]))
+                shown = _number(values[key], whole=key.endswith((".rows", ".users"))) if title == "metrics" else None
+                table.add_row(key, shown if shown is not None else str(values[key]))
         out.print(table)
         if title == "metrics":
             _print_notes(_k([found]))
@@ -226,8 +229,11 @@ def _print_notes(k: str) -> None:
     )
 
 
-def _number(value: Any) -> str:
-    return "" if value is None else f"{float(value):.4f}"
+def _number(value: Any, whole: bool = False) -> str:
+    """A metric as shown: 4 decimals, or a count with separators (``whole``)."""
+    if value is None:
+        return ""
+    return f"{float(value):,.0f}" if whole else f"{float(value):.4f}"
 
 
 def _how_one_is_trained() -> str:

@@ -25,7 +25,7 @@ import pickle
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,13 +244,26 @@ def decide(
     return Promotion(False, where + "; ".join(why), dict(challenger), dict(champion), window, champion_version)
 
 
+def window_days(window: str) -> str:
+    """A ``start..end`` window tag (``end`` excluded, as the tags store it) as the days it holds, ``start to last``
+    (other text unchanged). A trial read ``2026-01-30..2026-02-02`` as ending a day after the history."""
+    start, sep, end = window.partition("..")
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end) - timedelta(days=1)
+    except ValueError:
+        return window
+    return f"{first} to {last}" if sep else window
+
+
 def _same_window(window: str | None, champion_version: int | None, champion_window: str | None) -> str:
     """The reason's opening: which window both versions were scored on. `tailor models` lists each version on its
     own test window, so without this the champion's numbers in the reason match nothing the user can see."""
     if window is None:
         return ""
+    same = champion_window == window
+    window, champion_window = window_days(window), champion_window and window_days(champion_window)
     who = f"champion v{champion_version}" if champion_version is not None else "the champion"
-    if champion_window == window:
+    if same:
         return f"both scored on the same test window {window} (the challenger's and {who}'s own): "
     own = f"on its own test window {champion_window}" if champion_window else "on its own test window"
     return (

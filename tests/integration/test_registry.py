@@ -133,7 +133,7 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
     first, second, _ = _champion_then_challenger(
         registry, (0.74, 0.260, 0.09), (0.76, 0.252, 0.097), (0.255, 0.094), {"config.ranking_k": 10}
     )
-    window = SECOND_WINDOW
+    window = "2026-01-18 to 2026-01-20"  # SECOND_WINDOW's days: the tag excludes its end
     runner = CliRunner()
 
     listed = runner.invoke(main, ["models"])
@@ -159,13 +159,13 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
     assert shown.exit_code == 0, shown.output
     assert (
         f"promotion: promoted: both scored on the challenger's test window {window} (champion v{first.version} "
-        "re-scored there; its row in `tailor models` is on its own test window 2026-01-14..2026-01-17, hence other "
+        "re-scored there; its row in `tailor models` is on its own test window 2026-01-14 to 2026-01-16, hence other "
         "numbers): log loss 0.25200 < 0.25500"
     ) in shown.output
     assert "favours the logging policy" in shown.output
     detail = json.loads(runner.invoke(main, ["models", "show", str(second.version), "--json"]).output)
     recorded = json.loads(detail["tags"]["promotion"])
-    assert (recorded["window"], recorded["champion_version"]) == (window, first.version)
+    assert (recorded["window"], recorded["champion_version"]) == (SECOND_WINDOW, first.version)  # the tag, as stored
     assert "favours the logging policy" in detail["metric_notes"]["ranking"]
 
 
@@ -178,7 +178,7 @@ def test_a_promotion_by_hand_keeps_the_automatic_decision_and_adds_who_when_and_
     first, second, automatic = _champion_then_challenger(
         registry, (0.79, 0.20548, 0.09), (0.80, 0.20516, 0.09), (0.20548, 0.09)
     )
-    window = SECOND_WINDOW
+    window = "2026-01-18 to 2026-01-20"  # SECOND_WINDOW's days
     runner = CliRunner()
     started = datetime.now(UTC).replace(microsecond=0)
 

@@ -277,20 +277,20 @@ def test_the_promotion_reason_names_the_window_both_versions_were_scored_on() ->
         {"log_loss": 0.19, "ndcg_at_k": 0.31}, champion, window=window, champion_version=3, champion_window=older
     )
     assert promoted.reason == (
-        "both scored on the challenger's test window 2026-01-18..2026-01-21 (champion v3 re-scored there; its row "
-        "in `tailor models` is on its own test window 2026-01-11..2026-01-14, hence other numbers): log loss "
+        "both scored on the challenger's test window 2026-01-18 to 2026-01-20 (champion v3 re-scored there; its row "
+        "in `tailor models` is on its own test window 2026-01-11 to 2026-01-13, hence other numbers): log loss "
         f"0.19000 < 0.20000 and NDCG 0.3100 >= 0.3000 - {NDCG_TOLERANCE}"
     )
     assert promoted.as_dict()["window"] == window and promoted.as_dict()["champion_version"] == 3
     kept = decide({"log_loss": 0.21, "ndcg_at_k": 0.31}, champion, window=window, champion_version=3)
     assert kept.reason == (
-        "both scored on the challenger's test window 2026-01-18..2026-01-21 (champion v3 re-scored there; its row "
+        "both scored on the challenger's test window 2026-01-18 to 2026-01-20 (champion v3 re-scored there; its row "
         "in `tailor models` is on its own test window, hence other numbers): log loss 0.21000 is not below the "
         "champion's 0.20000"
     )
     same = decide({"log_loss": 0.21, "ndcg_at_k": 0.31}, champion, window=window, champion_window=window)
     assert same.reason.startswith(
-        "both scored on the same test window 2026-01-18..2026-01-21 (the challenger's and the champion's own): "
+        "both scored on the same test window 2026-01-18 to 2026-01-20 (the challenger's and the champion's own): "
     )
     first = decide({"log_loss": 0.19, "ndcg_at_k": 0.31}, None, window=window)
     assert first.reason == "no champion yet: the first model becomes champion" and first.window == window
