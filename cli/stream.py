@@ -186,6 +186,13 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
 @click.option("--once", is_flag=True, help="Process what is in the stream now, then exit.")
 @click.option("--max-idle", type=click.FloatRange(min=0), default=None, help="Exit after this many idle seconds.")
 @click.option(
+    "--give-up-after",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="After losing Redis, reconnect (backing off 0.5 s doubling to 30 s) for this many seconds, then exit 1; "
+    "`inf` never gives up. Default: 300, or 0 with --once (a lost connection is an error at once).",
+)
+@click.option(
     "--repo",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -200,6 +207,7 @@ def consume(
     batch_size: int,
     once: bool,
     max_idle: float | None,
+    give_up_after: float | None,
     repo: Path | None,
     as_json: bool,
 ) -> None:
@@ -207,8 +215,12 @@ def consume(
 
     Runs until Ctrl-C / SIGTERM (finishing the batch in hand), or --once / --max-idle. A restart resumes
     where the last run stopped: pending entries are processed again and windows are rebuilt from the stream.
+    When Redis goes away it reconnects and resumes the same way, for up to --give-up-after seconds.
     """
-    from tailor.stream.broker import StreamBusy
+    import math
+    from datetime import timedelta
+
+    from tailor.stream.broker import BrokerUnreachable, StreamBusy
     from tailor.stream.catalog import Catalog
     from tailor.stream.consumer import Consumer
     from tailor.stream.sink import FeastSink, open_store
@@ -226,6 +238,7 @@ def consume(
             "repository first: `feast apply` in feature_repo/ (or `tailor run`)."
         )
 
+    give_up = (0.0 if once else 300.0) if give_up_after is None else give_up_after
     stopping: list[int] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -239,12 +252,28 @@ def consume(
         name=consumer,
         catalog=Catalog(load_settings().marts_dir / "dim_content.parquet"),
         batch_size=batch_size,
+        reconnect_for=None if math.isinf(give_up) else timedelta(seconds=give_up),
     )
     click.echo(f"consuming {stream} as {consumer} in group {group}{'' if once else ' (Ctrl-C to stop)'}", err=True)
     try:
         stats = worker.run(until_idle=0 if once else max_idle, should_stop=lambda: bool(stopping))
     except StreamBusy as exc:
         fail(str(exc))
+    except BrokerUnreachable as exc:
+        cause = " ".join(str(exc.cause).split())
+        what = (
+            f"lost the connection to Redis at {redis_url} ({cause})"
+            if give_up == 0
+            else f"Redis at {redis_url} has been unreachable for {exc.waited:.0f} s ({cause}); gave up "
+            f"(--give-up-after {give_up:g})"
+        )
+        fail(
+            f"{what}. Nothing acknowledged is lost: entries read but not acknowledged stay pending in group "
+            f"{group!r} and the next run processes them. Start Redis again (with its data: AOF or RDB keeps the "
+            "stream), then rerun `tailor stream consume`"
+            + ("." if give_up == 0 else " (a longer --give-up-after, or inf, rides out longer outages)."),
+            data=worker.describe(),
+        )
     if as_json:
         emit_json(worker.describe())
     else:
@@ -252,6 +281,7 @@ def consume(
             f"read {stats.read:,}  counted {stats.counted:,}  ignored {stats.ignored:,}  "
             f"dead letters {stats.dead_lettered:,}  recovered {stats.recovered:,}  rebuilt {stats.rebuilt:,}  "
             f"pushes {stats.pushes:,} ({stats.rows_pushed:,} rows)"
+            + (f"  reconnects {stats.reconnects:,}" if stats.reconnects else "")
         )
 
 

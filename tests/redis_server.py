@@ -1,7 +1,8 @@
 """A real, throwaway `redis-server` on a loopback port, for tests that need Redis (Streams, the Feast online store).
 
 The server runs in the foreground as our child (``--daemonize no``), keeps nothing on disk (``--save ''``,
-``--appendonly no``) and works in its own temporary folder, so stopping the child leaves nothing behind.
+``--appendonly no``; ``persist=True`` keeps an append-only file in the folder, so a restart finds the data again)
+and works in its own temporary folder, so stopping the child leaves nothing behind but that folder.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """Start with ``with RedisServer(binary, folder) as server: server.url``; stopped on exit."""
 
-    def __init__(self, binary: str, folder: Path, startup_timeout: float = 10.0) -> None:
+    def __init__(self, binary: str, folder: Path, startup_timeout: float = 10.0, persist: bool = False) -> None:
         self.binary = binary
         self.folder = folder
         self.startup_timeout = startup_timeout
+        self.persist = persist
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -74,7 +76,7 @@ class RedisServer:
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persist else "no",
             "--daemonize", "no",
             "--dir", str(self.folder),
             "--logfile", str(self.folder / "redis.log"),
@@ -98,6 +100,12 @@ class RedisServer:
         process.kill()
         process.wait()
         return False
+
+    def restart(self) -> RedisServer:
+        """Start again on the same port, after `stop` (a Redis coming back at the address its clients know)."""
+        if not self._try_start(self.port):
+            raise RuntimeError(f"redis-server did not start again on port {self.port}")
+        return self
 
     def stop(self) -> None:
         """SIGTERM (redis shuts down cleanly and, with no persistence, writes nothing), SIGKILL if it hangs."""

@@ -43,9 +43,43 @@ class StreamBusy(RuntimeError):
     """Another consumer holds the group's lease."""
 
 
+class BrokerUnreachable(RuntimeError):
+    """The connection to Redis was lost and could not be made again in the time allowed.
+
+    Args:
+        cause: the last error seen (a refused connection, a timeout).
+        waited: seconds since the connection was lost (0 when no reconnection was tried).
+    """
+
+    def __init__(self, cause: BaseException, waited: float) -> None:
+        self.cause, self.waited = cause, waited
+        super().__init__(f"lost the connection to Redis ({cause})")
+
+
+#: Errors that mean "Redis is gone for now" (refused, reset, timed out, still loading its data after a restart).
+CONNECTION_LOST: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis went away: the connection failed, or the stream's group no longer exists
+    (``NOGROUP``: Redis came back without its data, before the client even noticed it had gone)."""
+    return isinstance(exc, CONNECTION_LOST) or (isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"))
+
+
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` (``redis://host:port/db``) that answers in str, failing fast when Redis is down."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+    """A client for ``url`` (``redis://host:port/db``) that answers in str, failing fast when Redis is down.
+
+    A reply that takes over 30 s counts as a lost connection (redis.TimeoutError), so a connection that died
+    without a word (a network cut) is noticed instead of blocking forever; blocking reads wait far less.
+    """
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
 
 
 def id_at(moment: datetime) -> str:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tailor.stream.broker import Broker, Entry, StreamBusy, id_at
+from tailor.stream.broker import CONNECTION_LOST, Broker, BrokerUnreachable, Entry, connection_lost, id_at
 from tailor.stream.catalog import Catalog
 from tailor.stream.events import ContractChecker, Event
 from tailor.stream.sink import Sink, frame
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 _CATALOG_EVERY = 10.0  # seconds between checks for a republished dim_content mart
 _CHECKPOINT_EVERY = 1.0  # seconds between writes of the expiry checkpoint
+_FIRST_PAUSE, _MAX_PAUSE = 0.5, 30.0  # seconds between attempts to reach Redis again: doubling, capped
+
+
+class _Resume(Exception):
+    """The session must start again from the stream (the lease lapsed): rebuild, recover, go on."""
 
 
 def _user_of(text: str) -> set[str]:
@@ -40,6 +46,10 @@ def _user_of(text: str) -> set[str]:
     except (ValueError, AttributeError):
         return set()
     return {user} if isinstance(user, str) and user else set()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def utc_now() -> datetime:
@@ -59,6 +69,7 @@ class ConsumeStats:
     rebuilt: int = 0
     pushes: int = 0
     rows_pushed: int = 0
+    reconnects: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -78,6 +89,9 @@ class Consumer:
         push_retry: how long a failing push is retried (with backoff) before the consumer gives up. Retrying in
             the process, rather than crashing, keeps an online-store outage from counting deliveries towards
             the dead-letter limit.
+        reconnect_for: how long the consumer keeps trying to reach Redis again after losing it (0: not at all;
+            None: forever) before ``run`` raises BrokerUnreachable. After reconnecting it resumes exactly as a
+            restarted consumer does (lease, rebuild, pending entries).
     """
 
     def __init__(
@@ -90,6 +104,7 @@ class Consumer:
         block_ms: int = 1000,
         clock: Clock = utc_now,
         push_retry: timedelta = timedelta(seconds=60),
+        reconnect_for: timedelta | None = timedelta(minutes=5),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -101,6 +116,7 @@ class Consumer:
         self.block_ms = block_ms
         self.clock = clock
         self.push_retry = push_retry
+        self.reconnect_for = reconnect_for
         self.window = RecentActivity(broker.config.window)
         self.stats = ConsumeStats()
         self._checker = ContractChecker()
@@ -108,6 +124,11 @@ class Consumer:
         self._last_as_of = datetime.min
         self._next_catalog = 0.0
         self._next_checkpoint = 0.0
+        # Reads by this process of entries it has not settled yet (acknowledged or dead-lettered). Reading an entry
+        # again after a reconnection counts a delivery in Redis, but this process never died holding it.
+        self._reads: Counter[str] = Counter()
+        self._lost_at: float | None = None  # when the connection to Redis was lost, until a session runs again
+        self._pause = _FIRST_PAUSE  # the next wait before trying Redis again; doubles until a session runs
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -117,37 +138,113 @@ class Consumer:
         max_entries: int | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ConsumeStats:
-        """Rebuild, recover pending entries, then consume new ones.
+        """Rebuild, recover pending entries, then consume new ones; after a lost connection, the same again.
 
         Args:
             until_idle: return after this many seconds without new entries (0: as soon as the stream is drained).
             max_entries: return after reading at least this many entries.
             should_stop: polled between batches (the CLI sets it on SIGTERM/SIGINT).
+
+        Raises:
+            StreamBusy: another consumer holds the group's lease (at the start, or after a reconnection).
+            BrokerUnreachable: Redis could not be reached again within ``reconnect_for``.
         """
-        self.broker.ensure_group()
-        self.broker.acquire_lease(self.name)
         try:
-            self._refresh_catalog()
-            self._rebuild()
-            self._recover()
-            idle_since = time.monotonic()
-            while not should_stop():
-                block = None if until_idle == 0 else self.block_ms
-                entries = self.broker.read_new(self.name, self.batch_size, block)
-                self._process(entries, deliveries=None)
-                if entries:
-                    idle_since = time.monotonic()
-                if not self.broker.renew_lease(self.name):
-                    raise StreamBusy(f"consumer {self.name!r} lost its lease on {self.broker.config.stream!r}")
-                if max_entries is not None and self.stats.read >= max_entries:
+            while True:
+                try:
+                    self._session(until_idle, max_entries, should_stop)
                     break
-                if until_idle is not None and not entries and time.monotonic() - idle_since >= until_idle:
-                    break
-            self._checkpoint(force=True)
+                except _Resume as exc:
+                    log.warning("%s; taking it back and rebuilding the windows from the stream", exc)
+                except Exception as exc:
+                    if not connection_lost(exc):
+                        raise
+                    if self._lost_at is None:
+                        self._lost_at = time.monotonic()
+                        self._lost(exc)
+                    if not self._wait_for_redis(exc, self._lost_at, should_stop):
+                        break
         finally:
-            self.broker.release_lease(self.name)
+            self._release_lease()
             self._checker.close()
         return self.stats
+
+    def _session(self, until_idle: float | None, max_entries: int | None, should_stop: Callable[[], bool]) -> None:
+        """One connected stretch, begun as a restarted consumer begins: take the lease, rebuild the windows from
+        the stream, process the pending entries; then read new ones until told to stop."""
+        self.broker.ensure_group()
+        self.broker.acquire_lease(self.name)
+        self.window = RecentActivity(self.broker.config.window)
+        self._dirty = set()
+        self._refresh_catalog()
+        self._rebuild()
+        self._recover()
+        if self._lost_at is not None:
+            self.stats.reconnects += 1
+            waited = time.monotonic() - self._lost_at
+            log.info("reconnected to Redis after %.1f s; resumed from the consumer group", waited)
+            self._lost_at, self._pause = None, _FIRST_PAUSE
+        idle_since = time.monotonic()
+        while not should_stop():
+            block = None if until_idle == 0 else self.block_ms
+            entries = self.broker.read_new(self.name, self.batch_size, block)
+            self._process(entries, deliveries=None)
+            if entries:
+                idle_since = time.monotonic()
+            if not self.broker.renew_lease(self.name):
+                # It lapsed (Redis was away longer than the lease, or came back without it): another consumer may
+                # have read meanwhile, so the windows in memory may be stale. Take it back and rebuild (or StreamBusy).
+                raise _Resume(f"consumer {self.name!r} lost its lease on {self.broker.config.stream!r}")
+            if max_entries is not None and self.stats.read >= max_entries:
+                break
+            if until_idle is not None and not entries and time.monotonic() - idle_since >= until_idle:
+                break
+        self._checkpoint(force=True)
+
+    def _lost(self, exc: BaseException) -> None:
+        """Say once what was lost; with no reconnection allowed, give up at once."""
+        if self.reconnect_for is not None and self.reconnect_for <= timedelta(0):
+            raise BrokerUnreachable(exc, 0.0) from exc
+        limit = "forever" if self.reconnect_for is None else f"for up to {self.reconnect_for.total_seconds():.0f} s"
+        log.warning("lost the connection to Redis (%s); reconnecting %s", _one_line(exc), limit)
+
+    def _wait_for_redis(self, exc: BaseException, lost_at: float, should_stop: Callable[[], bool]) -> bool:
+        """Back off (doubling from 0.5 s to 30 s, kept across failed sessions) until Redis answers a PING; False
+        when told to stop first.
+
+        Raises:
+            BrokerUnreachable: still no answer ``reconnect_for`` after the connection was lost.
+        """
+        last = exc
+        while True:
+            waited = time.monotonic() - lost_at
+            if self.reconnect_for is not None and waited + self._pause > self.reconnect_for.total_seconds():
+                raise BrokerUnreachable(last, waited) from last
+            resume_at = time.monotonic() + self._pause
+            self._pause = min(self._pause * 2, _MAX_PAUSE)
+            while time.monotonic() < resume_at:
+                if should_stop():
+                    return False
+                time.sleep(min(0.1, max(resume_at - time.monotonic(), 0)))
+            try:
+                self.broker.r.ping()
+                return True
+            except CONNECTION_LOST as again:
+                last = again
+                if self._pause >= _MAX_PAUSE:
+                    waited = time.monotonic() - lost_at
+                    log.warning("Redis still unreachable after %.0f s (%s)", waited, _one_line(again))
+
+    def _release_lease(self) -> None:
+        """Give the group back. Never raises: it runs while another error may be on its way out, and a lease not
+        released expires by itself."""
+        try:
+            self.broker.release_lease(self.name)
+        except Exception as exc:
+            # Redis being away is already said; a restart under the same name takes the lease back at once.
+            level = logging.INFO if connection_lost(exc) else logging.WARNING
+            lease = self.broker.config.lease.total_seconds()
+            log.log(level, "could not release the lease (%s); it expires in %.0f s", _one_line(exc), lease)
 
     def _as_of(self) -> datetime:
         # Strictly increasing: Feast's Redis online store skips a row not newer than the one it holds.
@@ -164,8 +261,9 @@ class Consumer:
         dead: list[tuple[Entry, str, str, int]] = []
         usable: list[Entry] = []
         limit = self.broker.config.max_deliveries
+        self._reads.update(e.id for e in entries)
         for entry in entries:
-            count = (deliveries or {}).get(entry.id, 1)
+            count = self._deliveries(entry.id, (deliveries or {}).get(entry.id, 1))
             if entry.text is None:
                 dead.append((entry, "trimmed", "the entry left the stream (retention) before it was processed", count))
             elif count > limit:
@@ -184,17 +282,25 @@ class Consumer:
                 else:
                     self.stats.ignored += 1
             else:
-                dead.append((entry, result.reason, result.detail, (deliveries or {}).get(entry.id, 1)))
+                count = self._deliveries(entry.id, (deliveries or {}).get(entry.id, 1))
+                dead.append((entry, result.reason, result.detail, count))
         self._dirty |= self.window.expire(now)
         if self._dirty:
             self._push(now)
         self.broker.dead_letter(dead, self.name)
         self.broker.ack([e.id for e in usable])
+        for entry in entries:
+            del self._reads[entry.id]
         self.stats.read += len(entries)
         self.stats.dead_lettered += len(dead)
         for entry, reason, detail, _ in dead:
             log.warning("dead letter %s: %s: %s", entry.id, reason, detail)
         self._checkpoint()
+
+    def _deliveries(self, entry_id: str, counted: int) -> int:
+        """The deliveries Redis ``counted``, less this process's own re-reads after a reconnection: it never died
+        holding the entry, so losing the connection must not push it towards the dead letters."""
+        return counted - max(self._reads[entry_id] - 1, 0)
 
     def _activity(self, event: Event, entry: Entry) -> Activity:
         # A client clock ahead of ours must not keep an event in the window longer: clamp to the arrival time.
@@ -268,7 +374,7 @@ class Consumer:
         """
         pending = self.broker.pending()
         self.broker.claim(self.name, [i for i, owner, _ in pending if owner != self.name])
-        one_by_one = any(n >= 2 for _, _, n in pending)
+        one_by_one = any(self._deliveries(i, n) >= 2 for i, _, n in pending)
         if pending:
             log.info("recovering %d pending entries%s", len(pending), " one at a time" if one_by_one else "")
         after = "0"

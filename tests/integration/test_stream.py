@@ -8,15 +8,17 @@ a fresh consumer then resumes, and every count must be exact.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from tailor.stream.config import PUSH_SOURCE
 from tailor.stream.sink import FeastSink
 from tailor.stream.window import COUNTS, FEATURES
 from tests.integration.feast_repo import apply_recent_activity_repo, redis_online_store, sqlite_online_store
+from tests.redis_server import INSTALL_HINT, RedisServer, redis_server_binary
 
 pytestmark = pytest.mark.integration
 
@@ -517,3 +520,153 @@ def test_consume_once_does_not_tell_to_press_ctrl_c(sqlite_repo: Path, broker: B
     done = subprocess.run([*args, "--repo", str(sqlite_repo)], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert f"consuming {broker.config.stream} as " in done.stderr and "Ctrl-C" not in done.stderr
+
+
+# -- Redis going away under a running consumer --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _own_redis(folder: Path, persist: bool) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to stop and start again under the consumer."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip(INSTALL_HINT)
+    server = RedisServer(binary, folder, persist=persist).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def test_the_consumer_reconnects_and_takes_its_lease_back_when_redis_comes_back_empty(
+    sqlite_repo: Path, home: Path, tmp_path: Path
+) -> None:
+    with _own_redis(tmp_path / "redis", persist=False) as server:
+        config = StreamConfig(stream=f"test:{next(_names)}:events")
+        broker = Broker(connect(server.url), config)
+        consumer = _consumer(broker, sqlite_repo, home, block_ms=100, reconnect_for=timedelta(seconds=60))
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                consumer.run(should_stop=stop.is_set)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        try:
+            before, after = f"u-back-{next(_names)}", f"u-back-{next(_names)}"
+            publish(broker, _events(before, "ic", datetime.now(UTC), "r1"))
+            _wait_until(lambda: _online(sqlite_repo, [before])[before]["clicks_30m"] == 1, "the first click is online")
+            server.stop()
+            time.sleep(1.0)  # the consumer notices and backs off
+            server.restart()  # the same port, no data: no stream, no group, no lease
+            broker = Broker(connect(server.url), config)
+            publish(broker, _events(after, "iic", datetime.now(UTC), "r2"))
+            _wait_until(lambda: _online(sqlite_repo, [after])[after]["clicks_30m"] == 1, "the second click is online")
+            assert thread.is_alive() and not errors
+            assert broker.r.get(config.lease_key) == consumer.name  # it took the lease again
+            assert broker.status()["pending"] == 0
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert consumer.stats.reconnects == 1
+        assert _online(sqlite_repo, [after])[after]["impressions_30m"] == 2
+
+
+def _consume_process(server: RedisServer, stream: str, repo: Path, home: Path, folder: Path, *options: str) -> Any:
+    env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(home)}
+    args = [TAILOR, "stream", "consume", "--redis", server.url, "--stream", stream, "--repo", str(repo), "--json"]
+    folder.mkdir(parents=True, exist_ok=True)
+    stdout, stderr = (folder / "stdout").open("w"), (folder / "stderr").open("w")
+    return subprocess.Popen([*args, "--consumer", "survivor", *options], env=env, stdout=stdout, stderr=stderr)
+
+
+def test_consume_rides_out_a_redis_restart_and_counts_every_event_once(
+    sqlite_repo: Path, home: Path, tmp_path: Path
+) -> None:
+    """`tailor stream consume` against a Redis that is stopped and started again (with its data): it warns,
+    reconnects, resumes from the group, and every count is exact afterwards."""
+    with _own_redis(tmp_path / "redis", persist=True) as server:
+        config = StreamConfig(stream=f"test:{next(_names)}:events")
+        users = [f"u-restart-{next(_names)}-{i}" for i in range(5)]
+        now = datetime.now(UTC)
+        first = [e for u in users for e in _events(u, "iicv", now - timedelta(minutes=2), "a")]
+        publish(Broker(connect(server.url), config), first)
+        process = _consume_process(server, config.stream, sqlite_repo, home, tmp_path / "out", "--max-idle", "120")
+        stderr = tmp_path / "out" / "stderr"
+        try:
+            _wait_until(lambda: Broker(connect(server.url), config).status()["lag"] == 0, "the first events are read")
+            _wait_until(lambda: Broker(connect(server.url), config).status()["pending"] == 0, "they are acknowledged")
+            server.stop()
+            time.sleep(1.5)
+            assert process.poll() is None, stderr.read_text()
+            server.restart()
+            broker = Broker(connect(server.url), config)
+            second = [e for u in users for e in _events(u, "icc", now, "b")] + first[::3]  # with re-deliveries
+            publish(broker, second)
+            truth = _truth(first + second)
+            _wait_until(
+                lambda: all(_online(sqlite_repo, [u])[u]["clicks_30m"] == truth[u]["click"] for u in users),
+                "the events after the restart are online",
+            )
+            assert process.poll() is None, stderr.read_text()
+            assert broker.r.get(config.lease_key) == "survivor"
+            _assert_counts(sqlite_repo, first + second)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        log = stderr.read_text()
+        assert process.returncode == 0, log
+        assert "Traceback" not in log and "error:" not in log
+        assert len([line for line in log.splitlines() if "lost the connection to Redis" in line]) == 1, log
+        stats = json.loads((tmp_path / "out" / "stdout").read_text())
+        # After reconnecting it rebuilt the windows from the acknowledged entries, as a restarted consumer does.
+        assert (stats["reconnects"], stats["rebuilt"], stats["read"]) == (1, len(first), len(first) + len(second))
+
+
+@pytest.mark.parametrize("mode", ["once", "give-up"])
+def test_consume_says_in_one_error_line_that_redis_is_gone(
+    sqlite_repo: Path, home: Path, tmp_path: Path, mode: str
+) -> None:
+    with _own_redis(tmp_path / "redis", persist=False) as server:
+        config = StreamConfig(stream=f"test:{next(_names)}:events")
+        broker = Broker(connect(server.url), config)
+        users = [f"u-gone-{next(_names)}-{i}" for i in range(200 if mode == "once" else 2)]
+        publish(broker, [e for u in users for e in _events(u, "iiiiicvicc" * 10, datetime.now(UTC), "g")])
+        options = ["--once", "--batch-size", "10"] if mode == "once" else ["--max-idle", "120", "--give-up-after", "2"]
+        process = _consume_process(server, config.stream, sqlite_repo, home, tmp_path / "out", *options)
+        stderr = tmp_path / "out" / "stderr"
+        try:
+            _wait_until(lambda: broker.status()["last_delivered"] not in (None, "0-0"), "the consumer reads")
+            if mode == "give-up":
+                _wait_until(lambda: broker.status()["lag"] == 0, "the consumer has read everything")
+            server.stop()
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        log = stderr.read_text()
+        assert process.returncode == 1, log
+        assert "Traceback" not in log, log
+        [error] = [line for line in log.splitlines() if line.startswith("error:")]
+        if mode == "once":
+            assert error.startswith(f"error: lost the connection to Redis at {server.url} (Error 111"), error
+            assert "reconnecting" not in log
+        else:
+            assert error.startswith(f"error: Redis at {server.url} has been unreachable for "), error
+            assert "gave up (--give-up-after 2)" in error
+            assert len([line for line in log.splitlines() if "WARNING lost the connection to Redis" in line]) == 1
+        assert "stay pending" in error and "rerun `tailor stream consume`" in error
+        assert "error" in json.loads((tmp_path / "out" / "stdout").read_text())  # --json: still one JSON object
