@@ -6,8 +6,11 @@ Two kinds of response, two policies (docs/service.md explains the choice):
 - a segment page (non-personalized) is ``public`` with ``s-maxage``, so an edge cache can serve it to everyone.
 
 The ETag is weak (``W/"..."``): it covers what the page says (items, reasons, which path served, the model
-version), not the timing fields that differ on every computation (``latency_ms``, ``generated_at``). Two responses
-with the same tag are the same page, which is what a revalidation asks (RFC 9110 8.8.1, weak comparison).
+version, the fallback reason, the notes), not the timing fields that differ on every computation (``latency_ms``,
+``generated_at``), nor the page's own moment where a note quotes it (``no explore slot: ... before <moment>``):
+that moment is the start of the page's window, so a note quoting it would give an unchanged page a new tag every
+window. Two responses with the same tag are the same page, which is what a revalidation asks (RFC 9110 8.8.1,
+weak comparison).
 """
 
 from __future__ import annotations
@@ -20,15 +23,35 @@ from typing import Any
 
 #: Fields of a page left out of its tag: they change on every computation without changing the page.
 VOLATILE_FIELDS = ("latency_ms", "generated_at")
+#: What stands for the page's moment in its notes when the tag is computed.
+MOMENT_PLACEHOLDER = "<generated_at>"
 #: Error responses, health and metrics: never stored anywhere.
 NO_STORE = "no-store"
 
 
 def page_etag(page: Mapping[str, Any]) -> str:
-    """A weak entity tag for a page (a `Recommendation.as_dict()`): SHA-256 of its canonical JSON, timing left out."""
+    """A weak entity tag for a page (a `Recommendation.as_dict()`): SHA-256 of its canonical JSON, timing left out.
+
+    A note's quote of the page's moment (``generated_at`` to the second, as `ml.recommend` writes it) counts as
+    the same text whatever the moment; any other change of a note changes the tag.
+    """
     stable = {key: value for key, value in page.items() if key not in VOLATILE_FIELDS}
+    moment = _moment_text(page.get("generated_at"))
+    if moment and stable.get("notes"):
+        stable["notes"] = [str(note).replace(moment, MOMENT_PLACEHOLDER) for note in stable["notes"]]
     text = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
     return 'W/"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
+def _moment_text(generated_at: object) -> str | None:
+    """``generated_at`` as the notes quote it (ISO 8601 to the second), or None when it is not a timestamp."""
+    if not isinstance(generated_at, str | datetime):
+        return None
+    try:
+        moment = generated_at if isinstance(generated_at, datetime) else datetime.fromisoformat(generated_at)
+    except ValueError:
+        return None
+    return moment.isoformat(timespec="seconds")
 
 
 def not_modified(if_none_match: str | None, etag: str) -> bool:

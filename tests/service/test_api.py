@@ -8,12 +8,14 @@ is a 4xx with a message (never a 500); /readyz, /metrics and /openapi.json say w
 from __future__ import annotations
 
 import re
+import time
+from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from tests.service.conftest import Built, Server
+from tests.service.conftest import Built, Server, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +59,37 @@ def test_a_users_page_is_private_with_an_etag_that_answers_304(built: Built, ser
     assert other.status_code == 200 and other.headers["etag"] != etag  # another page, another tag
     stale = httpx.get(url, params={"k": 5}, headers={"If-None-Match": 'W/"0000", "1111"'})
     assert stale.status_code == 200
+
+
+def test_an_unchanged_page_keeps_its_etag_in_the_next_window(built: Built, tmp_path: Path) -> None:
+    """Found by a trial: the page's note quotes its moment ("no explore slot: ... before <window start>"), so
+    every window gave an unchanged page a new tag and revalidation never got 304. A 1-second window here: two
+    requests a window apart, the same items, the same tag."""
+    server = start_server(
+        built,
+        tmp_path / "serve.log",
+        TAILOR_SERVICE_PAGE_WINDOW_S="1",
+        TAILOR_REDIS_URL="",
+        TAILOR_RECOMMEND_BUDGET_MS="3000",
+        TAILOR_SERVICE_DEADLINE_MS="8000",
+    )
+    try:
+        url = f"{server.url}/recommendations/{built.personalized_user(3)}"
+        first = httpx.get(url)
+        time.sleep(1.2)
+        later = httpx.get(url)
+        page, next_page = first.json(), later.json()
+        # The history ended long before now: no explore slot, and a note that quotes each page's own moment.
+        assert page["served_by"] == next_page["served_by"] == "model"
+        assert page["generated_at"] < next_page["generated_at"] and page["items"] == next_page["items"]
+        assert any(page["generated_at"] in note for note in page["notes"]), page["notes"]
+        assert later.headers["etag"] == first.headers["etag"]
+        again = httpx.get(url, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        other = httpx.get(url, params={"k": 4}, headers={"If-None-Match": first.headers["etag"]})
+        assert other.status_code == 200 and other.headers["etag"] != first.headers["etag"]
+    finally:
+        server.stop()
 
 
 def test_a_segment_page_is_public_for_edge_caches(built: Built, server: Server) -> None:

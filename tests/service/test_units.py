@@ -30,6 +30,23 @@ def test_the_etag_covers_the_page_but_not_its_timing() -> None:
     assert tag != page_etag({**PAGE, "items": [{"content_id": "c2", "rank": 1}]})
 
 
+def test_the_etag_ignores_the_pages_own_moment_in_its_notes_but_not_other_changes() -> None:
+    """Found by a trial: a page whose note quoted its moment ("no explore slot: ... before 12:46:00") got a new tag
+    every window, so a browser's revalidation never got 304 although the items had not changed."""
+
+    def page(moment: str, note_moment: str, items: object = PAGE["items"]) -> dict[str, object]:
+        note = f"no explore slot: no eligible item was published in the 48 hours before {note_moment} (ask at its end)"
+        return {**PAGE, "items": items, "generated_at": moment, "notes": [note]}
+
+    first = page("2026-11-30T12:46:00+00:00", "2026-11-30T12:46:00+00:00")
+    next_window = page("2026-11-30T12:47:00+00:00", "2026-11-30T12:47:00+00:00")
+    assert page_etag(first) == page_etag(next_window)
+    # A different page in the next window, or a note that says something else, is another page.
+    assert page_etag(first) != page_etag(page("2026-11-30T12:47:00+00:00", "2026-11-30T12:47:00+00:00", []))
+    assert page_etag(first) != page_etag(page("2026-11-30T12:47:00+00:00", "2026-11-29T00:00:00+00:00"))
+    assert page_etag(first) != page_etag({**first, "notes": []})
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
