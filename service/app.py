@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -144,6 +144,34 @@ class _TooLarge(Exception):
     pass
 
 
+#: An unknown query parameter that users bring from the CLI, and what to tell them.
+QUERY_HINTS = {"at": "pages are as of now: the service has no `at` (`tailor recommend --at` computes a page at "
+               "another moment)"}  # fmt: skip
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route declares, its dependencies' included (FastAPI's `Dependant` tree)."""
+    if dependant is None:
+        return set()
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """Refuse (400) a query parameter the route does not declare: ignoring it would answer as if it applied
+    (``?K=3`` would get the default k=10, ``?at=...`` a page for now). The message names it and the accepted ones."""
+    accepted = sorted(_query_names(getattr(request.scope.get("route"), "dependant", None)))
+    unknown = sorted(set(request.query_params) - set(accepted))
+    if not unknown:
+        return
+    names = ", ".join(repr(name) for name in unknown)
+    takes = f"this route takes {', '.join(accepted)}" if accepted else "this route takes no query parameters"
+    hints = "".join(f"; {QUERY_HINTS[name]}" for name in unknown if name in QUERY_HINTS)
+    raise HTTPException(400, f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names}: {takes}{hints}")
+
+
 def create_app(
     settings: Settings | None = None, config: ServiceConfig | None = None, host: RecommenderHost | None = None
 ) -> FastAPI:
@@ -173,6 +201,7 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(known_query_only)],
     )
     app.state.host, app.state.intake, app.state.metrics, app.state.config = host, intake, metrics, config
 

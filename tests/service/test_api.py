@@ -129,6 +129,8 @@ def test_a_segment_page_is_public_for_edge_caches(built: Built, server: Server) 
         ("/recommendations/%20%20", {}, 422, "user_id is blank"),
         ("/recommendations/" + "u" * 129, {}, 422, "at most 128 characters"),
         ("/recommendations/segments/planet:mars", {}, 422, "segment must be all, surface:<surface>"),
+        ("/recommendations/u0000001", {"K": "3"}, 400, "unknown query parameter 'K': this route takes k, surface"),
+        ("/recommendations/u0000001", {"at": "2020-01-01"}, 400, "pages are as of now: the service has no `at`"),
         ("/nowhere", {}, 404, "no route /nowhere"),
     ],
 )

@@ -1,0 +1,44 @@
+"""The API's routing in process, on an empty home (no recommender, so no page): what every route does with a query
+parameter it does not take. Found by a new-user trial; the pages
+themselves are checked on a real server in test_api.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import ServiceConfig
+from tailor.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings, ServiceConfig.from_env({"TAILOR_REDIS_URL": ""}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/recommendations/u0000001?K=3", "unknown query parameter 'K': this route takes k, surface"),
+        (
+            "/recommendations/u0000001?at=2020-01-01&k=3",
+            "unknown query parameter 'at': this route takes k, surface; pages are as of now: the service has no `at`",
+        ),
+        ("/recommendations/segments/all?surface=home&x=1", "unknown query parameters 'surface', 'x': this route takes"),
+        ("/healthz?verbose=1", "unknown query parameter 'verbose': this route takes no query parameters"),
+    ],
+)
+def test_a_query_parameter_the_route_does_not_take_is_refused_by_name(
+    client: TestClient, path: str, message: str
+) -> None:
+    response = client.get(path)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(message)
+    assert response.headers["cache-control"] == "no-store"
