@@ -235,6 +235,19 @@ def create_app(
     def _not_ready(exc: NotReady) -> JSONResponse:
         return _json_error(503, f"not ready: {exc}", headers={"Retry-After": "5"})
 
+    @app.get("/recommendations/segments", include_in_schema=False)
+    async def no_segment() -> Response:
+        # Reserved: without this route the path would read as the page of a user called "segments".
+        try:
+            known = ", ".join(host.segments()) or "none yet"
+        except NotReady as exc:
+            return _not_ready(exc)
+        return _json_error(
+            404,
+            f"no segment given: ask /recommendations/segments/<segment>, one of {known} "
+            "(`segments` is reserved here: it is not read as a user id)",
+        )
+
     @app.get(
         "/recommendations/segments/{segment}",
         summary="A segment's page (not personalized; an edge cache may hold it)",

@@ -131,6 +131,8 @@ def test_a_segment_page_is_public_for_edge_caches(built: Built, server: Server) 
         ("/recommendations/segments/planet:mars", {}, 422, "segment must be all, surface:<surface>"),
         ("/recommendations/u0000001", {"K": "3"}, 400, "unknown query parameter 'K': this route takes k, surface"),
         ("/recommendations/u0000001", {"at": "2020-01-01"}, 400, "pages are as of now: the service has no `at`"),
+        # Reserved: not the page of a user called "segments" (it was a cold-start page for one).
+        ("/recommendations/segments", {}, 404, "no segment given: ask /recommendations/segments/<segment>, one of all"),
         ("/nowhere", {}, 404, "no route /nowhere"),
     ],
 )
