@@ -50,11 +50,19 @@ PATTERN_MESSAGES = {
 #: Vary of the pages: the bytes depend on the URL alone (identity is in the path, never a cookie or token);
 #: Accept-Encoding because a proxy or CDN in front may compress. CORS adds Origin when it is on.
 VARY = "Accept-Encoding"
+#: Set in a HEAD request's scope, which the routes see as a GET (see `RequestMetrics`).
+HEAD_SCOPE_KEY = "tailor.head"
 
 
 class RequestMetrics:
     """ASGI middleware: counts and times every request by route template and status; refuses oversized bodies
-    by their Content-Length before a byte is read (413)."""
+    by their Content-Length before a byte is read (413); answers HEAD on every GET route.
+
+    HEAD (RFC 9110 9.3.2): the route runs as for a GET and the response keeps its status and headers (ETag,
+    Content-Length, Cache-Control) without its body, which is what `curl -I` and a cache's revalidation expect.
+    Done here once rather than as a second route per GET, so no route can miss it and the schema stays one
+    operation per route. The metrics count it under its own method, HEAD.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
@@ -67,10 +75,15 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = [500]
+        method = scope.get("method", "")
+        head = method == "HEAD"
+        inner = {**scope, "method": "GET", HEAD_SCOPE_KEY: True} if head else scope
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
+            elif head and message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
             await send(message)
 
         try:
@@ -85,11 +98,10 @@ class RequestMetrics:
                     ),
                 )
             else:
-                await self.app(scope, receive, sending)
+                await self.app(inner, receive, sending)
         finally:
-            route = scope.get("route")
+            route = inner.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
             self.metrics.requests.labels(template, method, str(status[0])).inc()
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
 
@@ -224,7 +236,8 @@ def create_app(
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path}: see /openapi.json for the API"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}: see /openapi.json"
+            method = "HEAD" if request.scope.get(HEAD_SCOPE_KEY) else request.method
+            message = f"{method} is not allowed on {request.url.path}: see /openapi.json"
         return _json_error(exc.status_code, message, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

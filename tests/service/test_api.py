@@ -61,6 +61,21 @@ def test_a_users_page_is_private_with_an_etag_that_answers_304(built: Built, ser
     assert stale.status_code == 200
 
 
+def test_head_gives_the_pages_headers_and_revalidates_without_a_body(built: Built, server: Server) -> None:
+    """`curl -I` and HTTP caches send HEAD; it was 405 on every GET route (a trial found it)."""
+    url = f"{server.url}/recommendations/{built.personalized_user(1)}"
+    got = httpx.get(url, params={"k": 5})
+    head = httpx.head(url, params={"k": 5})
+    assert head.status_code == 200 and head.content == b""
+    # Not Content-Length: each request computes the page again, and its latency_ms (in the body) differs.
+    for name in ("etag", "cache-control", "vary", "x-served-by", "content-type"):
+        assert head.headers[name] == got.headers[name], name
+    assert int(head.headers["content-length"]) > 0
+    assert httpx.head(url, params={"k": 5}, headers={"If-None-Match": got.headers["etag"]}).status_code == 304
+    segment = httpx.head(f"{server.url}/recommendations/segments/all")
+    assert segment.status_code == 200 and segment.headers["cache-control"].startswith("public, ")
+
+
 def test_an_unchanged_page_keeps_its_etag_in_the_next_window(built: Built, tmp_path: Path) -> None:
     """Found by a trial: the page's note quotes its moment ("no explore slot: ... before <window start>"), so
     every window gave an unchanged page a new tag and revalidation never got 304. A 1-second window here: two

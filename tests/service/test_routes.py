@@ -1,5 +1,5 @@
 """The API's routing in process, on an empty home (no recommender, so no page): what every route does with a query
-parameter it does not take. Found by a new-user trial; the pages
+parameter it does not take, and HEAD. Found by a new-user trial; the pages
 themselves are checked on a real server in test_api.py."""
 
 from __future__ import annotations
@@ -42,3 +42,15 @@ def test_a_query_parameter_the_route_does_not_take_is_refused_by_name(
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith(message)
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_head_answers_a_gets_status_and_headers_without_the_body(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"" and got.content, path
+        same = ("content-type", "cache-control") + (("content-length",) if path != "/metrics" else ())  # it counts
+        for name in same:
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    head = client.head("/events")  # a POST route has no HEAD: 405 with the allowed method
+    assert head.status_code == 405 and head.headers["allow"] == "POST"
