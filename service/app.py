@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Router
 
 from ml.recommend import RecommendationInputError
 from service import caching
@@ -64,10 +65,11 @@ class RequestMetrics:
     operation per route. The metrics count it under its own method, HEAD.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, router: Router) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +80,7 @@ class RequestMetrics:
         method = scope.get("method", "")
         head = method == "HEAD"
         inner = {**scope, "method": "GET", HEAD_SCOPE_KEY: True} if head else scope
+        routed = False
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -98,12 +101,20 @@ class RequestMetrics:
                     ),
                 )
             else:
+                routed = True
                 await self.app(inner, receive, sending)
         finally:
-            route = inner.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = self._template(inner) if routed else "unmatched"
             self.metrics.requests.labels(template, method, str(status[0])).inc()
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
+
+    def _template(self, scope: Scope) -> str:
+        """The route template a request reached: FastAPI's routes name themselves in the scope; the schema and
+        docs routes (plain Starlette routes) do not, so they are matched here. Unknown paths: ``unmatched``."""
+        route: BaseRoute | None = scope.get("route")
+        if route is None:
+            route = next((r for r in self.router.routes if r.matches(scope)[0] is Match.FULL), None)
+        return getattr(route, "path", None) or "unmatched"
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -394,7 +405,7 @@ def create_app(
             expose_headers=["ETag", "X-Served-By"],
             max_age=600,
         )
-    app.add_middleware(RequestMetrics, metrics=metrics, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics, max_body_bytes=config.max_body_bytes, router=app.router)
     return app
 
 

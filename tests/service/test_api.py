@@ -227,4 +227,7 @@ def test_metrics_count_requests_by_route_and_status_and_name_the_model(built: Bu
     assert value('tailor_recommendation_fallbacks_total{reason="cold_start"}') >= 1
     assert value('tailor_recommendations_total{served_by="model",surface="home"}') >= 1
     assert value('tailor_model_info{closed_reason="",version="1"}') == 1
+    httpx.get(f"{server.url}/openapi.json")
+    text = httpx.get(f"{server.url}/metrics").text
+    assert value('tailor_http_requests_total{method="GET",route="/openapi.json",status="200"}') >= 1
     assert value("tailor_model_loaded") == 1
