@@ -1,0 +1,49 @@
+"""`tailor serve` refuses an address it cannot listen on before it loads anything: one `error:` line that says
+what to do, instead of a start-up banner followed by uvicorn's errno (found by a new-user trial)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import main
+from tailor.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def _refused(result: Result) -> str:
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.stdout, result.stderr)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Tailor service on" not in result.stderr and "warning" not in result.stderr
+    return result.stderr
+
+
+def test_a_port_in_use_is_named_with_what_to_do(settings: Settings) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        error = _refused(CliRunner().invoke(main, ["serve", "--port", str(port)]))
+    assert f"port {port} on 127.0.0.1 is in use: choose another with --port, or stop what holds it" in error
+
+
+def test_port_zero_is_refused_rather_than_announced_as_zero(settings: Settings) -> None:
+    error = _refused(CliRunner().invoke(main, ["serve", "--port", "0"]))
+    assert "--port 0 would listen on a port the system picks" in error and "e.g. --port 8000" in error
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("999.1.1.1", "--host '999.1.1.1' is not an address this machine can listen on"),
+        ("192.0.2.77", "--host 192.0.2.77 is not an address of this machine"),  # TEST-NET-1: never assigned here
+    ],
+)
+def test_a_host_that_is_not_this_machines_is_refused_before_the_network_warning(
+    settings: Settings, host: str, message: str
+) -> None:
+    error = _refused(CliRunner().invoke(main, ["serve", "--host", host, "--port", "8000"]))
+    assert message in error and "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)" in error
