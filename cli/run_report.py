@@ -27,6 +27,7 @@ def run_fields(outcome: RunOutcome) -> dict[str, Any]:
         "success": outcome.success,
         "run_id": outcome.run_id,
         "failed_steps": outcome.failed_steps,
+        "interrupted_steps": outcome.interrupted,
         "failed_checks": outcome.failed_checks,
         "checks_evaluated": len(outcome.checks_evaluated),
         "reconciliation_checked": any(
@@ -60,7 +61,8 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
             highlight=False,
         )
     for step in outcome.failed_steps:
-        if step in outcome.logs:  # a step that ran and failed; one that never ran is said in the failure message
+        # A step that ran and failed; one that never ran, or was interrupted, is said in the failure message.
+        if step in outcome.logs and step not in outcome.interrupted:
             err.print(f"[bold red]{step} failed[/]", highlight=False)
             err.print(outcome.errors.get(step, "failed"), highlight=False, markup=False)
 
@@ -71,7 +73,8 @@ def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
     or why a step never ran; on Spark also the JVMs' own log, ``jvm_log``, when a step failed."""
     from orchestration.lib.runner import DBT_LOG  # loaded already: the run ran
 
-    what = ", ".join(outcome.failed_steps + outcome.failed_checks) or "a step"
+    failed = [step for step in outcome.failed_steps if step not in outcome.interrupted]
+    what = ", ".join(failed + outcome.failed_checks) or "a step"
     missing = outcome.not_built
     if missing:
         shown = ", ".join(missing[:_SHOWN]) + (f" and {len(missing) - _SHOWN:,} more" if len(missing) > _SHOWN else "")
@@ -81,8 +84,20 @@ def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
         left = "every asset was built"
     if outcome.failed_checks:
         left += "; a check with ERROR severity did not pass: its data needs a look"
-    lines = [f"the run failed ({what}); {left}."]
-    for step in outcome.failed_steps:
+    if outcome.interrupted:
+        # A signal, not a fault: the step's "traceback" is the signal's, and the answer is to run again.
+        running = ", ".join(outcome.interrupted)
+        lines = [
+            f"the run was interrupted while {running} ran (a signal: Ctrl-C, or SIGTERM from `timeout` or a "
+            f"shutdown); {left}.",
+            f"  Nothing after {running} was built. Rerun `tailor run` to finish: what this run built is kept (files "
+            "it landed are not landed again) and the rest is built.",
+        ]
+        if failed or outcome.failed_checks:
+            lines.append(f"  Before that, {what} failed:")
+    else:
+        lines = [f"the run failed ({what}); {left}."]
+    for step in failed:
         log = outcome.logs.get(step)
         if log is None:
             lines.append(f"  {step}: {outcome.errors.get(step, 'failed')}")
@@ -92,7 +107,7 @@ def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
             lines.append(f"  {step}: its log, with the error's traceback, is {log}")
     for check in outcome.failed_checks:
         lines.append(f"  {check}: {outcome.errors.get(check) or 'failed (no description): see it in the Dagster UI'}")
-    if jvm_log is not None and outcome.failed_steps:
+    if jvm_log is not None and failed:
         lines.append(f"  Spark's JVMs (dbt's and Feast's) logged their warnings and errors in {jvm_log}")
     lines.append(f"Every step's events are in the Dagster UI (`make ui`, run {outcome.run_id}).")
     return "\n".join(lines)

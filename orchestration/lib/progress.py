@@ -25,8 +25,21 @@ class _ProgressHandler(logging.Handler):
                 failed = data.severity != dg.AssetCheckSeverity.WARN
                 label = "CHECK FAILED" if failed else "CHECK WARNED"
                 print(f"  {label} {where}: {data.check_name}", file=sys.stderr, flush=True)
+        elif kind == "STEP_FAILURE" and was_interrupted(event):
+            print(f"  INTERRUPTED {event.step_key}: stopped by a signal while it ran", file=sys.stderr, flush=True)
         elif kind == "STEP_FAILURE":
             print(f"  FAILED  {event.step_key}: {meta.get('orig_message', '')}", file=sys.stderr, flush=True)
+
+
+def was_interrupted(event: dg.DagsterEvent) -> bool:
+    """Whether a STEP_FAILURE event is a step stopped by a signal (Ctrl-C; SIGTERM, which Dagster handles as
+    SIGINT, e.g. from `timeout` or a shutdown) rather than one whose code failed.
+
+    Dagster raises DagsterExecutionInterruptedError (or KeyboardInterrupt) in the step and records the failure
+    with the error source INTERRUPT; compared by name, as the enum (ErrorSource) is not in Dagster's public API.
+    """
+    data = event.step_failure_data if event.is_step_failure else None
+    return data is not None and getattr(data.error_source, "name", None) == "INTERRUPT"
 
 
 def materialization_metadata(event: dg.DagsterEvent) -> dict[str, Any]:

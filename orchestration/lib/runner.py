@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
-from orchestration.lib.progress import materialization_metadata
+from orchestration.lib.progress import materialization_metadata, was_interrupted
 from tailor.settings import Settings
 
 #: Checks that watch the champion rather than the data: when one fails (drift), the run did its job and the answer
@@ -53,6 +53,9 @@ class RunOutcome:
     #: Where to read more about each failed step (step -> file): dbt's log for a step dagster-dbt runs, else the
     #: step's own log lines and its error with the traceback (`write_step_logs`). Filled by `run_all`.
     logs: dict[str, str] = field(default_factory=dict)
+    #: The failed steps that were running when the run was interrupted (a signal: Ctrl-C, or SIGTERM from `timeout`
+    #: or a shutdown), not steps whose code failed; in failed_steps too. Empty for a run nobody stopped.
+    interrupted: list[str] = field(default_factory=list)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -115,6 +118,9 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     """
     failed_steps = [event.step_key or "?" for event in result.all_events if event.is_step_failure]
     errors = {event.step_key or "?": _failure_text(event) for event in result.all_events if event.is_step_failure}
+    interrupted = [event.step_key or "?" for event in result.all_events if was_interrupted(event)]
+    for step in interrupted:  # the error's own message is its class's name: DagsterExecutionInterruptedError
+        errors[step] = "interrupted while it ran (a signal: Ctrl-C, or SIGTERM from `timeout` or a shutdown)"
     planned = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
     planned_keys = {r.dagster_event.asset_key for r in planned if r.dagster_event and r.dagster_event.asset_key}
     if not failed_steps:
@@ -152,6 +158,7 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
         signals,
         models,
         sorted(key.to_user_string() for key in planned_keys - _materialized(result.all_events)),
+        interrupted=interrupted,
     )
 
 

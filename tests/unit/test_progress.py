@@ -4,6 +4,8 @@ deprecation warnings from pinned third-party code, and a failure when work was s
 from __future__ import annotations
 
 import os
+import signal
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,28 @@ def test_each_line_names_the_assets_action(capfd: pytest.CaptureFixture[str]) ->
     assert result.success
     lines = sorted(line.split() for line in capfd.readouterr().err.splitlines() if line.startswith("  "))
     assert lines == [["built", "rebuilt"], ["kept", "kept"], ["up", "to", "date", "unchanged"]]
+
+
+@dg.asset
+def stopped() -> None:
+    """Stopped by SIGTERM while it runs, as `timeout 60 tailor run` stops a step."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the signal interrupts it
+
+
+def test_a_step_stopped_by_a_signal_is_said_interrupted_not_failed(capfd: pytest.CaptureFixture[str]) -> None:
+    defs = dg.Definitions(
+        assets=[stopped], jobs=[dg.define_asset_job("stopped_test")], loggers={"tailor_progress": progress_logger}
+    )
+    # The ephemeral instance, as in the test above: a test instance's compute log manager captures the process's
+    # stderr while a step runs, and the step's failure can be logged before that capture ends.
+    result = defs.resolve_job_def("stopped_test").execute_in_process(
+        run_config={"loggers": {"tailor_progress": {}}}, raise_on_error=False
+    )
+    assert not result.success
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("  ")]
+    assert "  INTERRUPTED stopped: stopped by a signal while it ran" in lines
+    assert not any(line.startswith("  FAILED") for line in lines)
 
 
 def test_known_third_party_deprecations_are_silenced_and_others_still_show() -> None:

@@ -5,6 +5,10 @@ Real (tiny) Dagster runs on a test instance; the failing step raises as a broken
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -62,11 +66,28 @@ def calibrated() -> dg.AssetCheckResult:
     )
 
 
+@dg.asset(deps=[features])
+def champion_drift_checks() -> None:
+    """Stopped as `timeout 60 tailor run` stops a run: SIGTERM to the process while the step runs (Dagster turns it
+    into DagsterExecutionInterruptedError in the step)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # never reached in full: the signal interrupts it
+    raise AssertionError("SIGTERM did not interrupt the step")
+
+
+@dg.asset(deps=[champion_drift_checks])
+def after_checks() -> None:
+    """Runs after the interrupted step: never built."""
+
+
 def _run(job: str, tmp_path: Path) -> tuple[RunOutcome, Path]:
     defs = dg.Definitions(
-        assets=[features, drift, after_drift, warehouse],
+        assets=[features, drift, after_drift, warehouse, champion_drift_checks, after_checks],
         asset_checks=[calibrated],
         jobs=[
+            dg.define_asset_job(
+                "interrupted", dg.AssetSelection.assets(features, champion_drift_checks, after_checks).without_checks()
+            ),
             dg.define_asset_job("model_step", dg.AssetSelection.assets(features, drift, after_drift).without_checks()),
             dg.define_asset_job("dbt_step", [warehouse]),
             dg.define_asset_job("checked", [features]),
@@ -150,6 +171,34 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
     printed = capsys.readouterr().out
     assert "received 1,200  accepted 1,100" in printed and "Published marts" in printed  # every asset was built
     assert "ml/features:             built: new rows" in printed
+
+
+def test_an_interrupted_run_says_so_which_step_ran_and_to_run_again(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a trial: `timeout 60 tailor run` said 'the run failed (champion_drift_checks) ... its log, with the
+    error's traceback', and the traceback was DagsterExecutionInterruptedError: the signal's, not a fault's."""
+    assert threading.current_thread() is threading.main_thread()  # Dagster handles signals on the main thread only
+    outcome, _ = _run("interrupted", tmp_path)
+    capfd.readouterr()  # Dagster's own report of the interrupt
+    assert not outcome.success
+    assert outcome.failed_steps == ["champion_drift_checks"] and outcome.interrupted == ["champion_drift_checks"]
+    assert outcome.not_built == ["after_checks", "champion_drift_checks"]
+    message = failure_message(outcome)
+    assert message.splitlines() == [
+        "the run was interrupted while champion_drift_checks ran (a signal: Ctrl-C, or SIGTERM from `timeout` or a "
+        "shutdown); 2 assets not built (after_checks, champion_drift_checks); they keep their last run's data.",
+        "  Nothing after champion_drift_checks was built. Rerun `tailor run` to finish: what this run built is kept "
+        "(files it landed are not landed again) and the rest is built.",
+        f"Every step's events are in the Dagster UI (`make ui`, run {outcome.run_id}).",
+    ]
+    assert "failed" not in message and "traceback" not in message
+    assert run_fields(outcome)["interrupted_steps"] == ["champion_drift_checks"]
+
+    print_report({**SUMMARY, "run": run_fields(outcome)}, outcome)
+    printed = capfd.readouterr()
+    assert "ml/features:             built: new rows" in printed.out
+    assert "failed" not in printed.err and "DagsterExecutionInterruptedError" not in printed.err
 
 
 def test_the_summary_says_what_balanced_means(capsys: pytest.CaptureFixture[str]) -> None:
