@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -49,6 +50,17 @@ def when(value: pd.Timestamp | datetime | None) -> str:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def literal(text: str) -> str:
+    """``text`` as a Markdown code span, for st.markdown and the message boxes: shown exactly as typed. A trial's
+    typed id ``' OR 1=1 --`` was shown as ``' OR 1=1 —``, and ``*``, ``_`` or ``$`` would turn into emphasis or
+    math. The fence is one backtick longer than any run of backticks inside (CommonMark, "Code spans"), with a
+    space inside it when the text starts or ends with one."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _missing(value: object) -> bool:

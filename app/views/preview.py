@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app.lib import cache, marts, preview
-from app.lib.ui import num, pct, stop_no_data, when
+from app.lib.ui import literal, num, pct, stop_no_data, when
 from ml.recommend import RecommendationInputError
 
 settings = cache.settings()
@@ -21,7 +21,9 @@ except marts.NoData as error:
 
 a, b, c, d = st.columns([2, 2, 1, 1])
 picked = a.selectbox("Pick a user (most active first)", users, key="picked_user")
-typed = b.text_input("...or type a user id", key="typed_user", max_chars=200, placeholder="e.g. u0000042")
+typed = b.text_input(
+    "...or type a user id", key="typed_user", max_chars=preview.MAX_ID_LENGTH, placeholder="e.g. u0000042"
+)
 surface = c.selectbox("Surface", ["home", "feed"], key="surface")
 k = int(d.number_input("Items", 1, 50, 10, key="k"))
 if typed and not typed.strip():
@@ -32,13 +34,13 @@ except preview.BadUserId as error:
     st.warning(str(error))
     st.stop()
 
-st.markdown(f"Preview of **{user_id}** on {surface}")
+st.markdown(f"Preview of **{literal(user_id)}** on {surface}")
 st.caption(f"Pages as of {when(moment)} (the end of the published history), as `recommend` would serve them.")
 profile = cache.profile(home, stamp, user_id)
 if profile is None:
     st.warning(
-        f"No user {user_id!r} in the published history (dim_users). A user the platform has never seen gets the "
-        "cold-start page shown below; check the id if you expected someone known."
+        f"No user {literal(repr(user_id))} in the published history (dim_users). A user the platform has never seen "
+        "gets the cold-start page shown below; check the id if you expected someone known."
     )
 
 with st.spinner("Opening the recommender..."):
@@ -52,8 +54,8 @@ except RecommendationInputError as error:
 
 if page.holdout:
     st.info(
-        f"**{user_id} is in the personalization holdout** (arm `holdout` of personalization_holdout): they always get "
-        "the non-personalized page, so both columns below are the same page.",
+        f"**{literal(user_id)} is in the personalization holdout** (arm `holdout` of personalization_holdout): they "
+        "always get the non-personalized page, so both columns below are the same page.",
         icon=":material/block:",
     )
 

@@ -19,6 +19,7 @@ import pytest
 
 from app.lib import experiments as experiments_lib
 from app.lib import marts
+from app.lib import preview as preview_lib
 from app.lib.ui import PAGES
 from ml.registry import CHAMPION, Registry
 from tailor.settings import Settings, get_settings
@@ -252,10 +253,10 @@ def test_every_page_says_make_demo_without_data(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("u9999999", "No user 'u9999999' in the published history"),
-        ("x' or '1'='1", "No user \"x' or '1'='1\" in the published history"),
-        ("u1'; drop table dim_users; --", 'No user "u1\'; drop table dim_users; --"'),
-        ("u" * 150, "user ids have at most 128"),
+        ("u9999999", "No user `'u9999999'` in the published history"),
+        ("x' or '1'='1", "No user `\"x' or '1'='1\"` in the published history"),
+        # A code span: Markdown shows it as typed (the trial saw "--" turned into a dash).
+        ("u1'; drop table dim_users; --", 'No user `"u1\'; drop table dim_users; --"`'),
     ],
 )
 def test_bad_user_input_gets_a_friendly_message(
@@ -265,12 +266,19 @@ def test_bad_user_input_gets_a_friendly_message(
     at.text_input(key="typed_user").input(typed).run()
     assert not at.exception, at.exception
     assert any(message in w.value for w in at.warning), [w.value for w in at.warning]
-    if len(typed) <= 128:  # an unknown user gets the cold-start page, never an empty one
-        page = table(at, "slot_kind")
-        assert len(page) == 10 and set(page["slot_kind"]) <= {"popular", "editorial"}
+    page = table(at, "slot_kind")  # an unknown user gets the cold-start page, never an empty one
+    assert len(page) == 10 and set(page["slot_kind"]) <= {"popular", "editorial"}
     # The text was a value, not SQL: every user is still there.
     [(users,)] = query_warehouse(app_home, "select count(*) from marts.dim_users")
     assert len(pd.read_parquet(app_home.marts_dir / "dim_users.parquet")) == users
+
+
+def test_the_id_box_takes_no_more_than_an_id_can_hold(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It took 200 characters, then refused anything over 128 (found by a trial): it now stops at 128."""
+    at = page_test("preview", app_home.home, monkeypatch).run()
+    assert at.text_input(key="typed_user").proto.max_chars == preview_lib.MAX_ID_LENGTH == 128
+    with pytest.raises(preview_lib.BadUserId, match="user ids have at most 128"):
+        preview_lib.checked_user_id("u" * 129)
 
 
 def test_a_blank_typed_id_says_it_shows_the_picked_user(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -279,7 +287,7 @@ def test_a_blank_typed_id_says_it_shows_the_picked_user(app_home: Settings, monk
     at.text_input(key="typed_user").input(" \t ").run()
     assert not at.exception, at.exception
     assert any("blank" in i.value and "picked user" in i.value for i in at.info), [i.value for i in at.info]
-    assert any(f"Preview of **{picked}**" in m.value for m in at.markdown), "the picked user's page is shown"
+    assert any(f"Preview of **`{picked}`**" in m.value for m in at.markdown), "the picked user's page is shown"
 
 
 def test_an_unknown_experiment_id_is_a_clear_error(app_home: Settings) -> None:
