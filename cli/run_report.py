@@ -38,6 +38,7 @@ def run_fields(outcome: RunOutcome) -> dict[str, Any]:
         "not_built": outcome.not_built,
         "retrain_signals": outcome.retrain_signals,
         "models": outcome.models,
+        "set_aside": outcome.set_aside,
     }
 
 
@@ -49,6 +50,8 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
         print_summary(summary)
     for name, text in outcome.models.items():
         out.print(f"{name + ':':<24} {text}", highlight=False, markup=False)
+    if outcome.set_aside:
+        print_set_aside(outcome.set_aside)
     if outcome.retrain_signals:
         for name, text in outcome.retrain_signals.items():
             err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)
@@ -65,6 +68,22 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
         if step in outcome.logs and step not in outcome.interrupted:
             err.print(f"[bold red]{step} failed[/]", highlight=False)
             err.print(outcome.errors.get(step, "failed"), highlight=False, markup=False)
+
+
+def print_set_aside(set_aside: dict[str, str]) -> None:
+    """The inbox files the run could not ingest (inbox path -> where each is now): where they went, where the reason
+    is and how to retry, after the counts, which leave them out (they never landed)."""
+    from tailor.ingest.inbox import NOTE_SUFFIX
+
+    moved = sorted(set_aside.values())
+    shown = ", ".join(Path(path).name for path in moved[:_SHOWN])
+    more = f" and {len(moved) - _SHOWN:,} more" if len(moved) > _SHOWN else ""
+    out.print(
+        f"[bold]Set aside[/] {len(moved):,} inbox file(s) that could not be ingested: {shown}{more}, moved to "
+        f"{Path(moved[0]).parent}, each beside a <name>{NOTE_SUFFIX} saying why. To retry one, fix it and move it "
+        "back into the inbox; the next `tailor run` ingests it.",
+        highlight=False,
+    )
 
 
 def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:

@@ -16,7 +16,8 @@ class _ProgressHandler(logging.Handler):
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION":
             key = event.asset_key.to_user_string() if event.asset_key else "?"
-            print(f"  {_action(event):<10} {key}", file=sys.stderr, flush=True)
+            note = materialization_metadata(event).get("note")
+            print(f"  {_action(event):<10} {key}{f': {note}' if note else ''}", file=sys.stderr, flush=True)
         elif kind == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
             if data is not None and not data.passed:
@@ -53,7 +54,8 @@ def materialization_metadata(event: dg.DagsterEvent) -> dict[str, Any]:
 
 def _action(event: dg.DagsterEvent) -> str:
     """What the materialization did: its ``action`` metadata (``up to date``, ``kept``, ``trained``, ``applied``...)
-    when the asset records one, else ``built`` (dbt models, which rebuild their window every run)."""
+    when the asset records one, else ``built`` (dbt models, which rebuild their window every run). Said before the
+    asset's name; what else it has to say (its ``note`` metadata, e.g. files set aside) comes after the name."""
     action = materialization_metadata(event).get("action")
     return action if isinstance(action, str) and action else "built"
 

@@ -56,6 +56,9 @@ class RunOutcome:
     #: The failed steps that were running when the run was interrupted (a signal: Ctrl-C, or SIGTERM from `timeout`
     #: or a shutdown), not steps whose code failed; in failed_steps too. Empty for a run nobody stopped.
     interrupted: list[str] = field(default_factory=list)
+    #: Inbox files this run could not ingest and moved to ``inbox/_rejected/`` (inbox path -> where it is now, beside
+    #: ``<name>.error.txt`` with the reason), from the landing asset's ``set_aside_as`` metadata.
+    set_aside: dict[str, str] = field(default_factory=dict)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -131,9 +134,11 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     evaluated: list[str] = []
     signals: dict[str, str] = {}
     models: dict[str, str] = {}
+    set_aside: dict[str, str] = {}
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             models.update(_model_action(event))
+            set_aside.update(materialization_metadata(event).get("set_aside_as") or {})
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         check = event.asset_check_evaluation_data
@@ -159,6 +164,7 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
         models,
         sorted(key.to_user_string() for key in planned_keys - _materialized(result.all_events)),
         interrupted=interrupted,
+        set_aside=set_aside,
     )
 
 

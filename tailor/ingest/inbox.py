@@ -98,7 +98,11 @@ def set_aside(settings: Settings, path: Path, reason: str) -> Path:
     rejected_dir.mkdir(parents=True, exist_ok=True)
     target = _free_name(rejected_dir, path.name)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    note = f"{reason}\n\nfile: {path}\nset aside: {stamp}\n"
+    retry = (
+        f"To retry: fix the file, then move it back into the inbox ({settings.inbox}; where it was: {path}). The "
+        "next `tailor run` ingests it (a file set aside was never landed, so nothing of it is ingested twice)."
+    )
+    note = f"{reason}\n\nfile: {path}\nset aside: {stamp}\n\n{retry}\n"
     write_atomic(target.with_name(target.name + NOTE_SUFFIX), note.encode())
     replace_durably(path, target)
     fsync_dir(path.parent)

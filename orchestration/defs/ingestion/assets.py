@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from tailor.contract.rules import KINDS
-from tailor.ingest.inbox import ingest_inbox
+from tailor.ingest.inbox import NOTE_SUFFIX, REJECTED_DIR, ingest_inbox
 from tailor.settings import get_settings
 
 
@@ -40,16 +40,23 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
         # A file outside the kinds' folders is reported with the events.
         set_aside = [p for p in result.rejected_files if next((k for k in KINDS if f"/{k}/" in p), "events") == kind]
         action = f"landed {len(files)} file(s)" if files else "nothing new"
-        if set_aside:
-            # What `tailor run` prints per asset: a file set aside must not pass unseen (its reason is next to it).
-            action += f", {len(set_aside)} set aside in {settings.inbox / '_rejected'}"
+        # What `tailor run` prints after the asset's name (progress.py): a file set aside must not pass unseen.
+        note = (
+            f"{len(set_aside)} file(s) set aside in {settings.inbox / REJECTED_DIR}, each beside a "
+            f"<name>{NOTE_SUFFIX} saying why"
+            if set_aside
+            else ""
+        )
         yield dg.MaterializeResult(
             asset_key=["landing", kind],
             metadata={
                 "action": action,
+                **({"note": note} if note else {}),
                 "files_landed": len(files),
                 "rows_landed": sum(f.received for f in files),
                 "files_set_aside": dg.MetadataValue.json(result.rejected_files),
+                # Where each went (inbox path -> its path in _rejected): the end of `tailor run` lists them.
+                "set_aside_as": dg.MetadataValue.json({p: result.set_aside_as[p] for p in set_aside}),
                 "recovery": dg.MetadataValue.json(result.report.recovery.as_dict()),
                 "landing_path": dg.MetadataValue.path(str(settings.landing / kind)),
             },
