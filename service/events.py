@@ -85,6 +85,28 @@ class Intake:
         }
 
 
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose repeated key keeps its first value, as the warehouse reads a landed line (DuckDB's JSON
+    functions; docs/contract/README.md): Python's default keeps the last, so a POSTed event and the same line in a
+    file were two different events (found by a trial)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (object, array, string, number, boolean, null)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    names: dict[type, str] = {dict: "object", list: "array", str: "string"}
+    return names.get(type(value), type(value).__name__)
+
+
 def parse_body(body: bytes, max_events: int) -> list[Any]:
     """The events of a request body (JSON: one event object, or ``{"events": [...]}``).
 
@@ -94,12 +116,12 @@ def parse_body(body: bytes, max_events: int) -> list[Any]:
     if not body.strip():
         raise BadBody('empty body: send one event (a JSON object) or a batch {"events": [...]}')
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_first_wins)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadBody(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadBody(
-            f'the body is a JSON {type(data).__name__}: send one event (a JSON object) or a batch {{"events": [...]}}',
+            f'the body is a JSON {json_type(data)}: send one event (a JSON object) or a batch {{"events": [...]}}',
             422,
         )
     if "event_type" in data or "event_id" in data:
@@ -154,7 +176,7 @@ class EventIntake:
         rejections: list[Rejection] = []
         for index, event in enumerate(events):
             if not isinstance(event, Mapping):
-                detail = f"an event is a JSON object, got {type(event).__name__}"
+                detail = f"an event is a JSON object, got {json_type(event)}"
                 rejections.append(Rejection(index, None, "invalid_json", detail))
                 texts.append("")
                 continue

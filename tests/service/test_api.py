@@ -165,7 +165,7 @@ def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
     [
         (b"{not json", "application/json", 400, "the body is not valid JSON"),
         (b"", "application/json", 400, "empty body"),
-        (b"[1, 2]", "application/json", 422, "the body is a JSON list"),
+        (b"[1, 2]", "application/json", 422, "the body is a JSON array"),
         (b'{"events": [], "x": 1}', "application/json", 422, "unknown field(s) 'x'"),
         (b"{}", "application/json", 422, "the object has no fields: a batch is"),
         (b'{"events": []}', "application/json", 422, "non-empty JSON array"),

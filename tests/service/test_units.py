@@ -115,6 +115,24 @@ def test_bodies_are_one_event_or_a_batch_and_nothing_else() -> None:
     with pytest.raises(BadBody, match=r"^the object has no fields: a batch is") as empty:
         parse_body(b"{}", 10)
     assert empty.value.status == 422
+    # Types in JSON's words (a trial saw "the body is a JSON NoneType").
+    for body, name in (
+        (b"null", "null"),
+        (b"42", "number"),
+        (b"[1]", "array"),
+        (b'"x"', "string"),
+        (b"true", "boolean"),
+    ):
+        with pytest.raises(BadBody, match=f"^the body is a JSON {name}: send one event"):
+            parse_body(body, 10)
+
+
+def test_a_repeated_key_keeps_its_first_value_as_the_warehouse_reads_it() -> None:
+    """Found by a trial: POST /events took the last "user_id" of an event, the warehouse reads the first."""
+    [event] = parse_body(b'{"event_id": "e1", "event_type": "click", "user_id": "u1", "user_id": "u2"}', 10)
+    assert event["user_id"] == "u1"
+    [batched] = parse_body(b'{"events": [{"event_id": "e1", "event_id": "e2", "event_type": "click"}]}', 10)
+    assert batched["event_id"] == "e1"
 
 
 _COUNT_AND_RENDER = """
