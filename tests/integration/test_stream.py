@@ -670,3 +670,61 @@ def test_consume_says_in_one_error_line_that_redis_is_gone(
             assert len([line for line in log.splitlines() if "WARNING lost the connection to Redis" in line]) == 1
         assert "stay pending" in error and "rerun `tailor stream consume`" in error
         assert "error" in json.loads((tmp_path / "out" / "stdout").read_text())  # --json: still one JSON object
+
+
+def test_losing_redis_again_and_again_mid_batch_loses_nothing_and_counts_once(
+    sqlite_repo: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis goes away after each push and before the acknowledgement, more times than the dead-letter limit:
+    each time the consumer resumes from the group, pushes the same absolute row again, and the event is counted
+    once and never dead-lettered. (A restarted Redis reloads delivery counts from its AOF, which does not record
+    re-reads of pending entries, so this test does not reach the consumer's discount of its own re-reads.)"""
+    import tailor.stream.consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "_MAX_PAUSE", consumer_module._FIRST_PAUSE)  # keep the test short
+    with _own_redis(tmp_path / "redis", persist=True) as server:
+        broker = Broker(connect(server.url), StreamConfig(stream=f"test:{next(_names)}:events"))
+        user = f"u-flap-{next(_names)}"
+        publish(broker, _events(user, "c", datetime.now(UTC), "f"))
+        losses = broker.config.max_deliveries + 1
+
+        stopped, restarted = threading.Event(), threading.Event()
+        restarted.set()
+
+        class StopsRedisAfterPushing:
+            """Redis goes away after each push, before the acknowledgement; this test's main thread starts it
+            again (a fork from the consumer's own thread could deadlock on a lock another thread holds)."""
+
+            def __init__(self) -> None:
+                self.inner, self.stops = FeastSink(_store(sqlite_repo), PUSH_SOURCE), 0
+
+            def push(self, rows: pd.DataFrame) -> None:
+                self.inner.push(rows)
+                if self.stops < losses:
+                    restarted.wait(30)  # Redis answers a moment before restart() returns
+                    restarted.clear()
+                    self.stops += 1
+                    server.stop()
+                    stopped.set()
+
+        consumer = _consumer(
+            broker, sqlite_repo, home, sink=StopsRedisAfterPushing(), reconnect_for=timedelta(seconds=30)
+        )
+        result: list[Any] = []
+        thread = threading.Thread(target=lambda: result.append(consumer.run(until_idle=0)))
+        thread.start()
+        try:
+            for _ in range(losses):
+                assert stopped.wait(60), "the consumer did not push"
+                stopped.clear()
+                time.sleep(0.2)
+                server.restart()
+                restarted.set()
+        finally:
+            thread.join(timeout=120)
+        [stats] = result
+        broker = Broker(connect(server.url), broker.config)
+        # One outage as far as consuming goes: it never got past the recovery in between.
+        assert (stats.reconnects, stats.recovered, stats.dead_lettered) == (1, 1, 0)
+        assert broker.r.xlen(broker.config.dead_letters) == 0 and broker.status()["pending"] == 0
+        assert _online(sqlite_repo, [user])[user]["clicks_30m"] == 1
