@@ -225,6 +225,8 @@ def consume(
     from tailor.stream.consumer import Consumer
     from tailor.stream.sink import FeastSink, open_store
 
+    if give_up_after is not None and math.isnan(give_up_after):
+        fail("--give-up-after must be a number of seconds (0 gives up at once, inf never), got nan.")
     # Our progress at INFO; other libraries (Feast logs every registry refresh) only when something is wrong.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("tailor").setLevel(logging.INFO)

@@ -728,3 +728,9 @@ def test_losing_redis_again_and_again_mid_batch_loses_nothing_and_counts_once(
         assert (stats.reconnects, stats.recovered, stats.dead_lettered) == (1, 1, 0)
         assert broker.r.xlen(broker.config.dead_letters) == 0 and broker.status()["pending"] == 0
         assert _online(sqlite_repo, [user])[user]["clicks_30m"] == 1
+
+
+def test_consume_refuses_a_give_up_time_that_is_not_a_number() -> None:
+    result = CliRunner().invoke(stream_cli, ["consume", "--give-up-after", "nan", "--redis", "redis://127.0.0.1:1/0"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "error: --give-up-after must be a number of seconds" in result.output
