@@ -5,6 +5,7 @@ Heavy imports (redis, duckdb, feast) happen inside the commands, so `tailor --he
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -48,6 +49,21 @@ def _broker(url: str, stream: str, group: str) -> Broker:
             "server's `databases` setting (16 by default): use e.g. /0, or point --redis / TAILOR_REDIS_URL elsewhere."
         )
     return Broker(client, StreamConfig(stream=stream, group=group))
+
+
+@contextlib.contextmanager
+def _lost_redis(url: str, doing: str, after: str) -> Iterator[None]:
+    """Turn Redis going away in the middle of a command into one error line: what was being done, what state
+    it leaves (``after``), what to do."""
+    from tailor.stream.broker import connection_lost
+
+    try:
+        yield
+    except Exception as exc:
+        if not connection_lost(exc):
+            raise
+        cause = " ".join(str(exc).split())
+        fail(f"lost the connection to Redis at {url} while {doing} ({cause}). {after} Start Redis again and rerun.")
 
 
 def _common(command: Any) -> Any:
@@ -148,7 +164,13 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         fail(f"{exc}. {_TEXT_HINT}. Nothing was published.")
     broker = _broker(redis_url, stream, group)
     broken: list[_NotText] = []
-    report = publish_events(broker, _lines(paths, broken))
+    with _lost_redis(
+        redis_url,
+        "publishing",
+        "The events appended before it stay in the stream; publishing the same input again is harmless (an event "
+        "is counted once).",
+    ):
+        report = publish_events(broker, _lines(paths, broken))
     if broken:  # stdin: the lines before the broken one were published
         before = (
             f"the {len(report.published):,} valid events before it were published (publishing them again is "
@@ -292,7 +314,9 @@ def consume(
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
 def status(redis_url: str, stream: str, group: str, as_json: bool) -> None:
     """Show the stream's length, the group's pending entries and lag, dead letters and the active consumer."""
-    state = _broker(redis_url, stream, group).status()
+    broker = _broker(redis_url, stream, group)
+    with _lost_redis(redis_url, "reading the stream's state", "Nothing was changed."):
+        state = broker.status()
     if as_json:
         emit_json(state)
         return
@@ -310,13 +334,20 @@ def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: boo
 
     broker = _broker(redis_url, stream, group)
     if do_replay:
-        replayed, still_dead = replay(broker)
+        with _lost_redis(
+            redis_url,
+            "replaying dead letters",
+            "Some may be published again and still listed as dead letters; replaying again is harmless (an event "
+            "is counted once).",
+        ):
+            replayed, still_dead = replay(broker)
         if as_json:
             emit_json({"replayed": replayed, "still_dead": [d.as_dict() for d in still_dead]})
             return
         click.echo(f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead")
         return
-    letters = dead_letters(broker)
+    with _lost_redis(redis_url, "reading the dead letters", "Nothing was changed."):
+        letters = dead_letters(broker)
     if as_json:
         emit_json([d.as_dict() for d in letters])
         return

@@ -734,3 +734,31 @@ def test_consume_refuses_a_give_up_time_that_is_not_a_number() -> None:
     result = CliRunner().invoke(stream_cli, ["consume", "--give-up-after", "nan", "--redis", "redis://127.0.0.1:1/0"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "error: --give-up-after must be a number of seconds" in result.output
+
+
+def test_publish_says_in_one_error_line_that_redis_went_away_mid_input(tmp_path: Path) -> None:
+    """Redis stops while `tailor stream publish` reads stdin: one error line, what stays published, what to do."""
+    with _own_redis(tmp_path / "redis", persist=False) as server:
+        config = StreamConfig(stream=f"test:{next(_names)}:events")
+        broker = Broker(connect(server.url), config)
+        events = _events(f"u-pub-{next(_names)}", "icv" * 2000, datetime.now(UTC), "p")  # 6000: two chunks
+        env = {**os.environ, **TELEMETRY_OFF}
+        args = [TAILOR, "stream", "publish", "--redis", server.url, "--stream", config.stream]
+        process = subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert process.stdin is not None
+        try:
+            process.stdin.write("".join(json.dumps(e) + "\n" for e in events[:5001]).encode())
+            process.stdin.flush()
+            _wait_until(lambda: broker.r.xlen(config.stream) == 5000, "the first chunk is appended")
+            server.stop()
+            _out, err = process.communicate("".join(json.dumps(e) + "\n" for e in events[5001:]).encode(), timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    log = err.decode()
+    assert process.returncode == 1, log
+    assert "Traceback" not in log, log
+    [error] = [line for line in log.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: lost the connection to Redis at {server.url} while publishing (Error 111"), error
+    assert "appended before it stay in the stream" in error and "rerun" in error
