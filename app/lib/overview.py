@@ -73,6 +73,7 @@ final as (
         coalesce(e.revenue_usd, 0) as revenue_usd,
         coalesce(s.sessions, 0) as sessions,
         s.mean_session_seconds,
+        e.last_event_at,
         coalesce(e.last_event_at >= coalesce(e.day, s.day) + interval 23 hour, false) as complete
     from engagement as e
     full outer join sessions as s on e.day = s.day
@@ -84,8 +85,9 @@ select * from final order by day
 
 def daily_kpis(settings: Settings) -> pd.DataFrame:
     """One row per day: day, active_users, impressions, clicks, ctr, conversion_rate, revenue_usd, sessions,
-    mean_session_seconds (definitions in the module docstring), complete (the day has events after 23:00 UTC:
-    False for the day in progress, or the few minutes after midnight that sessions spill into).
+    mean_session_seconds (definitions in the module docstring), last_event_at (the day's newest event, UTC; NaT on
+    a day with sessions but no engagement row), complete (the day has events after 23:00 UTC: False for the day in
+    progress, or the few minutes after midnight that sessions spill into). Days without any event have no row.
 
     Raises:
         marts.NoData: the engagement or session mart is not published.
@@ -113,7 +115,9 @@ class Freshness:
         newest_event: the latest event time in the marts (UTC, naive as stored).
         newest_landing: when the newest of those events was landed (ingested).
         published: when the marts were last written (file modification time, UTC).
-        days: days of history covered.
+        first_day, last_day: the first and the last UTC day with an event.
+        days: the days with at least one event; fewer than `calendar_days` when the history has gaps (e.g. a
+            simulation continued months after its first days).
     """
 
     newest_event: pd.Timestamp | None
@@ -121,6 +125,14 @@ class Freshness:
     published: pd.Timestamp | None
     first_day: pd.Timestamp | None
     days: int
+    last_day: pd.Timestamp | None = None
+
+    @property
+    def calendar_days(self) -> int:
+        """Calendar days from `first_day` to `last_day`, both counted (0 without events)."""
+        if self.first_day is None or self.last_day is None:
+            return 0
+        return int((self.last_day.normalize() - self.first_day.normalize()).days) + 1
 
 
 def freshness(settings: Settings) -> Freshness:
@@ -129,7 +141,8 @@ def freshness(settings: Settings) -> Freshness:
     row = marts.query(
         settings,
         "select max(last_event_at) as newest_event, max(last_ingested_at) as newest_landing, "
-        "min(activity_date) as first_day, count(distinct activity_date) as days from read_parquet($1)",
+        "min(activity_date) as first_day, max(activity_date) as last_day, count(distinct activity_date) as days "
+        "from read_parquet($1)",
         [ENGAGEMENT],
     ).iloc[0]
     return Freshness(
@@ -138,6 +151,7 @@ def freshness(settings: Settings) -> Freshness:
         published=marts.published_at(settings, INPUTS),
         first_day=_timestamp(row["first_day"]),
         days=int(row["days"] or 0),
+        last_day=_timestamp(row["last_day"]),
     )
 
 

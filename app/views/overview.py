@@ -23,14 +23,36 @@ at = overview.latest_complete(daily)
 last = daily.iloc[at]
 previous = daily.iloc[at - 1] if at > 0 else None
 partial = daily.iloc[at + 1 :]
+
+
+def _against() -> str:
+    """What the tiles' changes compare with: the row before, which is the calendar day before unless a gap (days
+    without events) lies between."""
+    if previous is None:
+        return "no day before it"
+    gap = previous["day"] != last["day"] - pd.Timedelta(days=1)
+    return f"{previous['day']:%Y-%m-%d}" + (", the day before it with events" if gap else ", the day before")
+
+
+def _partial(row: pd.Series) -> str:
+    newest = row["last_event_at"]
+    upto = f"events up to {newest:%H:%M} UTC only" if pd.notna(newest) else "sessions but no events"
+    return f"{row['day']:%Y-%m-%d}: partial ({upto})."
+
+
+def _span() -> str:
+    """How many days the history covers, counted as said: days with events, and the calendar days when fewer."""
+    days = f"{fresh.days} day{'s' if fresh.days != 1 else ''} with events"
+    if fresh.first_day is None or fresh.last_day is None:
+        return days
+    span = f"{days} from {fresh.first_day:%Y-%m-%d} to {fresh.last_day:%Y-%m-%d}"
+    gaps = fresh.calendar_days - fresh.days
+    return span + (f" ({fresh.calendar_days} calendar days, {gaps} of them without events)" if gaps > 0 else "")
+
+
 st.caption(
-    f"Each point is one UTC day of event time. Tiles: {last['day']:%Y-%m-%d}, the newest complete day, against the "
-    f"day before; {fresh.days} days since {fresh.first_day:%Y-%m-%d}. Home: `{settings.home}`."
-    + (
-        f" {', '.join(f'{d:%Y-%m-%d}' for d in partial['day'])}: partial (events up to 23:00 UTC only)."
-        if len(partial)
-        else ""
-    )
+    f"Each point is one UTC day of event time. Tiles: {last['day']:%Y-%m-%d}, the newest complete day, against "
+    f"{_against()}; {_span()}. Home: `{settings.home}`." + "".join(f" {_partial(row)}" for _, row in partial.iterrows())
 )
 
 

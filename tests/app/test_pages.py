@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -240,6 +241,66 @@ def test_a_new_run_replaces_what_the_cache_holds(
         after["Active users (latest day)"].replace(",", "")
     )
     assert marts.stamp(settings, ["fct_daily_user_engagement"])[0][1] == engagement.stat().st_mtime_ns
+
+
+def test_the_overview_caption_says_the_partial_days_newest_event_and_what_its_day_count_counts(
+    app_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: '2026-11-30: partial (events up to 23:00 UTC only)' whose newest event was at 12:00 (the
+    hour was the completeness rule's, written in), and '29 days since 2026-01-05' under a chart spanning January to
+    November (29 counted the days with events). Here: the history's second half moved 100 days later (a gap), and
+    a partial day after it whose newest event is at 12:00."""
+    home = tmp_path / "copy"
+    shutil.copytree(app_home.marts_dir, home / "marts")
+    engagement_path = home / "marts" / "fct_daily_user_engagement.parquet"
+    sessions_path = home / "marts" / "fct_sessions.parquet"
+    engagement, sessions = pd.read_parquet(engagement_path), pd.read_parquet(sessions_path)
+    days = sorted(engagement["activity_date"].unique())
+    first, middle = pd.Timestamp(days[0]), pd.Timestamp(days[len(days) // 2])
+    gap = pd.Timedelta(days=100)
+    later = pd.to_datetime(engagement["activity_date"]) >= middle
+    engagement.loc[later, "activity_date"] = (pd.to_datetime(engagement.loc[later, "activity_date"]) + gap).dt.date
+    engagement.loc[later, "last_event_at"] = engagement.loc[later, "last_event_at"] + gap
+    moved = pd.to_datetime(sessions["session_date"]) >= middle
+    sessions.loc[moved, "session_date"] = (pd.to_datetime(sessions.loc[moved, "session_date"]) + gap).dt.date
+    newest = pd.Timestamp(engagement["activity_date"].max())
+    partial_day = newest + pd.Timedelta(days=1)
+    extra = engagement[pd.to_datetime(engagement["activity_date"]) == newest].head(3).copy()
+    extra["activity_date"] = partial_day.date()
+    extra["last_event_at"] = [partial_day + pd.Timedelta(hours=h) for h in (9, 12, 11)][: len(extra)]
+    engagement = pd.concat([engagement[pd.to_datetime(engagement["activity_date"]) < partial_day], extra])
+    engagement.to_parquet(engagement_path)
+    sessions[pd.to_datetime(sessions["session_date"]) <= partial_day].to_parquet(sessions_path)
+
+    at = page_test("overview", home, monkeypatch).run()
+    assert not at.exception, at.exception
+    [caption] = [c.value for c in at.caption if c.value.startswith("Each point is one UTC day")]
+    with_events = engagement["activity_date"].nunique()
+    calendar = (partial_day - first).days + 1
+    assert (
+        f"{with_events} days with events from {first:%Y-%m-%d} to {partial_day:%Y-%m-%d} ({calendar} calendar days, "
+        f"{calendar - with_events} of them without events)" in caption
+    )
+    assert caption.endswith(f" {partial_day:%Y-%m-%d}: partial (events up to 12:00 UTC only).")
+    assert "23:00" not in caption
+    newest_by_day = engagement.groupby("activity_date")["last_event_at"].max()
+    starts = pd.to_datetime(pd.Series(newest_by_day.index)).to_numpy()
+    complete = list(newest_by_day.index[newest_by_day.to_numpy() >= starts + np.timedelta64(23, "h")])
+    before = max(d for d in engagement["activity_date"] if d < complete[-1])  # the row before, complete or not
+    which = "the day before" if before == complete[-1] - pd.Timedelta(days=1) else "the day before it with events"
+    assert f"Tiles: {complete[-1]:%Y-%m-%d}, the newest complete day, against {before:%Y-%m-%d}, {which};" in caption
+
+    # Without any event on the days before the newest complete day, its tiles compare with an earlier day: said so.
+    dropped = engagement[engagement["activity_date"] < complete[-1]]
+    gone = sorted(dropped["activity_date"].unique())[-2:]
+    engagement[~engagement["activity_date"].isin(gone)].to_parquet(engagement_path)
+    sessions[
+        ~sessions["session_date"].isin(gone) & (pd.to_datetime(sessions["session_date"]) <= partial_day)
+    ].to_parquet(sessions_path)
+    again = page_test("overview", home, monkeypatch).run()
+    [caption] = [c.value for c in again.caption if c.value.startswith("Each point is one UTC day")]
+    earlier = sorted(dropped["activity_date"].unique())[-3]
+    assert f"against {earlier:%Y-%m-%d}, the day before it with events;" in caption
 
 
 def test_every_page_says_make_demo_without_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
