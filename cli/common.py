@@ -77,3 +77,49 @@ def load_settings() -> Settings:
         return get_settings()
     except ValueError as error:
         fail(str(error))
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why a web server (uvicorn: `tailor serve`'s, and `dagster dev`'s under `tailor ui`) could not listen on
+    ``host``:``port``, checked before anything is loaded or started, or None when it can.
+
+    Binds and closes a socket of the family uvicorn picks (IPv6 when the host has a colon, else IPv4) with
+    SO_REUSEADDR, as uvicorn does, so a port in TIME_WAIT is not reported as taken. Something may still take the
+    port between this check and uvicorn's bind; then uvicorn's own error is what the user sees.
+    """
+    if port == 0:
+        return (
+            "--port 0 would listen on a port the system picks, and no client would be told which: "
+            "choose a port, e.g. --port 8000"
+        )
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        return (
+            f"--host {host!r} is not an address this machine can listen on ({why}): give one of its addresses, "
+            "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        )
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is in use: choose another with --port, or stop what holds it "
+                    f"(e.g. `ss -ltnp 'sport = :{port}'` shows it)"
+                )
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"--host {host} is not an address of this machine: give one of its addresses, e.g. 127.0.0.1 "
+                    "(this machine only) or 0.0.0.0 (every interface)"
+                )
+            if exc.errno == errno.EACCES:
+                return f"port {port} needs privileges to listen on: choose a port above 1023 with --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None

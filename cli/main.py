@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import JsonErrorsGroup, emit_json, fail, load_settings
+from cli.common import JsonErrorsGroup, bind_problem, emit_json, fail, load_settings
 from cli.experiments import experiments
 from cli.models import models
 from cli.recommend import recommend
@@ -461,7 +461,9 @@ def ui(host: str, port: int) -> None:
     import os
 
     settings = load_settings()
-    refused = _port_refusal(host, port)
+    # `dagster dev` does not stop when its webserver cannot bind: the daemon beside it runs on (and launches the
+    # sensors' runs) with no UI to see them. So the address is checked first.
+    refused = bind_problem(host, port)
     if refused:
         fail(refused)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
@@ -472,36 +474,6 @@ def ui(host: str, port: int) -> None:
     # (`tailor`); with `-m` it would be named after the module.
     os.chdir(REPO_ROOT)
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
-
-
-def _port_refusal(host: str, port: int) -> str | None:
-    """Why `dagster dev` could not serve the UI on ``host``:``port`` (the port taken, the address not this
-    machine's), or None when it can.
-
-    Checked before exec'ing it because `dagster dev` does not stop when its webserver cannot bind: the daemon it
-    started beside it keeps running (and launching the sensors' runs) with no UI to see them. Bound with
-    SO_REUSEADDR, as the webserver (uvicorn) binds, so a port whose last connections linger in TIME_WAIT counts as
-    free, as it is for the webserver.
-    """
-    import errno
-    import socket
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except socket.gaierror as exc:
-        return f"--host {host}: not an address or a name this machine resolves ({exc.strerror}); try 127.0.0.1"
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return (
-                    f"port {port} on {host} is taken (another Dagster UI, or another program, listens there): "
-                    "stop it, or choose another port with --port"
-                )
-            return f"cannot serve on {host}:{port} ({exc.strerror or exc}): choose another --host or --port"
-    return None
 
 
 main.add_command(experiments)

@@ -93,8 +93,8 @@ def test_tailor_ui_refuses_a_taken_port_before_starting_dagster(settings: Settin
         port = taken.getsockname()[1]
         error = _refused(_invoke("ui", "--port", str(port)))
     assert error == (
-        f"error: port {port} on 127.0.0.1 is taken (another Dagster UI, or another program, listens there): stop "
-        "it, or choose another port with --port\n"
+        f"error: port {port} on 127.0.0.1 is in use: choose another with --port, or stop what holds it "
+        f"(e.g. `ss -ltnp 'sport = :{port}'` shows it)\n"
     )
     assert not settings.home.exists()
 
