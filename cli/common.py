@@ -79,6 +79,20 @@ def load_settings() -> Settings:
         fail(str(error))
 
 
+def existing_home() -> Settings:
+    """`load_settings`, for a command that reads what runs made: a home that does not exist is an error that says so
+    (`fail`), not "no ranker yet" or "run `tailor run` first", which send the user to run in a folder that was never
+    made (a mistyped TAILOR_HOME, or a command run outside the repository, where ./data is another folder)."""
+    settings = load_settings()
+    if not settings.home.exists():
+        fail(
+            f"the Tailor home {settings.home} does not exist: nothing was generated or run there. `make demo` "
+            "builds a demo home (./data in the repository); to use another home, set TAILOR_HOME to the folder "
+            "`tailor generate` and `tailor run` used"
+        )
+    return settings
+
+
 def bind_problem(host: str, port: int) -> str | None:
     """Why a web server (uvicorn: `tailor serve`'s, and `dagster dev`'s under `tailor ui`) could not listen on
     ``host``:``port``, checked before anything is loaded or started, or None when it can.

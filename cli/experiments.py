@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import emit_json, fail, json_requested, load_settings
+from cli.common import emit_json, existing_home, fail, json_requested, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,7 @@ def experiments(ctx: click.Context, experiment_id: str | None, as_json: bool) ->
     from ml.experiments.results import read_results
 
     try:
-        results = read_results(load_settings().marts_dir)
+        results = read_results(existing_home().marts_dir)
     except FileNotFoundError as error:
         fail(str(error))
     if experiment_id is not None:

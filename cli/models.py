@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import emit_json, fail, load_settings
+from cli.common import emit_json, existing_home, fail
 
 out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
 _SHOWN = (
@@ -43,15 +43,7 @@ def metric_notes() -> dict[str, str]:
 
 def _registry() -> Any:
     """The registry of the home in use; a home that does not exist is an error (`fail`), not an empty registry."""
-    settings = load_settings()
-    if not settings.home.exists():
-        # Said as such: "no ranker trained yet" would send the user to `tailor run` in a folder that was never made
-        # (a mistyped TAILOR_HOME, or a command run outside the repository, where ./data is another folder).
-        fail(
-            f"the Tailor home {settings.home} does not exist: nothing was generated or run there. `make demo` "
-            "builds a demo home (./data in the repository); to use another home, set TAILOR_HOME to the folder "
-            "`tailor generate` and `tailor run` used"
-        )
+    settings = existing_home()
     from ml.registry import Registry  # MLflow is slow to import: only when the command runs
 
     return Registry(settings.models_dir)

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import fail, load_settings
+from cli.common import existing_home, fail
 
 if TYPE_CHECKING:
     from ml.recommend import Recommendation, Recommender
@@ -39,7 +39,7 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
     from ml.history import MissingMartError
     from ml.recommend.serving import RecommendationInputError, Recommender, ServingConfig
 
-    settings = load_settings()
+    settings = existing_home()
     from orchestration.lib.engine_support import engine_switch_refusal
 
     refused = engine_switch_refusal(settings)  # a home another engine built: its features are not this engine's

@@ -96,6 +96,8 @@ def test_every_command_with_json_fails_in_json(settings: Settings) -> None:
     assert empty.startswith("nothing to run on: the inbox")
     unknown_engine = _json_error(_invoke("run", "--json", env={"TAILOR_ENGINE": "oracle"}))
     assert unknown_engine.startswith("TAILOR_ENGINE='oracle' is not an engine Tailor runs on")
+    assert "does not exist: nothing was generated or run there" in _json_error(_invoke("experiments", "--json"))
+    settings.home.mkdir(parents=True)  # a home where nothing ran yet
     assert "run `tailor run` first" in _json_error(_invoke("experiments", "--json"))
     too_big = _json_error(_invoke("experiments", "--json", "plan", "--baseline", "0.99", "--mde", "0.05"))
     assert "choose a smaller --mde" in too_big
@@ -149,13 +151,22 @@ def test_models_on_a_home_without_a_ranker_says_when_one_is_trained(settings: Se
 
 
 @pytest.mark.parametrize(
-    "command", [["models"], ["models", "list"], ["models", "show", "1"], ["models", "promote", "1"]]
+    "command",
+    [
+        ["models"],
+        ["models", "list"],
+        ["models", "show", "1"],
+        ["models", "promote", "1"],
+        ["recommend", "u0000001"],
+        ["experiments"],
+    ],
 )
-def test_models_on_a_home_that_does_not_exist_says_so_and_how_to_make_one(
+def test_reading_commands_on_a_home_that_does_not_exist_say_so_and_how_to_make_one(
     settings: Settings, command: list[str]
 ) -> None:
     """Found by a trial: TAILOR_HOME=/tmp/does-not-exist `tailor models` said "No ranker trained yet" (exit 0, and
-    `[]` under --json), sending the user to `tailor run` in a folder that was never made."""
+    `[]` under --json), sending the user to `tailor run` in a folder that was never made; `recommend` and
+    `experiments` said to run `tailor run` first."""
     expected = (
         f"the Tailor home {settings.home} does not exist: nothing was generated or run there. `make demo` builds a "
         "demo home (./data in the repository); to use another home, set TAILOR_HOME to the folder `tailor generate` "
@@ -164,5 +175,6 @@ def test_models_on_a_home_that_does_not_exist_says_so_and_how_to_make_one(
     readable = _invoke(*command)
     assert readable.exit_code == 1 and readable.stdout == "" and readable.stderr == f"error: {expected}\n"
     assert _json_error(_invoke(*command, "--json")) == expected
-    assert _json_error(_invoke("models", "--json", *command[1:])) == expected
+    if command[0] == "models":
+        assert _json_error(_invoke("models", "--json", *command[1:])) == expected
     assert not settings.home.exists()  # the question made nothing
