@@ -130,6 +130,9 @@ def test_run_on_an_empty_home_says_what_to_do_first(tmp_path: Path) -> None:
 
 def test_experiments_analyze_and_plan(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    missing = _tailor(home, "experiments", check=False)
+    assert missing.returncode == 1 and f"the Tailor home {home} does not exist" in missing.stderr
+    home.mkdir()
     none_yet = _tailor(home, "experiments", check=False)
     assert none_yet.returncode == 1 and "run `tailor run` first" in none_yet.stderr
 
