@@ -9,9 +9,11 @@ depends on changed since the last successful apply. Deciding that imports no Fea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -105,6 +107,15 @@ def engine_mismatch(settings: Settings) -> str | None:
     )
 
 
+def _holds_tables(online_file: Path) -> bool:
+    """Whether the SQLite online store has any table (read-only; a file that cannot be read counts as none)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{online_file}?mode=ro", uri=True)) as con:
+            return bool(con.execute("select count(*) from sqlite_master where type = 'table'").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def apply_feature_repo(settings: Settings, force: bool = False) -> ApplyResult:
     """Register feature_repo/ in this home's registry (the configured online store's), unless already current.
 
@@ -117,11 +128,21 @@ def apply_feature_repo(settings: Settings, force: bool = False) -> ApplyResult:
     online, online_file = _online_store(config)
     marker = apply_marker(settings)
     fingerprint = _fingerprint(settings, yaml_path)
-    # A deleted registry or SQLite file needs a new apply even if the definitions did not change.
+    # A deleted registry or SQLite file needs a new apply even if the definitions did not change, and so does a
+    # SQLite file whose tables are gone (emptied by another home's apply before the check below existed).
     store_files = [registry, *([online_file] if online_file else [])]
+    holds_tables = online_file is None or _holds_tables(online_file)
     current = marker.exists() and marker.read_text() == fingerprint and all(p.exists() for p in store_files)
-    if current and not force:
+    if current and holds_tables and not force:
         return ApplyResult(applied=False, registry=registry, online_store=online, output="", fingerprint=fingerprint)
+    foreign = online_file is not None and registry.exists() and str(online_file).encode() not in registry.read_bytes()
+    if registry.exists() and (foreign or not holds_tables):
+        # The registry lists the SQLite tables as its infrastructure, and `feast apply` creates or drops only what
+        # differs from that list. A registry copied with its home names the original home's tables, which the apply
+        # would drop (a copied home's run emptied the original's online store: found by a trial); and for tables
+        # that are gone, it sees "no changes to infrastructure" and creates none. Either way this home's registry
+        # is made afresh; the apply marker changes, so the online store is materialized again.
+        registry.unlink()
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [FEAST_EXECUTABLE, "apply"],

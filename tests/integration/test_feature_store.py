@@ -7,11 +7,13 @@ values come from the published Parquet read with DuckDB, never from Feast itself
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -37,7 +39,7 @@ from simulator import SimulationConfig, simulate
 from tailor.feature_store import FEAST_YAML_ENV, feast_env
 from tailor.ingest import ingest_paths
 from tailor.settings import FEATURE_REPO_DIR, REPO_ROOT, Settings, get_settings
-from tests.conftest import run_dbt
+from tests.conftest import copy_home, run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -611,3 +613,35 @@ def _post_when_up(url: str, body: bytes, server: subprocess.Popen[bytes], timeou
             if server.poll() is not None or time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def _tables(online_file: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(online_file)) as con:
+        return {name for (name,) in con.execute("select name from sqlite_master where type = 'table'")}
+
+
+def test_a_copied_home_never_touches_the_original_homes_online_store(built: Settings, tmp_path: Path) -> None:
+    """Found by a trial: `tailor run` in a copy of a home (cp -a) re-applied the feature repo with the copied
+    registry, which names the original's SQLite tables, and Feast dropped them: the original's service went
+    unready and its recommend lost the model path. Then the original's runs could not repair it."""
+    original = built.feast_dir / "online_store.db"
+    before = _tables(original)
+    assert before, "the built home has online tables"
+    copy = copy_home(built, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TAILOR_HOME", str(copy.home))
+        assert apply_feature_repo(copy).applied  # another home: applied again, afresh
+    assert _tables(original) == before  # the original's tables are all still there
+    assert _tables(copy.feast_dir / "online_store.db") >= before
+    assert str(copy.feast_dir / "online_store.db").encode() in (copy.feast_dir / "registry.db").read_bytes()
+
+    # An online store emptied anyway (by such a run before this fix) is noticed and re-applied.
+    with contextlib.closing(sqlite3.connect(copy.feast_dir / "online_store.db")) as con:
+        for name in _tables(copy.feast_dir / "online_store.db"):
+            con.execute(f'drop table "{name}"')
+        con.commit()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TAILOR_HOME", str(copy.home))
+        assert apply_feature_repo(copy).applied
+        assert not apply_feature_repo(copy).applied  # and then current again
+    assert _tables(copy.feast_dir / "online_store.db") >= before
