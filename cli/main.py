@@ -63,7 +63,9 @@ def main() -> None:
 @main.command()
 @click.option("--users", type=click.IntRange(min=1), default=2000, show_default=True, help="Number of users.")
 @click.option("--days", type=click.IntRange(min=1, max=3650), default=28, show_default=True, help="Days of history.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Random seed: same seed, same files.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=7, show_default=True, help="Random seed: same seed, same files."
+)
 @click.option(
     "--start-date",
     type=click.DateTime(formats=["%Y-%m-%d"]),

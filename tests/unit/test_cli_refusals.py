@@ -235,3 +235,11 @@ def test_a_session_running_past_midnight_is_not_a_landed_day(settings: Settings)
     _land(settings)
     assert newest_landed_day(settings, settings.inbox, date(2026, 1, 8)) == date(2026, 1, 8)
     assert newest_landed_day(settings, settings.inbox, date(2026, 1, 9)) is None
+
+
+def test_a_negative_seed_is_refused_by_its_option(settings: Settings) -> None:
+    """Found by a trial: --seed -3 ended in numpy's 'expected non-negative integer' traceback and left an empty
+    output folder."""
+    result = _invoke("generate", "--users", "5", "--days", "1", "--seed", "-3")
+    assert result.exit_code == 2 and "Invalid value for '--seed': -3 is not in the range x>=0" in result.stderr
+    assert not settings.inbox.exists()
