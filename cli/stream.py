@@ -244,7 +244,7 @@ def consume(
 
     from tailor.stream.broker import BrokerUnreachable, StreamBusy
     from tailor.stream.catalog import Catalog
-    from tailor.stream.consumer import Consumer
+    from tailor.stream.consumer import Consumer, PushFailed
     from tailor.stream.sink import FeastSink, open_store
 
     if give_up_after is not None and math.isnan(give_up_after):
@@ -283,6 +283,13 @@ def consume(
         stats = worker.run(until_idle=0 if once else max_idle, should_stop=lambda: bool(stopping))
     except StreamBusy as exc:
         fail(str(exc))
+    except PushFailed as exc:  # e.g. the online store's tables are gone: one line, not the store's traceback
+        fail(
+            f"{exc}. Nothing of it is lost: the entries read are not acknowledged and stay pending in group "
+            f"{group!r} for the next run. Check the feature store (`tailor run` applies and fills it again), then "
+            "rerun `tailor stream consume`",
+            data=worker.describe(),
+        )
     except BrokerUnreachable as exc:
         cause = " ".join(str(exc.cause).split())
         what = (

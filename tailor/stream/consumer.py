@@ -35,6 +35,16 @@ _CHECKPOINT_EVERY = 1.0  # seconds between writes of the expiry checkpoint
 _FIRST_PAUSE, _MAX_PAUSE = 0.5, 30.0  # seconds between attempts to reach Redis again: doubling, capped
 
 
+class PushFailed(RuntimeError):
+    """The online store refused the rows for longer than the push retry allows; nothing read since the last push is
+    acknowledged, so those entries stay pending for the next run."""
+
+    def __init__(self, rows: int, cause: BaseException) -> None:
+        super().__init__(f"pushing {rows} row(s) to the online store failed: {type(cause).__name__}: {cause}")
+        self.rows = rows
+        self.cause = cause
+
+
 class _Resume(Exception):
     """The session must start again from the stream (the lease lapsed): rebuild, recover, go on."""
 
@@ -323,7 +333,7 @@ class Consumer:
                 break
             except Exception as exc:
                 if time.monotonic() + pause > deadline:
-                    raise
+                    raise PushFailed(len(rows), exc) from exc
                 log.warning("push of %d rows failed (%s); retrying in %.1f s", len(rows), exc, pause)
                 self.broker.renew_lease(self.name)  # retrying is not dying: keep the group
                 time.sleep(pause)

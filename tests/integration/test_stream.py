@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ from tailor.settings import TELEMETRY_OFF
 from tailor.stream import Broker, Consumer, EventRejected, StreamBusy, StreamConfig, connect, publish, publish_event
 from tailor.stream.catalog import Catalog
 from tailor.stream.config import PUSH_SOURCE
+from tailor.stream.consumer import PushFailed
 from tailor.stream.sink import FeastSink
 from tailor.stream.window import COUNTS, FEATURES
 from tests.integration.feast_repo import apply_recent_activity_repo, redis_online_store, sqlite_online_store
@@ -412,6 +414,25 @@ def test_a_brief_online_store_outage_is_retried_without_redelivery(
     assert (stats.counted, stats.pushes, stats.dead_lettered) == (3, 1, 0)
     assert _online(sqlite_repo, [user])[user]["impressions_30m"] == 2
     assert broker.status()["pending"] == 0
+
+
+def test_an_online_store_that_keeps_refusing_is_one_error_and_loses_nothing(
+    sqlite_repo: Path, broker: Broker, home: Path
+) -> None:
+    """Found by a trial: with the online store's tables gone, `consume --once` retried, then died with the store's
+    traceback. It raises PushFailed (the command prints it as one error line); the entries stay pending."""
+    user = f"u-down-{next(_names)}"
+    publish(broker, _events(user, "ic", datetime.now(UTC), "d"))
+
+    class Down:
+        def push(self, rows: pd.DataFrame) -> None:
+            raise sqlite3.OperationalError("no such table: tailor_recent_activity")
+
+    with pytest.raises(PushFailed, match=r"pushing 1 row\(s\) to the online store failed: OperationalError: no such"):
+        _consumer(broker, sqlite_repo, home, sink=Down()).run(until_idle=0)
+    assert broker.status()["pending"] == 2  # nothing acknowledged: the next run processes them
+    stats = _consumer(broker, sqlite_repo, home).run(until_idle=0)
+    assert stats.counted == 2 and _online(sqlite_repo, [user])[user]["clicks_30m"] == 1
 
 
 def test_windows_expire_while_running_and_while_stopped(redis_repo: Path, broker: Broker, home: Path) -> None:
