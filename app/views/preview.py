@@ -39,7 +39,7 @@ st.caption(f"Pages as of {when(moment)} (the end of the published history), as `
 profile = cache.profile(home, stamp, user_id)
 if profile is None:
     st.warning(
-        f"No user {literal(repr(user_id))} in the published history (dim_users). A user the platform has never seen "
+        f"No user {literal(user_id)} in the published history (dim_users). A user the platform has never seen "
         "gets the cold-start page shown below; check the id if you expected someone known."
     )
 
