@@ -39,6 +39,7 @@ def run_fields(outcome: RunOutcome) -> dict[str, Any]:
         "retrain_signals": outcome.retrain_signals,
         "models": outcome.models,
         "set_aside": outcome.set_aside,
+        "warned_checks": outcome.warned_checks,
     }
 
 
@@ -52,6 +53,8 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
         out.print(f"{name + ':':<24} {text}", highlight=False, markup=False)
     if outcome.set_aside:
         print_set_aside(outcome.set_aside)
+    for name, text in outcome.warned_checks.items():  # the run succeeded, but each is worth a look
+        err.print(f"[bold yellow]warning[/] {name}: {text}", highlight=False, markup=True)
     if outcome.retrain_signals:
         for name, text in outcome.retrain_signals.items():
             err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)

@@ -59,6 +59,9 @@ class RunOutcome:
     #: Inbox files this run could not ingest and moved to ``inbox/_rejected/`` (inbox path -> where it is now, beside
     #: ``<name>.error.txt`` with the reason), from the landing asset's ``set_aside_as`` metadata.
     set_aside: dict[str, str] = field(default_factory=dict)
+    #: WARN-severity checks that did not pass (asset:check -> the verdict in words): the run succeeded, but each
+    #: says something a person should look at (e.g. an event id used again with other content).
+    warned_checks: dict[str, str] = field(default_factory=dict)
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -135,6 +138,7 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     signals: dict[str, str] = {}
     models: dict[str, str] = {}
     set_aside: dict[str, str] = {}
+    warned: dict[str, str] = {}
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             models.update(_model_action(event))
@@ -145,6 +149,8 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
         name = f"{check.asset_key.to_user_string()}:{check.check_name}"
         evaluated.append(name)
         # A failed check does not fail a Dagster run; an ERROR-severity one must fail `tailor run` (warnings don't).
+        if not check.passed and check.severity == dg.AssetCheckSeverity.WARN:
+            warned[name] = check.description or _dbt_test_verdict(check, event.step_key) or "did not pass"
         if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
             if check.check_name in RETRAIN_SIGNALS:
                 signals[name] = check.description or "failed"
@@ -165,6 +171,7 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
         sorted(key.to_user_string() for key in planned_keys - _materialized(result.all_events)),
         interrupted=interrupted,
         set_aside=set_aside,
+        warned_checks=warned,
     )
 
 
@@ -243,9 +250,13 @@ def _dbt_test_verdict(check: dg.AssetCheckEvaluation, step: str | None) -> str |
     rows = getattr(check.metadata.get("dagster_dbt/failed_row_count"), "value", None)
     if not isinstance(rows, int):
         return None
-    return (
-        f"a dbt test that failed on {rows:,} row{'s' if rows != 1 else ''}; see step {step or '?'} (its error, its log)"
-    )
+    plural = "s" if rows != 1 else ""
+    if check.severity == dg.AssetCheckSeverity.WARN:
+        return (
+            f"a dbt test that warned on {rows:,} row{plural}; the rows are in logs/dbt.log and the Dagster UI (the "
+            "test's SQL in dbt_project/tests/ or its model's yml says what they mean)"
+        )
+    return f"a dbt test that failed on {rows:,} row{plural}; see step {step or '?'} (its error, its log)"
 
 
 def _model_action(event: dg.DagsterEvent) -> dict[str, str]:

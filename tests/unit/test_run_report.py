@@ -66,6 +66,14 @@ def calibrated() -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(asset=features)
+def ids_repeat_their_event() -> dg.AssetCheckResult:
+    """As dagster-dbt reports a warn-severity dbt test: no description, its rows counted in its metadata."""
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.WARN, metadata={"dagster_dbt/failed_row_count": 11}
+    )
+
+
 @dg.asset(deps=[features])
 def champion_drift_checks() -> None:
     """Stopped as `timeout 60 tailor run` stops a run: SIGTERM to the process while the step runs (Dagster turns it
@@ -83,7 +91,7 @@ def after_checks() -> None:
 def _run(job: str, tmp_path: Path) -> tuple[RunOutcome, Path]:
     defs = dg.Definitions(
         assets=[features, drift, after_drift, warehouse, champion_drift_checks, after_checks],
-        asset_checks=[calibrated],
+        asset_checks=[calibrated, ids_repeat_their_event],
         jobs=[
             dg.define_asset_job(
                 "interrupted", dg.AssetSelection.assets(features, champion_drift_checks, after_checks).without_checks()
@@ -167,10 +175,22 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
     assert "log" not in message.replace("Dagster UI", "")
     assert failure_message(outcome, jvm_log=tmp_path / "spark.log") == message  # no step failed: no JVM to read
 
+    # A warn-severity check does not fail the run, and is said at its end (found by a trial: it was one progress
+    # line among many).
+    warned = (
+        "a dbt test that warned on 11 rows; the rows are in logs/dbt.log and the Dagster UI (the test's SQL in "
+        "dbt_project/tests/ or its model's yml says what they mean)"
+    )
+    assert outcome.warned_checks == {"ml/features:ids_repeat_their_event": warned}
+    assert "ml/features:ids_repeat_their_event" not in outcome.failed_checks
+    assert run_fields(outcome)["warned_checks"] == outcome.warned_checks
+
     print_report({**SUMMARY, "run": run_fields(outcome)}, outcome)
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "received 1,200  accepted 1,100" in printed and "Published marts" in printed  # every asset was built
     assert "ml/features:             built: new rows" in printed
+    assert f"warning ml/features:ids_repeat_their_event: {warned}" in " ".join(captured.err.split())
 
 
 def test_an_interrupted_run_says_so_which_step_ran_and_to_run_again(
