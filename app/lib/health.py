@@ -103,8 +103,24 @@ def drift(checks: pd.DataFrame) -> list[Drift]:
 
 
 def quality_checks(checks: pd.DataFrame) -> pd.DataFrame:
-    """Every other check (dbt tests, feature store checks): asset, check, result (passed / failed: WARN or
-    ERROR), description, evaluated_at. Failed first."""
+    """Every other check (dbt tests, feature store checks): asset, check, result (passed; warned: a WARN-severity
+    check that did not pass, the run still succeeded; failed: ERROR), description, evaluated_at. Failed first.
+
+    A dbt test carries no description (dagster-dbt leaves it empty): it says how many rows did not pass and where
+    they are, from its row count."""
     rows = checks.loc[~checks["check"].isin(DRIFT_CHECKS)].copy()
-    rows["result"] = rows["passed"].map({True: "passed"}).fillna("failed (" + rows["severity"].astype(str) + ")")
+    warned = rows["severity"].astype(str) == "WARN"
+    rows["result"] = rows["passed"].map({True: "passed"}).fillna(warned.map({True: "warned", False: "failed"}))
+    described = [_dbt_description(t, m) for t, m in zip(rows["description"], rows["metadata"], strict=True)]
+    rows["description"] = pd.Series(described, index=rows.index, dtype=object)
     return rows[["asset", "check", "result", "description", "evaluated_at"]].reset_index(drop=True)
+
+
+def _dbt_description(text: object, metadata: object) -> str | None:
+    """A check's description, or for a dbt test without one its failed rows in words (none when it passed)."""
+    if isinstance(text, str) and text:
+        return text
+    rows = metadata.get("dagster_dbt/failed_row_count") if isinstance(metadata, dict) else None
+    if isinstance(rows, int) and rows:
+        return f"{rows:,} row{'s' if rows != 1 else ''} did not pass this dbt test: they are in logs/dbt.log"
+    return None

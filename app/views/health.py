@@ -78,10 +78,10 @@ if checks.empty:
     st.write("No check results recorded yet: run `make demo` (or `tailor run`).")
 else:
     quality = health.quality_checks(checks)
-    failed = (quality["result"] != "passed").sum()
-    q1, q2 = st.columns(2)
+    q1, q2, q3 = st.columns(3)
     q1.metric("Checks evaluated", num(len(quality)))
-    q2.metric("Failed", num(failed))
+    q2.metric("Failed", num((quality["result"] == "failed").sum()))
+    q3.metric("Warned", num((quality["result"] == "warned").sum()), help="WARN severity: the run still succeeded")
     st.dataframe(quality, hide_index=True, width="stretch", key="checks")
 
 st.subheader("Quarantined rows by reason")

@@ -1,0 +1,44 @@
+"""Small app helpers: typed text shown as typed, check results counted by what they mean."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.lib.ui import literal
+
+pytestmark = pytest.mark.unit
+
+
+def test_typed_text_becomes_a_code_span_that_shows_it_as_typed() -> None:
+    assert literal("u0000042") == "`u0000042`"
+    assert literal("' OR 1=1 --") == "`' OR 1=1 --`"
+    assert literal("a`b") == "``a`b``"  # a fence longer than any backtick run inside
+    assert literal("`x``") == "``` `x`` ```"  # a space inside when it starts or ends with one
+    assert literal("*bold* _em_ $x$") == "`*bold* _em_ $x$`"
+
+
+def test_a_warned_check_is_not_counted_as_failed_and_a_dbt_test_says_its_rows() -> None:
+    """Found by a trial: the health page counted a WARN-severity dbt test under "Failed", with no description."""
+    import pandas as pd
+
+    from app.lib.health import quality_checks
+
+    checks = pd.DataFrame(
+        {
+            "asset": ["staging/stg_landing__events", "marts/fct_events", "feast/online_store"],
+            "check": ["duplicates_repeat_their_event", "unique_fct_events_event_id", "online_matches_offline"],
+            "passed": [False, True, False],
+            "severity": ["WARN", "ERROR", "ERROR"],
+            "description": [None, None, "3 of 10 rows differ"],
+            "evaluated_at": pd.to_datetime(["2026-02-01"] * 3, utc=True),
+            "run_id": ["r"] * 3,
+            "metadata": [{"dagster_dbt/failed_row_count": 11}, {"dagster_dbt/failed_row_count": 0}, {}],
+        }
+    )
+    got = quality_checks(checks)
+    assert got["result"].tolist() == ["warned", "passed", "failed"]
+    assert got["description"].tolist() == [
+        "11 rows did not pass this dbt test: they are in logs/dbt.log",
+        None,
+        "3 of 10 rows differ",
+    ]
