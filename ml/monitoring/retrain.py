@@ -97,6 +97,7 @@ class RetrainDecision:
         new_days_left: labelled days still to arrive before the new-days condition holds (0: it holds; None:
             no champion yet).
         age_due_at: the history's time at which the champion reaches the age limit (UTC; None: no champion yet).
+        history_now: the history's time the rule was applied at (`history_now`; None: no champion or no day).
     """
 
     reasons: tuple[RetrainReason, ...]
@@ -104,6 +105,7 @@ class RetrainDecision:
     note: str
     new_days_left: int | None = None
     age_due_at: datetime | None = None
+    history_now: datetime | None = None
 
     @property
     def due(self) -> bool:
@@ -133,6 +135,7 @@ def decide_retrain(
     left = max(policy.new_days - len(unseen), 0)
     data_end = _midnight(champion.test_end)
     due_at = data_end + timedelta(days=policy.max_age_days)
+    now = history_now(days)
     if not unseen:
         return RetrainDecision(
             (),
@@ -141,6 +144,7 @@ def decide_retrain(
             f"{newest.test_end}): a retrain now would see nothing new",
             left,
             due_at,
+            now,
         )
     reasons: list[RetrainReason] = []
     for verdict in drift:
@@ -153,7 +157,6 @@ def decide_retrain(
             reasons.append(
                 RetrainReason("drift", f"{verdict.check} failed on {verdict.current_day}: {verdict.summary}")
             )
-    now = history_now(days)
     age_days = (now - data_end).total_seconds() / 86_400 if now is not None else 0.0
     if age_days >= policy.max_age_days:
         reasons.append(
@@ -180,8 +183,9 @@ def decide_retrain(
             f"days old in the history's time, {len(unseen)} of {policy.new_days} new labelled day(s)",
             left,
             due_at,
+            now,
         )
-    return RetrainDecision(tuple(reasons), key, "; ".join(r.detail for r in reasons), left, due_at)
+    return RetrainDecision(tuple(reasons), key, "; ".join(r.detail for r in reasons), left, due_at, now)
 
 
 def history_now(labelled_days: Iterable[date]) -> datetime | None:

@@ -222,8 +222,11 @@ def test_retrain_rule() -> None:
     aged = decide_retrain(old, lost_since, days, [], policy)
     assert [r.kind for r in aged.reasons] == ["age"]
     assert "the history reaches 8 days past champion version 4's test window (ended 2026-02-01; limit 7)" in aged.note
-    # ...but not when every day is already in the newest version's data: nothing new to learn from.
-    assert not decide_retrain(old, lost_since, days[:-1], [], policy).due
+    # ...but not when every day is already in the newest version's data: nothing new to learn from. The decision
+    # then carries the history's time, past the age limit, so the kept message can say so (not "or on <past date>").
+    seen_all = decide_retrain(old, lost_since, days[:-1], [], policy)
+    assert not seen_all.due and seen_all.history_now == datetime(2026, 2, 8, tzinfo=UTC)
+    assert seen_all.age_due_at is not None and seen_all.age_due_at <= seen_all.history_now  # the limit reached
 
     more = _days(date(2026, 1, 20), date(2026, 2, 10))
     fresh = decide_retrain(champion, champion, more, [], policy)

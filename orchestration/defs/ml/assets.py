@@ -275,10 +275,13 @@ def _keep_champion(
     """The result of a daily run that keeps the champion (new data, no retrain due): the champion's numbers from
     the registry (the ranker's checks read them), when it retrains, and the new inputs as the data version."""
     assert decision.new_days_left is not None and decision.age_due_at is not None
-    reason = (
-        f"champion v{champion.version}; retrains after {decision.new_days_left} more labelled day(s) or on "
-        f"{decision.age_due_at.date()}, or when drift fails (retrain_sensor)"
-    )
+    if decision.history_now is not None and decision.age_due_at <= decision.history_now:
+        # Past its age limit, yet kept: every labelled day is in the newest version's data (a retrain now would
+        # see nothing new). "or on <a date already past>" read as a mistake (found by a trial).
+        when = f"with the next labelled day (its age limit passed on {decision.age_due_at.date()})"
+    else:
+        when = f"after {decision.new_days_left} more labelled day(s) or on {decision.age_due_at.date()}"
+    reason = f"champion v{champion.version}; retrains {when}, or when drift fails (retrain_sensor)"
     context.log.info(f"ml/ranker kept: {reason} ({changed}; {decision.note})")
     return dg.MaterializeResult(
         metadata={
