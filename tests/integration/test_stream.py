@@ -180,6 +180,14 @@ class CrashingSink:
             raise RuntimeError("simulated crash after the push, before the acknowledgement")
 
 
+def _the_error_line(returncode: int | None, log: str) -> str:
+    """The one `error:` line of a command that failed as it should: exit 1, no traceback."""
+    assert returncode == 1, log
+    assert "Traceback" not in log, log
+    [error] = [line for line in log.splitlines() if line.startswith("error:")]
+    return error
+
+
 # -- the tests ------------------------------------------------------------------------------------------------------
 
 
@@ -679,9 +687,7 @@ def test_consume_says_in_one_error_line_that_redis_is_gone(
                 process.kill()
                 process.wait()
         log = stderr.read_text()
-        assert process.returncode == 1, log
-        assert "Traceback" not in log, log
-        [error] = [line for line in log.splitlines() if line.startswith("error:")]
+        error = _the_error_line(process.returncode, log)
         if mode == "once":
             assert error.startswith(f"error: lost the connection to Redis at {server.url} (Error 111"), error
             assert "reconnecting" not in log
@@ -778,8 +784,6 @@ def test_publish_says_in_one_error_line_that_redis_went_away_mid_input(tmp_path:
                 process.kill()
                 process.wait()
     log = err.decode()
-    assert process.returncode == 1, log
-    assert "Traceback" not in log, log
-    [error] = [line for line in log.splitlines() if line.startswith("error:")]
+    error = _the_error_line(process.returncode, log)
     assert error.startswith(f"error: lost the connection to Redis at {server.url} while publishing (Error 111"), error
     assert "appended before it stay in the stream" in error and "rerun" in error
