@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -54,23 +56,43 @@ def _manifest_is_stale(manifest: Path) -> bool:
     return any(p.stat().st_mtime > built for p in sources)
 
 
+@contextmanager
+def _parse_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `<target>/.parse.lock` (blocking) while the manifest is checked and parsed.
+
+    `dbt parse` writes manifest.json in place: without the lock a second process (a second pytest-xdist worker,
+    `dagster dev`'s code server beside a `tailor run`) loading the definitions at the same moment sees a manifest
+    newer than every model, takes it as fresh and reads it half written (orjson: "unexpected end of data"; the
+    clean-clone CI run of 2026-11-30 failed so).
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / ".parse.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @cache
 def dbt_project() -> DbtProject:
     """The project, with a manifest that matches the files: re-parsed when missing or stale.
 
     Loading the definitions needs the manifest, so a fresh clone (or an edited model) is parsed here once,
-    in the few seconds `dbt parse` takes, rather than failing or running an old graph.
+    in the few seconds `dbt parse` takes, rather than failing or running an old graph. Processes starting
+    together take turns (`_parse_lock`): one parses, the others then find the manifest fresh and whole.
     """
     # One manifest per engine: the project parses differently on each (on Spark the snapshots and unit tests are
     # disabled), and the asset graph must list what the engine in use builds.
     engine = get_settings().engine
     target = Path("target") if engine == "duckdb" else Path("target") / engine
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=target)
-    if _manifest_is_stale(project.manifest_path):
-        export_dbt_env()
-        DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
-            ["--quiet", "parse"], target_path=project.target_path
-        ).wait()
+    with _parse_lock(project.manifest_path.parent):
+        if _manifest_is_stale(project.manifest_path):
+            export_dbt_env()
+            DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+                ["--quiet", "parse"], target_path=project.target_path
+            ).wait()
     return project
 
 
