@@ -239,6 +239,7 @@ class _Experiment:
         for r in rows:
             if not r.is_control and (r.metric, r.variant) in verdicts:
                 _apply(r, verdicts[(r.metric, r.variant)])
+                _note_reversal(r)
         return rows
 
 
@@ -303,6 +304,29 @@ def _apply(r: ResultRow, verdict: Verdict) -> None:
     r.sequential_p_holm = verdict.sequential_p_holm
     if verdict.relative_sequential_ci is not None:
         r.sequential_ci_low, r.sequential_ci_high = verdict.relative_sequential_ci
+
+
+def _note_reversal(r: ResultRow) -> None:
+    """Add a note when a better/worse label stands (rule 4) while today's estimate points the other way.
+
+    The label keeps its error rate: it was read from the interval of the look it was taken on. But an analyst who
+    sees "better" beside a negative effect needs to be told the two disagree, and what that can mean (a faded
+    novelty effect, a changed population, or the decided look's own noise), before acting on the label.
+    """
+    if r.decision not in ("better", "worse") or r.absolute_effect is None:
+        return
+    good = 1 if r._higher_is_better else -1
+    favours_treatment = good * r.absolute_effect > 0
+    if favours_treatment == (r.decision == "better") or r.absolute_effect == 0:
+        return
+    since = f" on {str(r.decided_on)[:10]}" if r.decided_on is not None else ""
+    win = f", P(win) {r.chance_to_win:.0%}" if r.chance_to_win is not None else ""
+    text = (
+        f"decided {r.decision}{since}, but today's estimate points the other way (effect {r.absolute_effect:+.4g}"
+        f"{win}): the label stands under the rule (docs/experiments.md, Decisions, rule 4), yet the effect may have "
+        "faded or reversed since; confirm it (a holdout or a fresh experiment) before acting on the label"
+    )
+    r.note = f"{r.note}; {text}" if r.note else text
 
 
 def _novelty(result: ResultRow, by_day: dict[float, dict[str, dict[str, Any]]], control: str, variant: str) -> None:

@@ -174,3 +174,46 @@ def test_results_take_the_decisions_of_the_daily_looks_and_decisions_stay_taken(
     assert m2.loc[read_day, "decision_basis"] == "fixed_horizon"
     assert (m2.loc[read_day:, "decided_on"] == read_day).all()
     assert m2.loc[read_day:, "decision"].nunique() == 1
+
+
+def _reversing_frame(rng: np.random.Generator, higher_is_better: bool) -> pd.DataFrame:
+    """m1's treatment is much better for 4 days, then worse with four times the traffic: the cumulative estimate
+    crosses zero after the early call."""
+    rows = []
+    totals = {v: np.zeros(3) for v in ("control", "treatment")}
+    good = 1.0 if higher_is_better else -1.0
+    for day in range(14):
+        early = day < 4
+        for variant, total in totals.items():
+            shift = 0.0 if variant == "control" else (2.0 if early else -1.5) * good
+            values = rng.normal(5.0 + shift, 1.0, 60 if early else 240)
+            total += (len(values), values.sum(), (values**2).sum())
+            rows.append({"as_of_date": pd.Timestamp("2026-01-01") + pd.Timedelta(days=day), "experiment_id": "e",
+                         "metric": "m1", "variant": variant, "n": int(total[0]), "sum": total[1],
+                         "sum_squares": total[2], "higher_is_better": higher_is_better})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_a_standing_label_beside_a_reversed_estimate_gets_a_note(higher_is_better: bool) -> None:
+    """Rule 4 keeps the early 'better'; the note tells the analyst today's estimate now favours the control."""
+    daily = _reversing_frame(np.random.default_rng(8), higher_is_better)
+    variants = pd.DataFrame({"experiment_id": "e", "variant": ["control", "treatment"], "is_control": [True, False],
+                             "weight": 0.5})  # fmt: skip
+    last_day = daily["as_of_date"].max()
+    overall = analyze(daily[daily["as_of_date"] == last_day].drop(columns="as_of_date"), variants, history=daily)
+    row = overall[~overall["is_control"]].iloc[0]
+    assert row["decision"] == "better"
+    assert pd.Timestamp(row["decided_on"]) < pd.Timestamp("2026-01-05")
+    assert (row["absolute_effect"] < 0) == higher_is_better  # today's estimate favours the control
+    assert row["chance_to_win"] < 0.05
+    assert "decided better on 2026-01-0" in row["note"]
+    assert "today's estimate points the other way" in row["note"]
+
+    # The same experiment looked at only while the effect held: the label and today's estimate agree, no note.
+    early = daily[daily["as_of_date"] <= pd.Timestamp("2026-01-04")]
+    agreed = analyze(early[early["as_of_date"] == early["as_of_date"].max()].drop(columns="as_of_date"), variants,
+                     history=early)  # fmt: skip
+    agreed_row = agreed[~agreed["is_control"]].iloc[0]
+    assert agreed_row["decision"] == "better"
+    assert agreed_row["note"] is None or "points the other way" not in agreed_row["note"]
