@@ -184,10 +184,19 @@ def _query_names(dependant: Any) -> set[str]:
 
 async def known_query_only(request: Request) -> None:
     """Refuse (400) a query parameter the route does not declare: ignoring it would answer as if it applied
-    (``?K=3`` would get the default k=10, ``?at=...`` a page for now). The message names it and the accepted ones."""
+    (``?K=3`` would get the default k=10, ``?at=...`` a page for now). The message names it and the accepted ones.
+
+    Every declared parameter is one value, so one given twice is refused too (``?k=3&k=4``: FastAPI would take the
+    last, silently, while `POST /events` and the warehouse keep a repeated key's first).
+    """
     accepted = sorted(_query_names(getattr(request.scope.get("route"), "dependant", None)))
     unknown = sorted(set(request.query_params) - set(accepted))
     if not unknown:
+        for name in accepted:
+            if len(values := request.query_params.getlist(name)) > 1:
+                given = ", ".join(repr(v) for v in values)
+                message = f"query parameter {name!r} is given {len(values)} times ({given}): give it once"
+                raise HTTPException(400, message)
         return
     names = ", ".join(repr(name) for name in unknown)
     takes = f"this route takes {', '.join(accepted)}" if accepted else "this route takes no query parameters"

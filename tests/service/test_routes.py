@@ -34,6 +34,8 @@ def client(settings: Settings) -> Iterator[TestClient]:
         ),
         ("/recommendations/segments/all?surface=home&x=1", "unknown query parameters 'surface', 'x': this route takes"),
         ("/healthz?verbose=1", "unknown query parameter 'verbose': this route takes no query parameters"),
+        ("/recommendations/u0000001?k=3&k=4", "query parameter 'k' is given 2 times ('3', '4'): give it once"),
+        ("/recommendations/segments/all?k=2&k=2", "query parameter 'k' is given 2 times ('2', '2'): give it once"),
     ],
 )
 def test_a_query_parameter_the_route_does_not_take_is_refused_by_name(
