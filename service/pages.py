@@ -235,7 +235,10 @@ class RecommenderHost:
         popular = recommender.segment_popular.get(segment)
         if popular is None:
             known = ", ".join(sorted(recommender.segment_popular)) or "none yet"
-            raise LookupError(f"unknown segment {segment!r}: use one of {known}")
+            # Country codes are as the data spells them (upper case): `country:de` is most likely `country:DE`.
+            same = [name for name in recommender.segment_popular if name.casefold() == segment.casefold()]
+            hint = f"did you mean {same[0]!r}? " if same else ""
+            raise LookupError(f"unknown segment {segment!r}: {hint}use one of {known}")
         catalog = recommender.catalog
         if k > len(catalog.ids):
             raise RecommendationInputError(
