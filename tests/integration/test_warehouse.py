@@ -188,6 +188,37 @@ def test_an_event_id_used_again_with_other_content_is_warned_not_dropped_silentl
     assert dict(fates) == {"accepted": 1, "duplicate": 2}  # nothing changed in what was accepted
 
 
+def test_a_profile_or_item_whose_first_fact_moved_is_warned_and_kept(
+    built: tuple[Settings, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """Found by a trial: another seed's users and items, ingested into the same home, became new versions of the
+    ids it had used without a word. Their signup and publication times differ: a warn-severity test lists those
+    ids. The simulator's own profile changes and catalog corrections keep them: the tests pass on those."""
+    settings, _, generated = built
+    home = copy_home(settings, tmp_path)
+    selected = ("int_user_versions", "int_content_versions")
+    passed = run_dbt(home, "test", "--select", *selected)
+    assert "PASS=2" in passed.stdout and "WARN=0" in passed.stdout, passed.stdout[-2000:]
+
+    user = json.loads(sorted((generated / "users").glob("*.jsonl"))[0].read_text().splitlines()[0])
+    item = json.loads(sorted((generated / "content").glob("*.jsonl"))[0].read_text().splitlines()[0])
+    later = "2030-01-01T00:00:00Z"
+    other_users, other_content = tmp_path / "other-users.jsonl", tmp_path / "other-content.jsonl"
+    other_users.write_text(json.dumps({**user, "signup_at": "2021-03-04T05:06:07Z", "updated_at": later}) + "\n")
+    other_content.write_text(json.dumps({**item, "published_at": "2021-03-04T05:06:07Z", "updated_at": later}) + "\n")
+    ingest_paths([other_users], home, kind="users")
+    ingest_paths([other_content], home, kind="content")
+    warned = run_dbt(home, "build", "--select", "+int_user_versions", "+int_content_versions")
+    assert "WARN=2" in warned.stdout and "ERROR=0" in warned.stdout, warned.stdout[-3000:]
+    assert "unchanging_across_versions_int_user_versions_signup_at__user_id" in warned.stdout
+    # The versions are kept as delivered: the user now has one more version, with the moved signup.
+    versions = _query(
+        home,
+        f"select signup_at from intermediate.int_user_versions where user_id = '{user['user_id']}' order by valid_from",
+    )
+    assert len(versions) >= 2 and str(versions[-1][0]).startswith("2021-03-04")
+
+
 def _event_id(line: str) -> object:
     """A delivered line's event_id (None for the malformed lines the simulator plants)."""
     try:
