@@ -236,7 +236,7 @@ def test_details_name_json_types_and_the_future_tolerance() -> None:
     details = [detail for _, detail in _classify(lines)]
     assert details[:5] == [
         "content_id must be a string, got integer 12345",
-        "dwell_seconds must be of type number, got string abc",
+        'dwell_seconds must be of type number, got string "abc"',
         "position must be of type integer, got -3.5",
         "user_id must be a string, got boolean true",
         'content_id must be a string, got object {"id":1}',

@@ -110,7 +110,9 @@
       {#- The JSON type sent, in JSON's words (the engines' own names, ubigint or varchar, meant nothing to senders). -#}
       {%- set json_type = "case " ~ p ~ "__type when 'VARCHAR' then 'string' when 'BIGINT' then 'integer'"
           ~ " when 'UBIGINT' then 'integer' when 'DOUBLE' then 'number' else lower(" ~ p ~ "__type) end" -%}
-      {%- set got = "' || " ~ json_type ~ " || ' ' || left(" ~ p ~ "__text, 40)" -%}
+      {#- A string sent is shown in quotes (`got string "long"`), so its text cannot read as a type or a number. -#}
+      {%- set got = "' || " ~ json_type ~ " || ' ' || case when " ~ p ~ "__type = 'VARCHAR' then '\"' || left("
+          ~ p ~ "__text, 40) || '\"' else left(" ~ p ~ "__text, 40) end" -%}
       {%- set text = "' || left(" ~ p ~ "__text, 40)" -%}
       {%- if stage == 'missing' and field.required -%}
         {%- set condition = "coalesce(" ~ p ~ "__type, 'NULL') = 'NULL'" -%}
