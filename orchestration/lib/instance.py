@@ -13,12 +13,19 @@ dev` starts inherit its environment and working directory, so they all resolve t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from dagster import Field, StringSource
-from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
+from dagster._core.execution.compute_logs import redirect_to_file
+from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
+from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, LocalComputeLogManager
 from dagster._core.storage.root import LocalArtifactStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
@@ -71,7 +78,26 @@ class TailorArtifactStorage(LocalArtifactStorage):
 
 
 class TailorComputeLogManager(LocalComputeLogManager):
-    """Dagster's local compute logs, in `compute_logs_dir()` unless ``base_dir`` is given."""
+    """Dagster's local compute logs, in `compute_logs_dir()` unless ``base_dir`` is given.
+
+    On Linux each step's output is mirrored to the terminal by ``tail --pid`` alone (`_mirrored`). Dagster's own
+    mirror also starts a Python watcher per stream that kills the tail if the process dies; a Ctrl-C reaches the
+    whole process group, and each watcher printed a ``KeyboardInterrupt`` traceback above `tailor run`'s own
+    "the run was interrupted" message (found by a new-user trial). GNU tail's ``--pid`` does the watcher's job.
+    """
+
+    @contextmanager
+    def capture_logs(self, log_key: Sequence[str]) -> Iterator[CapturedLogContext]:
+        """As Dagster's: stdout and stderr of the step go to its log files and are mirrored to the terminal."""
+        if not _TAIL_HAS_PID:
+            with super().capture_logs(log_key) as context:
+                yield context
+            return
+        out = self.get_captured_local_path(log_key, IO_TYPE_EXTENSION[ComputeIOType.STDOUT])
+        err = self.get_captured_local_path(log_key, IO_TYPE_EXTENSION[ComputeIOType.STDERR])
+        with _mirrored(sys.stdout, out), _mirrored(sys.stderr, err):
+            yield CapturedLogContext(log_key)
+        Path(self.complete_artifact_path(log_key)).touch()  # marks the capture complete, as Dagster's does
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -82,3 +108,32 @@ class TailorComputeLogManager(LocalComputeLogManager):
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> TailorComputeLogManager:
         return cls(inst_data=inst_data, **{**config_value, "base_dir": _base_dir(config_value, compute_logs_dir())})
+
+
+#: GNU tail (Linux) stops following once a process has died (``--pid``); BSD tail (macOS) has no such option.
+_TAIL_HAS_PID = sys.platform.startswith("linux") and shutil.which("tail") is not None
+
+
+@contextmanager
+def _mirrored(stream: IO[str], path: str) -> Iterator[None]:
+    """Redirect ``stream``'s file descriptor to ``path`` and mirror the file back to where the stream went.
+
+    ``tail -F --pid`` ends by itself once this process is gone (killed included), so no watcher process is needed.
+    A stream without a file descriptor (a test runner's) is only redirected, as in Dagster.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).touch()
+    try:
+        target: int | None = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        target = None
+    tail = None
+    if target is not None:
+        tail = subprocess.Popen(["tail", "-F", "-c", "+0", f"--pid={os.getpid()}", path], stdout=target)
+    try:
+        with redirect_to_file(stream, path):
+            yield
+    finally:
+        if tail is not None:
+            tail.terminate()
+            tail.wait(timeout=30)
