@@ -270,7 +270,8 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
     Ship when some primary metric is ``better``, none is ``worse`` and no guardrail is breached; do not ship when a
     primary metric is ``worse`` or a guardrail is breached; otherwise keep running (or, at the planned size with no
     detectable effect, do not ship on this evidence). SRM overrides everything. Caveats: SRM, a fading (novelty)
-    effect, an experiment that has not reached its planned size (underpowered for its plan), insufficient data.
+    effect, a standing better/worse label beside today's estimate pointing the other way (the results' note says
+    the same), an experiment that has not reached its planned size (underpowered for its plan), insufficient data.
     """
     treated = results.loc[~results["is_control"].astype(bool)]
     caveats = []
@@ -292,6 +293,16 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
             "Novelty: the effect on "
             + ", ".join(f"{m} ({v})" for m, v in zip(fading["metric"], fading["variant"], strict=True))
             + " shrinks with days since exposure; the long-run effect may be smaller than the average shown."
+        )
+    decided = treated.loc[treated["decision"].isin(["better", "worse"]) & treated["chance_to_win"].notna()]
+    reversed_ = decided.loc[(decided["decision"] == "better") != (decided["chance_to_win"] > 0.5)]
+    for row in reversed_.itertuples():
+        decided_on = getattr(row, "decided_on", None)
+        since = f" on {str(decided_on)[:10]}" if decided_on is not None and not pd.isna(decided_on) else ""
+        caveats.append(
+            f"Reversed since decided: {row.metric} ({row.variant}) was decided {row.decision}{since}, but today's "
+            f"estimate points the other way (P(win) {row.chance_to_win:.0%}). The label stands (its error rate was "
+            "kept), yet the effect may have faded or reversed: confirm it before acting on the label."
         )
     if not status.reached:
         caveats.append(

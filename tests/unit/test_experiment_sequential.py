@@ -217,3 +217,24 @@ def test_a_standing_label_beside_a_reversed_estimate_gets_a_note(higher_is_bette
     agreed_row = agreed[~agreed["is_control"]].iloc[0]
     assert agreed_row["decision"] == "better"
     assert agreed_row["note"] is None or "points the other way" not in agreed_row["note"]
+
+
+def test_the_apps_advice_names_a_label_whose_estimate_has_reversed() -> None:
+    """Found by a trial: the note sat in the last column of a wide table; the page's advice now says it."""
+    from app.lib.experiments import ExperimentStatus, advice
+
+    daily = _reversing_frame(np.random.default_rng(8), higher_is_better=True)
+    daily["metric_role"] = "primary"
+    variants = pd.DataFrame({"experiment_id": "e", "variant": ["control", "treatment"], "is_control": [True, False],
+                             "weight": 0.5})  # fmt: skip
+    status = ExperimentStatus("e", "", "control", {"control": 2000, "treatment": 2000}, None, False, 0.5, False, {})
+
+    def caveats(as_of: str) -> list[str]:
+        upto = daily[daily["as_of_date"] <= pd.Timestamp(as_of)]
+        last = upto[upto["as_of_date"] == upto["as_of_date"].max()].drop(columns="as_of_date")
+        return advice(status, analyze(last, variants, history=upto)).caveats
+
+    reversed_ = [c for c in caveats("2026-01-14") if c.startswith("Reversed since decided")]
+    assert len(reversed_) == 1
+    assert reversed_[0].startswith("Reversed since decided: m1 (treatment) was decided better on 2026-01-0")
+    assert not [c for c in caveats("2026-01-04") if c.startswith("Reversed")]  # before the reversal
