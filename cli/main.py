@@ -332,6 +332,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     from tailor.ingest.files import unsupported_in
 
     settings = load_settings()
+    new_home = not settings.home.exists()
     # A folder's other files are skipped, as documented, but never unseen (the inbox sets them aside instead).
     skipped = [str(p) for raw in paths if raw.is_dir() for p in unsupported_in(raw.expanduser())]
     for path in skipped:
@@ -350,6 +351,11 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         where = exc.filename or "a file"
         fail(f"{where}: cannot be read ({exc.strerror or exc}). Check the file and its permissions, then ingest "
              "again.\nNothing was ingested.")  # fmt: skip
+    if new_home and settings.home.exists():
+        # Said, not refused: ingesting into a new home is how one starts with one's own events; but a mistyped
+        # TAILOR_HOME would otherwise land the files somewhere no later command looks (found by a new-user trial).
+        err.print(f"note: {settings.home} did not exist: it is a new Tailor home now (TAILOR_HOME); `tailor run` "
+                  "builds its warehouse", highlight=False)  # fmt: skip
     if as_json:
         emit_json({**report.as_dict(), "skipped_files": skipped})
         return
@@ -373,6 +379,9 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
             f"received {report.received:,}  accepted {report.accepted:,}  "
             f"rejected {sum(report.rejected.values()):,}  (duplicates are counted by `tailor run`)"
         )
+        if report.rejected:
+            out.print("each rejected row's file, line and reason: the mart fct_rejected_rows after `tailor run` "
+                      "(docs/contract/README.md)")  # fmt: skip
     else:
         out.print(f"landed {report.received:,} rows unchecked; `tailor run` applies the row checks")
     if skipped:

@@ -204,3 +204,20 @@ def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_pa
     known = _invoke("recommend", "u1", "-k", "2")
     assert known.exit_code == 0 and "cold-start" not in known.stdout
     assert json.loads(_invoke("recommend", "u1", "-k", "2", "--json").stdout)["cold_start"] is False
+
+
+def test_ingest_into_a_home_that_did_not_exist_says_it_made_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: a mistyped TAILOR_HOME took the files into a new folder without a word."""
+    home = tmp_path / "typo-home"
+    monkeypatch.setenv("TAILOR_HOME", str(home))
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(_event(1)) + "\n" + json.dumps({**_event(2), "event_type": "clik"}) + "\n")
+    first = _invoke("ingest", str(events))
+    assert first.exit_code == 0, first.output
+    assert f"note: {home} did not exist: it is a new Tailor home now" in " ".join(first.stderr.split())
+    # A rejected row's details are in the warehouse after a run: the summary says where.
+    assert "rejected 1" in first.stdout and "fct_rejected_rows after `tailor run`" in first.stdout
+    again = _invoke("ingest", str(events))  # the home exists now: no note
+    assert again.exit_code == 0 and "new Tailor home" not in again.stderr
