@@ -210,6 +210,9 @@ def check_trainable(frame: pd.DataFrame, window: str) -> None:
     if rows.nunique() < 2:
         only = "clicked" if bool(rows.iloc[0]) else "not clicked"
         raise TrainingDataError(
-            f"every impression in the {window} window is {only}: a click model needs both clicks and non-clicks. "
-            "Check that click events carry their impression's request_id (docs/contract/click.md)"
+            f"every impression in the {window} window ({len(rows):,}) is {only}: a click model needs both clicks "
+            "and non-clicks. Check that click events carry their impression's request_id (docs/contract/click.md), "
+            "and that the clicks were not set aside: as duplicates of an event id already used (the warning "
+            "duplicates_repeat_their_event: e.g. another history ingested into this home) or quarantined "
+            "(fct_rejected_rows)"
         )

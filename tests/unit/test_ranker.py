@@ -17,7 +17,7 @@ from ml.candidates.popularity import Popularity
 from ml.candidates.union import SCORE_COLUMNS, fit_candidate_set
 from ml.history import History
 from ml.ranker.config import RankerConfig
-from ml.ranker.dataset import TrainingDataError, Windows, plan_windows
+from ml.ranker.dataset import TrainingDataError, Windows, check_trainable, plan_windows
 from ml.ranker.evaluate import refusal
 from ml.ranker.model import fit_ranker
 from ml.ranker.search import STAGE_ITERATIONS, search, staged_fit
@@ -294,3 +294,17 @@ def test_the_promotion_reason_names_the_window_both_versions_were_scored_on() ->
     )
     first = decide({"log_loss": 0.19, "ndcg_at_k": 0.31}, None, window=window)
     assert first.reason == "no champion yet: the first model becomes champion" and first.window == window
+
+
+def test_a_window_of_one_class_names_the_window_its_size_and_where_the_clicks_may_have_gone() -> None:
+    """Found by a trial: another history's clicks were set aside as duplicates of used ids, and the message only
+    suggested a missing request_id."""
+    frame = pd.DataFrame({"window": ["train"] * 3 + ["tune"] * 70, "clicked": [True, False, False] + [False] * 70})
+    check_trainable(frame, "train")  # both classes: trainable
+    with pytest.raises(TrainingDataError) as raised:
+        check_trainable(frame, "tune")
+    message = str(raised.value)
+    assert message.startswith("every impression in the tune window (70) is not clicked: a click model needs both")
+    assert "request_id" in message and "duplicates_repeat_their_event" in message and "fct_rejected_rows" in message
+    with pytest.raises(TrainingDataError, match="the test window has no impressions"):
+        check_trainable(frame, "test")
