@@ -296,14 +296,22 @@ def _refuse_mixing_histories(settings: Settings, target: Path, config: dict[str,
     Event ids depend on the seed and a counter, so a second history in the same home would be taken for
     re-deliveries of the first (duplicates) and the marts would mix both worlds.
     """
-    old_truth = target / "_truth" / "truth.json"
-    if target != settings.inbox or not old_truth.exists() or not _events_landed(settings):
+    inbox, written = settings.inbox.resolve(), target.resolve()
+    inside = written != inbox and written.is_relative_to(inbox)
+    if (written != inbox and not inside) or not _events_landed(settings):
         return
-    if not _same_world(json.loads(old_truth.read_text()), config):
-        fail(
-            f"{settings.home} already holds a different simulated history. Start from an empty home "
-            f"(delete {settings.home}, or set TAILOR_HOME=<new folder>), or write elsewhere with --out."
-        )
+    old_truth = inbox / "_truth" / "truth.json"
+    same = old_truth.exists() and _same_world(json.loads(old_truth.read_text()), config)
+    # Into the inbox itself: refused when the simulation there differs. Below it (the inbox is read with its
+    # subfolders, so the next run lands it too; found by a new-user trial): refused unless it is the same world.
+    if same or (not inside and not old_truth.exists()):
+        return
+    where = f"{target} is inside the inbox of {settings.home}, which" if inside else str(settings.home)
+    fail(
+        f"{where} already holds a different simulated history. Start from an empty home "
+        f"(delete {settings.home}, or set TAILOR_HOME=<new folder>), or write elsewhere with --out, outside "
+        f"{settings.inbox}."
+    )
 
 
 @main.command()

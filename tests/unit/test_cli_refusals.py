@@ -188,6 +188,27 @@ def test_generating_a_continued_history_again_keeps_it(settings: Settings) -> No
     )
 
 
+def test_another_history_written_below_the_inbox_is_refused_as_one_written_into_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Found by a trial: `generate --out $TAILOR_HOME/inbox/events` of another seed was written, and the next run
+    landed it beside the home's history (the inbox is read with its subfolders)."""
+    world = ("--users", "20", "--days", "3")
+    assert _invoke("generate", *world).exit_code == 0
+    _land(settings)
+    below = settings.inbox / "events" / "more"
+    error = _refused(_invoke("generate", "--users", "20", "--days", "3", "--seed", "5", "--out", str(below)))
+    assert f"{below} is inside the inbox of {settings.home}, which already holds a different simulated history" in (
+        " ".join(error.split())
+    )
+    assert not below.exists()
+    # The same world below the inbox, and another world outside it, are fine.
+    assert _invoke("generate", *world, "--out", str(settings.inbox / "again")).exit_code == 0
+    assert (
+        _invoke("generate", "--users", "20", "--days", "3", "--seed", "5", "--out", str(tmp_path / "x")).exit_code == 0
+    )
+
+
 def test_continuing_a_rewound_simulation_refuses_days_that_have_landed(settings: Settings) -> None:
     """A simulation generated from scratch after a continuation had landed (its truth deleted first, or rewound
     before the rule above): continuing would write the landed day again, and `tailor run` would find nothing new."""
