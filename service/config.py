@@ -66,13 +66,18 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if self.budget_ms <= 0 or self.deadline_ms < self.budget_ms:
             raise ServiceConfigError(
-                f"budget ({self.budget_ms} ms) must be positive and the deadline ({self.deadline_ms} ms) at least "
-                "as long: the deadline covers the model path and its fallbacks"
+                f"the budget (TAILOR_RECOMMEND_BUDGET_MS, {self.budget_ms:g} ms) must be positive and the deadline "
+                f"({ENV_PREFIX}DEADLINE_MS, {self.deadline_ms:g} ms) at least as long: the deadline covers the model "
+                f"path and its fallbacks. Set them so, or unset them for {type(self).budget_ms:g} and "
+                f"{type(self).deadline_ms:g} ms"
             )
         positive = ("max_k", "max_body_bytes", "max_events", "private_max_age_s", "page_window_s", "max_connections")
         for name in (*positive, "threads"):
             if getattr(self, name) < 1:
-                raise ServiceConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
+                raise ServiceConfigError(
+                    f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}: set it so, or unset "
+                    f"it for {getattr(type(self), name)}"
+                )
         if "*" in self.cors_origins:
             raise ServiceConfigError(
                 f"{ENV_PREFIX}CORS_ORIGINS=* would let any web page read every user's recommendations: "
@@ -131,4 +136,7 @@ def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
         return kind(raw)
     except ValueError:
         what = "a whole number" if kind is int else "a number"
-        raise ServiceConfigError(f"{name}={raw!r} is not {what}") from None
+        field_name = "budget_ms" if name == "TAILOR_RECOMMEND_BUDGET_MS" else name.removeprefix(ENV_PREFIX).lower()
+        default = getattr(ServiceConfig, field_name, None)
+        unset = f", or unset it for {default:g}" if isinstance(default, int | float) else ""
+        raise ServiceConfigError(f"{name}={raw!r} is not {what}: set it to one{unset}") from None

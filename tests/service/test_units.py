@@ -76,8 +76,15 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     )
     assert config.max_k == 20 and config.cors_origins == ("https://a.example",)
     assert ServiceConfig.from_env({"TAILOR_RECOMMEND_BUDGET_MS": "100"}).deadline_ms == 500
-    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_MAX_K='many' is not a whole number"):
+    # Each error names the variable and what to do (found by a trial: some said neither).
+    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_MAX_K='many' is not a whole number: set it to one, "
+                       "or unset it for 100"):  # fmt: skip
         ServiceConfig.from_env({"TAILOR_SERVICE_MAX_K": "many"})
+    with pytest.raises(ServiceConfigError, match=r"TAILOR_SERVICE_DEADLINE_MS, 0 ms\) at least as long.* or unset"):
+        ServiceConfig.from_env({"TAILOR_SERVICE_DEADLINE_MS": "0"})
+    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_THREADS must be at least 1, got 0: set it so, or "
+                       "unset it for 8"):  # fmt: skip
+        ServiceConfig.from_env({"TAILOR_SERVICE_THREADS": "0"})
     with pytest.raises(ServiceConfigError, match="any web page read every user's recommendations"):
         ServiceConfig.from_env({"TAILOR_SERVICE_CORS_ORIGINS": "*"})
     with pytest.raises(ServiceConfigError, match="deadline"):
