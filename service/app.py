@@ -117,6 +117,16 @@ class RequestMetrics:
         return getattr(route, "path", None) or "unmatched"
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A rejected input as an error message quotes it: its repr, or for a long string its start, its end and its
+    length (a trial saw ``(got 'xxxx...xxx)`` cut mid-quote)."""
+    if value is None or isinstance(value, dict):
+        return ""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[: limit // 2]!r}...{value[-10:]!r}, {len(value):,} characters"
+    return repr(value)
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
@@ -245,8 +255,7 @@ def create_app(
             if error.get("type") == "string_pattern_mismatch" and where in PATTERN_MESSAGES:
                 problems.append(PATTERN_MESSAGES[where])
                 continue
-            got = error.get("input")
-            shown = repr(got)[:80] if got is not None and not isinstance(got, dict) else ""
+            shown = _shown(error.get("input"))
             problems.append(f"{where}: {error.get('msg', 'invalid')}" + (f" (got {shown})" if shown else ""))
         return _json_error(422, "; ".join(problems) or "invalid request", problems=problems)
 

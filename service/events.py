@@ -116,8 +116,16 @@ def parse_body(body: bytes, max_events: int) -> list[Any]:
     if not body.strip():
         raise BadBody('empty body: send one event (a JSON object) or a batch {"events": [...]}')
     try:
-        data = json.loads(body, object_pairs_hook=_first_wins)
-    except (UnicodeDecodeError, ValueError) as exc:
+        # Decoded here: json.loads(bytes) would guess UTF-16 or UTF-32 from the first bytes and name that codec
+        # in its error; the API takes UTF-8 (RFC 8259 8.1), and says so.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadBody(
+            f"the body is not UTF-8 (byte {exc.start:,} is 0x{body[exc.start]:02x}): send the JSON encoded as UTF-8"
+        ) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_first_wins)
+    except ValueError as exc:
         raise BadBody(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadBody(

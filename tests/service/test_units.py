@@ -114,6 +114,11 @@ def test_fallback_reasons_map_to_few_metric_labels(reason: str | None, kind: str
 def test_bodies_are_one_event_or_a_batch_and_nothing_else() -> None:
     assert parse_body(b'{"event_id": "e1", "event_type": "click"}', 10) == [{"event_id": "e1", "event_type": "click"}]
     assert parse_body(b'{"events": [{"a": 1}, {"b": 2}]}', 10) == [{"a": 1}, {"b": 2}]
+    # Only UTF-8: a Latin-1 or UTF-16 body is named as not UTF-8, not as another codec's error (a trial's finding).
+    for body, byte in (('{"user_id": "Jos\u00e9"}'.encode("latin-1"), "byte 16 is 0xe9"),
+                       ('{"a": 1}'.encode("utf-16"), "byte 0 is 0xff")):  # fmt: skip
+        with pytest.raises(BadBody, match=rf"the body is not UTF-8 \({byte}\): send the JSON encoded as UTF-8"):
+            parse_body(body, 10)
     with pytest.raises(BadBody, match="at most 1 per request") as too_many:
         parse_body(b'{"events": [{}, {}]}', 1)
     assert too_many.value.status == 413
