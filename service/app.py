@@ -9,6 +9,7 @@ the recommender is opened when the app starts (its lifespan), in a worker thread
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
@@ -115,6 +116,15 @@ class RequestMetrics:
         if route is None:
             route = next((r for r in self.router.routes if r.matches(scope)[0] is Match.FULL), None)
         return getattr(route, "path", None) or "unmatched"
+
+
+def _segment_hint(where: str, value: Any) -> str:
+    """``; did you mean 'country:DE'?`` for a segment whose kind is only cased wrong (``Country:DE``, ``ALL``)."""
+    if where != "segment" or not isinstance(value, str):
+        return ""
+    kind, colon, rest = value.partition(":")
+    guess = kind.lower() + colon + (rest.upper() if kind.lower() == "country" else rest.lower())
+    return f"; did you mean {guess!r}?" if guess != value and re.fullmatch(SEGMENT_PATTERN, guess) else ""
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -253,7 +263,7 @@ def create_app(
         for error in exc.errors():
             where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("path", "query", "header"))
             if error.get("type") == "string_pattern_mismatch" and where in PATTERN_MESSAGES:
-                problems.append(PATTERN_MESSAGES[where])
+                problems.append(PATTERN_MESSAGES[where] + _segment_hint(where, error.get("input")))
                 continue
             shown = _shown(error.get("input"))
             problems.append(f"{where}: {error.get('msg', 'invalid')}" + (f" (got {shown})" if shown else ""))

@@ -47,6 +47,19 @@ def test_a_query_parameter_the_route_does_not_take_is_refused_by_name(
     assert response.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("segment", "hint"),
+    [("Country:de", "; did you mean 'country:DE'?"), ("ALL", "; did you mean 'all'?"),
+     ("Surface:Home", "; did you mean 'surface:home'?"), ("planet:mars", "")],
+)  # fmt: skip
+def test_a_segment_cased_wrong_gets_the_spelling_the_service_takes(client: TestClient, segment: str, hint: str) -> None:
+    response = client.get(f"/recommendations/segments/{segment}")
+    assert response.status_code == 422
+    assert response.json()["error"] == (
+        "segment must be all, surface:<surface> (e.g. surface:home) or country:<code> (e.g. country:DE)" + hint
+    )
+
+
 def test_head_answers_a_gets_status_and_headers_without_the_body(client: TestClient) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         got, head = client.get(path), client.head(path)
