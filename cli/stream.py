@@ -182,7 +182,12 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
     if as_json and not report.rejected:
         emit_json(report.as_dict())
     elif not as_json:
-        click.echo(f"published {len(report.published):,} events to {stream}; refused {len(report.rejected):,}")
+        count = len(report.published)
+        click.echo(
+            f"published {count:,} event{'' if count == 1 else 's'} to {stream}; refused {len(report.rejected):,}"
+        )
+        if not report.published and not report.rejected:
+            click.echo("note: the input held no events (empty, or blank lines only)", err=True)
         for rejection in report.rejected[:50]:
             click.echo(f"  line {rejection.index + 1}: {rejection.reason}: {rejection.detail}", err=True)
         if len(report.rejected) > 50:

@@ -520,6 +520,19 @@ def test_publish_says_nothing_of_valid_events_when_none_was_valid(broker: Broker
     assert "none of the input was valid" in error
 
 
+def test_publish_counts_in_words_and_says_when_the_input_held_no_events(broker: Broker, tmp_path: Path) -> None:
+    """Found by a trial: "published 1 events", and an empty file said only "published 0 events; refused 0"."""
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(_events(f"u-one-{next(_names)}", "i", datetime.now(UTC), "o")[0]) + "\n")
+    published = _cli(broker, "publish", str(one))
+    assert published.exit_code == 0 and published.stdout.startswith("published 1 event to ")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    nothing = _cli(broker, "publish", str(empty))
+    assert nothing.exit_code == 0 and nothing.stdout.startswith("published 0 events to ")
+    assert "note: the input held no events (empty, or blank lines only)" in nothing.stderr
+
+
 @pytest.mark.parametrize("source", ["file", "stdin"])
 def test_publishing_a_binary_file_is_a_clear_error_and_publishes_nothing(
     broker: Broker, tmp_path: Path, source: str
