@@ -4,10 +4,12 @@ settings."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import click
+from rich.console import Console
 
 from tailor.settings import Settings, get_settings
 
@@ -29,6 +31,18 @@ def json_requested() -> bool:
             return True
         ctx = ctx.parent
     return False
+
+
+#: Width of tables written to a file or a pipe. Rich's default there is 80 columns, which cut file names and labels
+#: to "events-2026-01-…" and "no_detectable_effe…" (found by a new-user trial); COLUMNS, when set, still wins.
+PIPE_WIDTH = 240
+
+
+def console(stderr: bool = False) -> Console:
+    """A Rich console for the CLI's output: the terminal's width, or `PIPE_WIDTH` when writing elsewhere."""
+    probe = Console(stderr=stderr)
+    wide = probe.is_terminal or bool(os.environ.get("COLUMNS", "").strip())
+    return Console(stderr=stderr, soft_wrap=True, width=None if wide else PIPE_WIDTH)
 
 
 def fail(message: str, data: Mapping[str, Any] | None = None) -> NoReturn:

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from cli.common import emit_json, existing_home, fail, json_requested, load_settings
+from cli.common import console, emit_json, existing_home, fail, json_requested, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 # Wide enough for the results table when output goes to a file or a pipe (rich assumes 80 columns there).
-out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
+out = console()
 
 
 @click.group(invoke_without_command=True)

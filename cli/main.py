@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import JsonErrorsGroup, bind_problem, emit_json, fail, load_settings
+from cli.common import JsonErrorsGroup, bind_problem, console, emit_json, fail, load_settings
 from cli.experiments import experiments
 from cli.models import models
 from cli.recommend import recommend
@@ -32,8 +31,8 @@ if TYPE_CHECKING:
     from simulator import SimulationConfig
 
 # soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+err = console(stderr=True)
+out = console()
 
 
 @click.group(cls=JsonErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})

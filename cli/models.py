@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from cli.common import emit_json, existing_home, fail
+from cli.common import console, emit_json, existing_home, fail
 
-out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
+out = console()
 _SHOWN = (
     "classification.ranker.auc",
     "classification.popularity.auc",

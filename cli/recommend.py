@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from cli.common import existing_home, fail
+from cli.common import console, existing_home, fail
 
 if TYPE_CHECKING:
     from ml.recommend import Recommendation, Recommender
 
-out = Console(soft_wrap=True, width=None if Console().is_terminal else 160)
+out = console()
 
 
 @click.command()

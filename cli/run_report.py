@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
+
+from cli.common import console
 
 if TYPE_CHECKING:
     from orchestration.lib.runner import RunOutcome
 
-# soft_wrap: never break a message inside a word when output is not a terminal (logs, pipes, CI).
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# Soft-wrapped (never a break inside a word in logs, pipes, CI), and wide enough for tables there (cli.common).
+err = console(stderr=True)
+out = console()
 
 #: Assets named in a failure message before "and N more".
 _SHOWN = 8

@@ -221,3 +221,13 @@ def test_ingest_into_a_home_that_did_not_exist_says_it_made_one(
     assert "rejected 1" in first.stdout and "fct_rejected_rows after `tailor run`" in first.stdout
     again = _invoke("ingest", str(events))  # the home exists now: no note
     assert again.exit_code == 0 and "new Tailor home" not in again.stderr
+
+
+def test_tables_written_to_a_pipe_keep_whole_file_names(tmp_path: Path, settings: Settings) -> None:
+    """Found by a trial: written to a file, the ingest table cut names to "events-2026-01-…" (Rich's 80 columns), so
+    one could not tell which file had which rejections."""
+    events = tmp_path / "events-2026-01-05-from-the-mobile-app-backfill.jsonl"
+    events.write_text(json.dumps(_event(1)) + "\n")
+    result = _invoke("ingest", str(events))  # CliRunner's stdout is not a terminal, as a pipe or a file
+    assert result.exit_code == 0, result.output
+    assert events.name in result.stdout
