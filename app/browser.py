@@ -57,13 +57,21 @@ def browser_page() -> Iterator[Any]:
 
 
 def wait_ready(page: Any, title: str, selectors: Sequence[str] = (), timeout_ms: float = 180_000) -> None:
-    """Wait until the page shows ``title`` as its heading, every selector is attached, and the script has stopped
-    running (Streamlit's status widget gone)."""
+    """Wait until the page shows ``title`` as its heading, every selector is attached, the script has stopped
+    running (Streamlit's status widget gone) and no element is left from the previous run (``data-stale``).
+
+    The last condition matters after a widget changes: the rerun writes the new heading first and keeps the old
+    run's elements (marked stale) until it replaces them, and its status widget may show only after a moment; a
+    trial's screenshot caught one experiment's heading above another's charts.
+    """
     page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_ms)
     for selector in selectors:
         page.locator(selector).first.wait_for(timeout=timeout_ms)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms, polling=200
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && !document.querySelector('[data-stale=\"true\"]')",
+        timeout=timeout_ms,
+        polling=200,
     )
 
 
