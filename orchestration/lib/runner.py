@@ -252,9 +252,15 @@ def _dbt_test_verdict(check: dg.AssetCheckEvaluation, step: str | None) -> str |
         return None
     plural = "s" if rows != 1 else ""
     if check.severity == dg.AssetCheckSeverity.WARN:
+        from orchestration.lib.dbt import stored_failures  # loaded already: the dbt step ran
+
+        view = stored_failures(check.check_name)
+        sql = "the test's SQL (dbt_project/tests/, or its model's yml and dbt_project/macros/)"
+        if view is None:
+            return f"a dbt test that warned on {rows:,} row{plural}; {sql} finds them and says what they mean"
         return (
-            f"a dbt test that warned on {rows:,} row{plural}; the rows are in logs/dbt.log and the Dagster UI (the "
-            "test's SQL in dbt_project/tests/ or its model's yml says what they mean)"
+            f"a dbt test that warned on {rows:,} row{plural}, kept in the warehouse view {view} "
+            f"(`select * from {view}`); {sql} says what they mean"
         )
     return f"a dbt test that failed on {rows:,} row{plural}; see step {step or '?'} (its error, its log)"
 

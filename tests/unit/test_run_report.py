@@ -178,8 +178,8 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
     # A warn-severity check does not fail the run, and is said at its end (found by a trial: it was one progress
     # line among many).
     warned = (
-        "a dbt test that warned on 11 rows; the rows are in logs/dbt.log and the Dagster UI (the test's SQL in "
-        "dbt_project/tests/ or its model's yml says what they mean)"
+        "a dbt test that warned on 11 rows; the test's SQL (dbt_project/tests/, or its model's yml and "
+        "dbt_project/macros/) finds them and says what they mean"
     )
     assert outcome.warned_checks == {"ml/features:ids_repeat_their_event": warned}
     assert "ml/features:ids_repeat_their_event" not in outcome.failed_checks
