@@ -33,16 +33,19 @@ def json_requested() -> bool:
     return False
 
 
-#: Width of tables written to a file or a pipe. Rich's default there is 80 columns, which cut file names and labels
-#: to "events-2026-01-…" and "no_detectable_effe…" (found by a new-user trial); COLUMNS, when set, still wins.
+#: Least width of tables written to a file or a pipe. Rich's default there is 80 columns (or COLUMNS, which shells,
+#: CI runners and pytest-xdist's workers export as 80), which cut file names and labels to "events-2026-01-…" and
+#: "no_detectable_effe…" (found by new-user trials). A file has no width: COLUMNS can only make it wider.
 PIPE_WIDTH = 240
 
 
 def console(stderr: bool = False) -> Console:
-    """A Rich console for the CLI's output: the terminal's width, or `PIPE_WIDTH` when writing elsewhere."""
-    probe = Console(stderr=stderr)
-    wide = probe.is_terminal or bool(os.environ.get("COLUMNS", "").strip())
-    return Console(stderr=stderr, soft_wrap=True, width=None if wide else PIPE_WIDTH)
+    """A Rich console for the CLI's output: the terminal's width, or at least `PIPE_WIDTH` when writing elsewhere."""
+    if Console(stderr=stderr).is_terminal:
+        return Console(stderr=stderr, soft_wrap=True)
+    columns = os.environ.get("COLUMNS", "").strip()
+    wider = int(columns) if columns.isdigit() else 0
+    return Console(stderr=stderr, soft_wrap=True, width=max(PIPE_WIDTH, wider))
 
 
 def fail(message: str, data: Mapping[str, Any] | None = None) -> NoReturn:

@@ -223,7 +223,9 @@ def test_ingest_into_a_home_that_did_not_exist_says_it_made_one(
     assert again.exit_code == 0 and "new Tailor home" not in again.stderr
 
 
-def test_tables_written_to_a_pipe_keep_whole_file_names(tmp_path: Path, settings: Settings) -> None:
+def test_tables_written_to_a_pipe_keep_whole_file_names(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Found by a trial: written to a file, the ingest table cut names to "events-2026-01-…" (Rich's 80 columns), so
     one could not tell which file had which rejections."""
     events = tmp_path / "events-2026-01-05-from-the-mobile-app-backfill.jsonl"
@@ -231,3 +233,10 @@ def test_tables_written_to_a_pipe_keep_whole_file_names(tmp_path: Path, settings
     result = _invoke("ingest", str(events))  # CliRunner's stdout is not a terminal, as a pipe or a file
     assert result.exit_code == 0, result.output
     assert events.name in result.stdout
+    # COLUMNS=80, as CI runners and pytest-xdist's workers export it, does not narrow a pipe (a re-check trial).
+    import cli.common
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert cli.common.console().width == cli.common.PIPE_WIDTH
+    monkeypatch.setenv("COLUMNS", "300")
+    assert cli.common.console().width == 300
