@@ -30,6 +30,7 @@ from service.events import BadBody, BatchRefused, EventIntake, LandingBusy, pars
 from service.metrics import Metrics, mark_this_worker_dead
 from service.pages import NotReady, RecommenderHost, utc_now
 from service.schemas import ERROR_RESPONSES, EVENTS_REQUEST_BODY, INTAKE_SCHEMA, PAGE_SCHEMA, SEGMENT_SCHEMA
+from tailor.contract.spec import NON_BLANK
 from tailor.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: A user id as the contract has it: 1-128 characters, not only whitespace.
-USER_ID_PATTERN = r"\S"
+#: A user id as the contract has it: 1-128 characters, not only blank ones (the contract's list of blank characters,
+#: which counts U+200B, U+2060 and U+FEFF that Python's ``\S`` does not; found by a re-check trial).
+USER_ID_PATTERN = NON_BLANK
 SEGMENT_PATTERN = r"^(all|surface:[A-Za-z0-9_-]{1,64}|country:[A-Za-z0-9_-]{1,64})$"
 JSON_TYPES = ("application/json",)
 #: What to say when a path parameter does not match its pattern (Pydantic would print the regular expression).

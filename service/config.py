@@ -5,6 +5,7 @@ Every limit here is deliberate; docs/service.md says why each default is what it
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,9 +134,12 @@ class ServiceConfig:
 
 def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
     try:
-        return kind(raw)
+        value = kind(raw)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(raw)  # nan, inf or a negative time or size: no limit means anything here
+        return value
     except ValueError:
-        what = "a whole number" if kind is int else "a number"
+        what = "a whole number >= 0" if kind is int else "a finite number >= 0"
         field_name = "budget_ms" if name == "TAILOR_RECOMMEND_BUDGET_MS" else name.removeprefix(ENV_PREFIX).lower()
         default = getattr(ServiceConfig, field_name, None)
         unset = f", or unset it for {default:g}" if isinstance(default, int | float) else ""

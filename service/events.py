@@ -123,10 +123,14 @@ def parse_body(body: bytes, max_events: int) -> list[Any]:
         raise BadBody(
             f"the body is not UTF-8 (byte {exc.start:,} is 0x{body[exc.start]:02x}): send the JSON encoded as UTF-8"
         ) from None
+    if text.startswith("\ufeff"):
+        raise BadBody("the body starts with a byte-order mark: send UTF-8 JSON without one (RFC 8259 8.1)")
     try:
         data = json.loads(text, object_pairs_hook=_first_wins)
     except ValueError as exc:
         raise BadBody(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # nesting deeper than Python's parser follows: no event is shaped so (a trial's 500)
+        raise BadBody("the body's JSON is nested too deeply: send events as flat JSON objects") from None
     if not isinstance(data, dict):
         raise BadBody(
             f'the body is a JSON {json_type(data)}: send one event (a JSON object) or a batch {{"events": [...]}}',

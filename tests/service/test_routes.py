@@ -90,3 +90,23 @@ def test_the_schema_and_docs_are_counted_under_their_routes(client: TestClient) 
         assert added.get(f'method="GET",route="{labels}",status="200"', 0) >= 1, added
     assert added.get('method="GET",route="unmatched",status="404"', 0) >= 1, added  # an unknown path keeps it
     assert added.get('method="HEAD",route="/healthz",status="200"', 0) >= 1, added
+
+
+@pytest.mark.parametrize("blank", ["%20", "%E2%80%8B", "%E2%81%A0", "%EF%BB%BF", "%C2%A0%E3%80%80"])
+def test_a_user_id_of_blank_characters_is_refused_as_the_contract_refuses_it(client: TestClient, blank: str) -> None:
+    """U+200B, U+2060 and U+FEFF are blank to the contract (POST /events says missing user_id) but not to Python's
+    \\S: such an id got a cold-start page (a re-check trial)."""
+    response = client.get(f"/recommendations/{blank}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "user_id is blank: pass the user's id, e.g. u0000042"
+
+
+def test_a_body_nested_too_deeply_or_with_a_byte_order_mark_is_a_400(client: TestClient) -> None:
+    """A re-check trial's 4 KB of nested arrays was a 500 (RecursionError); a BOM got Python's own wording."""
+    headers = {"Content-Type": "application/json"}
+    deep = client.post("/events", content=b"[" * 5000 + b"]" * 5000, headers=headers)
+    assert deep.status_code == 400 and deep.json()["error"] == (
+        "the body's JSON is nested too deeply: send events as flat JSON objects"
+    )
+    bom = client.post("/events", content="\ufeff{}".encode(), headers=headers)
+    assert bom.status_code == 400 and "byte-order mark" in bom.json()["error"]

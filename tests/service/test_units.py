@@ -77,9 +77,15 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     assert config.max_k == 20 and config.cors_origins == ("https://a.example",)
     assert ServiceConfig.from_env({"TAILOR_RECOMMEND_BUDGET_MS": "100"}).deadline_ms == 500
     # Each error names the variable and what to do (found by a trial: some said neither).
-    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_MAX_K='many' is not a whole number: set it to one, "
-                       "or unset it for 100"):  # fmt: skip
+    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_MAX_K='many' is not a whole number >= 0: set it to "
+                       "one, or unset it for 100"):  # fmt: skip
         ServiceConfig.from_env({"TAILOR_SERVICE_MAX_K": "many"})
+    # nan passed float() and started a service whose every page was a 500 (a re-check trial); inf and negative
+    # times are no limits either.
+    for name, raw in (("TAILOR_SERVICE_DEADLINE_MS", "nan"), ("TAILOR_RECOMMEND_BUDGET_MS", "nan"),
+                      ("TAILOR_SERVICE_RELOAD_CHECK_S", "inf"), ("TAILOR_SERVICE_LANDING_WAIT_S", "-1")):  # fmt: skip
+        with pytest.raises(ServiceConfigError, match=rf"{name}='{raw}' is not a finite number >= 0: set it to one"):
+            ServiceConfig.from_env({name: raw})
     with pytest.raises(ServiceConfigError, match=r"TAILOR_SERVICE_DEADLINE_MS, 0 ms\) at least as long.* or unset"):
         ServiceConfig.from_env({"TAILOR_SERVICE_DEADLINE_MS": "0"})
     with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_THREADS must be at least 1, got 0: set it so, or "
