@@ -48,8 +48,14 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=True, width=max(PIPE_WIDTH, wider))
 
 
-def fail(message: str, data: Mapping[str, Any] | None = None) -> NoReturn:
-    """Print ``error: <message>`` on stderr and exit with status 1 (a usage error click reports is status 2).
+#: The exit status of a command a signal interrupted: 128 + SIGINT, the shells' convention for Ctrl-C (bash's manual,
+#: "Exit Status"), so a script can tell "stopped" from "failed". Dagster handles SIGTERM as SIGINT, so both give it.
+INTERRUPTED_STATUS = 130
+
+
+def fail(message: str, data: Mapping[str, Any] | None = None, status: int = 1) -> NoReturn:
+    """Print ``error: <message>`` on stderr and exit with ``status``: 1, or `INTERRUPTED_STATUS` for work a signal
+    stopped (a usage error click reports is status 2).
 
     Under --json, stdout gets the JSON object ``{"error": message}`` first (with ``data``'s keys beside it, e.g. the
     summary of a run that failed), so a script reading stdout always gets one JSON object, never nothing.
@@ -57,7 +63,7 @@ def fail(message: str, data: Mapping[str, Any] | None = None) -> NoReturn:
     if json_requested():
         emit_json({**(data or {}), "error": message})
     click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
+    raise SystemExit(status)
 
 
 class JsonErrorsGroup(click.Group):

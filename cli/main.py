@@ -20,7 +20,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import JsonErrorsGroup, bind_problem, console, emit_json, fail, load_settings
+from cli.common import INTERRUPTED_STATUS, JsonErrorsGroup, bind_problem, console, emit_json, fail, load_settings
 from cli.experiments import experiments
 from cli.models import models
 from cli.recommend import recommend
@@ -466,7 +466,8 @@ def run(as_json: bool, quiet: bool) -> None:
         print_report(summary, outcome)
     if not outcome.success:
         jvm_log = settings.home / "logs" / SPARK_LOG if settings.engine == "spark" else None
-        fail(failure_message(outcome, jvm_log), data=summary)  # under --json: the summary with the error, one object
+        status = INTERRUPTED_STATUS if outcome.interrupted else 1
+        fail(failure_message(outcome, jvm_log), data=summary, status=status)  # --json: summary + error, one object
     if as_json:
         emit_json(summary)
 

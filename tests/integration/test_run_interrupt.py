@@ -1,0 +1,78 @@
+"""Ctrl-C during `tailor run`: the run stops, says which step a signal stopped, exits 130 (the shells' status for
+an interrupted command) and leaves no process behind; the next `tailor run` finishes the work and loses nothing
+that was accepted."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator import SimulationConfig, simulate
+from tailor.quality import reconcile
+from tailor.settings import get_settings
+
+pytestmark = pytest.mark.integration
+
+TAILOR = str(Path(sys.executable).parent / "tailor")
+
+
+def _default_signals() -> None:
+    # A shell that started pytest in the background passes SIGINT as ignored; a terminal's Ctrl-C is not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_finishes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    simulate(SimulationConfig(users=30, days=2, seed=5), home / "inbox")
+    env = {**os.environ, "TAILOR_HOME": str(home)}
+    err_log = tmp_path / "run.err"
+    with err_log.open("w") as err:
+        process = subprocess.Popen(
+            [TAILOR, "run"], env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            preexec_fn=_default_signals,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while "landing/content" not in err_log.read_text():  # landing is done: the dbt step is next
+            assert process.poll() is None, f"tailor run exited {process.returncode} early:\n{err_log.read_text()}"
+            assert time.monotonic() < deadline, "tailor run never finished landing"
+            time.sleep(0.02)
+        time.sleep(1.0)  # inside the dbt step (dbt takes several seconds to start and build)
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        status = process.wait(timeout=120)
+        stderr = err_log.read_text()
+        assert status == 130, stderr
+        assert "error: the run was interrupted while warehouse ran" in stderr
+        assert "Rerun `tailor run` to finish" in stderr
+        assert "Traceback" not in stderr
+        for _ in range(100):  # dbt and any helper process stop with it
+            if not _group_alive(process.pid):
+                break
+            time.sleep(0.1)
+        assert not _group_alive(process.pid), "tailor run left processes running after Ctrl-C"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    again = subprocess.run([TAILOR, "run"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "landed" not in again.stderr  # the files landed before the signal are not landed twice
+    sent = sum(len(path.read_text().splitlines()) for path in (home / "inbox" / "events").glob("*.jsonl"))
+    events = reconcile(get_settings(home))
+    # Every line of the inbox was landed once and given a fate by the rerun's build.
+    assert events.balanced and events.received == sent > 0 and events.accepted > 0
