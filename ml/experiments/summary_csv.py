@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -109,6 +110,9 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
         square = row.get(column)
         if isinstance(square, float) and square < 0:
             raise SummaryFileError(f"{where(column)}: {square} is negative; a sum of squares cannot be")
+    arm = f"experiment {row['experiment_id']!r}, metric {row['metric']!r}, variant {row['variant']!r}"
+    if (raw.get("metric_kind") or "").strip() == "proportion":  # its own rule says more than the general one below
+        _check_proportion(where, arm, n, row)
     for total_column, square_column in SQUARED:
         total, square = row.get(total_column), row.get(square_column)
         if not isinstance(total, float) or not isinstance(square, float):
@@ -117,7 +121,6 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
         # Sum x^2 >= (sum x)^2 / n for any n numbers (Cauchy-Schwarz; the sample variance is their difference over
         # n - 1), so less is no data set's. A relative slack of 1e-9 keeps a zero variance computed in floating point.
         if square < floor * (1 - SQUARES_RTOL):
-            arm = f"experiment {row['experiment_id']!r}, metric {row['metric']!r}, variant {row['variant']!r}"
             raise SummaryFileError(
                 f"{where(square_column)}: {square:g} is less than {total_column}^2 / n = {total:g}^2 / {n} = "
                 f"{floor:g} ({arm}); a sum of squares must be at least {total_column}^2 / n, else the variance would "
@@ -137,6 +140,12 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
     if kind == "ratio" and not given_ratio:
         raise SummaryFileError(f"{where('denominator_sum')}: empty, but metric_kind is ratio")
     row["metric_kind"] = kind
+    denominator = row.get("denominator_sum")
+    if kind == "ratio" and isinstance(denominator, float) and denominator <= 0:
+        raise SummaryFileError(
+            f"{where('denominator_sum')}: {denominator:g} ({arm}); a ratio's denominator counts something "
+            "(impressions, sessions) and must add up to more than 0, else the ratio has no value"
+        )
     role = (raw.get("metric_role") or "").strip() or "primary"
     if role not in ROLES:
         raise SummaryFileError(f"{where('metric_role')}: {role!r}; use one of {', '.join(ROLES)}")
@@ -154,6 +163,27 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
     if isinstance(weight, float) and weight <= 0:
         raise SummaryFileError(f"{where('weight')}: {weight}; a traffic weight must be positive")
     return row
+
+
+def _check_proportion(where: Callable[[str], str], arm: str, n: int, row: dict[str, object]) -> None:
+    """A proportion's units are each 0 or 1: its sum is the successes, between 0 and n, and its sum of squares equals
+    its sum (1^2 = 1). Anything else is not a count of successes (e.g. a rate summed, or a negative count).
+
+    Raises:
+        SummaryFileError: naming the line, the column, the arm and what a proportion's sums must be.
+    """
+    total, square = row["sum"], row["sum_squares"]
+    assert isinstance(total, float) and isinstance(square, float)
+    if not 0 <= total <= n:
+        raise SummaryFileError(
+            f"{where('sum')}: {total:g} successes of {n} units ({arm}); a proportion's sum counts the units with a "
+            f"success, between 0 and n"
+        )
+    if abs(square - total) > SQUARES_RTOL * max(1.0, total):
+        raise SummaryFileError(
+            f"{where('sum_squares')}: {square:g}, but sum is {total:g} ({arm}); for a proportion each unit is 0 or 1, "
+            "so sum_squares equals sum (or use metric_kind mean)"
+        )
 
 
 def _bool(where: str, text: str | None, default: bool | None) -> bool | None:

@@ -93,6 +93,37 @@ def test_analyze_refuses_sums_no_data_could_have_naming_the_row_and_the_rule(tmp
     assert code == 1 and "line 2, column 'covariate_sum_squares': 1 is less than covariate_sum^2 / n" in err
 
 
+def test_analyze_refuses_a_proportion_or_a_ratio_denominator_no_counts_could_give(tmp_path: Path) -> None:
+    """Found by a trial: a negative click count was analysed. A mean may be negative (net revenue), so only what the
+    row declares is checked: a proportion counts units with a success (0 <= sum <= n, and each unit is 0 or 1, so
+    sum_squares = sum); a ratio's denominator counts something and must add up to more than 0."""
+    summary = tmp_path / "counts.csv"
+    header = "experiment,metric,variant,metric_kind,n,sum,sum_squares\n"
+    summary.write_text(header + "e1,ctr,control,proportion,1000,-100,100\ne1,ctr,treatment,proportion,1000,130,130\n")
+    code, out, err = _run("analyze", str(summary))
+    assert code == 1 and out == ""
+    assert err == (
+        f"error: {summary}, line 2, column 'sum': -100 successes of 1000 units (experiment 'e1', metric 'ctr', "
+        "variant 'control'); a proportion's sum counts the units with a success, between 0 and n\n"
+    )
+    summary.write_text(header + "e1,ctr,control,proportion,1000,100,100\ne1,ctr,treatment,proportion,100,130,130\n")
+    assert "line 3, column 'sum': 130 successes of 100 units" in _run("analyze", str(summary))[2]
+    summary.write_text(header + "e1,ctr,control,proportion,1000,100,100\ne1,ctr,treatment,proportion,1000,130,500\n")
+    code, _, err = _run("analyze", str(summary))
+    assert code == 1 and "line 3, column 'sum_squares': 500, but sum is 130" in err and "each unit is 0 or 1" in err
+    # The same sums as a mean: a negative total is a mean's right.
+    summary.write_text(header + "e1,net,control,mean,1000,-100,100\ne1,net,treatment,mean,1000,130,130\n")
+    assert _run("analyze", str(summary))[0] == 0
+    ratio = (
+        "experiment,metric,variant,n,sum,sum_squares,denominator_sum,denominator_sum_squares,"
+        "main_denominator_sum_product\n"
+    )
+    summary.write_text(ratio + "e1,ctr,control,100,10,10,0,0,0\ne1,ctr,treatment,100,12,12,300,1000,40\n")
+    code, _, err = _run("analyze", str(summary))
+    assert code == 1 and "line 2, column 'denominator_sum': 0 (experiment 'e1', metric 'ctr', variant 'control')" in err
+    assert "must add up to more than 0" in err
+
+
 def test_analyze_reads_a_zero_variance_summed_in_floating_point_as_zero(tmp_path: Path) -> None:
     """Five units of 0.3 each: summed in floating point, sum_squares (0.44999999999999996) falls a rounding error
     below sum^2 / n (0.45); a relative slack of 1e-9 reads it as what it is, no variance, not as impossible."""
