@@ -53,6 +53,14 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         fail(problem)
     if not _is_loopback(host):
         click.echo(f"warning: binding {host}: the API is reachable from the network, without authentication", err=True)
+    if not settings.home.exists():
+        # Said, not refused: a service may start before the first run (it takes events from the start); but a
+        # mistyped TAILOR_HOME would otherwise answer 503 "not ready" for ever with nothing saying why.
+        click.echo(
+            f"note: {settings.home} does not exist (TAILOR_HOME): recommendations answer 503 until `tailor run` builds "
+            "a home there; events sent to /events start it",
+            err=True,
+        )
     address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL is bracketed (RFC 3986)
     click.echo(f"Tailor service on http://{address}:{port} (data in {settings.home}); Ctrl-C to stop", err=True)
     from service.metrics import worker_metrics_env

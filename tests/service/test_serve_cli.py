@@ -4,6 +4,7 @@ what to do, instead of a start-up banner followed by uvicorn's errno (found by a
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -47,3 +48,26 @@ def test_a_host_that_is_not_this_machines_is_refused_before_the_network_warning(
 ) -> None:
     error = _refused(CliRunner().invoke(main, ["serve", "--host", host, "--port", "8000"]))
     assert message in error and "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)" in error
+
+
+def test_a_home_that_does_not_exist_is_said_at_start(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: a mistyped TAILOR_HOME started a service whose every page was 503 "not ready", with nothing
+    saying why. It still starts (a service may come up before the first run), with a note."""
+    started: list[int] = []
+    monkeypatch.setattr("cli.serve._run", lambda host, port, *rest: started.append(port))
+    missing = tmp_path / "no-such-home"
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(main, ["serve", "--port", str(port)], env={"TAILOR_HOME": str(missing)})
+    assert result.exit_code == 0 and started == [port], result.stderr
+    assert f"note: {missing} does not exist (TAILOR_HOME): recommendations answer 503 until `tailor run`" in (
+        result.stderr
+    )
+    assert not missing.exists()  # starting made nothing
+    # An existing home: no note.
+    settings.home.mkdir(parents=True)
+    result = CliRunner().invoke(main, ["serve", "--port", str(port)], env={"TAILOR_HOME": str(settings.home)})
+    assert result.exit_code == 0 and "note:" not in result.stderr
