@@ -35,3 +35,16 @@ from {{ model }}
 group by {{ key }}
 having count(distinct {{ column_name }}) > 1
 {% endtest %}
+
+{#-
+  Referential integrity, one row per event: each event whose `column_name` is set but not among `to`'s `field`
+  values, with its event_id. dbt's `relationships` test finds the same rows but returns only the value; the event_id
+  lets `tailor run` trace each row to the landed batch and line it came from (orchestration/lib/dbt_failures.py).
+  Used at warn severity: an event may arrive before its user's profile or its item's catalog row.
+-#}
+{% test known_in(model, column_name, to, field) %}
+select child.event_id, child.{{ column_name }}
+from {{ model }} as child
+left join (select distinct {{ field }} as known from {{ to }}) as parent on child.{{ column_name }} = parent.known
+where child.{{ column_name }} is not null and parent.known is null
+{% endtest %}

@@ -96,31 +96,6 @@ def dbt_project() -> DbtProject:
     return project
 
 
-def stored_failures(test_name: str) -> str | None:
-    """``<schema>.<alias>``: the view holding the rows the dbt data test ``test_name`` finds, or None.
-
-    dbt_project.yml stores each test's failing rows as a view on DuckDB (`store_failures_as`); a long generic test
-    name gets a hashed alias, so the view's name is read from the manifest. None on an engine that stores none, or
-    for a name the manifest does not have.
-    """
-    manifest = dbt_project().manifest_path
-    for node in _manifest_nodes(str(manifest), manifest.stat().st_mtime):
-        if node.get("resource_type") == "test" and node.get("name") == test_name:
-            if node.get("config", {}).get("store_failures_as") != "view":
-                return None
-            return f"{node['schema']}.{node['alias']}"
-    return None
-
-
-@cache
-def _manifest_nodes(path: str, mtime: float) -> tuple[Mapping[str, Any], ...]:
-    """The manifest's nodes (cached per file version: `mtime` is part of the key)."""
-    import json
-
-    with open(path, encoding="utf-8") as handle:
-        return tuple(json.load(handle)["nodes"].values())
-
-
 def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT_EXECUTABLE)
 

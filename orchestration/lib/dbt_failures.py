@@ -18,7 +18,11 @@ from typing import Any
 import duckdb
 
 MAX_ROWS = 5
-_FAILED = {"error", "fail", "runtime error"}
+#: dbt result statuses of a node that failed the build, and of a test that found rows at WARN severity.
+FAILED = frozenset({"error", "fail", "runtime error"})
+WARNED = frozenset({"warn"})
+#: Where to read what a test's rows mean.
+TEST_SQL = "the test's SQL (dbt_project/tests/, or its model's yml and dbt_project/macros/)"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class NodeFailure:
     sources: list[dict[str, Any]] = field(default_factory=list)
 
     column_name: str | None = None  # the column a generic test is about (dbt renames it in its failing rows)
+    #: ``<schema>.<alias>``: the view dbt keeps a test's rows in (`store_failures_as: view`, DuckDB), else None.
+    stored_view: str | None = None
 
     @property
     def name(self) -> str:
@@ -43,7 +49,15 @@ class NodeFailure:
     def describe(self) -> str:
         """A few lines for the console and the Dagster UI."""
         what = "test" if self.kind in ("test", "unit_test") else self.kind
-        lines = [f"dbt {what} {self.name} {self.status}: {_one_paragraph(self.message)}"]
+        lines = [f"dbt {what} {self.name} {self.status}: {_one_paragraph(self.message)}", *self.row_lines()]
+        if self.compiled_path:
+            lines.append(f"  compiled SQL: {self.compiled_path}")
+        return "\n".join(lines)
+
+    def row_lines(self) -> list[str]:
+        """The test's first offending rows, the landed batch and line each came from, and the view holding all of
+        them; indented lines, none when there is nothing to show."""
+        lines = []
         if self.rows:
             lines.append(f"  offending rows (first {len(self.rows)}):")
             lines.extend(f"    {_row_text(row)}" for row in self.rows)
@@ -54,9 +68,9 @@ class NodeFailure:
                 f"{s['fate']}{' ' + s['reject_reason'] if s.get('reject_reason') else ''}"
                 for s in self.sources
             )
-        if self.compiled_path:
-            lines.append(f"  compiled SQL: {self.compiled_path}")
-        return "\n".join(lines)
+        if self.stored_view:
+            lines.append(f"  all of them: `select * from {self.stored_view}` in the warehouse")
+        return lines
 
 
 def _one_paragraph(text: str) -> str:
@@ -72,17 +86,21 @@ _GENERIC_TEST_COLUMNS = ("unique_field", "value_field", "from_field")
 
 
 def failed_nodes(
-    run_results: Mapping[str, Any], target_path: Path, manifest: Mapping[str, Any] | None = None
+    run_results: Mapping[str, Any],
+    target_path: Path,
+    manifest: Mapping[str, Any] | None = None,
+    statuses: frozenset[str] = FAILED,
 ) -> list[NodeFailure]:
-    """The nodes of a dbt `run_results.json` that errored or failed, in the order dbt ran them.
+    """The nodes of a dbt `run_results.json` whose status is in ``statuses`` (`FAILED`: errored or failed; `WARNED`:
+    tests that found rows at WARN severity), in the order dbt ran them.
 
     ``manifest`` (dbt's manifest.json) names the column each generic test is about, so that its failing rows
-    show e.g. ``event_id=...`` instead of dbt's ``unique_field=...``.
+    show e.g. ``event_id=...`` instead of dbt's ``unique_field=...``, and the view each test's rows are kept in.
     """
     nodes = (manifest or {}).get("nodes", {})
     failures = []
     for result in run_results.get("results", []):
-        if result.get("status") not in _FAILED:
+        if result.get("status") not in statuses:
             continue
         unique_id = str(result["unique_id"])
         # dbt writes compiled SQL under target/compiled/<project>/<path of the file>/<node name>.sql.
@@ -96,9 +114,21 @@ def failed_nodes(
                 compiled_path=str(matches[0]) if matches else None,
                 compiled_code=result.get("compiled_code") or None,
                 column_name=nodes.get(unique_id, {}).get("column_name"),
+                stored_view=stored_view(nodes.get(unique_id, {})),
             )
         )
     return failures
+
+
+def stored_view(node: Mapping[str, Any]) -> str | None:
+    """``<schema>.<alias>`` of the view a test node's rows are kept in, or None (not a test, or none is kept).
+
+    dbt_project.yml keeps each data test's rows as a view on DuckDB (`store_failures_as: view`); a long generic
+    test name gets a hashed alias, so the name comes from the manifest node, not from the test's name.
+    """
+    if node.get("resource_type") != "test" or node.get("config", {}).get("store_failures_as") != "view":
+        return None
+    return f"{node['schema']}.{node['alias']}"
 
 
 def with_offending_rows(failures: Sequence[NodeFailure], warehouse: Path) -> list[NodeFailure]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib.dbt_failures import TEST_SQL
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from orchestration.lib.progress import materialization_metadata, was_interrupted
 from tailor.settings import Settings
@@ -251,17 +252,8 @@ def _dbt_test_verdict(check: dg.AssetCheckEvaluation, step: str | None) -> str |
     if not isinstance(rows, int):
         return None
     plural = "s" if rows != 1 else ""
-    if check.severity == dg.AssetCheckSeverity.WARN:
-        from orchestration.lib.dbt import stored_failures  # loaded already: the dbt step ran
-
-        view = stored_failures(check.check_name)
-        sql = "the test's SQL (dbt_project/tests/, or its model's yml and dbt_project/macros/)"
-        if view is None:
-            return f"a dbt test that warned on {rows:,} row{plural}; {sql} finds them and says what they mean"
-        return (
-            f"a dbt test that warned on {rows:,} row{plural}, kept in the warehouse view {view} "
-            f"(`select * from {view}`); {sql} says what they mean"
-        )
+    if check.severity == dg.AssetCheckSeverity.WARN:  # the dbt step describes its warnings; a run that did not:
+        return f"a dbt test that warned on {rows:,} row{plural}; {TEST_SQL} finds them and says what they mean"
     return f"a dbt test that failed on {rows:,} row{plural}; see step {step or '?'} (its error, its log)"
 
 

@@ -1,11 +1,13 @@
 """Ctrl-C during `tailor run`: the run stops, says which step a signal stopped, exits 130 (the shells' status for
 an interrupted command) and leaves no process behind; the next `tailor run` finishes the work and loses nothing
-that was accepted."""
+that was accepted. That rerun is also where a warned dbt test is read as a user reads it."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +41,10 @@ def _group_alive(group: int) -> bool:
 def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_finishes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     simulate(SimulationConfig(users=30, days=2, seed=5), home / "inbox")
+    # One click from a user no profile knows: accepted, and the rerun below warns with its landed line.
+    unknown = {"event_id": "t-unknown", "event_type": "click", "user_id": "u_nobody", "content_id": "c_nothing",
+               "occurred_at": "2026-01-06T10:00:00Z", "request_id": "r-unknown"}  # fmt: skip
+    (home / "inbox" / "events" / "unknown.jsonl").write_text(json.dumps(unknown) + "\n")
     env = {**os.environ, "TAILOR_HOME": str(home)}
     err_log = tmp_path / "run.err"
     with err_log.open("w") as err:
@@ -71,7 +77,14 @@ def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_fi
 
     again = subprocess.run([TAILOR, "run"], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "landed" not in again.stderr  # the files landed before the signal are not landed twice
+    assert "  landed " not in again.stderr  # the files landed before the signal are not landed twice
+    # A warned dbt test is said as a failed one is: its rows, the line each came from, the view with all of them.
+    warning = again.stderr[again.stderr.index("warning marts/fct_events:known_in_fct_events_user_id") :]
+    assert "a dbt test that warned on 1 row" in warning and "event_id='t-unknown', user_id='u_nobody'" in warning
+    assert re.search(r"batch \w+ \(.*/inbox/events/unknown\.jsonl\) line 1: accepted", warning), warning
+    assert "all of them: `select * from dbt_test__audit.known_in_fct_events_user_id__user_id__ref_dim_users_`" in (
+        warning
+    )
     sent = sum(len(path.read_text().splitlines()) for path in (home / "inbox" / "events").glob("*.jsonl"))
     events = reconcile(get_settings(home))
     # Every line of the inbox was landed once and given a fate by the rerun's build.

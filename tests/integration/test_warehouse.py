@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from orchestration.lib.dbt import stored_failures
+from orchestration.lib.dbt_failures import WARNED, failed_nodes, with_offending_rows
 from simulator import SimulationConfig, simulate
 from tailor.ingest import ingest_paths
 from tailor.quality import reconcile
@@ -236,15 +236,24 @@ def test_an_event_of_any_type_naming_an_unknown_user_or_item_is_accepted_and_war
     ingest_paths([events], home)
     warned = run_dbt(home, "build", "--select", "stg_landing__events", "fct_events")
     assert "ERROR=0" in warned.stdout, warned.stdout[-3000:]
-    tests = {"relationships_fct_events_user_id__user_id__ref_dim_users_": "u_nobody",
-             "relationships_fct_events_content_id__content_id__ref_dim_content_": "c_nothing"}  # fmt: skip
-    for test, unknown in tests.items():
+    tests = {"known_in_fct_events_user_id__user_id__ref_dim_users_": ("user_id", "u_nobody"),
+             "known_in_fct_events_content_id__content_id__ref_dim_content_": ("content_id", "c_nothing")}  # fmt: skip
+    target = home.home / "dbt" / "target"  # run_dbt's own target folder
+    run_results, manifest = (json.loads((target / name).read_text()) for name in ("run_results.json", "manifest.json"))
+    # What `tailor run` says of each warning: the same description as a failed test's, rows traced to their line.
+    warned_tests = failed_nodes(run_results, target, manifest, WARNED)
+    said = {test.name: test for test in with_offending_rows(warned_tests, home.warehouse)}
+    for test, (column, unknown) in tests.items():
         assert re.search(rf"WARN 1 {test}", warned.stdout), (test, warned.stdout[-3000:])
-        # The warned rows stay readable where `tailor run` says they are (the content test's name is too long
-        # for a relation: its view has a hashed name, read from the manifest).
-        view = stored_failures(test)
-        assert view is not None and view.startswith("dbt_test__audit.relationships_fct_events_")
-        assert _query(home, f"select * from {view}") == [(unknown,)]
+        assert said[test].rows == [{"event_id": "t-unknown-click", column: unknown}]
+        [source] = said[test].sources
+        assert source["source_file"].endswith("unknown.jsonl") and source["line_number"] == 1, source
+        # The warned rows stay readable where it says they are (the content test's name is too long for a
+        # relation: its view has a hashed name, read from the manifest).
+        view = said[test].stored_view
+        assert view is not None and view.startswith("dbt_test__audit.known_in_fct_events_")
+        assert f"  all of them: `select * from {view}` in the warehouse" in said[test].row_lines()
+        assert _query(home, f"select * from {view}") == [("t-unknown-click", unknown)]
     [(kept,)] = _query(home, "select count(*) from marts.fct_events where event_id = 't-unknown-click'")
     assert kept == 1
 

@@ -7,11 +7,13 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
-from orchestration.lib.dbt_failures import failed_nodes, with_offending_rows
+from orchestration.lib.dbt_failures import TEST_SQL, WARNED, NodeFailure, failed_nodes, with_offending_rows
 from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
 from orchestration.lib.warehouse_lock import wait_for_warehouse
-from tailor.settings import get_settings
+from tailor.settings import Settings, get_settings
+
+WARN = dg.AssetCheckSeverity.WARN
 
 
 @dbt_assets(manifest=dbt_project().manifest_path, dagster_dbt_translator=TailorDbtTranslator())
@@ -27,26 +29,45 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
     if settings.engine == "duckdb":
         wait_for_warehouse(settings.warehouse, context.log.warning)  # e.g. a dbt left running by a killed run
     invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False)
-    yield from invocation.stream()
+    warned: list[dg.AssetCheckResult] = []
+    for event in invocation.stream():
+        if isinstance(event, dg.AssetCheckResult) and not event.passed and event.severity == WARN:
+            warned.append(event)  # said once dbt has ended, with its rows: until then the warehouse is dbt's
+            continue
+        yield event
+    run_results, manifest = invocation.get_artifact("run_results.json"), invocation.get_artifact("manifest.json")
+    yield from _with_rows(warned, failed_nodes(run_results, invocation.target_path, manifest, WARNED), settings)
     if not invocation.is_successful():
         # Say why in words (the failing model or test, the database error, the offending rows and where they were
         # landed), instead of dagster-dbt's traceback that points at dbt's log file.
         failures = with_offending_rows(  # offending rows: DuckDB only (no warehouse file on Spark: left as is)
-            failed_nodes(
-                invocation.get_artifact("run_results.json"),
-                invocation.target_path,
-                invocation.get_artifact("manifest.json"),
-            ),
-            settings.warehouse,
+            failed_nodes(run_results, invocation.target_path, manifest), settings.warehouse
         )
         summary = "\n".join(f.describe() for f in failures) or "dbt build failed; see logs/dbt.log"
         raise dg.Failure(description=summary, metadata={"failed_nodes": [f.unique_id for f in failures]})
     if settings.engine == "spark":
-        built = {
-            str(r["unique_id"]).rsplit(".", 1)[-1]
-            for r in invocation.get_artifact("run_results.json")["results"]
-            if r["status"] == "success"
-        }
-        marts = published_marts(invocation.get_artifact("manifest.json"))
+        built = {str(r["unique_id"]).rsplit(".", 1)[-1] for r in run_results["results"] if r["status"] == "success"}
+        marts = published_marts(manifest)
         for mart in publish_spark_marts(settings, {name: marts[name] for name in marts if name in built}):
             context.log.info(f"published {mart.name} from Spark: {mart.rows} rows to {mart.path}")
+
+
+def _with_rows(
+    warned: list[dg.AssetCheckResult], tests: list[NodeFailure], settings: Settings
+) -> Iterator[dg.AssetCheckResult]:
+    """The checks of dbt tests that warned, each described as a failed test's error is (`NodeFailure.row_lines`):
+    how many rows, the first of them with the landed batch and line they came from, and the view holding them all.
+
+    dagster-dbt leaves a check's description empty; `tailor run` prints this one beside the warning, and the Dagster
+    UI shows it on the check. On an engine without a warehouse file (Spark) only the count is said.
+    """
+    if not warned:
+        return
+    by_name = {test.name: test for test in with_offending_rows(tests, settings.warehouse)}
+    for check in warned:
+        rows = getattr(check.metadata.get("dagster_dbt/failed_row_count"), "value", None)
+        count = f"{rows:,} row{'s' if rows != 1 else ''}" if isinstance(rows, int) else "rows"
+        test = by_name.get(check.check_name or "")
+        lines = [f"a dbt test that warned on {count}; {TEST_SQL} says what they mean"]
+        lines += test.row_lines() if test is not None else []
+        yield check._replace(description="\n".join(lines))
