@@ -9,7 +9,6 @@ the recommender is opened when the app starts (its lifespan), in a worker thread
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
@@ -30,6 +29,7 @@ from service.events import BadBody, BatchRefused, EventIntake, LandingBusy, pars
 from service.metrics import Metrics, mark_this_worker_dead
 from service.pages import NotReady, RecommenderHost, utc_now
 from service.schemas import ERROR_RESPONSES, EVENTS_REQUEST_BODY, INTAKE_SCHEMA, PAGE_SCHEMA, SEGMENT_SCHEMA
+from service.segments import SEGMENT_PATTERN, shape_hint
 from tailor.contract.spec import NON_BLANK
 from tailor.settings import Settings, get_settings
 
@@ -44,7 +44,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: A user id as the contract has it: 1-128 characters, not only blank ones (the contract's list of blank characters,
 #: which counts U+200B, U+2060 and U+FEFF that Python's ``\S`` does not; found by a re-check trial).
 USER_ID_PATTERN = NON_BLANK
-SEGMENT_PATTERN = r"^(all|surface:[A-Za-z0-9_-]{1,64}|country:[A-Za-z0-9_-]{1,64})$"
 JSON_TYPES = ("application/json",)
 #: What to say when a path parameter does not match its pattern (Pydantic would print the regular expression).
 PATTERN_MESSAGES = {
@@ -122,11 +121,8 @@ class RequestMetrics:
 
 def _segment_hint(where: str, value: Any) -> str:
     """``; did you mean 'country:DE'?`` for a segment whose kind is only cased wrong (``Country:DE``, ``ALL``)."""
-    if where != "segment" or not isinstance(value, str):
-        return ""
-    kind, colon, rest = value.partition(":")
-    guess = kind.lower() + colon + (rest.upper() if kind.lower() == "country" else rest.lower())
-    return f"; did you mean {guess!r}?" if guess != value and re.fullmatch(SEGMENT_PATTERN, guess) else ""
+    guess = shape_hint(value) if where == "segment" and isinstance(value, str) else None
+    return f"; did you mean {guess!r}?" if guess else ""
 
 
 def _shown(value: Any, limit: int = 60) -> str:

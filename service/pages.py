@@ -31,6 +31,7 @@ from ml.recommend.rules import Ranked, assemble_page
 from ml.recommend.serving import FRESH_HOURS, HOLDOUT_ARMS, HOLDOUT_EXPERIMENT, HOLDOUT_WEIGHTS
 from service.config import ServiceConfig
 from service.metrics import Metrics, reason_kind
+from service.segments import known_hint
 from tailor.assignment import assign_variant
 from tailor.settings import Settings
 
@@ -235,9 +236,8 @@ class RecommenderHost:
         popular = recommender.segment_popular.get(segment)
         if popular is None:
             known = ", ".join(sorted(recommender.segment_popular)) or "none yet"
-            # Country codes are as the data spells them (upper case): `country:de` is most likely `country:DE`.
-            same = [name for name in recommender.segment_popular if name.casefold() == segment.casefold()]
-            hint = f"did you mean {same[0]!r}? " if same else ""
+            same = known_hint(segment, recommender.segment_popular)
+            hint = f"did you mean {same!r}? " if same else ""
             raise LookupError(f"unknown segment {segment!r}: {hint}use one of {known}")
         catalog = recommender.catalog
         if k > len(catalog.ids):
