@@ -45,6 +45,12 @@ recent_activity_fv = FeatureView(
             "Categories of content clicked in the last 30 minutes, each once, most recent click first.",
         ),
         feature("last_clicked_category", String, "Category of the most recently clicked content (last 30 minutes)."),
+        feature(
+            "clicked_items_30m",
+            Array(String),
+            "Content clicked in the last 30 minutes (items the catalog knows), each once, most recent click first: "
+            "the service leaves them off the next pages.",
+        ),
     ],
     source=recent_activity_push,
     online=True,

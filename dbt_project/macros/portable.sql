@@ -302,32 +302,31 @@
 {%- endmacro %}
 
 
-{#- A select over `left` (alias `left_alias`) where each row also gets `value` from the latest row of `right` (alias
-    `right_alias`) of the same `key` at or before its `time` (an as-of left join). DuckDB: ASOF LEFT JOIN. Spark has
+{#- A select over `left` (alias `left_alias`) where each row also gets the columns `values` (a list) from the latest
+    row of `right` (alias `right_alias`) of the same `key` at or before its `time` (an as-of left join). DuckDB: ASOF LEFT JOIN. Spark has
     none: the right side's times must all occur on the left side too (true where `right` is derived from the same
     moments, as in fct_user_recent_activity), so an equi-join plus the last matched value carried forward per key
     gives the same rows. -#}
-{% macro asof_left_join_select(left, left_alias, right, right_alias, key, time, value, value_alias) -%}
-    {{ return(adapter.dispatch('asof_left_join_select')(left, left_alias, right, right_alias, key, time, value,
-                                                       value_alias)) }}
+{% macro asof_left_join_select(left, left_alias, right, right_alias, key, time, values) -%}
+    {{ return(adapter.dispatch('asof_left_join_select')(left, left_alias, right, right_alias, key, time, values)) }}
 {%- endmacro %}
 
-{% macro default__asof_left_join_select(left, left_alias, right, right_alias, key, time, value, value_alias) -%}
-    select {{ left_alias }}.*, {{ right_alias }}.{{ value }} as {{ value_alias }}
+{% macro default__asof_left_join_select(left, left_alias, right, right_alias, key, time, values) -%}
+    select {{ left_alias }}.*{% for v in values %}, {{ right_alias }}.{{ v }}{% endfor %}
     from {{ left }} as {{ left_alias }}
     asof left join {{ right }} as {{ right_alias }}
         on {{ left_alias }}.{{ key }} = {{ right_alias }}.{{ key }}
         and {{ left_alias }}.{{ time }} >= {{ right_alias }}.{{ time }}
 {%- endmacro %}
 
-{% macro spark__asof_left_join_select(left, left_alias, right, right_alias, key, time, value, value_alias) -%}
+{% macro spark__asof_left_join_select(left, left_alias, right, right_alias, key, time, values) -%}
     select
-        {{ left_alias }}.*,
+        {{ left_alias }}.*{% for v in values %},
         last(
-            case when {{ right_alias }}.{{ key }} is not null then struct({{ right_alias }}.{{ value }} as v) end, true
+            case when {{ right_alias }}.{{ key }} is not null then struct({{ right_alias }}.{{ v }} as v) end, true
         ) over (
             partition by {{ left_alias }}.{{ key }} order by {{ left_alias }}.{{ time }} rows unbounded preceding
-        ).v as {{ value_alias }}
+        ).v as {{ v }}{% endfor %}
     from {{ left }} as {{ left_alias }}
     left join {{ right }} as {{ right_alias }}
         on {{ left_alias }}.{{ key }} = {{ right_alias }}.{{ key }}

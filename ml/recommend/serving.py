@@ -73,7 +73,10 @@ SESSION_BOOST = 1.5
 #: Inputs of the on-demand `ranking_context` view, read with the stored views, and the streamed recent activity.
 USER_EXTRA = ("user_category_affinity:affinity_categories", "user_category_affinity:affinity_shares")
 ITEM_EXTRA = ("content_profile:published_at", "content_profile:category")
-RECENT = ("recent_activity:clicked_categories_30m",)
+RECENT = ("recent_activity:clicked_categories_30m", "recent_activity:clicked_items_30m")
+#: The streamed items a user clicked in the last 30 minutes: left off every page, as the marts' consumed items are
+#: (the marts know a click only after the next `tailor run`).
+STREAMED_CLICKS = "clicked_items_30m"
 #: The streamed view whose row is a window ending at its event time (`feature_repo/recent_activity.py`); the
 #: window's length is the view's TTL, read from the registry (`recent_window`).
 RECENT_VIEW = "recent_activity"
@@ -81,7 +84,7 @@ RECENT_VIEW = "recent_activity"
 #: its own clock when it writes them, a little after the events, and a request can start just before a write.
 RECENT_CLOCK_SKEW = timedelta(minutes=5)
 #: User features that are lists (inputs of request-time features), not model columns.
-USER_LISTS = ("affinity_categories", "affinity_shares", "clicked_categories_30m")
+USER_LISTS = ("affinity_categories", "affinity_shares", "clicked_categories_30m", STREAMED_CLICKS)
 #: Features computed per request (the `ranking_context` view's), see `request_features`.
 REQUEST_TIME = ("content_age_hours", "category_affinity")
 #: Smoothing of the cold-start pages' CTR: this many impressions at the segment's own rate (see _ranked_by_ctr).
@@ -748,23 +751,23 @@ class Recommender:
         history), and the model version that scored it: an empty list when none of its items is left, (None, None)
         when there is no page or the online store does not answer."""
         refs = [f"cached_recommendations:{surface}_{part}" for part in CACHED_PARTS]
-        refs.append("cached_recommendations:model_version")
+        refs += ["cached_recommendations:model_version", f"{RECENT_VIEW}:{STREAMED_CLICKS}"]
         try:
-            values = self.store.get_online_features(features=refs, entity_rows=[{"user_id": user_id}]).to_dict()
+            values = user_features_at(self.store, refs, [user_id], now, self.recent_window)[user_id]
         except Exception as exc:
             log.warning("cached recommendations unavailable: %s", exc)
             return None, None
-        ids = values[f"{surface}_content_ids"][0]
+        ids = values[f"{surface}_content_ids"]
         if not ids:
             return None, None
-        version = values["model_version"][0]
-        consumed = self.consumed.get(user_id, set()) | self._published_after(now)
+        version = values["model_version"]
+        consumed = self.consumed.get(user_id, set()) | self._published_after(now) | streamed_clicks(values)
         columns = zip(
             ids,
-            values[f"{surface}_scores"][0],
-            values[f"{surface}_slot_kinds"][0],
-            values[f"{surface}_reasons"][0],
-            values[f"{surface}_propensities"][0],
+            values[f"{surface}_scores"],
+            values[f"{surface}_slot_kinds"],
+            values[f"{surface}_reasons"],
+            values[f"{surface}_propensities"],
             strict=True,
         )
         kept = [c for c in columns if c[0] not in consumed][:k]
@@ -843,7 +846,7 @@ class Recommender:
             popular,
             fresh,
             editorial,
-            self.consumed.get(user_id, set()),
+            self.consumed.get(user_id, set()) | streamed_clicks(user),
             self.catalog.category,
             self.config.rules,
             np.random.default_rng(seed),
@@ -882,6 +885,13 @@ def user_features_at(
                 row[name] = None
         out[user] = row
     return out
+
+
+def streamed_clicks(user: Mapping[str, Any]) -> set[str]:
+    """The content a user clicked in the streamed window (`STREAMED_CLICKS`; none when the row is outside the window
+    or the user has none), as a set of content ids."""
+    clicked = user.get(STREAMED_CLICKS)
+    return {str(item) for item in clicked} if isinstance(clicked, list) else set()
 
 
 def recommend(

@@ -322,6 +322,7 @@ class Consumer:
             event_time=min(event.occurred_at, entry.arrived_at),
             category=category,
             dwell_seconds=event.dwell_seconds,
+            content_id=event.content_id if event.event_type == "click" else None,
         )
 
     def _push(self, as_of: datetime) -> None:

@@ -24,6 +24,7 @@ FEATURES: tuple[str, ...] = (
     "dwell_seconds_30m",
     "clicked_categories_30m",
     "last_clicked_category",
+    "clicked_items_30m",
 )
 _COUNTED = {
     "impression": "impressions_30m",
@@ -43,6 +44,7 @@ class Activity:
     event_time: datetime
     category: str | None = None
     dwell_seconds: float | None = None
+    content_id: str | None = None
 
 
 def empty_row() -> dict[str, Any]:
@@ -55,6 +57,7 @@ def empty_row() -> dict[str, Any]:
         "dwell_seconds_30m": 0.0,
         "clicked_categories_30m": [],
         "last_clicked_category": None,
+        "clicked_items_30m": [],
     }
 
 
@@ -62,7 +65,9 @@ def summarize(activities: Iterable[Activity]) -> dict[str, Any]:
     """Feature values of one user's window (events in any order).
 
     ``clicked_categories_30m`` lists each category clicked once, most recently clicked first; ties in time are
-    broken by event id so the result does not depend on arrival order.
+    broken by event id so the result does not depend on arrival order. ``clicked_items_30m`` lists the clicked
+    content the same way. A click on content the catalog does not know (no category) is counted but in neither
+    list, as in the dbt mart `fct_user_recent_activity`.
     """
     row = empty_row()
     clicks: list[Activity] = []
@@ -77,6 +82,7 @@ def summarize(activities: Iterable[Activity]) -> dict[str, Any]:
     categories = list(dict.fromkeys(a.category for a in clicks if a.category is not None))
     row["clicked_categories_30m"] = categories
     row["last_clicked_category"] = categories[0] if categories else None
+    row["clicked_items_30m"] = list(dict.fromkeys(a.content_id for a in clicks if a.content_id is not None))
     return row
 
 

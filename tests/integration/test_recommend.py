@@ -319,6 +319,7 @@ def test_streamed_recent_activity_counts_only_inside_its_30_minute_window(built:
                 "dwell_seconds_30m": [35.0],
                 "clicked_categories_30m": [["sports", "news"]],
                 "last_clicked_category": ["sports"],
+                "clicked_items_30m": [[]],
             }
         ),
     )
@@ -343,6 +344,40 @@ def test_streamed_recent_activity_counts_only_inside_its_30_minute_window(built:
     an_hour_later = recommender.recommend(user, k=10, now=written + timedelta(hours=1))
     assert just_read.served_by == an_hour_later.served_by == "model"
     assert not any("just read" in item.reason for item in an_hour_later.items)
+
+
+def test_the_cached_page_leaves_out_an_item_clicked_in_the_streamed_window(
+    built: Settings, pages: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A slow model's fallback, the cached page, leaves out what the user clicked in the last 30 minutes (the
+    streamed `recent_activity` row), as the model's page does; once the click has left the window it is back."""
+    home = copy_home(built, tmp_path)
+    slow = Recommender.open(home, ServingConfig(budget_ms=50))
+    slow.before_scoring = lambda rows: time.sleep(0.3)
+    user = pages.loc[pages["policy"] == "personalized", "user_id"].iloc[0]
+    cached = pages.loc[(pages["user_id"] == user) & (pages["surface"] == "feed")].sort_values("rank")
+    clicked = cached["content_id"].tolist()[:2]
+    written = datetime.now(UTC).replace(microsecond=0)
+    row = {name: [0] for name in ("impressions_30m", "clicks_30m", "views_30m", "conversions_30m")}
+    slow.store.write_to_online_store(
+        RECENT_VIEW,
+        pd.DataFrame(
+            {
+                "user_id": [user],
+                "event_timestamp": [pd.Timestamp(written)],
+                **row,
+                "dwell_seconds_30m": [0.0],
+                "clicked_categories_30m": [["x"]],
+                "last_clicked_category": ["x"],
+                "clicked_items_30m": [clicked],
+            }
+        ),
+    )
+    inside = slow.recommend(user, k=10, surface="feed", now=written + timedelta(minutes=10))
+    assert inside.served_by == "cached"
+    assert [i.content_id for i in inside.items] == cached["content_id"].tolist()[2:]
+    outside = slow.recommend(user, k=10, surface="feed", now=written + timedelta(minutes=31))
+    assert [i.content_id for i in outside.items] == cached["content_id"].tolist()
 
 
 def test_the_request_path_scores_as_the_model_does_on_feature_rows(built: Settings, recommender: Recommender) -> None:
@@ -478,7 +513,8 @@ def test_serving_aggregates_equal_the_full_history(built: Settings, recommender:
 
 def test_a_click_streamed_seconds_ago_changes_the_next_page(own_home: Settings, redis_url: str) -> None:
     """`tailor stream publish` a click, `tailor stream consume --once`: the user's next page (same moment, so the
-    same exploration draw) lifts the clicked category and says why."""
+    same exploration draw) lifts the clicked category and says why, and no longer shows the clicked item (the marts
+    learn of the click only at the next `tailor run`)."""
     built = own_home
     recommender = Recommender.open(built, ServingConfig(budget_ms=5000))
     now = datetime.now(UTC)
@@ -521,6 +557,11 @@ def test_a_click_streamed_seconds_ago_changes_the_next_page(own_home: Settings, 
         if item.content_id in was and item.slot_kind == "personalized":
             factor = SESSION_BOOST if item.category == category else 1.0
             assert item.score == pytest.approx(was[item.content_id] * factor, rel=1e-9), item
+
+    # The clicked item is gone from the next pages: the model's, and the cached one a slow model falls back to.
+    assert clicked.content_id in {item.content_id for item in before.items}
+    assert clicked.content_id not in {item.content_id for item in after.items}
+    assert clicked.content_id not in recommender.consumed.get(user, set())  # known only from the stream
 
 
 def _personalized_page(recommender: Recommender, now: datetime) -> tuple[str, Recommendation]:

@@ -499,6 +499,7 @@ def test_the_compared_history_has_what_the_port_must_get_right(second_delivery: 
     assert users["affinity_categories"].map(len).gt(1).any()
     recent = tables[("marts", "fct_user_recent_activity")]
     assert recent["clicked_categories_30m"].map(len).gt(1).any()
+    assert recent["clicked_items_30m"].map(len).gt(1).any()  # two categories in a window: two items at least
     for name in ("fct_user_features_daily", "fct_content_features_daily", "fct_user_recent_activity"):
         before, after = homes.tables["first"]["duckdb"][("marts", name)], tables[("marts", name)]
         newer = after["last_ingested_at"] > before["last_ingested_at"].max()

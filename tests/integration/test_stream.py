@@ -222,6 +222,7 @@ def test_a_click_is_online_within_seconds(repo: Path, broker: Broker, home: Path
         "dwell_seconds_30m": 0.0,
         "clicked_categories_30m": ["sport"],
         "last_clicked_category": "sport",
+        "clicked_items_30m": ["c2"],
     }
     assert latency < 5, f"the click took {latency:.1f} s to reach the online store"
     assert broker.status()["pending"] == 0

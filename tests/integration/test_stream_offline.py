@@ -70,7 +70,8 @@ def _activities(settings: Settings) -> dict[str, list[Activity]]:
     by_user: dict[str, list[Activity]] = {}
     for event_id, user, kind, at, content_id, dwell in events:
         category = category_at(content_id, at) if kind == "click" else None
-        by_user.setdefault(user, []).append(Activity(event_id, user, kind, at, category, dwell))
+        clicked = content_id if kind == "click" else None
+        by_user.setdefault(user, []).append(Activity(event_id, user, kind, at, category, dwell, clicked))
     for activities in by_user.values():
         activities.sort(key=lambda a: a.event_time)
     return by_user
@@ -95,6 +96,7 @@ def _served(row: Mapping[Hashable, Any]) -> dict[str, Any]:
         "dwell_seconds_30m": round(float(row["dwell_seconds_30m"]), 6),
         "clicked_categories_30m": list(row["clicked_categories_30m"]),
         "last_clicked_category": row["last_clicked_category"] or None,
+        "clicked_items_30m": list(row["clicked_items_30m"]),
     }
 
 

@@ -1,7 +1,7 @@
 """The recent-activity window and the stream's contract check, against independent references.
 
 The window is replayed event by event, in arrival order, and compared at many moments with a plain SQL query
-(DuckDB) over the same events: counts, dwell and the ordered click categories must agree exactly.
+(DuckDB) over the same events: counts, dwell and the ordered click categories and items must agree exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ T0 = datetime(2026, 1, 5, 10, 0, 0)
 MINUTES = timedelta(minutes=30)
 TYPES = ["impression", "impression", "impression", "click", "view", "conversion", "exposure"]
 CATEGORIES = ["news", "sport", "music", None]
+ITEMS = ["c1", "c2", "c3", "c4"]
 
 
 def _random_events(seed: int, n: int = 600) -> list[tuple[Activity, datetime]]:
@@ -39,6 +40,7 @@ def _random_events(seed: int, n: int = 600) -> list[tuple[Activity, datetime]]:
             event_time=at,
             category=rng.choice(CATEGORIES) if kind == "click" else None,
             dwell_seconds=round(rng.uniform(0, 120), 3) if kind == "view" else None,
+            content_id=rng.choice(ITEMS) if kind == "click" else None,
         )
         delay = timedelta(seconds=rng.choice([0, 1, 5, 60, 600, 2400]))  # 2400 s: arrives after it expired
         events.append((activity, at + delay))
@@ -65,6 +67,15 @@ def _sql_reference(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, d
             where event_type = 'click' and category is not null
             qualify row_number() over (partition by user_id, category order by event_time desc, event_id desc) = 1
         ),
+        last_click_per_item as (
+            select user_id, content_id, event_time, event_id from in_window
+            where event_type = 'click' and category is not null
+            qualify row_number() over (partition by user_id, content_id order by event_time desc, event_id desc) = 1
+        ),
+        items as (
+            select user_id, list(content_id order by event_time desc, event_id desc) as items
+            from last_click_per_item group by user_id
+        ),
         categories as (
             select user_id, list(category order by event_time desc, event_id desc) as categories
             from last_click_per_category group by user_id
@@ -77,13 +88,14 @@ def _sql_reference(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, d
             count(*) filter (where event_type = 'conversion'),
             coalesce(sum(dwell_seconds), 0),
             coalesce(any_value(categories.categories), []),
-        from in_window left join categories using (user_id)
+            coalesce(any_value(items.items), []),
+        from in_window left join categories using (user_id) left join items using (user_id)
         group by in_window.user_id
         """,
         {"now": now},
     ).fetchall()
     result = {}
-    for user, impressions, clicks, views, conversions, dwell, categories in rows:
+    for user, impressions, clicks, views, conversions, dwell, categories, items in rows:
         result[user] = {
             "impressions_30m": impressions,
             "clicks_30m": clicks,
@@ -92,6 +104,7 @@ def _sql_reference(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, d
             "dwell_seconds_30m": dwell,
             "clicked_categories_30m": list(categories),
             "last_clicked_category": categories[0] if categories else None,
+            "clicked_items_30m": list(items),
         }
     return result
 
@@ -102,11 +115,14 @@ def test_sliding_windows_agree_with_a_sql_reference_at_every_moment(seed: int) -
     con = duckdb.connect()
     con.execute(
         "create table events (event_id varchar, user_id varchar, event_type varchar, event_time timestamp, "
-        "category varchar, dwell_seconds double, arrival timestamp)"
+        "category varchar, dwell_seconds double, content_id varchar, arrival timestamp)"
     )
     con.executemany(
-        "insert into events values (?, ?, ?, ?, ?, ?, ?)",
-        [(a.event_id, a.user_id, a.event_type, a.event_time, a.category, a.dwell_seconds, t) for a, t in events],
+        "insert into events values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (a.event_id, a.user_id, a.event_type, a.event_time, a.category, a.dwell_seconds, a.content_id, t)
+            for a, t in events
+        ],
     )
     window = RecentActivity(MINUTES)
     online: dict[str, dict[str, Any]] = {}  # what the consumer would have pushed, user by user
@@ -152,17 +168,20 @@ def test_a_redelivered_event_and_an_exposure_change_nothing() -> None:
     assert window.row("u1")["clicks_30m"] == 1 and len(window) == 1
 
 
-def test_categories_are_distinct_and_most_recent_first() -> None:
+def test_categories_and_items_are_distinct_and_most_recent_first() -> None:
     clicks = [
-        Activity("e1", "u1", "click", T0, "news"),
-        Activity("e2", "u1", "click", T0 + timedelta(minutes=1), "sport"),
-        Activity("e3", "u1", "click", T0 + timedelta(minutes=2), "news"),
-        Activity("e4", "u1", "click", T0 + timedelta(minutes=3), None),  # unknown content: counted, no category
+        Activity("e1", "u1", "click", T0, "news", content_id="c1"),
+        Activity("e2", "u1", "click", T0 + timedelta(minutes=1), "sport", content_id="c2"),
+        Activity("e3", "u1", "click", T0 + timedelta(minutes=2), "news", content_id="c3"),
+        Activity("e5", "u1", "click", T0 + timedelta(minutes=2), "sport", content_id="c1"),  # same time: e5 first
+        # Unknown content: counted, but neither its category nor the item is listed (the mart does the same).
+        Activity("e4", "u1", "click", T0 + timedelta(minutes=3), None, content_id="c9"),
     ]
     row = summarize(reversed(clicks))
-    assert row["clicks_30m"] == 4
-    assert row["clicked_categories_30m"] == ["news", "sport"]
-    assert row["last_clicked_category"] == "news"
+    assert row["clicks_30m"] == 5
+    assert row["clicked_categories_30m"] == ["sport", "news"]
+    assert row["last_clicked_category"] == "sport"
+    assert row["clicked_items_30m"] == ["c1", "c3", "c2"]
     assert set(row) == set(FEATURES)
 
 

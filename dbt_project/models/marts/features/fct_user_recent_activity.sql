@@ -6,7 +6,8 @@
   - event time is occurred_at, but never later than received_at (a client clock running ahead must not keep an
     event in the window longer);
   - clicked categories are each category once, most recent click first (ties: larger event_id first), with the
-    category the content had at the time of the click.
+    category the content had at the time of the click; clicked items are each content id once, in the same order
+    (the service leaves them off the user's next pages: a click seconds ago is not recommended again).
   A point-in-time join as of any moment (Feast's TTL on the view is the same 30 minutes) then finds exactly the
   window's value.
 
@@ -124,15 +125,16 @@ counts as (
 
 ),
 
--- Categories change only when a click enters or leaves the window: a window over the clicks alone (a few percent
--- of the events), joined back as of every moment.
+-- Clicked categories and items change only when a click enters or leaves the window: a window over the clicks
+-- alone (a few percent of the events), joined back as of every moment. A click on an item the catalog does not know
+-- (no category) counts as a click but is in neither list, as in the stream consumer.
 clicks as (
 
-    select user_id, event_time as moment_at, event_id, event_time, category
+    select user_id, event_time as moment_at, event_id, event_time, category, content_id
     from activity
     where event_type = 'click' and category is not null
     union all
-    select user_id, event_time + interval {{ window_minutes }} minute as moment_at, null, null, null
+    select user_id, event_time + interval {{ window_minutes }} minute as moment_at, null, null, null, null
     from activity
     where event_type = 'click' and category is not null
 
@@ -143,7 +145,7 @@ click_windows as (
     select
         user_id,
         moment_at,
-        {{ struct_array_agg(['event_time', 'event_id', 'category']) }}
+        {{ struct_array_agg(['event_time', 'event_id', 'category', 'content_id']) }}
             filter (where event_id is not null) over recent as window_clicks
     from clicks
     -- The frame is (moment_at - 30 minutes, moment_at]: RANGE bounds are inclusive, so stop a microsecond short.
@@ -157,23 +159,24 @@ click_windows as (
 
 ),
 
-categories as (
+click_lists as (
 
     select
         user_id,
         moment_at,
         -- Most recent click first; ties in time by larger event_id first, as the stream consumer orders them.
-        {{ field_by_descending_struct('window_clicks', 'category') }} as by_recency
+        {{ field_by_descending_struct('window_clicks', 'category') }} as by_recency,
+        {{ field_by_descending_struct('window_clicks', 'content_id') }} as items_by_recency
     from click_windows
 
 ),
 
--- Each moment's categories: those of the latest click window at or before it (every click window's moment is also
+-- Each moment's click lists: those of the latest click window at or before it (every click window's moment is also
 -- a moment of counts: both come from the same events).
 counts_with_categories as (
 
-    {{ asof_left_join_select('counts', 'counts', 'categories', 'categories', 'user_id', 'moment_at', 'by_recency',
-                             'by_recency') }}
+    {{ asof_left_join_select('counts', 'counts', 'click_lists', 'click_lists', 'user_id', 'moment_at',
+                             ['by_recency', 'items_by_recency']) }}
 
 ),
 
@@ -190,6 +193,9 @@ final as (
         cast(counts.dwell_seconds_30m as double) as dwell_seconds_30m,
         coalesce({{ distinct_in_order('counts.by_recency') }}, {{ empty_array('varchar') }}) as clicked_categories_30m,
         {{ array_first('counts.by_recency') }} as last_clicked_category,
+        coalesce(
+            {{ distinct_in_order('counts.items_by_recency') }}, {{ empty_array('varchar') }}
+        ) as clicked_items_30m,
         counts.last_ingested_at
     from counts_with_categories as counts
     where counts.moment_at >= (select recompute_from from bounds)
