@@ -81,8 +81,15 @@ class JsonErrorsGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C (SIGINT) outside a run's steps: click would print "Aborted!" and exit 1.
+            name = ctx.invoked_subcommand or ""
+            command = f"tailor {name}".strip()
+            # Ingestion commits all of a call's files or none, and a run keeps what its steps built.
+            kept = "; what it had finished is kept: run it again to finish" if name in ("ingest", "run") else ""
+            fail(f"`{command}` was interrupted (a signal: Ctrl-C) before it finished{kept}", status=INTERRUPTED_STATUS)
         except (click.exceptions.Exit, click.exceptions.Abort):
-            raise  # --help, Ctrl-C: not errors of ours (and RuntimeErrors, so caught before Exception)
+            raise  # --help, an answer of no: not errors of ours (and RuntimeErrors, so caught before Exception)
         except click.ClickException as exc:
             if "--json" in ctx.meta.get(_ARGV, ()):
                 emit_json({"error": exc.format_message()})

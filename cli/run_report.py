@@ -41,6 +41,7 @@ def run_fields(outcome: RunOutcome) -> dict[str, Any]:
         "models": outcome.models,
         "set_aside": outcome.set_aside,
         "warned_checks": outcome.warned_checks,
+        "signal": outcome.signal,
     }
 
 
@@ -54,6 +55,11 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
         out.print(f"{name + ':':<24} {text}", highlight=False, markup=False)
     if outcome.set_aside:
         print_set_aside(outcome.set_aside)
+    if outcome.success and outcome.signal:  # it reached the last step, which went on to its end
+        err.print(
+            f"note: {outcome.signal} arrived during the run's last step, which finished: every asset was built",
+            highlight=False,
+        )
     for name, text in outcome.warned_checks.items():  # the run succeeded, but each is worth a look
         err.print(f"[bold yellow]warning[/] {name}: {text}", highlight=False, markup=True)
     if outcome.retrain_signals:

@@ -14,12 +14,15 @@ import dagster as dg
 from orchestration.lib.dbt_failures import TEST_SQL
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from orchestration.lib.progress import materialization_metadata, was_interrupted
+from orchestration.lib.signals import signal_record
 from tailor.settings import Settings
 
 #: Checks that watch the champion rather than the data: when one fails (drift), the run did its job and the answer
 #: is a retrain (the retrain sensor requests one), not a broken pipeline. They are reported, not fatal.
 RETRAIN_SIGNALS = frozenset({"champion_features_stable", "champion_predictions_stable"})
 
+#: What a step a signal stopped says instead of its error.
+INTERRUPTED_TEXT = "interrupted while it ran (a signal: Ctrl-C, or SIGTERM from `timeout` or a shutdown)"
 #: dbt's output during a run (dagster-dbt echoes it on stdout), in ``<TAILOR_HOME>/logs/``.
 DBT_LOG = "dbt.log"
 #: The log of each step that failed in the last run, ``<TAILOR_HOME>/logs/steps/<step>.log`` (emptied by every run).
@@ -63,6 +66,9 @@ class RunOutcome:
     #: WARN-severity checks that did not pass (asset:check -> the verdict in words): the run succeeded, but each
     #: says something a person should look at (e.g. an event id used again with other content).
     warned_checks: dict[str, str] = field(default_factory=dict)
+    #: The stopping signal that arrived while the run ran (``SIGINT``, ``SIGTERM``), from `signals.signal_record`,
+    #: even where a step's code swallowed the interrupt Dagster raised; None when none arrived.
+    signal: str | None = None
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
@@ -91,13 +97,25 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
         contextlib.redirect_stdout(dbt_log),
     ):
         fail_interrupted_runs(instance)  # a killed earlier run would otherwise stay "in progress" and block the queue
-        result = job.execute_in_process(
-            instance=instance,
-            run_config={"loggers": loggers},
-            raise_on_error=False,
-            tags=process_tags(os.getpid()),
-        )
-        return replace(outcome_of(result, instance), logs=write_step_logs(result, instance, log_dir))
+        with signal_record() as record:
+            result = job.execute_in_process(
+                instance=instance,
+                run_config={"loggers": loggers},
+                raise_on_error=False,
+                tags=process_tags(os.getpid()),
+            )
+        outcome = replace(outcome_of(result, instance), logs=write_step_logs(result, instance, log_dir))
+        return signalled(outcome, record.received[0].name) if record is not None and record.received else outcome
+
+
+def signalled(outcome: RunOutcome, signal_name: str) -> RunOutcome:
+    """``outcome`` of a run a stopping signal reached: the steps that failed are the ones it stopped (a step's code
+    can turn Dagster's interrupt into an error of its own: DuckDB's ``RuntimeError: Query interrupted``), said as
+    interrupted, not as failures to look into. A run that failed nothing finished its work before the signal could
+    stop it (the signal reached its last step, and that step went on): it stays a success, and says so."""
+    stopped = outcome.interrupted or outcome.failed_steps
+    errors = {**outcome.errors, **{step: INTERRUPTED_TEXT for step in stopped}}
+    return replace(outcome, interrupted=list(stopped), errors=errors, signal=signal_name)
 
 
 def send_spark_logs_to(log_file: Path) -> None:
@@ -127,7 +145,7 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     errors = {event.step_key or "?": _failure_text(event) for event in result.all_events if event.is_step_failure}
     interrupted = [event.step_key or "?" for event in result.all_events if was_interrupted(event)]
     for step in interrupted:  # the error's own message is its class's name: DagsterExecutionInterruptedError
-        errors[step] = "interrupted while it ran (a signal: Ctrl-C, or SIGTERM from `timeout` or a shutdown)"
+        errors[step] = INTERRUPTED_TEXT
     planned = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
     planned_keys = {r.dagster_event.asset_key for r in planned if r.dagster_event and r.dagster_event.asset_key}
     if not failed_steps:

@@ -89,3 +89,30 @@ def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_fi
     events = reconcile(get_settings(home))
     # Every line of the inbox was landed once and given a fate by the rerun's build.
     assert events.balanced and events.received == sent > 0 and events.accepted > 0
+
+
+def test_ctrl_c_before_the_first_step_exits_130_with_a_line_not_aborted(tmp_path: Path) -> None:
+    """Found by a trial: a Ctrl-C while `tailor run` loaded its definitions printed click's bare "Aborted!" and
+    exited 1."""
+    home = tmp_path / "home"
+    simulate(SimulationConfig(users=5, days=1, seed=5), home / "inbox")
+    err_log = tmp_path / "run.err"
+    with err_log.open("w") as err:
+        process = subprocess.Popen(
+            [TAILOR, "run"], env={**os.environ, "TAILOR_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True, preexec_fn=_default_signals,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "Running every asset" not in err_log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, err_log.read_text()
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGINT)
+        status = process.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    stderr = err_log.read_text()
+    assert status == 130, stderr
+    assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert "error: " in stderr and "interrupted" in stderr

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from ml.experiments.results import DAILY_RESULTS, compute_daily_results, compute_results, read_results, write_results
+from orchestration.lib.signals import stop_if_signalled
 from tailor.settings import get_settings
 
 RESULTS_KEY = dg.AssetKey(["experiments", "experiment_results"])
@@ -27,6 +28,7 @@ def experiment_results(context: dg.AssetExecutionContext) -> dg.MaterializeResul
     those of the daily looks (always-valid before the planned size, one Holm-corrected fixed-horizon read at it,
     final once taken), so they equal the last day of experiment_daily_results. Read it with `tailor
     experiments`; columns and the rule in docs/experiments.md."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     settings = get_settings()
     results = compute_results(settings.marts_dir)
     path = write_results(results, settings.marts_dir)
@@ -55,6 +57,7 @@ def experiment_daily_results() -> dg.MaterializeResult:
     that day: before the planned size only the always-valid evidence, Holm-corrected across the experiment's
     comparisons, may call a winner; on the first day at the planned size one fixed-horizon read decides; a
     decision once taken stays (decided_on). Same columns as experiment_results plus as_of_date."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     settings = get_settings()
     daily = compute_daily_results(settings.marts_dir)
     path = write_results(daily, settings.marts_dir, DAILY_RESULTS)
@@ -67,6 +70,7 @@ def experiment_daily_results() -> dg.MaterializeResult:
 def srm_check() -> dg.AssetCheckResult:
     """Units split across variants as configured (chi-square, flagged at p < 0.001). A mismatch means
     assignment or logging is broken and that experiment's numbers cannot be trusted."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     results = read_results(get_settings().marts_dir)
     per_experiment = results.groupby("experiment_id").agg(srm_p=("srm_p", "first"), mismatch=("srm_mismatch", "any"))
     flagged = sorted(str(e) for e in per_experiment.index[per_experiment["mismatch"]])

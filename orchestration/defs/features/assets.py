@@ -14,6 +14,7 @@ from datetime import date
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from orchestration.lib.signals import stop_if_signalled
 from tailor.settings import get_settings
 
 USER_FEATURES = dg.AssetKey(["marts", "fct_user_features_daily"])
@@ -27,6 +28,7 @@ TRAINING_SET_KEY = dg.AssetKey(["ml", "ranking_training_set"])
 def feast_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Feast's registry of entities, feature views and the ranker_v1 feature service, from `feast apply` in
     feature_repo/ (skipped when neither the definitions nor the configuration changed since the last apply)."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     from ml.features.repo import apply_feature_repo
 
     result = apply_feature_repo(get_settings())
@@ -48,6 +50,7 @@ def feast_online_store(context: dg.AssetExecutionContext) -> dg.MaterializeResul
     `get_online_features` serves. The first run backfills from the whole history; later runs load the days dbt
     rebuilt, and nothing at all when the feature marts hold the same rows as last time (and the store's checks
     passed when they last ran: a store emptied behind Tailor's back fails them, and the next run reloads it)."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     from ml.features.materialize import last_materialized_version, online_store_plan
 
     settings = get_settings()
@@ -115,6 +118,7 @@ def ranking_training_set(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     as of the impression time (Feast's point-in-time join: never a value from after the impression). Written to
     <TAILOR_HOME>/training/. A run builds only the days whose impressions or reachable feature rows changed and
     copies the rest, which gives the same rows as a full rebuild; with nothing new it does nothing."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     from ml.features.training import plan_training_set, training_set_summary
 
     settings = get_settings()

@@ -6,6 +6,7 @@ ml.features is imported inside the checks, as in assets.py (Feast is slow to imp
 import dagster as dg
 
 from orchestration.defs.features.assets import ONLINE_KEY
+from orchestration.lib.signals import stop_if_signalled
 from tailor.settings import get_settings
 
 
@@ -13,6 +14,7 @@ from tailor.settings import get_settings
 def online_freshness_check() -> dg.AssetCheckResult:
     """For each feature view, entities of the newest day in the mart are online with that day's values: the
     online store's newest event timestamp equals the mart's."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     from ml.features import open_store
     from ml.features.health import freshness
 
@@ -36,6 +38,7 @@ def online_freshness_check() -> dg.AssetCheckResult:
 def online_consistency_check() -> dg.AssetCheckResult:
     """For a fixed sample of 50 entities per feature view, every online value equals the entity's newest row in
     the published mart (read with DuckDB, not through Feast)."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     from ml.features import open_store
     from ml.features.health import consistency
 

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from orchestration.lib.signals import stop_if_signalled
 from tailor.contract.rules import KINDS
 from tailor.ingest.inbox import NOTE_SUFFIX, REJECTED_DIR, ingest_inbox
 from tailor.settings import get_settings
@@ -29,6 +30,7 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
     with a reason) come from the warehouse in the same run: see `fct_batch_fates`, `fct_rejected_rows` and the
     reconciliation check.
     """
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     settings = get_settings()
     result = ingest_inbox(settings)
     for message in result.report.recovery.messages():

@@ -40,6 +40,7 @@ from orchestration.lib.fingerprint import (
     recorded_inputs,
     unchanged,
 )
+from orchestration.lib.signals import stop_if_signalled
 from tailor.settings import Settings, get_settings
 
 CANDIDATES_KEY = dg.AssetKey(["ml", "candidates"])
@@ -67,6 +68,7 @@ CANDIDATES_FILE = "candidates.pkl"
 def candidates(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """The candidate generators (recent popularity per surface, collaborative filtering with EASE, content
     affinity) fitted on everything known now, saved for serving: each proposes items, the ranker orders them."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     settings = get_settings()
     config = RankerConfig.from_env(os.environ)
     path = settings.models_dir / CANDIDATES_FILE
@@ -133,6 +135,7 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     In the daily run, new data alone keeps the champion until a retrain is due (TAILOR_RETRAIN_NEW_DAYS labelled
     days after the newest version's test window, default 7, or a champion TAILOR_RETRAIN_MAX_AGE_DAYS old,
     default 7); a drift failure retrains through the retrain sensor's `retrain_ranker` job, which always trains."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     settings = get_settings()
     config = RankerConfig.from_env(os.environ)
     policy = RetrainPolicy.from_env(os.environ)
@@ -407,6 +410,7 @@ def ranker_beats_popularity(context: dg.AssetCheckExecutionContext) -> dg.AssetC
     AUC on logged impressions, not NDCG of lists against logged clicks: those clicks happened on what the logging
     policy chose to show, which favours any list that copies it (docs/decisions.md, "Ranker evaluation").
     """
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     judged = _judged_version(context)
     if judged is None or "auc" not in judged[0]:
         return dg.AssetCheckResult(passed=True, metadata={"note": _NOTHING_TO_JUDGE})
@@ -433,6 +437,7 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     on a small window the ECE of a perfect model is itself near the limit): the probabilities feed the exploration
     slot and business rules, not only the order. Judged: the version this run trained, else the champion
     (`_judged_version`); a version that fails is never promoted (`ml.ranker.evaluate.refusal`)."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     judged = _judged_version(context)
     if judged is None or "ece" not in judged[0]:
         return dg.AssetCheckResult(passed=True, metadata={"note": _NOTHING_TO_JUDGE})
@@ -470,6 +475,7 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     Parquet, written to the warehouse table marts.batch_recommendations, and loaded into the online store as Feast's
     `cached_recommendations` view, the fallback `recommend` serves when the model path misses its latency budget.
     Holdout users (personalization_holdout) get the popular page."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     settings = get_settings()
     candidates_record = recorded_inputs(context.instance, CANDIDATES_KEY)
     inputs = recommendations_inputs(settings, candidates_record.fingerprint if candidates_record else "unknown")

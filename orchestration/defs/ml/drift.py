@@ -42,6 +42,7 @@ from orchestration.lib.fingerprint import (
     recorded_from_metadata,
     unchanged,
 )
+from orchestration.lib.signals import stop_if_signalled
 from tailor.settings import Settings, get_settings
 
 FEATURES_CHECK = "champion_features_stable"
@@ -94,6 +95,7 @@ def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg
     the champion's training window against the newest day of the training set. Each check warns when a PSI
     reaches TAILOR_DRIFT_WARN (default 0.1) and fails with ERROR severity at TAILOR_DRIFT_FAIL (0.25), which
     makes the retrain sensor ask for a new ranker. Passes, saying so, while there is no champion."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     from ml.monitoring.champion import DriftUnavailable, champion_drift
 
     config = DriftConfig.from_env(os.environ)

@@ -9,6 +9,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
 from orchestration.lib.dbt_failures import TEST_SQL, WARNED, NodeFailure, failed_nodes, with_offending_rows
 from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
+from orchestration.lib.signals import stop_if_signalled
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
 from orchestration.lib.warehouse_lock import wait_for_warehouse
 from tailor.settings import Settings, get_settings
@@ -20,6 +21,7 @@ WARN = dg.AssetCheckSeverity.WARN
 def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
     """Builds the warehouse with `dbt build`: models, snapshots, seeds, tests and unit tests in DAG order (on Spark
     without snapshots and unit tests, then the marts published as Parquet, as DuckDB's post-hooks do)."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     export_dbt_env()
     settings = get_settings()
     # `tailor run` says these before starting; a run from the UI, a schedule or a sensor says them here.

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.lib.signals import stop_if_signalled
 from tailor.quality import reconcile
 from tailor.settings import get_settings
 
@@ -9,6 +10,7 @@ from tailor.settings import get_settings
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_batch_fates"]), name="received_equals_accepted_duplicates_quarantined")
 def reconciliation_check() -> dg.AssetCheckResult:
     """Every event row landed is accounted for once: received = accepted + duplicates + quarantined."""
+    stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     result = reconcile(get_settings())
     return dg.AssetCheckResult(
         passed=result.balanced,

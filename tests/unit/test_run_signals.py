@@ -1,0 +1,117 @@
+"""A Ctrl-C that a step's code swallows still stops the run (found by a new-user trial: a SIGINT during the drift
+checks, and the run trained a model for two more minutes and exited 0).
+
+The swallowing is real: DuckDB, interrupted in a query by the exception Dagster's signal handler raises, raises
+``RuntimeError: Query interrupted`` instead, and a step that falls back on an error goes on as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import dagster as dg
+import duckdb
+import pytest
+
+from orchestration.lib.progress import was_interrupted
+from orchestration.lib.runner import INTERRUPTED_TEXT, outcome_of, signalled
+from orchestration.lib.signals import signal_record, stop_if_signalled
+
+pytestmark = pytest.mark.unit
+
+ran: list[str] = []
+LONG_QUERY = "select count(*) from range(100000000000) t(a) where a % 7 = 3"
+
+
+def _sigint_soon() -> None:
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+@dg.asset
+def swallows() -> None:
+    """Falls back on a query error, as a step may: the signal's exception never leaves DuckDB."""
+    stop_if_signalled()
+    _sigint_soon()
+    try:
+        duckdb.connect().execute(LONG_QUERY).fetchall()
+    except RuntimeError as error:
+        ran.append(f"swallowed: {error}")
+
+
+@dg.asset(deps=[swallows])
+def next_step() -> None:
+    stop_if_signalled()
+    ran.append("next_step")
+
+
+@dg.asset
+def fails_on_it() -> None:
+    """Lets DuckDB's error through: a failure that is the signal's doing, not the step's."""
+    stop_if_signalled()
+    _sigint_soon()
+    duckdb.connect().execute(LONG_QUERY).fetchall()
+
+
+@dg.asset
+def last() -> None:
+    """The last step swallows the signal: nothing is left to stop."""
+    stop_if_signalled()
+    _sigint_soon()
+    try:
+        duckdb.connect().execute(LONG_QUERY).fetchall()
+    except RuntimeError:
+        ran.append("last")
+
+
+def _run(assets: list[dg.AssetsDefinition]) -> tuple[dg.ExecuteInProcessResult, dg.DagsterInstance, list[str]]:
+    ran.clear()
+    job = dg.Definitions(assets=assets, jobs=[dg.define_asset_job("job")]).resolve_job_def("job")
+    instance = dg.DagsterInstance.ephemeral()
+    with signal_record() as record:
+        result = job.execute_in_process(raise_on_error=False, instance=instance)
+    assert record is not None
+    return result, instance, [s.name for s in record.received]
+
+
+def test_a_signal_a_step_swallowed_stops_the_run_at_the_next_step() -> None:
+    result, instance, received = _run([swallows, next_step])
+    assert received == ["SIGINT"]
+    assert ran == ["swallowed: Query interrupted"]  # DuckDB turned the interrupt into an error; next_step never ran
+    [stopped] = [event for event in result.all_events if event.is_step_failure]
+    assert stopped.step_key == "next_step" and was_interrupted(stopped)
+    outcome = signalled(outcome_of(result, instance), received[0])
+    assert not outcome.success and outcome.interrupted == ["next_step"] and outcome.signal == "SIGINT"
+    assert outcome.errors["next_step"] == INTERRUPTED_TEXT
+
+
+def test_a_step_that_failed_on_the_signals_error_is_said_interrupted() -> None:
+    result, instance, received = _run([fails_on_it])
+    plain = outcome_of(result, instance)
+    assert plain.failed_steps == ["fails_on_it"] and plain.interrupted == []  # Dagster saw a RuntimeError
+    assert "Query interrupted" in plain.errors["fails_on_it"]
+    outcome = signalled(plain, received[0])
+    assert outcome.interrupted == ["fails_on_it"] and outcome.errors["fails_on_it"] == INTERRUPTED_TEXT
+
+
+def test_a_run_whose_last_step_swallowed_the_signal_is_a_success_that_says_so() -> None:
+    result, instance, received = _run([last])
+    assert ran == ["last"] and received == ["SIGINT"]
+    outcome = signalled(outcome_of(result, instance), received[0])
+    assert outcome.success and outcome.interrupted == [] and outcome.signal == "SIGINT"
+
+
+def test_without_a_record_the_check_does_nothing_and_the_old_wakeup_fd_comes_back() -> None:
+    stop_if_signalled()  # outside a run: no record, no error
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.set_wakeup_fd(write_fd)
+    try:
+        with signal_record() as record:
+            assert record is not None and not record.seen()
+        assert signal.set_wakeup_fd(write_fd) == write_fd  # restored
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
