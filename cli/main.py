@@ -448,6 +448,7 @@ def run(as_json: bool, quiet: bool) -> None:
     from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
     from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
+    from orchestration.lib.run_lock import RunBusyError
     from orchestration.lib.runner import SPARK_LOG, run_all
 
     settings = load_settings()
@@ -460,7 +461,10 @@ def run(as_json: bool, quiet: bool) -> None:
     _require_model_settings()
     if not quiet:
         err.print(f"Running every asset against {settings.home}", highlight=False)
-    outcome = run_all(settings, quiet=quiet or as_json)
+    try:
+        outcome = run_all(settings, quiet=quiet or as_json)
+    except RunBusyError as busy:
+        fail(str(busy))
     summary = {**pipeline_summary(settings), "run": run_fields(outcome)}
     if not as_json:
         print_report(summary, outcome)

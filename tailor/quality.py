@@ -46,14 +46,20 @@ class Reconciliation:
 
 
 def reconcile(settings: Settings) -> Reconciliation:
-    """Count rows landed (from the landing files) against the fates the warehouse gave them."""
+    """Count rows landed (from the landing files) against the fates the warehouse gave them.
+
+    A batch the warehouse has no fate for is *pending* when it was landed after the newest batch the warehouse built
+    (e.g. sent to the service's POST /events while a run was building): the next build takes it. One landed before
+    that is not pending: the build read the landing zone after it, so its rows went missing, and `balanced_except_
+    pending` is false."""
     landing = settings.landing / "events" / "*.parquet"
     fates = settings.marts_dir / "fct_batch_fates.parquet"
     con = duckdb.connect()
     try:
         # The landing files are read once: rows per batch, then totals and what the warehouse has not built yet.
         con.execute(
-            f"create temp table landed as select batch_id, count(*) as n from read_parquet('{landing}') group by all"
+            "create temp table landed as select batch_id, count(*) as n, min(ingested_at) as ingested_at "
+            f"from read_parquet('{landing}') group by all"
         )
         received, batches_landed = con.execute("select coalesce(sum(n), 0), count(batch_id) from landed").fetchall()[0]
         if fates.exists():
@@ -63,7 +69,8 @@ def reconcile(settings: Settings) -> Reconciliation:
             ).fetchall()[0]
             pending = con.execute(
                 "select coalesce(sum(n), 0), count(batch_id) from landed "
-                f"where batch_id not in (select batch_id from read_parquet('{fates}'))"
+                f"where batch_id not in (select batch_id from read_parquet('{fates}')) "
+                f"and ingested_at > (select max(ingested_at) from read_parquet('{fates}'))"
             ).fetchall()[0]
         else:
             row, pending = (0, 0, 0, 0), (received, batches_landed)

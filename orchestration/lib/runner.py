@@ -14,6 +14,7 @@ import dagster as dg
 from orchestration.lib.dbt_failures import TEST_SQL
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from orchestration.lib.progress import materialization_metadata, was_interrupted
+from orchestration.lib.run_lock import run_lock
 from orchestration.lib.signals import signal_record
 from tailor.settings import Settings
 
@@ -72,7 +73,16 @@ class RunOutcome:
 
 
 def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
-    """Materialize every asset of `tailor_job` against the local instance configured by dagster.yaml."""
+    """Materialize every asset of `tailor_job` against the local instance configured by dagster.yaml.
+
+    Raises:
+        RunBusyError: another `tailor run` is running on the same home (`run_lock`); nothing was touched.
+    """
+    with run_lock(settings.home):  # first: a refused run must not empty the running one's logs
+        return _run_all(settings, quiet)
+
+
+def _run_all(settings: Settings, quiet: bool) -> RunOutcome:
     os.environ.update(settings.dagster_env())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     log_dir = settings.home / "logs"

@@ -1,0 +1,49 @@
+"""One `tailor run` at a time on a home.
+
+Two runs on one home would build the same warehouse and write the same marts and models at once: the second one
+used to fail midway with `FileNotFoundError: .../run_results.json` (a new-user trial started a second run four
+seconds after the first). `tailor run` takes an exclusive lock on ``<TAILOR_HOME>/run.lock`` for its whole run
+and refuses to start while another holds it. The lock is the kernel's (``flock``): it goes with the process, so a
+run that was killed leaves no stale lock behind (the file's text, who held it last, is only what the error says).
+Runs that Dagster launches itself (the UI, schedules, sensors) queue on the instance's run coordinator instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+LOCK_FILE = "run.lock"
+
+
+class RunBusyError(RuntimeError):
+    """Another `tailor run` holds the home's run lock."""
+
+
+@contextlib.contextmanager
+def run_lock(home: Path) -> Iterator[None]:
+    """Hold ``home``'s run lock for the block.
+
+    Raises:
+        RunBusyError: another process holds it; the message names that process and says what to do.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RunBusyError(
+                f"another `tailor run` is running on {home} ({holder}): wait for it to finish, then run again "
+                "(its progress is in the Dagster UI, `make ui`)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()}, started {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
