@@ -30,6 +30,9 @@ SQUARED = (
     ("denominator_sum", "denominator_sum_squares"),
     ("covariate_sum", "covariate_sum_squares"),
 )
+#: The largest magnitude a number may have: squared twice (a variance's variance, Welch's degrees of freedom) it
+#: stays within double precision (about 1.8e308).
+MAX_MAGNITUDE = 1e75
 #: How far (relatively) a sum of squares may fall below sum^2 / n and still be read as a zero variance: rounding.
 SQUARES_RTOL = 1e-9
 ROLES = ("primary", "secondary", "guardrail")
@@ -44,6 +47,8 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stats table and the variants table (control, weight, plan) from a summary CSV."""
     if not path.exists():
         raise SummaryFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise SummaryFileError(f"{path}: is a folder; give the summary CSV file itself")
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -64,6 +69,13 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise SummaryFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must include {wanted}")
     if not raw_rows:
         raise SummaryFileError(f"{path}: no data rows below the header")
+    for line, raw in enumerate(raw_rows, start=2):
+        extra = raw.get(None)  # csv.DictReader keeps fields past the header under the key None
+        if extra:
+            raise SummaryFileError(
+                f"{path}, line {line}: {len(extra)} more field(s) than the header's {len(header)} columns "
+                f"({', '.join(repr(e) for e in extra[:3])}); a comma inside a value needs quotes"
+            )
     rows = [_row(path, line, dict(zip(columns, (raw.get(h) for h in header), strict=True)))
             for line, raw in enumerate(raw_rows, start=2)]  # fmt: skip
     stats = pd.DataFrame(rows)
@@ -102,6 +114,11 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
             raise SummaryFileError(f"{where(column)}: {text!r} is not a number") from None
         if not math.isfinite(number):
             raise SummaryFileError(f"{where(column)}: {text!r} is not a finite number")
+        if abs(number) > MAX_MAGNITUDE:
+            raise SummaryFileError(
+                f"{where(column)}: {text!r} is beyond {MAX_MAGNITUDE:g}, too large to analyse: the variances would "
+                "overflow double precision; rescale the metric (e.g. to thousands)"
+            )
         row[column] = number
     for column in ("sum", "sum_squares"):
         if row[column] is None:
@@ -157,8 +174,13 @@ def _row(path: Path, line: int, raw: dict[str, str | None]) -> dict[str, object]
     planned = (raw.get("planned_units_per_variant") or "").strip()
     try:
         row["planned_units_per_variant"] = int(float(planned)) if planned else None
-    except ValueError:
+    except (ValueError, OverflowError):
         raise SummaryFileError(f"{where('planned_units_per_variant')}: {planned!r} is not a number") from None
+    if isinstance(row["planned_units_per_variant"], int) and row["planned_units_per_variant"] < 2:
+        raise SummaryFileError(
+            f"{where('planned_units_per_variant')}: {planned}; a planned size is at least 2 units per variant "
+            "(leave it empty when there is no plan)"
+        )
     weight = row.get("weight")
     if isinstance(weight, float) and weight <= 0:
         raise SummaryFileError(f"{where('weight')}: {weight}; a traffic weight must be positive")

@@ -197,3 +197,35 @@ def test_plan_on_a_home_whose_run_accepted_no_events_says_days_are_unknown(setti
     code, text, err = _run("plan", "--baseline", "0.05", "--mde", "0.02")
     assert code == 0, err
     assert "days needed: unknown (no traffic yet" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "experiment,metric,variant,n,sum,sum_squares\ne,m,control,100,10,10,7\ne,m,treatment,100,12,12\n",
+            "line 2: 1 more field(s) than the header's 6 columns ('7'); a comma inside a value needs quotes",
+        ),
+        (
+            "experiment,metric,variant,n,sum,sum_squares,planned_units_per_variant\n"
+            "e,m,control,100,10,10,-10\ne,m,treatment,100,12,12,-10\n",
+            "line 2, column 'planned_units_per_variant': -10; a planned size is at least 2 units per variant",
+        ),
+        (
+            "experiment,metric,variant,n,sum,sum_squares\ne,m,control,100,5000000,1e300\ne,m,treatment,100,12,12\n",
+            "line 2, column 'sum_squares': '1e300' is beyond 1e+75, too large to analyse",
+        ),
+    ],
+)
+def test_analyze_refuses_rows_a_trial_found_it_read_quietly(tmp_path: Path, content: str, message: str) -> None:
+    """Found by a trial: an extra field, a negative plan and an overflowing sum of squares (read as "an arm has no
+    variance") were analysed with exit 0."""
+    summary = tmp_path / "bad.csv"
+    summary.write_text(content)
+    code, out, err = _run("analyze", str(summary))
+    assert code == 1 and out == "" and message in err, err
+
+
+def test_analyze_of_a_folder_is_an_error_line_not_a_traceback(tmp_path: Path) -> None:
+    code, _, err = _run("analyze", str(tmp_path))
+    assert code == 1 and err == f"error: {tmp_path}: is a folder; give the summary CSV file itself\n"
