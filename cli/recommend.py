@@ -36,7 +36,7 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
     """Recommend a page for USER_ID: the model's ranking after the business rules, or the cached or popular page
     when the model cannot answer in time (the output says which served, and why)."""
     from ml.history import MissingMartError
-    from ml.recommend.serving import RecommendationInputError, Recommender, ServingConfig
+    from ml.recommend.serving import NoCatalogError, RecommendationInputError, Recommender, ServingConfig
 
     settings = existing_home()
     from orchestration.lib.engine_support import engine_switch_refusal
@@ -53,7 +53,7 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
         inside = _check_at(settings.marts_dir, moment, at or "") if moment is not None else None
         recommender = Recommender.open(settings, config)
         result = recommender.recommend(user_id, k=k, surface=surface, now=moment)
-    except RecommendationInputError as exc:
+    except (RecommendationInputError, NoCatalogError) as exc:
         fail(str(exc))
     except MissingMartError as exc:
         fail(f"{exc} (nothing to recommend from yet: `make demo` builds a demo history)")

@@ -28,7 +28,7 @@ import numpy as np
 
 from ml.recommend import PageRules, Recommendation, RecommendationInputError, Recommender, ServingConfig
 from ml.recommend.rules import Ranked, assemble_page
-from ml.recommend.serving import FRESH_HOURS, HOLDOUT_ARMS, HOLDOUT_EXPERIMENT, HOLDOUT_WEIGHTS
+from ml.recommend.serving import FRESH_HOURS, HOLDOUT_ARMS, HOLDOUT_EXPERIMENT, HOLDOUT_WEIGHTS, NO_CATALOG
 from service.config import ServiceConfig
 from service.metrics import Metrics, reason_kind
 from service.segments import known_hint
@@ -130,6 +130,8 @@ class RecommenderHost:
     def current(self) -> Recommender:
         if self.recommender is None:
             raise NotReady(self.open_error or "the recommender is not open")
+        if not len(self.recommender.catalog.ids):  # events came before any content file: nothing to page yet
+            raise NotReady(NO_CATALOG)
         return self.recommender
 
     # -- pages ----------------------------------------------------------------------------------------------
@@ -276,7 +278,11 @@ class RecommenderHost:
         """Checks for /readyz: recommender open, champion loaded, online store answering (one user read)."""
         checks: dict[str, Any] = {}
         recommender = self.recommender
-        checks["recommender"] = {"ok": recommender is not None, "detail": self.open_error or "open"}
+        empty = recommender is not None and not len(recommender.catalog.ids)
+        checks["recommender"] = {
+            "ok": recommender is not None and not empty,
+            "detail": NO_CATALOG if empty else self.open_error or "open",
+        }
         if recommender is None:
             checks["model"] = {"ok": False, "detail": "no recommender"}
             checks["online_store"] = {"ok": False, "detail": "no recommender"}

@@ -126,6 +126,17 @@ def recent_window(store: Any) -> timedelta:
     return ttl
 
 
+#: What a page says on a home whose events came before any content file: there is nothing to recommend yet.
+NO_CATALOG = (
+    "no content catalog yet: no content file describes an item, so there is nothing to recommend; ingest one "
+    "(docs/contract/dimensions.md), then `tailor run`"
+)
+
+
+class NoCatalogError(LookupError):
+    """The recommender has no item to recommend: no content file was ingested yet (`NO_CATALOG`)."""
+
+
 class RecommendationInputError(ValueError):
     """A request `recommend` refuses: a malformed user id, k out of range, an unknown surface."""
 
@@ -488,7 +499,12 @@ class Recommender:
     def recommend(
         self, user_id: str, k: int = 10, surface: str = "home", now: datetime | None = None
     ) -> Recommendation:
-        """One page; see the module docstring. Raises RecommendationInputError for a malformed request only."""
+        """One page; see the module docstring.
+
+        Raises:
+            RecommendationInputError: a malformed request (k, surface, user id).
+            NoCatalogError: no content file was ingested yet: nothing to recommend.
+        """
         started = time.perf_counter()
         user_id = _checked_user(user_id)
         k = self._checked_k(k)
@@ -582,6 +598,8 @@ class Recommender:
         return notes
 
     def _checked_k(self, k: int) -> int:
+        if not len(self.catalog.ids):
+            raise NoCatalogError(NO_CATALOG)
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
             raise RecommendationInputError(f"k must be a positive integer (items on the page), got {k!r}")
         if k > len(self.catalog.ids):
@@ -938,6 +956,8 @@ def _top_category(user: Mapping[str, Any]) -> str | None:
 
 def _catalog(store: Any, content: pd.DataFrame, item_refs: list[str]) -> Catalog:
     ids = content["content_id"].astype(str).drop_duplicates().sort_values().to_numpy()
+    if not len(ids):  # no content file yet: nothing to read (Feast fails on no entity rows)
+        return _catalog_without_features(content)
     response = store.get_online_features(features=item_refs, entity_rows=[{"content_id": c} for c in ids])
     values = response.to_dict()
     frame = pd.DataFrame({name: values[name] for name in (ref.split(":")[-1] for ref in item_refs)})

@@ -53,6 +53,11 @@ DATA_PARTS = ("training_set", "marts/")
 #: The action of a daily run that kept the champion by the retrain rule.
 KEPT = "kept"
 CANDIDATES_FILE = "candidates.pkl"
+#: Why there are no candidates or pages on a home whose events came before any content file.
+NO_CATALOG = (
+    "no content catalog yet: no content file describes an item published by the history's end; ingest one "
+    "(docs/contract/dimensions.md), then run again"
+)
 
 
 @dg.asset(
@@ -81,6 +86,13 @@ def candidates(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     reason = change_reason(inputs, recorded)
     history = load_history(settings.marts_dir)
     as_of = history.end + pd.Timedelta(microseconds=1)
+    if not (pd.to_datetime(history.content["published_at"], utc=True) <= as_of).any():
+        # Events may come before the catalog (the contract allows it): nothing to propose yet, which is no failure.
+        context.log.info(f"no candidate generators: {NO_CATALOG}")
+        return dg.MaterializeResult(
+            metadata={"action": "not fitted", "reason": NO_CATALOG, **inputs.metadata()},
+            data_version=dg.DataVersion(inputs.fingerprint),
+        )
     fitted = fit_candidate_set(history, as_of, config.candidates)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
@@ -501,6 +513,12 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     end = history_end(settings.marts_dir)
     if end is None:
         raise dg.Failure(description="no impressions are published yet: land events and build the warehouse first")
+    if not len(recommender.catalog.ids):  # events before any content file: no page to write, and no failure
+        context.log.info(f"no batch pages: {NO_CATALOG}")
+        return dg.MaterializeResult(
+            metadata={"action": "not built", "reason": NO_CATALOG, **inputs.metadata()},
+            data_version=dg.DataVersion(inputs.fingerprint),
+        )
     users = active_users(settings.marts_dir, end, ACTIVE_DAYS)
     summary = write_batch(recommender, users, k=CACHED_PAGE_K, now=(end + pd.Timedelta(seconds=1)).to_pydatetime())
     if settings.engine == "duckdb":  # on Spark the Parquet file is the output (a Spark table would need a Spark job)
