@@ -130,7 +130,13 @@ def read_lines(path: Path) -> pa.Table:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise IngestError(f"{path}: not readable as UTF-8 JSON Lines text ({exc}).") from exc
+        where = _first_bad_utf8(path)
+        if where is None:
+            raise IngestError(f"{path}: not readable as UTF-8 JSON Lines text ({exc}).") from exc
+        raise IngestError(
+            f"{path}: not UTF-8 text: {where}. Save the file as UTF-8 (JSON Lines are UTF-8, RFC 8259), then send it "
+            "again."
+        ) from exc
     raw = table.column("raw")
     numbers = pa.array(np.arange(1, len(raw) + 1, dtype=np.int64))
     # Blank = empty or only Unicode whitespace; utf8_is_space tests it without utf8_trim_whitespace's copy of every
@@ -171,3 +177,16 @@ def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     if table.num_rows == 0:
         raise IngestError(f"{path}: the Parquet file has no rows: send a file with events.")
     return table
+
+
+def _first_bad_utf8(path: Path) -> str | None:
+    """Where a file first stops being UTF-8, e.g. ``line 3, byte 0xff at column 12``; None when it decodes (the
+    reader failed for another reason). Reads line by line: only on the error path."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return f"line {number}, byte 0x{line[error.start]:02x} at column {error.start + 1}"
+    return None
+

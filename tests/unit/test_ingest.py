@@ -395,3 +395,16 @@ def test_a_second_ingestion_waits_for_the_landing_lock_and_says_for_whom(setting
         assert waited == [f"waiting for process {os.getpid()}, which is landing files in {settings.landing}"]
     with landing_session(settings):  # released when the holder is done
         pass
+
+
+def test_a_file_that_is_not_utf8_names_the_line_byte_and_column(tmp_path: Path, settings: Settings) -> None:
+    """Found by a trial: the error quoted the CSV reader underneath ("In CSV column #0: CSV conversion error")."""
+    events = tmp_path / "latin1.jsonl"
+    events.write_bytes(json.dumps(_event(1)).encode() + b"\n" + '{"note": "café"}\n'.encode("latin-1"))
+    with pytest.raises(IngestError) as refused:
+        ingest_paths([events], settings)
+    assert str(refused.value) == (
+        f"{events}: not UTF-8 text: line 2, byte 0xe9 at column 14. Save the file as UTF-8 (JSON Lines are UTF-8, "
+        "RFC 8259), then send it again."
+    )
+    assert "CSV" not in str(refused.value) and read_log(settings).records == []  # nothing landed
