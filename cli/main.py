@@ -389,6 +389,11 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         if report.rejected:
             out.print("each rejected row's file, line and reason: the mart fct_rejected_rows after `tailor run` "
                       "(docs/contract/README.md)")  # fmt: skip
+        for f in report.files:  # landed (its lines are kept), but nothing in it will reach the warehouse
+            if f.rows_checked and f.status == "landed" and f.received and not f.accepted:
+                reasons = ", ".join(f"{reason} {n:,}" for reason, n in f.rejected.items())
+                err.print(f"warning: every row of {Path(f.path).name} was rejected ({reasons}): none of it reaches "
+                          "the marts; fix the file and ingest it again", highlight=False)  # fmt: skip
     else:
         out.print(f"landed {report.received:,} rows unchecked; `tailor run` applies the row checks")
     if skipped:

@@ -408,3 +408,19 @@ def test_a_file_that_is_not_utf8_names_the_line_byte_and_column(tmp_path: Path, 
         "RFC 8259), then send it again."
     )
     assert "CSV" not in str(refused.value) and read_log(settings).records == []  # nothing landed
+
+
+def test_a_file_whose_every_row_is_rejected_is_landed_with_a_warning(tmp_path: Path, settings: Settings) -> None:
+    """Found by a trial: five rows, all bad_type, said only "landed" and exit 0. It is landed (its lines are kept,
+    each with its reason), exit 0 as for any quarantine, and a warning says none of it reaches the marts."""
+    events = tmp_path / "late.jsonl"
+    events.write_text("".join(json.dumps(_event(i, occurred_at="yesterday")) + "\n" for i in range(3)))
+    result = CliRunner().invoke(main, ["ingest", str(events)], env={"TAILOR_HOME": str(settings.home)})
+    assert result.exit_code == 0, result.stderr
+    assert "warning: every row of late.jsonl was rejected (bad_timestamp 3): none of it reaches the marts" in (
+        result.stderr
+    )
+    partly = tmp_path / "partly.jsonl"
+    partly.write_text(json.dumps(_event(7)) + "\n" + json.dumps(_event(8, occurred_at="yesterday")) + "\n")
+    result = CliRunner().invoke(main, ["ingest", str(partly)], env={"TAILOR_HOME": str(settings.home)})
+    assert result.exit_code == 0 and "warning" not in result.stderr
