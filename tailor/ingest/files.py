@@ -189,4 +189,3 @@ def _first_bad_utf8(path: Path) -> str | None:
             except UnicodeDecodeError as error:
                 return f"line {number}, byte 0x{line[error.start]:02x} at column {error.start + 1}"
     return None
-
