@@ -467,7 +467,7 @@ def run(as_json: bool, quiet: bool) -> None:
     if not quiet:
         err.print(f"Running every asset against {settings.home}", highlight=False)
     try:
-        outcome = run_all(settings, quiet=quiet or as_json)
+        outcome = run_all(settings, quiet=quiet)  # progress goes to stderr: stdout stays JSON only
     except RunBusyError as busy:
         fail(str(busy))
     summary = {**pipeline_summary(settings), "run": run_fields(outcome)}
