@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.lib.engine_support import warehouse_of
@@ -12,10 +13,23 @@ from tailor.settings import Settings
 
 
 def published_marts(settings: Settings) -> dict[str, int]:
-    """Row count of every mart published as Parquet, by name."""
+    """Row count of every mart published as Parquet, by name.
+
+    DuckDB's COPY writes ``tmp_<name>.parquet`` and renames it when done: such a file is a write in progress, or one
+    a stopped dbt left behind (the next build replaces it), never a mart. A file that is not Parquet (yet) is left
+    out too: the summary of a run stopped mid-write must not end in a traceback (a trial's SIGTERM during dbt).
+    """
     if not settings.marts_dir.exists():
         return {}
-    return {path.stem: pq.ParquetFile(path).metadata.num_rows for path in sorted(settings.marts_dir.glob("*.parquet"))}
+    counts: dict[str, int] = {}
+    for path in sorted(settings.marts_dir.glob("*.parquet")):
+        if path.name.startswith("tmp_"):
+            continue
+        try:
+            counts[path.stem] = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowInvalid):
+            continue
+    return counts
 
 
 def quarantined_by_reason(settings: Settings) -> dict[str, int]:

@@ -50,7 +50,8 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if path.is_dir():
         raise SummaryFileError(f"{path}: is a folder; give the summary CSV file itself")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte order mark (Excel's "CSV UTF-8" export writes one) is not part of the first column's name.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             header = [h.strip() for h in reader.fieldnames or []]
             raw_rows = list(reader)
@@ -60,6 +61,9 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise SummaryFileError(f"{path}: not a readable CSV ({error})") from None
     aliases = {"experiment": "experiment_id"}
     columns = [aliases.get(h, h) for h in header]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise SummaryFileError(f"{path}: the header names {', '.join(repeated)} more than once; keep one of each")
     # Said with the header's names (experiment, not the experiment_id it is read as), as the header must spell them.
     wanted = "experiment, metric, variant, n, sum, sum_squares"
     if not header:

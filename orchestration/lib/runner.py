@@ -121,11 +121,17 @@ def _run_all(settings: Settings, quiet: bool) -> RunOutcome:
 def signalled(outcome: RunOutcome, signal_name: str) -> RunOutcome:
     """``outcome`` of a run a stopping signal reached: the steps that failed are the ones it stopped (a step's code
     can turn Dagster's interrupt into an error of its own: DuckDB's ``RuntimeError: Query interrupted``), said as
-    interrupted, not as failures to look into. A run that failed nothing finished its work before the signal could
-    stop it (the signal reached its last step, and that step went on): it stays a success, and says so."""
-    stopped = outcome.interrupted or outcome.failed_steps
+    interrupted, not as failures to look into. A run that failed no step finished its work before the signal could
+    stop it (it reached the last step, which went on, or came after it): a success unless a check failed or an
+    asset was not built, and ``signal`` says it came."""
+    stopped = list(dict.fromkeys([*outcome.interrupted, *outcome.failed_steps]))  # a second Ctrl-C: both said
     errors = {**outcome.errors, **{step: INTERRUPTED_TEXT for step in stopped}}
-    return replace(outcome, interrupted=list(stopped), errors=errors, signal=signal_name)
+    if not stopped:
+        # Dagster calls a run whose signal came after its last step "interrupted unexpectedly" and failed, with every
+        # step a success: the work is done; only a failed check or an unbuilt asset still fails it.
+        success = not outcome.failed_checks and not outcome.not_built
+        return replace(outcome, success=success, errors=errors, signal=signal_name)
+    return replace(outcome, interrupted=stopped, errors=errors, signal=signal_name)
 
 
 def send_spark_logs_to(log_file: Path) -> None:

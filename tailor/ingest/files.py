@@ -134,8 +134,7 @@ def read_lines(path: Path) -> pa.Table:
         if where is None:
             raise IngestError(f"{path}: not readable as UTF-8 JSON Lines text ({exc}).") from exc
         raise IngestError(
-            f"{path}: not UTF-8 text: {where}. Save the file as UTF-8 (JSON Lines are UTF-8, RFC 8259), then send it "
-            "again."
+            f"{path}: {where}. Save the file as UTF-8 (JSON Lines are UTF-8, RFC 8259), then send it again."
         ) from exc
     raw = table.column("raw")
     numbers = pa.array(np.arange(1, len(raw) + 1, dtype=np.int64))
@@ -180,12 +179,14 @@ def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
 
 
 def _first_bad_utf8(path: Path) -> str | None:
-    """Where a file first stops being UTF-8, e.g. ``line 3, byte 0xff at column 12``; None when it decodes (the
-    reader failed for another reason). Reads line by line: only on the error path."""
+    """Where a file first stops being UTF-8, said as `tailor stream publish` says it: ``line 3 is not UTF-8 text
+    (byte 0xff at byte 11 of the line)``, bytes counted from 0; None when it decodes (the reader failed for another
+    reason). Reads line by line: only on the error path."""
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
-                return f"line {number}, byte 0x{line[error.start]:02x} at column {error.start + 1}"
+                bad = line[error.start]
+                return f"line {number} is not UTF-8 text (byte 0x{bad:02x} at byte {error.start} of the line)"
     return None

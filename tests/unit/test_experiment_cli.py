@@ -229,3 +229,16 @@ def test_analyze_refuses_rows_a_trial_found_it_read_quietly(tmp_path: Path, cont
 def test_analyze_of_a_folder_is_an_error_line_not_a_traceback(tmp_path: Path) -> None:
     code, _, err = _run("analyze", str(tmp_path))
     assert code == 1 and err == f"error: {tmp_path}: is a folder; give the summary CSV file itself\n"
+
+
+def test_analyze_reads_a_bom_and_refuses_a_repeated_column(tmp_path: Path) -> None:
+    """Found by a re-check trial: Excel's "CSV UTF-8" (a byte order mark) said "missing column(s) experiment", and
+    a header with `sum` twice was analysed with one of them."""
+    summary = tmp_path / "excel.csv"
+    summary.write_bytes("\ufeff".encode() + TINY.encode())
+    assert _run("analyze", str(summary))[0] == 0
+    summary.write_text(
+        "experiment,metric,variant,n,sum,sum_squares,sum\ne,m,control,10,1,1,2\ne,m,treatment,10,2,2,3\n"
+    )
+    code, _, err = _run("analyze", str(summary))
+    assert code == 1 and err == f"error: {summary}: the header names sum more than once; keep one of each\n"

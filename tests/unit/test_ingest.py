@@ -404,8 +404,8 @@ def test_a_file_that_is_not_utf8_names_the_line_byte_and_column(tmp_path: Path, 
     with pytest.raises(IngestError) as refused:
         ingest_paths([events], settings)
     assert str(refused.value) == (
-        f"{events}: not UTF-8 text: line 2, byte 0xe9 at column 14. Save the file as UTF-8 (JSON Lines are UTF-8, "
-        "RFC 8259), then send it again."
+        f"{events}: line 2 is not UTF-8 text (byte 0xe9 at byte 13 of the line). Save the file as UTF-8 (JSON Lines "
+        "are UTF-8, RFC 8259), then send it again."
     )
     assert "CSV" not in str(refused.value) and read_log(settings).records == []  # nothing landed
 
