@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -78,6 +79,22 @@ SERVED_ENV = {
     "TAILOR_RANKER_SEARCH_TIMEOUT_S": "60",
     "TAILOR_RANKER_EVAL_USERS": "50",
 }
+
+
+def default_signals() -> None:
+    """A subprocess's preexec_fn: SIGINT and SIGTERM as a terminal gives them. A shell that started pytest in the
+    background passes them as ignored, and a child would then never stop on them (docs: STACK_NOTES)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` is left."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def tailor_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,7 @@ import pytest
 
 from orchestration.lib.dbt import TailorDbtTranslator
 from tailor.settings import REPO_ROOT, TELEMETRY_OFF
+from tests.conftest import default_signals, group_alive
 
 pytestmark = pytest.mark.integration
 
@@ -67,13 +68,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _default_signals() -> None:
-    # A shell that started pytest in the background passes SIGINT/SIGTERM as ignored; `dagster dev` would then never
-    # stop (docs: STACK_NOTES). Reset them in the child.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     request = urllib.request.Request(
@@ -83,14 +77,6 @@ def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> 
         answer: dict[str, Any] = json.load(response)
     assert "errors" not in answer, answer["errors"]
     return answer["data"]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _clean_environment(home: Path) -> dict[str, str]:
@@ -150,7 +136,7 @@ def server(request: pytest.FixtureRequest, repository_root: Path, tmp_path: Path
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signals,
             start_new_session=True,  # its own process group: the webserver, daemon and code servers it starts
         )
     try:
@@ -164,9 +150,9 @@ def server(request: pytest.FixtureRequest, repository_root: Path, tmp_path: Path
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _group_alive(process.pid) and time.monotonic() < deadline:
+        while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if _group_alive(process.pid):
+        if group_alive(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
 
 
@@ -219,9 +205,9 @@ def test_dagster_dev_serves_the_tailor_location_on_the_tailor_home(server: Serve
     began = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=STOP_TIMEOUT_S) == 0, log.read_text()[-4000:]
-    while _group_alive(process.pid) and time.monotonic() - began < STOP_TIMEOUT_S:
+    while group_alive(process.pid) and time.monotonic() - began < STOP_TIMEOUT_S:
         time.sleep(0.5)
-    assert not _group_alive(process.pid), "dagster dev left processes running after SIGTERM"
+    assert not group_alive(process.pid), "dagster dev left processes running after SIGTERM"
     assert "Dagster services shut down." in log.read_text()
     assert not list(repository_root.glob(".tmp_dagster_home_*")), "dagster dev left its temporary home behind"
 

@@ -19,23 +19,11 @@ import pytest
 from simulator import SimulationConfig, simulate
 from tailor.quality import reconcile
 from tailor.settings import get_settings
+from tests.conftest import default_signals, group_alive
 
 pytestmark = pytest.mark.integration
 
 TAILOR = str(Path(sys.executable).parent / "tailor")
-
-
-def _default_signals() -> None:
-    # A shell that started pytest in the background passes SIGINT as ignored; a terminal's Ctrl-C is not.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_finishes(tmp_path: Path) -> None:
@@ -50,7 +38,7 @@ def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_fi
     with err_log.open("w") as err:
         process = subprocess.Popen(
             [TAILOR, "run"], env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signals,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
@@ -67,10 +55,10 @@ def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_fi
         assert "Rerun `tailor run` to finish" in stderr
         assert "Traceback" not in stderr
         for _ in range(100):  # dbt and any helper process stop with it
-            if not _group_alive(process.pid):
+            if not group_alive(process.pid):
                 break
             time.sleep(0.1)
-        assert not _group_alive(process.pid), "tailor run left processes running after Ctrl-C"
+        assert not group_alive(process.pid), "tailor run left processes running after Ctrl-C"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -100,7 +88,7 @@ def test_ctrl_c_before_the_first_step_exits_130_with_a_line_not_aborted(tmp_path
     with err_log.open("w") as err:
         process = subprocess.Popen(
             [TAILOR, "run"], env={**os.environ, "TAILOR_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True, preexec_fn=_default_signals,
+            start_new_session=True, preexec_fn=default_signals,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
