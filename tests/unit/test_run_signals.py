@@ -28,17 +28,18 @@ ran: list[str] = []
 LONG_QUERY = "select count(*) from range(3000000000) t(a) where a % 7 = 3"
 
 
-def _sigint_soon() -> None:
+def _query_while_sigint_comes() -> None:
+    """A long DuckDB query, with a SIGINT to this process 0.3 s into it."""
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    duckdb.connect().execute(LONG_QUERY).fetchall()
 
 
 @dg.asset
 def swallows() -> None:
     """Falls back on a query error, as a step may: the signal's exception never leaves DuckDB."""
     stop_if_signalled()
-    _sigint_soon()
     try:
-        duckdb.connect().execute(LONG_QUERY).fetchall()
+        _query_while_sigint_comes()
     except RuntimeError as error:
         ran.append(f"swallowed: {error}")
 
@@ -53,17 +54,15 @@ def next_step() -> None:
 def fails_on_it() -> None:
     """Lets DuckDB's error through: a failure that is the signal's doing, not the step's."""
     stop_if_signalled()
-    _sigint_soon()
-    duckdb.connect().execute(LONG_QUERY).fetchall()
+    _query_while_sigint_comes()
 
 
 @dg.asset
 def last() -> None:
     """The last step swallows the signal: nothing is left to stop."""
     stop_if_signalled()
-    _sigint_soon()
     try:
-        duckdb.connect().execute(LONG_QUERY).fetchall()
+        _query_while_sigint_comes()
     except RuntimeError:
         ran.append("last")
 
