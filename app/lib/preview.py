@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from app.lib import marts
+from tailor.contract import user_id_problem
 from tailor.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,23 +37,23 @@ CONTENT = "dim_content"
 IMPRESSIONS = "fct_impressions"
 #: The marts the preview needs before it can show anything (Recommender.open reads these too).
 INPUTS = (USERS, ENGAGEMENT, INTERACTIONS, CONTENT, IMPRESSIONS)
-#: Ids are at most this long (`ml.recommend`'s limit): longer text is refused before any lookup.
-MAX_ID_LENGTH = 128
 #: Users offered in the picker: the most active ones (a 10M-event history has hundreds of thousands).
 PICKER_USERS = 300
 
 
 class BadUserId(ValueError):
-    """The typed id cannot be a user id (empty, or too long); the message says what to type."""
+    """The typed id cannot be a user id (empty, too long, a control character); the message says what to type."""
 
 
 def checked_user_id(text: str) -> str:
-    """The typed id, stripped. Raises BadUserId for an empty or over-long id (never touches SQL)."""
+    """The typed id, stripped. Raises BadUserId for an empty or over-long id, or one holding a control character
+    (never touches SQL)."""
     user_id = (text or "").strip()
     if not user_id:
         raise BadUserId("Type a user id, e.g. u0000042, or pick one from the list.")
-    if len(user_id) > MAX_ID_LENGTH:
-        raise BadUserId(f"That is {len(user_id)} characters; user ids have at most {MAX_ID_LENGTH}.")
+    problem = user_id_problem(user_id)  # too long, or a control character: the contract's words
+    if problem is not None:
+        raise BadUserId(problem + ".")
     return user_id
 
 

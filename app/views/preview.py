@@ -7,6 +7,7 @@ import streamlit as st
 from app.lib import cache, marts, preview
 from app.lib.ui import literal, num, pct, stop_no_data, when
 from ml.recommend import RecommendationInputError
+from tailor.contract import MAX_ID_LENGTH
 
 settings = cache.settings()
 home = str(settings.home)
@@ -21,9 +22,7 @@ except marts.NoData as error:
 
 a, b, c, d = st.columns([2, 2, 1, 1])
 picked = a.selectbox("Pick a user (most active first)", users, key="picked_user")
-typed = b.text_input(
-    "...or type a user id", key="typed_user", max_chars=preview.MAX_ID_LENGTH, placeholder="e.g. u0000042"
-)
+typed = b.text_input("...or type a user id", key="typed_user", max_chars=MAX_ID_LENGTH, placeholder="e.g. u0000042")
 surface = c.selectbox("Surface", ["home", "feed"], key="surface")
 k = int(d.number_input("Items", 1, 50, 10, key="k"))
 if typed and not typed.strip():

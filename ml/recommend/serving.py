@@ -44,6 +44,7 @@ from ml.ranker.model import RANKING_POSITION, CompiledRanker, RankerModel, Unsup
 from ml.recommend.result import Recommendation, RecommendedItem
 from ml.recommend.rules import PageRules, Ranked, assemble_page
 from tailor.assignment import assign_variant
+from tailor.contract import user_id_problem
 from tailor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,6 @@ CACHED_PARTS = ("content_ids", "scores", "slot_kinds", "reasons", "propensities"
 CACHED_PAGE_K = 10
 #: The fallback reason of a user the history knows nothing of (`Recommender.has_history`).
 COLD_START = "cold start: no click or view by this user yet"
-MAX_ID_LENGTH = 128
 SURFACES = ("home", "feed")
 #: Items published within this many hours are "fresh": the exploration pool and the editorial fill.
 FRESH_HOURS = 72.0
@@ -934,10 +934,9 @@ def recommend(
 def _checked_user(user_id: Any) -> str:
     if not isinstance(user_id, str):
         raise RecommendationInputError(f"user_id must be a string, got {type(user_id).__name__}")
-    if not user_id.strip():
-        raise RecommendationInputError("user_id is empty: pass the user's id, e.g. u0000042")
-    if len(user_id) > MAX_ID_LENGTH:
-        raise RecommendationInputError(f"user_id is {len(user_id)} characters; ids have at most {MAX_ID_LENGTH}")
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise RecommendationInputError(problem)
     return user_id
 
 

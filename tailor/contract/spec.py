@@ -6,8 +6,9 @@ a list of field rules (type, required, length, range, pattern, allowed values) a
 `dbt_project/macros/contract/contract_fields.sql`, which the checks read. A unit test fails when that file is
 stale, so the two cannot drift apart.
 
-Only the schema constructs the contract uses are understood (strings with lengths, a pattern or an enum;
-integers and numbers with bounds; nullable timestamps; one ``if event_type == X then ...`` block per event type).
+Only the schema constructs the contract uses are understood (strings with lengths, a pattern or an enum, and
+``not: {pattern: [class]}`` for characters a string must not hold; integers and numbers with bounds; nullable
+timestamps; one ``if event_type == X then ...`` block per event type).
 Anything else raises ``ContractSchemaError`` instead of being silently ignored.
 
 Patterns are written for ECMA-262 (the JSON Schema standard), Python's ``re`` and, after `_re2`, DuckDB's RE2:
@@ -59,6 +60,8 @@ class FieldRule:
     ``pattern`` is the RE2 form of an anchored schema pattern, matched against the whole text; ``non_blank``
     means the text must hold a character outside `BLANK_CHARACTERS` (blank counts as missing). ``form`` says
     in words what a patterned field must look like (the schema's description and the pattern), for reject details.
+    ``forbidden`` is the RE2 form of a character class the text must not hold anywhere (the schema's
+    ``not: {pattern: ...}``) and ``forbidden_form`` its description, e.g. "a control character (U+0000-...)".
     """
 
     name: str
@@ -73,6 +76,8 @@ class FieldRule:
     minimum: float | None = None
     maximum: float | None = None
     form: str | None = None
+    forbidden: str | None = None
+    forbidden_form: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,34 @@ def _re2(pattern: str, where: str) -> str:
     body = pattern[1 : -len(_END)]
     if re.search(r"\(\?[=!<]|\\[sSdDwWbB]", body):
         raise ContractSchemaError(f"{where}: pattern {pattern!r} uses a lookaround or a shorthand class")
-    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: "\\x{" + m.group(1).lower() + "}", body)
+    return _re2_escapes(body)
+
+
+def _re2_escapes(pattern: str) -> str:
+    """``\\uXXXX`` escapes as RE2's ``\\x{..}``."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: "\\x{" + m.group(1).lower() + "}", pattern)
+
+
+def _forbidden(node: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """A ``not: {pattern: "[...]"}`` as (RE2 class, its description); (None, None) without one.
+
+    Raises:
+        ContractSchemaError: the ``not`` is anything but one character class with a description.
+    """
+    if "not" not in node:
+        return None, None
+    inner = node["not"]
+    pattern = inner.get("pattern") if isinstance(inner, dict) else None
+    if (
+        not isinstance(pattern, str)
+        or set(inner) != {"pattern", "description"}
+        or not re.fullmatch(r"\[[^\[\]]+\]", pattern)
+        or re.search(r"\\[sSdDwWbB]", pattern)
+    ):
+        raise ContractSchemaError(
+            f"{where}: 'not' is only understood as {{pattern: '[one character class]', description: ...}}"
+        )
+    return _re2_escapes(pattern), str(inner["description"])
 
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[str, Any]:
@@ -138,11 +170,14 @@ def _field(name: str, node: dict[str, Any], required: bool, defs: dict[str, Any]
         node = {**next(o for o in options if o != {"type": "null"}), "description": node.get("description")}
         nullable = True
     node = _resolve(node, defs, where)
-    known = {"type", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum", "format", "description"}
+    known = {"type", "minLength", "maxLength", "pattern", "not", "enum", "minimum", "maximum", "format", "description"}
     if unknown := set(node) - known:
         raise ContractSchemaError(f"{where}: keywords {sorted(unknown)} are not understood by the SQL generator")
     json_type = node.get("type")
+    forbidden, forbidden_form = _forbidden(node, where)
     if json_type in ("integer", "number"):
+        if forbidden is not None:
+            raise ContractSchemaError(f"{where}: 'not' is only understood on strings")
         return FieldRule(name, json_type, required, nullable, minimum=node.get("minimum"), maximum=node.get("maximum"))
     if json_type != "string":
         raise ContractSchemaError(f"{where}: type {json_type!r} is not understood by the SQL generator")
@@ -168,6 +203,8 @@ def _field(name: str, node: dict[str, Any], required: bool, defs: dict[str, Any]
         pattern=re2,
         enum=tuple(node["enum"]) if "enum" in node else None,
         form=form,
+        forbidden=forbidden,
+        forbidden_form=forbidden_form,
     )
 
 

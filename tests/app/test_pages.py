@@ -23,6 +23,7 @@ from app.lib import marts
 from app.lib import preview as preview_lib
 from app.lib.ui import PAGES
 from ml.registry import CHAMPION, Registry
+from tailor.contract import MAX_ID_LENGTH
 from tailor.settings import Settings, get_settings
 from tests.app.conftest import NEWEST_COMPLETE_DAY, page_test, shown_metrics, table
 from tests.conftest import copy_home, query_warehouse
@@ -337,9 +338,11 @@ def test_bad_user_input_gets_a_friendly_message(
 def test_the_id_box_takes_no_more_than_an_id_can_hold(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """It took 200 characters, then refused anything over 128 (found by a trial): it now stops at 128."""
     at = page_test("preview", app_home.home, monkeypatch).run()
-    assert at.text_input(key="typed_user").proto.max_chars == preview_lib.MAX_ID_LENGTH == 128
-    with pytest.raises(preview_lib.BadUserId, match="user ids have at most 128"):
+    assert at.text_input(key="typed_user").proto.max_chars == MAX_ID_LENGTH == 128
+    with pytest.raises(preview_lib.BadUserId, match="ids have at most 128"):
         preview_lib.checked_user_id("u" * 129)
+    with pytest.raises(preview_lib.BadUserId, match=r"control character \(U\+0001 at character 2\)"):
+        preview_lib.checked_user_id("u\x01x")
 
 
 def test_a_blank_typed_id_says_it_shows_the_picked_user(app_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

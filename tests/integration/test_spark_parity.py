@@ -182,6 +182,19 @@ def _stop_spark() -> None:
         session.stop()
 
 
+def _add_control_characters(root: Path) -> None:
+    """Two events the simulator never writes, appended to the first event file: an id holding a NUL and a label
+    holding a C1 control, so both engines name the character and its place in the reject detail."""
+    first = sorted((root / "events").glob("*.jsonl"))[0]
+    template = next(json.loads(line) for line in first.read_text().splitlines() if '"impression"' in line)
+    odd = [
+        {**template, "event_id": "e-nul", "user_id": "u\u0000x"},
+        {**template, "event_id": "e-c1", "surface": "h\u00e9\U0001f600\u0085"},
+    ]
+    with first.open("a") as out:
+        out.writelines(json.dumps(event) + "\n" for event in odd)
+
+
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homes]:
     """Both homes after the first delivery: `tailor run` on Spark, the same batches and `dbt build` on DuckDB."""
@@ -193,6 +206,7 @@ def homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homes]:
     root = tmp_path_factory.mktemp("spark")
     generated = root / "generated"
     simulate(CONFIG, generated)
+    _add_control_characters(generated)
     late = _late_files(generated)
     duck = replace(get_settings(root / "duckdb"), engine="duckdb")
     spark = replace(get_settings(root / "spark"), engine="spark")
@@ -484,6 +498,10 @@ def test_the_compared_history_has_what_the_port_must_get_right(second_delivery: 
     staged = tables[("staging", "stg_landing__events")]
     assert set(staged["fate"]) == {"accepted", "duplicate", "quarantined"}
     assert staged["reject_reason"].nunique() >= 3
+    details = set(staged["reject_detail"].dropna())
+    nul = "user_id must not hold a control character (U+0000-U+001F, U+007F-U+009F), got U+0000 at character 2"
+    assert nul in details
+    assert any(d.startswith("surface must not hold") and d.endswith("got U+0085 at character 4") for d in details)
     assert staged["batch_id"].nunique() > LATE_FILES
     sessions = tables[("marts", "fct_sessions")]
     assert (sessions["events"] > 1).sum() > 10

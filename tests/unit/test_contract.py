@@ -132,6 +132,11 @@ INVALID = [
     (_with("impression", position=1e20), "bad_value"),
     (_with("impression", position=2.5), "bad_type"),
     (_with("conversion", currency="USD\n"), "bad_value"),
+    # A control character anywhere in an id or a label (a NUL, a tab inside, DEL, C1) is a bad value.
+    (_with("click", user_id="u\u0000x"), "bad_value"),
+    (_with("click", content_id="c\tx"), "bad_value"),
+    (_with("impression", surface="home\u007f"), "bad_value"),
+    (_with("exposure", variant="\u0080b"), "bad_value"),
 ]
 
 
@@ -163,6 +168,22 @@ def test_a_patterned_field_says_what_form_it_needs() -> None:
     [(reason, detail)] = _classify([json.dumps({**VALID["conversion"], "currency": "usd"})])
     assert (reason, detail) == ("bad_value", "currency does not have the form the contract requires (ISO 4217 code: "
                                 "[A-Z]{3}), got usd")  # fmt: skip
+
+
+def test_a_control_character_is_named_by_its_code_and_place_not_echoed() -> None:
+    lines = [
+        json.dumps({**VALID["click"], "user_id": "\u00e9\U0001f600\u0000x"}),
+        json.dumps({**VALID["exposure"], "variant": "v\u009fx"}),
+    ]
+    [(reason, detail), (reason2, detail2)] = _classify(lines)
+    assert (reason, detail) == (
+        "bad_value",
+        "user_id must not hold a control character (U+0000-U+001F, U+007F-U+009F), got U+0000 at character 3",
+    )
+    assert (reason2, detail2) == (
+        "bad_value",
+        "variant must not hold a control character (U+0000-U+001F, U+007F-U+009F), got U+009F at character 2",
+    )
 
 
 @pytest.mark.parametrize(

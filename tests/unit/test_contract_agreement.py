@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 from hypothesis_jsonschema import from_schema
 
+from tailor.contract.ids import user_id_problem
 from tailor.contract.rules import KINDS, classify_sql
 from tailor.contract.spec import (
     GENERATED_MACROS,
@@ -84,6 +85,29 @@ def test_a_schema_construct_the_generator_does_not_know_is_an_error_not_ignored(
         spec.contract_spec.cache_clear()
 
 
+@pytest.mark.parametrize(
+    "forbidden",
+    [
+        {"pattern": "^x(?!\n)$", "description": "an anchored pattern"},
+        {"pattern": "[a-z]"},  # no words for the reject detail
+        {"pattern": "[\\s]", "description": "a shorthand class the engines read differently"},
+        {"minLength": 3, "description": "not a pattern"},
+    ],
+)
+def test_a_not_the_generator_cannot_state_is_an_error(monkeypatch, forbidden: dict[str, str]) -> None:
+    from tailor.contract import spec
+
+    schema = json.loads(json.dumps(load_schema("users")))
+    schema["$defs"]["id"]["not"] = forbidden
+    monkeypatch.setattr(spec, "load_schema", lambda kind: schema)
+    spec.contract_spec.cache_clear()
+    try:
+        with pytest.raises(ContractSchemaError, match="'not' is only understood as"):
+            spec.contract_spec("users")
+    finally:
+        spec.contract_spec.cache_clear()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_row_the_schema_accepts_passes_the_warehouse_checks(kind: Kind) -> None:
     rows = corpus(from_schema(load_schema(kind)), 200)
@@ -114,6 +138,15 @@ ODD_VALUES: list[Any] = [
     "\ufeff",
     "\u200b",
     " \t\u3000 ",
+    # Control characters (C0, DEL, C1) inside an id or label; U+0085 is both blank and control, U+00A0 neither.
+    "u\u0000x",
+    "x\ty",
+    "x\u001f",
+    "\u007fx",
+    "x\u0080",
+    "x\u009fy",
+    "x\u0085",
+    "x\u00a0y",
     "x",
     "0",
     "USD\n",
@@ -244,3 +277,14 @@ def test_schema_and_warehouse_agree_on_every_boundary_of_every_field(kind: Kind)
     # Worth something only if the rows reach both verdicts, for several rules.
     assert reasons.count(None) > 10
     assert len(set(reasons) - {None}) >= 3, set(reasons)
+
+
+def test_a_user_id_given_by_hand_is_judged_as_the_schema_judges_one_in_a_row() -> None:
+    """`tailor recommend`, the service and the app check one id in Python: the same verdict as the JSON Schema's
+    on every odd and edge value of the id (blank characters, lengths, control characters)."""
+    node = _node("events", "user_id")
+    validator = jsonschema.Draft202012Validator(node)
+    values = [v for v in [*edge_values(node), *ODD_VALUES] if isinstance(v, str)]
+    verdicts = [(value, validator.is_valid(value), user_id_problem(value) is None) for value in values]
+    assert [v for v in verdicts if v[1] != v[2]] == []
+    assert {schema for _, schema, _ in verdicts} == {True, False}

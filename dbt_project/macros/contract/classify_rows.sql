@@ -160,6 +160,15 @@
           {%- set _ = rules.append((guard ~ "length(" ~ p ~ "__text) > " ~ field.max_length, "bad_value",
               "'" ~ p ~ " must be at most " ~ field.max_length ~ " characters, got ' || length(" ~ p ~ "__text)")) -%}
         {%- endif -%}
+        {%- if field.forbidden is defined -%}
+          {#- Not the text itself in the detail (it holds the very character, a NUL say): its code and place. -#}
+          {%- set found = _contract_first_of(p ~ "__text", field.forbidden, spark) -%}
+          {%- set code = ("format_string" if spark else "printf") ~ "('U+%04X', " ~ ("ascii" if spark else "unicode")
+              ~ "(" ~ found ~ "))" -%}
+          {%- set _ = rules.append((guard ~ _contract_contains(p ~ "__text", field.forbidden, spark), "bad_value",
+              "'" ~ p ~ " must not hold " ~ field.forbidden_form | replace("'", "''") ~ ", got ' || " ~ code
+              ~ " || ' at character ' || " ~ ("instr" if spark else "strpos") ~ "(" ~ p ~ "__text, " ~ found ~ ")")) -%}
+        {%- endif -%}
         {%- if field.enum is defined -%}
           {%- set _ = rules.append((guard ~ p ~ "__text not in ('" ~ field.enum | join("', '") ~ "')",
               "unknown_event_type" if p == type_field else "bad_value",
@@ -381,4 +390,16 @@ classify_fields as (
 {#- The whole of `text` matches the RE2 `pattern` (Spark: Java regex, a raw literal so backslashes stay). -#}
 {% macro _contract_full_match(text, pattern, spark) -%}
     {%- if spark -%}{{ text }} rlike r'^(?:{{ pattern }})$'{%- else -%}regexp_full_match({{ text }}, '{{ pattern }}'){%- endif -%}
+{%- endmacro %}
+
+
+{#- Some character of `text` matches the RE2 class `pattern` (Spark: Java's rlike, which searches too). -#}
+{% macro _contract_contains(text, pattern, spark) -%}
+    {%- if spark -%}{{ text }} rlike r'{{ pattern }}'{%- else -%}regexp_matches({{ text }}, '{{ pattern }}'){%- endif -%}
+{%- endmacro %}
+
+
+{#- The first character of `text` that matches the RE2 class `pattern`. -#}
+{% macro _contract_first_of(text, pattern, spark) -%}
+    {%- if spark -%}regexp_extract({{ text }}, r'({{ pattern }})', 1){%- else -%}regexp_extract({{ text }}, '{{ pattern }}'){%- endif -%}
 {%- endmacro %}
