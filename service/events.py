@@ -213,14 +213,19 @@ class EventIntake:
 
     def _land(self, texts: list[str]) -> Intake:
         self.spool.mkdir(parents=True, exist_ok=True)
-        path = self.spool / f"events-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.jsonl"
+        received, request = datetime.now(UTC), uuid.uuid4().hex[:8]
+        path = self.spool / f"events-{received:%Y%m%dT%H%M%S%f}-{request}.jsonl"
+        # The spool file is gone once landed: the batch says which request it was (a dbt warning names it).
+        source = f"POST /events at {received:%Y-%m-%dT%H:%M:%S.%fZ} (request {request})"
         path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
         try:
             if not self._landing.acquire(timeout=self.config.landing_wait_s):
                 raise LandingBusy(f"other requests held the landing zone for {self.config.landing_wait_s:.0f} s")
             try:
                 with landing_session(self.settings, timeout=self.config.landing_wait_s):
-                    report = land_files([path], self.settings, kind="events", check_rows=False)
+                    report = land_files(
+                        [path], self.settings, kind="events", check_rows=False, source_names={path: source}
+                    )
             except IngestError as exc:
                 raise LandingBusy(str(exc)) from exc
             finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,19 +180,21 @@ def _wrong_schema(
 def _prepare(
     con: duckdb.DuckDBPyConnection,
     path: Path,
+    source: str,
     batch_id: str,
     kind: Kind | None,
     ingested_at: datetime,
     tmp: Path,
     check_rows: bool,
 ) -> tuple[FileReport, Kind]:
-    """Read, recognise and (if asked) classify one file into a temporary Parquet batch."""
+    """Read, recognise and (if asked) classify one file into a temporary Parquet batch (``source``: its
+    `source_file`)."""
     lines: pa.Table = read_lines(path) if file_format(path) == "jsonl" else read_parquet_rows(con, path)
     con.register("lines_arrow", lines)
     con.execute(
         "create or replace temp table lines as select ?::varchar as batch_id, ?::varchar as source_file, "
         "line_number::bigint as line_number, raw::varchar as raw, ?::timestamp as ingested_at from lines_arrow",
-        [batch_id, str(path), ingested_at],
+        [batch_id, source, ingested_at],
     )
     con.unregister("lines_arrow")
     detected = detect_kind(con, path, kind)
@@ -265,8 +267,13 @@ def land_files(
     now: datetime | None = None,
     progress: Callable[[Path], None] | None = None,
     check_rows: bool = True,
+    source_names: Mapping[Path, str] | None = None,
 ) -> IngestReport:
     """Land already-expanded files as one transaction. The caller holds `landing_session`.
+
+    ``source_names`` records a file's origin in words instead of its path (`source_file` in the landing log, the
+    batch's rows and the quality marts): the service's spool file is deleted once landed, so its batches say
+    which request they came from rather than name a file nobody can open.
 
     Raises:
         IngestError: as `ingest_paths`; nothing of this call landed.
@@ -298,7 +305,8 @@ def land_files(
             seen.add(batch_id)
             tmp = staged_batch_path(settings, txn, batch_id)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            file_report, detected = _prepare(con, path, batch_id, kind, ingested_at, tmp, check_rows)
+            source = (source_names or {}).get(path) or str(path.resolve())
+            file_report, detected = _prepare(con, path, source, batch_id, kind, ingested_at, tmp, check_rows)
             fsync_file(tmp)
             staged.append((tmp, batch_path(settings, detected, batch_id)))
             report.files.append(file_report)
@@ -306,7 +314,7 @@ def land_files(
                 BatchRecord(
                     batch_id=batch_id,
                     kind=detected,
-                    source_file=str(path.resolve()),
+                    source_file=source,
                     ingested_at=stamp,
                     received=file_report.received,
                     accepted=file_report.accepted,

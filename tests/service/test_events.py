@@ -6,6 +6,7 @@ through the stream (`tailor stream consume` pushing recent activity to the onlin
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -68,6 +69,11 @@ def test_an_accepted_batch_lands_exactly_its_events_once_and_reaches_the_stream(
     assert [json.loads(raw)["event_id"] for raw in batch["raw"]] == [e["event_id"] for e in events]
     [record] = [r for r in read_log(built.settings) if r.batch_id == body["batch_id"]]
     assert record.kind == "events" and record.status == "landed"
+    # The batch names the request, not the spool file deleted once it landed (a dbt warning quotes this name).
+    assert re.fullmatch(
+        r"POST /events at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \(request [0-9a-f]{8}\)", record.source_file
+    )
+    assert set(batch["source_file"]) == {record.source_file}
     # A retry of the same batch (same bytes) is recognised: nothing lands twice.
     again = httpx.post(f"{server.url}/events", json={"events": events})
     assert again.status_code == 202 and again.json()["status"] == "already_landed"
