@@ -96,8 +96,8 @@ class _NotText(Exception):
         super().__init__(f"{source}: line {line} is not UTF-8 text ({error.reason} at byte {error.start} of the line)")
 
 
-def _text_lines(handle: BinaryIO, source: str) -> Iterator[str]:
-    """The non-blank lines of ``handle``, stripped, decoded as UTF-8.
+def _text_lines(handle: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of ``handle`` with their 1-based line numbers, stripped, decoded as UTF-8.
 
     Raises:
         _NotText: a line is not UTF-8, naming the source and the line number.
@@ -108,7 +108,7 @@ def _text_lines(handle: BinaryIO, source: str) -> Iterator[str]:
         except UnicodeDecodeError as exc:
             raise _NotText(source, number, exc) from None
         if line:
-            yield line
+            yield number, line
 
 
 def _check_text(paths: tuple[Path, ...]) -> None:
@@ -124,19 +124,29 @@ def _check_text(paths: tuple[Path, ...]) -> None:
                     pass
 
 
-def _lines(paths: tuple[Path, ...], broken: list[_NotText]) -> Iterator[str]:
+def _lines(paths: tuple[Path, ...], broken: list[_NotText], places: list[tuple[str, int]]) -> Iterator[str]:
     """The events' lines of the files (stdin for none or `-`); stops at a line that is not UTF-8 (only stdin's
     can be one after `_check_text`) and appends its error to ``broken``, so the lines before it are still
-    published and counted."""
+    published and counted. Each line's file and line number are appended to ``places`` (blank lines are skipped,
+    so the n-th event is not the n-th line)."""
     try:
         for path in paths or (Path("-"),):
-            if str(path) == "-":
-                yield from _text_lines(sys.stdin.buffer, "stdin")
-            else:
-                with path.open("rb") as handle:
-                    yield from _text_lines(handle, str(path))
+            source = "stdin" if str(path) == "-" else str(path)
+            with contextlib.nullcontext(sys.stdin.buffer) if source == "stdin" else path.open("rb") as handle:
+                for number, line in _text_lines(handle, source):
+                    places.append((source, number))
+                    yield line
     except _NotText as exc:
         broken.append(exc)
+
+
+def _located(report: dict[str, Any], places: list[tuple[str, int]]) -> dict[str, Any]:
+    """The publish report with each refused event's ``file`` and ``line`` beside its ordinal ``event``."""
+    rejected = []
+    for rejection in report["rejected"]:
+        source, line = places[rejection["event"] - 1]
+        rejected.append({**rejection, "file": source, "line": line})
+    return {**report, "rejected": rejected}
 
 
 _TEXT_HINT = (
@@ -164,13 +174,15 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         fail(f"{exc}. {_TEXT_HINT}. Nothing was published.")
     broker = _broker(redis_url, stream, group)
     broken: list[_NotText] = []
+    places: list[tuple[str, int]] = []
     with _lost_redis(
         redis_url,
         "publishing",
         "The events appended before it stay in the stream; publishing the same input again is harmless (an event "
         "is counted once).",
     ):
-        report = publish_events(broker, _lines(paths, broken))
+        report = publish_events(broker, _lines(paths, broken, places))
+    located = _located(report.as_dict(), places)
     if broken:  # stdin: the lines before the broken one were published
         before = (
             f"the {len(report.published):,} valid events before it were published (publishing them again is "
@@ -178,9 +190,9 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
             if report.published
             else "nothing was published"
         )
-        fail(f"{broken[0]}. {_TEXT_HINT}; {before}.", data=report.as_dict())
+        fail(f"{broken[0]}. {_TEXT_HINT}; {before}.", data=located)
     if as_json and not report.rejected:
-        emit_json(report.as_dict())
+        emit_json(located)
     elif not as_json:
         count = len(report.published)
         click.echo(
@@ -188,8 +200,10 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         )
         if not report.published and not report.rejected:
             click.echo("note: the input held no events (empty, or blank lines only)", err=True)
-        for rejection in report.rejected[:50]:
-            click.echo(f"  line {rejection.index + 1}: {rejection.reason}: {rejection.detail}", err=True)
+        several = len({source for source, _ in places}) > 1
+        for rejection in located["rejected"][:50]:
+            where = f"{rejection['file']} line {rejection['line']}" if several else f"line {rejection['line']}"
+            click.echo(f"  {where}: {rejection['reason']}: {rejection['detail']}", err=True)
         if len(report.rejected) > 50:
             click.echo(f"  ... and {len(report.rejected) - 50:,} more (use --json for all)", err=True)
     if report.rejected:
@@ -202,7 +216,7 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
             f"{len(report.rejected):,} events break the event contract (tailor/contract/event.schema.json) and were "
             f"not published; {valid}. Fix the refused lines and publish them again (an event published twice is "
             "counted once).",
-            data=report.as_dict(),
+            data=located,
         )
 
 
@@ -352,11 +366,21 @@ def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: boo
             "Some may be published again and still listed as dead letters; replaying again is harmless (an event "
             "is counted once).",
         ):
-            replayed, still_dead = replay(broker)
+            replayed, still_dead, empty = replay(broker)
         if as_json:
-            emit_json({"replayed": replayed, "still_dead": [d.as_dict() for d in still_dead]})
+            emit_json(
+                {
+                    "replayed": replayed,
+                    "still_dead": [d.as_dict() for d in still_dead],
+                    "nothing_to_replay": [d.as_dict() for d in empty],
+                }
+            )
             return
-        click.echo(f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead")
+        line = f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead"
+        if empty:
+            reasons = ", ".join(sorted({d.reason for d in empty}))
+            line += f"; {len(empty):,} hold no event to replay ({reasons}) and stay as a record"
+        click.echo(line)
         return
     with _lost_redis(redis_url, "reading the dead letters", "Nothing was changed."):
         letters = dead_letters(broker)

@@ -28,10 +28,14 @@ _EPOCH = datetime(1970, 1, 1)
 
 @dataclass(frozen=True)
 class Entry:
-    """One stream entry; ``text`` is None when the entry was trimmed away while still pending."""
+    """One stream entry. ``text`` is its event's JSON, None when the entry has no ``event`` field: ``trimmed`` when
+    retention removed the entry while it was still pending, else an entry some other writer added (``fields`` are
+    the names it has, for the dead letter's detail)."""
 
     id: str
     text: str | None
+    trimmed: bool = False
+    fields: tuple[str, ...] = ()
 
     @property
     def arrived_at(self) -> datetime:
@@ -89,7 +93,10 @@ def id_at(moment: datetime) -> str:
 
 
 def _entries(raw: Sequence[tuple[str, dict[str, str] | None]]) -> list[Entry]:
-    return [Entry(entry_id, (fields or {}).get(FIELD)) for entry_id, fields in raw]
+    return [
+        Entry(entry_id, (fields or {}).get(FIELD), trimmed=fields is None, fields=tuple(sorted(fields or ())))
+        for entry_id, fields in raw
+    ]
 
 
 class Broker:

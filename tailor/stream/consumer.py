@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tailor.stream.broker import CONNECTION_LOST, Broker, BrokerUnreachable, Entry, connection_lost, id_at
+from tailor.stream.broker import CONNECTION_LOST, FIELD, Broker, BrokerUnreachable, Entry, connection_lost, id_at
 from tailor.stream.catalog import Catalog
 from tailor.stream.events import ContractChecker, Event
 from tailor.stream.sink import Sink, frame
@@ -274,8 +274,15 @@ class Consumer:
         self._reads.update(e.id for e in entries)
         for entry in entries:
             count = self._deliveries(entry.id, (deliveries or {}).get(entry.id, 1))
-            if entry.text is None:
+            if entry.trimmed:
                 dead.append((entry, "trimmed", "the entry left the stream (retention) before it was processed", count))
+            elif entry.text is None:
+                has = ", ".join(repr(name) for name in entry.fields) or "none"
+                detail = (
+                    f"the entry has no {FIELD!r} field (its fields: {has}): events go in as {FIELD}=<the event's "
+                    "JSON>, which `tailor stream publish` and POST /events write"
+                )
+                dead.append((entry, "no_event_field", detail, count))
             elif count > limit:
                 detail = f"delivered {count} times without being processed (limit {limit}); inspect before replaying"
                 dead.append((entry, "too_many_deliveries", detail, count))

@@ -46,15 +46,18 @@ def dead_letters(broker: Broker, limit: int | None = None) -> list[DeadLetter]:
     ]
 
 
-def replay(broker: Broker) -> tuple[int, list[DeadLetter]]:
-    """Publish every dead letter's event again; returns (replayed, still dead).
+def replay(broker: Broker) -> tuple[int, list[DeadLetter], list[DeadLetter]]:
+    """Publish every dead letter's event again; returns (replayed, still dead, nothing to replay).
 
-    A replayed event has its old event_id, so if it had been counted after all, the window counts it once.
+    A replayed event has its old event_id, so if it had been counted after all, the window counts it once. A dead
+    letter without an event (its entry was trimmed by retention, or had no ``event`` field) has nothing to publish:
+    it stays, and is returned apart from the events the contract still refuses.
     """
-    letters = [d for d in dead_letters(broker) if d.event]
-    report = publish(broker, [d.event for d in letters])
+    letters = dead_letters(broker)
+    events = [d for d in letters if d.event]
+    report = publish(broker, [d.event for d in events])
     refused = {r.index for r in report.rejected}
-    replayed = [d.id for i, d in enumerate(letters) if i not in refused]
+    replayed = [d.id for i, d in enumerate(events) if i not in refused]
     if replayed:
         broker.r.xdel(broker.config.dead_letters, *replayed)
-    return len(replayed), [d for i, d in enumerate(letters) if i in refused]
+    return len(replayed), [d for i, d in enumerate(events) if i in refused], [d for d in letters if not d.event]

@@ -350,6 +350,22 @@ def test_the_publish_command_reports_refused_lines_and_exits_1(broker: Broker, t
     assert data["error"].startswith("1 events break the event contract")
 
 
+def test_publish_names_the_file_and_line_of_a_refused_event_past_blank_lines(broker: Broker, tmp_path: Path) -> None:
+    """Blank lines are skipped, so the n-th event is not the n-th line (a trial saw line 5 for line 6)."""
+    good = _events("u-lines", "ic", datetime.now(UTC), "lines")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps(good[0]) + "\n\n  \n" + json.dumps({**good[1], "event_type": "teleport"}) + "\n")
+    second.write_text("\n" + json.dumps({**good[1], "event_id": "lines-x", "occurred_at": "soon"}) + "\n")
+    args = ["publish", str(first), str(second), "--redis", _url(broker), "--stream", broker.config.stream]
+    result = CliRunner().invoke(stream_cli, args)
+    assert result.exit_code == 1
+    refused = [line for line in result.output.splitlines() if line.startswith("  ")]
+    assert refused[0].startswith(f"  {first} line 4: unknown_event_type"), refused
+    assert refused[1].startswith(f"  {second} line 2: bad_timestamp"), refused
+    data = json.loads(CliRunner().invoke(stream_cli, [*args, "--json"]).stdout)
+    assert [(r["event"], r["file"], r["line"]) for r in data["rejected"]] == [(2, str(first), 4), (3, str(second), 2)]
+
+
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_message_that_keeps_crashing_the_consumer_is_dead_lettered_alone(
     sqlite_repo: Path, broker: Broker, home: Path, when: str
@@ -508,7 +524,27 @@ def test_every_stream_command_prints_only_json_on_stdout_under_json(broker: Brok
     data = json.loads(replayed.stdout)
     assert data["replayed"] == 1
     assert [json.loads(d["event"])["event_id"] for d in data["still_dead"]] == ["still-bad"]
+    assert data["nothing_to_replay"] == []
     assert broker.r.xlen(broker.config.dead_letters) == 1
+
+
+def test_an_entry_without_an_event_field_is_dead_lettered_as_such_and_replay_says_so(
+    sqlite_repo: Path, broker: Broker, home: Path
+) -> None:
+    """Another writer's `XADD tailor:events * foo bar` was dead-lettered as "trimmed (retention)" while it was
+    still in the stream, and replay skipped it without a word (found by a trial)."""
+    entry = broker.r.xadd(broker.config.stream, {"foo": "bar"})
+    stats = _consumer(broker, sqlite_repo, home).run(until_idle=0)
+    assert stats.dead_lettered == 1
+    [(_, dead)] = broker.r.xrange(broker.config.dead_letters)
+    assert (dead["source_id"], dead["reason"]) == (entry, "no_event_field")
+    assert dead["detail"].startswith("the entry has no 'event' field (its fields: 'foo'): events go in as event=")
+    replayed = _cli(broker, "dead-letters", "--replay")
+    assert replayed.exit_code == 0, replayed.output
+    assert replayed.output.strip() == (
+        "replayed 0 events; 0 still break the contract and stay dead; "
+        "1 hold no event to replay (no_event_field) and stay as a record"
+    )
 
 
 def test_publish_says_nothing_of_valid_events_when_none_was_valid(broker: Broker, tmp_path: Path) -> None:
