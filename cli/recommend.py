@@ -87,12 +87,20 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
 
 def _moment(at: str | None) -> datetime | None:
     """``--at`` as an aware UTC datetime (a time without a zone is UTC); None: now."""
+    from tailor.contract.spec import TIMESTAMP_YEARS
+
     if at is None:
         return None
     try:
         parsed = datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
     except ValueError:
         fail(f"--at {at!r} is not an ISO 8601 time: write e.g. 2026-02-01T09:00:00Z")
+    first, last = TIMESTAMP_YEARS
+    if not first <= parsed.year <= last:  # 9999-12-31 overflowed the model path; 0001 printed as 1-01-01
+        fail(
+            f"--at {at.strip()} is outside the years {first}-{last} that event times may have (the event contract): "
+            "pass a time within the history, e.g. its end, or leave --at out for now"
+        )
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

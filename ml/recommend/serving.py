@@ -45,6 +45,7 @@ from ml.recommend.result import Recommendation, RecommendedItem
 from ml.recommend.rules import PageRules, Ranked, assemble_page
 from tailor.assignment import assign_variant
 from tailor.contract import user_id_problem
+from tailor.contract.spec import TIMESTAMP_YEARS
 from tailor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -941,8 +942,20 @@ def _checked_user(user_id: Any) -> str:
 
 
 def _utc(now: datetime | None) -> datetime:
+    """``now`` as aware UTC (naive is UTC; None is the clock).
+
+    Raises:
+        RecommendationInputError: a year outside the contract's 2000-2999 (a page in year 9999 overflowed the
+            date arithmetic of the model path).
+    """
     if now is None:
         return datetime.now(UTC)
+    first, last = TIMESTAMP_YEARS
+    if not first <= now.year <= last:
+        raise RecommendationInputError(
+            f"the time {now.isoformat()} is outside the years {first}-{last} that event times may have (the "
+            "event contract): pass a time in them, or none for now"
+        )
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 

@@ -47,6 +47,8 @@ BLANK_CHARACTERS = (
 #: The schema pattern that means "not only whitespace" (an unanchored search for one non-blank character).
 NON_BLANK = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u2060\u3000\ufeff]"
 _END = r"(?!\n)$"
+#: The years a contract timestamp may have (its pattern's ``2[0-9]{3}``): what a time given by hand is held to.
+TIMESTAMP_YEARS = (2000, 2999)
 
 
 class ContractSchemaError(ValueError):

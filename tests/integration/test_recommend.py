@@ -240,11 +240,21 @@ def test_bad_requests_are_clear_errors(recommender: Recommender, user: str, k: i
         recommender.recommend(user, k=k)
 
 
+@pytest.mark.parametrize("now", [datetime(9999, 12, 31, 23, 59, 59), datetime(1, 1, 1, tzinfo=UTC)])
+def test_a_time_outside_the_contracts_years_is_a_clear_error(recommender: Recommender, now: datetime) -> None:
+    """Year 9999 overflowed the model path's date arithmetic: a page from the popular list, with an OverflowError
+    for the reason (found by a trial)."""
+    with pytest.raises(RecommendationInputError, match="outside the years 2000-2999"):
+        recommender.recommend("u0000001", now=now)
+
+
 def test_the_command_line_reports_errors_and_prints_json(built: Settings) -> None:
     bad = _tailor(built.home, "recommend", "u0000001", "-k", "0")
     assert bad.returncode == 1 and "k must be a positive integer" in bad.stderr
     bad_moment = _tailor(built.home, "recommend", "u0000001", "--at", "yesterday")
     assert bad_moment.returncode == 1 and "--at 'yesterday' is not an ISO 8601 time" in bad_moment.stderr
+    far = _tailor(built.home, "recommend", "u0000001", "--at", "9999-12-31T23:59:59")
+    assert far.returncode == 1 and "--at 9999-12-31T23:59:59 is outside the years 2000-2999" in far.stderr
     end = history_end(built.marts_dir)
     assert end is not None
     at = end.isoformat()  # a page as of the simulated history's end, when its newest items are fresh
