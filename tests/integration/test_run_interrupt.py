@@ -78,6 +78,29 @@ def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_fi
     # Every line of the inbox was landed once and given a fate by the rerun's build.
     assert events.balanced and events.received == sent > 0 and events.accepted > 0
 
+    # A Ctrl-C once the run is over (its summary, then Python's teardown of 1-2 s) killed the process with 130 and no
+    # word; the summary is whole and the run's own status stands now (a trial, twice).
+    process = subprocess.Popen(
+        [TAILOR, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True, preexec_fn=default_signals,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Events  received"):  # the summary's first line
+                os.killpg(process.pid, signal.SIGINT)
+                break
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)  # the summary is printed by now: in the teardown
+        lines += process.stdout.readlines()
+        assert process.wait(timeout=60) == 0, "".join(lines)
+        assert lines[-1].startswith("ml/recommendations:"), lines[-3:]  # the whole summary
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
 
 def test_ctrl_c_before_the_first_step_exits_130_with_a_line_not_aborted(tmp_path: Path) -> None:
     """Found by a trial: a Ctrl-C while `tailor run` loaded its definitions printed click's bare "Aborted!" and
