@@ -181,3 +181,19 @@ def test_the_model_assets_record_their_inputs_as_their_data_version(
             meta = event.asset_materialization.metadata
             tags = event.asset_materialization.tags or {}
             assert tags.get("dagster/data_version") == meta["inputs_fingerprint"].value
+
+
+def test_a_ranker_that_cannot_train_says_why_once_however_many_quiet_runs(
+    served_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run with nothing new wrapped the last one's reason again ("unchanged, still no ranker: unchanged, still
+    no ranker: ... the training set spans 5 day(s)"), found on a young home's sixth run."""
+    from orchestration.defs.ml.assets import ranker
+
+    home = copy_home(served_home, tmp_path)
+    for name, value in {**SERVED_ENV, "TAILOR_HOME": str(home.home), "TAILOR_RANKER_WARMUP_DAYS": "400"}.items():
+        monkeypatch.setenv(name, value)
+    with dg.instance_for_test() as instance:
+        reasons = [_materialize(instance, ranker)["ml/ranker"]["reason"] for _ in range(3)]
+    assert reasons[0].startswith("the training set spans") and "400 warm-up" in reasons[0], reasons[0]
+    assert reasons[1] == reasons[2] == "unchanged, still no ranker: " + reasons[0]

@@ -116,6 +116,10 @@ def candidates(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
 
 
+#: What a quiet run says of a ranker that could not be trained, before the reason it could not.
+_STILL_NO_RANKER = "unchanged, still no ranker: "
+
+
 def _kept(
     context: dg.AssetExecutionContext,
     recorded: Recorded,
@@ -163,7 +167,10 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             kept = f"unchanged, version {values['version']} kept{serves}"
             return _kept(context, recorded, inputs, kept, {"trained": False, "kept": True})
         if values.get("trained") is False:
-            return _kept(context, recorded, inputs, f"unchanged, still no ranker: {values.get('reason', '')}")
+            why = str(values.get("reason", ""))
+            while why.startswith(_STILL_NO_RANKER):  # each quiet run wrapped the last one's reason again
+                why = why.removeprefix(_STILL_NO_RANKER)
+            return _kept(context, recorded, inputs, _STILL_NO_RANKER + why)
     moved = inputs.changed(recorded.parts) if recorded is not None else ["first run"]
     reason = change_reason(inputs, recorded) if moved else "no input changed"
     registry = Registry(settings.models_dir)
