@@ -126,10 +126,17 @@ def search(
     max_iter: int,
     seed: int,
 ) -> SearchResult:
-    """Run (or resume) the study for this data, within ``trials`` in total and ``timeout_s`` seconds now."""
+    """Run (or resume) the study for this data and search space, within ``trials`` in total and ``timeout_s``
+    seconds now.
+
+    A study is resumed only for the same training data (``fingerprint``), boosting cap (``max_iter``) and seed:
+    keyed by the data alone, a rerun with ``max_iter`` lowered from 400 to 50 found the old study complete, ran no
+    trial and registered a copy of the previous version, past the new cap (a trial). More ``trials`` or time resume
+    it; the budget is not part of the key.
+    """
     storage_dir.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{storage_dir / 'optuna.db'}"
-    name = f"ranker-{fingerprint[:16]}"
+    name = f"ranker-{fingerprint[:16]}-i{max_iter}-s{seed}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=name,

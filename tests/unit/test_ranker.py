@@ -258,6 +258,18 @@ def test_the_time_budget_stops_a_trial_between_boosting_stages(tmp_path: Path) -
     assert roomy.trials[0]["stopped_by_budget"] is False and roomy.trials[0]["boosted_iterations"] > STAGE_ITERATIONS
 
 
+def test_a_study_resumes_for_more_trials_but_not_for_a_new_boosting_cap(tmp_path: Path) -> None:
+    train, tune = _search_frames()
+    args = (train, tune, ["x", "position"], tmp_path, "c" * 16)
+    first = search(*args, trials=1, timeout_s=600, max_iter=150, seed=2)
+    more = search(*args, trials=2, timeout_s=600, max_iter=150, seed=2)
+    assert more.study_name == first.study_name and (more.trials_run_now, len(more.trials)) == (1, 2)
+    capped = search(*args, trials=2, timeout_s=600, max_iter=STAGE_ITERATIONS, seed=2)
+    assert capped.study_name != first.study_name and capped.trials_run_now == 2
+    assert all(t["max_iter"] <= STAGE_ITERATIONS for t in capped.trials)
+    assert capped.best_params["max_iter"] <= STAGE_ITERATIONS
+
+
 def test_the_search_keeps_the_winners_model_equal_to_a_refit(tmp_path: Path) -> None:
     train, tune = _search_frames()
     found = search(train, tune, ["x", "position"], tmp_path, "d" * 16, trials=2, timeout_s=600, max_iter=100, seed=4)
