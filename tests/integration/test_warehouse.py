@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,46 @@ def test_an_event_of_any_type_naming_an_unknown_user_or_item_is_accepted_and_war
         assert _query(home, f"select * from {view}") == [("t-unknown-click", unknown)]
     [(kept,)] = _query(home, "select count(*) from marts.fct_events where event_id = 't-unknown-click'")
     assert kept == 1
+
+
+def test_a_long_gap_in_the_history_is_warned_naming_the_event_after_it(
+    built: tuple[Settings, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """Found by a trial: one event POSTed with the current time into a simulated history ten months older was
+    accepted, and every daily mart then spanned the ten months (content feature rows x35) without a word."""
+    settings, _, _ = built
+    home = copy_home(settings, tmp_path)
+    passed = run_dbt(home, "test", "--select", "history_has_no_long_gap")
+    assert "PASS=1" in passed.stdout and "WARN=0" in passed.stdout, passed.stdout[-2000:]
+    [(user, item, last_day)] = _query(
+        home,
+        "select min(user_id), min(content_id), max(event_date) from marts.fct_events where user_id in "
+        "(select user_id from marts.dim_users) and content_id in (select content_id from marts.dim_content)",
+    )
+    later = last_day + timedelta(days=30)
+    click = {"event_id": "t-after-gap", "event_type": "click", "user_id": user, "content_id": item,
+             "occurred_at": f"{later:%Y-%m-%d}T10:00:00Z", "request_id": "r-gap"}  # fmt: skip
+    events = tmp_path / "after-gap.jsonl"
+    events.write_text(json.dumps(click) + "\n")
+    ingest_paths([events], home)
+    warned = run_dbt(home, "build", "--select", "stg_landing__events", "fct_events")
+    assert "ERROR=0" in warned.stdout and re.search(r"WARN 1 history_has_no_long_gap", warned.stdout), warned.stdout[
+        -3000:
+    ]
+    target = home.home / "dbt" / "target"
+    run_results, manifest = (json.loads((target / name).read_text()) for name in ("run_results.json", "manifest.json"))
+    [test] = [t for t in failed_nodes(run_results, target, manifest, WARNED) if t.name == "history_has_no_long_gap"]
+    [said] = with_offending_rows([test], home.warehouse)
+    assert said.rows == [
+        {
+            "event_id": "t-after-gap",
+            "last_day_before_the_gap": last_day,
+            "first_day_after_the_gap": later,
+            "days_without_events": 29,
+        }
+    ]
+    [source] = said.sources  # once, though the row names its event
+    assert source["source_file"].endswith("after-gap.jsonl") and source["fate"] == "accepted", source
 
 
 def _event_id(line: str) -> object:
