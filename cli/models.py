@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -48,6 +49,18 @@ def _registry() -> Any:
     return Registry(settings.models_dir)
 
 
+class _VersionCommand(click.Command):
+    """A command whose argument is a version number: ``show -1`` said "No such option: -1". A negative number is
+    passed after ``--``, so it reaches VERSION (which says which versions exist), while a mistyped option is still
+    one ("No such option '--jsno'. Did you mean '--json'?")."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        numbers = [a for a in args if re.fullmatch(r"-\d+", a)]
+        if numbers and "--" not in args:
+            args = [a for a in args if a not in numbers] + ["--", *numbers]
+        return super().parse_args(ctx, args)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -91,7 +104,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
     _print_notes(k)
 
 
-@models.command()
+@models.command(cls=_VersionCommand)
 @click.argument("version", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
@@ -130,7 +143,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
             _print_notes(_k([found]))
 
 
-@models.command()
+@models.command(cls=_VersionCommand)
 @click.argument("version", type=int)
 @click.option(
     "--force",

@@ -114,6 +114,10 @@ def test_a_group_json_flag_is_honoured_by_its_subcommands(settings: Settings) ->
     assert plan.exit_code == 0 and json.loads(plan.stdout)["units_per_variant"] == 2349
     settings.home.mkdir(parents=True)  # a home where nothing was trained yet
     assert _json_error(_invoke("models", "--json", "show", "7")).startswith("no ranker version 7")
+    # A negative version is a version, not an option ("No such option: -1", a trial); a typo is still an option.
+    assert _json_error(_invoke("models", "promote", "-1", "--json")).startswith("no ranker version -1")
+    typo = _invoke("models", "show", "1", "--jsno")
+    assert typo.exit_code == 2 and "No such option '--jsno'. Did you mean '--json'?" in typo.output
 
 
 @pytest.mark.parametrize(
