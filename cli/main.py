@@ -7,10 +7,8 @@ stdout too, ``{"error": "<the message>"}`` (cli/common.py's `fail`), beside the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,18 +43,12 @@ def main() -> None:
     disable_telemetry()
     import os
 
-    from tailor.environment import flag_warnings, unknown_variables
+    from tailor.environment import flag_warnings, import_sqlglotrs_quietly, unknown_variables
 
     # A misspelled setting would otherwise fall back to its default silently.
     for message in unknown_variables(os.environ) + flag_warnings(os.environ):
         err.print(f"Warning: {message}", highlight=False)
-    # sqlglot (which Feast's ibis and dagster-dbt import) warns once at import that its Rust tokenizer, sqlglotrs,
-    # is deprecated; Feast has by then put a "once" filter for every DeprecationWarning in front of ours, so the
-    # notice reached every `tailor recommend`. The module only warns (0.5 ms): imported here, quietly, it is done.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        with contextlib.suppress(ImportError):
-            import sqlglotrs  # noqa: F401
+    import_sqlglotrs_quietly()
 
 
 @main.command()

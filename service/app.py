@@ -31,6 +31,7 @@ from service.pages import NotReady, RecommenderHost, utc_now
 from service.schemas import ERROR_RESPONSES, EVENTS_REQUEST_BODY, INTAKE_SCHEMA, PAGE_SCHEMA, SEGMENT_SCHEMA
 from service.segments import SEGMENT_PATTERN, shape_hint
 from tailor.contract.spec import NON_BLANK
+from tailor.environment import import_sqlglotrs_quietly
 from tailor.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -436,5 +437,7 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """The app for TAILOR_HOME and TAILOR_SERVICE_* (uvicorn's factory, used by `tailor serve --workers N`)."""
+    """The app for TAILOR_HOME and TAILOR_SERVICE_* (uvicorn's factory, used by `tailor serve --workers N`: each
+    worker is a new process, which `tailor`'s own start-up did not quiet)."""
+    import_sqlglotrs_quietly()
     return create_app()

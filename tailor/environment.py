@@ -131,3 +131,20 @@ def flag_warnings(env: Mapping[str, str]) -> list[str]:
         for name in FLAGS
         if name in env and env[name].strip().lower() not in _ON | _OFF
     ]
+
+
+def import_sqlglotrs_quietly() -> None:
+    """Import sqlglot's Rust tokenizer with its DeprecationWarning silenced, before Feast can show it.
+
+    sqlglot (which Feast's ibis and dagster-dbt import) warns once at import that sqlglotrs is deprecated; Feast has
+    by then put a "once" filter for every DeprecationWarning in front of any other, so the notice reached every
+    `tailor recommend`, and every worker process of `tailor serve --workers N` (a trial). The module only warns
+    (0.5 ms): imported here first, quietly, it is done. Absent, nothing happens.
+    """
+    import contextlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with contextlib.suppress(ImportError):
+            import sqlglotrs  # noqa: F401

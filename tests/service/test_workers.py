@@ -89,3 +89,6 @@ def test_two_workers_count_together_and_a_dead_worker_keeps_its_counts(built: Bu
     finally:
         server.stop()
     assert not folder.exists(), "the metrics folder outlived the server"
+    # Each worker is a new process: no library's deprecation notice from any of them (sqlglotrs's, a trial).
+    log = (tmp_path / "serve.log").read_text()
+    assert "DeprecationWarning" not in log, log[-3000:]
