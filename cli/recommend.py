@@ -144,4 +144,8 @@ def _cold_start_note(recommender: Recommender, result: Recommendation) -> str | 
     if result.served_by != "popular" or recommender.has_history(user):
         return None
     what = "has no clicks or views yet" if user in recommender.country_of else "is not in the history (never seen)"
-    return f"user {user} {what}: showing the cold-start page (popular items), not a personalized one"
+    note = f"user {user!r} {what}: showing the cold-start page (popular items), not a personalized one"
+    stripped = user.strip()
+    if stripped != user and stripped in recommender.country_of:  # "u0000001 ": ids are kept as sent, spaces too
+        note += f"; did you mean {stripped!r}? ids are matched exactly, spaces included"
+    return note

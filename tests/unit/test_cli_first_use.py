@@ -191,16 +191,20 @@ def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_pa
     lines = readable.stdout.splitlines()
     # Right under the headline, before the table: it says what kind of page follows.
     assert lines[1] == (
-        "user newcomer is not in the history (never seen): showing the cold-start page (popular items), "
+        "user 'newcomer' is not in the history (never seen): showing the cold-start page (popular items), "
         "not a personalized one"
     )
     page = json.loads(_invoke("recommend", "newcomer", "-k", "2", "--json").stdout)
     assert page["cold_start"] is True and page["served_by"] == "popular" and len(page["items"]) == 2
-    assert page["notes"][0].startswith("user newcomer is not in the history (never seen)")
+    assert page["notes"][0].startswith("user 'newcomer' is not in the history (never seen)")
 
     signed_up = json.loads(_invoke("recommend", "u2", "-k", "2", "--json").stdout)
     assert signed_up["cold_start"] is True
-    assert signed_up["notes"][0].startswith("user u2 has no clicks or views yet: showing the cold-start page")
+    assert signed_up["notes"][0].startswith("user 'u2' has no clicks or views yet: showing the cold-start page")
+    # A known id with a space: a different (unknown) user, as the contract keeps ids as sent; the note says so.
+    spaced = json.loads(_invoke("recommend", "u1 ", "-k", "2", "--json").stdout)
+    assert spaced["cold_start"] is True
+    assert spaced["notes"][0].endswith("; did you mean 'u1'? ids are matched exactly, spaces included")
     known = _invoke("recommend", "u1", "-k", "2")
     assert known.exit_code == 0 and "cold-start" not in known.stdout
     assert json.loads(_invoke("recommend", "u1", "-k", "2", "--json").stdout)["cold_start"] is False
