@@ -141,9 +141,15 @@ def _cold_start_note(recommender: Recommender, result: Recommendation) -> str | 
     "A history" is what the model path needs to personalize (`Recommender.has_history`).
     """
     user = result.user_id
-    if result.served_by != "popular" or recommender.has_history(user):
+    # A holdout user gets the non-personalized page whatever their history: the headline says so, once.
+    if result.served_by != "popular" or result.holdout or recommender.has_history(user):
         return None
-    what = "has no clicks or views yet" if user in recommender.country_of else "is not in the history (never seen)"
+    # "In the history": clicks streamed in the last minutes are not yet in the marts the model path reads.
+    what = (
+        "has no clicks or views in the history yet"
+        if user in recommender.country_of
+        else "is not in the history (never seen)"
+    )
     note = f"user {user!r} {what}: showing the cold-start page (popular items), not a personalized one"
     stripped = user.strip()
     if stripped != user and stripped in recommender.country_of:  # "u0000001 ": ids are kept as sent, spaces too

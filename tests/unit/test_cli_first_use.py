@@ -200,11 +200,24 @@ def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_pa
 
     signed_up = json.loads(_invoke("recommend", "u2", "-k", "2", "--json").stdout)
     assert signed_up["cold_start"] is True
-    assert signed_up["notes"][0].startswith("user 'u2' has no clicks or views yet: showing the cold-start page")
+    assert signed_up["notes"][0].startswith("user 'u2' has no clicks or views in the history yet: showing the")
     # A known id with a space: a different (unknown) user, as the contract keeps ids as sent; the note says so.
     spaced = json.loads(_invoke("recommend", "u1 ", "-k", "2", "--json").stdout)
     assert spaced["cold_start"] is True
     assert spaced["notes"][0].endswith("; did you mean 'u1'? ids are matched exactly, spaces included")
+    # A holdout user gets the non-personalized page whatever their history: one reason, the headline's (a trial saw
+    # "served by popular (holdout: ...)" over "showing the cold-start page").
+    from ml.recommend.serving import HOLDOUT_ARMS, HOLDOUT_EXPERIMENT, HOLDOUT_WEIGHTS
+    from tailor.assignment import assign_variant
+
+    held = next(
+        f"newcomer{i}"
+        for i in range(1000)
+        if assign_variant(HOLDOUT_EXPERIMENT, f"newcomer{i}", list(HOLDOUT_ARMS), list(HOLDOUT_WEIGHTS)) == "holdout"
+    )
+    holdout = json.loads(_invoke("recommend", held, "-k", "2", "--json").stdout)
+    assert holdout["holdout"] is True and holdout["fallback_reason"].startswith("holdout")
+    assert holdout["cold_start"] is False and not [n for n in holdout["notes"] if "cold-start" in n]
     known = _invoke("recommend", "u1", "-k", "2")
     assert known.exit_code == 0 and "cold-start" not in known.stdout
     assert json.loads(_invoke("recommend", "u1", "-k", "2", "--json").stdout)["cold_start"] is False
