@@ -73,6 +73,16 @@ class NodeFailure:
         return lines
 
 
+def warning_text(row_count: object, test: NodeFailure | None = None) -> str:
+    """A dbt test that warned, in words: on how many rows (``row_count``, dagster-dbt's ``failed_row_count``; not an
+    int: "rows") and where to read what they mean; with ``test`` (its failure, rows read by `with_offending_rows`)
+    its first rows, their landed lines and the view holding them all (`NodeFailure.row_lines`)."""
+    count = f"{row_count:,} row{'s' if row_count != 1 else ''}" if isinstance(row_count, int) else "rows"
+    lines = test.row_lines() if test is not None else []
+    finds = "says what they mean" if lines else "finds them and says what they mean"
+    return "\n".join([f"a dbt test that warned on {count}; {TEST_SQL} {finds}", *lines])
+
+
 def _one_paragraph(text: str) -> str:
     return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())[:1500]
 
@@ -103,8 +113,10 @@ def failed_nodes(
         if result.get("status") not in statuses:
             continue
         unique_id = str(result["unique_id"])
-        # dbt writes compiled SQL under target/compiled/<project>/<path of the file>/<node name>.sql.
-        matches = sorted((target_path / "compiled").rglob(f"{unique_id.split('.')[2]}.sql"))
+        # dbt writes compiled SQL under target/compiled/<project>/<path of the file>/<node name>.sql; only a failure's
+        # description names it (a warning is said by its rows: `warning_text`).
+        failed = result["status"] in FAILED
+        matches = sorted((target_path / "compiled").rglob(f"{unique_id.split('.')[2]}.sql")) if failed else []
         failures.append(
             NodeFailure(
                 unique_id=unique_id,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.lib.dbt_failures import TEST_SQL
+from orchestration.lib.dbt_failures import warning_text
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from orchestration.lib.progress import materialization_metadata, was_interrupted
 from orchestration.lib.run_lock import run_lock
@@ -285,9 +285,9 @@ def _dbt_test_verdict(check: dg.AssetCheckEvaluation, step: str | None) -> str |
     rows = getattr(check.metadata.get("dagster_dbt/failed_row_count"), "value", None)
     if not isinstance(rows, int):
         return None
-    plural = "s" if rows != 1 else ""
     if check.severity == dg.AssetCheckSeverity.WARN:  # the dbt step describes its warnings; a run that did not:
-        return f"a dbt test that warned on {rows:,} row{plural}; {TEST_SQL} finds them and says what they mean"
+        return warning_text(rows)
+    plural = "s" if rows != 1 else ""
     return f"a dbt test that failed on {rows:,} row{plural}; see step {step or '?'} (its error, its log)"
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
-from orchestration.lib.dbt_failures import TEST_SQL, WARNED, NodeFailure, failed_nodes, with_offending_rows
+from orchestration.lib.dbt_failures import WARNED, NodeFailure, failed_nodes, warning_text, with_offending_rows
 from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
 from orchestration.lib.signals import stop_if_signalled
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
@@ -68,8 +68,4 @@ def _with_rows(
     by_name = {test.name: test for test in with_offending_rows(tests, settings.warehouse)}
     for check in warned:
         rows = getattr(check.metadata.get("dagster_dbt/failed_row_count"), "value", None)
-        count = f"{rows:,} row{'s' if rows != 1 else ''}" if isinstance(rows, int) else "rows"
-        test = by_name.get(check.check_name or "")
-        lines = [f"a dbt test that warned on {count}; {TEST_SQL} says what they mean"]
-        lines += test.row_lines() if test is not None else []
-        yield check._replace(description="\n".join(lines))
+        yield check._replace(description=warning_text(rows, by_name.get(check.check_name or "")))
