@@ -149,12 +149,29 @@ def mark_this_worker_dead() -> None:
         prometheus_multiprocess.mark_process_dead(os.getpid(), str(folder))
 
 
+def _values_in_memory() -> None:
+    """Keep this process's metric values in memory, as one process (one worker, an in-process app) wants.
+
+    prometheus-client decides where values live once, when it is imported: in files of ``PROMETHEUS_MULTIPROC_DIR``
+    when that is set then, which Feast does in any process that read online features (module docstring). Its
+    values are then keyed by metric, labels and pid alone, so every app of the process shared them: a second app's
+    counter started at the first one's total, and one request counted as two (the full suite's test_routes, found
+    2026-11-30 and reproduced: two apps, one process, the variable set). Child values are made when a label set is
+    first used, from ``values.ValueClass``: setting that class back is what makes each registry its own.
+    """
+    from prometheus_client import values
+
+    values.ValueClass = values.MutexValue
+
+
 class Metrics:
     """Every metric the service exports; `render` is what /metrics answers (the mode is read from the environment,
     ``TAILOR_SERVICE_METRICS_DIR``: see the module docstring)."""
 
     def __init__(self) -> None:
         self.folder = multiprocess_dir()
+        if self.folder is None:
+            _values_in_memory()
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "tailor_http_requests_total",
