@@ -114,6 +114,8 @@ def main() -> None:
     if args.smoke:
         args.events, args.commits, args.repeats = 3_000, ["HEAD"], 1
 
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)  # a folder not made yet is one to make, not a traceback
     work = Path(tempfile.mkdtemp(prefix="tailor-dbt-commits-", dir=args.workdir))
     (work / "profile").mkdir()
     (work / "profile" / "profiles.yml").write_text(PROFILE)
