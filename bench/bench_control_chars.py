@@ -25,6 +25,7 @@ import duckdb
 CONTROL = r"[\x{0}-\x{1f}\x{7f}-\x{9f}]"
 #: A raw JSON line that may hold one: an escaped C0 control, or a raw DEL or C1 character.
 RAW_PREFILTER = r"\\u00[0-1][0-9a-fA-F]|\\u007[fF]|\\u00[89][0-9a-fA-F]|\\[bfnrt]|[\x{7f}-\x{9f}]"
+RESULTS = Path(__file__).resolve().parent / "results" / "control_chars.json"
 FIELDS = ("event_id", "user_id", "content_id", "request_id", "surface", "experiment_id")
 
 
@@ -39,6 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--home", type=Path, required=True, help="A TAILOR_HOME with landed event batches.")
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help=f"Results file (default {RESULTS.relative_to(Path.cwd())})."
+    )
     args = parser.parse_args()
     batches = args.home / "landing" / "events"
     if not any(batches.glob("batch-*.parquet")):
@@ -61,7 +65,10 @@ def main() -> None:
         "raw_prefilter_then_fields": f"select count(*) from f where {raw} and ({per_field})",
     }
     results = {name: [round(_cpu(con, sql), 3) for _ in range(2)] for name, sql in variants.items()}
-    print(json.dumps({"lines": lines, "fields": list(FIELDS), "cpu_s": results}, indent=2))
+    report = {"lines": lines, "fields": list(FIELDS), "cpu_s": results}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,19 @@ def test_dbt_commits(run_bench: Any, tmp_path: Path) -> None:
     assert str(tmp_path) not in listed.stdout
 
 
+def test_control_chars(run_bench: Any, tmp_path: Path) -> None:
+    from simulator import SimulationConfig, simulate
+    from tailor.ingest import ingest_paths
+    from tailor.settings import get_settings
+
+    home = get_settings(tmp_path / "landed")
+    simulate(SimulationConfig(users=5, days=1, seed=3), tmp_path / "generated")
+    ingest_paths([tmp_path / "generated" / "events"], home, check_rows=False)
+    result = run_bench("bench_control_chars.py", "--home", str(home.home), "--lines", "2000")
+    assert result["lines"] >= 1000
+    assert set(result["cpu_s"]) == {"per_field", "raw_prefilter", "raw_prefilter_then_fields"}
+
+
 def test_calibration(run_bench: Any, tmp_path: Path) -> None:
     result = run_bench(
         "calibrate_experiments.py",
