@@ -80,7 +80,8 @@ class RankerConfig:
             try:
                 changes[name] = kind(raw)
             except ValueError:
-                raise ValueError(f"TAILOR_RANKER_{name.upper()}={raw!r} is not a number") from None
+                what = "a whole number" if kind is int else "a number"  # '1.5' is a number, not a count
+                raise ValueError(f"TAILOR_RANKER_{name.upper()}={raw!r} is not {what}") from None
         try:
             return cls(**changes)
         except ValueError as exc:  # a value out of range: say which variables set it

@@ -85,11 +85,12 @@ def staged_fit(
 
     Returns the model at the best stage, that stage's iteration count and its tuning log loss.
     """
-    model = fit_ranker(train, features, params, seed, max_iter=STAGE_ITERATIONS)
+    first = min(STAGE_ITERATIONS, max_iter)  # a cap below one stage is the cap (30 gave 50: a trial)
+    model = fit_ranker(train, features, params, seed, max_iter=first)
     model.classifier.set_params(warm_start=True)
     x_train, y_train = model.matrix(train), train["clicked"].astype(bool).to_numpy()
     x_tune, y_tune = model.matrix(tune), tune["clicked"].astype(bool).to_numpy()
-    best_loss, best_iter, stage, stale = math.inf, STAGE_ITERATIONS, STAGE_ITERATIONS, 0
+    best_loss, best_iter, stage, stale = math.inf, first, first, 0
     best_classifier = model.classifier
     while True:
         loss = float(log_loss(y_tune, model.classifier.predict_proba(x_tune)[:, 1], labels=[False, True]))

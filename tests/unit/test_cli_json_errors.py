@@ -123,7 +123,9 @@ def test_a_group_json_flag_is_honoured_by_its_subcommands(settings: Settings) ->
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("TAILOR_RANKER_SEARCH_TRIALS", "abc", "TAILOR_RANKER_SEARCH_TRIALS='abc' is not a number"),
+        ("TAILOR_RANKER_SEARCH_TRIALS", "abc", "TAILOR_RANKER_SEARCH_TRIALS='abc' is not a whole number"),
+        ("TAILOR_RANKER_MAX_ITER", "1.5", "TAILOR_RANKER_MAX_ITER='1.5' is not a whole number"),
+        ("TAILOR_RANKER_SEARCH_TIMEOUT_S", "soon", "TAILOR_RANKER_SEARCH_TIMEOUT_S='soon' is not a number"),
         ("TAILOR_RANKER_TEST_DAYS", "-2", "(from TAILOR_RANKER_TEST_DAYS=-2)"),
         ("TAILOR_DRIFT_ALPHA", "2", "TAILOR_DRIFT_ALPHA must be in (0, 0.5), got 2"),
         ("TAILOR_RETRAIN_NEW_DAYS", "0", "TAILOR_RETRAIN_NEW_DAYS >= 1"),

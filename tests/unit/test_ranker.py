@@ -268,6 +268,10 @@ def test_a_study_resumes_for_more_trials_but_not_for_a_new_boosting_cap(tmp_path
     assert capped.study_name != first.study_name and capped.trials_run_now == 2
     assert all(t["max_iter"] <= STAGE_ITERATIONS for t in capped.trials)
     assert capped.best_params["max_iter"] <= STAGE_ITERATIONS
+    # A cap below one stage is the cap.
+    small = search(*args, trials=1, timeout_s=600, max_iter=30, seed=2)
+    assert small.best_params["max_iter"] == small.trials[0]["max_iter"] == 30
+    assert small.model is not None and small.model.classifier.n_iter_ <= 30
 
 
 def test_the_search_keeps_the_winners_model_equal_to_a_refit(tmp_path: Path) -> None:
