@@ -104,7 +104,9 @@ def _text_lines(handle: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
     """
     for number, raw in enumerate(handle, start=1):
         try:
-            line = raw.decode("utf-8").strip()
+            # A byte-order mark opens the first line of a file some editors save ("UTF-8 with BOM"): `tailor ingest`
+            # reads past it, and so does publish (it refused the line as invalid_json: a trial).
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
         except UnicodeDecodeError as exc:
             raise _NotText(source, number, exc) from None
         if line:
@@ -138,6 +140,11 @@ def _lines(paths: tuple[Path, ...], broken: list[_NotText], places: list[tuple[s
                     yield line
     except _NotText as exc:
         broken.append(exc)
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 event``, ``3 events``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _located(report: dict[str, Any], places: list[tuple[str, int]]) -> dict[str, Any]:
@@ -200,21 +207,23 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
         )
         if not report.published and not report.rejected:
             click.echo("note: the input held no events (empty, or blank lines only)", err=True)
-        several = len({source for source, _ in places}) > 1
+        several = len(paths) > 1  # the same file given twice is two inputs too
         for rejection in located["rejected"][:50]:
             where = f"{rejection['file']} line {rejection['line']}" if several else f"line {rejection['line']}"
             click.echo(f"  {where}: {rejection['reason']}: {rejection['detail']}", err=True)
         if len(report.rejected) > 50:
             click.echo(f"  ... and {len(report.rejected) - 50:,} more (use --json for all)", err=True)
     if report.rejected:
+        count = len(report.published)
         valid = (
-            f"the {len(report.published):,} valid ones were"
+            (f"the {count:,} valid ones were" if count != 1 else "the 1 valid one was")
             if report.published
             else "none of the input was valid, so nothing was published"
         )
         fail(
-            f"{len(report.rejected):,} events break the event contract (tailor/contract/event.schema.json) and were "
-            f"not published; {valid}. Fix the refused lines and publish them again (an event published twice is "
+            f"{_plural(len(report.rejected), 'event')} {'breaks' if len(report.rejected) == 1 else 'break'} the event "
+            f"contract (tailor/contract/event.schema.json) and {'was' if len(report.rejected) == 1 else 'were'} not "
+            f"published; {valid}. Fix the refused lines and publish them again (an event published twice is "
             "counted once).",
             data=located,
         )
@@ -379,7 +388,11 @@ def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: boo
         line = f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead"
         if empty:
             reasons = ", ".join(sorted({d.reason for d in empty}))
-            line += f"; {len(empty):,} hold no event to replay ({reasons}) and stay as a record"
+            one = len(empty) == 1
+            line += (
+                f"; {len(empty):,} {'holds' if one else 'hold'} no event to replay ({reasons}) and "
+                f"{'stays' if one else 'stay'} as a record"
+            )
         click.echo(line)
         return
     with _lost_redis(redis_url, "reading the dead letters", "Nothing was changed."):

@@ -337,7 +337,7 @@ def test_the_publish_command_reports_refused_lines_and_exits_1(broker: Broker, t
     refused = next(line for line in result.output.splitlines() if "line 2:" in line)
     assert refused.startswith("  line 2: unknown_event_type: event_type must be one of impression, click"), refused
     assert refused.endswith("got teleport"), refused
-    assert "1 events break the event contract" in result.output and "the 1 valid ones were" in result.output
+    assert "1 event breaks the event contract" in result.output and "the 1 valid one was" in result.output
     assert broker.r.xlen(broker.config.stream) == 1
 
     # --json: one object on stdout, the counts and the error together (not the counts, then an error elsewhere).
@@ -347,7 +347,17 @@ def test_the_publish_command_reports_refused_lines_and_exits_1(broker: Broker, t
     assert as_json.exit_code == 1
     data = json.loads(as_json.stdout)
     assert data["published"] == 1 and [r["reason"] for r in data["rejected"]] == ["unknown_event_type"]
-    assert data["error"].startswith("1 events break the event contract")
+    assert data["error"].startswith("1 event breaks the event contract")
+
+
+def test_publish_reads_past_a_byte_order_mark_as_ingest_does(broker: Broker, tmp_path: Path) -> None:
+    """A file saved as "UTF-8 with BOM": `tailor ingest` took it, publish refused its first line (a trial)."""
+    [event, _] = _events("u-bom", "ic", datetime.now(UTC), "bom")
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(event).encode() + b"\r\n")
+    result = _cli(broker, "publish", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"published": 1, "rejected": []}
 
 
 def test_publish_names_the_file_and_line_of_a_refused_event_past_blank_lines(broker: Broker, tmp_path: Path) -> None:
@@ -543,7 +553,7 @@ def test_an_entry_without_an_event_field_is_dead_lettered_as_such_and_replay_say
     assert replayed.exit_code == 0, replayed.output
     assert replayed.output.strip() == (
         "replayed 0 events; 0 still break the contract and stay dead; "
-        "1 hold no event to replay (no_event_field) and stay as a record"
+        "1 holds no event to replay (no_event_field) and stays as a record"
     )
 
 
