@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
 
@@ -134,6 +135,24 @@ def _shown(value: Any, limit: int = 60) -> str:
     if isinstance(value, str) and len(value) > limit:
         return f"{value[: limit // 2]!r}...{value[-10:]!r}, {len(value):,} characters"
     return repr(value)
+
+
+def _not_utf8_path(raw_path: bytes | None) -> str | None:
+    """What is wrong with a request path whose percent-escapes are not UTF-8, or None.
+
+    Starlette decodes a path's escapes with replacement characters, so ``/recommendations/u%FFx`` reached the route
+    as the user ``'u\ufffdx'`` and got a cold-start page (a trial); a POST body with the same byte is a 400.
+    """
+    if not raw_path:
+        return None
+    try:
+        urllib.parse.unquote_to_bytes(raw_path.decode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (
+            f"the path is not UTF-8 once its %-escapes are decoded (byte {exc.start} is "
+            f"0x{exc.object[exc.start]:02x}): percent-encode the id's UTF-8 bytes"
+        )
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -341,6 +360,7 @@ def create_app(
         response_class=JSONResponse,
     )
     async def user_page(
+        request: Request,
         user_id: Annotated[
             str,
             Path(min_length=1, max_length=128, pattern=USER_ID_PATTERN, description="1-128 characters, not blank."),
@@ -349,6 +369,9 @@ def create_app(
         surface: Annotated[Literal["home", "feed"], Query(description="Where the page is shown.")] = "home",
         if_none_match: Annotated[str | None, Header()] = None,
     ) -> Response:
+        undecodable = _not_utf8_path(request.scope.get("raw_path"))
+        if undecodable:
+            return _json_error(422, undecodable)
         moment = caching.page_moment(utc_now(), config.page_window_s)
         try:
             result = await host.page(user_id, k, surface, moment)

@@ -20,13 +20,21 @@ def user_id_problem(value: str) -> str | None:
 
     An id is blank when it holds only the contract's blank characters (`BLANK_CHARACTERS`, which counts U+200B,
     U+2060 and U+FEFF that ``str.strip`` keeps); too long past the schema's ``maxLength`` (in characters, not
-    bytes); and refused when it holds a control character (U+0000-U+001F, U+007F-U+009F), named by its code
-    point and 1-based place rather than echoed (a NUL or an escape sequence would garble a terminal or a log).
+    bytes); not UTF-8 text when it holds a surrogate (a command-line byte that was not UTF-8 arrives as one, and
+    crashed the holdout's hashing: a trial); and refused when it holds a control character (U+0000-U+001F,
+    U+007F-U+009F), named by its code point and 1-based place rather than echoed (a NUL or an escape sequence
+    would garble a terminal or a log).
     """
     if all(ch in BLANK_CHARACTERS for ch in value):
         return "user_id is empty: pass the user's id, e.g. u0000042"
     if len(value) > MAX_ID_LENGTH:
         return f"user_id is {len(value)} characters; ids have at most {MAX_ID_LENGTH}"
+    surrogate = next((i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff"), None)
+    if surrogate is not None:  # a byte that is not UTF-8, as Python decodes argv (surrogateescape), or a lone half
+        return (
+            f"user_id is not UTF-8 text (a byte that is not UTF-8, or half a surrogate pair, at character "
+            f"{surrogate + 1}): send the id encoded as UTF-8"
+        )
     found = _CONTROL.search(value)
     if found is not None:
         return (

@@ -142,6 +142,17 @@ def test_a_user_id_of_blank_characters_is_refused_as_the_contract_refuses_it(cli
     assert response.json()["error"] == "user_id is blank: pass the user's id, e.g. u0000042"
 
 
+@pytest.mark.parametrize(("path", "byte"), [("u%FFx", "byte 18 is 0xff"), ("u%ED%A0%80x", "byte 18 is 0xed")])
+def test_a_user_id_whose_escapes_are_not_utf8_is_a_422(client: TestClient, path: str, byte: str) -> None:
+    """Starlette decodes the escapes with replacement characters: the user 'u\ufffdx' got a cold-start page (a
+    trial), where a POST body with the same byte is a 400."""
+    response = client.get(f"/recommendations/{path}")
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == (
+        f"the path is not UTF-8 once its %-escapes are decoded ({byte}): percent-encode the id's UTF-8 bytes"
+    )
+
+
 def test_a_body_nested_too_deeply_or_with_a_byte_order_mark_is_a_400(client: TestClient) -> None:
     """A re-check trial's 4 KB of nested arrays was a 500 (RecursionError); a BOM got Python's own wording."""
     headers = {"Content-Type": "application/json"}

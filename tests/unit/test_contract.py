@@ -295,3 +295,31 @@ def _is_strict_json(document: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+@pytest.mark.parametrize("odd", ["u\udcffx", "u\ud800x"])
+def test_a_user_id_that_is_not_utf8_text_is_refused_by_place(odd: str) -> None:
+    """A command-line byte that is not UTF-8 reaches Python as a lone surrogate (surrogateescape): `tailor recommend
+    $'u\\xffx'` crashed in the holdout's hashing (a trial)."""
+    from tailor.contract import user_id_problem
+
+    assert user_id_problem(odd) == (
+        "user_id is not UTF-8 text (a byte that is not UTF-8, or half a surrogate pair, at character 2): send the id "
+        "encoded as UTF-8"
+    )
+
+
+def test_a_reject_detail_shows_a_control_character_as_a_replacement_character() -> None:
+    """Details echo what was sent (`got usd`); a control character in it is shown as U+FFFD, not copied into the
+    terminals and logs that read details (a trial saw `got art\\x01icle`)."""
+    lines = [
+        json.dumps({**VALID["conversion"], "currency": "U\u0001D"}),
+        json.dumps({**VALID["click"], "event_type": "cl\u0085ick"}),
+        '{"event_id": "cut\u0007',
+    ]
+    details = [detail for _, detail in _classify(lines)]
+    assert details == [
+        "currency does not have the form the contract requires (ISO 4217 code: [A-Z]{3}), got U\ufffdD",
+        "event_type must be one of impression, click, view, conversion, exposure, got cl\ufffdick",
+        'not a JSON object: {"event_id": "cut\ufffd',
+    ]
