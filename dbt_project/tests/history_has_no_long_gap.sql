@@ -5,14 +5,15 @@
   it, a user's and an item's features written for each day of it (the trial's home: content feature rows 16,637 ->
   591,358), the online store then holds features as of the newest day (the 1/7/28-day counts of a user not seen
   for months are zero), and the model side's windows reach over it to the days with data (docs/decisions.md,
-  "Windows count days with data"). This warns, naming an event of the first day after each gap with its landed
+  "Windows count days with data"). This warns, naming an event of the quieter of the two days beside each gap (the
+  one an accident makes: a lone event dated today after the history, or one dated years before it) with its landed
   batch and line, so an accident can be found and a real outage recognised.
 -#}
 {{ config(severity='warn') }}
 
 with days as (
 
-    select event_date, min(event_id) as event_id
+    select event_date, min(event_id) as event_id, count(*) as events
     from {{ ref('fct_events') }}
     group by event_date
 
@@ -23,13 +24,16 @@ ordered as (
     select
         event_date,
         event_id,
-        lag(event_date) over (order by event_date) as previous_date
+        events,
+        lag(event_date) over (order by event_date) as previous_date,
+        lag(event_id) over (order by event_date) as previous_event_id,
+        lag(events) over (order by event_date) as previous_events
     from days
 
 )
 
 select
-    event_id,
+    case when previous_events < events then previous_event_id else event_id end as event_id,
     previous_date as last_day_before_the_gap,
     event_date as first_day_after_the_gap,
     {{ dbt.datediff('previous_date', 'event_date', 'day') }} - 1 as days_without_events

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,15 @@ def _one_paragraph(text: str) -> str:
 
 
 def _row_text(row: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in row.items())[:300]
+    """``key=value, ...``: strings quoted (so spaces show), dates and times as ISO 8601 (not Python's
+    ``datetime.date(2026, 1, 20)``, which a warning printed: a trial)."""
+    return ", ".join(f"{key}={_value_text(value)}" for key, value in row.items())[:300]
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return repr(value)
 
 
 # The names dbt's generic tests give the tested column in their failing rows.

@@ -295,8 +295,25 @@ def test_a_long_gap_in_the_history_is_warned_naming_the_event_after_it(
             "days_without_events": 29,
         }
     ]
+    # Dates as ISO 8601 in what `tailor run` prints, not Python's datetime.date(...).
+    assert f"first_day_after_the_gap={later.isoformat()}, days_without_events=29" in "\n".join(said.row_lines())
     [source] = said.sources  # once, though the row names its event
     assert source["source_file"].endswith("after-gap.jsonl") and source["fate"] == "accepted", source
+
+    # A lone event dated long before the history: the gap's quieter side is its first day, and it is named.
+    [(first_day,)] = _query(home, "select min(event_date) from marts.fct_events")
+    earlier = first_day - timedelta(days=20)
+    before = {**click, "event_id": "t-before-gap", "occurred_at": f"{earlier:%Y-%m-%d}T10:00:00Z"}
+    events.write_text(json.dumps(before) + "\n")
+    ingest_paths([events], home)
+    run_dbt(home, "build", "--select", "stg_landing__events", "fct_events")
+    run_results, manifest = (json.loads((target / name).read_text()) for name in ("run_results.json", "manifest.json"))
+    [test] = [t for t in failed_nodes(run_results, target, manifest, WARNED) if t.name == "history_has_no_long_gap"]
+    [said] = with_offending_rows([test], home.warehouse)
+    assert sorted((row["event_id"], row["days_without_events"]) for row in said.rows) == [
+        ("t-after-gap", 29),
+        ("t-before-gap", 19),
+    ]
 
 
 def _event_id(line: str) -> object:
