@@ -57,11 +57,11 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
         fail(str(exc))
     except MissingMartError as exc:
         fail(f"{exc} (nothing to recommend from yet: `make demo` builds a demo history)")
-    cold = _cold_start_note(recommender, result)
+    cold, cold_start = _cold_start_note(recommender, result)
     if cold or inside:
         result = replace(result, notes=[n for n in (cold, inside) if n] + result.notes)
     if as_json:
-        click.echo(json.dumps({**result.as_dict(), "cold_start": cold is not None}, indent=2))
+        click.echo(json.dumps({**result.as_dict(), "cold_start": cold_start}, indent=2))
         return
     why = f" ({result.fallback_reason})" if result.fallback_reason else ""
     out.print(
@@ -134,24 +134,30 @@ def _check_at(marts_dir: Path, moment: datetime, at: str) -> str | None:
     )
 
 
-def _cold_start_note(recommender: Recommender, result: Recommendation) -> str | None:
+def _cold_start_note(recommender: Recommender, result: Recommendation) -> tuple[str | None, bool]:
     """The line that says a popular page was served because the history knows nothing of this user (the right
-    page for a new user, but one that must not pass for a personalized page); None for a user with a history.
+    page for a new user, but one that must not pass for a personalized page), and whether the page is the
+    cold-start page; (None, False) for a user with a history.
 
-    "A history" is what the model path needs to personalize (`Recommender.has_history`).
+    "A history" is what the model path needs to personalize (`Recommender.has_history`). A holdout user gets the
+    non-personalized page whatever their history, so the headline's reason (the holdout) is the page's only one;
+    an id the history never saw is still said (a mistyped id must not pass unnoticed), as a fact.
     """
     user = result.user_id
-    # A holdout user gets the non-personalized page whatever their history: the headline says so, once.
-    if result.served_by != "popular" or result.holdout or recommender.has_history(user):
-        return None
-    # "In the history": clicks streamed in the last minutes are not yet in the marts the model path reads.
-    what = (
-        "has no clicks or views in the history yet"
-        if user in recommender.country_of
-        else "is not in the history (never seen)"
-    )
-    note = f"user {user!r} {what}: showing the cold-start page (popular items), not a personalized one"
+    if result.served_by != "popular" or recommender.has_history(user):
+        return None, False
+    known = user in recommender.country_of
+    if result.holdout and known:
+        return None, False
     stripped = user.strip()
-    if stripped != user and stripped in recommender.country_of:  # "u0000001 ": ids are kept as sent, spaces too
-        note += f"; did you mean {stripped!r}? ids are matched exactly, spaces included"
-    return note
+    # "u0000001 ": ids are kept as sent, spaces too.
+    hint = (
+        f"; did you mean {stripped!r}? ids are matched exactly, spaces included"
+        if stripped != user and stripped in recommender.country_of
+        else ""
+    )
+    if result.holdout:
+        return f"user {user!r} is not in the history (never seen){hint}", False
+    # "In the history": clicks streamed in the last minutes are not yet in the marts the model path reads.
+    what = "has no clicks or views in the history yet" if known else "is not in the history (never seen)"
+    return f"user {user!r} {what}: showing the cold-start page (popular items), not a personalized one{hint}", True

@@ -218,6 +218,8 @@ def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_pa
     holdout = json.loads(_invoke("recommend", held, "-k", "2", "--json").stdout)
     assert holdout["holdout"] is True and holdout["fallback_reason"].startswith("holdout")
     assert holdout["cold_start"] is False and not [n for n in holdout["notes"] if "cold-start" in n]
+    # ...but an id the history never saw is still said, as a fact (a mistyped id must not pass unnoticed).
+    assert holdout["notes"][0] == f"user {held!r} is not in the history (never seen)"
     known = _invoke("recommend", "u1", "-k", "2")
     assert known.exit_code == 0 and "cold-start" not in known.stdout
     assert json.loads(_invoke("recommend", "u1", "-k", "2", "--json").stdout)["cold_start"] is False
