@@ -47,6 +47,9 @@ BLANK_CHARACTERS = (
 #: The schema pattern that means "not only whitespace" (an unanchored search for one non-blank character).
 NON_BLANK = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u2060\u3000\ufeff]"
 _END = r"(?!\n)$"
+#: The control characters (C0, DEL, C1) the schemas' ids and labels refuse (their ``not: {pattern}``; a unit test
+#: holds the schemas to it). A reject detail never echoes one: it shows U+FFFD in its place.
+CONTROL_CHARACTERS = "[\\u0000-\\u001f\\u007f-\\u009f]"
 #: The years a contract timestamp may have (its pattern's ``2[0-9]{3}``): what a time given by hand is held to.
 TIMESTAMP_YEARS = (2000, 2999)
 
@@ -100,6 +103,7 @@ class ContractSpec:
             "fields": rules(self.fields),
             "by_type": {t: rules(f) for t, f in self.by_type.items()},
             "blank_code_points": [ord(c) for c in BLANK_CHARACTERS],
+            "control_class": _re2_escapes(CONTROL_CHARACTERS),
         }
 
 

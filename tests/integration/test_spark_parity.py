@@ -183,13 +183,15 @@ def _stop_spark() -> None:
 
 
 def _add_control_characters(root: Path) -> None:
-    """Two events the simulator never writes, appended to the first event file: an id holding a NUL and a label
-    holding a C1 control, so both engines name the character and its place in the reject detail."""
+    """Three events the simulator never writes, appended to the first event file: an id holding a NUL and a label
+    holding a C1 control, so both engines name the character and its place in the reject detail, and an event type
+    holding one, which both engines echo with U+FFFD in its place."""
     first = sorted((root / "events").glob("*.jsonl"))[0]
     template = next(json.loads(line) for line in first.read_text().splitlines() if '"impression"' in line)
     odd = [
         {**template, "event_id": "e-nul", "user_id": "u\u0000x"},
         {**template, "event_id": "e-c1", "surface": "h\u00e9\U0001f600\u0085"},
+        {**template, "event_id": "e-type", "event_type": "impre\u0001ssion"},  # echoed with U+FFFD for it
     ]
     with first.open("a") as out:
         out.writelines(json.dumps(event) + "\n" for event in odd)
@@ -502,6 +504,7 @@ def test_the_compared_history_has_what_the_port_must_get_right(second_delivery: 
     nul = "user_id must not hold a control character (U+0000-U+001F, U+007F-U+009F), got U+0000 at character 2"
     assert nul in details
     assert any(d.startswith("surface must not hold") and d.endswith("got U+0085 at character 4") for d in details)
+    assert "event_type must be one of impression, click, view, conversion, exposure, got impre\ufffdssion" in details
     assert staged["batch_id"].nunique() > LATE_FILES
     sessions = tables[("marts", "fct_sessions")]
     assert (sessions["events"] > 1).sum() > 10

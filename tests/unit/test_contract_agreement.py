@@ -22,6 +22,7 @@ from hypothesis_jsonschema import from_schema
 from tailor.contract.ids import user_id_problem
 from tailor.contract.rules import KINDS, classify_sql
 from tailor.contract.spec import (
+    CONTROL_CHARACTERS,
     GENERATED_MACROS,
     ContractSchemaError,
     Kind,
@@ -277,6 +278,12 @@ def test_schema_and_warehouse_agree_on_every_boundary_of_every_field(kind: Kind)
     # Worth something only if the rows reach both verdicts, for several rules.
     assert reasons.count(None) > 10
     assert len(set(reasons) - {None}) >= 3, set(reasons)
+
+
+def test_every_schema_refuses_in_ids_and_labels_the_control_characters_details_mask() -> None:
+    for kind in KINDS:
+        defs = load_schema(kind)["$defs"]
+        assert defs["id"]["not"]["pattern"] == defs["label"]["not"]["pattern"] == CONTROL_CHARACTERS, kind
 
 
 def test_a_user_id_given_by_hand_is_judged_as_the_schema_judges_one_in_a_row() -> None:

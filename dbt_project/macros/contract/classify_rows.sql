@@ -88,7 +88,8 @@
 {%- endif -%}
 {%- set groups = [('', spec.fields)] -%}
 {#- 1. The line must be a JSON object. -#}
-{%- set rules_of = {'': [("not is_json_object", "invalid_json", "'not a JSON object: ' || left(raw, 80)")]} -%}
+{%- set rules_of = {'': [("not is_json_object", "invalid_json",
+    "'not a JSON object: ' || " ~ _contract_shown("left(raw, 80)", spec.control_class, spark))]} -%}
 {%- for t, fs in spec.by_type.items() -%}{%- set _ = groups.append((t, fs)) -%}{%- endfor -%}
 {%- set all_fields = [] -%}
 {%- set types_of = {} -%}
@@ -111,9 +112,11 @@
       {%- set json_type = "case " ~ p ~ "__type when 'VARCHAR' then 'string' when 'BIGINT' then 'integer'"
           ~ " when 'UBIGINT' then 'integer' when 'DOUBLE' then 'number' else lower(" ~ p ~ "__type) end" -%}
       {#- A string sent is shown in quotes (`got string "long"`), so its text cannot read as a type or a number. -#}
-      {%- set got = "' || " ~ json_type ~ " || ' ' || case when " ~ p ~ "__type = 'VARCHAR' then '\"' || left("
-          ~ p ~ "__text, 40) || '\"' else left(" ~ p ~ "__text, 40) end" -%}
-      {%- set text = "' || left(" ~ p ~ "__text, 40)" -%}
+      {#- Text sent is echoed with any control character shown as U+FFFD: a detail is read in terminals and logs. -#}
+      {%- set sent = _contract_shown("left(" ~ p ~ "__text, 40)", spec.control_class, spark) -%}
+      {%- set got = "' || " ~ json_type ~ " || ' ' || case when " ~ p ~ "__type = 'VARCHAR' then '\"' || "
+          ~ sent ~ " || '\"' else " ~ sent ~ " end" -%}
+      {%- set text = "' || " ~ sent -%}
       {%- if stage == 'missing' and field.required -%}
         {%- set condition = "coalesce(" ~ p ~ "__type, 'NULL') = 'NULL'" -%}
         {%- if field.kind == 'string' -%}
@@ -402,4 +405,10 @@ classify_fields as (
 {#- The first character of `text` that matches the RE2 class `pattern`. -#}
 {% macro _contract_first_of(text, pattern, spark) -%}
     {%- if spark -%}regexp_extract({{ text }}, r'({{ pattern }})', 1){%- else -%}regexp_extract({{ text }}, '{{ pattern }}'){%- endif -%}
+{%- endmacro %}
+
+
+{#- `text` with each character of the RE2 class `control_class` replaced by U+FFFD, for a reject detail. -#}
+{% macro _contract_shown(text, control_class, spark) -%}
+    {%- if spark -%}regexp_replace({{ text }}, r'{{ control_class }}', '�'){%- else -%}regexp_replace({{ text }}, '{{ control_class }}', '�', 'g'){%- endif -%}
 {%- endmacro %}
