@@ -183,15 +183,16 @@ def _stop_spark() -> None:
 
 
 def _add_control_characters(root: Path) -> None:
-    """Three events the simulator never writes, appended to the first event file: an id holding a NUL and a label
+    """Four events the simulator never writes, appended to the first event file: an id holding a NUL and a label
     holding a C1 control, so both engines name the character and its place in the reject detail, and an event type
-    holding one, which both engines echo with U+FFFD in its place."""
+    holding one, which both engines echo with U+FFFD in its place; and an id escaping half a surrogate pair."""
     first = sorted((root / "events").glob("*.jsonl"))[0]
     template = next(json.loads(line) for line in first.read_text().splitlines() if '"impression"' in line)
     odd = [
         {**template, "event_id": "e-nul", "user_id": "u\u0000x"},
         {**template, "event_id": "e-c1", "surface": "h\u00e9\U0001f600\u0085"},
         {**template, "event_id": "e-type", "event_type": "impre\u0001ssion"},  # echoed with U+FFFD for it
+        {**template, "event_id": "e-half", "user_id": "u\ud800x"},  # half a surrogate pair: invalid JSON, said so
     ]
     with first.open("a") as out:
         out.writelines(json.dumps(event) + "\n" for event in odd)
@@ -505,6 +506,7 @@ def test_the_compared_history_has_what_the_port_must_get_right(second_delivery: 
     assert nul in details
     assert any(d.startswith("surface must not hold") and d.endswith("got U+0085 at character 4") for d in details)
     assert "event_type must be one of impression, click, view, conversion, exposure, got impre\ufffdssion" in details
+    assert any(d.startswith("not valid JSON: an escape of half a surrogate pair") for d in details)
     assert staged["batch_id"].nunique() > LATE_FILES
     sessions = tables[("marts", "fct_sessions")]
     assert (sessions["events"] > 1).sum() > 10

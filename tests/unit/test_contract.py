@@ -323,3 +323,18 @@ def test_a_reject_detail_shows_a_control_character_as_a_replacement_character() 
         "event_type must be one of impression, click, view, conversion, exposure, got cl\ufffdick",
         'not a JSON object: {"event_id": "cut\ufffd',
     ]
+
+
+def test_an_escape_of_half_a_surrogate_pair_is_said_as_such() -> None:
+    """Python's json reads `"u\\ud800x"`; DuckDB's reader refuses the line, which was called "not a JSON object"
+    though it is one (a trial). A whole pair is fine; a line cut short is still "not a JSON object"."""
+    lone = {**VALID["click"], "user_id": "u\ud800x"}
+    pair = {**VALID["click"], "user_id": "u\U0001f600x"}
+    cut = json.dumps(pair)[:60]
+    results = _classify([json.dumps(lone), json.dumps(pair), cut])
+    assert results[0][0] == "invalid_json" and results[0][1].startswith(
+        "not valid JSON: an escape of half a surrogate pair (U+D800-U+DFFF) without its other half, which is no "
+        'character: {"event_id"'
+    )
+    assert results[1] == (None, None)
+    assert results[2] == ("invalid_json", f"not a JSON object: {cut}")
