@@ -97,6 +97,8 @@ def test_ctrl_c_while_dbt_runs_stops_the_run_with_status_130_and_the_next_run_fi
         lines += process.stdout.readlines()
         assert process.wait(timeout=60) == 0, "".join(lines)
         assert lines[-1].startswith("ml/recommendations:"), lines[-3:]  # the whole summary
+        # Two days: no ranker, so the pages kept are the popular ones (it said "model version none (popular ...)").
+        assert lines[-1].rstrip().endswith("up to date: unchanged, the popular pages (no model yet) kept"), lines[-1]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

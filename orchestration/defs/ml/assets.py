@@ -507,8 +507,10 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         and (settings.marts_dir / Path(published).name).exists()
     ):
         assert recorded is not None
-        version = recorded.values.get("model_version", "?")
-        return _kept(context, recorded, inputs, f"unchanged, the pages of model version {version} kept")
+        version = str(recorded.values.get("model_version", "?"))
+        # Without a model the pages are popular items: "model version none (popular pages only)" read oddly (a trial).
+        pages = f"the pages of model version {version}" if version[:1].isdigit() else "the popular pages (no model yet)"
+        return _kept(context, recorded, inputs, f"unchanged, {pages} kept")
     reason = change_reason(inputs, recorded)
     import duckdb
 
