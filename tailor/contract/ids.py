@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 
-from tailor.contract.spec import BLANK_CHARACTERS, load_schema
+from tailor.contract.spec import BLANK_CHARACTERS, CONTROL_CHARACTERS, load_schema
 
-_ID = load_schema("events")["$defs"]["id"]
 #: The most characters an id may have (the schema's maxLength).
-MAX_ID_LENGTH = int(_ID["maxLength"])
-#: The control characters an id must not hold (the schema's ``not`` pattern; Python reads its \uXXXX escapes).
-_CONTROL = re.compile(_ID["not"]["pattern"])
+MAX_ID_LENGTH = int(load_schema("events")["$defs"]["id"]["maxLength"])
+#: The control characters an id must not hold (the schemas' ``not`` pattern, which a test holds them to; Python
+#: reads its \uXXXX escapes).
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 
 def user_id_problem(value: str) -> str | None:

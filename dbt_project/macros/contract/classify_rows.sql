@@ -416,11 +416,11 @@ classify_fields as (
 
 {#- `text` with each character of the RE2 class `control_class` replaced by U+FFFD, for a reject detail. -#}
 {% macro _contract_shown(text, control_class, spark) -%}
-    {%- if spark -%}regexp_replace({{ text }}, r'{{ control_class }}', '�'){%- else -%}regexp_replace({{ text }}, '{{ control_class }}', '�', 'g'){%- endif -%}
+    {{ _contract_replace_all(text, control_class, spark, '�') }}
 {%- endmacro %}
 
 
-{#- `text` with every match of the RE2 `pattern` removed. -#}
-{% macro _contract_replace_all(text, pattern, spark) -%}
-    {%- if spark -%}regexp_replace({{ text }}, r'{{ pattern }}', ''){%- else -%}regexp_replace({{ text }}, '{{ pattern }}', '', 'g'){%- endif -%}
+{#- `text` with every match of the RE2 `pattern` replaced by `replacement` (removed by default). -#}
+{% macro _contract_replace_all(text, pattern, spark, replacement='') -%}
+    {%- if spark -%}regexp_replace({{ text }}, r'{{ pattern }}', '{{ replacement }}'){%- else -%}regexp_replace({{ text }}, '{{ pattern }}', '{{ replacement }}', 'g'){%- endif -%}
 {%- endmacro %}
