@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -72,18 +73,23 @@ def test_generated_sql_rules_are_current() -> None:
     assert GENERATED_MACROS.read_text() == render_macros(), "run `python -m tailor.contract` and commit the result"
 
 
-def test_a_schema_construct_the_generator_does_not_know_is_an_error_not_ignored(monkeypatch) -> None:
+def _spec_of_edited_users_schema(monkeypatch: pytest.MonkeyPatch, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Generate the users' field rules from a copy of their schema changed by ``edit`` (the cache cleared around)."""
     from tailor.contract import spec
 
     schema = json.loads(json.dumps(load_schema("users")))
-    schema["properties"]["plan"]["multipleOf"] = 2
+    edit(schema)
     monkeypatch.setattr(spec, "load_schema", lambda kind: schema)
     spec.contract_spec.cache_clear()
     try:
-        with pytest.raises(ContractSchemaError, match="multipleOf"):
-            spec.contract_spec("users")
+        spec.contract_spec("users")
     finally:
         spec.contract_spec.cache_clear()
+
+
+def test_a_schema_construct_the_generator_does_not_know_is_an_error_not_ignored(monkeypatch) -> None:
+    with pytest.raises(ContractSchemaError, match="multipleOf"):
+        _spec_of_edited_users_schema(monkeypatch, lambda schema: schema["properties"]["plan"].update(multipleOf=2))
 
 
 @pytest.mark.parametrize(
@@ -96,17 +102,8 @@ def test_a_schema_construct_the_generator_does_not_know_is_an_error_not_ignored(
     ],
 )
 def test_a_not_the_generator_cannot_state_is_an_error(monkeypatch, forbidden: dict[str, str]) -> None:
-    from tailor.contract import spec
-
-    schema = json.loads(json.dumps(load_schema("users")))
-    schema["$defs"]["id"]["not"] = forbidden
-    monkeypatch.setattr(spec, "load_schema", lambda kind: schema)
-    spec.contract_spec.cache_clear()
-    try:
-        with pytest.raises(ContractSchemaError, match="'not' is only understood as"):
-            spec.contract_spec("users")
-    finally:
-        spec.contract_spec.cache_clear()
+    with pytest.raises(ContractSchemaError, match="'not' is only understood as"):
+        _spec_of_edited_users_schema(monkeypatch, lambda schema: schema["$defs"]["id"].update({"not": forbidden}))
 
 
 @pytest.mark.parametrize("kind", KINDS)
