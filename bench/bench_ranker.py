@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from evaluation.learnable_ceiling import LearnableCeiling, p_click_day_by_day
 from evaluation.ranking_truth import TruthClickModel, truth_ranking_metrics
 from ml.features import open_store
 from ml.history import load_history
@@ -57,12 +58,11 @@ def _run(*args: str, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def truth_lists(trained: Any, truth: TruthClickModel, k: int) -> dict[str, dict[str, float]]:
+def truth_lists(trained: Any, truth: TruthClickModel, ceiling: LearnableCeiling, k: int) -> dict[str, dict[str, float]]:
     """Truth-graded metrics of each ordering of the test users' candidates."""
     rows = trained.candidate_rows
-    attract = truth.attract(
-        rows["user_id"].tolist(), rows["content_id"].tolist(), [trained.windows.test_start] * len(rows)
-    )
+    moments = [trained.windows.test_start] * len(rows)
+    attract = truth.attract(rows["user_id"].tolist(), rows["content_id"].tolist(), moments)
     rng = np.random.default_rng(trained.config.seed)
     orders = {
         "ranker": trained.model.relevance(rows),
@@ -72,6 +72,7 @@ def truth_lists(trained: Any, truth: TruthClickModel, k: int) -> dict[str, dict[
         "content_affinity": rows["score_content"].fillna(-np.inf).to_numpy(),
         "random": rng.random(len(rows)),
         "oracle": attract,
+        "ceiling": ceiling.attract(rows["user_id"].tolist(), rows["content_id"].tolist(), moments),
     }
     return {name: truth_ranking_metrics(rows, score, attract, truth, k) for name, score in orders.items()}
 
@@ -122,6 +123,7 @@ def run(
     eval_users: int,
     work: Path,
     existing: Path | None = None,
+    ceiling_samples: int = 50_000,
 ) -> dict[str, Any]:
     """The benchmark on a new home under `work`, or on `existing` (a home `tailor generate` + `tailor run` made,
     its truth still in its inbox; only read: the search study goes under `work`)."""
@@ -154,6 +156,16 @@ def run(
     y = test["clicked"].astype(bool).to_numpy()
     classification = dict(trained.metrics["classification"])
     classification["oracle"] = classification_metrics(y, truth.impression_p_click(test["impression_id"].tolist()))
+    start = time.perf_counter()
+    classification["ceiling"] = classification_metrics(
+        y,
+        p_click_day_by_day(
+            truth, test["impression_id"].tolist(), test["event_timestamp"].tolist(), samples=ceiling_samples, seed=seed
+        ),
+    )
+    ceiling = LearnableCeiling.as_of(truth, trained.windows.test_start, samples=ceiling_samples, seed=seed)
+    timings["ceiling_s"] = time.perf_counter() - start
+    ess = ceiling.effective_samples(trained.candidate_rows["user_id"].unique().tolist())
     k = config.ranking_k
     known = history.before(trained.windows.test_start)
     oracle_attract = truth.attract(
@@ -179,7 +191,15 @@ def run(
         "best_params": trained.search.best_params,
         "search_trials": len(trained.search.trials),
         "classification": classification,
-        "lists_truth": truth_lists(trained, truth, k),
+        "lists_truth": truth_lists(trained, truth, ceiling, k),
+        "ceiling": {
+            "samples": ceiling_samples,
+            "effective_samples_of_list_users": {
+                "min": float(ess.min()),
+                "median": float(np.median(ess)),
+                "below_20": int((ess < 20).sum()),
+            },
+        },
         "lists_logged_clicks": logged,
         "logged_slates_truth_ndcg": logged_slates(trained, truth, k),
         "timings": {**timings, **trained.seconds, **bare_fit_seconds(trained)},
@@ -196,13 +216,25 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true", help="tiny history and budget (seconds), for the test suite")
     parser.add_argument("--home", type=Path, default=None, help="an existing generated and run home (read only)")
+    parser.add_argument(
+        "--ceiling-samples", type=int, default=50_000, help="prior draws of the learnable ceiling's taste posterior"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.smoke:
         args.users, args.days, args.trials, args.timeout, args.eval_users = 150, 16, 2, 60.0, 50
+        args.ceiling_samples = 5_000
     with tempfile.TemporaryDirectory(prefix="tailor-bench-ranker-") as scratch:
         result = run(
-            args.users, args.days, args.seed, args.trials, args.timeout, args.eval_users, Path(scratch), args.home
+            args.users,
+            args.days,
+            args.seed,
+            args.trials,
+            args.timeout,
+            args.eval_users,
+            Path(scratch),
+            args.home,
+            args.ceiling_samples,
         )
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1m": os.getloadavg()[0]}
     result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
