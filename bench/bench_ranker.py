@@ -29,13 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
 
 from evaluation.learnable_ceiling import LearnableCeiling, p_click_day_by_day
 from evaluation.ranking_truth import TruthClickModel, truth_ranking_metrics
@@ -93,9 +96,55 @@ def logged_slates(trained: Any, truth: TruthClickModel, k: int) -> dict[str, flo
     return out
 
 
-def truth_attract_of_impressions(truth: TruthClickModel, impression_ids: list[str]) -> np.ndarray:
-    import pyarrow.parquet as pq
+def gap_decomposition(trained: Any, truth: TruthClickModel, ceiling: LearnableCeiling, k: int) -> dict[str, Any]:
+    """Where the oracle's advantage over any model comes from: what each latent part of the click model is worth
+    (AUC of the true P(click) with the part divided out; truth NDCG@k of lists with only some parts known) and how
+    many of each list's top-k items had never been shown before the test window."""
+    test = trained.test_rows
+    y = test["clicked"].astype(bool).to_numpy()
+    p = truth.impression_p_click(test["impression_id"].tolist())
+    taste, quality = truth.factors(test["user_id"].tolist(), test["content_id"].tolist())
+    auc = {
+        "oracle_without_quality": float(roc_auc_score(y, p / quality)),
+        "oracle_without_taste": float(roc_auc_score(y, p / taste)),
+        "position_only": float(roc_auc_score(y, truth.examine(test["position"].to_numpy()))),
+    }
+    rows = trained.candidate_rows
+    users, items = rows["user_id"].tolist(), rows["content_id"].tolist()
+    moments = [trained.windows.test_start] * len(rows)
+    attract = truth.attract(users, items, moments)
+    _, quality = truth.factors(users, items)
+    shown = ceiling.was_shown(items)
+    blind = replace(ceiling, shown=np.zeros_like(ceiling.shown))
+    lists = {
+        "true_taste_no_quality": attract / quality,
+        "true_taste_quality_of_shown_items": np.where(shown, attract, attract / quality),
+        "ceiling_no_quality": blind.attract(users, items, moments),
+    }
+    ndcg = {
+        name: truth_ranking_metrics(rows, score, attract, truth, k)["truth_ndcg_at_k"] for name, score in lists.items()
+    }
+    unshown = {}
+    for name, score in (
+        ("oracle", attract),
+        ("ceiling", ceiling.attract(users, items, moments)),
+        ("ranker", trained.model.relevance(rows)),
+    ):
+        rank = pd.Series(score).groupby(rows["user_id"].to_numpy()).rank(ascending=False, method="first")
+        unshown[name] = float((~shown[rank.to_numpy() <= k]).mean())
+    past = pq.read_table(
+        truth.folder / "impressions.parquet", columns=["user_id", "occurred_at", "clicked"]
+    ).to_pandas()
+    past = past.loc[pd.to_datetime(past["occurred_at"], utc=True) < trained.windows.test_start]
+    return {
+        "auc": auc,
+        "truth_ndcg_at_k": ndcg,
+        "top_k_share_never_shown": unshown,
+        "median_clicks_per_user_before_test": float(past.groupby("user_id")["clicked"].sum().median()),
+    }
 
+
+def truth_attract_of_impressions(truth: TruthClickModel, impression_ids: list[str]) -> np.ndarray:
     table = pq.read_table(truth.folder / "impressions.parquet", columns=["event_id", "attract_without_experiments"])
     series = table.to_pandas().set_index("event_id")["attract_without_experiments"]
     return series.reindex(impression_ids).to_numpy(dtype=float)
@@ -202,6 +251,7 @@ def run(
         },
         "lists_logged_clicks": logged,
         "logged_slates_truth_ndcg": logged_slates(trained, truth, k),
+        "gap_decomposition": gap_decomposition(trained, truth, ceiling, k),
         "timings": {**timings, **trained.seconds, **bare_fit_seconds(trained)},
     }
 

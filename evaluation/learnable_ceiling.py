@@ -232,6 +232,12 @@ class LearnableCeiling:
         ms = _moments_ms(moments)
         return self._estimate(users, items, ms, np.ones(len(users)))
 
+    def was_shown(self, content_ids: Sequence[str]) -> np.ndarray:
+        """Whether each item had an impression before the ceiling's moment (False for an unknown id)."""
+        items = _ids(list(content_ids), "c")
+        ok = (items >= 0) & (items < len(self.shown))
+        return ok & self.shown[np.where(ok, items, 0)]
+
     def effective_samples(self, user_ids: Sequence[str]) -> np.ndarray:
         """Each user's effective sample size in the taste posterior (NaN for an unknown id): near the number of
         draws for a user with little data, low (down to 1) where the posterior is narrow and few draws carry it."""

@@ -69,6 +69,16 @@ class TruthClickModel:
             out[rows] = np.diagonal(grid)
         return out
 
+    def factors(self, user_ids: Sequence[str], content_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The two latent parts of attract per (user, item): the user's taste factor for the item's true category and
+        the item's quality factor (truth.json "click_model"); NaN where an id is unknown."""
+        users, items = _ids(user_ids, "u"), _ids(content_ids, "c")
+        ok = (users >= 0) & (users < len(self.taste)) & (items >= 0) & (items < len(self.items.category))
+        taste, quality = np.full(len(users), np.nan), np.full(len(users), np.nan)
+        taste[ok] = self.taste[users[ok], self.items.category[items[ok]]]
+        quality[ok] = self.items.quality_factor[items[ok]]
+        return taste, quality
+
     def impression_p_click(self, impression_ids: Sequence[str]) -> np.ndarray:
         """The true P(click) of logged impressions (with their position and experiment), NaN if unknown."""
         table = pq.read_table(self.folder / "impressions.parquet", columns=["event_id", "p_click"]).to_pandas()

@@ -18,6 +18,7 @@ def test_ranker_on_a_served_home(run_bench: Any, served_home: Settings) -> None:
     result = run_bench(
         "bench_ranker.py",
         *("--home", str(served_home.home), "--trials", "2", "--timeout", "60", "--eval-users", "50"),
+        *("--ceiling-samples", "5000"),
     )
     classification = result["classification"]
     assert {"ranker", "naive", "popularity", "oracle"} <= set(classification)
@@ -25,6 +26,10 @@ def test_ranker_on_a_served_home(run_bench: Any, served_home: Settings) -> None:
     lists = result["lists_truth"]
     assert lists["oracle"]["truth_ndcg_at_k"] == pytest.approx(1.0)  # the truth ranks itself perfectly
     assert 0.0 <= lists["random"]["truth_ndcg_at_k"] < 1.0
+    # The learnable ceiling knows less than the oracle (unshown items' quality, users' exact tastes).
+    assert 0.0 < lists["ceiling"]["truth_ndcg_at_k"] < 1.0
+    assert 0.5 < classification["ceiling"]["auc"] <= 1.0
+    assert result["ceiling"]["effective_samples_of_list_users"]["min"] >= 1.0
 
 
 def test_movielens(run_bench: Any) -> None:

@@ -4,6 +4,7 @@ exact two-category integral and against planted tastes, and its click model agai
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,21 +29,22 @@ DEMO_PRIOR = TastePrior(alpha=3.0 * DEMO_WEIGHTS / DEMO_WEIGHTS.sum(), k=12.0, e
 def test_prior_mean_factor_equals_quadrature() -> None:
     total = DEMO_PRIOR.alpha.sum()
     for c, a in enumerate(DEMO_PRIOR.alpha):
-        share = stats.beta(a, total - a)
-        expected, _ = integrate.quad(lambda x: (12.0 * x) ** 0.6 * share.pdf(x), 0, 1, limit=200)
+        pdf = stats.beta(a, total - a).pdf
+        expected, _ = integrate.quad(lambda x, pdf=pdf: (12.0 * x) ** 0.6 * pdf(x), 0, 1, limit=200)
         assert DEMO_PRIOR.mean_factor()[c] == pytest.approx(expected, rel=1e-6)
 
 
 def test_quality_prior_factor_equals_quadrature() -> None:
-    doc = {
-        "catalog": {"quality": {"distribution": "beta", "a": 2.5, "b": 3.0}},
-        "click_model": {"attract": {"quality_mean": 0.5, "quality_exponent": 0.7}},
-    }
+    def doc(distribution: str) -> dict[str, Any]:
+        return {
+            "catalog": {"quality": {"distribution": distribution, "a": 2.5, "b": 3.0}},
+            "click_model": {"attract": {"quality_mean": 0.5, "quality_exponent": 0.7}},
+        }
+
     expected, _ = integrate.quad(lambda q: (q / 0.5) ** 0.7 * stats.beta(2.5, 3.0).pdf(q), 0, 1)
-    assert quality_prior_factor(doc) == pytest.approx(expected, rel=1e-7)
-    doc["catalog"]["quality"]["distribution"] = "lognormal"
+    assert quality_prior_factor(doc("beta")) == pytest.approx(expected, rel=1e-7)
     with pytest.raises(ValueError, match="only beta"):
-        quality_prior_factor(doc)
+        quality_prior_factor(doc("lognormal"))
 
 
 def test_posterior_equals_the_exact_integral_for_two_categories() -> None:
@@ -176,3 +178,21 @@ def test_day_by_day_probabilities_use_each_days_own_past(small: Path) -> None:
         alone = LearnableCeiling.as_of(truth, day, samples=2_000).p_click(rows["event_id"].tolist())
         np.testing.assert_array_equal(got[last_two.index.get_indexer(rows.index)], alone)
     assert np.isfinite(got).all() and ((got > 0) & (got <= 1)).all()
+
+
+def test_truth_factors_and_was_shown(small: Path) -> None:
+    """The two latent parts the benchmark's gap decomposition divides out multiply back to the logged attract."""
+    truth = TruthClickModel.from_folder(small)
+    imp = pq.read_table(small / "_truth" / "impressions.parquet").to_pandas().head(500)
+    taste, quality = truth.factors([*imp["user_id"], "nobody"], [*imp["content_id"], "c0000001"])
+    items = _ids(imp["content_id"].tolist(), "c")
+    ms = pd.to_datetime(imp["occurred_at"], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
+    unit = truth.items.unit_attract(items, ms, quality=False)
+    np.testing.assert_allclose(
+        np.minimum(1.0, taste[:-1] * quality[:-1] * unit), imp["attract_without_experiments"], rtol=1e-12
+    )
+    assert np.isnan(taste[-1]) and np.isnan(quality[-1])
+    at = pd.to_datetime(imp["occurred_at"], utc=True)
+    ceiling = LearnableCeiling.as_of(truth, at.min() + pd.Timedelta(milliseconds=1), samples=1_000)
+    shown = ceiling.was_shown([imp["content_id"].iloc[int(np.argmin(at.to_numpy()))], "c9999999", "x"])
+    assert shown.tolist() == [True, False, False]
