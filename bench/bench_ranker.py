@@ -98,27 +98,33 @@ def logged_slates(trained: Any, truth: TruthClickModel, k: int) -> dict[str, flo
 
 def gap_decomposition(trained: Any, truth: TruthClickModel, ceiling: LearnableCeiling, k: int) -> dict[str, Any]:
     """Where the oracle's advantage over any model comes from: what each latent part of the click model is worth
-    (AUC of the true P(click) with the part divided out; truth NDCG@k of lists with only some parts known) and how
-    many of each list's top-k items had never been shown before the test window."""
+    (AUC of the true P(click) with a part set to its neutral value 1; truth NDCG@k of lists with only some parts
+    known) and how many of each list's top-k items had never been shown before the test window."""
     test = trained.test_rows
     y = test["clicked"].astype(bool).to_numpy()
-    p = truth.impression_p_click(test["impression_id"].tolist())
-    taste, quality = truth.factors(test["user_id"].tolist(), test["content_id"].tolist())
+    logged = pq.read_table(
+        truth.folder / "impressions.parquet", columns=["event_id", "examine", "experiment_multiplier"]
+    )
+    logged_frame = logged.to_pandas().set_index("event_id").reindex(test["impression_id"].tolist())
+    examine, multiplier = logged_frame["examine"].to_numpy(), logged_frame["experiment_multiplier"].to_numpy()
+    taste, quality, rest = truth.attract_parts(
+        test["user_id"].tolist(), test["content_id"].tolist(), test["event_timestamp"].tolist()
+    )
     auc = {
-        "oracle_without_quality": float(roc_auc_score(y, p / quality)),
-        "oracle_without_taste": float(roc_auc_score(y, p / taste)),
-        "position_only": float(roc_auc_score(y, truth.examine(test["position"].to_numpy()))),
+        "oracle_without_quality": float(roc_auc_score(y, examine * np.minimum(1.0, taste * rest * multiplier))),
+        "oracle_without_taste": float(roc_auc_score(y, examine * np.minimum(1.0, quality * rest * multiplier))),
+        "position_only": float(roc_auc_score(y, examine)),
     }
     rows = trained.candidate_rows
     users, items = rows["user_id"].tolist(), rows["content_id"].tolist()
     moments = [trained.windows.test_start] * len(rows)
     attract = truth.attract(users, items, moments)
-    _, quality = truth.factors(users, items)
+    taste, quality, rest = truth.attract_parts(users, items, moments)
     shown = ceiling.was_shown(items)
     blind = replace(ceiling, shown=np.zeros_like(ceiling.shown))
     lists = {
-        "true_taste_no_quality": attract / quality,
-        "true_taste_quality_of_shown_items": np.where(shown, attract, attract / quality),
+        "true_taste_no_quality": taste * rest,
+        "true_taste_quality_of_shown_items": taste * rest * np.where(shown, quality, ceiling.quality_prior),
         "ceiling_no_quality": blind.attract(users, items, moments),
     }
     ndcg = {
@@ -136,11 +142,15 @@ def gap_decomposition(trained: Any, truth: TruthClickModel, ceiling: LearnableCe
         truth.folder / "impressions.parquet", columns=["user_id", "occurred_at", "clicked"]
     ).to_pandas()
     past = past.loc[pd.to_datetime(past["occurred_at"], utc=True) < trained.windows.test_start]
+    clicks = past.groupby("user_id")["clicked"].sum()
     return {
         "auc": auc,
         "truth_ndcg_at_k": ndcg,
         "top_k_share_never_shown": unshown,
-        "median_clicks_per_user_before_test": float(past.groupby("user_id")["clicked"].sum().median()),
+        "median_clicks_before_test": {
+            "users_with_an_impression": float(clicks.median()),
+            "list_users": float(clicks.reindex(rows["user_id"].unique()).fillna(0).median()),
+        },
     }
 
 
@@ -208,9 +218,7 @@ def run(
     start = time.perf_counter()
     classification["ceiling"] = classification_metrics(
         y,
-        p_click_day_by_day(
-            truth, test["impression_id"].tolist(), test["event_timestamp"].tolist(), samples=ceiling_samples, seed=seed
-        ),
+        p_click_day_by_day(truth, test["impression_id"].tolist(), samples=ceiling_samples, seed=seed),
     )
     ceiling = LearnableCeiling.as_of(truth, trained.windows.test_start, samples=ceiling_samples, seed=seed)
     timings["ceiling_s"] = time.perf_counter() - start
@@ -248,6 +256,7 @@ def run(
                 "median": float(np.median(ess)),
                 "below_20": int((ess < 20).sum()),
             },
+            "users_by_mcmc": int(ceiling.taste.mcmc.sum()),
         },
         "lists_logged_clicks": logged,
         "logged_slates_truth_ndcg": logged_slates(trained, truth, k),

@@ -69,15 +69,20 @@ class TruthClickModel:
             out[rows] = np.diagonal(grid)
         return out
 
-    def factors(self, user_ids: Sequence[str], content_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The two latent parts of attract per (user, item): the user's taste factor for the item's true category and
-        the item's quality factor (truth.json "click_model"); NaN where an id is unknown."""
+    def attract_parts(
+        self, user_ids: Sequence[str], content_ids: Sequence[str], moments: pd.Series | Sequence[Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Attract's three factors per (user, item, moment): the user's taste factor for the item's true category,
+        the item's quality factor, and the rest (base_attract * freshness * drift); attract is
+        min(1, taste * quality * rest) without experiments. NaN where an id is unknown."""
         users, items = _ids(user_ids, "u"), _ids(content_ids, "c")
         ok = (users >= 0) & (users < len(self.taste)) & (items >= 0) & (items < len(self.items.category))
-        taste, quality = np.full(len(users), np.nan), np.full(len(users), np.nan)
+        ms = _epoch_ms(pa.chunked_array([pa.array(pd.to_datetime(pd.Series(moments), utc=True))]))
+        taste, quality, rest = (np.full(len(users), np.nan) for _ in range(3))
         taste[ok] = self.taste[users[ok], self.items.category[items[ok]]]
         quality[ok] = self.items.quality_factor[items[ok]]
-        return taste, quality
+        rest[ok] = self.items.unit_attract(items[ok], ms[ok], quality=False)
+        return taste, quality, rest
 
     def impression_p_click(self, impression_ids: Sequence[str]) -> np.ndarray:
         """The true P(click) of logged impressions (with their position and experiment), NaN if unknown."""

@@ -307,23 +307,28 @@ class _Items:
     def attract(self, taste: np.ndarray, items: np.ndarray, ms: np.ndarray, mult: np.ndarray) -> np.ndarray:
         """(requests, items) attract for requests with taste factors ``taste`` (requests, categories): truth.json's
         formula, the planted drift (``drift_multiplier``) included."""
-        unit = self.unit_attract(items[None, :], ms[:, None])
-        return np.clip(taste[:, self.category[items]] * unit * mult[:, None], 0, 1)
+        fresh = self._freshness(items[None, :], ms[:, None])
+        base = self.model["base_attract"] * taste[:, self.category[items]] * self.quality_factor[items][None, :] * fresh
+        return np.clip(base * self._drift(items[None, :], ms[:, None]) * mult[:, None], 0, 1)
 
     def unit_attract(self, items: np.ndarray, ms: np.ndarray, *, quality: bool = True) -> np.ndarray:
-        """base_attract * quality_factor * freshness * drift, broadcast over ``items`` and ``ms`` (epoch ms):
-        attract for a taste factor of 1, before experiments and the clip to [0, 1]. ``quality=False`` leaves the
-        quality factor out (1)."""
+        """base_attract * quality_factor * freshness * drift per (item, epoch ms) pair: attract for a taste factor
+        of 1, before experiments and the clip to [0, 1]. ``quality=False`` leaves the quality factor out (1)."""
+        base = self.model["base_attract"] * (self.quality_factor[items] if quality else 1.0)
+        return np.asarray(base * self._freshness(items, ms) * self._drift(items, ms))
+
+    def _freshness(self, items: np.ndarray, ms: np.ndarray) -> np.ndarray:
         a = self.model
         age_hours = np.maximum(ms - self.published_ms[items], 0) / 3_600_000
-        fresh = a["freshness_floor"] + (1 - a["freshness_floor"]) * 0.5 ** (age_hours / a["freshness_half_life_hours"])
-        base = a["base_attract"] * fresh
-        if quality:
-            base = base * self.quality_factor[items]
-        if self.drift is not None:
-            category, from_ms, multiplier = self.drift
-            base = base * np.where((self.category[items] == category) & (ms >= from_ms), multiplier, 1.0)
-        return np.asarray(base)
+        return np.asarray(
+            a["freshness_floor"] + (1 - a["freshness_floor"]) * 0.5 ** (age_hours / a["freshness_half_life_hours"])
+        )
+
+    def _drift(self, items: np.ndarray, ms: np.ndarray) -> np.ndarray | float:
+        if self.drift is None:
+            return 1.0
+        category, from_ms, multiplier = self.drift
+        return np.where((self.category[items] == category) & (ms >= from_ms), multiplier, 1.0)
 
 
 def _taste_factors(folder: Path, doc: dict[str, Any]) -> np.ndarray:
