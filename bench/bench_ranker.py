@@ -43,7 +43,7 @@ from sklearn.metrics import roc_auc_score
 from evaluation.learnable_ceiling import LearnableCeiling, p_click_day_by_day
 from evaluation.ranking_truth import TruthClickModel, truth_ranking_metrics
 from ml.features import open_store
-from ml.history import load_history
+from ml.history import MissingMartError, load_history
 from ml.ranker import RankerConfig, train_ranker
 from ml.ranker.evaluate import classification_metrics, evaluate_lists
 from tailor.settings import get_settings
@@ -196,9 +196,15 @@ def run(
         )
         timings["tailor_run_s"] = _run("run", "--quiet", env=env)
     elif not (generated / "_truth").is_dir():
-        raise SystemExit(f"{home} has no simulator truth in {generated / '_truth'}: make it with `tailor generate`")
+        raise SystemExit(
+            f"error: {home} has no simulator truth in {generated / '_truth'}: pass a home that "
+            "`tailor generate` wrote and `tailor run` built, or leave out --home to make one"
+        )
     settings = get_settings(home)
-    history = load_history(settings.marts_dir)
+    try:
+        history = load_history(settings.marts_dir)
+    except MissingMartError as exc:
+        raise SystemExit(f"error: {exc}") from None
     config = RankerConfig(
         search_trials=trials, search_timeout_s=timeout_s, eval_users=eval_users, seed=seed, compare_naive=True
     )
@@ -265,24 +271,59 @@ def run(
     }
 
 
+#: The defaults, and --smoke's (a tiny history and budget, for the test suite); a flag given explicitly wins.
+DEFAULTS = {"users": 2000, "days": 28, "trials": 20, "timeout": 600.0, "eval_users": 1000, "ceiling_samples": 50_000}
+SMOKE = {"users": 150, "days": 16, "trials": 2, "timeout": 60.0, "eval_users": 50, "ceiling_samples": 5_000}
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=28)
+    count, seconds = _positive(int), _positive(float)
+    parser.add_argument("--users", type=count, help=f"simulated users (default {DEFAULTS['users']})")
+    parser.add_argument("--days", type=count, help=f"simulated days (default {DEFAULTS['days']})")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--timeout", type=float, default=600.0, help="search wall-clock budget, seconds")
-    parser.add_argument("--eval-users", type=int, default=1000)
-    parser.add_argument("--smoke", action="store_true", help="tiny history and budget (seconds), for the test suite")
+    parser.add_argument("--trials", type=count, help=f"Optuna trials at most (default {DEFAULTS['trials']})")
+    parser.add_argument(
+        "--timeout", type=seconds, help=f"search wall-clock budget, s (default {DEFAULTS['timeout']:g})"
+    )
+    parser.add_argument(
+        "--eval-users", type=count, help=f"users whose lists are judged (default {DEFAULTS['eval_users']})"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny history and budget, for the test suite: "
+        + ", ".join(f"{k.replace('_', '-')} {v:g}" for k, v in SMOKE.items())
+        + " unless given explicitly",
+    )
     parser.add_argument("--home", type=Path, default=None, help="an existing generated and run home (read only)")
     parser.add_argument(
-        "--ceiling-samples", type=int, default=50_000, help="prior draws of the learnable ceiling's taste posterior"
+        "--ceiling-samples",
+        type=count,
+        help=f"prior draws of the learnable ceiling's taste posterior (default {DEFAULTS['ceiling_samples']:,})",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.smoke:
-        args.users, args.days, args.trials, args.timeout, args.eval_users = 150, 16, 2, 60.0, 50
-        args.ceiling_samples = 5_000
+    for name, value in (SMOKE if args.smoke else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.home is not None and not args.home.is_dir():
+        parser.error(
+            f"--home {args.home} is not a folder: pass a home that `tailor generate` wrote and `tailor run` built"
+        )
     with tempfile.TemporaryDirectory(prefix="tailor-bench-ranker-") as scratch:
         result = run(
             args.users,
