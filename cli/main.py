@@ -496,6 +496,7 @@ def _ignore_stop_signals() -> None:
 def ui(host: str, port: int) -> None:
     """Start the Dagster UI (dagster dev) on this machine, with the instance under TAILOR_HOME."""
     import os
+    import signal
 
     settings = load_settings()
     # `dagster dev` does not stop when its webserver cannot bind: the daemon beside it runs on (and launches the
@@ -510,6 +511,12 @@ def ui(host: str, port: int) -> None:
     # From the repository root, `dagster dev` loads the code location that pyproject.toml's [tool.dagster] names
     # (`tailor`); with `-m` it would be named after the module.
     os.chdir(REPO_ROOT)
+    # A command started in the background by a non-interactive shell (`tailor ui &` in a script, CI) inherits SIGINT
+    # ignored, and an ignored signal stays ignored across exec: `dagster dev` then logs the interrupt and forwards
+    # it to its webserver and code server, which ignore it and run on (a trial's `kill -INT` left six processes).
+    # The default dispositions make Ctrl-C and kill stop all of them.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
 
 

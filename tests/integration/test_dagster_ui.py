@@ -251,3 +251,42 @@ def test_a_dbt_node_without_a_description_gets_a_sentence_not_its_sql() -> None:
     assert translator.get_description({**props, "description": "Things, one row per thing.\n"}) == (
         "Things, one row per thing."
     )
+
+
+def _ignore_interrupts() -> None:
+    """What a non-interactive shell gives a command it starts in the background (`tailor ui &` in a script, CI):
+    SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_tailor_ui_stops_on_ctrl_c_even_when_started_with_it_ignored(tmp_path: Path) -> None:
+    """An ignored signal stays ignored across exec: `dagster dev` logged the interrupt and forwarded it to its
+    webserver and code server, which ignored it and ran on (a trial's `kill -INT` left six processes)."""
+    port = _free_port()
+    home = tmp_path / "user-home"
+    home.mkdir()
+    env = {**_clean_environment(home), "TAILOR_HOME": str(tmp_path / "tailor-home")}
+    log = tmp_path / "ui.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(BIN / "tailor"), "ui", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_ignore_interrupts,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_location(port, process, log)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole foreground group
+        process.wait(timeout=STOP_TIMEOUT_S)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not group_alive(process.pid), f"processes of `tailor ui` outlived Ctrl-C:\n{log.read_text()[-2000:]}"
+    finally:
+        if group_alive(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
