@@ -298,7 +298,7 @@ def land_files(
             if existing is not None or batch_id in seen:
                 landed_kind = existing.parent.name if existing else "?"
                 report.files.append(FileReport(str(path), landed_kind, batch_id, "already_ingested"))
-                seen_again = BatchRecord(batch_id, landed_kind, str(path.resolve()), stamp, 0, 0)
+                seen_again = BatchRecord(batch_id, landed_kind, str(path.resolve()), stamp, 0, None)
                 seen_again.status, seen_again.source_size, seen_again.source_mtime_ns = "already_ingested", size, mtime
                 records.append(seen_again)
                 continue
@@ -317,7 +317,7 @@ def land_files(
                     source_file=source,
                     ingested_at=stamp,
                     received=file_report.received,
-                    accepted=file_report.accepted,
+                    accepted=file_report.accepted if check_rows else None,
                     rejected=file_report.rejected,
                     source_size=size,
                     source_mtime_ns=mtime,

@@ -35,7 +35,10 @@ class BatchRecord:
     ``status`` is "landed", "already_ingested", or "recovered" (a batch found in the folder without a record,
     e.g. landed by a process killed before it wrote the log; its counts are rebuilt from the batch itself). The
     file's size and mtime let the inbox tell files it has not seen from files it has, without reading them
-    (-1 when unknown). ``txn`` and ``txn_size`` group the lines one ingestion wrote.
+    (-1 when unknown). ``txn`` and ``txn_size`` group the lines one ingestion wrote. ``accepted`` and ``rejected``
+    are counted only when the rows were checked at landing (`tailor ingest` does unless told not to); where they
+    were not (the inbox of `tailor run`, POST /events), ``accepted`` is null (None) and the warehouse's staging
+    model classifies the rows (logs written before this said 0).
     """
 
     batch_id: str
@@ -43,7 +46,7 @@ class BatchRecord:
     source_file: str
     ingested_at: str
     received: int
-    accepted: int
+    accepted: int | None
     rejected: dict[str, int] = field(default_factory=dict)
     status: str = "landed"
     source_size: int = -1

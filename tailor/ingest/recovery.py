@@ -248,7 +248,7 @@ def _rebuilt_record(
         source_file=str(path.resolve()) if path is not None else "",
         ingested_at=stamp,
         received=rows,
-        accepted=0,
+        accepted=None,
         status="recovered",
         source_size=size,
         source_mtime_ns=mtime,

@@ -185,6 +185,12 @@ def test_bulk_landing_without_row_checks_lands_the_same_batch(tmp_path: Path, se
     assert report.as_dict()["accepted"] is None and report.as_dict()["rows_checked"] is False
     [batch] = (settings.landing / "events").glob("batch-*.parquet")
     assert pq.read_table(batch).num_rows == 2  # every line still lands; the warehouse quarantines "{oops"
+    # The landing log says the same: nothing was counted as accepted (it said 0, which read as "all refused").
+    [record] = read_log(settings).records
+    assert (record.received, record.accepted) == (2, None)
+    checked = ingest_paths([_write_jsonl(tmp_path / "more.jsonl", [json.dumps(_event(2)), "{oops"])], settings)
+    assert checked.accepted == 1
+    assert [(r.received, r.accepted) for r in read_log(settings).records][-1] == (2, 1)
 
 
 def test_a_bad_inbox_file_is_set_aside_with_its_reason(settings: Settings) -> None:
