@@ -255,6 +255,11 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
         out.print(table)
         for line in dict.fromkeys(notes):
             out.print(f"  note: {line}")
+        adjusted = rows.loc[rows["cuped_applied"].eq(True), "metric"].astype(str).unique().tolist()
+        if adjusted:  # a trial read control 837.3, treatment 820.4 and effect +16.73 as a contradiction
+            out.print(f"  CUPED ({', '.join(adjusted)}): value is each variant's raw metric; effect and lift are "
+                      "adjusted for the pre-period covariate, so they can differ from the values' difference, even "
+                      "in sign (docs/experiments.md, CUPED)")  # fmt: skip
         decided = rows["decided_on"] if "decided_on" in rows else [None] * len(rows)
         if any(_frozen(d, label) for d, label in zip(decided, rows["decision"], strict=True)):
             out.print("  decided on DAY: the label was taken that day (an interim always-valid call or the planned "

@@ -242,3 +242,24 @@ def test_analyze_reads_a_bom_and_refuses_a_repeated_column(tmp_path: Path) -> No
     )
     code, _, err = _run("analyze", str(summary))
     assert code == 1 and err == f"error: {summary}: the header names sum more than once; keep one of each\n"
+
+
+def test_analyze_says_which_effects_are_cuped_adjusted(tmp_path: Path) -> None:
+    """The raw values' difference is -5 and the adjusted effect positive: the table says why they disagree."""
+    summary = tmp_path / "cuped.csv"
+    rows = [
+        "experiment,metric,variant,n,sum,sum_squares,covariate_sum,covariate_sum_squares,main_covariate_sum_product",
+        # control: mean 100, covariate mean 100; treatment: mean 95, but its covariate mean is 80 (a lighter group)
+        "exp_c,dwell,control,400,40000,4040000,40000,4040000,4030000",
+        "exp_c,dwell,treatment,400,38000,3650000,32000,2600000,3060000",
+    ]
+    summary.write_text("\n".join(rows) + "\n")
+    code, out, _ = _run("analyze", str(summary))
+    assert code == 0, out
+    assert "CUPED (dwell): value is each variant's raw metric; effect and lift are adjusted" in " ".join(out.split())
+    code, out, _ = _run("analyze", str(summary), "--json")
+    treated = next(r for r in json.loads(out)["results"] if not r["is_control"])
+    assert treated["cuped_applied"] is True and treated["value"] == pytest.approx(95.0)
+    assert treated["absolute_effect"] > 0  # the raw difference is -5
+    code, out, _ = _run("analyze", str(summary), "--no-cuped")
+    assert "CUPED (" not in out
