@@ -205,16 +205,14 @@ def run(
         history = load_history(settings.marts_dir)
     except MissingMartError as exc:
         raise SystemExit(f"error: {exc}") from None
-    config = RankerConfig(
-        search_trials=trials, search_timeout_s=timeout_s, eval_users=eval_users, seed=seed, compare_naive=True
-    )
+    config = RankerConfig(search_trials=trials, search_timeout_s=timeout_s, eval_users=eval_users, seed=seed)
     start = time.perf_counter()
     trained = train_ranker(
         settings.training_dir / "ranking_training_set.parquet", history, open_store(settings), config, work / "search"
     )
     timings["train_ranker_s"] = time.perf_counter() - start
     truth = TruthClickModel.from_folder(generated)
-    # train_ranker keeps its evaluation frames and the naive model when compare_naive is set (as above).
+    # train_ranker keeps its evaluation frames and the naive (position-blind) model on its result.
     assert trained.test_rows is not None and trained.candidate_rows is not None and trained.test_users is not None
     assert trained.naive is not None
     test = trained.test_rows

@@ -27,7 +27,6 @@ class RankerConfig:
         ranking_k: cut-off of the ranking metrics (NDCG@k, recall@k, MAP@k).
         eval_users: test users the ranking metrics score (the most active, at most this many).
         seed: every random choice (model, search, sampling) derives from it: same seed, same metrics.
-        compare_naive: also train the position-blind model and evaluate it (the benchmark does; costs a fit).
     """
 
     feature_service: str = "ranker_v1"
@@ -42,7 +41,6 @@ class RankerConfig:
     ranking_k: int = 10
     eval_users: int = 1000
     seed: int = 42
-    compare_naive: bool = False
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
 
     def __post_init__(self) -> None:

@@ -44,7 +44,6 @@ def test_each_family_is_the_fields_its_configuration_reads() -> None:
     ranker = {f.name for f in dataclasses.fields(RankerConfig)} - {
         "feature_service",
         "ranking_k",
-        "compare_naive",
         "candidates",
     }
     assert set(FAMILIES["TAILOR_RANKER_"]) == ranker
