@@ -30,7 +30,8 @@ VERSION_COLUMNS = ["version", "aliases", "created_at", "model", *METRICS, "promo
 
 
 def model_versions(settings: Settings) -> pd.DataFrame:
-    """One row per registered version x model scored on its test window: version, aliases (comma-separated),
+    """One row per registered version x model scored on its test window: version, aliases (comma-separated, on the
+    ranker's row only: the baselines are not registered),
     created_at, model (`MODELS`), each of `METRICS` (NaN where not logged), promotion (the rule's decision, then
     each promotion by hand: `ml.registry.promotion_lines`).
     Newest version first. Empty when nothing was trained (or the registry does not exist)."""
@@ -48,7 +49,8 @@ def model_versions(settings: Settings) -> pd.DataFrame:
             rows.append(
                 {
                     "version": version.version,
-                    "aliases": ", ".join(version.aliases),
+                    # The aliases name the registered model; the baselines' rows only carry its test window.
+                    "aliases": ", ".join(version.aliases) if model == "ranker" else "",
                     "created_at": pd.Timestamp(version.created_at),
                     "model": model,
                     **values,

@@ -68,6 +68,15 @@ def picker_users(settings: Settings, limit: int = PICKER_USERS) -> list[str]:
     return frame["user_id"].astype(str).tolist()
 
 
+def personalized_first(users: list[str]) -> int:
+    """Index in ``users`` of the first one outside the personalization holdout (0 if there is none): the picker's
+    default, so that a first look shows a personalized page beside the control (a trial's most active user was in
+    the holdout, and the page showed two identical columns)."""
+    from ml.recommend.serving import holdout_arm
+
+    return next((i for i, user in enumerate(users) if holdout_arm(user) != "holdout"), 0)
+
+
 def profile(settings: Settings, user_id: str) -> dict[str, Any] | None:
     """The user's row of ``dim_users`` (country, plan, signup, first/last active, active days) and their totals
     over the whole history from ``fct_daily_user_engagement`` (sessions, impressions, clicks, ctr, views,

@@ -59,6 +59,18 @@ else:
     )  # fmt: skip
 
 checks = cache.check_results(home)
+champion_now = (
+    None
+    if versions.empty
+    else next(
+        (
+            int(r["version"])
+            for _, r in versions.iterrows()
+            if r["model"] == "ranker" and "champion" in str(r["aliases"])
+        ),
+        None,
+    )
+)
 st.subheader("Drift (population stability index)")
 drifts = health.drift(checks)
 if not drifts:
@@ -66,6 +78,13 @@ if not drifts:
 for d in drifts:
     tone = st.success if d.passed else (st.error if d.severity == "ERROR" else st.warning)
     tone(f"`{d.check}`: {d.description}")
+    if d.champion_version is None and champion_now is not None:
+        # A first run evaluates the drift checks before its ranker is trained (a trial read "no champion yet" under
+        # "Champion v1").
+        st.caption(
+            f"This evaluation ran before champion v{champion_now} was trained in the same run; the next `tailor run` "
+            "judges it."
+        )
     if not d.psi.empty and "psi" in d.psi:
         st.caption(
             f"Champion v{d.champion_version}, training window {d.reference_window} against {d.current_day}; "

@@ -21,7 +21,9 @@ except marts.NoData as error:
     stop_no_data(error)
 
 a, b, c, d = st.columns([2, 2, 1, 1])
-picked = a.selectbox("Pick a user (most active first)", users, key="picked_user")
+picked = a.selectbox(
+    "Pick a user (most active first)", users, index=preview.personalized_first(users), key="picked_user"
+)
 typed = b.text_input("...or type a user id", key="typed_user", max_chars=MAX_ID_LENGTH, placeholder="e.g. u0000042")
 surface = c.selectbox("Surface", ["home", "feed"], key="surface")
 k = int(d.number_input("Items", 1, 50, 10, key="k"))

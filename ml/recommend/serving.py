@@ -57,6 +57,14 @@ MODEL_PATH_BUSY = "the model path is busy: every model worker is still on earlie
 HOLDOUT_EXPERIMENT = "personalization_holdout"
 HOLDOUT_ARMS = ("holdout", "personalized")
 HOLDOUT_WEIGHTS = (0.1, 0.9)
+
+
+def holdout_arm(user_id: str) -> str:
+    """The user's arm of the personalization holdout, ``holdout`` (the non-personalized page) or ``personalized``:
+    a deterministic hash of the id (`tailor.assignment.assign_variant`), the same in every process."""
+    return assign_variant(HOLDOUT_EXPERIMENT, user_id, list(HOLDOUT_ARMS), list(HOLDOUT_WEIGHTS))
+
+
 CANDIDATES_FILE = "candidates.pkl"
 BATCH_FILE = "batch_recommendations.parquet"
 CACHED_PARTS = ("content_ids", "scores", "slot_kinds", "reasons", "propensities")
@@ -512,7 +520,7 @@ class Recommender:
         if surface not in SURFACES:
             raise RecommendationInputError(f"unknown surface {surface!r}: use one of {', '.join(SURFACES)}")
         moment = _utc(now)
-        arm = assign_variant(HOLDOUT_EXPERIMENT, user_id, list(HOLDOUT_ARMS), list(HOLDOUT_WEIGHTS))
+        arm = holdout_arm(user_id)
         holdout = arm == "holdout"
         variants = {HOLDOUT_EXPERIMENT: arm}
         items: list[RecommendedItem] | None = None

@@ -22,6 +22,7 @@ from app.lib import experiments as experiments_lib
 from app.lib import marts
 from app.lib import preview as preview_lib
 from app.lib.ui import PAGES
+from ml.recommend.serving import holdout_arm
 from ml.registry import CHAMPION, Registry
 from tailor.contract import MAX_ID_LENGTH
 from tailor.settings import Settings, get_settings
@@ -122,6 +123,11 @@ def test_the_preview_shows_the_users_numbers_and_both_pages(
     holdout = str(pages.loc[pages["policy"] == "holdout", "user_id"].iloc[0])
     at = page_test("preview", app_home.home, monkeypatch).run()
     assert not at.exception, at.exception
+    # The picker starts on the most active user outside the holdout: a first look shows two different pages.
+    users = [str(u) for u in at.selectbox(key="picked_user").options]
+    default = str(at.selectbox(key="picked_user").value)
+    assert holdout_arm(default) == "personalized"
+    assert all(holdout_arm(u) == "holdout" for u in users[: users.index(default)])
     at.text_input(key="typed_user").input(personalized).run()
     assert not at.exception, at.exception
     shown = shown_metrics(at)
@@ -177,6 +183,14 @@ def test_health_shows_the_registrys_champion(app_home: Settings, monkeypatch: py
     ndcg = champion.metrics["ranking.ranker.ndcg_at_k"]
     assert shown["Champion NDCG@k vs logged clicks"] == f"{ndcg:.4f}"
     assert any("favours popularity by construction" in c.value for c in at.caption)
+    versions = table(at, "version", "aliases", "model")
+    # The aliases are the registered ranker's: its baselines' rows (same test window) do not repeat them.
+    assert "champion" in versions.loc[versions["model"] == "ranker", "aliases"].str.cat(sep=",")
+    assert (versions.loc[versions["model"] != "ranker", "aliases"] == "").all()
+    drift_said = " ".join(e.value for e in [*at.success, *at.warning, *at.error])
+    before_it = any(f"ran before champion v{champion.version} was trained" in c.value for c in at.caption)
+    assert before_it == ("no champion yet" in drift_said), "a drift check that saw no champion says why, and only then"
+    assert before_it, "the served home had one run: its drift checks ran before its ranker was trained"
     checks = table(at, "check", "result")
     assert len(checks) > 10 and int(shown["Checks evaluated"]) == len(checks)
     reasons = table(at, "reject_reason", "rows")
