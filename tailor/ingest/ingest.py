@@ -298,7 +298,9 @@ def land_files(
             if existing is not None or batch_id in seen:
                 landed_kind = existing.parent.name if existing else "?"
                 report.files.append(FileReport(str(path), landed_kind, batch_id, "already_ingested"))
-                seen_again = BatchRecord(batch_id, landed_kind, str(path.resolve()), stamp, 0, None)
+                # Named as a landed batch would be: a service batch by its request, not its spool file (deleted).
+                source = (source_names or {}).get(path) or str(path.resolve())
+                seen_again = BatchRecord(batch_id, landed_kind, source, stamp, 0, None)
                 seen_again.status, seen_again.source_size, seen_again.source_mtime_ns = "already_ingested", size, mtime
                 records.append(seen_again)
                 continue

@@ -78,6 +78,10 @@ def test_an_accepted_batch_lands_exactly_its_events_once_and_reaches_the_stream(
     again = httpx.post(f"{server.url}/events", json={"events": events})
     assert again.status_code == 202 and again.json()["status"] == "already_landed"
     assert again.json()["batch_id"] == body["batch_id"]
+    # The log's record of the retry names its request too, not a spool file that no longer exists (a trial).
+    seen_again = [r for r in read_log(built.settings) if r.batch_id == body["batch_id"] and r.status != "landed"]
+    assert seen_again and all(r.source_file.startswith("POST /events at ") for r in seen_again)
+    assert seen_again[-1].source_file != record.source_file  # its own request
     landed = _landed_ids(built)
     assert all(landed.count(e["event_id"]) == 1 for e in events)
     stream = redis.Redis.from_url(stream_url, decode_responses=True)
