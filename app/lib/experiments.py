@@ -287,7 +287,7 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
     better = primary.loc[primary["decision"] == "better"]
     worse = primary.loc[primary["decision"] == "worse"]
     breached = guard.loc[guard["decision"] == "guardrail_breached"]
-    fading = treated.loc[treated["novelty_fading"].fillna(False).astype(bool)]
+    fading = treated.loc[treated["novelty_fading"].eq(True)]  # True / False / missing: only True fades
     if len(fading):
         caveats.append(
             "Novelty: the effect on "
