@@ -111,7 +111,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
 def show(ctx: click.Context, version: int, as_json: bool) -> None:
     """One version: metrics, parameters, tags and its promotion history (the automatic decision, then each
     promotion by hand)."""
-    from ml.registry import MANUAL_PREFIX, PROMOTION_TAG, RegistryError, promotion_history, promotion_lines
+    from ml.registry import MANUAL_PREFIX, PROMOTION_TAG, RegistryError, promotion_history, promotion_lines, window_days
 
     registry = _registry()
     try:
@@ -137,6 +137,8 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
         for key in sorted(values):
             if key != PROMOTION_TAG and not key.startswith(MANUAL_PREFIX):  # said above, in words
                 shown = _number(values[key], whole=key.endswith((".rows", ".users"))) if title == "metrics" else None
+                if title == "tags" and key.endswith("_window"):  # stored start..end, end excluded: say the days
+                    shown = window_days(str(values[key]))
                 table.add_row(key, shown if shown is not None else str(values[key]))
         out.print(table)
         if title == "metrics":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -163,7 +164,10 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
         "numbers): log loss 0.25200 < 0.25500"
     ) in shown.output
     assert "favours the logging policy" in shown.output
+    # The window tag as the days it holds (the stored end is excluded: 3 days, not 4), as `tailor models` lists it.
+    assert re.search(r"test_window\s*│\s*2026-01-18 to 2026-01-20\s", shown.output), shown.output
     detail = json.loads(runner.invoke(main, ["models", "show", str(second.version), "--json"]).output)
+    assert detail["tags"]["test_window"] == SECOND_WINDOW  # --json keeps the stored tag
     recorded = json.loads(detail["tags"]["promotion"])
     assert (recorded["window"], recorded["champion_version"]) == (SECOND_WINDOW, first.version)  # the tag, as stored
     assert "favours the logging policy" in detail["metric_notes"]["ranking"]
