@@ -46,6 +46,7 @@ from ml.features import open_store
 from ml.history import MissingMartError, load_history
 from ml.ranker import RankerConfig, train_ranker
 from ml.ranker.evaluate import classification_metrics, evaluate_lists
+from simulator import SimulationConfig, simulate
 from tailor.settings import get_settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -183,17 +184,26 @@ def run(
     work: Path,
     existing: Path | None = None,
     ceiling_samples: int = 50_000,
+    policy_pool_explore: int | None = None,
 ) -> dict[str, Any]:
     """The benchmark on a new home under `work`, or on `existing` (a home `tailor generate` + `tailor run` made,
-    its truth still in its inbox; only read: the search study goes under `work`)."""
+    its truth still in its inbox; only read: the search study goes under `work`). ``policy_pool_explore`` simulates
+    a world whose logging policy adds that many random items to its daily pool (the simulator's default is 40)."""
     home = existing or work / "home"
     env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_RANKER_SEARCH_TRIALS": "1"}
     generated = home / "inbox"
     timings: dict[str, float] = {}
     if existing is None:
-        timings["generate_s"] = _run(
-            "generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env
-        )
+        if policy_pool_explore is None:
+            timings["generate_s"] = _run(
+                "generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env
+            )
+        else:  # a world whose logging policy explores more of the catalog: the simulator's own setting
+            start = time.perf_counter()
+            simulate(
+                SimulationConfig(users=users, days=days, seed=seed, policy_pool_explore=policy_pool_explore), generated
+            )
+            timings["generate_s"] = time.perf_counter() - start
         timings["tailor_run_s"] = _run("run", "--quiet", env=env)
     elif not (generated / "_truth").is_dir():
         raise SystemExit(
@@ -245,6 +255,7 @@ def run(
     return {
         "users": users,
         "days": days,
+        "policy_pool_explore": policy_pool_explore,
         "seed": seed,
         "impressions": len(history.impressions),
         "training_rows": int((trained.windows.label(pd.Series(history.impressions["occurred_at"])) == "train").sum()),
@@ -313,8 +324,16 @@ def main() -> None:
         type=count,
         help=f"prior draws of the learnable ceiling's taste posterior (default {DEFAULTS['ceiling_samples']:,})",
     )
+    parser.add_argument(
+        "--policy-pool-explore",
+        type=count,
+        help="simulate a world whose logging policy adds this many random items to its daily pool (default: the "
+        "simulator's 40); not with --home",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.home is not None and args.policy_pool_explore is not None:
+        parser.error("--policy-pool-explore simulates a new world: leave out --home")
     for name, value in (SMOKE if args.smoke else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -333,6 +352,7 @@ def main() -> None:
             Path(scratch),
             args.home,
             args.ceiling_samples,
+            args.policy_pool_explore,
         )
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1m": os.getloadavg()[0]}
     result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
