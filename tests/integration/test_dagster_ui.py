@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,23 @@ class Server:
     tailor_home: Path
 
 
+def _start(
+    command: list[str], cwd: Path, env: dict[str, str], log: Path, preexec: Callable[[], None]
+) -> subprocess.Popen[bytes]:
+    """``command`` in its own process group (the webserver, daemon and code servers it starts), output to ``log``."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+            start_new_session=True,
+        )
+
+
 @pytest.fixture(params=["dagster dev", "tailor ui"])
 def server(request: pytest.FixtureRequest, repository_root: Path, tmp_path: Path) -> Iterator[Server]:
     """`dagster dev` typed in the repository root with a clean environment, or `tailor ui` (what `make ui` runs)
@@ -128,17 +145,7 @@ def server(request: pytest.FixtureRequest, repository_root: Path, tmp_path: Path
         tailor_home = tmp_path / "tailor-home"
         command, cwd = [str(BIN / "tailor"), "ui", "--host", "127.0.0.1", "--port", str(port)], tmp_path
         env["TAILOR_HOME"] = str(tailor_home)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=default_signals,
-            start_new_session=True,  # its own process group: the webserver, daemon and code servers it starts
-        )
+    process = _start(command, cwd, env, log, default_signals)
     try:
         yield Server(port, process, log, tailor_home)
     finally:
@@ -267,17 +274,8 @@ def test_tailor_ui_stops_on_ctrl_c_even_when_started_with_it_ignored(tmp_path: P
     home.mkdir()
     env = {**_clean_environment(home), "TAILOR_HOME": str(tmp_path / "tailor-home")}
     log = tmp_path / "ui.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(BIN / "tailor"), "ui", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_ignore_interrupts,
-            start_new_session=True,
-        )
+    command = [str(BIN / "tailor"), "ui", "--host", "127.0.0.1", "--port", str(port)]
+    process = _start(command, tmp_path, env, log, _ignore_interrupts)
     try:
         _wait_for_location(port, process, log)
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole foreground group
