@@ -84,7 +84,8 @@ def truth_lists(trained: Any, truth: TruthClickModel, ceiling: LearnableCeiling,
 def logged_slates(trained: Any, truth: TruthClickModel, k: int) -> dict[str, float]:
     """Truth-graded NDCG@k of the test window's logged slates re-ranked by each model (within each request)."""
     test = trained.test_rows
-    attract = truth_attract_of_impressions(truth, test["impression_id"].tolist())
+    ids = test["impression_id"].tolist()
+    attract = truth.impressions(ids, ["attract_without_experiments"])["attract_without_experiments"].to_numpy(float)
     frame = test.assign(user_id=test["request_id"])  # one "user" per request: NDCG within each slate
     out = {}
     for name, score in (
@@ -103,11 +104,8 @@ def gap_decomposition(trained: Any, truth: TruthClickModel, ceiling: LearnableCe
     known) and how many of each list's top-k items had never been shown before the test window."""
     test = trained.test_rows
     y = test["clicked"].astype(bool).to_numpy()
-    logged = pq.read_table(
-        truth.folder / "impressions.parquet", columns=["event_id", "examine", "experiment_multiplier"]
-    )
-    logged_frame = logged.to_pandas().set_index("event_id").reindex(test["impression_id"].tolist())
-    examine, multiplier = logged_frame["examine"].to_numpy(), logged_frame["experiment_multiplier"].to_numpy()
+    logged = truth.impressions(test["impression_id"].tolist(), ["examine", "experiment_multiplier"])
+    examine, multiplier = logged["examine"].to_numpy(), logged["experiment_multiplier"].to_numpy()
     taste, quality, rest = truth.attract_parts(
         test["user_id"].tolist(), test["content_id"].tolist(), test["event_timestamp"].tolist()
     )
@@ -153,12 +151,6 @@ def gap_decomposition(trained: Any, truth: TruthClickModel, ceiling: LearnableCe
             "list_users": float(clicks.reindex(rows["user_id"].unique()).fillna(0).median()),
         },
     }
-
-
-def truth_attract_of_impressions(truth: TruthClickModel, impression_ids: list[str]) -> np.ndarray:
-    table = pq.read_table(truth.folder / "impressions.parquet", columns=["event_id", "attract_without_experiments"])
-    series = table.to_pandas().set_index("event_id")["attract_without_experiments"]
-    return series.reindex(impression_ids).to_numpy(dtype=float)
 
 
 def bare_fit_seconds(trained: Any) -> dict[str, float]:

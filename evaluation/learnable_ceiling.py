@@ -395,11 +395,9 @@ class LearnableCeiling:
     def p_click(self, impression_ids: Sequence[str]) -> np.ndarray:
         """The ceiling's P(click) of logged impressions: examine(position) * min(1, posterior taste factor * unit
         attract * experiment multiplier), unseen items' quality at the prior mean; NaN for unknown ids."""
-        table = pq.read_table(
-            self.truth.folder / "impressions.parquet",
-            columns=["event_id", "user_id", "content_id", "occurred_at", "examine", "experiment_multiplier"],
-        ).to_pandas()
-        table = table.set_index("event_id").reindex(list(impression_ids))
+        table = self.truth.impressions(
+            impression_ids, ["user_id", "content_id", "occurred_at", "examine", "experiment_multiplier"]
+        )
         known = table["user_id"].notna().to_numpy()
         users = _ids(table["user_id"].fillna("").tolist(), "u")
         items = _ids(table["content_id"].fillna("").tolist(), "c")
@@ -435,8 +433,7 @@ def p_click_day_by_day(
     Returns:
         (n,) probabilities, NaN for ids the truth does not hold.
     """
-    table = pq.read_table(truth.folder / "impressions.parquet", columns=["event_id", "occurred_at"]).to_pandas()
-    at = pd.to_datetime(table.set_index("event_id")["occurred_at"], utc=True).reindex(list(impression_ids))
+    at = pd.to_datetime(truth.impressions(impression_ids, ["occurred_at"])["occurred_at"], utc=True)
     days = at.dt.floor("D").to_numpy()
     ids = np.asarray(list(impression_ids), dtype=object)
     out = np.full(len(ids), np.nan)

@@ -84,10 +84,15 @@ class TruthClickModel:
         rest[ok] = self.items.unit_attract(items[ok], ms[ok], quality=False)
         return taste, quality, rest
 
+    def impressions(self, impression_ids: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+        """``columns`` of the truth's per-impression table (`_truth/impressions.parquet`) for ``impression_ids``, in
+        their order, indexed by event_id; a row of missing values for an id the truth does not hold."""
+        table = pq.read_table(self.folder / "impressions.parquet", columns=["event_id", *columns]).to_pandas()
+        return table.set_index("event_id").reindex(list(impression_ids))
+
     def impression_p_click(self, impression_ids: Sequence[str]) -> np.ndarray:
         """The true P(click) of logged impressions (with their position and experiment), NaN if unknown."""
-        table = pq.read_table(self.folder / "impressions.parquet", columns=["event_id", "p_click"]).to_pandas()
-        return table.set_index("event_id")["p_click"].reindex(list(impression_ids)).to_numpy(dtype=float)
+        return self.impressions(impression_ids, ["p_click"])["p_click"].to_numpy(dtype=float)
 
 
 def _ids(ids: Sequence[str], prefix: str) -> np.ndarray:
