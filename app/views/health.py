@@ -21,6 +21,7 @@ if marts.missing(settings, overview.INPUTS) == list(overview.INPUTS):
 
 st.subheader("Ranker versions (MLflow registry)")
 versions = cache.model_versions(home, cache.file_stamp([settings.models_dir / "mlflow.db"]))
+champion_now: int | None = None  # the version serving now, for the drift section below
 if versions.empty:
     st.info(
         "No ranker trained yet: the ranker needs 14 days of history (the demo has 28). Run `make demo`, or "
@@ -33,6 +34,7 @@ else:
     c = st.columns(4)
     if len(champion):
         row = champion.iloc[0]
+        champion_now = int(row["version"])
         c[0].metric("Champion", f"v{row['version']}")
         c[1].metric("Champion AUC", f"{row['auc']:.4f}")
         c[2].metric("Champion log loss", f"{row['log_loss']:.4f}")
@@ -59,18 +61,6 @@ else:
     )  # fmt: skip
 
 checks = cache.check_results(home)
-champion_now = (
-    None
-    if versions.empty
-    else next(
-        (
-            int(r["version"])
-            for _, r in versions.iterrows()
-            if r["model"] == "ranker" and "champion" in str(r["aliases"])
-        ),
-        None,
-    )
-)
 st.subheader("Drift (population stability index)")
 drifts = health.drift(checks)
 if not drifts:

@@ -295,11 +295,11 @@ def land_files(
             batch_id = content_hash(path)[:24]
             existing = find_batch(settings, batch_id)
             _, size, mtime = file_signature(path)
+            # What the log and the batch call the file: a service batch its request, not its spool file (deleted).
+            source = (source_names or {}).get(path) or str(path.resolve())
             if existing is not None or batch_id in seen:
                 landed_kind = existing.parent.name if existing else "?"
                 report.files.append(FileReport(str(path), landed_kind, batch_id, "already_ingested"))
-                # Named as a landed batch would be: a service batch by its request, not its spool file (deleted).
-                source = (source_names or {}).get(path) or str(path.resolve())
                 seen_again = BatchRecord(batch_id, landed_kind, source, stamp, 0, None)
                 seen_again.status, seen_again.source_size, seen_again.source_mtime_ns = "already_ingested", size, mtime
                 records.append(seen_again)
@@ -307,7 +307,6 @@ def land_files(
             seen.add(batch_id)
             tmp = staged_batch_path(settings, txn, batch_id)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            source = (source_names or {}).get(path) or str(path.resolve())
             file_report, detected = _prepare(con, path, source, batch_id, kind, ingested_at, tmp, check_rows)
             fsync_file(tmp)
             staged.append((tmp, batch_path(settings, detected, batch_id)))
