@@ -79,7 +79,7 @@ class Intake:
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,
-            "status": "landed" if self.landed else "already_landed",
+            "status": "landed" if self.landed else "already_ingested",
             "batch_id": self.batch_id,
             "stream": {"published": self.published, "behind": self.stream_behind, "detail": self.stream_detail},
         }
@@ -207,7 +207,7 @@ class EventIntake:
             self.metrics.events.labels("rejected").inc(len(events))
             raise BatchRefused(sorted(rejections, key=lambda r: r.index), len(events))
         intake = self._land(texts)
-        self.metrics.events.labels("landed" if intake.landed else "already_landed").inc(len(texts))
+        self.metrics.events.labels("landed" if intake.landed else "already_ingested").inc(len(texts))
         self._publish(texts, intake)
         return intake
 
@@ -223,8 +223,14 @@ class EventIntake:
                 raise LandingBusy(f"other requests held the landing zone for {self.config.landing_wait_s:.0f} s")
             try:
                 with landing_session(self.settings, timeout=self.config.landing_wait_s):
+                    # Every event passed the contract's checks above: the log counts them as accepted.
                     report = land_files(
-                        [path], self.settings, kind="events", check_rows=False, source_names={path: source}
+                        [path],
+                        self.settings,
+                        kind="events",
+                        check_rows=False,
+                        rows_passed=True,
+                        source_names={path: source},
                     )
             except IngestError as exc:
                 raise LandingBusy(str(exc)) from exc

@@ -225,7 +225,7 @@ class Metrics:
         )
         self.events = Counter(
             "tailor_events_total",
-            "Events received by POST /events, by outcome (landed, already_landed, rejected).",
+            "Events received by POST /events, by outcome (landed, already_ingested, rejected).",
             ["outcome"],
             registry=self.registry,
         )

@@ -113,7 +113,7 @@ INTAKE_SCHEMA: dict[str, Any] = {
     "required": ["received", "status", "batch_id", "stream"],
     "properties": {
         "received": {"type": "integer", "minimum": 1},
-        "status": {"type": "string", "enum": ["landed", "already_landed"]},
+        "status": {"type": "string", "enum": ["landed", "already_ingested"]},
         "batch_id": {"type": "string"},
         "stream": {
             "type": "object",

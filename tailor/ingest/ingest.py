@@ -186,9 +186,10 @@ def _prepare(
     ingested_at: datetime,
     tmp: Path,
     check_rows: bool,
+    rows_passed: bool = False,
 ) -> tuple[FileReport, Kind]:
     """Read, recognise and (if asked) classify one file into a temporary Parquet batch (``source``: its
-    `source_file`)."""
+    `source_file`); ``rows_passed``: the caller checked every row and none was rejected."""
     lines: pa.Table = read_lines(path) if file_format(path) == "jsonl" else read_parquet_rows(con, path)
     con.register("lines_arrow", lines)
     con.execute(
@@ -205,7 +206,8 @@ def _prepare(
         accepted = sum(int(n) for reason, n in counts if reason is None)
         received = accepted + sum(rejected.values())
     else:
-        received, accepted, rejected = int(con.execute("select count(*) from lines").fetchall()[0][0]), 0, {}
+        received, rejected = int(con.execute("select count(*) from lines").fetchall()[0][0]), {}
+        accepted = received if rows_passed else 0
     # zstd level 1: a third less CPU than the default level 3 for batches a few percent larger (issue 13).
     con.execute(f"copy lines to '{tmp}' (format parquet, compression zstd, compression_level 1)")
     report = FileReport(
@@ -216,7 +218,7 @@ def _prepare(
         received=received,
         accepted=accepted,
         rejected=dict(sorted(rejected.items())),
-        rows_checked=check_rows,
+        rows_checked=check_rows or rows_passed,
     )
     return report, detected
 
@@ -268,8 +270,13 @@ def land_files(
     progress: Callable[[Path], None] | None = None,
     check_rows: bool = True,
     source_names: Mapping[Path, str] | None = None,
+    rows_passed: bool = False,
 ) -> IngestReport:
     """Land already-expanded files as one transaction. The caller holds `landing_session`.
+
+    ``rows_passed`` (with ``check_rows=False``) says the caller already checked every row with the contract's SQL
+    and none was rejected (POST /events refuses a batch with a bad event): the log counts them all as accepted
+    without checking them a second time (that second check was 31 ms of a request, measured on the landing alone).
 
     ``source_names`` records a file's origin in words instead of its path (`source_file` in the landing log, the
     batch's rows and the quality marts): the service's spool file is deleted once landed, so its batches say
@@ -307,7 +314,9 @@ def land_files(
             seen.add(batch_id)
             tmp = staged_batch_path(settings, txn, batch_id)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            file_report, detected = _prepare(con, path, source, batch_id, kind, ingested_at, tmp, check_rows)
+            file_report, detected = _prepare(
+                con, path, source, batch_id, kind, ingested_at, tmp, check_rows, rows_passed
+            )
             fsync_file(tmp)
             staged.append((tmp, batch_path(settings, detected, batch_id)))
             report.files.append(file_report)
@@ -318,7 +327,7 @@ def land_files(
                     source_file=source,
                     ingested_at=stamp,
                     received=file_report.received,
-                    accepted=file_report.accepted if check_rows else None,
+                    accepted=file_report.accepted if file_report.rows_checked else None,
                     rejected=file_report.rejected,
                     source_size=size,
                     source_mtime_ns=mtime,

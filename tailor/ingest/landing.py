@@ -36,9 +36,9 @@ class BatchRecord:
     e.g. landed by a process killed before it wrote the log; its counts are rebuilt from the batch itself). The
     file's size and mtime let the inbox tell files it has not seen from files it has, without reading them
     (-1 when unknown). ``txn`` and ``txn_size`` group the lines one ingestion wrote. ``accepted`` and ``rejected``
-    are counted only when the rows were checked at landing (`tailor ingest` does unless told not to); where they
-    were not (the inbox of `tailor run`, POST /events), ``accepted`` is null (None) and the warehouse's staging
-    model classifies the rows (logs written before this said 0).
+    are counted only when the rows were checked at landing (`tailor ingest` does unless told not to, POST /events
+    always); where they were not (the inbox of `tailor run`), ``accepted`` is null (None) and the warehouse's
+    staging model classifies the rows (logs written before this said 0).
     """
 
     batch_id: str

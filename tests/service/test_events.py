@@ -69,6 +69,8 @@ def test_an_accepted_batch_lands_exactly_its_events_once_and_reaches_the_stream(
     assert [json.loads(raw)["event_id"] for raw in batch["raw"]] == [e["event_id"] for e in events]
     [record] = [r for r in read_log(built.settings) if r.batch_id == body["batch_id"]]
     assert record.kind == "events" and record.status == "landed"
+    # Every event was checked before it landed, so the log counts them as accepted (not null: "not checked").
+    assert (record.received, record.accepted, record.rejected) == (3, 3, {})
     # The batch names the request, not the spool file deleted once it landed (a dbt warning quotes this name).
     assert re.fullmatch(
         r"POST /events at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \(request [0-9a-f]{8}\)", record.source_file
@@ -76,7 +78,7 @@ def test_an_accepted_batch_lands_exactly_its_events_once_and_reaches_the_stream(
     assert set(batch["source_file"]) == {record.source_file}
     # A retry of the same batch (same bytes) is recognised: nothing lands twice.
     again = httpx.post(f"{server.url}/events", json={"events": events})
-    assert again.status_code == 202 and again.json()["status"] == "already_landed"
+    assert again.status_code == 202 and again.json()["status"] == "already_ingested"
     assert again.json()["batch_id"] == body["batch_id"]
     # The log's record of the retry names its request too, not a spool file that no longer exists (a trial).
     seen_again = [r for r in read_log(built.settings) if r.batch_id == body["batch_id"] and r.status != "landed"]

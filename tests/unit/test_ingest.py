@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from cli.main import main
 from tailor.ingest import IngestError, ingest_paths, landing_session, read_log
 from tailor.ingest.inbox import ingest_inbox, pending_files, pending_fingerprint
+from tailor.ingest.ingest import land_files
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -191,6 +192,16 @@ def test_bulk_landing_without_row_checks_lands_the_same_batch(tmp_path: Path, se
     checked = ingest_paths([_write_jsonl(tmp_path / "more.jsonl", [json.dumps(_event(2)), "{oops"])], settings)
     assert checked.accepted == 1
     assert [(r.received, r.accepted) for r in read_log(settings).records][-1] == (2, 1)
+
+
+def test_rows_the_caller_already_checked_are_counted_as_accepted(tmp_path: Path, settings: Settings) -> None:
+    # POST /events checks every event before it lands: its record counts them, without a second check.
+    path = _write_jsonl(tmp_path / "posted.jsonl", [json.dumps(_event(1)), json.dumps(_event(2))])
+    with landing_session(settings):
+        report = land_files([path], settings, kind="events", check_rows=False, rows_passed=True)
+    assert (report.as_dict()["accepted"], report.as_dict()["rows_checked"]) == (2, True)
+    [record] = read_log(settings).records
+    assert (record.received, record.accepted, record.rejected) == (2, 2, {})
 
 
 def test_a_bad_inbox_file_is_set_aside_with_its_reason(settings: Settings) -> None:
