@@ -41,7 +41,7 @@ from scipy import sparse
 from scipy.special import betaln
 
 from evaluation.ranking_truth import TruthClickModel, _ids
-from evaluation.simulator_truth import _epoch_ms, read_truth
+from evaluation.simulator_truth import _epoch_ms, moments_ms, read_truth
 
 #: Smallest probability a log-likelihood term is taken at (an impossible outcome scores log(1e-300), not -inf, so
 #: interpolating between grid points stays finite).
@@ -377,7 +377,7 @@ class LearnableCeiling:
         experiments and without the clip at 1 (clipping would tie the strongest candidates); NaN for ids the
         simulation does not know."""
         users, items = _ids(list(user_ids), "u"), _ids(list(content_ids), "c")
-        return self._estimate(users, items, _moments_ms(moments), np.ones(len(users)))
+        return self._estimate(users, items, moments_ms(moments), np.ones(len(users)))
 
     def was_shown(self, content_ids: Sequence[str]) -> np.ndarray:
         """Whether each item had an impression before the ceiling's moment (False for an unknown id)."""
@@ -402,7 +402,7 @@ class LearnableCeiling:
         users = _ids(table["user_id"].fillna("").tolist(), "u")
         items = _ids(table["content_id"].fillna("").tolist(), "c")
         ms = np.zeros(len(table), dtype=np.int64)
-        ms[known] = _moments_ms(table.loc[known, "occurred_at"].tolist())
+        ms[known] = moments_ms(table.loc[known, "occurred_at"].tolist())
         attract = self._estimate(users, items, ms, table["experiment_multiplier"].fillna(1.0).to_numpy())
         return np.where(known, table["examine"].to_numpy(dtype=float) * np.minimum(1.0, attract), np.nan)
 
@@ -414,13 +414,6 @@ class LearnableCeiling:
         unit = self.truth.items.unit_attract(i, ms[ok], quality=False) * quality
         out[ok] = self.taste.factors[u, self.truth.items.category[i]] * unit * mult[ok]
         return out
-
-
-def _moments_ms(moments: Sequence[Any]) -> np.ndarray:
-    stamps = pd.to_datetime(pd.Series(list(moments)), utc=True)
-    if stamps.isna().any():
-        raise ValueError("every moment must be a time: got a missing one (NaT)")
-    return np.asarray(stamps.dt.as_unit("ms").astype("int64").to_numpy(), dtype=np.int64)
 
 
 def p_click_day_by_day(

@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
 
-from evaluation.simulator_truth import _epoch_ms, _Items, _taste_factors, _truth_folder, read_truth
+from evaluation.simulator_truth import _Items, _taste_factors, _truth_folder, moments_ms, read_truth
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class TruthClickModel:
         simulation does not know."""
         users = _ids(user_ids, "u")
         items = _ids(content_ids, "c")
-        ms = _epoch_ms(pa.chunked_array([pa.array(pd.to_datetime(pd.Series(moments), utc=True))]))
+        ms = moments_ms(moments)
         out = np.full(len(users), np.nan)
         ok = (users >= 0) & (users < len(self.taste)) & (items >= 0) & (items < len(self.items.category))
         for user in np.unique(users[ok]):
@@ -77,7 +76,7 @@ class TruthClickModel:
         min(1, taste * quality * rest) without experiments. NaN where an id is unknown."""
         users, items = _ids(user_ids, "u"), _ids(content_ids, "c")
         ok = (users >= 0) & (users < len(self.taste)) & (items >= 0) & (items < len(self.items.category))
-        ms = _epoch_ms(pa.chunked_array([pa.array(pd.to_datetime(pd.Series(moments), utc=True))]))
+        ms = moments_ms(moments)
         taste, quality, rest = (np.full(len(users), np.nan) for _ in range(3))
         taste[ok] = self.taste[users[ok], self.items.category[items[ok]]]
         quality[ok] = self.items.quality_factor[items[ok]]

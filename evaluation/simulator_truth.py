@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -376,6 +377,19 @@ def _impressions(folder: Path, columns: list[str]) -> pa.Table:
 
 def _epoch_ms(column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray(column.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy())
+
+
+def moments_ms(moments: Sequence[Any] | pd.Series) -> np.ndarray:
+    """Milliseconds since the epoch (int64) of moments given as anything pandas reads as a time (naive = UTC);
+    a sub-millisecond part is floored (the simulator's clock counts whole milliseconds).
+
+    Raises:
+        ValueError: a moment is missing (None, NaT).
+    """
+    stamps = pd.to_datetime(pd.Series(list(moments)), utc=True)
+    if stamps.isna().any():
+        raise ValueError("every moment must be a time: got a missing one (NaT)")
+    return np.asarray(stamps.dt.as_unit("ms").astype("int64").to_numpy(), dtype=np.int64)
 
 
 def _index(ids: pa.ChunkedArray) -> np.ndarray:

@@ -22,7 +22,7 @@ from evaluation.learnable_ceiling import (
     quality_prior_factor,
 )
 from evaluation.ranking_truth import TruthClickModel, _ids
-from evaluation.simulator_truth import read_truth
+from evaluation.simulator_truth import moments_ms, read_truth
 from simulator import SimulationConfig, simulate
 
 DEMO_WEIGHTS = np.array([1.6, 1.4, 1.2, 0.7, 0.9, 1.3, 0.9, 0.7, 0.9, 0.8, 0.9, 0.7])
@@ -316,3 +316,18 @@ def test_a_moment_must_be_a_time(small: Path) -> None:
     ceiling = LearnableCeiling.as_of(truth, "2000-01-01", samples=100)
     with pytest.raises(ValueError, match="missing one"):
         ceiling.attract(["u0000001"], ["c0000001"], [None])
+
+
+def test_the_oracle_and_the_ceiling_read_moments_alike(small: Path) -> None:
+    # One conversion serves both: naive times are UTC, a sub-millisecond part is floored (the oracle's used to
+    # raise on it), a missing moment is refused with the same message.
+    assert moments_ms(["1970-01-01T00:00:01.0019Z", pd.Timestamp("1970-01-01 00:00:02")]).tolist() == [1001, 2000]
+    truth = TruthClickModel.from_folder(small)
+    ceiling = LearnableCeiling.as_of(truth, "2000-01-01", samples=100)
+    imp = pq.read_table(small / "_truth" / "impressions.parquet").to_pandas().head(3)
+    later = pd.to_datetime(imp["occurred_at"], utc=True) + pd.Timedelta(microseconds=700)
+    args = (imp["user_id"].tolist(), imp["content_id"].tolist())
+    np.testing.assert_array_equal(truth.attract(*args, later), truth.attract(*args, imp["occurred_at"]))
+    for model in (truth, ceiling):
+        with pytest.raises(ValueError, match="missing one"):
+            model.attract(["u0000001"], ["c0000001"], [None])
