@@ -351,7 +351,21 @@ def main() -> None:
     result["command"] = " ".join(["python", *sys.argv])
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    print(json.dumps({k: result[k] for k in ("classification", "lists_truth", "logged_slates_truth_ndcg")}, indent=1))
+    print(summary(result, args.output))
+
+
+def summary(result: dict[str, Any], output: Path) -> str:
+    """The headline figures as two small tables (the whole result is in ``output``)."""
+    lines = [f"{'clicks on the test window':<26} {'AUC':>6} {'log loss':>9} {'ECE':>7}"]
+    for name, row in result["classification"].items():
+        lines.append(f"{name:<26} {row['auc']:>6.3f} {row['log_loss']:>9.4f} {row['ece']:>7.4f}")
+    lines += ["", f"{'top-10 lists vs the truth':<26} {'NDCG@10':>7} {'true CTR':>9} {'Spearman':>9}"]
+    for name, row in result["lists_truth"].items():
+        lines.append(
+            f"{name:<26} {row['truth_ndcg_at_k']:>7.3f} {row['true_page_ctr']:>9.3f} {row['spearman_with_truth']:>9.2f}"
+        )
+    lines += ["", f"everything else (windows, search, gap decomposition, timings): {output}"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
