@@ -1,43 +1,52 @@
 """What the Dagster instance says about runs: the last pipeline runs, asset check results, last materializations.
 
-The instance is SQLite under ``<TAILOR_HOME>/dagster/storage`` (orchestration/lib/instance.py); SQLite lets this
-read while a run writes. Only read APIs are called. Dagster is imported inside the functions: importing it costs
-seconds, and pages that do not show runs should not pay for it.
+The instance is the one `tailor run` and `make ui` use: the ``dagster.yaml`` in ``DAGSTER_HOME`` (by default the
+repository's, which keeps it in SQLite under ``<TAILOR_HOME>/dagster/storage``; orchestration/lib/instance.py), opened
+with Dagster's public ``DagsterInstance.from_config``, so a team whose dagster.yaml names Postgres reads its runs here
+without a change. SQLite lets this read while a run writes. Only read APIs are called. Dagster is imported inside the
+functions: importing it costs seconds, and pages that do not show runs should not pay for it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tailor.settings import Settings
+from tailor.settings import REPO_ROOT, Settings
 
 RUN_COLUMNS = ["run_id", "job", "status", "started", "ended", "duration_s"]
 CHECK_COLUMNS = ["asset", "check", "passed", "severity", "description", "evaluated_at", "run_id", "metadata"]
 
 
-def _storage(settings: Settings) -> Any | None:
-    """Dagster's SQLite storage for the home, or None when no run has created it yet."""
-    base = settings.dagster_home / "storage"
-    if not (base / "history" / "runs.db").exists():
+def _instance(settings: Settings) -> Any | None:
+    """The Dagster instance for the home, or None when it is the repository's SQLite one and no run has created it
+    yet (opening it would create an empty instance in the home)."""
+    config_dir = Path(settings.dagster_env()["DAGSTER_HOME"]).resolve()
+    if config_dir == REPO_ROOT and not (settings.dagster_home / "storage" / "history" / "runs.db").exists():
         return None
-    from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+    return _open(str(config_dir), str(settings.home))
 
-    return DagsterSqliteStorage.from_local(str(base))
+
+@functools.lru_cache(maxsize=4)
+def _open(config_dir: str, home: str) -> Any:
+    """Opened once per process (0.5 s: the instance builds its run launcher, coordinator and storages); ``home`` is
+    part of the key because the repository's dagster.yaml puts the storage under TAILOR_HOME."""
+    from dagster import DagsterInstance
+
+    return DagsterInstance.from_config(config_dir)
 
 
 def recent_runs(settings: Settings, limit: int = 10) -> pd.DataFrame:
     """The newest runs first: run_id, job, status (SUCCESS, FAILURE, STARTED...), started, ended (UTC timestamps,
     NaT while running), duration_s. Empty when there is no instance yet."""
-    storage = _storage(settings)
-    if storage is None:
+    instance = _instance(settings)
+    if instance is None:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    try:
-        records = storage.run_storage.get_run_records(limit=limit)
-    finally:
-        storage.dispose()
+    records = instance.get_run_records(limit=limit)
     rows = []
     for record in records:
         start, end = _ts(record.start_time), _ts(record.end_time)
@@ -61,47 +70,41 @@ def check_results(settings: Settings) -> pd.DataFrame:
     plain values; tables as lists of dicts). Failed checks first. Empty without an instance or evaluations."""
     from dagster import DagsterEventType
 
-    storage = _storage(settings)
-    if storage is None:
+    instance = _instance(settings)
+    if instance is None:
         return pd.DataFrame(columns=CHECK_COLUMNS)
     rows: list[tuple[Any, ...]] = []
-    try:
-        for record in storage.run_storage.get_run_records(limit=20):
-            run_id = record.dagster_run.run_id
-            events = storage.event_log_storage.get_records_for_run(
-                run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=5000
-            ).records
-            for event in events:
-                data = event.event_log_entry.dagster_event.event_specific_data
-                rows.append(
-                    (
-                        data.asset_key.to_user_string(),
-                        data.check_name,
-                        bool(data.passed),
-                        data.severity.value,
-                        data.description or "",
-                        _ts(event.event_log_entry.timestamp),
-                        run_id,
-                        {k: _plain(v) for k, v in (data.metadata or {}).items()},
-                    )
+    for record in instance.get_run_records(limit=20):
+        run_id = record.dagster_run.run_id
+        events = instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=5000
+        ).records
+        for event in events:
+            data = event.event_log_entry.dagster_event.event_specific_data
+            rows.append(
+                (
+                    data.asset_key.to_user_string(),
+                    data.check_name,
+                    bool(data.passed),
+                    data.severity.value,
+                    data.description or "",
+                    _ts(event.event_log_entry.timestamp),
+                    run_id,
+                    {k: _plain(v) for k, v in (data.metadata or {}).items()},
                 )
-            if rows:
-                break
-    finally:
-        storage.dispose()
+            )
+        if rows:
+            break
     frame = pd.DataFrame(rows, columns=CHECK_COLUMNS)
     return frame.sort_values(["passed", "asset", "check"], kind="stable").reset_index(drop=True)
 
 
 def last_materializations(settings: Settings) -> pd.DataFrame:
     """Every asset's last materialization: asset, materialized_at (UTC), run_id; newest first."""
-    storage = _storage(settings)
-    if storage is None:
+    instance = _instance(settings)
+    if instance is None:
         return pd.DataFrame(columns=["asset", "materialized_at", "run_id"])
-    try:
-        records = storage.event_log_storage.get_asset_records()
-    finally:
-        storage.dispose()
+    records = instance.get_asset_records()
     rows = []
     for record in records:
         last = record.asset_entry.last_materialization
