@@ -27,6 +27,9 @@ class RankerConfig:
         ranking_k: cut-off of the ranking metrics (NDCG@k, recall@k, MAP@k).
         eval_users: test users the ranking metrics score (the most active, at most this many).
         seed: every random choice (model, search, sampling) derives from it: same seed, same metrics.
+        launch_pick_hours: the model is not fitted on the training rows that show an item on the day of its first
+            impression when that impression came within this many hours of its publication (the logging policy's
+            picks among new items; `ml.ranker.dataset.launch_pick_rows`); 0 keeps them.
     """
 
     feature_service: str = "ranker_v1"
@@ -41,6 +44,7 @@ class RankerConfig:
     ranking_k: int = 10
     eval_users: int = 1000
     seed: int = 42
+    launch_pick_hours: float = 48.0
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
 
     def __post_init__(self) -> None:
@@ -49,8 +53,8 @@ class RankerConfig:
         for name in (*at_least_one, "eval_users"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.train_days < 0 or self.search_timeout_s <= 0:
-            raise ValueError("train_days must be >= 0 and search_timeout_s > 0")
+        if self.train_days < 0 or self.search_timeout_s <= 0 or self.launch_pick_hours < 0:
+            raise ValueError("train_days and launch_pick_hours must be >= 0 and search_timeout_s > 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RankerConfig:
