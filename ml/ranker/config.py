@@ -75,6 +75,7 @@ class RankerConfig:
             ("max_iter", int),
             ("eval_users", int),
             ("seed", int),
+            ("launch_pick_hours", float),
         ):
             raw = env.get(f"TAILOR_RANKER_{name.upper()}")
             if raw is None or not raw.strip():  # empty: the default
