@@ -29,7 +29,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "max_iter",
         "eval_users",
         "seed",
-        "launch_pick_hours",
     ),
     # ml.monitoring.config.DriftConfig.from_env and RetrainPolicy.from_env
     "TAILOR_DRIFT_": ("warn", "fail", "bins", "epsilon", "alpha"),

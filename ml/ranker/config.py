@@ -27,9 +27,6 @@ class RankerConfig:
         ranking_k: cut-off of the ranking metrics (NDCG@k, recall@k, MAP@k).
         eval_users: test users the ranking metrics score (the most active, at most this many).
         seed: every random choice (model, search, sampling) derives from it: same seed, same metrics.
-        launch_pick_hours: the model is not fitted on the training rows that show an item on the day of its first
-            impression when that impression came within this many hours of its publication (the logging policy's
-            picks among new items; `ml.ranker.dataset.launch_pick_rows`); 0 keeps them.
     """
 
     feature_service: str = "ranker_v1"
@@ -44,7 +41,6 @@ class RankerConfig:
     ranking_k: int = 10
     eval_users: int = 1000
     seed: int = 42
-    launch_pick_hours: float = 48.0
     candidates: CandidateConfig = field(default_factory=CandidateConfig)
 
     def __post_init__(self) -> None:
@@ -53,8 +49,8 @@ class RankerConfig:
         for name in (*at_least_one, "eval_users"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.train_days < 0 or self.search_timeout_s <= 0 or self.launch_pick_hours < 0:
-            raise ValueError("train_days and launch_pick_hours must be >= 0 and search_timeout_s > 0")
+        if self.train_days < 0 or self.search_timeout_s <= 0:
+            raise ValueError("train_days must be >= 0 and search_timeout_s > 0")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RankerConfig:
@@ -75,7 +71,6 @@ class RankerConfig:
             ("max_iter", int),
             ("eval_users", int),
             ("seed", int),
-            ("launch_pick_hours", float),
         ):
             raw = env.get(f"TAILOR_RANKER_{name.upper()}")
             if raw is None or not raw.strip():  # empty: the default

@@ -199,32 +199,6 @@ def add_candidate_scores(
     return frame, named
 
 
-def launch_pick_rows(frame: pd.DataFrame, history: History, hours: float) -> pd.Series:
-    """Rows that show an item on the UTC day of its first impression, when that impression came less than ``hours``
-    after its publication (``content_age_hours`` gives the publication; a row without it is never one).
-
-    Why the ranker is not fitted on them: they are the logging policy's picks among new items, chosen on what the
-    ranker cannot see (the simulator's policy: a noisy estimate of quality; a platform's: editors, the previous
-    model). On the demo about one new item in ten is shown on its first day, and those are of high quality, while
-    every other new item keeps no impressions until exploration, if ever, shows it. A model fitted on those rows
-    learns that an item without impressions is as good as a launch pick, and ranks every item nobody has seen yet,
-    most of them the policy's rejects, as if it were one (docs/decisions.md, "The ranker": 88% of its top 10 were
-    never-shown items where the truth has 75%). Without them, what the model learns about items with no
-    impressions comes from items first shown long after their publication, by exploration, which are a fairer
-    sample of the items it will meet unseen; freshness it still learns from every later day of every item.
-    """
-    if hours <= 0 or frame.empty:
-        return pd.Series(False, index=frame.index)
-    shown = history.impressions[["content_id", "occurred_at"]]
-    first = pd.to_datetime(shown.groupby("content_id")["occurred_at"].min(), utc=True)
-    at = pd.to_datetime(frame["event_timestamp"], utc=True)
-    first_at = pd.to_datetime(frame["content_id"].map(first), utc=True)
-    published = at - pd.to_timedelta(pd.to_numeric(frame["content_age_hours"], errors="coerce"), unit="h")
-    delay = (first_at - published).dt.total_seconds() / 3600
-    picked = (at.dt.floor("D") == first_at.dt.floor("D")) & (delay < hours)
-    return picked.fillna(False).astype(bool)
-
-
 def check_trainable(frame: pd.DataFrame, window: str) -> None:
     """Raise TrainingDataError unless ``window`` has rows of both classes."""
     rows = frame.loc[frame["window"] == window, "clicked"]

@@ -25,7 +25,6 @@ from ml.ranker.dataset import (
     add_candidate_scores,
     check_trainable,
     feature_columns,
-    launch_pick_rows,
     load_training_rows,
     plan_windows,
 )
@@ -111,17 +110,12 @@ def train_ranker(
     features = feature_columns(rows)
     train, tune = rows.loc[rows["window"] == "train"], rows.loc[rows["window"] == "tune"]
     calibration, test = rows.loc[rows["window"] == "calibration"], rows.loc[rows["window"] == "test"]
-    # The model is fitted without the policy's launch picks (see launch_pick_rows); `train` stays whole for the
-    # drift reference and the stored base rate. The tuning, calibration and test windows keep every row: they judge
-    # click prediction on what was logged.
-    fit_rows = train.loc[~launch_pick_rows(train, history, config.launch_pick_hours)]
-    check_trainable(fit_rows, "train")
-    fingerprint = fingerprint_rows(fit_rows, features)
+    fingerprint = fingerprint_rows(train, features)
     clock["data"] = time.monotonic() - started
 
     mark = time.monotonic()
     found = search(
-        fit_rows,
+        train,
         tune,
         features,
         search_dir,
@@ -136,9 +130,9 @@ def train_ranker(
     params = {k: v for k, v in found.best_params.items() if k != "max_iter"}
     # The best trial's model when it ran in this search (a staged fit is deterministic for a seed, so a refit
     # would only repeat it); a study resumed from an earlier run refits the winner's parameters.
-    model = found.model or staged_fit(fit_rows, tune, features, params, config.seed, config.max_iter)[0]
+    model = found.model or staged_fit(train, tune, features, params, config.seed, config.max_iter)[0]
     naive, _, _ = staged_fit(
-        fit_rows, tune, [f for f in features if f != "position"], params, config.seed, config.max_iter
+        train, tune, [f for f in features if f != "position"], params, config.seed, config.max_iter
     )
     naive.uses_position = False
     model.calibrate(calibration, calibration["clicked"])

@@ -17,7 +17,7 @@ from ml.candidates.popularity import Popularity
 from ml.candidates.union import SCORE_COLUMNS, fit_candidate_set
 from ml.history import History
 from ml.ranker.config import RankerConfig
-from ml.ranker.dataset import TrainingDataError, Windows, check_trainable, launch_pick_rows, plan_windows
+from ml.ranker.dataset import TrainingDataError, Windows, check_trainable, plan_windows
 from ml.ranker.evaluate import refusal
 from ml.ranker.model import fit_ranker
 from ml.ranker.search import STAGE_ITERATIONS, search, staged_fit
@@ -106,26 +106,6 @@ def test_candidate_union_scores_every_pair_and_never_repeats_what_a_user_consume
     assert not any((u, c) in seen for u, c in got[["user_id", "content_id"]].to_numpy())
     assert set(got["user_id"]) == {"u1", "u2", "ghost"}  # an unknown user still gets popular and content items
     assert not got.duplicated(["user_id", "content_id"]).any()
-
-
-def test_launch_picks_are_the_first_day_of_items_shown_soon_after_publication() -> None:
-    # "pick" is published at T0 and first shown 10 h later, on day 0 and again on day 1; "explored" is published a
-    # week before T0 and first shown 20 h after T0 (by then 188 h old); "unknown" has no age.
-    shown = _impressions([("u1", "pick", 10, False, "home"), ("u1", "pick", 30, True, "home")])
-    shown = pd.concat(
-        [shown, _impressions([("u2", "explored", 20, True, "home"), ("u2", "unknown", 21, False, "home")])]
-    )
-    history = History(shown, shown.iloc[:0], pd.DataFrame(columns=["content_id", "category", "published_at"]))
-    rows = pd.DataFrame(
-        {
-            "content_id": ["pick", "pick", "pick", "explored", "unknown"],
-            "event_timestamp": [T0 + timedelta(hours=h) for h in (10, 15, 30, 20, 21)],
-            "content_age_hours": [10.0, 15.0, 30.0, 188.0, np.nan],
-        }
-    )
-    assert launch_pick_rows(rows, history, 48.0).tolist() == [True, True, False, False, False]
-    assert launch_pick_rows(rows, history, 5.0).tolist() == [False] * 5  # first shown 10 h after publication
-    assert not launch_pick_rows(rows, history, 0.0).any()  # 0 keeps every row
 
 
 def test_windows_follow_time_and_never_overlap() -> None:
