@@ -3,6 +3,7 @@ exact two-category integral and against planted tastes, and its click model agai
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from evaluation.learnable_ceiling import (
     posterior_taste,
     quality_prior_factor,
 )
-from evaluation.ranking_truth import TruthClickModel, _ids
+from evaluation.ranking_truth import TruthClickModel, _ids, truth_ranking_metrics
 from evaluation.simulator_truth import moments_ms, read_truth
 from simulator import SimulationConfig, simulate
 
@@ -331,3 +332,17 @@ def test_the_oracle_and_the_ceiling_read_moments_alike(small: Path) -> None:
     for model in (truth, ceiling):
         with pytest.raises(ValueError, match="missing one"):
             model.attract(["u0000001"], ["c0000001"], [None])
+
+
+def test_a_user_none_of_whose_candidates_a_baseline_scores_has_no_spearman_and_no_warning(small: Path) -> None:
+    # Baselines score a candidate they know nothing of as -inf. All -inf is all tied: no Spearman for that user,
+    # and no RuntimeWarning (the range test computed -inf - -inf = NaN, which numpy warned about on every run).
+    truth = TruthClickModel.from_folder(small)
+    rows = pd.DataFrame({"user_id": ["u1"] * 4 + ["u2"] * 3})
+    attract = np.array([0.1, 0.2, 0.3, 0.4, 0.3, 0.2, 0.1])
+    score = np.array([-np.inf, 1.0, 2.0, 3.0, -np.inf, -np.inf, -np.inf])  # u1 in the true order, unscored last
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = truth_ranking_metrics(rows, score, attract, truth, k=2)
+    assert got["spearman_with_truth"] == pytest.approx(1.0) and got["users"] == 2
+    assert got["truth_ndcg_at_k"] == pytest.approx(np.mean([1.0, 1.0]))  # u2's tie keeps row order: 0.3, 0.2
