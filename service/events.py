@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Mapping
@@ -95,6 +96,20 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _not_json(literal: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; RFC 8259 has no such literals, and an event holding one in
+    a field its type ignores would land as a line that is not JSON (a trial)."""
+    raise ValueError(f"{literal} is not a JSON value (RFC 8259): send a number, or leave the field out")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float; one beyond a double's range (1e999) would be written back as Infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a double's range: send a smaller number")
+    return value
+
+
 def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type (object, array, string, number, boolean, null)."""
     if value is None:
@@ -126,7 +141,7 @@ def parse_body(body: bytes, max_events: int) -> list[Any]:
     if text.startswith("\ufeff"):
         raise BadBody("the body starts with a byte-order mark: send UTF-8 JSON without one (RFC 8259 8.1)")
     try:
-        data = json.loads(text, object_pairs_hook=_first_wins)
+        data = json.loads(text, object_pairs_hook=_first_wins, parse_constant=_not_json, parse_float=_finite)
     except ValueError as exc:
         raise BadBody(f"the body is not valid JSON: {exc}") from None
     except RecursionError:  # nesting deeper than Python's parser follows: no event is shaped so (a trial's 500)

@@ -173,6 +173,10 @@ def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
     ("body", "content_type", "status", "message"),
     [
         (b"{not json", "application/json", 400, "the body is not valid JSON"),
+        # Python's json reads these; JSON has no such literals (a NaN in an ignored field landed as a non-JSON line).
+        (b'{"event_id": "e1", "event_type": "click", "foo": NaN}', "application/json", 400, "NaN is not a JSON value"),
+        (b'{"events": [{"dwell_seconds": -Infinity}]}', "application/json", 400, "-Infinity is not a JSON value"),
+        (b'{"event_id": "e1", "event_type": "click", "foo": 1e999}', "application/json", 400, "beyond a double's"),
         (b"", "application/json", 400, "empty body"),
         (b"[1, 2]", "application/json", 422, "the body is a JSON array"),
         (b'{"events": [], "x": 1}', "application/json", 422, "unknown field(s) 'x'"),
