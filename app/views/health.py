@@ -88,7 +88,12 @@ if checks.empty:
 else:
     quality = health.quality_checks(checks)
     q1, q2, q3 = st.columns(3)
-    q1.metric("Checks evaluated", num(len(quality)))
+    q1.metric(
+        "Checks evaluated",
+        num(len(quality)),
+        help=f"Besides the {num(len(checks) - len(quality))} drift checks above: {num(len(checks))} in all, the "
+        "figure `tailor run --json` gives as checks_evaluated",
+    )
     q2.metric("Failed", num((quality["result"] == "failed").sum()))
     q3.metric("Warned", num((quality["result"] == "warned").sum()), help="WARN severity: the run still succeeded")
     st.dataframe(quality, hide_index=True, width="stretch", key="checks")
