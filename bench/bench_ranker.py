@@ -219,8 +219,16 @@ def run(
     assert trained.naive is not None
     test = trained.test_rows
     y = test["clicked"].astype(bool).to_numpy()
+    oracle_p = truth.impression_p_click(test["impression_id"].tolist())
+    foreign = test["impression_id"].to_numpy()[~np.isfinite(oracle_p)]
+    if len(foreign):  # events ingested or POSTed by hand: the truth cannot judge them (a trial's NaN traceback)
+        raise SystemExit(
+            f"error: {len(foreign):,} of the test window's impressions were not made by the simulator "
+            f"(e.g. {foreign[0]}): the benchmark judges against its truth, so use a home that only "
+            "`tailor generate` fed, or leave out --home"
+        )
     classification = dict(trained.metrics["classification"])
-    classification["oracle"] = classification_metrics(y, truth.impression_p_click(test["impression_id"].tolist()))
+    classification["oracle"] = classification_metrics(y, oracle_p)
     start = time.perf_counter()
     classification["ceiling"] = classification_metrics(
         y,
@@ -322,13 +330,28 @@ def main() -> None:
         help="simulate a world whose logging policy adds this many random items to its daily pool (default: the "
         "simulator's 40); not with --home",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"where the result JSON goes (default {RESULTS.relative_to(BENCH_DIR.parent)}, the figures "
+        "docs/benchmarks.md cites; with --smoke, a file in the temporary folder)",
+    )
     args = parser.parse_args()
     if args.home is not None and args.policy_pool_explore is not None:
         parser.error("--policy-pool-explore simulates a new world: leave out --home")
     for name, value in (SMOKE if args.smoke else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.output is None:  # a smoke run must not overwrite the committed figures (a trial's did)
+        args.output = Path(tempfile.gettempdir()) / "tailor-bench-ranker-smoke.json" if args.smoke else RESULTS
+    if args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder: name the JSON file to write, e.g. {args.output / 'r.json'}")
+    needed = RankerConfig().days_needed
+    if args.home is None and args.days < needed:
+        parser.error(
+            f"--days {args.days} is too short: the ranker's windows need at least {needed} days of history "
+            "(docs/configuration.md, TAILOR_RANKER_*_DAYS)"
+        )
     if args.home is not None and not args.home.is_dir():
         parser.error(
             f"--home {args.home} is not a folder: pass a home that `tailor generate` wrote and `tailor run` built"
