@@ -77,10 +77,15 @@ class Intake:
     stream_detail: str | None = None
     event_ids: list[str] = field(default_factory=list)
 
+    @property
+    def status(self) -> str:
+        """The answer's status and the metric's outcome: "landed" or "already_ingested" (the landing log's words)."""
+        return "landed" if self.landed else "already_ingested"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,
-            "status": "landed" if self.landed else "already_ingested",
+            "status": self.status,
             "batch_id": self.batch_id,
             "stream": {"published": self.published, "behind": self.stream_behind, "detail": self.stream_detail},
         }
@@ -222,7 +227,7 @@ class EventIntake:
             self.metrics.events.labels("rejected").inc(len(events))
             raise BatchRefused(sorted(rejections, key=lambda r: r.index), len(events))
         intake = self._land(texts)
-        self.metrics.events.labels("landed" if intake.landed else "already_ingested").inc(len(texts))
+        self.metrics.events.labels(intake.status).inc(len(texts))
         self._publish(texts, intake)
         return intake
 
