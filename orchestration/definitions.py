@@ -15,6 +15,7 @@ from orchestration.defs.ml.assets import (
     recommendations,
 )
 from orchestration.defs.ml.drift import champion_drift_checks, retrain_job, retrain_sensor
+from orchestration.defs.runs.sensors import run_summary_sensor
 from orchestration.defs.warehouse.assets import warehouse
 from orchestration.defs.warehouse.checks import reconciliation_check
 from orchestration.lib.dbt import dbt_resource
@@ -55,7 +56,7 @@ defs = dg.Definitions(
     ],
     jobs=[tailor_job, retrain_job],
     schedules=[daily_schedule],
-    sensors=[build_inbox_sensor(tailor_job), retrain_sensor],
+    sensors=[build_inbox_sensor(tailor_job), retrain_sensor, run_summary_sensor],
     resources={"dbt": dbt_resource()},
     loggers={"console": dg.colored_console_logger, "tailor_progress": progress_logger},
 )

@@ -114,6 +114,12 @@ class Settings:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def run_summary(self) -> Path:
+        """The last runs, checks and materializations, published by the orchestration layer for readers that do not
+        open the Dagster instance (orchestration/lib/run_summary.py)."""
+        return self.dagster_home / "run_summary.json"
+
     def dagster_env(self) -> dict[str, str]:
         """Environment for Dagster: the repo's dagster.yaml, with storage under this home.
 

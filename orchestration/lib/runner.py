@@ -15,6 +15,7 @@ from orchestration.lib.dbt_failures import warning_text
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from orchestration.lib.progress import materialization_metadata, was_interrupted
 from orchestration.lib.run_lock import run_lock
+from orchestration.lib.run_summary import publish_run_summary
 from orchestration.lib.signals import signal_record
 from tailor.settings import Settings
 
@@ -115,6 +116,7 @@ def _run_all(settings: Settings, quiet: bool) -> RunOutcome:
                 tags=process_tags(os.getpid()),
             )
         outcome = replace(outcome_of(result, instance), logs=write_step_logs(result, instance, log_dir))
+        publish_run_summary(instance, settings)  # what the app shows of runs (it never opens the instance)
         return signalled(outcome, record.received[0].name) if record is not None and record.received else outcome
 
 

@@ -207,6 +207,12 @@ def test_dagster_dev_serves_the_tailor_location_on_the_tailor_home(server: Serve
     assert ticks, f"the daemon never ticked the inbox sensor:\n{log.read_text()[-4000:]}"
     assert ticks[0]["status"] == "SKIPPED"
     assert str(server.tailor_home / "inbox") in ticks[0]["skipReason"]
+    # The daemon keeps the run summary the app reads current (orchestration/defs/runs/sensors.py): no run yet.
+    summary = server.tailor_home / "dagster" / "run_summary.json"
+    while not summary.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert summary.exists(), f"the daemon never published the run summary:\n{log.read_text()[-4000:]}"
+    assert json.loads(summary.read_text())["runs"] == []
 
     # Stopped as a terminal's Ctrl-C or a supervisor would: SIGTERM, a clean exit, and no process left behind.
     began = time.monotonic()
