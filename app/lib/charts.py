@@ -161,28 +161,47 @@ def _around_zero(fig: go.Figure, **layout: Any) -> go.Figure:
     return fig
 
 
+#: A drift row's bar colour by its verdict (`ml.monitoring.drift`: ok, warn, fail; young: not judged).
+STATUS_COLORS = {"fail": "#d62728", "warn": "#ff7f0e", "ok": "#2ca02c", "young": "#9e9e9e"}
+
+
 def psi_bars(psi: pd.DataFrame, warn: float, fail: float) -> go.Figure:
-    """PSI per feature (largest first) with the warn and fail thresholds."""
-    rows = psi.sort_values("psi", ascending=False)
-    colors = ["#d62728" if v >= fail else "#ff7f0e" if v >= warn else "#2ca02c" for v in rows["psi"]]
+    """What each feature's drift verdict judges, largest first, coloured by that verdict, with the warn and fail
+    thresholds: the PSI beyond the largest one of the reference's own days shows, 0 where sampling noise explains
+    the PSI (``excess_psi``; `ml.monitoring.drift.FeatureDrift.excess`). The raw PSI is in the hover: plotted
+    against the thresholds it read as a failure where the check had passed (a trial). A table from before
+    ``excess_psi`` existed is drawn on its raw PSI."""
+    judged = "excess_psi" if "excess_psi" in psi else "psi"
+    rows = psi.sort_values(judged, ascending=False, kind="stable")
+    status = rows["status"] if "status" in rows else pd.Series("ok", index=rows.index)
+    extra = [c for c in ("psi", "day_baseline_psi", "noise_psi") if c in rows]
     fig = go.Figure(
         go.Bar(
-            x=rows["psi"],
+            x=rows[judged],
             y=rows["feature"],
             orientation="h",
-            marker_color=colors,
-            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+            marker_color=[STATUS_COLORS.get(str(s), STATUS_COLORS["young"]) for s in status],
+            customdata=pd.concat([status.rename("status"), rows[extra]], axis=1).to_numpy(),
+            hovertemplate=_drift_hover(judged, extra),
         )
     )
-    fig.add_vline(x=warn, line_dash="dot", line_color="#ff7f0e")
-    fig.add_vline(x=fail, line_dash="dash", line_color="#d62728")
+    fig.add_vline(x=warn, line_dash="dot", line_color=STATUS_COLORS["warn"])
+    fig.add_vline(x=fail, line_dash="dash", line_color=STATUS_COLORS["fail"])
+    title = "PSI beyond a reference day's own (what the verdict judges)" if judged == "excess_psi" else "PSI"
     fig.update_layout(
         height=max(240, 18 * len(rows) + 80),
         margin={"t": 30, "b": 20, "l": 10, "r": 10},
-        xaxis_title="population stability index",
+        xaxis_title=title,
         yaxis={"autorange": "reversed"},
     )
     return fig
+
+
+def _drift_hover(judged: str, extra: list[str]) -> str:
+    words = {"psi": "PSI", "day_baseline_psi": "a reference day's own", "noise_psi": "sampling noise up to"}
+    parts = [f"{words[c]} %{{customdata[{i + 1}]:.3f}}" for i, c in enumerate(extra)]
+    head = "%{y}: %{customdata[0]}, " + ("excess %{x:.3f}" if judged == "excess_psi" else "PSI %{x:.3f}")
+    return head + (f" ({', '.join(parts)})" if parts else "") + "<extra></extra>"
 
 
 def model_metrics(versions: pd.DataFrame, metrics: list[str]) -> go.Figure:

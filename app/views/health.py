@@ -78,7 +78,9 @@ for d in drifts:
     if not d.psi.empty and "psi" in d.psi:
         st.caption(
             f"Champion v{d.champion_version}, training window {d.reference_window} against {d.current_day}; "
-            f"warn at {d.warn:g}, fail at {d.fail:g}."
+            f"warn at {d.warn:g}, fail at {d.fail:g}. Each bar is what its feature's verdict judges: the PSI beyond "
+            "the largest one of the reference's own days shows, 0 where sampling noise explains it (the raw PSI "
+            "is in the hover), coloured by that verdict."
         )
         st.plotly_chart(charts.psi_bars(d.psi, d.warn, d.fail), width="stretch", key=f"psi_{d.check}")
 

@@ -42,3 +42,30 @@ def test_a_warned_check_is_not_counted_as_failed_and_a_dbt_test_says_its_rows() 
         None,
         "3 of 10 rows differ",
     ]
+
+
+def test_the_drift_chart_draws_what_the_verdict_judges_coloured_by_it() -> None:
+    """Found by a trial: a passing check's feature whose raw PSI (3.6, one impression on the newest day) is above
+    the fail line was drawn red beside the verdict "passed". The bar is the excess PSI the verdict judges."""
+    import pandas as pd
+
+    from app.lib.charts import STATUS_COLORS, psi_bars
+
+    table = pd.DataFrame(
+        {
+            "feature": ["noisy", "moved", "young"],
+            "psi": [3.642, 0.40, 0.9],
+            "status": ["ok", "fail", "young"],
+            "excess_psi": [0.0, 0.31, 0.0],
+            "day_baseline_psi": [0.02, 0.09, 0.0],
+            "noise_psi": [8.1, 0.01, 0.0],
+        }
+    )
+    [bar] = psi_bars(table, warn=0.1, fail=0.25).data
+    assert list(bar.y) == ["moved", "noisy", "young"] and list(bar.x) == [0.31, 0.0, 0.0]
+    assert list(bar.marker.color) == [STATUS_COLORS["fail"], STATUS_COLORS["ok"], STATUS_COLORS["young"]]
+    assert bar.customdata[1].tolist() == ["ok", 3.642, 0.02, 8.1], "the raw PSI is still in the hover"
+    assert "excess %{x:.3f}" in bar.hovertemplate and "PSI %{customdata[1]:.3f}" in bar.hovertemplate
+    # A table from before the excess column existed is drawn on its raw PSI.
+    [old] = psi_bars(table[["feature", "psi", "status"]], warn=0.1, fail=0.25).data
+    assert list(old.x) == [3.642, 0.9, 0.40]
