@@ -91,7 +91,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
     for column in ("version", "aliases", "created", "test window"):
         table.add_column(column, no_wrap=column != "aliases")  # dates whole: the promotion reason quotes windows
     for metric in _SHOWN:
-        table.add_column(_label(metric, k))
+        table.add_column(_label(metric, k), justify="right")
     for v in versions:
         table.add_row(
             str(v.version),
@@ -210,12 +210,14 @@ def _as_json(version: Any) -> dict[str, Any]:
 
 
 def _label(metric: str, k: str) -> str:
-    """A column's heading: the list metric says what it is judged against (marked *, explained under the table)."""
+    """A column's heading on two lines, the metric over the model, so the table fits a terminal (on one line it
+    took 220 columns: a trial): the list metric is marked * (judged against logged clicks, said under the
+    table)."""
     group, model, name = metric.split(".")
     if group == "ranking" and name == "ndcg_at_k":
-        return f"NDCG@{k} vs logged clicks* ({model})"
+        return f"NDCG@{k}*\n{model}"
     names = {"auc": "AUC", "log_loss": "log loss", "ece": "ECE"}
-    return f"{names.get(name, name)} ({model})" if group == "classification" else f"{name} ({model}, lists)"
+    return f"{names.get(name, name)}\n{model}" if group == "classification" else f"{name}\n{model}, lists"
 
 
 def _k(versions: list[Any]) -> str:

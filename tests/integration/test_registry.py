@@ -141,6 +141,10 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
     assert listed.exit_code == 0, listed.output
     assert "Ranker versions (each on its own test window)" in listed.output and window in listed.output
     assert "ndcg_at_k (ranker, lists)" not in listed.output
+    # Headings on two lines, the metric over the model: on one line the table took 220 columns (a trial).
+    rows = [line for line in listed.output.splitlines() if line.startswith(("┃", "│"))]
+    assert rows and max(len(line) for line in rows) <= 150, "\n".join(rows)
+    assert "NDCG@10*" in rows[0] and "popularity" in rows[1]
     assert (
         "AUC, log loss, ECE: click prediction on the version's logged test impressions: what the promotion gate uses "
         "(AUC above popularity's and calibrated, then a log loss below the champion's on the same window"
