@@ -29,6 +29,7 @@ def run_bench(tmp_path: Path) -> Iterator[Any]:
     before = _committed_results()
 
     def run(script: str, *args: str, output_flag: str = "--output") -> dict[str, Any]:
+        """The results; what the script printed is in ``run.stdout`` after the call."""
         output = tmp_path / "results" / script.replace(".py", ".json")
         env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(tmp_path / "home")}
         done = subprocess.run(
@@ -42,6 +43,7 @@ def run_bench(tmp_path: Path) -> Iterator[Any]:
         )
         assert done.returncode == 0, f"{script} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         result: dict[str, Any] = json.loads(output.read_text())
+        run.stdout = done.stdout  # type: ignore[attr-defined]
         return result
 
     yield run
