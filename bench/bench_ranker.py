@@ -285,14 +285,16 @@ DEFAULTS = {"users": 2000, "days": 28, "trials": 20, "timeout": 600.0, "eval_use
 SMOKE = {"users": 150, "days": 16, "trials": 2, "timeout": 60.0, "eval_users": 50, "ceiling_samples": 5_000}
 
 
-def _positive(kind: type) -> Any:
+def _positive(kind: type, zero: bool = False) -> Any:
+    """An argparse type: a ``kind`` above 0 (or at least 0 with ``zero``), else a message saying which."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        if not (value >= 0 if zero else value > 0):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'above 0'}, got {text}")
         return value
 
     return parse
@@ -326,9 +328,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--policy-pool-explore",
-        type=count,
+        type=_positive(int, zero=True),
         help="simulate a world whose logging policy adds this many random items to its daily pool (default: the "
-        "simulator's 40); not with --home",
+        "simulator's 40; 0: no exploration, only the scored picks); not with --home",
     )
     parser.add_argument(
         "--output",
