@@ -248,8 +248,7 @@ class EventIntake:
                         [path],
                         self.settings,
                         kind="events",
-                        check_rows=False,
-                        rows_passed=True,
+                        rows="passed",
                         source_names={path: source},
                     )
             except IngestError as exc:

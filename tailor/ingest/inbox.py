@@ -81,7 +81,7 @@ def ingest_inbox(settings: Settings) -> InboxResult:
         for path in pending_files(settings):
             try:
                 # No row checks here: dbt applies them in the same run, so each line is parsed once.
-                result.report.files.extend(land_files([path], settings, check_rows=False).files)
+                result.report.files.extend(land_files([path], settings, rows="unchecked").files)
             except IngestError as exc:
                 result.rejected_files[str(path)] = str(exc)
                 result.set_aside_as[str(path)] = str(set_aside(settings, path, str(exc)))

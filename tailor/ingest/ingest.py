@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +39,13 @@ from tailor.ingest.landing import (
 )
 from tailor.ingest.recovery import Recovery, landing_session
 from tailor.settings import Settings
+
+#: What `land_files` knows of a file's rows: ``check`` them with the contract's row checks now (the landing log then
+#: says what the warehouse will quarantine); leave them ``unchecked`` (the scheduled pipeline: dbt applies the same
+#: checks minutes later, so each line is parsed once); or they ``passed``: the caller checked every row and rejected
+#: none (POST /events refuses a batch with a bad event), so the log counts them all as accepted without a second
+#: check (31 ms of a request, measured on the landing alone).
+RowCheck = Literal["check", "unchecked", "passed"]
 
 # Keys that identify each kind of file: a row "looks like" a kind when it has all of them.
 _SIGNATURES: dict[Kind, tuple[str, ...]] = {
@@ -185,11 +193,10 @@ def _prepare(
     kind: Kind | None,
     ingested_at: datetime,
     tmp: Path,
-    check_rows: bool,
-    rows_passed: bool = False,
+    rows: RowCheck,
 ) -> tuple[FileReport, Kind]:
-    """Read, recognise and (if asked) classify one file into a temporary Parquet batch (``source``: its
-    `source_file`); ``rows_passed``: the caller checked every row and none was rejected."""
+    """Read, recognise and (if ``rows`` says so) classify one file into a temporary Parquet batch (``source``: its
+    `source_file`)."""
     lines: pa.Table = read_lines(path) if file_format(path) == "jsonl" else read_parquet_rows(con, path)
     con.register("lines_arrow", lines)
     con.execute(
@@ -199,7 +206,7 @@ def _prepare(
     )
     con.unregister("lines_arrow")
     detected = detect_kind(con, path, kind)
-    if check_rows:
+    if rows == "check":
         sql = f"select reject_reason, count(*) from ({classify_sql(detected, 'lines')}) group by all"
         counts = con.execute(sql).fetchall()
         rejected = {str(reason): int(n) for reason, n in counts if reason is not None}
@@ -207,7 +214,7 @@ def _prepare(
         received = accepted + sum(rejected.values())
     else:
         received, rejected = int(con.execute("select count(*) from lines").fetchall()[0][0]), {}
-        accepted = received if rows_passed else 0
+        accepted = received if rows == "passed" else 0
     # zstd level 1: a third less CPU than the default level 3 for batches a few percent larger (issue 13).
     con.execute(f"copy lines to '{tmp}' (format parquet, compression zstd, compression_level 1)")
     report = FileReport(
@@ -218,7 +225,7 @@ def _prepare(
         received=received,
         accepted=accepted,
         rejected=dict(sorted(rejected.items())),
-        rows_checked=check_rows or rows_passed,
+        rows_checked=rows != "unchecked",
     )
     return report, detected
 
@@ -257,7 +264,8 @@ def ingest_paths(
     for path in files:
         file_format(path)  # refuse unsupported names before reading anything
     with landing_session(settings) as recovery:
-        report = land_files(files, settings, kind=kind, now=now, progress=progress, check_rows=check_rows)
+        rows: RowCheck = "check" if check_rows else "unchecked"
+        report = land_files(files, settings, kind=kind, now=now, progress=progress, rows=rows)
     report.recovery = recovery
     return report
 
@@ -268,15 +276,11 @@ def land_files(
     kind: Kind | None = None,
     now: datetime | None = None,
     progress: Callable[[Path], None] | None = None,
-    check_rows: bool = True,
+    rows: RowCheck = "check",
     source_names: Mapping[Path, str] | None = None,
-    rows_passed: bool = False,
 ) -> IngestReport:
-    """Land already-expanded files as one transaction. The caller holds `landing_session`.
-
-    ``rows_passed`` (with ``check_rows=False``) says the caller already checked every row with the contract's SQL
-    and none was rejected (POST /events refuses a batch with a bad event): the log counts them all as accepted
-    without checking them a second time (that second check was 31 ms of a request, measured on the landing alone).
+    """Land already-expanded files as one transaction. The caller holds `landing_session`. ``rows``: check the
+    files' rows now, leave them to the warehouse, or count them as accepted (`RowCheck`).
 
     ``source_names`` records a file's origin in words instead of its path (`source_file` in the landing log, the
     batch's rows and the quality marts): the service's spool file is deleted once landed, so its batches say
@@ -314,9 +318,7 @@ def land_files(
             seen.add(batch_id)
             tmp = staged_batch_path(settings, txn, batch_id)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            file_report, detected = _prepare(
-                con, path, source, batch_id, kind, ingested_at, tmp, check_rows, rows_passed
-            )
+            file_report, detected = _prepare(con, path, source, batch_id, kind, ingested_at, tmp, rows)
             fsync_file(tmp)
             staged.append((tmp, batch_path(settings, detected, batch_id)))
             report.files.append(file_report)

@@ -198,7 +198,7 @@ def test_rows_the_caller_already_checked_are_counted_as_accepted(tmp_path: Path,
     # POST /events checks every event before it lands: its record counts them, without a second check.
     path = _write_jsonl(tmp_path / "posted.jsonl", [json.dumps(_event(1)), json.dumps(_event(2))])
     with landing_session(settings):
-        report = land_files([path], settings, kind="events", check_rows=False, rows_passed=True)
+        report = land_files([path], settings, kind="events", rows="passed")
     assert (report.as_dict()["accepted"], report.as_dict()["rows_checked"]) == (2, True)
     [record] = read_log(settings).records
     assert (record.received, record.accepted, record.rejected) == (2, 2, {})
