@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import sparse
 from scipy.special import betaln
@@ -321,6 +320,42 @@ def quality_prior_factor(doc: dict[str, Any]) -> float:
 
 
 @dataclass(frozen=True)
+class _Logs:
+    """The truth's logged impressions as arrays, read once: a ceiling stands at any moment by filtering them."""
+
+    doc: dict[str, Any]
+    ms: np.ndarray  # (n,) int64 ms since the epoch
+    users: np.ndarray  # (n,) user index
+    items: np.ndarray  # (n,) item index
+    examine: np.ndarray
+    multiplier: np.ndarray
+    clicked: np.ndarray
+
+    @classmethod
+    def read(cls, truth: TruthClickModel) -> _Logs:
+        """Raises ValueError where the impressions name users or items the truth's own tables do not hold."""
+        table = pq.read_table(
+            truth.folder / "impressions.parquet",
+            columns=["user_id", "content_id", "occurred_at", "examine", "experiment_multiplier", "clicked"],
+        )
+        users = _ids(table["user_id"].to_pylist(), "u")
+        items = _ids(table["content_id"].to_pylist(), "c")
+        if (users < 0).any() or (users >= len(truth.taste)).any():
+            raise ValueError("the truth's impressions name users its users table does not hold")
+        if (items < 0).any() or (items >= len(truth.items.category)).any():
+            raise ValueError("the truth's impressions name items its content table does not hold")
+        return cls(
+            read_truth(truth.folder),
+            _epoch_ms(table["occurred_at"]),
+            users,
+            items,
+            table["examine"].to_numpy(),
+            table["experiment_multiplier"].to_numpy(),
+            table["clicked"].to_numpy(zero_copy_only=False),
+        )
+
+
+@dataclass(frozen=True)
 class LearnableCeiling:
     """The best estimate of attract the logs before ``before`` allow (see the module's docstring)."""
 
@@ -339,38 +374,31 @@ class LearnableCeiling:
             ValueError: ``before`` is not a moment (NaT), or the truth's impressions name users or items its own
                 tables do not hold.
         """
-        moment = pd.Timestamp(before)
-        if pd.isna(moment):
-            raise ValueError(f"the ceiling needs a moment to stand at, got {before!r}")
-        moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
-        doc = read_truth(truth.folder)
-        table = pq.read_table(
-            truth.folder / "impressions.parquet",
-            columns=["user_id", "content_id", "occurred_at", "examine", "experiment_multiplier", "clicked"],
-        )
-        table = table.filter(pa.array(_epoch_ms(table["occurred_at"]) * 1_000_000 < moment.value))
-        ms = _epoch_ms(table["occurred_at"])
-        users = _ids(table["user_id"].to_pylist(), "u")
-        items = _ids(table["content_id"].to_pylist(), "c")
-        if (users < 0).any() or (users >= len(truth.taste)).any():
-            raise ValueError("the truth's impressions name users its users table does not hold")
-        if (items < 0).any() or (items >= len(truth.items.category)).any():
-            raise ValueError("the truth's impressions name items its content table does not hold")
-        unit = truth.items.unit_attract(items, ms) * table["experiment_multiplier"].to_numpy()
+        moment = _utc_moment(before)
+        return cls._standing_at(truth, _Logs.read(truth), moment, samples, seed)
+
+    @classmethod
+    def _standing_at(
+        cls, truth: TruthClickModel, logs: _Logs, moment: pd.Timestamp, samples: int, seed: int
+    ) -> LearnableCeiling:
+        """The ceiling from the rows of ``logs`` before ``moment`` (UTC)."""
+        before = logs.ms * 1_000_000 < moment.value
+        users, items = logs.users[before], logs.items[before]
+        unit = truth.items.unit_attract(items, logs.ms[before]) * logs.multiplier[before]
         posterior = posterior_taste(
             users,
             truth.items.category[items],
-            table["examine"].to_numpy(),
+            logs.examine[before],
             unit,
-            table["clicked"].to_numpy(zero_copy_only=False),
+            logs.clicked[before],
             len(truth.taste),
-            TastePrior.from_truth(doc),
+            TastePrior.from_truth(logs.doc),
             samples=samples,
             seed=seed,
         )
         shown = np.zeros(len(truth.items.category), dtype=bool)
         shown[items] = True
-        return cls(truth, moment, posterior, shown, quality_prior_factor(doc))
+        return cls(truth, moment, posterior, shown, quality_prior_factor(logs.doc))
 
     def attract(self, user_ids: Sequence[str], content_ids: Sequence[str], moments: Sequence[Any]) -> np.ndarray:
         """The ceiling's ranking score per (user, item, moment): its estimate of attract at the top, without
@@ -430,7 +458,24 @@ def p_click_day_by_day(
     days = at.dt.floor("D").to_numpy()
     ids = np.asarray(list(impression_ids), dtype=object)
     out = np.full(len(ids), np.nan)
-    for day in sorted(pd.unique(days[~pd.isna(days)])):
+    known_days = sorted(pd.unique(days[~pd.isna(days)]))
+    if not known_days:
+        return out
+    logs = _Logs.read(truth)  # once for every day
+    for day in known_days:
         rows = np.flatnonzero(days == day)
-        out[rows] = LearnableCeiling.as_of(truth, day, samples=samples, seed=seed).p_click(ids[rows].tolist())
+        ceiling = LearnableCeiling._standing_at(truth, logs, _utc_moment(day), samples, seed)
+        out[rows] = ceiling.p_click(ids[rows].tolist())
     return out
+
+
+def _utc_moment(value: Any) -> pd.Timestamp:
+    """``value`` as a UTC timestamp (a naive one read as UTC).
+
+    Raises:
+        ValueError: it is not a moment (NaT).
+    """
+    moment = pd.Timestamp(value)
+    if pd.isna(moment):
+        raise ValueError(f"the ceiling needs a moment to stand at, got {value!r}")
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
