@@ -48,6 +48,11 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=True, width=max(PIPE_WIDTH, wider))
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 event``, ``3 events``, ``1,200 days``: the count with separators and the noun in its number."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 #: The exit status of a command a signal interrupted: 128 + SIGINT, the shells' convention for Ctrl-C (bash's manual,
 #: "Exit Status"), so a script can tell "stopped" from "failed". Dagster handles SIGTERM as SIGINT, so both give it.
 INTERRUPTED_STATUS = 130

@@ -18,7 +18,16 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import INTERRUPTED_STATUS, JsonErrorsGroup, bind_problem, console, emit_json, fail, load_settings
+from cli.common import (
+    INTERRUPTED_STATUS,
+    JsonErrorsGroup,
+    bind_problem,
+    console,
+    emit_json,
+    fail,
+    load_settings,
+    plural,
+)
 from cli.experiments import experiments
 from cli.models import models
 from cli.recommend import recommend
@@ -155,7 +164,10 @@ def generate(
     if as_json:
         emit_json(summary)
         return
-    out.print(f"Wrote {result.events_written:,} event rows for {users:,} users over {days:,} days to {target}")
+    out.print(
+        f"Wrote {plural(result.events_written, 'event row')} for {plural(users, 'user')} over {plural(days, 'day')} "
+        f"to {target}"
+    )
     out.print(f"Ground truth (never read by the pipeline): {target / '_truth'}")
 
 
@@ -193,8 +205,8 @@ def _continue(
     doc = json.loads(result.truth_path.read_text())
     segment = doc["continuations"][-1]
     out.print(
-        f"Continued {target} by {days:,} days ({segment['start_date']} to {segment['end_date']}, policy {policy}): "
-        f"{result.events_written:,} event rows"
+        f"Continued {target} by {plural(days, 'day')} ({segment['start_date']} to {segment['end_date']}, "
+        f"policy {policy}): {plural(result.events_written, 'event row')}"
     )
     out.print(f"Closed-loop truth (never read by the pipeline): {target / '_truth' / 'continued'}")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from cli.common import emit_json, fail, load_settings
+from cli.common import emit_json, fail, load_settings, plural
 from tailor.stream.config import PUSH_SOURCE, RedisURLError, StreamConfig, check_redis_url, default_redis_url
 
 if TYPE_CHECKING:
@@ -142,11 +142,6 @@ def _lines(paths: tuple[Path, ...], broken: list[_NotText], places: list[tuple[s
         broken.append(exc)
 
 
-def _plural(count: int, noun: str) -> str:
-    """``1 event``, ``3 events``."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def _located(report: dict[str, Any], places: list[tuple[str, int]]) -> dict[str, Any]:
     """The publish report with each refused event's ``file`` and ``line`` beside its ordinal ``event``."""
     rejected = []
@@ -221,7 +216,7 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
             else "none of the input was valid, so nothing was published"
         )
         fail(
-            f"{_plural(len(report.rejected), 'event')} {'breaks' if len(report.rejected) == 1 else 'break'} the event "
+            f"{plural(len(report.rejected), 'event')} {'breaks' if len(report.rejected) == 1 else 'break'} the event "
             f"contract (tailor/contract/event.schema.json) and {'was' if len(report.rejected) == 1 else 'were'} not "
             f"published; {valid}. Fix the refused lines and publish them again (an event published twice is "
             "counted once).",
@@ -385,7 +380,7 @@ def dead_letters_command(redis_url: str, stream: str, group: str, do_replay: boo
                 }
             )
             return
-        line = f"replayed {replayed:,} events; {len(still_dead):,} still break the contract and stay dead"
+        line = f"replayed {plural(replayed, 'event')}; {len(still_dead):,} still break the contract and stay dead"
         if empty:
             reasons = ", ".join(sorted({d.reason for d in empty}))
             one = len(empty) == 1

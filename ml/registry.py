@@ -158,13 +158,13 @@ def promotion_history(version: ModelVersion) -> list[dict[str, Any]]:
 
 def promotion_lines(history: list[dict[str, Any]]) -> list[str]:
     """A promotion history (`promotion_history`) in words, as `tailor models show` and the app print it:
-    ``promotion: <outcome>: <reason>`` for the automatic decision, then one ``promoted by hand`` line per
-    promotion by hand."""
+    ``promoted by the rule: <reason>`` (or ``not promoted by the rule``) for the automatic decision, then one
+    ``promoted by hand`` line per promotion by hand. (It read ``promotion: promoted: no champion yet``: a trial.)"""
     lines = []
     for entry in history:
         if entry["kind"] == "automatic":
-            outcome = "promoted" if entry.get("promoted") else "not promoted"
-            lines.append(f"promotion: {outcome}: {entry.get('reason', entry.get('text'))}")
+            outcome = "promoted by the rule" if entry.get("promoted") else "not promoted by the rule"
+            lines.append(f"{outcome}: {entry.get('reason', entry.get('text'))}")
         elif entry.get("at") is None:
             lines.append(
                 "promoted by hand (recorded before promotions by hand were kept apart: who, when and the automatic "

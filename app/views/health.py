@@ -49,9 +49,11 @@ else:
     shown = champion.iloc[0]["version"] if len(champion) else versions["version"].max()
     same_window = versions.loc[versions["version"] == shown].copy()
     same_window["label"] = same_window["model"]
-    st.markdown(f"**v{shown} against its baselines on the same test window**")
     st.caption(LOGGED_CLICKS)
     left, right = st.columns(2)
+    # Each side its own heading: one heading over both read as if the table held v{shown} alone (a trial).
+    left.markdown(f"**v{shown} against its baselines on the same test window**")
+    right.markdown("**Every version and its baselines, each on its own test window**")
     left.plotly_chart(
         charts.model_metrics(same_window, ["auc", "ndcg_at_k", "recall_at_k"]), width="stretch", key="models"
     )

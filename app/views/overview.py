@@ -96,7 +96,8 @@ with right:
     else:
         a, b, c = st.columns(3)
         a.metric("Event rows received", num(q.received))
-        b.metric("Quarantined", num(q.quarantined), f"{q.share:.2%} of received", delta_color="off")
+        # A share, not a change: no arrow (a trial read the up-arrow as "more than yesterday").
+        b.metric("Quarantined", num(q.quarantined), f"{q.share:.2%} of received", delta_color="off", delta_arrow="off")
         c.metric("Duplicates dropped", num(q.duplicates))
         if q.by_reason.empty:
             st.write("Nothing quarantined.")

@@ -64,6 +64,8 @@ def test_overview_shows_the_warehouses_kpis(app_home: Settings, monkeypatch: pyt
     )
     assert shown["Event rows received"] == _num(received)
     assert shown["Quarantined"] == _num(quarantined)
+    [share] = [m for m in at.metric if m.label == "Quarantined"]
+    assert share.proto.delta.endswith("of received") and share.proto.direction == share.proto.NONE, "a share, no arrow"
     assert quarantined > 0, "the simulator plants malformed rows: the quarantine cannot be empty"
     assert "SUCCESS" in " ".join(m.value for m in at.markdown), "the last pipeline run is shown"
 

@@ -42,12 +42,12 @@ def test_landing_says_landed_nothing_new_or_set_aside(settings: Settings) -> Non
         again = _actions(instance)
     rejected = settings.inbox / "_rejected"
     assert first == {
-        "landing/events": f"landed 1 file(s): 1 file(s) set aside in {rejected}, each beside a <name>.error.txt saying "
-        "why",
-        "landing/users": "nothing new",
-        "landing/content": "nothing new",
+        "landing/events": f"landed 1 inbox file(s): 1 file(s) set aside in {rejected}, each beside a <name>.error.txt "
+        "saying why",
+        "landing/users": "no new inbox file",
+        "landing/content": "no new inbox file",
     }
-    assert again == {key: "nothing new" for key in first}
+    assert again == {key: "no new inbox file" for key in first}
 
 
 def test_the_progress_line_and_the_runs_end_name_the_files_set_aside_and_how_to_retry(
@@ -74,8 +74,8 @@ def test_the_progress_line_and_the_runs_end_name_the_files_set_aside_and_how_to_
         outcome = outcome_of(result, instance)
     lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("  ")]
     assert (
-        f"  landed 1 file(s) landing/events: 2 file(s) set aside in {rejected}, each beside a <name>.error.txt saying "
-        "why"
+        f"  landed 1 inbox file(s) landing/events: 2 file(s) set aside in {rejected}, each beside a <name>.error.txt "
+        "saying why"
     ) in lines
 
     assert outcome.set_aside == {

@@ -101,6 +101,7 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
 
         made = tailor_cli(home.home, "generate", "--days", "1", "--continue")
         assert made.returncode == 0, made.stderr
+        assert " by 1 day (" in made.stdout, made.stdout  # not "by 1 days" (a trial)
         assert ingest_inbox(home).rejected_files == {}
         run_dbt(home, "build", "--select", *MARTS)
         new_day = _materialize(instance, feast_registry, feast_online_store, ranking_training_set, *models)

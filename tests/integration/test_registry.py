@@ -163,7 +163,7 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
     shown = runner.invoke(main, ["models", "show", str(second.version)])
     assert shown.exit_code == 0, shown.output
     assert (
-        f"promotion: promoted: both scored on the challenger's test window {window} (champion v{first.version} "
+        f"promoted by the rule: both scored on the challenger's test window {window} (champion v{first.version} "
         "re-scored there; its row in `tailor models` is on its own test window 2026-01-14 to 2026-01-16, hence other "
         "numbers): log loss 0.25200 < 0.25500"
     ) in shown.output
@@ -197,7 +197,7 @@ def test_a_promotion_by_hand_keeps_the_automatic_decision_and_adds_who_when_and_
 
     shown = runner.invoke(main, ["models", "show", str(second.version)])
     assert shown.exit_code == 0, shown.output
-    assert f"promotion: promoted: both scored on the challenger's test window {window}" in shown.output
+    assert f"promoted by the rule: both scored on the challenger's test window {window}" in shown.output
     assert "log loss 0.20516 < 0.20548" in shown.output
     assert f"by {getpass.getuser()}, replacing champion v{first.version}" in shown.output
     assert "promoted by hand: " in shown.output and " UTC by " in shown.output

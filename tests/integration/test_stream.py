@@ -422,7 +422,7 @@ def test_a_message_that_keeps_crashing_the_consumer_is_dead_lettered_alone(
     replayed = CliRunner().invoke(
         stream_cli, ["dead-letters", "--replay", "--redis", _url(broker), "--stream", broker.config.stream]
     )
-    assert replayed.exit_code == 0 and "replayed 1 events; 0 still break the contract" in replayed.output
+    assert replayed.exit_code == 0 and "replayed 1 event; 0 still break the contract" in replayed.output
     _consumer(broker, sqlite_repo, home).run(until_idle=0)
     online = _online(sqlite_repo, users)
     assert [online[u]["clicks_30m"] for u in users] == [1, 1, 1]

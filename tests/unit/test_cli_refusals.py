@@ -149,8 +149,9 @@ def test_a_summary_csv_without_columns_names_them_as_the_header_spells_them(tmp_
 
 
 def test_generate_refuses_before_any_progress_output(settings: Settings, tmp_path: Path) -> None:
-    assert _invoke("generate", "--users", "10", "--days", "2").exit_code == 0
-    error = _refused(_invoke("generate", "--users", "10", "--days", "2"))
+    made = _invoke("generate", "--users", "10", "--days", "1")
+    assert made.exit_code == 0 and "for 10 users over 1 day to" in made.output, made.output
+    error = _refused(_invoke("generate", "--users", "10", "--days", "1"))
     assert "already holds simulator output. Pass --overwrite" in error and "simulating" not in error
     other = get_settings(tmp_path / "other")
     error = _refused(_invoke("generate", "--continue", "--days", "5", env={"TAILOR_HOME": str(other.home)}))

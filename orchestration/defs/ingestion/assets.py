@@ -41,7 +41,9 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
         files = [f for f in result.report.files if f.kind == kind and f.status == "landed"]
         # A file outside the kinds' folders is reported with the events.
         set_aside = [p for p in result.rejected_files if next((k for k in KINDS if f"/{k}/" in p), "events") == kind]
-        action = f"landed {len(files)} file(s)" if files else "nothing new"
+        # "nothing new" after a POST /events read as if the posted events were not built: they landed when posted,
+        # and this run builds them; what is new or not here is the inbox (a trial).
+        action = f"landed {len(files)} inbox file(s)" if files else "no new inbox file"
         # What `tailor run` prints after the asset's name (progress.py): a file set aside must not pass unseen.
         note = (
             f"{len(set_aside)} file(s) set aside in {settings.inbox / REJECTED_DIR}, each beside a "
