@@ -186,6 +186,7 @@ def run(
     generated = home / "inbox"
     timings: dict[str, float] = {}
     if existing is None:
+        _say(f"simulating {users:,} users x {days} days into {generated}")
         if policy_pool_explore is None:
             timings["generate_s"] = _run(
                 "generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env
@@ -196,6 +197,7 @@ def run(
                 SimulationConfig(users=users, days=days, seed=seed, policy_pool_explore=policy_pool_explore), generated
             )
             timings["generate_s"] = time.perf_counter() - start
+        _say("tailor run (landing, dbt, Feast, the models)")
         timings["tailor_run_s"] = _run("run", "--quiet", env=env)
     elif not (generated / "_truth").is_dir():
         raise SystemExit(
@@ -208,6 +210,7 @@ def run(
     except MissingMartError as exc:
         raise SystemExit(f"error: {exc}") from None
     config = RankerConfig(search_trials=trials, search_timeout_s=timeout_s, eval_users=eval_users, seed=seed)
+    _say(f"training the ranker again ({trials} search trials, {timeout_s:.0f} s at most)")
     start = time.perf_counter()
     trained = train_ranker(
         settings.training_dir / "ranking_training_set.parquet", history, open_store(settings), config, work / "search"
@@ -229,6 +232,7 @@ def run(
         )
     classification = dict(trained.metrics["classification"])
     classification["oracle"] = classification_metrics(y, oracle_p)
+    _say(f"the learnable ceiling ({ceiling_samples:,} prior draws)")
     start = time.perf_counter()
     classification["ceiling"] = classification_metrics(
         y,
@@ -238,6 +242,7 @@ def run(
     timings["ceiling_s"] = time.perf_counter() - start
     ess = ceiling.effective_samples(trained.candidate_rows["user_id"].unique().tolist())
     k = config.ranking_k
+    _say("top-k lists against the truth and the logged clicks")
     known = history.before(trained.windows.test_start)
     oracle_attract = truth.attract(
         trained.candidate_rows["user_id"].tolist(),
@@ -278,6 +283,11 @@ def run(
         "gap_decomposition": gap_decomposition(trained, truth, ceiling, k),
         "timings": {**timings, **trained.seconds, **bare_fit_seconds(trained)},
     }
+
+
+def _say(step: str) -> None:
+    """A progress line on stderr, so a run of minutes is not silent (a trial saw nothing for two minutes)."""
+    print(f"bench_ranker: {step}...", file=sys.stderr, flush=True)
 
 
 #: The defaults, and --smoke's (a tiny history and budget, for the test suite); a flag given explicitly wins.
