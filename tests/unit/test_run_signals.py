@@ -7,6 +7,7 @@ The swallowing is real: DuckDB, interrupted in a query by the exception Dagster'
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import threading
@@ -19,6 +20,7 @@ import pytest
 from orchestration.lib.progress import was_interrupted
 from orchestration.lib.runner import INTERRUPTED_TEXT, RunOutcome, outcome_of, signalled
 from orchestration.lib.signals import signal_record, stop_if_signalled
+from tailor.settings import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +135,28 @@ def test_a_signal_after_the_last_step_leaves_a_finished_run_a_success_and_a_seco
     both = signalled(double, "SIGINT")
     assert both.interrupted == ["ranker", "checks"]
     assert both.errors == {"ranker": INTERRUPTED_TEXT, "checks": INTERRUPTED_TEXT}
+
+
+def _decorator_name(decorator: ast.expr) -> str:
+    """``asset`` for ``@dg.asset(...)``, ``@asset`` or ``@dg.asset``."""
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+
+
+def test_every_asset_and_check_stops_first_on_a_signal_an_earlier_step_swallowed() -> None:
+    """Each step's first statement is `stop_if_signalled()`: a step without it would run on after a Ctrl-C that an
+    earlier step's code turned into an error of its own. Read from the source, so a new asset or check that leaves
+    it out fails here, not only in a signal test that happens to stop elsewhere."""
+    steps = {"asset", "multi_asset", "dbt_assets", "asset_check", "multi_asset_check"}
+    found, missing = [], []
+    for path in sorted((REPO_ROOT / "orchestration" / "defs").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef) or not {_decorator_name(d) for d in node.decorator_list} & steps:
+                continue
+            found.append(node.name)
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+            if not (isinstance(first, ast.Call) and getattr(first.func, "id", None) == "stop_if_signalled"):
+                missing.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}")
+    assert len(found) >= 17, found  # every asset and check of the graph was found
+    assert not missing, missing
