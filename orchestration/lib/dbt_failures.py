@@ -210,3 +210,24 @@ def _landed_sources(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, 
     # A row naming both its event_id and its batch and line is found twice: said once (a trial saw "line 1:
     # duplicate" twice for one row of the duplicates test).
     return [dict(zip(names, row, strict=True)) for row in dict.fromkeys(found)]
+
+
+#: What dagster-dbt writes before the error lines it parsed from dbt's events (`DbtCliInvocation.get_error`).
+_PARSED_ERRORS = "Errors parsed from dbt logs:"
+
+
+def ended_early_text(error: Exception | None) -> str:
+    """Why dbt ended before writing ``run_results.json``, in words: dbt's own error lines (e.g. DuckDB's "Could
+    not set lock on file ... Conflicting lock is held in ... (PID n)", which names who holds the warehouse), read
+    from dagster-dbt's error (``error``: `DbtCliInvocation.get_error`). dagster-dbt itself says only
+    ``FileNotFoundError: .../run_results.json`` (a trial)."""
+    text = str(getattr(error, "description", None) or error or "")
+    parsed = text.split(_PARSED_ERRORS, 1)[1] if _PARSED_ERRORS in text else ""
+    said: list[str] = []
+    for line in parsed.splitlines():  # the messages, without the tracebacks dbt prints after them
+        if not line.strip() or line[0].isspace() or line.startswith(("Traceback", "During handling")):
+            continue
+        if not any(kept in line for kept in said):  # "_duckdb.IOException: IO Error: ..." repeats "IO Error: ..."
+            said.append(line.strip())
+    where = "see logs/dbt.log, or the step's stdout in the Dagster UI"
+    return f"dbt ended before it wrote its results: {' '.join(said)}; {where}" if said else f"dbt ended early; {where}"

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib.active_runs import earlier_active_run
 from orchestration.lib.dbt_failures import warning_text
 from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_tags
 from orchestration.lib.progress import materialization_metadata, was_interrupted
-from orchestration.lib.run_lock import run_lock
+from orchestration.lib.run_lock import RunBusyError, run_lock
 from orchestration.lib.run_summary import publish_run_summary
 from orchestration.lib.signals import signal_record
 from tailor.settings import Settings
@@ -77,7 +78,8 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
     """Materialize every asset of `tailor_job` against the local instance configured by dagster.yaml.
 
     Raises:
-        RunBusyError: another `tailor run` is running on the same home (`run_lock`); nothing was touched.
+        RunBusyError: another `tailor run` is running on the same home (`run_lock`), or a run Dagster launched (the
+            UI, the schedule, a sensor) is in progress on its instance (`active_runs`); nothing was touched.
     """
     with run_lock(settings.home):  # first: a refused run must not empty the running one's logs
         return _run_all(settings, quiet)
@@ -86,6 +88,15 @@ def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
 def _run_all(settings: Settings, quiet: bool) -> RunOutcome:
     os.environ.update(settings.dagster_env())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    with dg.DagsterInstance.get() as instance:
+        fail_interrupted_runs(instance)  # a killed earlier run would otherwise stay "in progress" and block the queue
+        busy = earlier_active_run(instance)  # a run the UI, the schedule or a sensor launched (active_runs.py)
+        if busy is not None:
+            raise RunBusyError(busy)  # before anything is touched: the running one's logs stay
+        return _execute(settings, quiet, instance)
+
+
+def _execute(settings: Settings, quiet: bool, instance: dg.DagsterInstance) -> RunOutcome:
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(log_dir / STEP_LOGS, ignore_errors=True)  # the logs of the last run's failed steps, not older ones
@@ -102,12 +113,7 @@ def _run_all(settings: Settings, quiet: bool) -> RunOutcome:
     if not quiet:
         loggers["tailor_progress"] = {}
     # dagster-dbt echoes dbt's log on stdout; keep it in a file so stdout stays clean (e.g. for --json).
-    with (
-        dg.DagsterInstance.get() as instance,
-        (log_dir / DBT_LOG).open("w") as dbt_log,
-        contextlib.redirect_stdout(dbt_log),
-    ):
-        fail_interrupted_runs(instance)  # a killed earlier run would otherwise stay "in progress" and block the queue
+    with (log_dir / DBT_LOG).open("w") as dbt_log, contextlib.redirect_stdout(dbt_log):
         with signal_record() as record:
             result = job.execute_in_process(
                 instance=instance,

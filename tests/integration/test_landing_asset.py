@@ -106,3 +106,32 @@ def test_the_progress_line_and_the_runs_end_name_the_files_set_aside_and_how_to_
     )
     again = ingest_inbox(settings)
     assert [Path(f.path).name for f in again.report.files] == ["broken.jsonl"] and again.rejected_files == {}
+
+
+def test_landing_stops_before_touching_anything_while_an_earlier_run_is_in_progress(settings: Settings) -> None:
+    """The moment between `tailor run`'s look at the instance and its run's start, when the daemon may launch a
+    queued run: the later of the two stops at its first step (orchestration/lib/active_runs.py)."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "day1.jsonl").write_text(
+        '{"event_id": "e1", "event_type": "click", "user_id": "u1", "content_id": "c1", '
+        '"occurred_at": "2026-01-05T10:00:00Z", "surface": "home", "position": 1}\n'
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="tailor_job",
+                run_id="c0ffee00-0000-4000-8000-000000000001",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"dagster/schedule_name": "daily_tailor"},
+            )
+        )
+        result = dg.materialize([landing], instance=instance, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    data = failure.step_failure_data.user_failure_data
+    description = data.description if data is not None else None
+    assert (description or "").startswith(
+        "stopped before touching anything: run c0ffee00 of tailor_job (started by the schedule daily_tailor) is in "
+        "progress"
+    ), description
+    assert (settings.inbox / "day1.jsonl").exists() and not settings.landing.exists(), "nothing was landed"

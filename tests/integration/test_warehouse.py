@@ -323,3 +323,38 @@ def _event_id(line: str) -> object:
     except ValueError:
         return None
     return event.get("event_id") if isinstance(event, dict) else None
+
+
+def test_dbt_ending_before_its_results_says_why_and_who_holds_the_warehouse(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: two runs at once, and the second one's warehouse step failed with dagster-dbt's
+    `FileNotFoundError: .../run_results.json`; DuckDB's reason (the lock and the PID holding it) was only in dbt's
+    output. The step's error now says it (`ended_early_text`, on the error dagster-dbt parsed from a real dbt)."""
+    import subprocess
+    import sys
+
+    from orchestration.lib.dbt import dbt_resource
+    from orchestration.lib.dbt_failures import ended_early_text
+
+    settings.warehouse.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.warehouse)).close()
+    hold = "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('holding', flush=True); sys.stdin.read()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(settings.warehouse)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        for key, value in settings.dbt_env().items():  # what the warehouse step exports, restored after the test
+            monkeypatch.setenv(key, value)
+        invocation = dbt_resource().cli(["build", "--select", "stg_landing__events"], raise_on_error=False)
+        for _ in invocation.stream_raw_events():
+            pass
+        with pytest.raises(FileNotFoundError):
+            invocation.get_artifact("run_results.json")
+        said = ended_early_text(invocation.get_error())
+    finally:
+        holder.communicate("", timeout=60)
+    assert said.startswith("dbt ended before it wrote its results: Encountered an error: IO Error: Could not set lock")
+    assert f"(PID {holder.pid})" in said and "Traceback" not in said, said
+    assert said.endswith("; see logs/dbt.log, or the step's stdout in the Dagster UI")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 
+import dagster as dg
 import pytest
 
+from orchestration.lib.active_runs import earlier_active_run
+from orchestration.lib.interrupted_runs import PID_TAG
 from orchestration.lib.run_lock import LOCK_FILE, RunBusyError, run_lock
 from orchestration.lib.runner import STEP_LOGS, run_all
 from tailor.settings import Settings
@@ -26,3 +30,52 @@ def test_a_second_run_is_refused_with_who_holds_the_home_and_touches_nothing(set
         assert kept.read_text() == "the running run's log"  # refused before it emptied the logs
     with run_lock(settings.home):  # released when the first run ends
         pass
+
+
+def _started(instance: dg.DagsterInstance, run_id: str, status: dg.DagsterRunStatus, **tags: str) -> dg.DagsterRun:
+    """A run recorded as Dagster's queue would leave it, without executing anything."""
+    return instance.add_run(dg.DagsterRun(job_name="tailor_job", run_id=run_id, status=status, tags=tags))
+
+
+def test_a_run_dagster_launched_is_not_run_over(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a trial: `tailor run` typed while a run launched from the UI (or by the inbox sensor) was building
+    the warehouse went ahead, and the other run failed in dbt on DuckDB's lock. Refused now, touching nothing."""
+    for key, value in settings.dagster_env().items():
+        monkeypatch.setenv(key, value)  # run_all sets them; restored after the test
+    kept = settings.home / "logs" / STEP_LOGS / "landing.log"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("the running run's log")
+    with dg.DagsterInstance.get() as instance:
+        _started(instance, "5e2a0b1c-0000-4000-8000-000000000001", dg.DagsterRunStatus.SUCCESS)  # over: no matter
+        _started(
+            instance,
+            "7f3c9d2e-0000-4000-8000-000000000002",
+            dg.DagsterRunStatus.STARTED,
+            **{"dagster/sensor_name": "inbox_sensor"},
+        )
+    with pytest.raises(RunBusyError) as refused:
+        run_all(settings, quiet=True)
+    assert str(refused.value) == (
+        "run 7f3c9d2e of tailor_job (started by the sensor inbox_sensor) is in progress on this home's Dagster "
+        "instance, and two runs at once would build the same warehouse (DuckDB allows one writer): wait for it to "
+        "finish (the Dagster UI shows it: `make ui`), or cancel it there, then run again"
+    )
+    assert kept.read_text() == "the running run's log"
+    assert not (settings.home / "logs" / "dbt.log").exists()
+
+
+def test_of_two_runs_starting_together_only_the_later_is_told_to_stop() -> None:
+    with dg.instance_for_test() as instance:
+        ui = _started(instance, "aaaaaaaa-0000-4000-8000-000000000001", dg.DagsterRunStatus.STARTED)
+        time.sleep(0.05)  # the storage orders runs by creation time
+        cli = _started(
+            instance, "bbbbbbbb-0000-4000-8000-000000000002", dg.DagsterRunStatus.STARTING, **{PID_TAG: "4242"}
+        )
+        assert "run aaaaaaaa of tailor_job (launched from the Dagster UI or its API)" in (
+            earlier_active_run(instance, cli.run_id) or ""
+        )
+        assert earlier_active_run(instance, ui.run_id) is None, "the earlier run goes on"
+        assert "run aaaaaaaa" in (earlier_active_run(instance) or ""), "a run not created yet: the oldest is named"
+        instance.report_run_failed(ui)
+        assert earlier_active_run(instance, cli.run_id) is None
+        assert "(a `tailor run`, PID 4242)" in (earlier_active_run(instance) or "")

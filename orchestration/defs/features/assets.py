@@ -14,6 +14,7 @@ from datetime import date
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from orchestration.lib.active_runs import stop_if_an_earlier_run_is_active
 from orchestration.lib.signals import stop_if_signalled
 from tailor.settings import get_settings
 
@@ -119,6 +120,7 @@ def ranking_training_set(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     <TAILOR_HOME>/training/. A run builds only the days whose impressions or reachable feature rows changed and
     copies the rest, which gives the same rows as a full rebuild; with nothing new it does nothing."""
     stop_if_signalled()  # a signal an earlier step swallowed stops the run here
+    stop_if_an_earlier_run_is_active(context)  # the first step of a job (orchestration/lib/active_runs.py)
     from ml.features.training import plan_training_set, training_set_summary
 
     settings = get_settings()

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from orchestration.lib.active_runs import stop_if_an_earlier_run_is_active
 from orchestration.lib.signals import stop_if_signalled
 from tailor.contract.rules import KINDS
 from tailor.ingest.inbox import NOTE_SUFFIX, REJECTED_DIR, ingest_inbox
@@ -31,6 +32,7 @@ def landing(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]
     reconciliation check.
     """
     stop_if_signalled()  # a signal an earlier step swallowed stops the run here
+    stop_if_an_earlier_run_is_active(context)  # the first step of a job (orchestration/lib/active_runs.py)
     settings = get_settings()
     result = ingest_inbox(settings)
     for message in result.report.recovery.messages():

@@ -7,7 +7,14 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
-from orchestration.lib.dbt_failures import WARNED, NodeFailure, failed_nodes, warning_text, with_offending_rows
+from orchestration.lib.dbt_failures import (
+    WARNED,
+    NodeFailure,
+    ended_early_text,
+    failed_nodes,
+    warning_text,
+    with_offending_rows,
+)
 from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, refusal
 from orchestration.lib.signals import stop_if_signalled
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
@@ -37,7 +44,11 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
             warned.append(event)  # said once dbt has ended, with its rows: until then the warehouse is dbt's
             continue
         yield event
-    run_results, manifest = invocation.get_artifact("run_results.json"), invocation.get_artifact("manifest.json")
+    try:
+        run_results = invocation.get_artifact("run_results.json")
+    except FileNotFoundError:  # dbt stopped before building (e.g. the warehouse locked by another process)
+        raise dg.Failure(description=ended_early_text(invocation.get_error())) from None
+    manifest = invocation.get_artifact("manifest.json")
     yield from _with_rows(warned, failed_nodes(run_results, invocation.target_path, manifest, WARNED), settings)
     if not invocation.is_successful():
         # Say why in words (the failing model or test, the database error, the offending rows and where they were
