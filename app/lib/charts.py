@@ -8,6 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ml.monitoring.drift import YOUNG
+
 _HEIGHT = 320
 
 
@@ -161,8 +163,8 @@ def _around_zero(fig: go.Figure, **layout: Any) -> go.Figure:
     return fig
 
 
-#: A drift row's bar colour by its verdict (`ml.monitoring.drift`: ok, warn, fail; young: not judged).
-STATUS_COLORS = {"fail": "#d62728", "warn": "#ff7f0e", "ok": "#2ca02c", "young": "#9e9e9e"}
+#: A drift row's bar colour by its verdict (`ml.monitoring.drift`: ok, warn, fail).
+STATUS_COLORS = {"fail": "#d62728", "warn": "#ff7f0e", "ok": "#2ca02c"}
 
 
 def psi_bars(psi: pd.DataFrame, warn: float, fail: float) -> go.Figure:
@@ -170,17 +172,20 @@ def psi_bars(psi: pd.DataFrame, warn: float, fail: float) -> go.Figure:
     thresholds: the PSI beyond the largest one of the reference's own days shows, 0 where sampling noise explains
     the PSI (``excess_psi``; `ml.monitoring.drift.FeatureDrift.excess`). The raw PSI is in the hover: plotted
     against the thresholds it read as a failure where the check had passed (a trial). A table from before
-    ``excess_psi`` existed is drawn on its raw PSI."""
+    ``excess_psi`` existed is drawn on its raw PSI. Features the check did not judge (``young``: a window longer
+    than the history before the reference) are left out: drawn grey, their bars past the lines read as failures
+    under a passing verdict (a trial); the page names them instead."""
     judged = "excess_psi" if "excess_psi" in psi else "psi"
-    rows = psi.sort_values(judged, ascending=False, kind="stable")
-    status = rows["status"] if "status" in rows else pd.Series("ok", index=rows.index)
+    status = psi["status"] if "status" in psi else pd.Series("ok", index=psi.index)
+    rows = psi.loc[status != YOUNG].sort_values(judged, ascending=False, kind="stable")
+    status = status.loc[rows.index]
     extra = [c for c in ("psi", "day_baseline_psi", "noise_psi") if c in rows]
     fig = go.Figure(
         go.Bar(
             x=rows[judged],
             y=rows["feature"],
             orientation="h",
-            marker_color=[STATUS_COLORS.get(str(s), STATUS_COLORS["young"]) for s in status],
+            marker_color=[STATUS_COLORS.get(str(s), STATUS_COLORS["ok"]) for s in status],
             customdata=pd.concat([status.rename("status"), rows[extra]], axis=1).to_numpy(),
             hovertemplate=_drift_hover(judged, extra),
         )

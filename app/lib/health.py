@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ml.monitoring.drift import YOUNG
 from tailor.settings import Settings
 
 #: Models scored on each version's test window, the ranker first.
@@ -75,9 +76,17 @@ class Drift:
     current_day: str | None
     reference_window: str | None
 
+    @property
+    def not_judged(self) -> list[str]:
+        """The features the check did not judge (status ``young``: a window longer than the history before the
+        reference); the chart leaves them out (`app.lib.charts.psi_bars`)."""
+        return self.psi.loc[self.psi["status"] == YOUNG, "feature"].tolist() if "status" in self.psi else []
+
 
 def drift(checks: pd.DataFrame) -> list[Drift]:
     """The drift checks among ``checks`` (`app.lib.runs.check_results`), features first."""
+    from ml.registry import window_days
+
     out = []
     for name in DRIFT_CHECKS:
         rows = checks.loc[checks["check"] == name]
@@ -98,7 +107,8 @@ def drift(checks: pd.DataFrame) -> list[Drift]:
                 fail=float(meta.get("fail_threshold", 0.25)),
                 champion_version=int(version) if isinstance(version, int | float) else None,
                 current_day=meta.get("current_day"),
-                reference_window=meta.get("reference_window"),
+                # As `tailor models` says it (the days it holds), not the stored start..end-excluded tag (a trial).
+                reference_window=window_days(str(meta["reference_window"])) if meta.get("reference_window") else None,
             )
         )
     return out
@@ -118,11 +128,12 @@ def quality_checks(checks: pd.DataFrame) -> pd.DataFrame:
     return rows[["asset", "check", "result", "description", "evaluated_at"]].reset_index(drop=True)
 
 
-def _dbt_description(text: object, metadata: object) -> str | None:
-    """A check's description, or for a dbt test without one its failed rows in words (none when it passed)."""
+def _dbt_description(text: object, metadata: object) -> str:
+    """A check's description, or for a dbt test without one its failed rows in words (empty when it passed: the
+    table showed "None", a trial)."""
     if isinstance(text, str) and text:
         return text
     rows = metadata.get("dagster_dbt/failed_row_count") if isinstance(metadata, dict) else None
     if isinstance(rows, int) and rows:
         return f"{rows:,} row{'s' if rows != 1 else ''} did not pass this dbt test: they are in logs/dbt.log"
-    return None
+    return ""

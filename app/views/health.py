@@ -78,11 +78,17 @@ for d in drifts:
             "judges it."
         )
     if not d.psi.empty and "psi" in d.psi:
+        young = ", ".join(d.not_judged)
         st.caption(
             f"Champion v{d.champion_version}, training window {d.reference_window} against {d.current_day}; "
             f"warn at {d.warn:g}, fail at {d.fail:g}. Each bar is what its feature's verdict judges: the PSI beyond "
             "the largest one of the reference's own days shows, 0 where sampling noise explains it (the raw PSI "
-            "is in the hover), coloured by that verdict."
+            "is in the hover); green within the warn line, orange past it, red past the fail line."
+            + (
+                f" Not judged, so not drawn (a window longer than the history before the reference): {young}."
+                if young
+                else ""
+            )
         )
         st.plotly_chart(charts.psi_bars(d.psi, d.warn, d.fail), width="stretch", key=f"psi_{d.check}")
 

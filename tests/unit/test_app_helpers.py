@@ -39,7 +39,7 @@ def test_a_warned_check_is_not_counted_as_failed_and_a_dbt_test_says_its_rows() 
     assert got["result"].tolist() == ["warned", "passed", "failed"]
     assert got["description"].tolist() == [
         "11 rows did not pass this dbt test: they are in logs/dbt.log",
-        None,
+        "",
         "3 of 10 rows differ",
     ]
 
@@ -50,6 +50,7 @@ def test_the_drift_chart_draws_what_the_verdict_judges_coloured_by_it() -> None:
     import pandas as pd
 
     from app.lib.charts import STATUS_COLORS, psi_bars
+    from app.lib.health import Drift
 
     table = pd.DataFrame(
         {
@@ -62,10 +63,12 @@ def test_the_drift_chart_draws_what_the_verdict_judges_coloured_by_it() -> None:
         }
     )
     [bar] = psi_bars(table, warn=0.1, fail=0.25).data
-    assert list(bar.y) == ["moved", "noisy", "young"] and list(bar.x) == [0.31, 0.0, 0.0]
-    assert list(bar.marker.color) == [STATUS_COLORS["fail"], STATUS_COLORS["ok"], STATUS_COLORS["young"]]
+    # The young feature is not judged: not drawn (drawn grey above the others, it read as a failure: a trial).
+    assert list(bar.y) == ["moved", "noisy"] and list(bar.x) == [0.31, 0.0]
+    assert list(bar.marker.color) == [STATUS_COLORS["fail"], STATUS_COLORS["ok"]]
     assert bar.customdata[1].tolist() == ["ok", 3.642, 0.02, 8.1], "the raw PSI is still in the hover"
     assert "excess %{x:.3f}" in bar.hovertemplate and "PSI %{customdata[1]:.3f}" in bar.hovertemplate
+    assert Drift("c", True, "WARN", "", table, 0.1, 0.25, 1, None, None).not_judged == ["young"]
     # A table from before the excess column existed is drawn on its raw PSI.
     [old] = psi_bars(table[["feature", "psi", "status"]], warn=0.1, fail=0.25).data
-    assert list(old.x) == [3.642, 0.9, 0.40]
+    assert list(old.x) == [3.642, 0.40]

@@ -27,6 +27,12 @@ def test_a_large_psi_on_a_tiny_day_is_named_as_noise() -> None:
     )
     explained = DriftReport((_drift(0.4, 30_000, 0.02, 0.35),), DriftConfig())
     assert (
-        "(largest excess: category 0.050: its PSI 0.400 less the 0.350 one of the reference's own days shows)"
-        in _summary(explained, "ranker feature(s)")
-    )
+        "(largest excess: category 0.050: its PSI 0.400 minus 0.350, the most one of the reference's own days moved "
+        "against the rest)"
+    ) in _summary(explained, "ranker feature(s)")
+    # Found by a trial: "its PSI 3.262 less the 3.640 one of the reference's own days shows", for an excess of 0.
+    within = DriftReport((_drift(3.262, 30_000, 0.02, 3.640),), DriftConfig())
+    assert (
+        "(largest excess: category 0.000: its PSI 3.262 is no more than 3.640, the most one of the reference's own "
+        "days moved against the rest)"
+    ) in _summary(within, "ranker feature(s)")

@@ -227,8 +227,9 @@ def _largest(judged: FeatureDrift | None) -> str:
             f"its PSI {judged.psi:.3f} is within the sampling noise of the newest day's "
             f"{judged.comparison.current_rows:,} row(s), up to {judged.noise:.3f}"
         )
-    else:
-        why = f"its PSI {judged.psi:.3f} less the {judged.baseline:.3f} one of the reference's own days shows"
+    else:  # "its PSI 3.262 less the 3.640 one of the reference's own days shows" was hard to read (a trial)
+        most = f"{judged.baseline:.3f}, the most one of the reference's own days moved against the rest"
+        why = f"its PSI {judged.psi:.3f} " + (f"minus {most}" if judged.excess > 0 else f"is no more than {most}")
     return f" (largest excess: {judged.feature} {judged.excess:.3f}: {why})"
 
 
