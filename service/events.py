@@ -279,8 +279,9 @@ class EventIntake:
             self._behind += len(texts)
             self.metrics.stream_failures.inc()
             intake.stream_behind = True
+            landed = "landed" if intake.landed else "already landed before"  # a retry's answer said "landed" (a trial)
             intake.stream_detail = (
-                f"landed, but the stream at {self.config.stream_url} did not take them ({type(exc).__name__}): "
+                f"{landed}, but the stream at {self.config.stream_url} did not take them ({type(exc).__name__}): "
                 "recent-activity features lag until `tailor run` builds the warehouse"
             )
             log.warning("stream publish failed: %s", exc)

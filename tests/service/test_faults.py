@@ -150,9 +150,13 @@ def test_with_the_stream_down_events_still_land_and_the_response_says_so(
     assert response.status_code == 202, response.text
     body = response.json()
     assert body["status"] == "landed" and body["stream"]["behind"] is True and body["stream"]["published"] == 0
-    assert "landed, but the stream" in body["stream"]["detail"]
+    assert body["stream"]["detail"].startswith("landed, but the stream")
     batch = Path(built.settings.landing / "events" / f"batch-{body['batch_id']}.parquet")
     assert _landed(batch, event)
+    # A retry of the batch: nothing new landed, and the answer does not say it was (a trial).
+    again = httpx.post(f"{faulty.url}/events", json={"events": [event]}).json()
+    assert again["status"] == "already_ingested" and again["batch_id"] == body["batch_id"]
+    assert again["stream"]["detail"].startswith("already landed before, but the stream"), again
     metrics = httpx.get(f"{faulty.url}/metrics").text
     assert _metric(metrics, "tailor_stream_publish_failures_total") >= 1
     assert _metric(metrics, "tailor_stream_behind_events") >= 1
