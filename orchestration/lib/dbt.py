@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -94,6 +96,26 @@ def dbt_project() -> DbtProject:
                 ["--quiet", "parse"], target_path=project.target_path
             ).wait()
     return project
+
+
+#: Invocation folders the warehouse step leaves in dbt's target folder (``target/warehouse-<run>-<id>/``: the
+#: manifest, compiled SQL, run results and dbt's log, ~10 MB each) that are kept: the newest, for a failed node's
+#: compiled SQL that the step's error cites. dagster-dbt makes one per build and never removes it (a working copy
+#: held 391 of them, 3.6 GB, after a few days of runs and tests).
+KEPT_INVOCATIONS = 5
+#: A folder younger than this is never removed: it may be a build still running in another process.
+INVOCATION_GRACE_S = 3600.0
+
+
+def prune_invocations(target: Path, keep: int = KEPT_INVOCATIONS, grace_s: float = INVOCATION_GRACE_S) -> list[Path]:
+    """Remove the ``warehouse-*`` invocation folders under ``target`` beyond the ``keep`` newest (by modification
+    time) that are older than ``grace_s`` seconds; return what was removed."""
+    folders = sorted(target.glob("warehouse-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    cutoff = time.time() - grace_s
+    removed = [p for p in folders[keep:] if p.is_dir() and p.stat().st_mtime < cutoff]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 def dbt_resource() -> DbtCliResource:

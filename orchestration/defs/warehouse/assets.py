@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env
+from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env, prune_invocations
 from orchestration.lib.dbt_failures import (
     WARNED,
     NodeFailure,
@@ -38,6 +38,7 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
     if settings.engine == "duckdb":
         wait_for_warehouse(settings.warehouse, context.log.warning)  # e.g. a dbt left running by a killed run
     invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False)
+    prune_invocations(invocation.target_path.parent)  # older builds' folders (this one is the newest)
     warned: list[dg.AssetCheckResult] = []
     for event in invocation.stream():
         if isinstance(event, dg.AssetCheckResult) and not event.passed and event.severity == WARN:
