@@ -88,10 +88,14 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
         return
     table = Table(title="Ranker versions (each on its own test window)", title_justify="left")
     k = _k(versions)
-    for column in ("version", "aliases", "created", "test window"):
-        table.add_column(column, no_wrap=column != "aliases")  # dates whole: the promotion reason quotes windows
+    # In a narrow terminal the columns wrap at spaces, never inside a date or a name (a trial's 120 columns showed
+    # "chall…" for the aliases): dates stay whole, as the promotion reason quotes them.
+    table.add_column("version", no_wrap=True)
+    table.add_column("aliases", min_width=len("challenger,"))
+    table.add_column("created", min_width=len("2026-12-01"))
+    table.add_column("test window", min_width=len("2026-01-30 to"))
     for metric in _SHOWN:
-        table.add_column(_label(metric, k), justify="right")
+        table.add_column(_label(metric, k), justify="right", min_width=6)
     for v in versions:
         table.add_row(
             str(v.version),
@@ -209,11 +213,16 @@ def _as_json(version: Any) -> dict[str, Any]:
     return {**version.as_dict(), "metric_notes": metric_notes(), "promotion_history": promotion_history(version)}
 
 
+#: Model names shortened in the table's headings, said in full under it.
+SHORT_MODELS = {"popularity": "pop."}
+
+
 def _label(metric: str, k: str) -> str:
     """A column's heading on two lines, the metric over the model, so the table fits a terminal (on one line it
     took 220 columns: a trial): the list metric is marked * (judged against logged clicks, said under the
     table)."""
     group, model, name = metric.split(".")
+    model = SHORT_MODELS.get(model, model)
     if group == "ranking" and name == "ndcg_at_k":
         return f"NDCG@{k}*\n{model}"
     names = {"auc": "AUC", "log_loss": "log loss", "ece": "ECE"}
@@ -230,6 +239,7 @@ def _print_notes(k: str) -> None:
     """What the numbers above measure, and which of them the promotion gate uses."""
     notes = metric_notes()
     out.print(
+        "pop.: the popularity baseline, scored on the same test window.\n"
         f"AUC, log loss, ECE: {notes['classification']}.\n"
         f"* NDCG@{k} vs logged clicks (and the other list metrics, ranking.*): {notes['ranking']}.",
         highlight=False,

@@ -144,7 +144,8 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
     # Headings on two lines, the metric over the model: on one line the table took 220 columns (a trial).
     rows = [line for line in listed.output.splitlines() if line.startswith(("┃", "│"))]
     assert rows and max(len(line) for line in rows) <= 150, "\n".join(rows)
-    assert "NDCG@10*" in rows[0] and "popularity" in rows[1]
+    assert "NDCG@10*" in rows[0] and "pop." in rows[1]
+    assert "pop.: the popularity baseline, scored on the same test window." in listed.output
     assert (
         "AUC, log loss, ECE: click prediction on the version's logged test impressions: what the promotion gate uses "
         "(AUC above popularity's and calibrated, then a log loss below the champion's on the same window"
@@ -350,3 +351,30 @@ def test_a_first_registry_open_prints_no_mlflow_info_lines(tmp_path: Path) -> No
     assert " INFO " not in done.stderr, done.stderr
     assert "WARNING mlflow.store: an MLflow warning" in done.stderr
     assert "a Tailor warning" in done.stderr
+
+
+def test_the_models_table_fits_a_120_column_terminal_without_cutting_a_name(settings: Settings) -> None:
+    """Found by a trial: in a 120-column terminal the aliases read "chall…" / "champ…" and the headings "NDCG@…"."""
+    import io
+
+    from rich.console import Console
+
+    from cli import models as models_cli
+
+    registry = Registry(settings.models_dir)
+    _champion_then_challenger(
+        registry, (0.74, 0.260, 0.09), (0.76, 0.252, 0.097), (0.255, 0.094), {"config.ranking_k": 10}
+    )
+    registry.promote(1, force=True)  # one version holds two aliases: the widest cell
+    screen = io.StringIO()
+    terminal = Console(file=screen, width=120, force_terminal=False, soft_wrap=True)
+    original = models_cli.out
+    models_cli.out = terminal
+    try:
+        assert CliRunner().invoke(main, ["models"]).exit_code == 0
+    finally:
+        models_cli.out = original
+    rows = [line for line in screen.getvalue().splitlines() if line.startswith(("┃", "│", "┏"))]
+    assert rows and max(len(line) for line in rows) <= 120, "\n".join(rows)
+    assert "…" not in "\n".join(rows), "\n".join(rows)
+    assert "champion" in "\n".join(rows) and "NDCG@10*" in rows[1]
