@@ -229,7 +229,11 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
         table = Table(show_edge=False)
         for column in ("metric", "variant", "value", "effect", "lift", f"lift {1 - alpha:.0%} CI", "effect p (Holm)",
                        "decision interval", "P(win)", "decision"):  # fmt: skip
-            table.add_column(column, justify="left" if column in ("metric", "variant", "decision") else "right")
+            # Folded, not cut: in a narrow terminal a long word goes on across lines instead of ending in "…" (a
+            # trial's 120 columns read "dwell_per_…", "no_detect…", "[+0.000178…").
+            table.add_column(
+                column, justify="left" if column in ("metric", "variant", "decision") else "right", overflow="fold"
+            )
         notes: list[str] = []
         for r in rows.itertuples():
             if r.is_control:

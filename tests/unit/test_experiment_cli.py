@@ -263,3 +263,30 @@ def test_analyze_says_which_effects_are_cuped_adjusted(tmp_path: Path) -> None:
     assert treated["absolute_effect"] > 0  # the raw difference is -5
     code, out, _ = _run("analyze", str(summary), "--no-cuped")
     assert "CUPED (" not in out
+
+
+def test_a_narrow_terminal_folds_long_words_instead_of_cutting_them(tmp_path: Path) -> None:
+    """Found by a trial: at 120 columns the table read "dwell_per_…", "no_detect…" and "[+0.000178…"."""
+    import io
+
+    from rich.console import Console
+
+    from cli import experiments as experiments_cli
+
+    summary = tmp_path / "long.csv"
+    summary.write_text(
+        "experiment,metric,variant,n,sum,sum_squares,planned_units_per_variant\n"
+        "exp_a_rather_long_name,session_duration_seconds_per_user,control,2000,200000,25000000,1000\n"
+        "exp_a_rather_long_name,session_duration_seconds_per_user,treatment,2000,200400,25100000,1000\n"
+    )
+    screen = io.StringIO()
+    original = experiments_cli.out
+    experiments_cli.out = Console(file=screen, width=80, soft_wrap=True)
+    try:
+        assert CliRunner().invoke(experiments, ["analyze", str(summary)]).exit_code == 0
+    finally:
+        experiments_cli.out = original
+    rows = [line for line in screen.getvalue().splitlines() if "│" in line or "┃" in line]
+    assert rows and max(len(line) for line in rows) <= 80 and not any("…" in line for line in rows), rows
+    metric_cells = "".join(line.split("│")[0].strip() for line in rows if "│" in line)
+    assert "session_duration_seconds_per_user" in metric_cells, rows
