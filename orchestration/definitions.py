@@ -1,5 +1,7 @@
 """The Tailor code location: one asset graph from landing files to published marts."""
 
+import warnings
+
 import dagster as dg
 
 from orchestration.defs.experiments.assets import experiment_daily_results, experiment_results, srm_check
@@ -20,6 +22,13 @@ from orchestration.defs.warehouse.assets import warehouse
 from orchestration.defs.warehouse.checks import reconciliation_check
 from orchestration.lib.dbt import dbt_resource
 from orchestration.lib.progress import progress_logger
+
+# Dagster 1.13 reads ScheduleDefinition.environment_vars, a property it deprecated, each time it snapshots a schedule
+# (dagster/_core/remote_representation/external_data.py), so the UI's log repeated the warning on every tick (a
+# trial); nothing here sets it.
+warnings.filterwarnings(
+    "ignore", message=r"Property `ScheduleDefinition\.environment_vars`", category=DeprecationWarning
+)
 
 tailor_job = dg.define_asset_job(
     "tailor_job",
