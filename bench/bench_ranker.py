@@ -310,6 +310,13 @@ def _positive(kind: type, zero: bool = False) -> Any:
     return parse
 
 
+def _smoke_output() -> Path:
+    """A new file in the temporary folder for a smoke run's results."""
+    fd, name = tempfile.mkstemp(prefix="tailor-bench-ranker-smoke-", suffix=".json")
+    os.close(fd)
+    return Path(name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     count, seconds = _positive(int), _positive(float)
@@ -355,7 +362,8 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.output is None:  # a smoke run must not overwrite the committed figures (a trial's did)
-        args.output = Path(tempfile.gettempdir()) / "tailor-bench-ranker-smoke.json" if args.smoke else RESULTS
+        # One file per smoke run: two at once wrote the same file (a trial).
+        args.output = _smoke_output() if args.smoke else RESULTS
     if args.output.is_dir():
         parser.error(f"--output {args.output} is a folder: name the JSON file to write, e.g. {args.output / 'r.json'}")
     needed = RankerConfig().days_needed
