@@ -126,7 +126,7 @@ def tour(url: str, experiment: str | None, user: str | None, out_dir: Path | Non
     with browser_page() as page:
         for slug, (title, selectors) in PAGES.items():
             started = time.perf_counter()
-            page.goto(f"{url}/{slug}" if slug != "overview" else url)
+            page.goto(f"{url}/{slug}")  # /overview too: the default page, also at /
             wait_ready(page, title, selectors)
             result.first_render_s[slug] = time.perf_counter() - started
             if slug == "experiments" and experiment is not None:

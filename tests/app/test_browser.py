@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from app.browser import INSTALL_HINT, PAGES, chromium_path, tour
+from app.browser import INSTALL_HINT, PAGES, browser_page, chromium_path, tour, wait_ready
 from app.server import running_app
 from tailor.settings import Settings
 from tests.app.conftest import NEWEST_COMPLETE_DAY
@@ -38,7 +38,10 @@ def test_every_page_in_chromium_shows_the_warehouses_numbers(chromium: str, app_
     experiment = "exp_feed_ranker"
     with running_app(app_home.home, log=tmp_path / "streamlit.log") as url:
         assert url.startswith("http://127.0.0.1:")
-        seen = tour(url, experiment, user, tmp_path / "img")
+        seen = tour(url, experiment, user, tmp_path / "img")  # the overview at /overview (a trial's 404)
+        with browser_page() as page:  # and at /, where `make app` opens it
+            page.goto(url)
+            wait_ready(page, *PAGES["overview"])
 
     assert set(seen.metrics) == set(PAGES)
     [(active, impressions, clicks)] = query_warehouse(
