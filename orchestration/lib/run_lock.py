@@ -24,6 +24,24 @@ class RunBusyError(RuntimeError):
     """Another `tailor run` holds the home's run lock."""
 
 
+def lock_holder(home: Path) -> str | None:
+    """Who holds ``home``'s run lock (the lock file's text, e.g. ``PID 123, started ...``), or None when no
+    `tailor run` is running on it. Takes the lock for an instant to tell, so it never blocks."""
+    path = home / LOCK_FILE
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def run_lock(home: Path) -> Iterator[None]:
     """Hold ``home``'s run lock for the block.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import dagster as dg
 import pytest
@@ -95,3 +96,20 @@ def test_inbox_sensor_starts_one_run_per_change(settings: Settings) -> None:
         assert sorted(f.status for f in landed.report.files) == ["landed", "landed"]
         assert tick(None).run_requests == []
         assert ingest_inbox(settings).report.files == []  # a later run reads nothing it has already seen
+
+
+def test_inbox_sensor_leaves_the_inbox_to_a_tailor_run_in_progress(settings: Settings) -> None:
+    """Found by a trial: `tailor generate` then `tailor run` with the UI up, and the sensor requested a run for the
+    files the `tailor run` was landing: it queued, then spent 96 s finding nothing new."""
+    from orchestration.lib.run_lock import run_lock
+
+    sensor = defs.resolve_sensor_def("inbox_sensor")
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events-1.jsonl").write_text(_click("e1") + "\n")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=None)
+        with run_lock(settings.home):
+            held = sensor.evaluate_tick(context)
+        assert held.run_requests == []
+        assert f"a `tailor run` is running on {settings.home} (PID {os.getpid()}, started " in (held.skip_message or "")
+        assert len(sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=None)).run_requests) == 1

@@ -4,6 +4,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from orchestration.lib.interrupted_runs import fail_interrupted_runs
+from orchestration.lib.run_lock import lock_holder
 from tailor.ingest.inbox import pending_fingerprint
 from tailor.settings import get_settings
 
@@ -16,6 +17,9 @@ def build_inbox_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition
         for run_id in fail_interrupted_runs(context.instance):  # else the run queue would wait on them for ever
             context.log.warning(f"marked run {run_id} failed: the `tailor run` process running it was killed")
         settings = get_settings()
+        holder = lock_holder(settings.home)
+        if holder is not None:  # it lands the inbox itself; a run requested now would queue and find nothing new
+            return dg.SensorResult(skip_reason=f"a `tailor run` is running on {settings.home} ({holder})")
         # Reads the landing log tolerantly: a torn last line (a crash mid-write) never stops the sensor.
         fingerprint, pending = pending_fingerprint(settings)
         if pending == 0 or fingerprint == context.cursor:
