@@ -516,6 +516,11 @@ def ui(host: str, port: int) -> None:
     refused = bind_problem(host, port)
     if refused:
         fail(refused)
+    from orchestration.lib.daemon import running_daemon
+
+    busy = running_daemon(settings)  # a second daemon on one instance runs every sensor twice (a trial)
+    if busy:
+        fail(busy)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings.dagster_env()}
     dagster = str(Path(sys.executable).parent / "dagster")

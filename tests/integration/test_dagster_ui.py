@@ -217,6 +217,17 @@ def test_dagster_dev_serves_the_tailor_location_on_the_tailor_home(server: Serve
     assert json.loads(summary.read_text())["runs"] == []
     # Dagster reads a property it deprecated on every schedule snapshot: the log repeated that warning (a trial).
     assert "environment_vars" not in log.read_text()
+    # A second UI on the same home would start a second daemon (a trial's interrupted a run): refused, in words.
+    second = subprocess.run(
+        [str(BIN / "tailor"), "ui", "--host", "127.0.0.1", "--port", str(_free_port())],
+        env={**_clean_environment(server.tailor_home.parent), "TAILOR_HOME": str(server.tailor_home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"error: a Dagster daemon is already running on {server.tailor_home} (its last heartbeat" in second.stderr
 
     # Stopped as a terminal's Ctrl-C or a supervisor would: SIGTERM, a clean exit, and no process left behind.
     began = time.monotonic()
