@@ -27,6 +27,8 @@ METRICS = {
     "catalog_coverage": "ranking",
 }
 DRIFT_CHECKS = ("champion_features_stable", "champion_predictions_stable")
+#: The drift table's columns the page shows under each chart (the check's metadata holds more).
+DRIFT_TABLE_COLUMNS = ("feature", "status", "excess_psi", "psi", "day_baseline_psi", "noise_psi", "largest_shift")
 VERSION_COLUMNS = ["version", "aliases", "created_at", "model", *METRICS, "promotion"]
 
 

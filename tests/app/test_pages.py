@@ -8,6 +8,7 @@ the user box is an id looked up as a parameter, never SQL.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -376,3 +377,36 @@ def test_a_blank_typed_id_says_it_shows_the_picked_user(app_home: Settings, monk
 def test_an_unknown_experiment_id_is_a_clear_error(app_home: Settings) -> None:
     with pytest.raises(LookupError, match="no experiment \"x' or '1'='1\" in the results; there are: exp_"):
         experiments_lib.results_for(app_home, "x' or '1'='1")
+
+
+def test_drift_draws_what_moved_and_says_when_nothing_did(
+    app_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two drift evaluations as the orchestration layer publishes them (run_summary.json): one where a feature
+    moved (a chart, its young feature named, not drawn), one where every excess is 0 (said in words: all bars at 0
+    read as a chart that failed to render, a trial); both with their PSI table."""
+    home = copy_home(app_home, tmp_path)
+    summary = json.loads(home.run_summary.read_text())
+
+    def check(name: str, passed: bool, rows: list[tuple[str, str, float, float]]) -> dict[str, object]:
+        table = [
+            {"feature": f, "status": st, "psi": p, "excess_psi": e, "day_baseline_psi": 0.01, "noise_psi": 0.02}
+            for f, st, p, e in rows
+        ]
+        metadata = {"psi": table, "warn_threshold": 0.1, "fail_threshold": 0.25, "champion_version": 1}
+        return {"asset": "ml/ranking_training_set", "check": name, "passed": passed, "severity": "ERROR",
+                "description": "planted", "evaluated_at": 1.0, "run_id": "r", "metadata": metadata}  # fmt: skip
+
+    summary["checks"] = [
+        check("champion_features_stable", False, [("moved", "fail", 0.4, 0.31), ("young_one", "young", 0.9, 0.0)]),
+        check("champion_predictions_stable", True, [("predicted_click", "ok", 3.2, 0.0)]),
+    ]
+    home.run_summary.write_text(json.dumps(summary))
+    at = page_test("health", home.home, monkeypatch).run()
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Not judged, so not drawn (a window longer than the history before the reference): young_one." in captions
+    assert captions.count("Every judged feature's excess is 0") == 1
+    assert table(at, "feature", "excess_psi")["feature"].tolist() == ["moved", "young_one"]
+    assert table(at, "feature", "excess_psi", nth=1)["feature"].tolist() == ["predicted_click"]
+    assert len(at.get("plotly_chart")) == 2, "the models' chart and the one drift chart with something to draw"
