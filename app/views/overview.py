@@ -37,7 +37,7 @@ def _against() -> str:
 def _partial(row: pd.Series) -> str:
     newest = row["last_event_at"]
     upto = f"events up to {newest:%H:%M} UTC only" if pd.notna(newest) else "sessions but no events"
-    return f"{row['day']:%Y-%m-%d}: partial ({upto})."
+    return f"{row['day']:%Y-%m-%d}: partial ({upto}), not plotted."
 
 
 def _span() -> str:
@@ -70,7 +70,9 @@ cols[2].metric("Conversion rate (latest day)", pct(last["conversion_rate"]), _de
 cols[3].metric("Mean session (s, latest day)", num(last["mean_session_seconds"]), _delta("mean_session_seconds", "num"))
 cols[4].metric("Revenue USD (latest day)", num(last["revenue_usd"]), _delta("revenue_usd", "num"))
 
-st.plotly_chart(charts.kpi_lines(daily, overview.KPIS), width="stretch", key="kpis")
+# Complete days only: a partial newest day drawn as a point read as a collapse (active users near 0, a CTR jump; a
+# trial); the caption names it.
+st.plotly_chart(charts.kpi_lines(daily.iloc[: at + 1], overview.KPIS), width="stretch", key="kpis")
 
 left, right = st.columns(2)
 with left:

@@ -302,8 +302,12 @@ def test_the_overview_caption_says_the_partial_days_newest_event_and_what_its_da
         f"{with_events} days with events from {first:%Y-%m-%d} to {partial_day:%Y-%m-%d} ({calendar} calendar days, "
         f"{calendar - with_events} of them without events)" in caption
     )
-    assert caption.endswith(f" {partial_day:%Y-%m-%d}: partial (events up to 12:00 UTC only).")
+    assert caption.endswith(f" {partial_day:%Y-%m-%d}: partial (events up to 12:00 UTC only), not plotted.")
     assert "23:00" not in caption
+    # The partial day is not a point of the chart: drawn, it read as a collapse of every KPI (a trial).
+    kpis = at.get("plotly_chart")[0]  # the KPI lines come first on the page
+    assert partial_day.strftime("%Y-%m-%d") not in kpis.proto.spec, "the partial day is plotted"
+    assert pd.Timestamp(days[0]).strftime("%Y-%m-%d") in kpis.proto.spec
     newest_by_day = engagement.groupby("activity_date")["last_event_at"].max()
     starts = pd.to_datetime(pd.Series(newest_by_day.index)).to_numpy()
     complete = list(newest_by_day.index[newest_by_day.to_numpy() >= starts + np.timedelta64(23, "h")])
