@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,24 @@ LOCK_FILE = "run.lock"
 
 class RunBusyError(RuntimeError):
     """Another `tailor run` holds the home's run lock."""
+
+
+#: How long `run_lock` tries before it refuses: `lock_holder` (the inbox sensor, every 30 s) takes the lock for an
+#: instant to look, and a run starting in that instant must not be refused for it.
+TAKE_WAIT_S = 1.0
+
+
+def _take(fd: int, wait_s: float = TAKE_WAIT_S) -> bool:
+    """Take the exclusive lock on ``fd``, trying for ``wait_s`` seconds; whether it was taken."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def lock_holder(home: Path) -> str | None:
@@ -52,9 +71,7 @@ def run_lock(home: Path) -> Iterator[None]:
     home.mkdir(parents=True, exist_ok=True)
     fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(fd):
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunBusyError(
                 f"another `tailor run` is running on {home} ({holder}): wait for it to finish, then run again "

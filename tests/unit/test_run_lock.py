@@ -79,3 +79,21 @@ def test_of_two_runs_starting_together_only_the_later_is_told_to_stop() -> None:
         instance.report_run_failed(ui)
         assert earlier_active_run(instance, cli.run_id) is None
         assert "(a `tailor run`, PID 4242)" in (earlier_active_run(instance) or "")
+
+
+def test_a_run_starting_while_the_sensor_looks_at_the_lock_is_not_refused(settings: Settings) -> None:
+    """The inbox sensor takes the run lock for an instant to see whether a `tailor run` holds it
+    (`lock_holder`); a run starting in that instant waits for it instead of being refused."""
+    import fcntl
+    import threading
+
+    from orchestration.lib.run_lock import lock_holder
+
+    settings.home.mkdir(parents=True)
+    (settings.home / LOCK_FILE).write_text("PID 1, started earlier\n")
+    looking = os.open(settings.home / LOCK_FILE, os.O_RDONLY)  # another open file: its flock conflicts
+    fcntl.flock(looking, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    threading.Timer(0.2, os.close, (looking,)).start()  # the look ends (closing releases it)
+    with run_lock(settings.home):
+        assert f"PID {os.getpid()}, started " in (lock_holder(settings.home) or "")
+    assert lock_holder(settings.home) is None
