@@ -84,6 +84,15 @@ class Drift:
         reference); the chart leaves them out (`app.lib.charts.psi_bars`)."""
         return self.psi.loc[self.psi["status"] == YOUNG, "feature"].tolist() if "status" in self.psi else []
 
+    @property
+    def nothing_moved(self) -> bool:
+        """Whether every judged feature's excess PSI is 0 (nothing beyond a reference day's own PSI or sampling
+        noise), so a chart of them would hold no bar."""
+        if "excess_psi" not in self.psi:
+            return False
+        judged = self.psi.loc[~self.psi["feature"].isin(self.not_judged), "excess_psi"]
+        return bool(judged.eq(0).all())
+
 
 def drift(checks: pd.DataFrame) -> list[Drift]:
     """The drift checks among ``checks`` (`app.lib.runs.check_results`), features first."""

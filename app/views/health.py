@@ -90,8 +90,7 @@ for d in drifts:
                 else ""
             )
         )
-        judged = d.psi.loc[~d.psi["feature"].isin(d.not_judged)]
-        if "excess_psi" in judged and judged["excess_psi"].eq(0).all():
+        if d.nothing_moved:
             # All bars at 0 read as a chart that failed to render (a trial): said in words instead.
             st.caption(
                 f"Every judged feature's excess is 0 (under the warn line {d.warn:g}): nothing moved beyond what "
@@ -100,8 +99,8 @@ for d in drifts:
         else:
             st.plotly_chart(charts.psi_bars(d.psi, d.warn, d.fail), width="stretch", key=f"psi_{d.check}")
         with st.expander(f"PSI per feature ({d.check})"):
-            shown = [c for c in health.DRIFT_TABLE_COLUMNS if c in d.psi]
-            st.dataframe(d.psi[shown], hide_index=True, width="stretch", key=f"psi_table_{d.check}")
+            columns = [c for c in health.DRIFT_TABLE_COLUMNS if c in d.psi]
+            st.dataframe(d.psi[columns], hide_index=True, width="stretch", key=f"psi_table_{d.check}")
 
 st.subheader("Data-quality checks (last run that evaluated any)")
 if checks.empty:
