@@ -43,6 +43,11 @@ def _take(fd: int, wait_s: float = TAKE_WAIT_S) -> bool:
             time.sleep(0.05)
 
 
+def _holder(fd: int) -> str:
+    """The lock file's text: who took the lock last (``PID 123, started ...``)."""
+    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+
+
 def lock_holder(home: Path) -> str | None:
     """Who holds ``home``'s run lock (the lock file's text, e.g. ``PID 123, started ...``), or None when no
     `tailor run` is running on it. Takes the lock for an instant to tell, so it never blocks."""
@@ -54,7 +59,7 @@ def lock_holder(home: Path) -> str | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            return _holder(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -72,9 +77,8 @@ def run_lock(home: Path) -> Iterator[None]:
     fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children (PEP 446)
     try:
         if not _take(fd):
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunBusyError(
-                f"another `tailor run` is running on {home} ({holder}): wait for it to finish, then run again "
+                f"another `tailor run` is running on {home} ({_holder(fd)}): wait for it to finish, then run again "
                 "(its progress is in the Dagster UI, `make ui`)"
             ) from None
         os.ftruncate(fd, 0)
