@@ -32,10 +32,11 @@ def running_daemon(settings: Settings) -> str | None:
     with dg.DagsterInstance.get() as instance:
         beats = instance.get_daemon_heartbeats()
     newest = max((beat.timestamp for beat in beats.values()), default=None)
-    if newest is None or time.time() - newest >= FRESH_S:
+    age = time.time() - newest if newest is not None else None
+    if age is None or age >= FRESH_S:
         return None
     return (
-        f"a Dagster daemon is already running on {settings.home} (its last heartbeat {time.time() - newest:.0f} s "
+        f"a Dagster daemon is already running on {settings.home} (its last heartbeat {age:.0f} s "
         "ago: a `tailor ui`, `make ui` or `dagster dev` started there): use its UI, or stop it first; a second one "
         f"would run the same sensors and schedule. If you have just stopped it, wait {FRESH_S:.0f} s"
     )
