@@ -28,8 +28,10 @@ from orchestration.lib.instance import TailorComputeLogManager
 manager = TailorComputeLogManager(base_dir=sys.argv[1])
 try:
     with manager.capture_logs(["run", "step"]):
-        print("inside the step", flush=True)
+        # stderr first: the test signals once it has read the stdout line, so both lines are whole by then
+        # (a signal between print's text and its newline left the warning without its line end).
         print("a warning inside the step", file=sys.stderr, flush=True)
+        print("inside the step", flush=True)
         time.sleep(120)
 except KeyboardInterrupt:
     print("the step was interrupted", file=sys.stderr, flush=True)
