@@ -468,10 +468,13 @@ def run(as_json: bool, quiet: bool) -> None:
         fail(refused)
     _require_events(settings)
     _require_model_settings()
-    if not quiet:
-        err.print(f"Running every asset against {settings.home}", highlight=False)
+
+    def say_started() -> None:  # called once no other run holds the home: a refused run never says it started
+        if not quiet:
+            err.print(f"Running every asset against {settings.home}", highlight=False)
+
     try:
-        outcome = run_all(settings, quiet=quiet)  # progress goes to stderr: stdout stays JSON only
+        outcome = run_all(settings, quiet=quiet, on_start=say_started)  # progress on stderr: stdout stays JSON only
     except RunBusyError as busy:
         fail(str(busy))
     _ignore_stop_signals()  # the run is over: its summary and status are what is left to give
@@ -481,7 +484,8 @@ def run(as_json: bool, quiet: bool) -> None:
     if not outcome.success:
         jvm_log = settings.home / "logs" / SPARK_LOG if settings.engine == "spark" else None
         status = INTERRUPTED_STATUS if outcome.interrupted else 1
-        fail(failure_message(outcome, jvm_log), data=summary, status=status)  # --json: summary + error, one object
+        # --json: the summary and the error, in one object
+        fail(failure_message(outcome, settings.home, jvm_log), data=summary, status=status)
     if as_json:
         emit_json(summary)
 
@@ -534,6 +538,9 @@ def ui(host: str, port: int) -> None:
     # The default dispositions make Ctrl-C and kill stop all of them.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
+    from orchestration.lib.ui_address import record_ui
+
+    record_ui(settings.home, host, port)  # this process becomes `dagster dev`: messages give its address
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
 
 

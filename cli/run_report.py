@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from cli.common import console
+from orchestration.lib.ui_address import DEFAULT_URL, running_ui_url, ui_hint
 
 if TYPE_CHECKING:
     from orchestration.lib.runner import RunOutcome
@@ -96,10 +97,11 @@ def print_set_aside(set_aside: dict[str, str]) -> None:
     )
 
 
-def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
+def failure_message(outcome: RunOutcome, home: Path, jvm_log: Path | None = None) -> str:
     """Why a run failed, in one message: what failed, what was not built, and per failure where to read more: a
     failed step's log (dbt's for the dbt step), the verdict of a failed check (its description; checks keep no log),
-    or why a step never ran; on Spark also the JVMs' own log, ``jvm_log``, when a step failed."""
+    or why a step never ran; on Spark also the JVMs' own log, ``jvm_log``, when a step failed; last, where
+    ``home``'s Dagster UI shows every step's events."""
     from orchestration.lib.runner import DBT_LOG  # loaded already: the run ran
 
     failed = [step for step in outcome.failed_steps if step not in outcome.interrupted]
@@ -138,7 +140,7 @@ def failure_message(outcome: RunOutcome, jvm_log: Path | None = None) -> str:
         lines.append(f"  {check}: {outcome.errors.get(check) or 'failed (no description): see it in the Dagster UI'}")
     if jvm_log is not None and failed:
         lines.append(f"  Spark's JVMs (dbt's and Feast's) logged their warnings and errors in {jvm_log}")
-    lines.append(f"Every step's events are in the Dagster UI (`make ui`, run {outcome.run_id}).")
+    lines.append(f"Every step's events of run {outcome.run_id} are in {ui_hint(home)}.")
     return "\n".join(lines)
 
 
@@ -185,4 +187,6 @@ def print_summary(summary: dict[str, Any]) -> None:
     out.print("Analyst app:        make app, then open http://127.0.0.1:8501 (docs/app.md)")
     out.print("HTTP service:       tailor serve (docs/service.md)")
     out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
-    out.print("Dagster UI:         make ui, then open http://127.0.0.1:3000")
+    url = running_ui_url(Path(summary["home"]))
+    ui = f"{url} (running)" if url else f"make ui, then open {DEFAULT_URL}"
+    out.print(f"Dagster UI:         {ui}")

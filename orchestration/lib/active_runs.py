@@ -13,16 +13,20 @@ when the daemon may launch a queued run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES
 
 from orchestration.lib.interrupted_runs import PID_TAG
+from orchestration.lib.ui_address import ui_hint
+from tailor.settings import get_settings
 
 
-def earlier_active_run(instance: dg.DagsterInstance, run_id: str | None = None) -> str | None:
+def earlier_active_run(home: Path, instance: dg.DagsterInstance, run_id: str | None = None) -> str | None:
     """Why a run must not start now, in words: another run of ``instance`` is in progress (starting, started or
     being cancelled) that was created before ``run_id`` (any, with None: a run not created yet), with how it was
-    launched and what to do. None when there is no such run.
+    launched and what to do (where ``home``'s Dagster UI shows it). None when there is no such run.
 
     Of two runs that start at the same moment, only the later one is told to stop.
     """
@@ -42,7 +46,7 @@ def earlier_active_run(instance: dg.DagsterInstance, run_id: str | None = None) 
     return (
         f"run {run.run_id[:8]} of {run.job_name} ({launched_by(run)}) is in progress on this home's Dagster "
         "instance, and two runs at once would build the same warehouse (DuckDB allows one writer): wait for it to "
-        "finish (the Dagster UI shows it: `make ui`), or cancel it there, then run again"
+        f"finish or cancel it in {ui_hint(home)}, then run again"
     )
 
 
@@ -65,6 +69,6 @@ def stop_if_an_earlier_run_is_active(context: dg.AssetExecutionContext) -> None:
     Raises:
         dg.Failure: a run created before this one is still in progress (`earlier_active_run`); nothing was touched.
     """
-    busy = earlier_active_run(context.instance, context.run.run_id)
+    busy = earlier_active_run(get_settings().home, context.instance, context.run.run_id)
     if busy is not None:
         raise dg.Failure(description=f"stopped before touching anything: {busy}")

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestration.lib.ui_address import ui_hint
+
 LOCK_FILE = "run.lock"
 
 
@@ -78,8 +80,8 @@ def run_lock(home: Path) -> Iterator[None]:
     try:
         if not _take(fd):
             raise RunBusyError(
-                f"another `tailor run` is running on {home} ({_holder(fd)}): wait for it to finish, then run again "
-                "(its progress is in the Dagster UI, `make ui`)"
+                f"another `tailor run` is running on {home} ({_holder(fd)}): wait for it to finish, then run again; "
+                f"its progress is in {ui_hint(home)}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"PID {os.getpid()}, started {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode(), 0)

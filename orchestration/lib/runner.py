@@ -4,7 +4,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,25 +74,31 @@ class RunOutcome:
     signal: str | None = None
 
 
-def run_all(settings: Settings, quiet: bool = False) -> RunOutcome:
+def run_all(settings: Settings, quiet: bool = False, on_start: Callable[[], None] | None = None) -> RunOutcome:
     """Materialize every asset of `tailor_job` against the local instance configured by dagster.yaml.
+
+    ``on_start`` is called once the run is sure to start (no other run holds the home), before any step: where
+    `tailor run` says it is running, so a refused run never says it started.
 
     Raises:
         RunBusyError: another `tailor run` is running on the same home (`run_lock`), or a run Dagster launched (the
             UI, the schedule, a sensor) is in progress on its instance (`active_runs`); nothing was touched.
     """
     with run_lock(settings.home):  # first: a refused run must not empty the running one's logs
-        return _run_all(settings, quiet)
+        return _run_all(settings, quiet, on_start)
 
 
-def _run_all(settings: Settings, quiet: bool) -> RunOutcome:
+def _run_all(settings: Settings, quiet: bool, on_start: Callable[[], None] | None) -> RunOutcome:
     os.environ.update(settings.dagster_env())
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     with dg.DagsterInstance.get() as instance:
         fail_interrupted_runs(instance)  # a killed earlier run would otherwise stay "in progress" and block the queue
-        busy = earlier_active_run(instance)  # a run the UI, the schedule or a sensor launched (active_runs.py)
+        # A run the UI, the schedule or a sensor launched (active_runs.py).
+        busy = earlier_active_run(settings.home, instance)
         if busy is not None:
             raise RunBusyError(busy)  # before anything is touched: the running one's logs stay
+        if on_start is not None:
+            on_start()
         return _execute(settings, quiet, instance)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -23,8 +24,10 @@ def test_a_second_run_is_refused_with_who_holds_the_home_and_touches_nothing(set
     kept.write_text("the running run's log")
     with run_lock(settings.home):
         assert f"PID {os.getpid()}, started " in (settings.home / LOCK_FILE).read_text()
+        started: list[str] = []
         with pytest.raises(RunBusyError) as refused:
-            run_all(settings, quiet=True)
+            run_all(settings, quiet=True, on_start=lambda: started.append("said"))
+        assert started == []  # `tailor run` says "Running every asset" only for a run that starts
         assert str(refused.value).startswith(f"another `tailor run` is running on {settings.home} (PID {os.getpid()}")
         assert "wait for it to finish, then run again" in str(refused.value)
         assert kept.read_text() == "the running run's log"  # refused before it emptied the logs
@@ -53,18 +56,20 @@ def test_a_run_dagster_launched_is_not_run_over(settings: Settings, monkeypatch:
             dg.DagsterRunStatus.STARTED,
             **{"dagster/sensor_name": "inbox_sensor"},
         )
+    started: list[str] = []
     with pytest.raises(RunBusyError) as refused:
-        run_all(settings, quiet=True)
+        run_all(settings, quiet=True, on_start=lambda: started.append("said"))
+    assert started == []
     assert str(refused.value) == (
         "run 7f3c9d2e of tailor_job (started by the sensor inbox_sensor) is in progress on this home's Dagster "
         "instance, and two runs at once would build the same warehouse (DuckDB allows one writer): wait for it to "
-        "finish (the Dagster UI shows it: `make ui`), or cancel it there, then run again"
+        "finish or cancel it in the Dagster UI (`make ui`, http://127.0.0.1:3000), then run again"
     )
     assert kept.read_text() == "the running run's log"
     assert not (settings.home / "logs" / "dbt.log").exists()
 
 
-def test_of_two_runs_starting_together_only_the_later_is_told_to_stop() -> None:
+def test_of_two_runs_starting_together_only_the_later_is_told_to_stop(tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         ui = _started(instance, "aaaaaaaa-0000-4000-8000-000000000001", dg.DagsterRunStatus.STARTED)
         time.sleep(0.05)  # the storage orders runs by creation time
@@ -72,13 +77,15 @@ def test_of_two_runs_starting_together_only_the_later_is_told_to_stop() -> None:
             instance, "bbbbbbbb-0000-4000-8000-000000000002", dg.DagsterRunStatus.STARTING, **{PID_TAG: "4242"}
         )
         assert "run aaaaaaaa of tailor_job (launched from the Dagster UI or its API)" in (
-            earlier_active_run(instance, cli.run_id) or ""
+            earlier_active_run(tmp_path, instance, cli.run_id) or ""
         )
-        assert earlier_active_run(instance, ui.run_id) is None, "the earlier run goes on"
-        assert "run aaaaaaaa" in (earlier_active_run(instance) or ""), "a run not created yet: the oldest is named"
+        assert earlier_active_run(tmp_path, instance, ui.run_id) is None, "the earlier run goes on"
+        assert "run aaaaaaaa" in (earlier_active_run(tmp_path, instance) or ""), (
+            "a run not created yet: the oldest is named"
+        )
         instance.report_run_failed(ui)
-        assert earlier_active_run(instance, cli.run_id) is None
-        assert "(a `tailor run`, PID 4242)" in (earlier_active_run(instance) or "")
+        assert earlier_active_run(tmp_path, instance, cli.run_id) is None
+        assert "(a `tailor run`, PID 4242)" in (earlier_active_run(tmp_path, instance) or "")
 
 
 def test_a_run_starting_while_the_sensor_looks_at_the_lock_is_not_refused(settings: Settings) -> None:

@@ -115,6 +115,7 @@ SUMMARY: dict[str, Any] = {
     "engine": "duckdb",
     "warehouse": "/home/warehouse/tailor.duckdb",
     "marts_dir": "/home/marts",
+    "home": "/home",
 }
 
 
@@ -131,13 +132,13 @@ def test_a_failed_model_step_points_at_its_own_log_with_the_traceback(
     assert "in _load_history" in text  # the traceback, which the one-line message leaves out
     assert 'Execution of step "drift" failed.' in text
 
-    message = failure_message(outcome)
+    message = failure_message(outcome, tmp_path)
     assert message.startswith(
         "the run failed (drift); 2 assets not built (after_drift, drift); they keep their last run's data."
     )
     assert f"  drift: its log, with the error's traceback, is {log}" in message
     assert "dbt.log" not in message
-    on_spark = failure_message(outcome, jvm_log=tmp_path / "logs" / "spark.log")
+    on_spark = failure_message(outcome, tmp_path, jvm_log=tmp_path / "logs" / "spark.log")
     assert (
         f"  Spark's JVMs (dbt's and Feast's) logged their warnings and errors in {tmp_path}/logs/spark.log" in on_spark
     )
@@ -154,7 +155,7 @@ def test_a_failed_dbt_step_points_at_dbts_log_and_its_failed_test_at_the_step(tm
     assert outcome.failed_steps == ["warehouse"] and outcome.failed_checks == ["warehouse:unique_event_id"]
     assert outcome.logs == {"warehouse": str(log_dir / "dbt.log")}
     assert not (log_dir / "steps").exists()
-    assert failure_message(outcome).splitlines()[1:3] == [
+    assert failure_message(outcome, tmp_path).splitlines()[1:3] == [
         f"  warehouse: dbt's log is {log_dir / 'dbt.log'}",
         "  warehouse:unique_event_id: a dbt test that failed on 1 row; see step warehouse (its error, its log)",
     ]
@@ -166,14 +167,15 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
     outcome, log_dir = _run("checked", tmp_path)
     assert not outcome.success and outcome.failed_steps == [] and outcome.failed_checks == ["ml/features:calibrated"]
     assert outcome.not_built == [] and outcome.logs == {} and not log_dir.exists()  # a check keeps no log
-    message = failure_message(outcome)
+    message = failure_message(outcome, tmp_path)
     assert message.splitlines()[:2] == [
         "the run failed (ml/features:calibrated); every asset was built; a check with ERROR severity did not pass: "
         "its data needs a look.",
         "  ml/features:calibrated: ECE 0.031 on the test window, limit 0.02",
     ]
     assert "log" not in message.replace("Dagster UI", "")
-    assert failure_message(outcome, jvm_log=tmp_path / "spark.log") == message  # no step failed: no JVM to read
+    # No step failed: no JVM to read.
+    assert failure_message(outcome, tmp_path, jvm_log=tmp_path / "spark.log") == message
 
     # A warn-severity check does not fail the run, and is said at its end (found by a trial: it was one progress
     # line among many).
@@ -204,13 +206,13 @@ def test_an_interrupted_run_says_so_which_step_ran_and_to_run_again(
     assert not outcome.success
     assert outcome.failed_steps == ["champion_drift_checks"] and outcome.interrupted == ["champion_drift_checks"]
     assert outcome.not_built == ["after_checks", "champion_drift_checks"]
-    message = failure_message(outcome)
+    message = failure_message(outcome, tmp_path)
     assert message.splitlines() == [
         "the run was interrupted while champion_drift_checks ran (a signal: Ctrl-C, or SIGTERM from `timeout` or a "
         "shutdown); 2 assets not built (after_checks, champion_drift_checks); they keep their last run's data.",
         "  Nothing after champion_drift_checks was built. Rerun `tailor run` to finish: what this run built is kept "
         "(files it landed are not landed again) and the rest is built.",
-        f"Every step's events are in the Dagster UI (`make ui`, run {outcome.run_id}).",
+        f"Every step's events of run {outcome.run_id} are in the Dagster UI (`make ui`, http://127.0.0.1:3000).",
     ]
     assert "failed" not in message and "traceback" not in message
     assert run_fields(outcome)["interrupted_steps"] == ["champion_drift_checks"]
