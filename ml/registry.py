@@ -339,11 +339,20 @@ class Registry:
         return self.get(int(created.version))
 
     def record_decision(self, version: int, promotion: Promotion) -> None:
-        """Store the comparison and its outcome on the version; make it champion when promoted."""
+        """Store the comparison and its outcome on the version; make it champion when promoted (`_crown`)."""
         client = self.client()
         client.set_model_version_tag(MODEL_NAME, str(version), PROMOTION_TAG, json.dumps(promotion.as_dict()))
         if promotion.promoted:
-            client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
+            self._crown(client, version)
+
+    def _crown(self, client: Any, version: int) -> None:
+        """Give ``version`` the ``champion`` alias; a challenger that wins stops being one.
+
+        ``challenger`` names a version that challenged and did not win (a retrain the rule refused), so that no
+        version is listed as "challenger, champion" (a trial read that as undecided)."""
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
+        if version in [v.version for v in self.versions() if CHALLENGER in v.aliases]:
+            client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
 
     def tag(self, version: int, tags: Mapping[str, str]) -> None:
         """Add tags to a version (e.g. the fingerprint of the inputs it was trained on, which a later run compares
@@ -387,7 +396,7 @@ class Registry:
         # without its record.
         number = max((n for n, _ in _manual_tags(target.tags)), default=0) + 1
         client.set_model_version_tag(MODEL_NAME, str(version), f"{MANUAL_PREFIX}{number}", json.dumps(event.as_dict()))
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
+        self._crown(client, version)
         return self.get(version)
 
     def versions(self) -> list[ModelVersion]:

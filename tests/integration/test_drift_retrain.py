@@ -94,7 +94,7 @@ def test_retrain_sensor_asks_once_per_new_day_and_says_why(
     assert "no champion yet" in (tick(None).skip_message or "")
     registry = Registry(settings.models_dir)
     v1 = _register(registry, "2026-01-18..2026-01-21", {"log_loss": 0.30, "ndcg_at_k": 0.20})
-    assert v1.aliases == ["challenger", "champion"]
+    assert v1.aliases == ["champion"]
     _training_days(settings, date(2026, 1, 1), date(2026, 1, 20))
     assert "a retrain now would see nothing new" in (tick(None).skip_message or "")
 

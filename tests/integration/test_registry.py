@@ -77,8 +77,27 @@ def test_promote_json_from_no_champion_says_nobody_held_it(settings: Settings) -
     assert (promoted["changed"], promoted["previous_champion"], promoted["aliases"]) == (
         True,
         None,
-        ["challenger", "champion"],
+        ["champion"],  # a challenger that wins is no longer one
     )
+
+
+def test_a_challenger_that_wins_holds_champion_alone_and_one_that_loses_stays_challenger(tmp_path: Path) -> None:
+    """A trial read "challenger, champion" on v1 as undecided: the challenger alias names a version that did not
+    win; it leaves the version that wins, automatically or by hand."""
+    registry = Registry(tmp_path / "models")
+    first = registry.log({"v": 1}, _metrics(0.74, 0.26, 0.09, 0.11), {}, {}, {})
+    registry.record_decision(first.version, Promotion(True, "the first version", {}, None))
+    second = registry.log({"v": 2}, _metrics(0.73, 0.27, 0.09, 0.11), {}, {}, {})
+    registry.record_decision(second.version, Promotion(False, "log loss not lower", {}, {}))
+
+    def aliases() -> list[list[str]]:  # newest first
+        return [v.aliases for v in registry.versions()]
+
+    assert aliases() == [["challenger"], ["champion"]]
+    registry.promote(second.version, by="alice")  # by hand: the challenger wins
+    assert aliases() == [["champion"], []]
+    registry.promote(first.version, by="alice")  # back: no version is challenger now
+    assert aliases() == [[], ["champion"]]
 
 
 def _metrics(
@@ -311,7 +330,7 @@ def test_the_gate_on_stored_metrics_is_the_training_rule_and_refuses_what_it_can
         registry.promote(bare.version)
     assert registry.alias("champion") is None
     promoted = registry.promote(bare.version, force=True, by="alice", at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    assert promoted.aliases == ["challenger", "champion"]
+    assert promoted.aliases == ["champion"]
     assert json.loads(promoted.tags["promotion.manual.1"]) == {
         "at": "2026-01-02T03:04:05+00:00",
         "by": "alice",
