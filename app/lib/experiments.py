@@ -44,14 +44,16 @@ LABELS = {
     "srm_invalid": "sample ratio mismatch: the split is broken, do not read the result",
 }
 
-#: The columns of the metrics table, in order, with their labels.
+#: The columns of the metrics table, in order, with their labels. ``control_units`` and ``control_raw_value`` are
+#: the control row's ``units`` and ``value`` (`metrics_table`).
 TABLE_COLUMNS = {
     "metric": "metric",
     "metric_role": "role",
     "variant": "variant",
     "units": "units",
     "value": "value",
-    "control_value": "control value",
+    "control_units": "control units",
+    "control_raw_value": "control value",
     "absolute_effect": "absolute lift",
     "absolute_ci_low": "abs. CI low",
     "absolute_ci_high": "abs. CI high",
@@ -175,8 +177,18 @@ def results_for(settings: Settings, experiment_id: str) -> pd.DataFrame:
 
 
 def metrics_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The analysts' table: `TABLE_COLUMNS`, renamed, one row per metric x variant (control rows carry the value)."""
-    return results.reindex(columns=list(TABLE_COLUMNS)).rename(columns=TABLE_COLUMNS).reset_index(drop=True)
+    """The analysts' table: `TABLE_COLUMNS`, renamed, one row per metric x treatment variant, the control's units
+    and value beside the variant's.
+
+    The control is compared with, not a comparison: as a row of its own it held two numbers and a dozen empty
+    cells, which Streamlit shows as grey "None" (a trial). Both values are unadjusted (``value``); the lifts are
+    CUPED-adjusted where the pre-period allows (the mart's ``control_value`` is the adjusted one, docs/experiments.md).
+    """
+    is_control = results["is_control"].fillna(False).astype(bool)
+    control = results.loc[is_control, ["metric", "units", "value"]]
+    control = control.rename(columns={"units": "control_units", "value": "control_raw_value"})
+    paired = results.loc[~is_control].merge(control, on="metric", how="left")
+    return paired.reindex(columns=list(TABLE_COLUMNS)).rename(columns=TABLE_COLUMNS).reset_index(drop=True)
 
 
 def daily_for(settings: Settings, experiment_id: str) -> pd.DataFrame:

@@ -93,7 +93,8 @@ st.dataframe(
 )
 with st.expander("What the columns mean"):
     st.markdown(
-        "- **value**: the variant's metric (ratio metrics: sum of numerators / sum of denominators over units).\n"
+        "- **value**, **control value**: the variant's and the control's metric, as observed (ratio metrics: sum "
+        "of numerators / sum of denominators over units); **units**, **control units**: the units analysed.\n"
         "- **absolute / relative lift**: treatment minus control, and treatment / control - 1, with 95% CIs "
         "(CUPED-adjusted where the pre-period allows; the relative lift is blank where it means nothing).\n"
         "- **p (Holm)**, **q (BH)**: p-values corrected across the experiment's metrics and variants.\n"

@@ -103,10 +103,20 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
             f"where experiment_id = '{experiment_id}'",
         )
         by_key = shown_table.set_index(["metric", "variant"])
+        # One row per metric x treatment, the control's units and value beside it: no row of empty cells.
+        control = {variant for variant, is_control, _ in units if is_control}
+        assert not set(shown_table["variant"]) & control
         for metric, variant, value in stats:
-            assert by_key.loc[(metric, variant), "value"] == pytest.approx(value, rel=1e-9), (metric, variant)
+            if variant in control:
+                beside = shown_table.loc[shown_table["metric"] == metric, "control value"]
+                assert len(beside) and beside.tolist() == pytest.approx([value] * len(beside), rel=1e-9), metric
+            else:
+                assert by_key.loc[(metric, variant), "value"] == pytest.approx(value, rel=1e-9), (metric, variant)
+        control_units = {variant: count for variant, is_control, count in units if is_control}
+        assert set(shown_table["control units"]) == set(control_units.values())
         # ...and the comparisons are the run's results, row for row.
-        mine = results.loc[results["experiment_id"] == experiment_id].set_index(["metric", "variant"])
+        mine = results.loc[(results["experiment_id"] == experiment_id) & ~results["is_control"]]
+        mine = mine.set_index(["metric", "variant"])
         assert len(shown_table) == len(mine)
         for column, label in (
             ("absolute_effect", "absolute lift"),
