@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # command would otherwise pay its import time.
 
 SCHEMA_VERSION = 1
+#: A width no terminal has: a table measured against it gives the width it would take unwrapped.
+UNBOUNDED = 100_000
 # Wide enough for the results table when output goes to a file or a pipe (rich assumes 80 columns there).
 out = console()
 
@@ -226,37 +228,44 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
         if mismatch:
             out.print("[bold red]SAMPLE RATIO MISMATCH: the split differs from the configured weights; "
                       "do not trust these numbers until assignment and logging are fixed.[/bold red]")  # fmt: skip
-        table = Table(show_edge=False)
-        for column in ("metric", "variant", "value", "effect", "lift", f"lift {1 - alpha:.0%} CI", "effect p (Holm)",
-                       "decision interval", "P(win)", "decision"):  # fmt: skip
-            # Folded, not cut: in a narrow terminal a long word goes on across lines instead of ending in "…" (a
-            # trial's 120 columns read "dwell_per_…", "no_detect…", "[+0.000178…").
-            table.add_column(
-                column, justify="left" if column in ("metric", "variant", "decision") else "right", overflow="fold"
-            )
+        ci = f"lift {1 - alpha:.0%} CI"
+        cells: list[dict[str, str]] = []
         notes: list[str] = []
         for r in rows.itertuples():
             if r.is_control:
-                table.add_row(str(r.metric), f"{r.variant} (control)", _fmt(r.value), "", "", "", "", "", "", "")
+                cells.append({"metric": str(r.metric), "variant": f"{r.variant} (control)", "value": _fmt(r.value)})
                 continue
             for text in (r.relative_note, r.note, _tests_disagree(r, alpha)):
                 if not _missing(text):
                     notes.append(f"{r.metric!s} / {r.variant!s}: {text!s}")
-            table.add_row(
-                str(r.metric),
-                str(r.variant),
-                _fmt(r.value),
-                _fmt(r.absolute_effect, "+.4g"),
-                _pct(r.relative_lift),
-                _interval(r.relative_ci_low, r.relative_ci_high),
-                _fmt(r.p_value_holm, ".3f"),
-                _governing(r.decision_ci_low, r.decision_ci_high, r.decision_basis, r.decision_alpha),
-                _pct(r.chance_to_win, signed=False),
-                str(r.decision)
-                + (f" on {_day(r.decided_on)}" if _frozen(getattr(r, "decided_on", None), r.decision) else "")
-                + (" (novelty: effect fading)" if r.novelty_fading is True else ""),
+            cells.append(
+                {
+                    "metric": str(r.metric),
+                    "variant": str(r.variant),
+                    "value": _fmt(r.value),
+                    "effect": _fmt(r.absolute_effect, "+.4g"),
+                    "lift": _pct(r.relative_lift),
+                    ci: _interval(r.relative_ci_low, r.relative_ci_high),
+                    "effect p (Holm)": _fmt(r.p_value_holm, ".3f"),
+                    "decision interval": _governing(
+                        r.decision_ci_low, r.decision_ci_high, r.decision_basis, r.decision_alpha
+                    ),
+                    "P(win)": _pct(r.chance_to_win, signed=False),
+                    "decision": str(r.decision)
+                    + (f" on {_day(r.decided_on)}" if _frozen(getattr(r, "decided_on", None), r.decision) else "")
+                    + (" (novelty: effect fading)" if r.novelty_fading is True else ""),
+                }
             )
-        out.print(table)
+        whole = _table(["metric", "variant", "value", "effect", "lift", ci, "effect p (Holm)", "decision interval",
+                        "P(win)", "decision"], cells)  # fmt: skip
+        if out.measure(whole, options=out.options.update_width(UNBOUNDED)).maximum <= out.width:
+            out.print(whole)
+        else:
+            # Too wide for the terminal: the estimates, then what decides. In one table at 120 columns each row
+            # took four lines and names broke mid-word ("control_co / py", "no_detecta / ble_effect": a trial).
+            out.print(_table(["metric", "variant", "value", "effect", "lift", ci, "P(win)"], cells))
+            treated = [row for row in cells if "decision" in row]
+            out.print(_table(["metric", "variant", "effect p (Holm)", "decision interval", "decision"], treated))
         for line in dict.fromkeys(notes):
             out.print(f"  note: {line}")
         adjusted = rows.loc[rows["cuped_applied"].eq(True), "metric"].astype(str).unique().tolist()
@@ -273,6 +282,19 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             out.print("  keep_running: before the planned size (or without one) only the always-valid interval, "
                       "corrected across the experiment's comparisons, may decide; the one fixed-horizon read comes "
                       "at planned_units_per_variant (docs/experiments.md, Decisions)")  # fmt: skip
+
+
+def _table(columns: list[str], rows: list[dict[str, str]]) -> Table:
+    """``rows`` (column -> text; a missing cell is blank) as a table of ``columns``: names and labels left, numbers
+    right. Cells wrap at spaces; a word longer than its column (a terminal too narrow for the table) is folded
+    across lines, never cut with "…"."""
+    table = Table(show_edge=False)
+    for column in columns:
+        justify = "left" if column in ("metric", "variant", "decision") else "right"
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in rows:
+        table.add_row(*(row.get(column, "") for column in columns))
+    return table
 
 
 def _frozen(decided_on: Any, decision: Any) -> bool:
