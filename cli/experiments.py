@@ -290,8 +290,9 @@ def _table(columns: list[str], rows: list[dict[str, str]]) -> Table:
     across lines, never cut with "…"."""
     table = Table(show_edge=False)
     for column in columns:
-        justify = "left" if column in ("metric", "variant", "decision") else "right"
-        table.add_column(column, justify=justify, overflow="fold")
+        table.add_column(
+            column, justify="left" if column in ("metric", "variant", "decision") else "right", overflow="fold"
+        )
     for row in rows:
         table.add_row(*(row.get(column, "") for column in columns))
     return table
