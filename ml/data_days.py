@@ -21,6 +21,11 @@ import pandas as pd
 _DAY = timedelta(days=1)
 _INSTANT = timedelta(microseconds=1)
 
+#: A history's newest day is complete once it holds an event at or after this hour (UTC); before, it is the day in
+#: progress, or the minutes after midnight that the last sessions spill into (a few impressions at 1M events). The
+#: app's Overview plots complete days only; the retrain rule counts complete days only.
+COMPLETE_FROM_HOUR = 23
+
 
 def window_start(end: datetime, span: timedelta, data_days: Collection[date]) -> datetime:
     """The start of the window of length ``span`` ending at ``end``, stretched back by one day for each whole UTC

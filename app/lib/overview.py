@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from app.lib import marts
+from ml.data_days import COMPLETE_FROM_HOUR
 from tailor.settings import Settings
 
 ENGAGEMENT = "fct_daily_user_engagement"
@@ -39,7 +40,7 @@ KPIS = {
     "revenue_usd": ("Revenue (USD)", ",.0f"),
 }
 
-_DAILY_SQL = """
+_DAILY_SQL = f"""
 with engagement as (
     select
         activity_date as day,
@@ -74,7 +75,7 @@ final as (
         coalesce(s.sessions, 0) as sessions,
         s.mean_session_seconds,
         e.last_event_at,
-        coalesce(e.last_event_at >= coalesce(e.day, s.day) + interval 23 hour, false) as complete
+        coalesce(e.last_event_at >= coalesce(e.day, s.day) + interval {COMPLETE_FROM_HOUR} hour, false) as complete
     from engagement as e
     full outer join sessions as s on e.day = s.day
 )
@@ -86,7 +87,7 @@ select * from final order by day
 def daily_kpis(settings: Settings) -> pd.DataFrame:
     """One row per day: day, active_users, impressions, clicks, ctr, conversion_rate, revenue_usd, sessions,
     mean_session_seconds (definitions in the module docstring), last_event_at (the day's newest event, UTC; NaT on
-    a day with sessions but no engagement row), complete (the day has events after 23:00 UTC: False for the day in
+    a day with sessions but no engagement row), complete (the day has events from 23:00 UTC on: False for the day in
     progress, or the few minutes after midnight that sessions spill into). Days without any event have no row.
 
     Raises:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ml.data_days import COMPLETE_FROM_HOUR
 from ml.monitoring.config import RetrainPolicy
 from ml.registry import ModelVersion
 
@@ -190,7 +191,7 @@ def decide_retrain(
 
 def history_now(labelled_days: Iterable[date]) -> datetime | None:
     """The history's time: the end (next UTC midnight) of the newest labelled day; None without days. Whole days,
-    as the windows are: a newest day still arriving counts, as it does for the new-days rule."""
+    as the windows are; ``labelled_days`` leaves out a newest day still arriving."""
     newest = max(labelled_days, default=None)
     return _midnight(newest + timedelta(days=1)) if newest is not None else None
 
@@ -200,15 +201,22 @@ def _midnight(day: date) -> datetime:
 
 
 def labelled_days(training_set: Path) -> list[date]:
-    """The UTC days with impressions (labelled rows) in the training set, oldest first; [] without the file.
+    """The complete UTC days with impressions (labelled rows) in the training set, oldest first; [] without the
+    file. Every day but the newest is complete (the history has moved past it); the newest counts once it holds an
+    impression from `COMPLETE_FROM_HOUR` (23:00 UTC) on, the Overview's rule. Counted in progress, the minutes after
+    midnight that a history's last sessions spill into made one more "new labelled day" (a trial: the countdown
+    said a retrain was due on a day of a few impressions).
 
     Reads only the ``event_timestamp`` column (cheap enough for a sensor).
     """
     if not training_set.exists():
         return []
     column = pq.read_table(training_set, columns=["event_timestamp"]).column("event_timestamp")
-    days = pc.unique(pc.cast(column, "date32")).to_pylist()
-    return sorted(d for d in days if d is not None)
+    days = sorted(d for d in pc.unique(pc.cast(column, "date32")).to_pylist() if d is not None)
+    newest = pc.max(column).as_py()
+    if days and newest.astimezone(UTC).hour < COMPLETE_FROM_HOUR:
+        days.pop()  # the day in progress
+    return days
 
 
 def _days_text(days: Sequence[date]) -> str:

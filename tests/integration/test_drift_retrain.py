@@ -47,9 +47,9 @@ def _register(registry: Registry, test_window: str, scores: dict[str, float]) ->
 
 
 def _training_days(settings: Settings, first: date, last: date) -> None:
-    """A training set whose impressions cover ``first..last`` (the sensor reads only their days)."""
+    """A training set whose impressions cover ``first..last``, whole days (the sensor reads only their times)."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    times = [pd.Timestamp(d, tz="UTC") + pd.Timedelta(hours=12) for d in days]
+    times = [pd.Timestamp(d, tz="UTC") + pd.Timedelta(hours=hour) for d in days for hour in (12, 23.5)]
     path = training_set_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}), path)

@@ -265,14 +265,23 @@ def test_trained_version_reads_the_registry_record() -> None:
         TrainedVersion.of(ModelVersion(7, "run", [], "2026-02-01T03:04:05+00:00", {}, {}, {}))
 
 
-def test_labelled_days_are_utc_days_of_the_training_set(tmp_path: Path) -> None:
+def test_labelled_days_are_complete_utc_days_of_the_training_set(tmp_path: Path) -> None:
     path = tmp_path / "ranking_training_set.parquet"
     assert labelled_days(path) == []
-    times = pd.to_datetime(
-        ["2026-01-05T23:59:59Z", "2026-01-06T00:00:00Z", "2026-01-06T10:00:00Z", "2026-01-08T01:00:00Z"]
-    )
-    pq.write_table(pa.table({"event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}), path)
-    assert labelled_days(path) == [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 8)]
+
+    def written(*stamps: str) -> Path:
+        times = pd.to_datetime(list(stamps))
+        pq.write_table(pa.table({"event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}), path)
+        return path
+
+    days = ["2026-01-05T23:59:59Z", "2026-01-06T00:00:00Z", "2026-01-06T10:00:00Z", "2026-01-08T01:00:00Z"]
+    # The newest day is 1 h of the 8th: in progress (or the minutes sessions spill past midnight), not counted.
+    assert labelled_days(written(*days)) == [date(2026, 1, 5), date(2026, 1, 6)]
+    assert labelled_days(written(*days, "2026-01-08T22:59:59Z")) == [date(2026, 1, 5), date(2026, 1, 6)]
+    complete = [date(2026, 1, 5), date(2026, 1, 6), date(2026, 1, 8)]
+    assert labelled_days(written(*days, "2026-01-08T23:00:00Z")) == complete  # from 23:00 UTC on: complete
+    # Whatever zone the stamps were written in, the day is UTC's: 00:30 at +02:00 is 22:30 UTC of the day before.
+    assert labelled_days(written("2026-01-05T12:00:00Z", "2026-01-07T00:30:00+02:00")) == [date(2026, 1, 5)]
 
 
 def _day_level_world(rng: np.random.Generator, levels: list[float], rows: int = 4000) -> pd.DataFrame:
