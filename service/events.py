@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from typing import Any
 
 from service.config import ServiceConfig
 from service.metrics import Metrics
+from tailor.contract.problems import schema_problems
 from tailor.ingest.files import IngestError
 from tailor.ingest.ingest import land_files
 from tailor.ingest.recovery import landing_session
@@ -222,7 +224,8 @@ class EventIntake:
         results = self._checker().check([t for _, t in checkable], [now] * len(checkable))
         for (index, _), result in zip(checkable, results, strict=True):
             if isinstance(result, Rejection):
-                rejections.append(Rejection(index, result.event_id, result.reason, result.detail))
+                also = other_problems(events[index], result.detail)
+                rejections.append(Rejection(index, result.event_id, result.reason, result.detail, also))
         if rejections:
             self.metrics.events.labels("rejected").inc(len(events))
             raise BatchRefused(sorted(rejections, key=lambda r: r.index), len(events))
@@ -288,6 +291,24 @@ class EventIntake:
         self.metrics.stream_behind.set(self._behind)
 
 
+def other_problems(event: Mapping[str, Any], detail: str) -> tuple[str, ...]:
+    """The problems of a refused ``event`` besides the one the contract's checks gave (``detail``): each field the
+    schema finds broken that ``detail`` does not name."""
+    found = schema_problems("events", dict(event))
+    return tuple(text for name, text in found.items() if not re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", detail))
+
+
 def rejection_dicts(rejections: list[Rejection]) -> list[dict[str, Any]]:
-    """JSON for refused events: 1-based position, event_id, the contract's reason code and a readable detail."""
-    return [{"event": r.index + 1, "event_id": r.event_id, "reason": r.reason, "detail": r.detail} for r in rejections]
+    """JSON for refused events: 1-based position, event_id, the contract's reason code and a readable detail (the
+    first rule broken, as a quarantined row keeps it), and ``problems``: that detail and every other problem of the
+    event, so a client fixes them in one go."""
+    return [
+        {
+            "event": r.index + 1,
+            "event_id": r.event_id,
+            "reason": r.reason,
+            "detail": r.detail,
+            "problems": [r.detail, *r.also],
+        }
+        for r in rejections
+    ]

@@ -39,6 +39,8 @@ class Rejection:
     event_id: str | None
     reason: str
     detail: str
+    #: The event's other problems, in words (`tailor.contract.problems`); the contract's checks name the first.
+    also: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         who = f"event_id {self.event_id}" if self.event_id else "no event_id"

@@ -103,16 +103,23 @@ def test_a_batch_with_a_bad_event_is_refused_whole_naming_each_bad_event(built: 
     good = [_click("u0000013", "c0000014"), _click("u0000013", "c0000015")]
     no_content = {k: v for k, v in _click("u0000013", "c0000016").items() if k != "content_id"}
     negative = _view("u0000013", "c0000017", -5)
+    # Three problems at once: each is named, so the client fixes them in one go (a trial's took three round trips).
+    several = {**_view("u0000013", "c0000018", -1), "user_id": " ", "occurred_at": "2026-02-30T10:00:00Z"}
     before = sorted((built.settings.landing / "events").glob("batch-*.parquet"))
-    response = httpx.post(f"{server.url}/events", json={"events": [good[0], no_content, good[1], negative]})
+    response = httpx.post(f"{server.url}/events", json={"events": [good[0], no_content, good[1], negative, several]})
     assert response.status_code == 422
     body = response.json()
-    assert "2 of 4 events break the event contract" in body["error"] and "nothing was landed" in body["error"]
+    assert "3 of 5 events break the event contract" in body["error"] and "nothing was landed" in body["error"]
     refused = {r["event"]: r for r in body["rejected"]}
-    assert set(refused) == {2, 4}
+    assert set(refused) == {2, 4, 5}
     assert refused[2]["event_id"] == no_content["event_id"] and refused[2]["reason"] == "missing_field"
     assert "content_id" in refused[2]["detail"]
+    assert refused[2]["problems"] == [refused[2]["detail"]]  # its one problem
     assert refused[4]["event_id"] == negative["event_id"] and "dwell" in refused[4]["detail"]
+    problems = refused[5]["problems"]
+    assert problems[0] == refused[5]["detail"] and len(problems) == 3, problems
+    for field in ("user_id", "occurred_at", "dwell_seconds"):
+        assert sum(field in text for text in problems) == 1, (field, problems)
     assert sorted((built.settings.landing / "events").glob("batch-*.parquet")) == before
     assert not {e["event_id"] for e in good} & set(_landed_ids(built))
 
