@@ -36,7 +36,8 @@ def schema_problems(kind: Kind, document: dict[str, Any]) -> dict[str, str]:
     problems: dict[str, str] = {}
     for error in _validator(kind).iter_errors(document):
         if error.validator == "required":
-            need = [name for name in error.validator_value if name not in (error.instance or {})]
+            have = error.instance if isinstance(error.instance, dict) else {}
+            need = [name for name in error.validator_value if name not in have]
             kind_of = _then_type(error)
             for name in need:
                 problems.setdefault(name, f"{name} is missing" + (f" ({kind_of} events need it)" if kind_of else ""))
@@ -58,7 +59,7 @@ def _then_type(error: jsonschema.ValidationError) -> str | None:
     """The event_type whose ``if``/``then`` required the field, or None for the envelope's own required fields."""
     if "then" not in error.relative_schema_path:
         return None
-    event_type = (error.instance or {}).get("event_type")
+    event_type = error.instance.get("event_type") if isinstance(error.instance, dict) else None
     return str(event_type) if event_type is not None else None
 
 
