@@ -5,6 +5,12 @@
   duplicate (the first delivery wins, as the contract says), but this warns with each such row, so it is not lost
   silently (found by a new-user trial: `tailor ingest` of another seed's files). received_at is left out: a
   re-delivery may be stamped again.
+
+  It warns in the build that adds such a row (its `built_in_invocation`), once: the batch is immutable and the
+  first delivery has already won, so there is nothing to fix, and the same warning on every later run could not
+  be acknowledged (a trial). A `dbt test` on its own adds no row and passes; a full refresh of staging adds every
+  row again and warns on them all. Every such row, whenever it came, is found by the query below without the
+  `built_in_invocation` filter.
 -#}
 {{ config(severity='warn') }}
 
@@ -16,7 +22,9 @@ with accepted as (
 
 duplicates as (
 
-    select * from {{ ref('stg_landing__events') }} where fate = 'duplicate'
+    -- The rows this build added (see above).
+    select * from {{ ref('stg_landing__events') }}
+    where fate = 'duplicate' and built_in_invocation = '{{ invocation_id }}'
 
 )
 

@@ -280,9 +280,14 @@ def _comparable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+#: Columns that name the engine's own build, not data: each engine's dbt invocation has its own id.
+PER_BUILD_COLUMNS = {"built_in_invocation"}
+
+
 def _normalized(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
-    """Columns by name, times as naive UTC microseconds, arrays as tuples, rows in key order."""
-    out = frame[sorted(frame.columns)].copy()
+    """Columns by name (without `PER_BUILD_COLUMNS`), times as naive UTC microseconds, arrays as tuples, rows in key
+    order."""
+    out = frame[sorted(set(frame.columns) - PER_BUILD_COLUMNS)].copy()
     for column in out.columns:
         values = out[column]
         if pd.api.types.is_datetime64_any_dtype(values):

@@ -85,7 +85,10 @@ final as (
         variant,
         policy,
         model_version,
-        propensity
+        propensity,
+        -- The dbt invocation that added the row (null on rows added before this column): the checks that warn
+        -- about a landed row do so in the build that adds it, once (tests/duplicates_repeat_their_event.sql).
+        '{{ invocation_id }}' as built_in_invocation
     from ranked
 
 )
