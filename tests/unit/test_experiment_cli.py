@@ -265,28 +265,33 @@ def test_analyze_says_which_effects_are_cuped_adjusted(tmp_path: Path) -> None:
     assert "CUPED (" not in out
 
 
-def test_a_narrow_terminal_folds_long_words_instead_of_cutting_them(tmp_path: Path) -> None:
-    """Found by a trial: at 120 columns the table read "dwell_per_…", "no_detect…" and "[+0.000178…"."""
+def _analysed_at_width(summary: Path, width: int) -> str:
+    """What `tailor experiments analyze SUMMARY` prints in a terminal ``width`` columns wide."""
     import io
 
     from rich.console import Console
 
     from cli import experiments as experiments_cli
 
+    screen = io.StringIO()
+    original = experiments_cli.out
+    experiments_cli.out = Console(file=screen, width=width, soft_wrap=True)
+    try:
+        assert CliRunner().invoke(experiments, ["analyze", str(summary)]).exit_code == 0
+    finally:
+        experiments_cli.out = original
+    return screen.getvalue()
+
+
+def test_a_narrow_terminal_folds_long_words_instead_of_cutting_them(tmp_path: Path) -> None:
+    """Found by a trial: at 120 columns the table read "dwell_per_…", "no_detect…" and "[+0.000178…"."""
     summary = tmp_path / "long.csv"
     summary.write_text(
         "experiment,metric,variant,n,sum,sum_squares,planned_units_per_variant\n"
         "exp_a_rather_long_name,session_duration_seconds_per_user,control,2000,200000,25000000,1000\n"
         "exp_a_rather_long_name,session_duration_seconds_per_user,treatment,2000,200400,25100000,1000\n"
     )
-    screen = io.StringIO()
-    original = experiments_cli.out
-    experiments_cli.out = Console(file=screen, width=80, soft_wrap=True)
-    try:
-        assert CliRunner().invoke(experiments, ["analyze", str(summary)]).exit_code == 0
-    finally:
-        experiments_cli.out = original
-    rows = [line for line in screen.getvalue().splitlines() if "│" in line or "┃" in line]
+    rows = [line for line in _analysed_at_width(summary, 80).splitlines() if "│" in line or "┃" in line]
     assert rows and max(len(line) for line in rows) <= 80 and not any("…" in line for line in rows), rows
     metric_cells = "".join(line.split("│")[0].strip() for line in rows if "│" in line)
     assert "session_duration_seconds_per_user" in metric_cells, rows
@@ -295,12 +300,6 @@ def test_a_narrow_terminal_folds_long_words_instead_of_cutting_them(tmp_path: Pa
 def test_at_120_columns_no_name_or_label_breaks_mid_word(tmp_path: Path) -> None:
     """Found by a trial: at 120 columns the demo's table broke "control_co / py" and "no_detecta / ble_effect", four
     lines a row. Too wide for the terminal, it is printed as two tables: the estimates, then what decides."""
-    import io
-
-    from rich.console import Console
-
-    from cli import experiments as experiments_cli
-
     summary = tmp_path / "demo_like.csv"
     lines = ["experiment,metric,variant,n,sum,sum_squares,planned_units_per_variant"]
     for metric, (mean, spread) in {"dwell_per_user": (790.0, 300.0), "revenue_per_user": (6.2, 4.0)}.items():
@@ -308,20 +307,14 @@ def test_at_120_columns_no_name_or_label_breaks_mid_word(tmp_path: Path) -> None
             n, m = 800, mean * (1 + shift)
             lines.append(f"exp_aa_feed,{metric},{variant},{n},{n * m},{n * (m * m + spread * spread)},800")
     summary.write_text("\n".join(lines) + "\n")
-    screen = io.StringIO()
-    original = experiments_cli.out
-    experiments_cli.out = Console(file=screen, width=120, soft_wrap=True)
-    try:
-        assert CliRunner().invoke(experiments, ["analyze", str(summary)]).exit_code == 0
-    finally:
-        experiments_cli.out = original
-    rows = [line for line in screen.getvalue().splitlines() if "│" in line]
+    printed = _analysed_at_width(summary, 120)
+    rows = [line for line in printed.splitlines() if "│" in line]
     assert rows and max(len(line) for line in rows) <= 120
     metrics = {line.split("│")[0].strip() for line in rows} - {""}
     variants = {line.split("│")[1].strip() for line in rows} - {""}
     assert metrics == {"dwell_per_user", "revenue_per_user"}  # whole, never folded
     assert variants == {"control (control)", "control_copy"}
-    headers = [line for line in screen.getvalue().splitlines() if "┃" in line]
+    headers = [line for line in printed.splitlines() if "┃" in line]
     assert len(headers) == 2 and "P(win)" in headers[0] and "decision" in headers[1]  # two tables
     labels = {line.split("│")[-1].strip() for line in rows[-2:]}
     assert labels <= {"no_detectable_effect", "keep_running", "better", "worse"}, labels
