@@ -18,6 +18,9 @@ import pytest
 from tailor.settings import DBT_PROJECT_DIR, Settings, get_settings
 
 DBT = str(Path(sys.executable).parent / "dbt")
+#: Warehouse columns that name the build that wrote a row, not data: two builds of the same rows differ in them
+#: (stg_landing__events.built_in_invocation, dbt's invocation id).
+PER_BUILD_COLUMNS = frozenset({"built_in_invocation"})
 
 
 @pytest.fixture

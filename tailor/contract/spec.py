@@ -20,6 +20,7 @@ newline), and "not only whitespace" is the class `NON_BLANK` (engines disagree o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import sys
@@ -112,9 +113,18 @@ def schema_path(kind: Kind) -> Path:
     return CONTRACT_DIR / f"{_SCHEMA_FILES[kind]}.schema.json"
 
 
-@cache
 def load_schema(kind: Kind) -> dict[str, Any]:
-    """The published JSON Schema of one kind of file, parsed."""
+    """The published JSON Schema of one kind of file, parsed: a new copy on every call, which the caller may change.
+
+    It was one cached dict shared by every caller, and a caller that changed it changed it for all:
+    hypothesis-jsonschema's ``from_schema`` inlines the ``$ref``s of the schema it is given in place, after which
+    the problems POST /events lists quoted the fields' own descriptions instead of their rules (seen in the suite).
+    """
+    return copy.deepcopy(_parsed_schema(kind))
+
+
+@cache
+def _parsed_schema(kind: Kind) -> dict[str, Any]:
     return dict(json.loads(schema_path(kind).read_text()))
 
 

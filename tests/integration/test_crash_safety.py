@@ -34,6 +34,7 @@ from simulator import SimulationConfig, simulate
 from tailor.ingest import read_log
 from tailor.quality import reconcile
 from tailor.settings import Settings, get_settings
+from tests.conftest import PER_BUILD_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +120,7 @@ def _deliver(files: list[Path], inbox: Path) -> None:
 
 def _fingerprint(home: Path) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent hash of every table in the warehouse and every published Parquet file,
-    with the wall-clock columns left out and file paths reduced to the file name."""
+    with the wall-clock and per-build columns left out and file paths reduced to the file name."""
     settings = get_settings(home)
     found: dict[str, tuple[int, str]] = {}
     with duckdb.connect(str(settings.warehouse), read_only=True) as con:
@@ -138,7 +139,7 @@ def _fingerprint(home: Path) -> dict[str, tuple[int, str]]:
 
 
 def _hash(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> tuple[int, str]:
-    skip = [c for c in columns if c in WALL_CLOCK_COLUMNS]
+    skip = [c for c in columns if c in WALL_CLOCK_COLUMNS or c in PER_BUILD_COLUMNS]
     exclude = f" exclude ({', '.join(skip)})" if skip else ""
     replace = " replace (regexp_extract(source_file, '[^/]+$') as source_file)" if "source_file" in columns else ""
     row = con.execute(

@@ -53,7 +53,7 @@ from simulator import SimulationConfig, simulate
 from tailor.feature_store import FEAST_YAML_ENV, open_store
 from tailor.ingest import ingest_paths
 from tailor.settings import DBT_PROJECT_DIR, SPARK_INSTALL_HINT, Settings, get_settings
-from tests.conftest import DBT, run_dbt, tailor_cli
+from tests.conftest import DBT, PER_BUILD_COLUMNS, run_dbt, tailor_cli
 from tests.redis_server import services_required
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -278,10 +278,6 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     return tuple(value) if isinstance(value, list) else value
-
-
-#: Columns that name the engine's own build, not data: each engine's dbt invocation has its own id.
-PER_BUILD_COLUMNS = {"built_in_invocation"}
 
 
 def _normalized(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:

@@ -63,3 +63,16 @@ def test_the_services_extra_problems_leave_out_the_one_the_checks_named() -> Non
     assert len(also) == 2 and also[0].startswith("user_id must be") and also[1].startswith("occurred_at must be")
     # A field named inside another word is not that field: "user_id_hash" does not name user_id.
     assert len(other_problems(event, "user_id_hash is odd")) == 3
+
+
+def test_a_caller_changing_its_schema_changes_it_for_nobody_else() -> None:
+    """hypothesis-jsonschema inlines a schema's $refs in place: on the one cached dict every caller shared, the
+    problems then quoted the fields' descriptions instead of their rules (found by the full suite)."""
+    from tailor.contract.spec import load_schema
+
+    mine = load_schema("events")
+    mine["properties"]["user_id"] = {"description": "changed by a caller", "type": "integer"}
+    assert load_schema("events")["properties"]["user_id"] == {
+        "$ref": "#/$defs/id",
+        "description": "Id of the user, as in the users dimension file.",
+    }
