@@ -33,8 +33,8 @@ ALPHA = 0.05
 
 #: Decision label -> what it means, for analysts.
 LABELS = {
-    "better": "better than control (the interval of the effect excludes 0)",
-    "worse": "worse than control (the interval of the effect excludes 0)",
+    "better": "better than control (its decision interval, read on the day it was decided, excludes 0)",
+    "worse": "worse than control (its decision interval, read on the day it was decided, excludes 0)",
     "keep_running": "no decision yet: keep collecting units",
     "no_detectable_effect": "no detectable effect at the planned size (final)",
     "guardrail_ok": "guardrail holds (no harm beyond its margin)",
@@ -66,7 +66,10 @@ TABLE_COLUMNS = {
     "sequential_ci_low": "always-valid CI low",
     "sequential_ci_high": "always-valid CI high",
     "chance_to_win": "chance to beat control",
+    "decision_ci_low": "decision CI low",
+    "decision_ci_high": "decision CI high",
     "decision": "decision",
+    "decided_on": "decided on",
     "note": "note",
 }
 

@@ -79,6 +79,10 @@ st.dataframe(
         for name in ("value", "control value", "absolute lift", "abs. CI low", "abs. CI high")
     }
     | {
+        name: st.column_config.NumberColumn(format="%.4g", help="the interval that decided: see the legend below")
+        for name in ("decision CI low", "decision CI high")
+    }
+    | {
         name: st.column_config.NumberColumn(format="percent")
         for name in (
             "relative lift",
@@ -100,6 +104,10 @@ with st.expander("What the columns mean"):
         "- **p (Holm)**, **q (BH)**: p-values corrected across the experiment's metrics and variants.\n"
         "- **always-valid CI**: the confidence sequence, valid however often you look.\n"
         "- **chance to beat control**: posterior probability under a flat prior (Gaussian approximation).\n"
+        "- **decision CI**, **decided on**: the interval the decision was read from (fixed-horizon at the planned "
+        "size, or the always-valid one before it; on the effect, or on the lift for a guardrail) and the day it "
+        "was taken; a decision stands once taken, while the other columns are today's estimates "
+        "(docs/experiments.md, Decisions).\n"
         "- **decision**: " + "; ".join(f"`{k}` {v}" for k, v in experiments.LABELS.items())
     )
 

@@ -121,6 +121,8 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
         for column, label in (
             ("absolute_effect", "absolute lift"),
             ("p_value_holm", "p (Holm)"),
+            ("decision_ci_low", "decision CI low"),  # why the decision: the interval it was read from (a trial)
+            ("decision_ci_high", "decision CI high"),
             ("decision", "decision"),
         ):
             expected = mine[column].reindex(by_key.index)
