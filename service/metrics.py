@@ -34,6 +34,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from tailor.processes import process_alive
+
 #: prometheus-client's variable: the folder of the metric files (it stores values there when set at its import).
 PROMETHEUS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Ours: set by `tailor serve --workers N` (to the same folder) for its workers; /metrics merges the folder.
@@ -117,16 +119,6 @@ def worker_metrics_env(workers: int) -> Iterator[Path | None]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def prune_dead_workers(folder: Path) -> list[int]:
     """`mark_process_dead` for every worker with gauge files in ``folder`` whose process is gone.
 
@@ -135,7 +127,7 @@ def prune_dead_workers(folder: Path) -> list[int]:
     here, when /metrics is scraped. Returns the pids swept.
     """
     dead = sorted({int(m.group(1)) for f in folder.iterdir() if (m := _LIVE_GAUGE_FILE.match(f.name))} - {os.getpid()})
-    dead = [pid for pid in dead if not _alive(pid)]
+    dead = [pid for pid in dead if not process_alive(pid)]
     for pid in dead:
         with contextlib.suppress(FileNotFoundError):  # another worker swept it first
             prometheus_multiprocess.mark_process_dead(pid, str(folder))

@@ -9,12 +9,13 @@ with a message saying so, by the next `tailor run` and by the inbox sensor.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Mapping
 
 import dagster as dg
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES
+
+from tailor.processes import process_alive
 
 PID_TAG = "tailor/pid"
 HOST_TAG = "tailor/host"
@@ -23,18 +24,6 @@ HOST_TAG = "tailor/host"
 def process_tags(pid: int) -> Mapping[str, str]:
     """Tags that let a later process tell whether the one running this run is still alive."""
     return {PID_TAG: str(pid), HOST_TAG: socket.gethostname()}
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this id exists. A recycled id reads as alive: the run then stays open until a check
-    after that other process ends, which errs on the side of never failing a live run."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def fail_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -50,7 +39,9 @@ def fail_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in records:
         run = record.dagster_run
         pid = run.tags.get(PID_TAG, "")
-        if not pid.isdigit() or _alive(int(pid)):
+        # A recycled id reads as alive: the run stays open until a check after that other process ends, which errs
+        # on the side of never failing a live run.
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         instance.report_run_failed(
             run, message=f"interrupted: the `tailor run` process running it (PID {pid}) ended without finishing it"

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from tailor.ingest.durable import write_atomic
+from tailor.processes import process_alive
 
 #: Relative to TAILOR_HOME, beside the Dagster instance's storage.
 UI_FILE = Path("dagster") / "ui.json"
@@ -47,13 +48,7 @@ def _is_dagster(pid: int) -> bool:
         except OSError:
             return False
         return any(Path(os.fsdecode(word)).name == "dagster" for word in words)
-    try:
-        os.kill(pid, 0)  # elsewhere: alive is the best we know
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)  # elsewhere: alive is the best we know
 
 
 def ui_hint(home: Path) -> str:
