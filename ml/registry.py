@@ -351,7 +351,8 @@ class Registry:
         ``challenger`` names a version that challenged and did not win (a retrain the rule refused), so that no
         version is listed as "challenger, champion" (a trial read that as undecided)."""
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
-        if version in [v.version for v in self.versions() if CHALLENGER in v.aliases]:
+        holder = client.get_registered_model(MODEL_NAME).aliases.get(CHALLENGER)  # alias -> version
+        if holder is not None and int(holder) == version:
             client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
 
     def tag(self, version: int, tags: Mapping[str, str]) -> None:
