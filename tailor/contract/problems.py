@@ -30,8 +30,9 @@ def schema_problems(kind: Kind, document: dict[str, Any]) -> dict[str, str]:
     """Each field of ``document`` that breaks ``kind``'s schema -> one sentence saying how (the first the schema's
     order gives, per field), in the fields' order in the document, missing fields last. Empty when the schema holds.
 
-    Examples: ``{"position": "position must be an integer from 1 to 1000: got 2.5"}`` (the field's description
-    from the schema where it has one), ``{"request_id": "request_id is missing (impression events need it)"}``.
+    Examples: ``{"user_id": "user_id must be 1 to 128 characters, ...: got ''"}`` (a rule with a description in
+    the schema is said with it), ``{"position": "position: 2.5 is not of type 'integer'"}`` (else jsonschema's
+    message), ``{"request_id": "request_id is missing (impression events need it)"}``.
     """
     problems: dict[str, str] = {}
     for error in _validator(kind).iter_errors(document):
