@@ -141,6 +141,8 @@ def materialize_features(store: FeatureStore, settings: Settings | None = None) 
         if bounds is None:
             continue
         mode, start, end = plan(view, bounds)
+        if mode == "incremental":
+            _let_redis_rewrite(store, view, start, end)
         store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         done.append(ViewMaterialization(view.name, mode, start, end, _entities_in(view, start, end)))
     if settings is not None:
@@ -161,6 +163,49 @@ def last_materialized_version(settings: Settings) -> str | None:
 
 def _state_path(settings: Settings) -> Path:
     return settings.feast_dir / f".materialized-{feature_store_yaml(settings.engine).stem}.json"
+
+
+def _let_redis_rewrite(store: FeatureStore, view: FeatureView, start: datetime, end: datetime) -> None:
+    """Make a Redis online store take the window's rows again, also those whose event time it already holds.
+
+    Feast's Redis store skips a row whose event time is not newer than the one it keeps for the entity and view
+    (`RedisOnlineStore.online_write_batch`; feast-dev/feast#2795, closed as won't fix). dbt recomputes the newest
+    days on every run, so a day that late events corrected kept its old values online while SQLite showed the new
+    ones (found when a test delivered late events for the newest feature day). Before an incremental run this
+    deletes the view's stored time (the hash field ``_ts:<view>``) of every entity with a row in the window; the
+    features' values and the other views' fields of the same key (the stream's recent activity) stay, and the
+    materialization then writes each entity's newest row. Other online stores replace rows as they are written.
+    """
+    config = store.config.online_store
+    if getattr(config, "type", None) != "redis":
+        return
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.type_map import python_values_to_proto_values
+
+    names = [column.name for column in view.entity_columns]
+    path, column = view_parquet(view)
+    scan, parameter = parquet_scan(path)
+    keys = ", ".join(f'"{name}"' for name in names)
+    with duckdb.connect() as con:
+        con.execute("set TimeZone = 'UTC'")
+        sql = f'select distinct {keys} from {scan} where "{column}" between ? and ?'
+        entities = con.execute(sql, [parameter, start, end]).fetchall()
+    values = [
+        python_values_to_proto_values([row[i] for row in entities], c.dtype.to_value_type())
+        for i, c in enumerate(view.entity_columns)
+    ]
+    version = store.config.entity_key_serialization_version
+    client = RedisOnlineStore()._get_client(config)
+    field = f"_ts:{view.name}"
+    with client.pipeline(transaction=False) as pipe:
+        for row in range(len(entities)):
+            entity = EntityKey(join_keys=names, entity_values=[v[row] for v in values])
+            pipe.hdel(_redis_key(store.project, entity, entity_key_serialization_version=version), field)
+            if row % 10_000 == 9_999:
+                pipe.execute()
+        pipe.execute()
 
 
 def _entities_in(view: FeatureView, start: datetime, end: datetime) -> int:
