@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Collection, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,24 @@ def window_start(end: datetime, span: timedelta, data_days: Collection[date]) ->
             return start
         skipped = empty
         start = end - span - skipped * _DAY
+
+
+def complete_days(data_days: Collection[date], newest: datetime | None) -> list[date]:
+    """The complete days of ``data_days``, oldest first: every day but the newest (the history has moved past it),
+    and the newest once ``newest`` (the history's newest event time, tz-aware or naive UTC) is from
+    `COMPLETE_FROM_HOUR` on that day. The dbt feature marts end on the same day (macros/newest_complete_day.sql).
+
+    >>> complete_days({date(2026, 1, 1), date(2026, 1, 2)}, datetime(2026, 1, 2, 0, 10))
+    [datetime.date(2026, 1, 1)]
+    >>> complete_days({date(2026, 1, 1), date(2026, 1, 2)}, datetime(2026, 1, 2, 23, 30))
+    [datetime.date(2026, 1, 1), datetime.date(2026, 1, 2)]
+    """
+    days = sorted(set(data_days))
+    if days and newest is not None:
+        at = newest.astimezone(UTC) if newest.tzinfo is not None else newest
+        if at.date() <= days[-1] and at.hour < COMPLETE_FROM_HOUR:
+            days.pop()  # the day in progress
+    return days
 
 
 def newest_days(data_days: Collection[date], count: int) -> list[date]:

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from ml.data_days import days_of, window_start
+from ml.features.sources import parquet_scan
 
 IMPRESSIONS = "fct_impressions"
 INTERACTIONS = "fct_user_content_interactions"
@@ -166,10 +167,10 @@ def history_start(marts_dir: Path) -> pd.Timestamp | None:
 
 def _impression_time(marts_dir: Path, aggregate: Literal["min", "max"]) -> pd.Timestamp | None:
     """``min`` or ``max`` of the impressions' times (UTC), from fct_impressions' one column; None when empty."""
-    path = _mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS]
+    scan, parameter = parquet_scan(_mart_paths(marts_dir, IMPRESSIONS)[IMPRESSIONS])  # a file, or Spark's folder
     with _connect() as con:
         (moment,) = con.sql(
-            f"select {aggregate}(timezone('UTC', occurred_at)) from read_parquet(?)", params=[str(path)]
+            f"select {aggregate}(timezone('UTC', occurred_at)) from {scan}", params=[parameter]
         ).fetchall()[0]
     return None if moment is None else _utc(moment)
 

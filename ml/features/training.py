@@ -6,7 +6,8 @@ TTL). Feature rows are as of the end of a day, so an impression sees the previou
 of itself or of anything later. A user or item without feature history by then gets nulls.
 
 What is built, and when (docs/decisions.md, "Training data: a window, built by the day"):
-- The window: the newest ``settings.training_window_days`` UTC days with impressions, each day at most
+- The window: the newest ``settings.training_window_days`` complete UTC days with impressions (the day in progress
+  waits until it holds an impression from 23:00 UTC: `ml.data_days.complete_days`), each day at most
   ``settings.training_max_impressions_per_day`` impressions, sampled by whole request with a fixed hash (so a
   request is in or out whatever else arrives; see `iter_spine`).
 - A day's rows depend on nothing but that day's impressions and the feature rows the join can reach from that day
@@ -37,10 +38,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml.data_days import newest_days
+from ml.data_days import complete_days, newest_days
 from ml.features.digests import DIGEST_VERSION, daily_digests
 from ml.features.repo import definitions_fingerprint
 from ml.features.sources import view_parquet
+from ml.history import history_end
 from tailor.settings import Settings
 
 if TYPE_CHECKING:
@@ -282,7 +284,7 @@ def plan_training_set(
     impressions = daily_digests(
         settings.marts_dir / "fct_impressions.parquet", "cast(occurred_at as date)", IMPRESSION_COLUMNS
     )
-    days = _window_days(impressions, window)
+    days = _window_days(impressions, window, history_end(settings.marts_dir))
     state = _read_state(settings)
     header = _header(settings, service)
     previous = state if state and state.get("header") == header and training_set_path(settings).exists() else None
@@ -382,10 +384,12 @@ def write_training_set(
 # --- keys and state ----------------------------------------------------------------------------------------------
 
 
-def _window_days(impressions: dict[date, str], window: TrainingWindow) -> tuple[date, ...]:
-    """The newest ``window.days`` days that hold impressions (`ml.data_days`: a gap in the history, e.g. one live
-    event months after the rest, does not leave the window with that day alone)."""
-    return tuple(newest_days(impressions, window.days))
+def _window_days(impressions: dict[date, str], window: TrainingWindow, newest: datetime | None) -> tuple[date, ...]:
+    """The newest ``window.days`` complete days that hold impressions (`ml.data_days`: a gap in the history, e.g.
+    one live event months after the rest, does not leave the window with that day alone). The day in progress
+    (``newest``, the newest impression, before 23:00 UTC) waits: its clicks may not all be in, and its features
+    have no row yet (the marts end on the newest complete day)."""
+    return tuple(newest_days(complete_days(impressions, newest), window.days))
 
 
 def day_keys(

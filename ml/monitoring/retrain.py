@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml.data_days import COMPLETE_FROM_HOUR
+from ml.data_days import complete_days
 from ml.monitoring.config import RetrainPolicy
 from ml.registry import ModelVersion
 
@@ -212,11 +212,8 @@ def labelled_days(training_set: Path) -> list[date]:
     if not training_set.exists():
         return []
     column = pq.read_table(training_set, columns=["event_timestamp"]).column("event_timestamp")
-    days = sorted(d for d in pc.unique(pc.cast(column, "date32")).to_pylist() if d is not None)
-    newest = pc.max(column).as_py()
-    if days and newest.astimezone(UTC).hour < COMPLETE_FROM_HOUR:
-        days.pop()  # the day in progress
-    return days
+    days = [d for d in pc.unique(pc.cast(column, "date32")).to_pylist() if d is not None]
+    return complete_days(days, pc.max(column).as_py())
 
 
 def _days_text(days: Sequence[date]) -> str:

@@ -312,7 +312,7 @@ def online_home(
 
 
 def test_online_store_backfills_then_loads_each_new_day(
-    online_home: Settings, generated: Path, request: pytest.FixtureRequest
+    online_home: Settings, generated: Path, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     store = open_store(online_home)
     assert store.config.online_store.type == request.node.callspec.params["online_home"]
@@ -321,13 +321,29 @@ def test_online_store_backfills_then_loads_each_new_day(
     assert {v.view for v in first} == BATCH_VIEWS
     _assert_online_equals_newest_offline(online_home)
 
-    # The last day arrives (with late events for earlier days): dbt rebuilds, materialization picks it up.
-    ingest_paths(_delivered(generated, last_day=True), online_home)
+    # The last day arrives (with late events for earlier days). Its last event is at 22:54: the day is in progress
+    # (ml.data_days.COMPLETE_FROM_HOUR), so its features wait and the online store keeps the day before, whose
+    # late events are loaded (a trial: a newest day of 20 impressions was served as a feature day).
+    delivered = _delivered(generated, last_day=True)
+    ingest_paths(delivered, online_home)
     run_dbt(online_home, "build")
-    store = open_store(online_home)
-    second = materialize_features(store)
+    second = materialize_features(open_store(online_home))
     assert {v.mode for v in second} == {"incremental"}
-    assert all(v.end - v.start <= timedelta(days=8) for v in second)
+    assert _utc(_mart(online_home, "fct_user_features_daily")["event_timestamp"].max()) == max(v.end for v in first)
+    _assert_online_equals_newest_offline(online_home)
+
+    # An impression at 23:40 completes the day: dbt adds its rows, materialization picks them up.
+    late = tmp_path / "events" / f"events-{LAST_DAY}-night.jsonl"
+    late.parent.mkdir(parents=True)
+    last_file = next(p for p in delivered if p.parent.name == "events" and p.stem.endswith(LAST_DAY))
+    seen = next(e for e in map(json.loads, last_file.read_text().splitlines()) if e["event_type"] == "impression")
+    night = f"{LAST_DAY}T23:40:00.000Z"
+    late.write_text(json.dumps({**seen, "event_id": "e-night-owl", "occurred_at": night, "received_at": night}) + "\n")
+    ingest_paths([late], online_home)
+    run_dbt(online_home, "build")
+    third = materialize_features(open_store(online_home))
+    assert {v.mode for v in third} == {"incremental"}
+    assert all(v.end - v.start <= timedelta(days=8) for v in third)
     newest = _utc(_mart(online_home, "fct_user_features_daily")["event_timestamp"].max())
     assert newest == max(v.end for v in first) + timedelta(days=1)
     _assert_online_equals_newest_offline(online_home)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from ml.data_days import days_of, newest_days, window_start
+from ml.data_days import COMPLETE_FROM_HOUR, complete_days, days_of, newest_days, window_start
 
 pytestmark = pytest.mark.unit
 
@@ -46,3 +46,25 @@ def test_newest_days_and_days_of() -> None:
     times = pd.Series(pd.to_datetime(["2026-01-05T23:59:59Z", "2026-01-06T00:00:00Z", None], utc=True))
     assert days_of(times) == {date(2026, 1, 5), date(2026, 1, 6)}
     assert days_of(pd.Series([], dtype="datetime64[ns, UTC]")) == set()
+
+
+def test_complete_days_leave_out_the_newest_day_until_its_last_hour() -> None:
+    days = {date(2026, 1, 4), date(2026, 1, 6), date(2026, 1, 5)}
+    assert complete_days(days, datetime(2026, 1, 6, 0, 30, tzinfo=UTC)) == [date(2026, 1, 4), date(2026, 1, 5)]
+    assert complete_days(days, datetime(2026, 1, 6, 22, 59, 59)) == [date(2026, 1, 4), date(2026, 1, 5)]  # naive: UTC
+    assert complete_days(days, datetime(2026, 1, 6, 23, 0, tzinfo=UTC)) == sorted(days)
+    # The hour is UTC's: 00:30 on the 7th at +02:00 is 22:30 UTC on the 6th, which is still in progress.
+    moment = datetime.fromisoformat("2026-01-07T00:30:00+02:00")
+    assert complete_days({date(2026, 1, 5), date(2026, 1, 6)}, moment) == [date(2026, 1, 5)]
+    assert complete_days(days, None) == sorted(days) and complete_days(set(), None) == []
+
+
+def test_the_dbt_feature_marts_and_python_share_the_complete_day_rule() -> None:
+    """dbt's var complete_from_hour (macros/newest_complete_day.sql, where the feature marts end) and
+    ml.data_days.COMPLETE_FROM_HOUR (training set, retrain rule, app) must be one rule."""
+    import yaml
+
+    from tailor.settings import REPO_ROOT
+
+    project = yaml.safe_load((REPO_ROOT / "dbt_project" / "dbt_project.yml").read_text())
+    assert project["vars"]["complete_from_hour"] == COMPLETE_FROM_HOUR

@@ -158,10 +158,33 @@ def test_the_window_is_the_newest_days_with_impressions() -> None:
 
     days = {date(2026, 1, 1) + timedelta(days=n): f"k{n}" for n in range(28)}
     window = TrainingWindow(21)
-    assert _window_days(days, window) == tuple(date(2026, 1, 8) + timedelta(days=n) for n in range(21))
+    end = datetime(2026, 1, 28, 23, 58, tzinfo=UTC)
+    assert _window_days(days, window, end) == tuple(date(2026, 1, 8) + timedelta(days=n) for n in range(21))
     gapped = {**days, date(2026, 11, 30): "live"}
-    assert _window_days(gapped, window) == (
+    late = datetime(2026, 11, 30, 23, 5, tzinfo=UTC)
+    assert _window_days(gapped, window, late) == (
         *(date(2026, 1, 9) + timedelta(days=n) for n in range(20)),
         date(2026, 11, 30),
     )
-    assert _window_days({}, window) == ()
+    assert _window_days({}, window, None) == ()
+
+
+def test_the_day_in_progress_waits_until_it_is_complete() -> None:
+    """Found by a trial: a newest day of 20 impressions (the minutes the last sessions spill past midnight) was a
+    training and test day, with labels still to come and no feature row of its own. It joins the window once it
+    holds an impression from 23:00 UTC (ml.data_days.COMPLETE_FROM_HOUR), and only the newest day can wait."""
+    from ml.features.training import _window_days
+
+    days = {date(2026, 1, 1) + timedelta(days=n): f"k{n}" for n in range(5)}
+    window = TrainingWindow(3)
+    spill = datetime(2026, 1, 5, 0, 12, tzinfo=UTC)
+    assert _window_days(days, window, spill) == (date(2026, 1, 2), date(2026, 1, 3), date(2026, 1, 4))
+    assert _window_days(days, window, datetime(2026, 1, 5, 22, 59, tzinfo=UTC)) == _window_days(days, window, spill)
+    assert _window_days(days, window, datetime(2026, 1, 5, 23, 0, tzinfo=UTC))[-1] == date(2026, 1, 5)
+    # The day of a live event months after the history waits too; the window reaches back over the gap.
+    live = {**days, date(2026, 11, 30): "live"}
+    assert _window_days(live, window, datetime(2026, 11, 30, 9, 0, tzinfo=UTC)) == (
+        date(2026, 1, 3),
+        date(2026, 1, 4),
+        date(2026, 1, 5),
+    )

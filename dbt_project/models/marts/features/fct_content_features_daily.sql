@@ -1,11 +1,11 @@
 {#-
-  One row per catalog item and day, from the day it was published or first named by an event, whichever is
-  earlier (the first day of history, for the back catalog), to the newest day in the warehouse: its category and
-  format as of the end of that day, its age, and its impressions, clicks and smoothed CTR over the trailing 1, 7
-  and 28 days, with its popularity rank that day. event_timestamp = the next midnight (UTC), the time the values
-  are as of. Counters carry a content_ prefix: a feature service joins them with the user's and Feast needs
-  feature names unique across it. Incremental as fct_user_features_daily, keyed on the impression and click
-  events (last_ingested_at: newest landing time among them in the 28-day window).
+  One row per catalog item and day, from the day it was published or first named by an event, whichever is earlier
+  (the first day of history, for the back catalog), to the newest complete day (as fct_user_features_daily): its
+  category and format as of the end of that day, its age, and its impressions, clicks and smoothed CTR over the
+  trailing 1, 7 and 28 days, with its popularity rank that day. event_timestamp = the next midnight (UTC), the time
+  the values are as of. Counters carry a content_ prefix: a feature service joins them with the user's and Feast needs
+  feature names unique across it. Incremental as fct_user_features_daily, keyed on the impression and click events
+  (last_ingested_at: newest landing time among them in the 28-day window).
 -#}
 {{
     config(
@@ -37,7 +37,8 @@ bounds as (
         {{ recompute }} as recompute_from,
         {{ recompute }} - {{ windows | max - 1 }} as context_from,
         min(activity_date) as first_day,
-        max(activity_date) as last_day
+        -- The day in progress has no features yet: a day's values are as of its end (macros/newest_complete_day.sql).
+        {{ newest_complete_day('activity_date', 'last_event_at') }} as last_day
     from engagement
 
 ),

@@ -1,12 +1,13 @@
 {#-
-  One row per user and day, from the user's first active day to the newest day in the warehouse: what the user did
-  over the trailing 1, 7 and 28 days as of the end of that day (event_timestamp = next midnight, UTC), for Feast's
-  point-in-time joins. Inactive days have rows too, so a window slides to zero instead of repeating stale values.
+  One row per user and day, from the user's first active day to the newest complete day (a day in progress has no rows
+  yet: macros/newest_complete_day.sql): what the user did over the trailing 1, 7 and 28 days as of the end of that day
+  (event_timestamp = next midnight, UTC), for Feast's point-in-time joins. Inactive days have rows too, so a window
+  slides to zero instead of repeating stale values.
 
   Incremental like the event marts: each run recomputes from lookback_start (newest day minus the lookback, or the
   earliest day that received new rows), reading 27 more days of context for the 28-day windows. A row's
-  last_ingested_at is the newest landing time among the engagement rows in its 28-day window, so a full rebuild
-  gives the same rows as the daily runs did.
+  last_ingested_at is the newest landing time among the engagement rows in its 28-day window, so a full rebuild gives
+  the same rows as the daily runs did.
 -#}
 {{
     config(
@@ -31,7 +32,8 @@ bounds as (
     select
         {{ recompute }} as recompute_from,
         {{ recompute }} - {{ windows | max - 1 }} as context_from,
-        max(activity_date) as last_day
+        -- The day in progress has no features yet: a day's values are as of its end (macros/newest_complete_day.sql).
+        {{ newest_complete_day('activity_date', 'last_event_at') }} as last_day
     from engagement
 
 ),
