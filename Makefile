@@ -80,9 +80,9 @@ ui: install
 
 # The analyst app (docs/app.md): read-only over the published marts, on loopback, no usage statistics.
 APP_PORT ?= 8501
+# `tailor app` records its address in the home, so that `tailor run`'s summary names the port it listens on.
 app: install
-	$(BIN)/streamlit run app/streamlit_app.py --server.headless true --server.address 127.0.0.1 \
-		--server.port $(APP_PORT) --browser.gatherUsageStats false --client.toolbarMode viewer
+	$(BIN)/tailor app --port $(APP_PORT)
 
 # The README's screenshots: the app on the demo history (`make demo` first), driven by Debian's chromium.
 screenshots: install

@@ -31,6 +31,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def streamlit_command(host: str, port: int, *options: str) -> list[str]:
+    """The command that serves the app on ``host``:``port`` (what `tailor app` execs, `make app` runs through
+    it): headless, no usage statistics, the toolbar in viewer mode; ``options`` are more of `streamlit run`'s."""
+    return [
+        str(Path(sys.executable).parent / "streamlit"), "run", str(ENTRYPOINT),
+        "--server.headless", "true", "--server.address", host, "--server.port", str(port),
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer", *options,
+    ]  # fmt: skip
+
+
 def _default_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
@@ -47,12 +57,7 @@ def running_app(
             end of its output).
     """
     port = port or free_port()
-    command = [
-        str(Path(sys.executable).parent / "streamlit"), "run", str(ENTRYPOINT),
-        "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "viewer",
-    ]  # fmt: skip
+    command = streamlit_command("127.0.0.1", port, "--server.fileWatcherType", "none")
     env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(home)}
     sink = log.open("w") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(

@@ -538,10 +538,37 @@ def ui(host: str, port: int) -> None:
     # The default dispositions make Ctrl-C and kill stop all of them.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
-    from orchestration.lib.ui_address import record_ui
+    from tailor.faces import DAGSTER_UI, record_address
 
-    record_ui(settings.home, host, port)  # this process becomes `dagster dev`: messages give its address
+    # This process becomes `dagster dev`: messages give its address.
+    record_address(DAGSTER_UI, settings.home, host, port)
     os.execve(dagster, [dagster, "dev", "-h", host, "-p", str(port)], env)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
+def app(host: str, port: int) -> None:
+    """Start the analyst app (Streamlit) for the home in TAILOR_HOME; `make app` runs this (docs/app.md)."""
+    import os
+    import signal
+
+    from app.server import streamlit_command
+    from tailor.faces import ANALYST_APP, record_address
+    from tailor.settings import TELEMETRY_OFF
+
+    settings = load_settings()
+    refused = bind_problem(host, port)  # Streamlit would say so only after its start-up
+    if refused:
+        fail(refused)
+    err.print(f"Analyst app on http://{host}:{port} (Ctrl-C to stop); data in {settings.home}", highlight=False)
+    command = streamlit_command(host, port)
+    env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(settings.home)}
+    os.chdir(REPO_ROOT)
+    for number in (signal.SIGINT, signal.SIGTERM):  # as `tailor ui`: Ctrl-C and kill must stop it
+        signal.signal(number, signal.SIG_DFL)
+    record_address(ANALYST_APP, settings.home, host, port)  # this process becomes the app: messages give its address
+    os.execve(command[0], command, env)
 
 
 main.add_command(experiments)

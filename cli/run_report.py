@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from cli.common import console
-from orchestration.lib.ui_address import DEFAULT_URL, running_ui_url, ui_hint
+from tailor.faces import ANALYST_APP, DAGSTER_UI, hint, open_line
 
 if TYPE_CHECKING:
     from orchestration.lib.runner import RunOutcome
@@ -140,7 +140,7 @@ def failure_message(outcome: RunOutcome, home: Path, jvm_log: Path | None = None
         lines.append(f"  {check}: {outcome.errors.get(check) or 'failed (no description): see it in the Dagster UI'}")
     if jvm_log is not None and failed:
         lines.append(f"  Spark's JVMs (dbt's and Feast's) logged their warnings and errors in {jvm_log}")
-    lines.append(f"Every step's events of run {outcome.run_id} are in {ui_hint(home)}.")
+    lines.append(f"Every step's events of run {outcome.run_id} are in {hint(DAGSTER_UI, home)}.")
     return "\n".join(lines)
 
 
@@ -184,9 +184,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     out.print(f"Published Parquet:  {summary['marts_dir']}")
     out.print("Experiments:        tailor experiments (docs/experiments.md)")
     out.print("Recommendations:    tailor recommend USER_ID, tailor models (docs/recommendations.md)")
-    out.print("Analyst app:        make app, then open http://127.0.0.1:8501 (docs/app.md)")
+    home = Path(summary["home"])
+    out.print(f"Analyst app:        {open_line(ANALYST_APP, home)} (docs/app.md)")
     out.print("HTTP service:       tailor serve (docs/service.md)")
     out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
-    url = running_ui_url(Path(summary["home"]))
-    ui = f"{url} (running)" if url else f"make ui, then open {DEFAULT_URL}"
-    out.print(f"Dagster UI:         {ui}")
+    out.print(f"Dagster UI:         {open_line(DAGSTER_UI, home)}")

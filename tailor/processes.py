@@ -8,7 +8,7 @@ import os
 
 def process_alive(pid: int) -> bool:
     """Whether a process with this id exists (someone else's counts). A recycled id reads as alive: callers that
-    must tell one apart check more (`orchestration.lib.ui_address` reads its command line)."""
+    must tell one apart check more (`tailor.faces` reads its command line)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,7 +19,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES
 
 from orchestration.lib.interrupted_runs import PID_TAG
-from orchestration.lib.ui_address import ui_hint
+from tailor.faces import DAGSTER_UI, hint
 from tailor.settings import get_settings
 
 
@@ -46,7 +46,7 @@ def earlier_active_run(home: Path, instance: dg.DagsterInstance, run_id: str | N
     return (
         f"run {run.run_id[:8]} of {run.job_name} ({launched_by(run)}) is in progress on this home's Dagster "
         "instance, and two runs at once would build the same warehouse (DuckDB allows one writer): wait for it to "
-        f"finish or cancel it in {ui_hint(home)}, then run again"
+        f"finish or cancel it in {hint(DAGSTER_UI, home)}, then run again"
     )
 
 

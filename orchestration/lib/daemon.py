@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from orchestration.lib.ui_address import running_ui_url
+from tailor.faces import DAGSTER_UI, running_url
 from tailor.settings import REPO_ROOT, Settings
 
 #: Dagster's daemons beat every 30 s (dagster/_daemon/controller.py, DEFAULT_HEARTBEAT_INTERVAL_SECONDS).
@@ -36,7 +36,7 @@ def running_daemon(settings: Settings) -> str | None:
     age = time.time() - newest if newest is not None else None
     if age is None or age >= FRESH_S:
         return None
-    url = running_ui_url(settings.home)
+    url = running_url(DAGSTER_UI, settings.home)
     return (
         f"a Dagster daemon is already running on {settings.home} (its last heartbeat {age:.0f} s "
         "ago: a `tailor ui`, `make ui` or `dagster dev` started there): use its UI"

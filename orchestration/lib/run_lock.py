@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestration.lib.ui_address import ui_hint
+from tailor.faces import DAGSTER_UI, hint
 
 LOCK_FILE = "run.lock"
 
@@ -81,7 +81,7 @@ def run_lock(home: Path) -> Iterator[None]:
         if not _take(fd):
             raise RunBusyError(
                 f"another `tailor run` is running on {home} ({_holder(fd)}): wait for it to finish, then run again; "
-                f"its progress is in {ui_hint(home)}"
+                f"its progress is in {hint(DAGSTER_UI, home)}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"PID {os.getpid()}, started {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode(), 0)

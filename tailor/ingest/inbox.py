@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tailor.ingest.durable import fsync_dir, replace_durably, write_atomic
+from tailor.durable import fsync_dir, replace_durably, write_atomic
 from tailor.ingest.files import IngestError, files_in, unsupported_in, unsupported_type
 from tailor.ingest.ingest import IngestReport, land_files
 from tailor.ingest.landing import file_signature, read_log

@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from tailor.contract.rules import KINDS, Kind, classify_sql
-from tailor.ingest.durable import fsync_dir, fsync_file
+from tailor.durable import fsync_dir, fsync_file
 from tailor.ingest.files import IngestError, content_hash, expand, file_format, read_lines, read_parquet_rows
 from tailor.ingest.landing import (
     BatchRecord,

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from tailor.contract.rules import KINDS, Kind
-from tailor.ingest.durable import append_lines, fsync_file, replace_durably
+from tailor.durable import append_lines, fsync_file, replace_durably
 from tailor.settings import Settings
 
 LANDING_COLUMNS = "batch_id varchar, source_file varchar, line_number bigint, raw varchar, ingested_at timestamp"

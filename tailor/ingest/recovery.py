@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from tailor.contract.rules import KINDS
-from tailor.ingest.durable import LockTimeout, append_lines, exclusive_lock, fsync_dir, replace_durably, write_atomic
+from tailor.durable import LockTimeout, append_lines, exclusive_lock, fsync_dir, replace_durably, write_atomic
 from tailor.ingest.files import IngestError, content_hash
 from tailor.ingest.landing import (
     BatchRecord,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from orchestration.lib.dbt import TailorDbtTranslator
-from orchestration.lib.ui_address import ui_hint
+from tailor.faces import DAGSTER_UI, hint
 from tailor.settings import REPO_ROOT, TELEMETRY_OFF
 from tests.conftest import default_signals, group_alive
 
@@ -302,14 +302,15 @@ def test_tailor_ui_stops_on_ctrl_c_even_when_started_with_it_ignored(tmp_path: P
     try:
         _wait_for_location(port, process, log)
         # Messages that send a person to the UI give the port it is on, not 3000 (a trial's UI was on another).
-        assert ui_hint(tailor_home) == f"the Dagster UI at http://127.0.0.1:{port}"
+        assert hint(DAGSTER_UI, tailor_home) == f"the Dagster UI at http://127.0.0.1:{port}"
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole foreground group
         process.wait(timeout=STOP_TIMEOUT_S)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not group_alive(process.pid), f"processes of `tailor ui` outlived Ctrl-C:\n{log.read_text()[-2000:]}"
-        assert ui_hint(tailor_home) == "the Dagster UI (`make ui`, http://127.0.0.1:3000)"  # stopped: how to start one
+        # Stopped: how to start one.
+        assert hint(DAGSTER_UI, tailor_home) == "the Dagster UI (`make ui`, http://127.0.0.1:3000)"
     finally:
         if group_alive(process.pid):
             os.killpg(process.pid, signal.SIGKILL)

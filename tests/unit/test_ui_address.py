@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from orchestration.lib.run_lock import RunBusyError, run_lock
-from orchestration.lib.ui_address import UI_FILE, record_ui, running_ui_url, ui_hint
+from tailor import faces
+from tailor.faces import ANALYST_APP, DAGSTER_UI, Face, hint, open_line, record_address, running_url
 
 pytestmark = pytest.mark.unit
 
@@ -24,21 +25,27 @@ NO_UI = "the Dagster UI (`make ui`, http://127.0.0.1:3000)"
 FAKE_DAGSTER = """
 import sys, time
 from pathlib import Path
-from orchestration.lib.ui_address import record_ui
-record_ui(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+from tailor import faces
+faces.record_address(getattr(faces, sys.argv[4]), Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
 print("recorded", flush=True)
 time.sleep(120)
 """
 
 
 @contextlib.contextmanager
-def fake_dagster(tmp_path: Path, home: Path, host: str, port: int) -> Iterator[subprocess.Popen[str]]:
-    """A live process named `dagster` that has recorded ``host``:``port`` for ``home``; killed on leaving."""
-    program = tmp_path / "bin" / "dagster"
+def fake_dagster(
+    tmp_path: Path, home: Path, host: str, port: int, face: Face = DAGSTER_UI
+) -> Iterator[subprocess.Popen[str]]:
+    """A live process named as ``face``'s program (`dagster`) that has recorded ``host``:``port`` for ``home``;
+    killed on leaving."""
+    program = tmp_path / "bin" / face.program
     program.parent.mkdir(exist_ok=True)
     program.write_text(FAKE_DAGSTER)
     process = subprocess.Popen(
-        [sys.executable, str(program), str(home), host, str(port)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(program), str(home), host, str(port), _name(face)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None and process.stdout.readline() == "recorded\n"
@@ -51,29 +58,47 @@ def fake_dagster(tmp_path: Path, home: Path, host: str, port: int) -> Iterator[s
 def test_a_running_ui_is_named_by_its_address_and_a_stopped_one_is_not(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with fake_dagster(tmp_path, home, "0.0.0.0", 3001):
-        assert running_ui_url(home) == "http://127.0.0.1:3001"  # listening everywhere: loopback is the address here
-        assert ui_hint(home) == "the Dagster UI at http://127.0.0.1:3001"
+        # Listening everywhere: loopback is the address here.
+        assert running_url(DAGSTER_UI, home) == "http://127.0.0.1:3001"
+        assert hint(DAGSTER_UI, home) == "the Dagster UI at http://127.0.0.1:3001"
         with run_lock(home), pytest.raises(RunBusyError) as refused, run_lock(home):
             pass
         assert str(refused.value).endswith("; its progress is in the Dagster UI at http://127.0.0.1:3001")
-    assert running_ui_url(home) is None  # stopped
-    assert ui_hint(home) == NO_UI
+    assert running_url(DAGSTER_UI, home) is None  # stopped
+    assert hint(DAGSTER_UI, home) == NO_UI
 
 
 def test_no_record_a_reused_process_id_or_a_damaged_file_means_no_ui(tmp_path: Path) -> None:
-    assert ui_hint(tmp_path) == NO_UI  # never started
-    record_ui(tmp_path, "127.0.0.1", 3002)  # recorded by a process that is not `dagster dev` (this one)
-    assert (tmp_path / UI_FILE).exists()
-    assert ui_hint(tmp_path) == NO_UI
-    (tmp_path / UI_FILE).write_text('{"url": "http://127.0.0.1:3002", "pid": "not a number"}')
-    assert ui_hint(tmp_path) == NO_UI
-    (tmp_path / UI_FILE).write_text("{half a fi")
-    assert ui_hint(tmp_path) == NO_UI
+    assert hint(DAGSTER_UI, tmp_path) == NO_UI  # never started
+    # Recorded by a process that is not `dagster dev` (this one).
+    record_address(DAGSTER_UI, tmp_path, "127.0.0.1", 3002)
+    assert (tmp_path / DAGSTER_UI.record).exists()
+    assert hint(DAGSTER_UI, tmp_path) == NO_UI
+    (tmp_path / DAGSTER_UI.record).write_text('{"url": "http://127.0.0.1:3002", "pid": "not a number"}')
+    assert hint(DAGSTER_UI, tmp_path) == NO_UI
+    (tmp_path / DAGSTER_UI.record).write_text("{half a fi")
+    assert hint(DAGSTER_UI, tmp_path) == NO_UI
 
 
 def test_a_ui_restarted_on_another_port_is_found_there(tmp_path: Path) -> None:
     home = tmp_path / "home"
     for port in (3005, 3006):
         with fake_dagster(tmp_path, home, "127.0.0.1", port):
-            assert running_ui_url(home) == f"http://127.0.0.1:{port}"
-    assert running_ui_url(home) is None
+            assert running_url(DAGSTER_UI, home) == f"http://127.0.0.1:{port}"
+    assert running_url(DAGSTER_UI, home) is None
+
+
+def _name(face: Face) -> str:
+    return next(name for name in ("DAGSTER_UI", "ANALYST_APP") if getattr(faces, name) == face)
+
+
+def test_the_run_summary_names_the_analyst_app_where_it_runs(tmp_path: Path) -> None:
+    """Found by a trial: `tailor run` said the app was at port 8501 while `make app APP_PORT=...` served it on another
+    port. `tailor app` records its address as `tailor ui` does; a Dagster UI's record is not the app's."""
+    home = tmp_path / "home"
+    assert open_line(ANALYST_APP, home) == "make app, then open http://127.0.0.1:8501"
+    with fake_dagster(tmp_path, home, "127.0.0.1", 8642, ANALYST_APP):
+        assert open_line(ANALYST_APP, home) == "http://127.0.0.1:8642 (running)"
+        assert hint(ANALYST_APP, home) == "the analyst app at http://127.0.0.1:8642"
+        assert running_url(DAGSTER_UI, home) is None
+    assert open_line(ANALYST_APP, home) == "make app, then open http://127.0.0.1:8501"

@@ -1,0 +1,90 @@
+"""Where this home's Dagster UI and analyst app listen, so that a message sending a person to one gives the address
+that works.
+
+`tailor ui --port 3001` (a trial, with 3000 taken) left every message saying "`make ui`" and the summary saying
+http://127.0.0.1:3000; the analyst app on another port was still announced at 8501 (the next trial). `tailor ui`
+and `tailor app` record their address in the home (``dagster/ui.json``, ``app/address.json``) with their process
+id: the same process then becomes the server (it is exec'd). `hint` gives that address while the process lives,
+else how to start one.
+
+Light on purpose: the run lock and `tailor ui` import it before anything heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tailor.durable import write_atomic
+from tailor.processes import process_alive
+
+
+@dataclass(frozen=True)
+class Face:
+    """A server a person opens in a browser.
+
+    Attributes:
+        title: in words, for messages ("the Dagster UI").
+        record: its address file, relative to TAILOR_HOME.
+        program: the executable its process runs (a live process id running another program is not it).
+        default_url: where it listens unless told otherwise.
+        start: the command that starts it.
+    """
+
+    title: str
+    record: Path
+    program: str
+    default_url: str
+    start: str
+
+
+DAGSTER_UI = Face("the Dagster UI", Path("dagster") / "ui.json", "dagster", "http://127.0.0.1:3000", "make ui")
+ANALYST_APP = Face("the analyst app", Path("app") / "address.json", "streamlit", "http://127.0.0.1:8501", "make app")
+
+
+def record_address(face: Face, home: Path, host: str, port: int) -> None:
+    """Record that the calling process serves ``face`` for ``home`` on ``host``:``port`` (replaced atomically).
+    Call it just before the process execs the server."""
+    path = home / face.record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # listening everywhere: loopback works here
+    write_atomic(path, json.dumps({"url": f"http://{shown}:{port}", "pid": os.getpid()}).encode())
+
+
+def running_url(face: Face, home: Path) -> str | None:
+    """The address of ``home``'s ``face`` while the process that recorded it runs, else None (none recorded, the
+    file unreadable, or that process gone or now running another program)."""
+    try:
+        recorded = json.loads((home / face.record).read_text())
+        url, pid = str(recorded["url"]), int(recorded["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if _runs(pid, face.program) else None
+
+
+def hint(face: Face, home: Path) -> str:
+    """Where to look, in words for a message: the running server's address, else how to start one."""
+    url = running_url(face, home)
+    if url is not None:
+        return f"{face.title} at {url}"
+    return f"{face.title} (`{face.start}`, {face.default_url})"
+
+
+def open_line(face: Face, home: Path) -> str:
+    """Its address for a summary line: ``"<url> (running)"``, else ``"<start>, then open <default url>"``."""
+    url = running_url(face, home)
+    return f"{url} (running)" if url else f"{face.start}, then open {face.default_url}"
+
+
+def _runs(pid: int, program: str) -> bool:
+    """Whether ``pid`` is a live process running ``program`` (`record_address` runs just before the exec)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.parent.parent.exists():  # Linux: the command line tells a reused id apart
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return any(Path(os.fsdecode(word)).name == program for word in words)
+    return process_alive(pid)  # elsewhere: alive is the best we know
