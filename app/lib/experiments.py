@@ -10,9 +10,12 @@ uses for its novelty trend (`ml.experiments.moments.compare_moments` on each day
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from app.lib import marts
 from ml.experiments.decision import alpha_budget
@@ -66,12 +69,33 @@ TABLE_COLUMNS = {
     "sequential_ci_low": "always-valid CI low",
     "sequential_ci_high": "always-valid CI high",
     "chance_to_win": "chance to beat control",
-    "decision_ci_low": "decision CI low",
-    "decision_ci_high": "decision CI high",
+    "decision_ci": "decision CI",
     "decision": "decision",
     "decided_on": "decided on",
-    "note": "note",
 }
+
+#: The table's number formats: every percentage with two decimals, every other number with four (a trial found
+#: lifts, intervals and chances each in a format of its own). A cell with no value reads `NOT_DEFINED`.
+_PERCENT_COLUMNS = (
+    "relative lift",
+    "rel. CI low",
+    "rel. CI high",
+    "always-valid CI low",
+    "always-valid CI high",
+    "chance to beat control",
+)
+_DECIMAL_COLUMNS = (
+    "value",
+    "control value",
+    "absolute lift",
+    "abs. CI low",
+    "abs. CI high",
+    "p-value",
+    "p (Holm)",
+    "q (BH)",
+)
+#: What a cell without a value shows (Streamlit's default is a grey "None").
+NOT_DEFINED = "–"
 
 
 @dataclass(frozen=True)
@@ -191,7 +215,39 @@ def metrics_table(results: pd.DataFrame) -> pd.DataFrame:
     control = results.loc[is_control, ["metric", "units", "value"]]
     control = control.rename(columns={"units": "control_units", "value": "control_raw_value"})
     paired = results.loc[~is_control].merge(control, on="metric", how="left")
+    paired["decision_ci"] = [decision_interval(row) for row in paired.to_dict("records")]
+    paired["decided_on"] = [None if pd.isna(d) else str(d)[:10] for d in paired["decided_on"]]
     return paired.reindex(columns=list(TABLE_COLUMNS)).rename(columns=TABLE_COLUMNS).reset_index(drop=True)
+
+
+def decision_interval(row: Mapping[Hashable, Any]) -> str | None:
+    """The interval a decision was read from, in its own units: ``"-0.0407 to 0.0659"`` on the effect, or
+    ``"-12.49% to 19.82% (lift)"`` on the relative lift for a guardrail (``decision_basis`` non_inferiority:
+    docs/experiments.md, Decisions). One column of numbers held both scales, so 0.0659 and 0.1982 sat side by side
+    meaning different things (a trial). None without an interval (no decision read yet)."""
+    low, high = row.get("decision_ci_low"), row.get("decision_ci_high")
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return None
+    if row.get("decision_basis") == "non_inferiority":
+        return f"{low:.2%} to {high:.2%} (lift)"
+    return f"{low:.4f} to {high:.4f}"
+
+
+def metric_notes(results: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(metric, variant, note)`` for each comparison with a note, in the table's order. Notes are sentences:
+    shown under the table, where they can be read whole, not cut off in a cell."""
+    rows = results.loc[~results["is_control"].fillna(False).astype(bool) & results["note"].notna()]
+    return [(str(r["metric"]), str(r["variant"]), str(r["note"])) for r in rows.to_dict("records") if r["note"]]
+
+
+def styled_metrics(table: pd.DataFrame) -> Styler:
+    """`metrics_table` as shown: percentages with two decimals, other numbers with four, counts with thousands
+    separators, and `NOT_DEFINED` where a value is not defined (a guardrail has no Holm correction or always-valid
+    interval; no relative lift on a control value of 0). The data stay numbers, so columns sort as numbers."""
+    formats: dict[Any, Any] = {c: "{:.2%}" for c in _PERCENT_COLUMNS if c in table}
+    formats |= {c: "{:,.4f}" for c in _DECIMAL_COLUMNS if c in table}
+    formats |= {c: "{:,.0f}" for c in ("units", "control units") if c in table}
+    return table.style.format(formats, na_rep=NOT_DEFINED)
 
 
 def daily_for(settings: Settings, experiment_id: str) -> pd.DataFrame:

@@ -69,45 +69,35 @@ for col, (variant, units) in zip(cols, status.units.items(), strict=False):
 cols[-1].metric("Planned per variant", num(status.planned) if status.planned else "none")
 
 st.subheader("Metrics")
+table = experiments.metrics_table(results)
 st.dataframe(
-    experiments.metrics_table(results),
+    experiments.styled_metrics(table),
     hide_index=True,
     width="stretch",
     key="metrics_table",
     column_config={
-        name: st.column_config.NumberColumn(format="%.4f")
-        for name in ("value", "control value", "absolute lift", "abs. CI low", "abs. CI high")
-    }
-    | {
-        name: st.column_config.NumberColumn(format="%.4g", help="the interval that decided: see the legend below")
-        for name in ("decision CI low", "decision CI high")
-    }
-    | {
-        name: st.column_config.NumberColumn(format="percent")
-        for name in (
-            "relative lift",
-            "rel. CI low",
-            "rel. CI high",
-            "always-valid CI low",
-            "always-valid CI high",
-            "chance to beat control",
-        )
-    }
-    | {name: st.column_config.NumberColumn(format="%.4f") for name in ("p-value", "p (Holm)", "q (BH)")},
+        "decision CI": st.column_config.TextColumn(help="the interval that decided: see the legend below"),
+        "decided on": st.column_config.TextColumn(help="the day the decision was taken (UTC)"),
+    },
 )
+for metric, variant, note in experiments.metric_notes(results):
+    st.warning(f"**{metric}**, {variant}: {note}", icon=":material/info:")
 with st.expander("What the columns mean"):
     st.markdown(
         "- **value**, **control value**: the variant's and the control's metric, as observed (ratio metrics: sum "
         "of numerators / sum of denominators over units); **units**, **control units**: the units analysed.\n"
         "- **absolute / relative lift**: treatment minus control, and treatment / control - 1, with 95% CIs "
-        "(CUPED-adjusted where the pre-period allows; the relative lift is blank where it means nothing).\n"
+        "(CUPED-adjusted where the pre-period allows).\n"
         "- **p (Holm)**, **q (BH)**: p-values corrected across the experiment's metrics and variants.\n"
-        "- **always-valid CI**: the confidence sequence, valid however often you look.\n"
+        "- **always-valid CI**: the confidence sequence on the relative lift, valid however often you look.\n"
         "- **chance to beat control**: posterior probability under a flat prior (Gaussian approximation).\n"
         "- **decision CI**, **decided on**: the interval the decision was read from (fixed-horizon at the planned "
-        "size, or the always-valid one before it; on the effect, or on the lift for a guardrail) and the day it "
-        "was taken; a decision stands once taken, while the other columns are today's estimates "
-        "(docs/experiments.md, Decisions).\n"
+        "size, or the always-valid one before it; on the effect, or on the relative lift, marked *(lift)*, for a "
+        "guardrail) and the day it was taken; a decision stands once taken, while the other columns are today's "
+        "estimates (docs/experiments.md, Decisions).\n"
+        f"- **{experiments.NOT_DEFINED}**: not defined for that row. A guardrail is read by its non-inferiority test "
+        "alone: it is outside the Holm and BH families and has no always-valid interval. A relative lift needs a "
+        "control value other than 0; a decision CI, a decision read.\n"
         "- **decision**: " + "; ".join(f"`{k}` {v}" for k, v in experiments.LABELS.items())
     )
 

@@ -121,13 +121,33 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
         for column, label in (
             ("absolute_effect", "absolute lift"),
             ("p_value_holm", "p (Holm)"),
-            ("decision_ci_low", "decision CI low"),  # why the decision: the interval it was read from (a trial)
-            ("decision_ci_high", "decision CI high"),
             ("decision", "decision"),
         ):
             expected = mine[column].reindex(by_key.index)
             got = by_key[label]
             assert ((expected == got) | (expected.isna() & got.isna())).all(), (experiment_id, column)
+        # Why the decision: the interval it was read from (a trial), in its own units (a guardrail's on the lift).
+        for (metric, variant), row in mine.iterrows():
+            low, high, shown_ci = (
+                row["decision_ci_low"],
+                row["decision_ci_high"],
+                by_key.loc[(metric, variant), "decision CI"],
+            )
+            if pd.isna(low):
+                assert shown_ci is None, (metric, variant)
+            elif row["decision_basis"] == "non_inferiority":
+                assert shown_ci == f"{low:.2%} to {high:.2%} (lift)", (metric, variant)
+            else:
+                assert shown_ci == f"{low:.4f} to {high:.4f}", (metric, variant)
+            assert by_key.loc[(metric, variant), "decided on"] == (
+                None if pd.isna(row["decided_on"]) else str(row["decided_on"])[:10]
+            )
+        # Notes are shown whole, under the table (a cell cut them off).
+        for metric, variant, note in zip(
+            mine.index.get_level_values(0), mine.index.get_level_values(1), mine["note"], strict=True
+        ):
+            if isinstance(note, str) and note:
+                assert any(note in w.value and metric in w.value for w in at.warning), (metric, variant)
 
 
 def test_the_preview_shows_the_users_numbers_and_both_pages(

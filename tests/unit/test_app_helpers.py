@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from app.lib.ui import literal
@@ -72,3 +73,53 @@ def test_the_drift_chart_draws_what_the_verdict_judges_coloured_by_it() -> None:
     # A table from before the excess column existed is drawn on its raw PSI.
     [old] = psi_bars(table[["feature", "psi", "status"]], warn=0.1, fail=0.25).data
     assert list(old.x) == [3.642, 0.40]
+
+
+def test_the_metrics_table_shows_one_format_per_kind_and_a_dash_where_nothing_is_defined() -> None:
+    """Found by a trial: grey "None" in a guardrail's Holm and always-valid cells, notes cut off in a cell, and one
+    column of decision intervals holding effects and lifts alike."""
+    from app.lib.experiments import NOT_DEFINED, metric_notes, metrics_table, styled_metrics
+
+    nan = float("nan")
+    common = {"units": 1000, "value": 0.5, "absolute_effect": 0.01, "relative_lift": 0.02, "chance_to_win": 0.9}
+    results = pd.DataFrame(
+        [
+            {**common, "metric": "ctr", "variant": "control", "is_control": True, "note": None},
+            {
+                **common,
+                "metric": "ctr",
+                "variant": "b",
+                "is_control": False,
+                "p_value_holm": 0.0123456,
+                "sequential_ci_low": -0.05,
+                "decision_ci_low": -0.001,
+                "decision_ci_high": 0.0213,
+                "decision_basis": "fixed_horizon",
+                "decided_on": pd.Timestamp("2026-01-19"),
+                "note": None,
+            },
+            {**common, "metric": "session_duration", "variant": "control", "is_control": True, "note": None},
+            {
+                **common,
+                "metric": "session_duration",
+                "variant": "b",
+                "is_control": False,
+                "p_value_holm": nan,
+                "sequential_ci_low": nan,
+                "decision_ci_low": -0.1249,
+                "decision_ci_high": 0.1982,
+                "decision_basis": "non_inferiority",
+                "decided_on": None,
+                "note": "a long sentence " * 20,
+            },
+        ]
+    )
+    table = metrics_table(results)
+    assert table["decision CI"].tolist() == ["-0.0010 to 0.0213", "-12.49% to 19.82% (lift)"]
+    assert table["decided on"].tolist() == ["2026-01-19", None]
+    shown = styled_metrics(table).to_string()
+    assert "None" not in shown and "nan" not in shown.lower()
+    lines = shown.splitlines()
+    assert "2.00%" in lines[1] and "90.00%" in lines[1] and "0.0123" in lines[1] and "-5.00%" in lines[1]
+    assert lines[2].count(NOT_DEFINED) >= 2
+    assert metric_notes(results) == [("session_duration", "b", "a long sentence " * 20)]
