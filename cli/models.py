@@ -81,7 +81,7 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
 
     versions = _registry().versions()
     if as_json or (ctx.obj or {}).get("json"):
-        emit_json([_as_json(v) for v in versions])
+        emit_json([_as_json(v, versions) for v in versions])
         return
     if not versions:
         out.print(f"No ranker trained yet. {_how_one_is_trained()}")
@@ -115,24 +115,30 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
 def show(ctx: click.Context, version: int, as_json: bool) -> None:
     """One version: metrics, parameters, tags and its promotion history (the automatic decision, then each
     promotion by hand)."""
-    from ml.registry import MANUAL_PREFIX, PROMOTION_TAG, RegistryError, promotion_history, promotion_lines, window_days
+    from ml.registry import (
+        MANUAL_PREFIX,
+        PROMOTION_TAG,
+        RegistryError,
+        promotion_history,
+        promotion_lines,
+        replacement_lines,
+        replacements,
+        window_days,
+    )
 
     registry = _registry()
+    everyone = registry.versions()
     try:
         found = registry.get(version)
     except RegistryError as exc:
-        fail(
-            str(exc)
-            if registry.versions()
-            else f"no ranker version {version}: none trained yet. {_how_one_is_trained()}"
-        )
+        fail(str(exc) if everyone else f"no ranker version {version}: none trained yet. {_how_one_is_trained()}")
     if as_json or (ctx.obj or {}).get("json"):
-        emit_json(_as_json(found))
+        emit_json(_as_json(found, everyone))
         return
     out.print(
         f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
     )
-    for line in promotion_lines(promotion_history(found)):
+    for line in promotion_lines(promotion_history(found)) + replacement_lines(replacements(everyone, found.version)):
         out.print(line, highlight=False, markup=False)
     for title, values in (("metrics", found.metrics), ("parameters", found.params), ("tags", found.tags)):
         table = Table(title=title, title_justify="left")
@@ -146,7 +152,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
                 table.add_row(key, shown if shown is not None else str(values[key]))
         out.print(table)
         if title == "metrics":
-            _print_notes(_k([found]))
+            _print_notes(_k([found]), table=False)
 
 
 @models.command(cls=_VersionCommand)
@@ -205,12 +211,14 @@ def promote(ctx: click.Context, version: int, force: bool, as_json: bool) -> Non
             )
 
 
-def _as_json(version: Any) -> dict[str, Any]:
-    """A version's --json object: the registry's fields, what its metrics measure (`metric_notes`) and its promotion
-    history (`ml.registry.promotion_history`; the raw records stay in ``tags``)."""
-    from ml.registry import promotion_history
+def _as_json(version: Any, everyone: list[Any] | None = None) -> dict[str, Any]:
+    """A version's --json object: the registry's fields, what its metrics measure (`metric_notes`), its promotion
+    history (`ml.registry.promotion_history`; the raw records stay in ``tags``) and, given every version, how it
+    lost the champion alias (``replaced_by``: `ml.registry.replacements`)."""
+    from ml.registry import promotion_history, replacements
 
-    return {**version.as_dict(), "metric_notes": metric_notes(), "promotion_history": promotion_history(version)}
+    shown = {**version.as_dict(), "metric_notes": metric_notes(), "promotion_history": promotion_history(version)}
+    return shown | ({"replaced_by": replacements(everyone, version.version)} if everyone is not None else {})
 
 
 #: Model names shortened in the table's headings, said in full under it.
@@ -235,16 +243,24 @@ def _k(versions: list[Any]) -> str:
     return str(cutoffs.pop()) if len(cutoffs) == 1 and None not in cutoffs else "k"
 
 
-def _print_notes(k: str) -> None:
-    """What the numbers above measure, and which of them the promotion gate uses."""
+def _print_notes(k: str, table: bool = True) -> None:
+    """What the numbers above measure, and which of them the promotion gate uses: for the versions table (its
+    short headings), or for one version's metrics, named in full (``table`` False: `models show` has no "pop." or
+    "*" to explain, a trial)."""
     notes = metric_notes()
-    out.print(
-        "pop.: the popularity baseline, scored on the same test window.\n"
-        f"AUC, log loss, ECE: {notes['classification']}.\n"
-        f"* NDCG@{k} vs logged clicks (and the other list metrics, ranking.*): {notes['ranking']}.",
-        highlight=False,
-        markup=False,
-    )
+    if table:
+        text = (
+            "pop.: the popularity baseline, scored on the same test window.\n"
+            f"AUC, log loss, ECE: {notes['classification']}.\n"
+            f"* NDCG@{k} vs logged clicks (and the other list metrics, ranking.*): {notes['ranking']}."
+        )
+    else:
+        text = (
+            "<model> is the ranker, or a baseline scored on the same test window (popularity, random).\n"
+            f"classification.<model>.*: {notes['classification']}.\n"
+            f"ranking.<model>.* (k = {k}): {notes['ranking']}."
+        )
+    out.print(text, highlight=False, markup=False)
 
 
 def _number(value: Any, whole: bool = False) -> str:

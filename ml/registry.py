@@ -23,7 +23,7 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -176,6 +176,49 @@ def promotion_lines(history: list[dict[str, Any]]) -> list[str]:
             replaced = f"replacing champion v{previous}" if previous is not None else "no champion before"
             forced = f"; FORCED past the promotion gate: {entry.get('gate')}" if entry.get("forced") else ""
             lines.append(f"promoted by hand: {when} by {entry.get('by')}, {replaced}{forced}")
+    return lines
+
+
+def replacements(versions: Sequence[ModelVersion], number: int) -> list[dict[str, Any]]:
+    """How version ``number`` lost the champion alias, oldest first: each later promotion that replaced it, as
+    ``{"kind": "automatic" | "manual", "by_version": n, "at": ISO time in UTC, "by": login or None}``. The record
+    is kept on the version promoted (`promotion_history`); this reads it from the other side, so that the version
+    replaced says so too (a trial: `models show 2` after v1 was promoted by hand did not say v2 had lost the alias).
+    The automatic ones are timed by the winner's registration."""
+    found: list[dict[str, Any]] = []
+    for other in versions:
+        if other.version == number:
+            continue
+        for entry in promotion_history(other):
+            if entry["kind"] == "automatic" and entry.get("promoted") and entry.get("champion_version") == number:
+                found.append({"kind": "automatic", "by_version": other.version, "at": other.created_at, "by": None})
+            elif entry["kind"] == "manual" and entry.get("previous_champion") == number:
+                at, by = entry.get("at"), entry.get("by")
+                found.append({"kind": "manual", "by_version": other.version, "at": at, "by": by})
+    # By the second (a promotion by hand is recorded in whole seconds, a registration is not), the rule's first
+    # within one: it acts at registration, a person after.
+    return sorted(found, key=lambda e: (_second(e["at"]), e["kind"] != "automatic"))
+
+
+def _second(text: object) -> datetime:
+    """An ISO time as an instant, to the second; unknown or unreadable: first."""
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).replace(microsecond=0)
+
+
+def replacement_lines(found: list[dict[str, Any]]) -> list[str]:
+    """`replacements` in words: ``replaced as champion by v3 (the rule), 2026-01-20 03:04 UTC`` or ``replaced as
+    champion by v1, promoted by hand: <when> by <who>``."""
+    lines = []
+    for entry in found:
+        when = str(entry["at"] or "at an unknown time")[:19].replace("T", " ") + (" UTC" if entry["at"] else "")
+        if entry["kind"] == "automatic":
+            lines.append(f"replaced as champion by v{entry['by_version']} (promoted by the rule), {when}")
+        else:
+            lines.append(f"replaced as champion by v{entry['by_version']}, promoted by hand: {when} by {entry['by']}")
     return lines
 
 

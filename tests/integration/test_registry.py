@@ -188,6 +188,9 @@ def test_models_say_what_their_numbers_measure_and_on_which_window(settings: Set
         "numbers): log loss 0.25200 < 0.25500"
     ) in shown.output
     assert "favours the logging policy" in shown.output
+    # Notes for the names this view shows: no "pop." or "*" heading here to explain (a trial).
+    assert "pop.:" not in shown.output and "* NDCG" not in shown.output
+    assert "classification.<model>.*: click prediction" in shown.output and "ranking.<model>.* (k = 10)" in shown.output
     # The window tag as the days it holds (the stored end is excluded: 3 days, not 4), as `tailor models` lists it.
     assert re.search(r"test_window\s*│\s*2026-01-18 to 2026-01-20\s", shown.output), shown.output
     detail = json.loads(runner.invoke(main, ["models", "show", str(second.version), "--json"]).output)
@@ -246,6 +249,18 @@ def test_a_promotion_by_hand_keeps_the_automatic_decision_and_adds_who_when_and_
     assert [e["kind"] for e in first_history] == ["automatic", "manual"]
     assert first_history[0]["reason"] == "no champion yet: the first model becomes champion"
     assert first_history[1]["previous_champion"] == second.version
+    # ...and how it lost the alias, though the records are on the version that took it (a trial: `models show`
+    # of the version replaced by hand did not say so).
+    first_shown = runner.invoke(main, ["models", "show", str(first.version)]).output
+    assert f"replaced as champion by v{second.version} (promoted by the rule), " in first_shown
+    assert f"replaced as champion by v{second.version}, promoted by hand: " in first_shown
+    replaced = [line for line in first_shown.splitlines() if line.startswith("replaced as champion")]
+    assert len(replaced) == 2 and "(promoted by the rule)" in replaced[0]  # oldest first
+    lost = json.loads(runner.invoke(main, ["models", "show", str(first.version), "--json"]).output)["replaced_by"]
+    assert [(e["kind"], e["by_version"]) for e in lost] == [("automatic", second.version), ("manual", second.version)]
+    assert lost[1]["by"] == getpass.getuser() and started <= datetime.fromisoformat(lost[1]["at"]) <= finished
+    second_shown = runner.invoke(main, ["models", "show", str(second.version)]).output
+    assert f"replaced as champion by v{first.version}, promoted by hand: " in second_shown
 
     # Back and forth: each promotion by hand is one more entry, numbered in order.
     runner.invoke(main, ["models", "promote", str(first.version)])
@@ -397,3 +412,22 @@ def test_the_models_table_fits_a_120_column_terminal_without_cutting_a_name(sett
     assert rows and max(len(line) for line in rows) <= 120, "\n".join(rows)
     assert "…" not in "\n".join(rows), "\n".join(rows)
     assert "champion" in "\n".join(rows) and "NDCG@10*" in rows[1]
+
+
+def test_replacements_are_ordered_by_time_and_the_rule_first_within_a_second() -> None:
+    """A promotion by hand is recorded in whole seconds: in the second of the winner's registration (``...:28`` and
+    ``...:28.44``) it sorted first, though it came after (a flaky order found while writing the lines)."""
+    from ml.registry import ModelVersion, replacement_lines, replacements
+
+    decision = json.dumps({"promoted": True, "reason": "r", "challenger": {}, "champion": {}, "champion_version": 1})
+    by_hand = json.dumps({"at": "2026-12-01T11:36:28+00:00", "by": "ana", "previous_champion": 1, "forced": False})
+    first = ModelVersion(1, "run1", [], "2026-12-01T11:30:00+00:00", {}, {}, {})
+    second = ModelVersion(2, "run2", ["champion"], "2026-12-01T11:36:28.440000+00:00", {}, {}, {"promotion": decision})
+    third = ModelVersion(3, "run3", [], "2026-12-01T11:36:28.900000+00:00", {}, {}, {"promotion.manual.1": by_hand})
+    found = replacements([third, second, first], 1)
+    assert [(e["kind"], e["by_version"]) for e in found] == [("automatic", 2), ("manual", 3)]
+    assert replacement_lines(found) == [
+        "replaced as champion by v2 (promoted by the rule), 2026-12-01 11:36:28 UTC",
+        "replaced as champion by v3, promoted by hand: 2026-12-01 11:36:28 UTC by ana",
+    ]
+    assert replacements([first, second, third], 2) == []
