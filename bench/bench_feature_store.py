@@ -813,8 +813,20 @@ def training_child(home: Path) -> None:
     summary = write_training_set(settings, store, window=TrainingWindow(days=100_000, max_impressions_per_day=None))
     build_s = time.perf_counter() - start
     columns = len(pq.read_schema(summary.path))
+    # The day in progress (the newest impression before 23:00 UTC) waits (ml.data_days.complete_days): every other
+    # impression is a row. Counted from the mart, so the rows can be checked against it.
+    with duckdb.connect() as con:
+        window_impressions, waiting = con.execute(
+            f"""select count(*) filter (where cast(occurred_at as date) in (select unnest(?::date[]))),
+                       count(*) filter (where cast(occurred_at as date) not in (select unnest(?::date[])))
+                from read_parquet('{settings.marts_dir}/fct_impressions.parquet')""",
+            [list(summary.window_days), list(summary.window_days)],
+        ).fetchone() or (0, 0)
     out = {
         "rows": summary.rows,
+        "window_impressions": int(window_impressions),
+        "impressions_waiting": int(waiting),
+        "window_days": len(summary.window_days),
         "positives": summary.positives,
         "features": summary.features,
         "columns": columns,

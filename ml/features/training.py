@@ -136,10 +136,13 @@ class TrainingSetPlan:
     keys: dict[date, str] = field(default_factory=dict)
     #: False when the plan could not key the days without Feast (a first build): build is then every day.
     keyed: bool = True
+    #: True when the file is written from nothing (first build, full rebuild, changed definitions): then it is
+    #: written even when the window holds no complete day yet, so the state exists and later steps read zero rows.
+    from_scratch: bool = False
 
     @property
     def up_to_date(self) -> bool:
-        return self.keyed and not self.build and not self.drop
+        return self.keyed and not self.from_scratch and not self.build and not self.drop
 
     @property
     def version(self) -> str:
@@ -293,11 +296,13 @@ def plan_training_set(
         sources = [FeatureSource(**s) for s in recorded] if recorded is not None else None
     if sources is None:
         reason = "first build" if state is None else "feature definitions, Feast, DuckDB or the home changed"
-        return TrainingSetPlan(window, days, build=days, keep=(), drop=(), reason=reason, keyed=False)
+        return TrainingSetPlan(
+            window, days, build=days, keep=(), drop=(), reason=reason, keyed=False, from_scratch=True
+        )
     keys = day_keys(days, impressions, sources, window)
     if previous is None or full or [asdict(s) for s in sources] != previous.get("sources"):
         reason = "full rebuild asked" if full else "first build" if state is None else "definitions changed"
-        return TrainingSetPlan(window, days, build=days, keep=(), drop=(), reason=reason, keys=keys)
+        return TrainingSetPlan(window, days, build=days, keep=(), drop=(), reason=reason, keys=keys, from_scratch=True)
     old = {date.fromisoformat(d): v["key"] for d, v in previous["days"].items()}
     build = tuple(d for d in days if old.get(d) != keys[d])
     keep = tuple(d for d in days if old.get(d) == keys[d])

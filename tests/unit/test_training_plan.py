@@ -4,7 +4,7 @@ hand-made Parquet files, no dbt and no Feast."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -188,3 +188,30 @@ def test_the_day_in_progress_waits_until_it_is_complete() -> None:
         date(2026, 1, 4),
         date(2026, 1, 5),
     )
+
+
+def test_a_first_build_with_no_complete_day_still_writes_the_empty_set(tmp_path: Path) -> None:
+    """Found by CI: the contract's first file (five events before 23:00 on one day) left the training set with no
+    complete day, the first build was taken for "up to date", and the step failed reading a state never written.
+    A first build is never up to date; once its (empty) set is written, the same plan is."""
+    from ml.features.training import _write_state, plan_training_set
+
+    settings = get_settings(tmp_path / "home")
+    settings.marts_dir.mkdir(parents=True)
+    _impressions({DAY0: 5}).to_parquet(settings.marts_dir / "fct_impressions.parquet")
+    _features().to_parquet(tmp_path / "features.parquet")
+    sources = [FeatureSource(str(tmp_path / "features.parquet"), "event_timestamp", None)]
+
+    first = plan_training_set(settings, sources=sources)
+    assert first.days == () and first.build == () and first.reason == "first build"
+    assert not first.up_to_date
+
+    # What write_training_set leaves for it: the file and a state naming the same sources and no day.
+    from ml.features.training import _header, training_set_path
+
+    training_set_path(settings).parent.mkdir(parents=True)
+    training_set_path(settings).touch()
+    header = _header(settings, "ranker_v1")
+    _write_state(settings, {"header": header, "sources": [asdict(s) for s in sources], "days": {}})
+    again = plan_training_set(settings, sources=sources)
+    assert again.up_to_date and again.reason == "no impression or feature changed"
