@@ -84,6 +84,17 @@ class Drift:
         reference); the chart leaves them out (`app.lib.charts.psi_bars`)."""
         return self.psi.loc[self.psi["status"] == YOUNG, "feature"].tolist() if "status" in self.psi else []
 
+    def judged(self, champion_now: int | None) -> str:
+        """Whose training window the check compared with: ``Champion v3``, or, when the champion changed since the
+        check ran (trained later in the same run, or promoted by hand), ``v2, the champion when the check ran (now
+        v3: ...)``. A trial read v2's drift under a page headed "Champion v3"."""
+        if champion_now is None or self.champion_version is None or self.champion_version == champion_now:
+            return f"Champion v{self.champion_version}"
+        return (
+            f"v{self.champion_version}, the champion when the check ran (now v{champion_now}: the next `tailor run` "
+            f"judges v{champion_now}'s training window)"
+        )
+
     @property
     def nothing_moved(self) -> bool:
         """Whether every judged feature's excess PSI is 0 (nothing beyond a reference day's own PSI or sampling

@@ -80,7 +80,7 @@ for d in drifts:
     if not d.psi.empty and "psi" in d.psi:
         young = ", ".join(d.not_judged)
         st.caption(
-            f"Champion v{d.champion_version}, training window {d.reference_window} against {d.current_day}; "
+            f"{d.judged(champion_now)}, training window {d.reference_window} against {d.current_day}; "
             f"warn at {d.warn:g}, fail at {d.fail:g}. Each bar is what its feature's verdict judges: the PSI beyond "
             "the largest one of the reference's own days shows, 0 where sampling noise explains it (the raw PSI "
             "is in the hover); green within the warn line, orange past it, red past the fail line."

@@ -75,6 +75,18 @@ def test_the_drift_chart_draws_what_the_verdict_judges_coloured_by_it() -> None:
     assert list(old.x) == [3.642, 0.40]
 
 
+def test_a_drift_check_names_the_champion_it_judged_when_another_holds_the_alias_now() -> None:
+    """Found by a trial: the health page read "Champion v2" over a check that had judged v1's training window (v2
+    was trained later in the same run)."""
+    from app.lib.health import Drift
+
+    check = Drift("c", True, "WARN", "", pd.DataFrame(), 0.1, 0.25, 1, None, None)
+    assert check.judged(1) == "Champion v1" and check.judged(None) == "Champion v1"
+    assert check.judged(2) == (
+        "v1, the champion when the check ran (now v2: the next `tailor run` judges v2's training window)"
+    )
+
+
 def test_the_metrics_table_shows_one_format_per_kind_and_a_dash_where_nothing_is_defined() -> None:
     """Found by a trial: grey "None" in a guardrail's Holm and always-valid cells, notes cut off in a cell, and one
     column of decision intervals holding effects and lifts alike."""
