@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from tailor.stream.config import DEFAULT_REDIS_URL, RedisURLError, check_redis_url
 
 ENV_PREFIX = "TAILOR_SERVICE_"
+#: Settings where 0 means nothing useful (no page, no body, no connection): their variables must be at least 1.
+AT_LEAST_ONE = (
+    "max_k", "max_body_bytes", "max_events", "private_max_age_s", "page_window_s", "max_connections", "threads",
+)  # fmt: skip
 
 
 class ServiceConfigError(ValueError):
@@ -72,8 +76,7 @@ class ServiceConfig:
                 f"path and its fallbacks. Set them so, or unset them for {type(self).budget_ms:g} and "
                 f"{type(self).deadline_ms:g} ms"
             )
-        positive = ("max_k", "max_body_bytes", "max_events", "private_max_age_s", "page_window_s", "max_connections")
-        for name in (*positive, "threads"):
+        for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ServiceConfigError(
                     f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}: set it so, or unset "
@@ -115,7 +118,7 @@ class ServiceConfig:
         ):
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None and raw.strip():
-                values[name] = _number(ENV_PREFIX + name.upper(), raw, kind)
+                values[name] = _number(ENV_PREFIX + name.upper(), raw, kind, 1 if name in AT_LEAST_ONE else 0)
         if "deadline_ms" not in values and "budget_ms" in values:
             # Keep the default ratio: the fallbacks get the rest of the request's time.
             values["deadline_ms"] = max(float(values["budget_ms"]) * 5, cls.deadline_ms)  # type: ignore[arg-type]
@@ -132,14 +135,16 @@ class ServiceConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+def _number(name: str, raw: str, kind: type[int] | type[float], minimum: int = 0) -> int | float:
     try:
         value = kind(raw)
-        if not math.isfinite(value) or value < 0:
+        if not math.isfinite(value) or value < minimum:
             raise ValueError(raw)  # nan, inf or a negative time or size: no limit means anything here
         return value
     except ValueError:
-        what = "a whole number >= 0" if kind is int else "a finite number >= 0"
+        # One bound for every bad value of a variable: "-3 is not >= 0" beside "0 must be at least 1" read as a
+        # contradiction (a trial).
+        what = f"a whole number >= {minimum}" if kind is int else f"a finite number >= {minimum}"
         field_name = "budget_ms" if name == "TAILOR_RECOMMEND_BUDGET_MS" else name.removeprefix(ENV_PREFIX).lower()
         default = getattr(ServiceConfig, field_name, None)
         unset = f", or unset it for {default:g}" if isinstance(default, int | float) else ""
