@@ -93,6 +93,19 @@ class Intake:
         }
 
 
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """Where the parser stopped and why, in words a caller can act on: a trailing comma (which JSON, unlike
+    JavaScript and Python, does not allow: RFC 8259 section 5) is named as such; Python's "Expecting value: line 1
+    column 10 (char 9)" was all a trial got for ``[{...},]``."""
+    where = f"line {exc.lineno}, column {exc.colno}"
+    before = exc.doc[: exc.pos].rstrip()
+    if before.endswith(",") and exc.doc[exc.pos : exc.pos + 1] in ("]", "}"):
+        return f"a comma before '{exc.doc[exc.pos]}' at {where}: JSON allows no trailing comma; remove it"
+    if exc.pos >= len(exc.doc.rstrip()):
+        return f"it ends too soon at {where} ({exc.msg.lower()}): send the whole document"
+    return f"{exc.msg.lower()} at {where}"
+
+
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose repeated key keeps its first value, as the warehouse reads a landed line (DuckDB's JSON
     functions; docs/contract/README.md): Python's default keeps the last, so a POSTed event and the same line in a
@@ -149,7 +162,9 @@ def parse_body(body: bytes, max_events: int) -> list[Any]:
         raise BadBody("the body starts with a byte-order mark: send UTF-8 JSON without one (RFC 8259 8.1)")
     try:
         data = json.loads(text, object_pairs_hook=_first_wins, parse_constant=_not_json, parse_float=_finite)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        raise BadBody(f"the body is not valid JSON: {_json_problem(exc)}") from None
+    except ValueError as exc:  # NaN, Infinity or a float overflow (parse_constant, parse_float)
         raise BadBody(f"the body is not valid JSON: {exc}") from None
     except RecursionError:  # nesting deeper than Python's parser follows: no event is shaped so (a trial's 500)
         raise BadBody("the body's JSON is nested too deeply: send events as flat JSON objects") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,17 @@ def test_bodies_are_one_event_or_a_batch_and_nothing_else() -> None:
     ):
         with pytest.raises(BadBody, match=f"^the body is a JSON {name}: send one event"):
             parse_body(body, 10)
+    # Where the parser stopped, and a trailing comma named as such (a trial got "Expecting value: line 1 column
+    # 10 (char 9)" for a batch written as a JavaScript array).
+    for body, said in (
+        (b'{"events": [{"a": 1},]}', "a comma before ']' at line 1, column 22: JSON allows no trailing comma"),
+        (b'{"event_id": "e1",\n}', "a comma before '}' at line 2, column 1: JSON allows no trailing comma"),
+        (b'{"event_id": "e1"', "it ends too soon at line 1, column 18 (expecting ',' delimiter): send the whole"),
+        (b"event_id=e1", "expecting value at line 1, column 1"),
+    ):
+        with pytest.raises(BadBody, match=re.escape(f"the body is not valid JSON: {said}")) as bad:
+            parse_body(body, 10)
+        assert bad.value.status == 400 and "char" not in str(bad.value)
 
 
 def test_a_repeated_key_keeps_its_first_value_as_the_warehouse_reads_it() -> None:
