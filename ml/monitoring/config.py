@@ -85,10 +85,16 @@ class RetrainPolicy:
     new_days: int = 7
 
     def __post_init__(self) -> None:
-        if self.max_age_days < 0 or self.new_days < 1:
+        # Each bad value is named alone, with what to do (a trial read both variables for one bad value).
+        if not self.max_age_days >= 0:  # also NaN
             raise ValueError(
-                f"TAILOR_RETRAIN_MAX_AGE_DAYS must be >= 0 and TAILOR_RETRAIN_NEW_DAYS >= 1, got "
-                f"{self.max_age_days} and {self.new_days}"
+                f"TAILOR_RETRAIN_MAX_AGE_DAYS must be a number of days >= 0 (default {type(self).max_age_days:g}), "
+                f"got {self.max_age_days:g}"
+            )
+        if self.new_days < 1:
+            raise ValueError(
+                f"TAILOR_RETRAIN_NEW_DAYS must be a whole number of days >= 1 (default {type(self).new_days}), got "
+                f"{self.new_days}"
             )
 
     @classmethod

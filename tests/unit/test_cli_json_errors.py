@@ -128,7 +128,11 @@ def test_a_group_json_flag_is_honoured_by_its_subcommands(settings: Settings) ->
         ("TAILOR_RANKER_SEARCH_TIMEOUT_S", "soon", "TAILOR_RANKER_SEARCH_TIMEOUT_S='soon' is not a number"),
         ("TAILOR_RANKER_TEST_DAYS", "-2", "(from TAILOR_RANKER_TEST_DAYS=-2)"),
         ("TAILOR_DRIFT_ALPHA", "2", "TAILOR_DRIFT_ALPHA must be in (0, 0.5), got 2"),
-        ("TAILOR_RETRAIN_NEW_DAYS", "0", "TAILOR_RETRAIN_NEW_DAYS >= 1"),
+        (
+            "TAILOR_RETRAIN_NEW_DAYS",
+            "0",
+            "TAILOR_RETRAIN_NEW_DAYS must be a whole number of days >= 1 (default 7), got 0",
+        ),
         ("TAILOR_RECOMMEND_BUDGET_MS", "-5", "TAILOR_RECOMMEND_BUDGET_MS='-5' is not a positive number"),
     ],
 )

@@ -179,8 +179,16 @@ def test_drift_config_from_the_environment() -> None:
     with pytest.raises(ValueError, match=r"TAILOR_DRIFT_BINS='many' is not a whole number"):
         DriftConfig.from_env({"TAILOR_DRIFT_BINS": "many"})
     assert RetrainPolicy.from_env({"TAILOR_RETRAIN_MAX_AGE_DAYS": "2.5"}) == RetrainPolicy(2.5, 7)
-    with pytest.raises(ValueError, match="TAILOR_RETRAIN_NEW_DAYS"):
+    # Each bad value names its own variable only (a trial read both for one).
+    with pytest.raises(
+        ValueError, match=r"^TAILOR_RETRAIN_NEW_DAYS must be a whole number of days >= 1 \(default 7\), got 0$"
+    ):
         RetrainPolicy.from_env({"TAILOR_RETRAIN_NEW_DAYS": "0"})
+    for raw in ("-1", "nan"):
+        with pytest.raises(
+            ValueError, match=rf"^TAILOR_RETRAIN_MAX_AGE_DAYS must be a number of days >= 0 \(default 7\), got {raw}$"
+        ):
+            RetrainPolicy.from_env({"TAILOR_RETRAIN_MAX_AGE_DAYS": raw})
 
 
 def _version(number: int, test_end: date) -> TrainedVersion:
