@@ -258,14 +258,20 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             )
         whole = _table(["metric", "variant", "value", "effect", "lift", ci, "effect p (Holm)", "decision interval",
                         "P(win)", "decision"], cells)  # fmt: skip
-        if out.measure(whole, options=out.options.update_width(UNBOUNDED)).maximum <= out.width:
+        estimates = _table(["metric", "variant", "value", "effect", "lift", ci, "P(win)"], cells)
+        treated = [row for row in cells if "decision" in row]
+        decides = _table(["metric", "variant", "effect p (Holm)", "decision interval", "decision"], treated)
+        if _fits(whole):
             out.print(whole)
-        else:
+        elif _fits(estimates) and _fits(decides):
             # Too wide for the terminal: the estimates, then what decides. In one table at 120 columns each row
             # took four lines and names broke mid-word ("control_co / py", "no_detecta / ble_effect": a trial).
-            out.print(_table(["metric", "variant", "value", "effect", "lift", ci, "P(win)"], cells))
-            treated = [row for row in cells if "decision" in row]
-            out.print(_table(["metric", "variant", "effect p (Holm)", "decision interval", "decision"], treated))
+            out.print(estimates)
+            out.print(decides)
+        else:
+            # Narrower still (80 columns): one block per comparison, a field a line; tables folded every name and
+            # number there ("click_throug / h_rate": a trial).
+            _records(cells)
         for line in dict.fromkeys(notes):
             out.print(f"  note: {line}")
         adjusted = rows.loc[rows["cuped_applied"].eq(True), "metric"].astype(str).unique().tolist()
@@ -282,6 +288,26 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             out.print("  keep_running: before the planned size (or without one) only the always-valid interval, "
                       "corrected across the experiment's comparisons, may decide; the one fixed-horizon read comes "
                       "at planned_units_per_variant (docs/experiments.md, Decisions)")  # fmt: skip
+
+
+def _fits(table: Table) -> bool:
+    """Whether ``table`` prints at its natural width (no cell wrapped) in the terminal."""
+    return out.measure(table, options=out.options.update_width(UNBOUNDED)).maximum <= out.width
+
+
+def _records(cells: list[dict[str, str]]) -> None:
+    """``cells`` (what `_table` would show) as a block per metric and variant: the control's value, then each
+    treatment's fields one a line, so nothing wraps in an 80-column terminal."""
+    for row in cells:
+        out.print(
+            f"  [bold]{row['metric']}[/bold] / {row['variant']}" + (": " + row["value"] if "effect" not in row else ""),
+            highlight=False,
+        )
+        if "effect" not in row:
+            continue
+        for name, text in row.items():
+            if name not in ("metric", "variant") and text:
+                out.print(f"    {name + ':':<19}{text}", highlight=False)
 
 
 def _table(columns: list[str], rows: list[dict[str, str]]) -> Table:
