@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 err = console(stderr=True)
 out = console()
 
+#: A PYTHONWARNINGS entry that silences Dagster's "`dev_command` is superseded ... Use 'dg dev'" (see `ui`).
+DAGSTER_DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
+
 
 @click.group(cls=JsonErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -527,6 +530,10 @@ def ui(host: str, port: int) -> None:
         fail(busy)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings.dagster_env()}
+    # Dagster 1.13 warns that `dagster dev` is superseded by `dg dev` (a CLI this stack does not install) at every
+    # start: a trial read it as something to act on. PYTHONWARNINGS reaches the webserver and daemon too; it
+    # matches that message alone (its start, as -W does).
+    env["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), DAGSTER_DEV_SUPERSEDED)))
     dagster = str(Path(sys.executable).parent / "dagster")
     err.print(f"Dagster UI on http://{host}:{port} (Ctrl-C to stop); data in {settings.home}", highlight=False)
     # From the repository root, `dagster dev` loads the code location that pyproject.toml's [tool.dagster] names
