@@ -148,4 +148,4 @@ def _number(name: str, raw: str, kind: type[int] | type[float], minimum: int = 0
         field_name = "budget_ms" if name == "TAILOR_RECOMMEND_BUDGET_MS" else name.removeprefix(ENV_PREFIX).lower()
         default = getattr(ServiceConfig, field_name, None)
         unset = f", or unset it for {default:g}" if isinstance(default, int | float) else ""
-        raise ServiceConfigError(f"{name}={raw!r} is not {what}: set it to one{unset}") from None
+        raise ServiceConfigError(f"{name}={raw!r} is not {what}: use such a number{unset}") from None

@@ -227,7 +227,9 @@ def _int_env(name: str, default: int, low: int) -> int:
     except ValueError:
         value = low - 1
     if value < low:
-        raise ValueError(f"{name}={text!r} is not a whole number >= {low}: set it to one, or unset it for {default}")
+        raise ValueError(
+            f"{name}={text!r} is not a whole number >= {low}: use such a number, or unset it for {default}"
+        )
     return value
 
 

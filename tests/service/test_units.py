@@ -78,24 +78,24 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     assert config.max_k == 20 and config.cors_origins == ("https://a.example",)
     assert ServiceConfig.from_env({"TAILOR_RECOMMEND_BUDGET_MS": "100"}).deadline_ms == 500
     # Each error names the variable and what to do (found by a trial: some said neither).
-    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_MAX_K='many' is not a whole number >= 1: set it to "
-                       "one, or unset it for 100"):  # fmt: skip
+    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_MAX_K='many' is not a whole number >= 1: use such "
+                       "a number, or unset it for 100"):  # fmt: skip
         ServiceConfig.from_env({"TAILOR_SERVICE_MAX_K": "many"})
     # 0 and -3 are refused with the same bound (a trial read "-3 is not >= 0" beside "0 must be at least 1").
     for raw in ("0", "-3"):
-        with pytest.raises(ServiceConfigError, match=rf"TAILOR_SERVICE_MAX_K='{raw}' is not a whole number >= 1: set"):
+        with pytest.raises(ServiceConfigError, match=rf"TAILOR_SERVICE_MAX_K='{raw}' is not a whole number >= 1: use"):
             ServiceConfig.from_env({"TAILOR_SERVICE_MAX_K": raw})
     assert ServiceConfig.from_env({"TAILOR_SERVICE_PUBLIC_MAX_AGE_S": "0"}).public_max_age_s == 0  # 0 is no caching
     # nan passed float() and started a service whose every page was a 500 (a re-check trial); inf and negative
     # times are no limits either.
     for name, raw in (("TAILOR_SERVICE_DEADLINE_MS", "nan"), ("TAILOR_RECOMMEND_BUDGET_MS", "nan"),
                       ("TAILOR_SERVICE_RELOAD_CHECK_S", "inf"), ("TAILOR_SERVICE_LANDING_WAIT_S", "-1")):  # fmt: skip
-        with pytest.raises(ServiceConfigError, match=rf"{name}='{raw}' is not a finite number >= 0: set it to one"):
+        with pytest.raises(ServiceConfigError, match=rf"{name}='{raw}' is not a finite number >= 0: use such a number"):
             ServiceConfig.from_env({name: raw})
     with pytest.raises(ServiceConfigError, match=r"TAILOR_SERVICE_DEADLINE_MS, 0 ms\) at least as long.* or unset"):
         ServiceConfig.from_env({"TAILOR_SERVICE_DEADLINE_MS": "0"})
-    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_THREADS='0' is not a whole number >= 1: set it to "
-                       "one, or unset it for 8"):  # fmt: skip
+    with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_THREADS='0' is not a whole number >= 1: use such "
+                       "a number, or unset it for 8"):  # fmt: skip
         ServiceConfig.from_env({"TAILOR_SERVICE_THREADS": "0"})
     # Built in code rather than from the environment, the same bound holds.
     with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_THREADS must be at least 1, got 0"):
