@@ -40,9 +40,12 @@ PIPE_WIDTH = 240
 
 
 def console(stderr: bool = False) -> Console:
-    """A Rich console for the CLI's output: the terminal's width, or at least `PIPE_WIDTH` when writing elsewhere."""
+    """A Rich console for the CLI's output: the terminal's width, or at least `PIPE_WIDTH` when writing elsewhere.
+
+    In a terminal Rich wraps lines at spaces to its width (a trial at 80 columns read notes the terminal had broken
+    mid-word: "lif / t's"); written elsewhere, a line stays whole (soft wrap) for whatever reads it."""
     if Console(stderr=stderr).is_terminal:
-        return Console(stderr=stderr, soft_wrap=True)
+        return Console(stderr=stderr)
     columns = os.environ.get("COLUMNS", "").strip()
     wider = int(columns) if columns.isdigit() else 0
     return Console(stderr=stderr, soft_wrap=True, width=max(PIPE_WIDTH, wider))

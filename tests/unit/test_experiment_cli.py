@@ -4,6 +4,7 @@ subprocess): what a user reads on the console and in --json."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +276,7 @@ def _analysed_at_width(summary: Path, width: int) -> str:
 
     screen = io.StringIO()
     original = experiments_cli.out
-    experiments_cli.out = Console(file=screen, width=width, soft_wrap=True)
+    experiments_cli.out = Console(file=screen, width=width)  # as cli.common.console() in a terminal
     try:
         assert CliRunner().invoke(experiments, ["analyze", str(summary)]).exit_code == 0
     finally:
@@ -303,6 +304,46 @@ def test_at_80_columns_each_comparison_is_a_block_of_whole_words(tmp_path: Path)
                             "P(win)", "decision"]  # fmt: skip
     assert fields["value"].strip() == "100.2" and fields["decision"].strip() in {"no_detectable_effect", "keep_running"}
     assert all(len(line) <= 80 for line in lines if line.startswith("    ") or " / " in line), printed
+
+
+def test_in_an_80_column_terminal_notes_wrap_at_spaces(tmp_path: Path) -> None:
+    """Found by a trial: in a terminal the notes were one 300-character line, which the terminal broke mid-word
+    ("lif / t's"). Run as a user would, on a pseudo-terminal 80 columns wide: every line fits, and a word broken
+    across lines would leave a fragment that is not a word of the note."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    summary = tmp_path / "long.csv"
+    summary.write_text(TINY)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    tailor = str(Path(sys.executable).parent / "tailor")
+    done = subprocess.run(
+        [tailor, "experiments", "analyze", str(summary)], stdout=follower, stderr=follower, env=env, timeout=120
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
+    assert done.returncode == 0, text
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, text
+    # Wrapped at spaces, the note reads whole once its lines are joined.
+    assert "relative lift's interval would be unbounded (Fieller)" in " ".join(text.split()), text
 
 
 def test_at_120_columns_no_name_or_label_breaks_mid_word(tmp_path: Path) -> None:
