@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ml.data_days import complete_days, newest_days
+from ml.data_days import COMPLETE_FROM_HOUR, complete_days, newest_days
 from ml.features.digests import DIGEST_VERSION, daily_digests
 from ml.features.repo import definitions_fingerprint
 from ml.features.sources import view_parquet
@@ -139,10 +139,23 @@ class TrainingSetPlan:
     #: True when the file is written from nothing (first build, full rebuild, changed definitions): then it is
     #: written even when the window holds no complete day yet, so the state exists and later steps read zero rows.
     from_scratch: bool = False
+    #: The day in progress, when the history has one: its impressions wait until it is complete (`_window_days`).
+    waiting: date | None = None
 
     @property
     def up_to_date(self) -> bool:
         return self.keyed and not self.from_scratch and not self.build and not self.drop
+
+    @property
+    def waiting_note(self) -> str:
+        """``; 2026-02-02 waits: ...`` when a day in progress holds impressions the set leaves out (a trial read
+        "no impression or feature changed" after landing that day's impressions), else empty."""
+        if self.waiting is None:
+            return ""
+        return (
+            f"; the impressions of {self.waiting} wait: the day in progress joins once it holds one from "
+            f"{COMPLETE_FROM_HOUR}:00 UTC"
+        )
 
     @property
     def version(self) -> str:
@@ -287,7 +300,10 @@ def plan_training_set(
     impressions = daily_digests(
         settings.marts_dir / "fct_impressions.parquet", "cast(occurred_at as date)", IMPRESSION_COLUMNS
     )
-    days = _window_days(impressions, window, history_end(settings.marts_dir))
+    newest = history_end(settings.marts_dir)
+    days = _window_days(impressions, window, newest)
+    in_progress = sorted(set(impressions) - set(complete_days(impressions, newest)))
+    waiting = in_progress[0] if in_progress else None
     state = _read_state(settings)
     header = _header(settings, service)
     previous = state if state and state.get("header") == header and training_set_path(settings).exists() else None
@@ -297,18 +313,20 @@ def plan_training_set(
     if sources is None:
         reason = "first build" if state is None else "feature definitions, Feast, DuckDB or the home changed"
         return TrainingSetPlan(
-            window, days, build=days, keep=(), drop=(), reason=reason, keyed=False, from_scratch=True
+            window, days, build=days, keep=(), drop=(), reason=reason, keyed=False, from_scratch=True, waiting=waiting
         )
     keys = day_keys(days, impressions, sources, window)
     if previous is None or full or [asdict(s) for s in sources] != previous.get("sources"):
         reason = "full rebuild asked" if full else "first build" if state is None else "definitions changed"
-        return TrainingSetPlan(window, days, build=days, keep=(), drop=(), reason=reason, keys=keys, from_scratch=True)
+        return TrainingSetPlan(
+            window, days, build=days, keep=(), drop=(), reason=reason, keys=keys, from_scratch=True, waiting=waiting
+        )
     old = {date.fromisoformat(d): v["key"] for d, v in previous["days"].items()}
     build = tuple(d for d in days if old.get(d) != keys[d])
     keep = tuple(d for d in days if old.get(d) == keys[d])
     drop = tuple(sorted(set(old) - set(days)))
     reason = "no impression or feature changed" if not build and not drop else "new or changed impressions or features"
-    return TrainingSetPlan(window, days, build=build, keep=keep, drop=drop, reason=reason, keys=keys)
+    return TrainingSetPlan(window, days, build=build, keep=keep, drop=drop, reason=reason, keys=keys, waiting=waiting)
 
 
 def training_set_summary(settings: Settings, plan: TrainingSetPlan) -> TrainingSetSummary:

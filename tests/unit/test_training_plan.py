@@ -205,6 +205,11 @@ def test_a_first_build_with_no_complete_day_still_writes_the_empty_set(tmp_path:
     first = plan_training_set(settings, sources=sources)
     assert first.days == () and first.build == () and first.reason == "first build"
     assert not first.up_to_date
+    # The run summary says why the impressions are left out (a trial read "no impression or feature changed").
+    assert first.waiting == DAY0
+    assert first.waiting_note == (
+        f"; the impressions of {DAY0} wait: the day in progress joins once it holds one from 23:00 UTC"
+    )
 
     # What write_training_set leaves for it: the file and a state naming the same sources and no day.
     from ml.features.training import _header, training_set_path
@@ -214,4 +219,11 @@ def test_a_first_build_with_no_complete_day_still_writes_the_empty_set(tmp_path:
     header = _header(settings, "ranker_v1")
     _write_state(settings, {"header": header, "sources": [asdict(s) for s in sources], "days": {}})
     again = plan_training_set(settings, sources=sources)
-    assert again.up_to_date and again.reason == "no impression or feature changed"
+    assert again.up_to_date and again.reason == "no impression or feature changed" and again.waiting == DAY0
+
+    # Once the day holds an impression from 23:00 UTC it is complete: nothing waits, and the day is built.
+    late = _impressions({DAY0: 5})
+    late.loc[4, "occurred_at"] = datetime(DAY0.year, DAY0.month, DAY0.day, 23, 5)
+    late.to_parquet(settings.marts_dir / "fct_impressions.parquet")
+    complete = plan_training_set(settings, sources=sources)
+    assert complete.waiting is None and complete.waiting_note == "" and complete.build == (DAY0,)

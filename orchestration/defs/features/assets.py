@@ -132,8 +132,9 @@ def ranking_training_set(context: dg.AssetExecutionContext) -> dg.MaterializeRes
         from ml.features.training import write_training_set
 
         summary = write_training_set(settings, open_store(settings))
+    reason = plan.reason + plan.waiting_note
     context.log.info(
-        f"training set: {summary.action} ({plan.reason}); {len(summary.days_built)} day(s) built "
+        f"training set: {summary.action} ({reason}); {len(summary.days_built)} day(s) built "
         f"({summary.rows_built} rows), {summary.days_kept} kept, {summary.days_dropped} dropped; "
         f"{summary.rows} rows, {summary.positives} clicked, {summary.features} features"
     )
@@ -141,7 +142,7 @@ def ranking_training_set(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     return dg.MaterializeResult(
         metadata={
             "action": summary.action,
-            "reason": plan.reason,
+            "reason": reason,
             "path": dg.MetadataValue.path(str(summary.path)),
             "rows": dg.MetadataValue.int(summary.rows),
             "positives": dg.MetadataValue.int(summary.positives),
