@@ -152,7 +152,7 @@ def champion_drift_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg
         "bins": config.bins,
     }
     for name, report, what in (
-        (FEATURES_CHECK, drift.features, "ranker feature(s)"),
+        (FEATURES_CHECK, drift.features, "ranker features"),
         (PREDICTIONS_CHECK, drift.prediction, "predicted click probability"),
     ):
         summary = _summary(report, what)
@@ -189,15 +189,16 @@ def _latest_evaluation(instance: dg.DagsterInstance, check: str) -> dg.AssetChec
 
 
 def _summary(report: DriftReport, what: str) -> str:
-    """E.g. ``2 of 30 comparable ranker feature(s) moved 0.25 or more beyond a reference day and beyond their
-    sampling noise: ctr_smoothed_1d 0.512 (PSI 3.642), ...; 3 more 0.1 or more; 12 young``. The figure is the PSI
-    in excess of the largest PSI of one of the reference's own days against the rest (like with like: a day
-    against a pooled window), counted only above what sampling noise explains (`ml.monitoring.drift.compare`)."""
+    """E.g. ``2 of 30 comparable ranker features moved 0.25 or more beyond a reference day and beyond their
+    sampling noise: ctr_smoothed_1d 0.512 (PSI 3.642), ...; 3 more 0.1 or more; 12 not judged (...)``. The figure
+    is the PSI in excess of the largest PSI of one of the reference's own days against the rest (like with like: a
+    day against a pooled window), counted only above what sampling noise explains (`ml.monitoring.drift.compare`)."""
     config, judged = report.config, report.most_drifted
     fail, warn, young = report.at("fail"), report.at("warn"), report.at(YOUNG)
     by_name = {f.feature: f for f in report.features}
     compared = len(report.features) - len(young)
-    tail = f"; {len(young)} young (window longer than the history before the reference: not judged)" if young else ""
+    # "16 young" was jargon to a trial: said as what it means.
+    tail = f"; {len(young)} not judged (their window is longer than the history before the reference)" if young else ""
     if report.capped:
         tail += (
             f"; {len(report.capped)} at most warn ({', '.join(report.capped[:4])}"
@@ -205,7 +206,7 @@ def _summary(report: DriftReport, what: str) -> str:
             "day varies is unknown (a longer training window gives a fail verdict)"
         )
     if not fail and not warn:
-        return f"every comparable {what} within {config.warn:g} of a reference day{_largest(judged)}{tail}"
+        return f"no comparable {what} moved {config.warn:g} or more beyond a reference day{_largest(judged)}{tail}"
     named = sorted(fail or warn, key=lambda n: -by_name[n].excess)
     level = config.fail if fail else config.warn
     text = ", ".join(f"{n} {by_name[n].excess:.3f} (PSI {by_name[n].psi:.3f})" for n in named[:8])
@@ -223,14 +224,16 @@ def _largest(judged: FeatureDrift | None) -> str:
     if judged is None:
         return ""
     if not judged.significant:
-        why = (
-            f"its PSI {judged.psi:.3f} is within the sampling noise of the newest day's "
-            f"{judged.comparison.current_rows:,} row(s), up to {judged.noise:.3f}"
+        return (
+            f" ({judged.feature}'s PSI {judged.psi:.3f} is within the sampling noise of the newest day's "
+            f"{judged.comparison.current_rows:,} row(s), up to {judged.noise:.3f})"
         )
-    else:  # "its PSI 3.262 less the 3.640 one of the reference's own days shows" was hard to read (a trial)
-        most = f"{judged.baseline:.3f}, the most one of the reference's own days moved against the rest"
-        why = f"its PSI {judged.psi:.3f} " + (f"minus {most}" if judged.excess > 0 else f"is no more than {most}")
-    return f" (largest excess: {judged.feature} {judged.excess:.3f}: {why})"
+    # "its PSI 3.262 less the 3.640 one of the reference's own days shows" was hard to read, and "largest excess:
+    # ctr_smoothed_1d 0.000" read as a contradiction beside a PSI of 2.5 (trials).
+    most = f"{judged.baseline:.3f}, the most one of the reference's own days moved against the rest"
+    if judged.excess > 0:
+        return f" (largest excess: {judged.feature} {judged.excess:.3f}: its PSI {judged.psi:.3f} minus {most})"
+    return f" ({judged.feature}'s PSI {judged.psi:.3f} is no more than {most})"
 
 
 def _report_metadata(report: DriftReport) -> dict[str, Any]:
