@@ -9,11 +9,15 @@ Drift and data-quality results are the asset checks of the newest run that evalu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ml.monitoring.drift import YOUNG
 from tailor.settings import Settings
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 #: Models scored on each version's test window, the ranker first.
 MODELS = ("ranker", "naive", "popularity", "random", "constant")
@@ -61,6 +65,15 @@ def model_versions(settings: Settings) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+
+def styled_versions(versions: pd.DataFrame) -> Styler:
+    """`model_versions` as shown: metrics with four decimals and `NOT_DEFINED` where a model has no value (the
+    random order has no AUC or log loss). The data stay numbers, so columns sort as numbers."""
+    from app.lib.experiments import NOT_DEFINED
+
+    formats = {m: "{:.4f}" for m in METRICS if m in versions}
+    return versions.style.format(formats, na_rep=NOT_DEFINED)
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,11 @@ else:
     left.plotly_chart(
         charts.model_metrics(same_window, ["auc", "ndcg_at_k", "recall_at_k"]), width="stretch", key="models"
     )
+    # A dash where a baseline has no value (random scores no AUC or log loss), as on the experiments page: a
+    # trial read grey "None" there; and the aliases whole ("champio" was cut).
     right.dataframe(
-        versions.drop(columns=["promotion"]), hide_index=True, width="stretch", key="versions",
-        column_config={m: st.column_config.NumberColumn(format="%.4f") for m in health.METRICS},
+        health.styled_versions(versions.drop(columns=["promotion"])), hide_index=True, width="stretch",
+        key="versions", column_config={"aliases": st.column_config.TextColumn(width="medium")},
     )  # fmt: skip
 
 checks = cache.check_results(home)

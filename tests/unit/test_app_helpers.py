@@ -135,3 +135,19 @@ def test_the_metrics_table_shows_one_format_per_kind_and_a_dash_where_nothing_is
     assert "2.00%" in lines[1] and "90.00%" in lines[1] and "0.0123" in lines[1] and "-5.00%" in lines[1]
     assert lines[2].count(NOT_DEFINED) >= 2
     assert metric_notes(results) == [("session_duration", "b", "a long sentence " * 20)]
+
+
+def test_the_versions_table_shows_a_dash_where_a_baseline_has_no_value() -> None:
+    """Found by a trial: the random baseline's AUC and log loss read as grey "None" on the health page."""
+    from app.lib.experiments import NOT_DEFINED
+    from app.lib.health import styled_versions
+
+    versions = pd.DataFrame(
+        [
+            {"version": 1, "model": "ranker", "aliases": "champion", "auc": 0.712345, "log_loss": 0.4},
+            {"version": 1, "model": "random", "aliases": "", "auc": None, "log_loss": float("nan")},
+        ]
+    )
+    lines = styled_versions(versions).to_string().splitlines()
+    assert "0.7123" in lines[1] and "0.4000" in lines[1]
+    assert lines[2].count(NOT_DEFINED) == 2 and "None" not in lines[2] and "nan" not in lines[2]
