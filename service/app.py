@@ -49,7 +49,7 @@ USER_ID_PATTERN = NON_BLANK
 JSON_TYPES = ("application/json",)
 #: What to say when a path parameter does not match its pattern (Pydantic would print the regular expression).
 PATTERN_MESSAGES = {
-    "user_id": "user_id is blank: pass the user's id, e.g. u0000042",
+    "user_id": "user_id is empty or blank: pass the user's id, e.g. u0000042",  # as tailor.contract.ids says it
     "segment": "segment must be all, surface:<surface> (e.g. surface:home) or country:<code> (e.g. country:DE)",
 }
 #: Vary of the pages: the bytes depend on the URL alone (identity is in the path, never a cookie or token);

@@ -26,7 +26,7 @@ def user_id_problem(value: str) -> str | None:
     would garble a terminal or a log).
     """
     if all(ch in BLANK_CHARACTERS for ch in value):
-        return "user_id is empty: pass the user's id, e.g. u0000042"
+        return "user_id is empty or blank: pass the user's id, e.g. u0000042"
     if len(value) > MAX_ID_LENGTH:
         return f"user_id is {len(value)} characters; ids have at most {MAX_ID_LENGTH}"
     surrogate = next((i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff"), None)

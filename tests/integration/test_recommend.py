@@ -230,8 +230,8 @@ def test_a_short_page_or_a_missing_explore_slot_says_why(recommender: Recommende
         ("u0000001", 0, "k must be a positive integer"),
         ("u0000001", -3, "k must be a positive integer"),
         ("u0000001", 10**6, "more than the"),
-        ("", 10, "user_id is empty"),
-        ("  \t", 10, "user_id is empty"),
+        ("", 10, "user_id is empty or blank"),
+        ("  \t", 10, "user_id is empty or blank"),
         ("u" * 129, 10, "at most 128"),
     ],
 )

@@ -148,7 +148,7 @@ def test_a_segment_page_is_public_for_edge_caches(built: Built, server: Server) 
         ("/recommendations/u0000001", {"k": "1000000"}, 422, "k: Input should be less than or equal to 100"),
         ("/recommendations/u0000001", {"k": "ten"}, 422, "k: Input should be a valid integer"),
         ("/recommendations/u0000001", {"surface": "moon"}, 422, "surface: Input should be 'home' or 'feed'"),
-        ("/recommendations/%20%20", {}, 422, "user_id is blank"),
+        ("/recommendations/%20%20", {}, 422, "user_id is empty or blank"),
         # A NUL in an id is refused, as the contract refuses it in an event (it was a cold-start page).
         ("/recommendations/u%00x", {}, 422, "user_id holds a control character (U+0000 at character 2)"),
         ("/recommendations/" + "u" * 129, {}, 422, "at most 128 characters (got " + repr("u" * 30) + "..."),

@@ -139,7 +139,7 @@ def test_a_user_id_of_blank_characters_is_refused_as_the_contract_refuses_it(cli
     \\S: such an id got a cold-start page (a re-check trial)."""
     response = client.get(f"/recommendations/{blank}")
     assert response.status_code == 422, response.text
-    assert response.json()["error"] == "user_id is blank: pass the user's id, e.g. u0000042"
+    assert response.json()["error"] == "user_id is empty or blank: pass the user's id, e.g. u0000042"
 
 
 @pytest.mark.parametrize(("path", "byte"), [("u%FFx", "byte 18 is 0xff"), ("u%ED%A0%80x", "byte 18 is 0xed")])
