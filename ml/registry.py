@@ -24,6 +24,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -313,6 +314,29 @@ def _same_window(window: str | None, champion_version: int | None, champion_wind
         f"both scored on the challenger's test window {window} ({who} re-scored there; its row in `tailor models` "
         f"is {own}, hence other numbers): "
     )
+
+
+def alias_holder(models_dir: Path, alias: str = CHAMPION) -> int | None:
+    """The version holding ``alias`` of the ranker, read from the registry's SQLite file without MLflow (whose
+    import costs seconds: a run that trains nothing reads it); None when there is no registry or no such alias.
+
+    It reads MLflow's own table ``registered_model_aliases`` (alias, version, name; MLflow 2.3+'s SQL store):
+    where that table cannot be read, it asks MLflow (`Registry.alias`).
+    """
+    import sqlite3
+
+    path = models_dir / "mlflow.db"
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as con:
+            row = con.execute(
+                "select version from registered_model_aliases where name = ? and alias = ?", (MODEL_NAME, alias)
+            ).fetchone()
+    except sqlite3.Error:
+        held = Registry(models_dir).alias(alias)
+        return None if held is None else held.version
+    return None if row is None else int(row[0])
 
 
 class Registry:

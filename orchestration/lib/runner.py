@@ -306,12 +306,13 @@ def _dbt_test_verdict(check: dg.AssetCheckEvaluation, step: str | None) -> str |
 
 
 def _model_action(event: dg.DagsterEvent) -> dict[str, str]:
-    """``{"ml/<name>": "<action>: <reason>"}`` for a materialization of a model-side asset that says what it did."""
+    """``{"ml/<name>": "<action>: <reason>[; <outcome>]"}`` for a materialization of a model-side asset that says
+    what it did (the ranker's outcome: whether the version it trained was promoted)."""
     meta = materialization_metadata(event)
     if event.asset_key is None or event.asset_key.path[0] != "ml" or "action" not in meta:
         return {}
-    reason = meta.get("reason")
-    return {event.asset_key.to_user_string(): f"{meta['action']}: {reason}" if reason else str(meta["action"])}
+    said = "; ".join(str(meta[key]) for key in ("reason", "outcome") if meta.get(key))
+    return {event.asset_key.to_user_string(): f"{meta['action']}: {said}" if said else str(meta["action"])}
 
 
 def _failure_text(event: dg.DagsterEvent) -> str:

@@ -79,9 +79,12 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         assert _versions(home) == trained  # no new version registered
         ranker_meta = again["ml/ranker"]
         assert ranker_meta["action"] == "up to date"
-        not_serving = " (not promoted when trained: it does not serve)"
-        serves = first["ml/ranker"].get("promoted") is not False  # absent: the champion was kept, not trained
-        assert ranker_meta["reason"] == f"unchanged, version {newest} kept" + ("" if serves else not_serving)
+        holder = Registry(home.models_dir).alias("champion")
+        assert holder is not None
+        not_serving = f" (not the champion: version {holder.version} serves)"
+        assert ranker_meta["reason"] == f"unchanged, version {newest} kept" + (
+            "" if holder.version == newest else not_serving
+        )
         assert ranker_meta["version"] == newest and ranker_meta["trained"] is False and ranker_meta["kept"] is True
         assert ranker_meta["auc"] == first["ml/ranker"]["auc"]  # the kept version's numbers
         # The ranker's checks judge the version a run trained, else the champion that serves (not, run after run,
@@ -138,6 +141,9 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         assert due["ml/ranker"]["reason"].startswith("retrain due: ")
         assert f"{len(unseen)} labelled day(s) after version {newest}'s test window" in due["ml/ranker"]["reason"]
         assert "limit 1)" in due["ml/ranker"]["reason"]
+        # And whether the new version serves (a trial took a version kept as challenger for the one serving).
+        outcome = "promoted to champion" if due["ml/ranker"]["promoted"] else "kept as challenger"
+        assert due["ml/ranker"]["outcome"].startswith(f"version {newest + 1} {outcome} (")
         assert _versions(home) == [newest + 1, *trained]
         tags = Registry(home.models_dir).get(newest + 1).tags
         assert tags["inputs_fingerprint"] == due["ml/ranker"]["inputs_fingerprint"]
@@ -150,6 +156,19 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         meta = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
         assert meta["action"] == "trained" and meta["reason"] == f"requested ({RETRAIN_JOB} job); no input changed"
         assert _versions(home) == [newest + 2, newest + 1, *trained]
+
+        # A promotion by hand since: the next quiet run names the version that serves now, not what was decided
+        # when the kept version was trained (a trial read "it does not serve" of a version promoted and serving).
+        registry = Registry(home.models_dir)
+        held = registry.alias("champion")
+        assert held is not None
+        other = newest + 2 if held.version != newest + 2 else newest + 1
+        registry.promote(other, force=True, by="test")
+        quiet = _materialize(instance, *models)["ml/ranker"]
+        assert quiet["action"] == "up to date"
+        assert quiet["reason"] == f"unchanged, version {newest + 2} kept" + (
+            "" if other == newest + 2 else f" (not the champion: version {other} serves)"
+        )
 
 
 def test_a_changed_configuration_or_input_changes_the_fingerprint(served_home: Settings) -> None:

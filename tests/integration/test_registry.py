@@ -16,7 +16,17 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from ml.registry import ModelVersion, Promotion, PromotionRefused, Registry, RegistryError, decide, gate
+from ml.registry import (
+    CHALLENGER,
+    ModelVersion,
+    Promotion,
+    PromotionRefused,
+    Registry,
+    RegistryError,
+    alias_holder,
+    decide,
+    gate,
+)
 from tailor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -93,11 +103,16 @@ def test_a_challenger_that_wins_holds_champion_alone_and_one_that_loses_stays_ch
     def aliases() -> list[list[str]]:  # newest first
         return [v.aliases for v in registry.versions()]
 
+    models = tmp_path / "models"
     assert aliases() == [["challenger"], ["champion"]]
+    # What a run that trains nothing reads without MLflow says what MLflow says, after each change.
+    assert (alias_holder(models), alias_holder(models, CHALLENGER)) == (first.version, second.version)
     registry.promote(second.version, by="alice")  # by hand: the challenger wins
     assert aliases() == [["champion"], []]
+    assert (alias_holder(models), alias_holder(models, CHALLENGER)) == (second.version, None)
     registry.promote(first.version, by="alice")  # back: no version is challenger now
     assert aliases() == [[], ["champion"]]
+    assert alias_holder(models) == first.version and alias_holder(tmp_path / "no-models") is None
 
 
 def _metrics(

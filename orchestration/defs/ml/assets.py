@@ -162,9 +162,13 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         assert recorded is not None
         values = recorded.values
         if values.get("version") is not None:
-            # The last version trained, which is not the one that serves when it was not promoted.
-            serves = "" if values.get("promoted") is not False else " (not promoted when trained: it does not serve)"
-            kept = f"unchanged, version {values['version']} kept{serves}"
+            # The last version trained; the one that serves is the champion now, which a promotion by hand may have
+            # changed since (a trial read "not promoted when trained: it does not serve" of a version promoted
+            # by hand and serving). Read from the registry's file: MLflow's import would cost seconds.
+            from ml.registry import alias_holder
+
+            serving = _serving(values["version"], alias_holder(settings.models_dir))
+            kept = f"unchanged, version {values['version']} kept{serving}"
             return _kept(context, recorded, inputs, kept, {"trained": False, "kept": True})
         if values.get("trained") is False:
             why = str(values.get("reason", ""))
@@ -208,14 +212,18 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     registry.tag(release.version.version, {FINGERPRINT_KEY: inputs.fingerprint})
     trained, promotion = release.trained, release.promotion
     cls, ranking = trained.metrics["classification"], trained.metrics["ranking"]
-    context.log.info(
-        f"ranker version {release.version.version}: AUC {cls['ranker']['auc']:.4f}, "
-        f"{'promoted to champion' if promotion.promoted else 'kept as challenger'} ({promotion.reason})"
+    outcome = (
+        f"version {release.version.version} {'promoted to champion' if promotion.promoted else 'kept as challenger'}"
+        f" ({promotion.reason})"
     )
+    context.log.info(f"ranker {outcome}: AUC {cls['ranker']['auc']:.4f}")
     return dg.MaterializeResult(
         metadata={
             "action": "trained",
             "reason": reason,
+            # Whether the new version serves: the run summary said only why it trained, and a reader took the new
+            # version for the one serving (a trial).
+            "outcome": outcome,
             **inputs.metadata(),
             "trained": True,
             "version": release.version.version,
@@ -238,6 +246,15 @@ def ranker(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         },
         data_version=dg.DataVersion(inputs.fingerprint),
     )
+
+
+def _serving(version: int, champion: int | None) -> str:
+    """What a kept version's line adds about serving: nothing when it is the champion."""
+    if champion == version:
+        return ""
+    if champion is None:
+        return " (no version is champion: pages come from popular items)"
+    return f" (not the champion: version {champion} serves)"
 
 
 def _schedule_lapsed(recorded: Recorded | None, policy: RetrainPolicy) -> bool:
