@@ -213,6 +213,8 @@ def _clean(value: Any) -> Any:
 def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
     import pandas as pd
 
+    from ml.experiments.results import cuped_metrics
+
     if as_json:
         emit_json(results_json(results, alpha))
         return
@@ -274,7 +276,7 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             _records(cells)
         for line in dict.fromkeys(notes):
             out.print(f"  note: {line}")
-        adjusted = rows.loc[rows["cuped_applied"].eq(True), "metric"].astype(str).unique().tolist()
+        adjusted = cuped_metrics(rows)
         if adjusted:  # a trial read control 837.3, treatment 820.4 and effect +16.73 as a contradiction
             out.print(f"  CUPED ({', '.join(adjusted)}): value is each variant's raw metric; effect and lift are "
                       "adjusted for the pre-period covariate, so they can differ from the values' difference, even "

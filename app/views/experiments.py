@@ -5,6 +5,7 @@ import streamlit as st
 
 from app.lib import cache, charts, experiments, marts
 from app.lib.ui import num, pct, stop_no_data
+from ml.experiments.results import cuped_metrics
 
 settings = cache.settings()
 home = str(settings.home)
@@ -82,6 +83,13 @@ st.dataframe(
 )
 for metric, variant, note in experiments.metric_notes(results):
     st.warning(f"**{metric}**, {variant}: {note}", icon=":material/info:")
+adjusted = cuped_metrics(results)
+if adjusted:  # a trial read value 0.2768 against 0.2894 and a lift of -0.0092 as a mistake; the CLI says so too
+    st.caption(
+        f"CUPED ({', '.join(adjusted)}): value and control value are the raw metrics; the lifts are adjusted for "
+        "the pre-period covariate, so they can differ from the values' difference, even in sign "
+        "(docs/experiments.md, CUPED)."
+    )
 with st.expander("What the columns mean"):
     st.markdown(
         "- **value**, **control value**: the variant's and the control's metric, as observed (ratio metrics: sum "

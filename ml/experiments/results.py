@@ -82,3 +82,11 @@ def read_results(marts_dir: Path) -> pd.DataFrame:
     # Arrow's CPU thread pool, whose teardown at interpreter exit sometimes aborted the process after its output
     # was printed ("terminate called without an active exception", exit -6; apache/arrow#34314).
     return pq.read_table(path, use_threads=False).to_pandas(use_threads=False)
+
+
+def cuped_metrics(results: pd.DataFrame) -> list[str]:
+    """The metrics whose effects and lifts ``results`` (`analyze` rows) adjusted with CUPED, in their order: their
+    values stay raw, so effect and lift can differ from the values' difference, even in sign."""
+    if "cuped_applied" not in results:
+        return []
+    return results.loc[results["cuped_applied"].eq(True), "metric"].astype(str).unique().tolist()

@@ -116,6 +116,13 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
         assert set(shown_table["control units"]) == set(control_units.values())
         # ...and the comparisons are the run's results, row for row.
         mine = results.loc[(results["experiment_id"] == experiment_id) & ~results["is_control"]]
+        # CUPED-adjusted lifts are said to be so under the table, and only then (a trial read the values'
+        # difference against the adjusted lift as a mistake).
+        adjusted = sorted(set(mine.loc[mine["cuped_applied"].eq(True), "metric"]))
+        cuped = [c.value for c in at.caption if c.value.startswith("CUPED (")]
+        assert len(cuped) == (1 if adjusted else 0), (experiment_id, cuped)
+        if adjusted:
+            assert all(metric in cuped[0] for metric in adjusted) and "even in sign" in cuped[0]
         mine = mine.set_index(["metric", "variant"])
         assert len(shown_table) == len(mine)
         for column, label in (
