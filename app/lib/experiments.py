@@ -342,7 +342,8 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
     primary metric is ``worse`` or a guardrail is breached; otherwise keep running (or, at the planned size with no
     detectable effect, do not ship on this evidence). SRM overrides everything. Caveats: SRM, a fading (novelty)
     effect, a standing better/worse label beside today's estimate pointing the other way (the results' note says
-    the same), an experiment that has not reached its planned size (underpowered for its plan), insufficient data.
+    the same) or beside today's interval on the lift holding 0, an experiment that has not reached its planned size
+    (underpowered for its plan), insufficient data.
     """
     treated = results.loc[~results["is_control"].astype(bool)]
     caveats = []
@@ -375,6 +376,20 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
             f"estimate points the other way (P(win) {row.chance_to_win:.0%}). The label stands (its error rate was "
             "kept), yet the effect may have faded or reversed: confirm it before acting on the label."
         )
+    # Found by a trial: "Ship: ctr is better" beside today's interval on its lift holding 0 read as stronger
+    # evidence than there is. The label stands (rule 4), but the analyst is told the estimate has weakened.
+    weaker = decided.drop(reversed_.index)
+    if {"relative_ci_low", "relative_ci_high"} <= set(weaker.columns):
+        weaker = weaker.loc[(weaker["relative_ci_low"] <= 0) & (weaker["relative_ci_high"] >= 0)]
+        for row in weaker.itertuples():
+            decided_on = getattr(row, "decided_on", None)
+            since = f" on {str(decided_on)[:10]}" if decided_on is not None and not pd.isna(decided_on) else ""
+            caveats.append(
+                f"Weaker since decided: {row.metric} ({row.variant}) was decided {row.decision}{since}, but today's "
+                f"95% interval on its lift [{row.relative_ci_low:+.1%}, {row.relative_ci_high:+.1%}] holds 0. The "
+                "label stands (it was read with its error rate kept), yet the effect may be smaller than it looked "
+                "then."
+            )
     if not status.reached:
         caveats.append(
             "Underpowered so far: "

@@ -151,3 +151,31 @@ def test_the_versions_table_shows_a_dash_where_a_baseline_has_no_value() -> None
     lines = styled_versions(versions).to_string().splitlines()
     assert "0.7123" in lines[1] and "0.4000" in lines[1]
     assert lines[2].count(NOT_DEFINED) == 2 and "None" not in lines[2] and "nan" not in lines[2]
+
+
+def test_a_standing_label_whose_interval_now_holds_zero_gets_a_caveat_and_still_ships() -> None:
+    """Found by a trial: "Ship: ctr is better for treatment" beside today's interval on the lift holding 0 read as
+    stronger evidence than there is. The label stands (docs/experiments.md, Decisions, rule 4); a caveat says so."""
+    from app.lib.experiments import ExperimentStatus, advice
+
+    def row(metric: str, low: float, high: float, win: float) -> dict[str, object]:
+        return {
+            "metric": metric, "variant": "treatment", "is_control": False, "metric_role": "primary",
+            "decision": "better", "decided_on": "2026-01-20", "chance_to_win": win, "novelty_fading": None,
+            "relative_lift": (low + high) / 2, "absolute_effect": 0.01, "relative_ci_low": low,
+            "relative_ci_high": high,
+        }  # fmt: skip
+
+    status = ExperimentStatus("e", "", "control", {"control": 900, "treatment": 900}, 1000, False, 0.5, False, {})
+    results = pd.DataFrame([row("ctr", -0.041, 0.145, 0.95), row("dwell", 0.02, 0.09, 0.99)])
+    said = advice(status, results)
+    assert said.headline.startswith("Ship: ctr is better for treatment (+5.2%); dwell is better")
+    weaker = [c for c in said.caveats if c.startswith("Weaker since decided")]
+    assert weaker == [
+        "Weaker since decided: ctr (treatment) was decided better on 2026-01-20, but today's 95% interval on its "
+        "lift [-4.1%, +14.5%] holds 0. The label stands (it was read with its error rate kept), yet the effect may "
+        "be smaller than it looked then."
+    ]
+    # A label whose estimate reversed gets the reversal caveat alone, not both.
+    flipped = advice(status, pd.DataFrame([row("ctr", -0.2, 0.01, 0.1)])).caveats
+    assert [c[:26] for c in flipped if "since decided" in c] == ["Reversed since decided: ct"]
