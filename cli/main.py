@@ -344,6 +344,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     """
     from tailor.ingest import IngestError, ingest_paths
     from tailor.ingest.files import unsupported_in
+    from tailor.ingest.ingest import FIRST_REJECTED
 
     settings = load_settings()
     new_home = not settings.home.exists()
@@ -393,9 +394,14 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
             f"received {report.received:,}  accepted {report.accepted:,}  "
             f"rejected {sum(report.rejected.values()):,}  (duplicates are counted by `tailor run`)"
         )
+        for f in report.files:
+            for bad in f.first_rejected:
+                detail = f" ({bad['detail']})" if bad["detail"] else ""
+                line = f"  {Path(f.path).name} line {bad['line']}: {bad['reason']}{detail}"
+                out.print(line, highlight=False, markup=False)
         if report.rejected:
-            out.print("each rejected row's file, line and reason: the mart fct_rejected_rows after `tailor run` "
-                      "(docs/contract/README.md)")  # fmt: skip
+            out.print(f"each rejected row's file, line and reason (above, the first {FIRST_REJECTED} of a file): the "
+                      "mart fct_rejected_rows after `tailor run` (docs/contract/README.md)")  # fmt: skip
         for f in report.files:  # landed (its lines are kept), but nothing in it will reach the warehouse
             if f.rows_checked and f.status == "landed" and f.received and not f.accepted:
                 reasons = ", ".join(f"{reason} {n:,}" for reason, n in f.rejected.items())

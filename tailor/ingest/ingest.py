@@ -56,6 +56,10 @@ _SIGNATURES: dict[Kind, tuple[str, ...]] = {
 _SAMPLE_ROWS = 2000
 
 
+#: How many rejected lines of a file `tailor ingest` names (the rest: fct_rejected_rows after `tailor run`).
+FIRST_REJECTED = 3
+
+
 @dataclass
 class FileReport:
     """What happened to one file."""
@@ -68,6 +72,9 @@ class FileReport:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     rows_checked: bool = True  # False: landed without the row checks (the warehouse applies them anyway)
+    #: The first rejected lines (at most `FIRST_REJECTED`): ``{"line", "reason", "detail"}``, in line order; every one
+    #: is in the mart fct_rejected_rows after `tailor run`.
+    first_rejected: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +204,7 @@ def _prepare(
 ) -> tuple[FileReport, Kind]:
     """Read, recognise and (if ``rows`` says so) classify one file into a temporary Parquet batch (``source``: its
     `source_file`)."""
+    examples: list[dict[str, object]] = []
     lines: pa.Table = read_lines(path) if file_format(path) == "jsonl" else read_parquet_rows(con, path)
     con.register("lines_arrow", lines)
     con.execute(
@@ -212,6 +220,12 @@ def _prepare(
         rejected = {str(reason): int(n) for reason, n in counts if reason is not None}
         accepted = sum(int(n) for reason, n in counts if reason is None)
         received = accepted + sum(rejected.values())
+        if rejected:  # which lines, said at once (a trial had only the counts until `tailor run`)
+            first = con.execute(
+                f"select line_number, reject_reason, reject_detail from ({classify_sql(detected, 'lines')}) "
+                f"where reject_reason is not null order by line_number limit {FIRST_REJECTED}"
+            ).fetchall()
+            examples = [{"line": int(n), "reason": str(r), "detail": str(d or "")} for n, r, d in first]
     else:
         received, rejected = int(con.execute("select count(*) from lines").fetchall()[0][0]), {}
         accepted = received if rows == "passed" else 0
@@ -226,6 +240,7 @@ def _prepare(
         accepted=accepted,
         rejected=dict(sorted(rejected.items())),
         rows_checked=rows != "unchecked",
+        first_rejected=examples,
     )
     return report, detected
 

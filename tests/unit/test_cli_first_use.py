@@ -238,6 +238,7 @@ def test_ingest_into_a_home_that_did_not_exist_says_it_made_one(
     assert f"note: {home} did not exist: it is a new Tailor home now" in " ".join(first.stderr.split())
     # A rejected row's details are in the warehouse after a run: the summary says where.
     assert "rejected 1" in first.stdout and "fct_rejected_rows after `tailor run`" in first.stdout
+    assert "  events.jsonl line 2: unknown_event_type (" in first.stdout  # which line, at once
     again = _invoke("ingest", str(events))  # the home exists now: no note
     assert again.exit_code == 0 and "new Tailor home" not in again.stderr
 

@@ -60,6 +60,14 @@ def test_counts_received_accepted_and_rejected_by_reason(tmp_path: Path, setting
     landed = pq.read_table(batch).to_pydict()
     assert landed["line_number"] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12]  # numbered as in the file, blank line skipped
     assert landed["raw"][8] == '{"broken": '  # kept exactly as delivered
+    # The first rejected lines are named at once, with the contract's reason and detail (a trial had only counts
+    # until `tailor run`); the warehouse's quarantine has every one.
+    [file] = report.files
+    assert [(r["line"], r["reason"]) for r in file.first_rejected] == [
+        (9, "invalid_json"), (10, "unknown_event_type"), (12, "missing_field")
+    ]  # fmt: skip
+    assert all(r["detail"] for r in file.first_rejected), file.first_rejected
+    assert "user_id" in str(file.first_rejected[2]["detail"])
 
 
 def test_lines_of_only_whitespace_are_skipped_and_others_kept_as_sent(tmp_path: Path, settings: Settings) -> None:
