@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -376,9 +376,11 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         return
     table = Table(title="tailor ingest", title_justify="left")
     for column in ("file", "kind", "status", "received", "accepted", "rejected"):
-        table.add_column(column, justify="right" if column in {"received", "accepted", "rejected"} else "left")
+        # fold: a name longer than its column (an 80-column terminal) goes on over lines, never cut with "…" (a trial)
+        justify: Literal["left", "right"] = "right" if column in {"received", "accepted", "rejected"} else "left"
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "file")  # the name gives way
     for f in report.files:
-        rejected = ", ".join(f"{reason} {n:,}" for reason, n in f.rejected.items()) or "0"
+        rejected = "\n".join(f"{reason} {n:,}" for reason, n in f.rejected.items()) or "0"  # a reason a line
         checked = f.rows_checked and f.status == "landed"
         table.add_row(
             Path(f.path).name,

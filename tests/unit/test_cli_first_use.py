@@ -260,3 +260,29 @@ def test_tables_written_to_a_pipe_keep_whole_file_names(
     assert cli.common.console().width == cli.common.PIPE_WIDTH
     monkeypatch.setenv("COLUMNS", "300")
     assert cli.common.console().width == 300
+
+
+def test_in_an_80_column_terminal_the_ingest_table_keeps_reasons_whole_and_folds_only_the_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a trial: at 80 columns the table read "trial1-mixed.js…" and broke "already ingested". Each reason
+    is a line of its own and never broken; only the file name folds, whole across its lines."""
+    import io
+
+    from rich.console import Console
+
+    import cli.main as cli_main
+
+    monkeypatch.setenv("TAILOR_HOME", str(tmp_path / "home"))
+    name = "a-rather-long-file-name-of-events-2026-01-05.jsonl"
+    lines = [json.dumps(_event(1)), "{broken", json.dumps({**_event(2), "event_type": "clik"})]
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_main, "out", Console(file=screen, width=80))  # as cli.common.console() in a terminal
+    assert _invoke("ingest", str(tmp_path / name)).exit_code == 0
+    rows = [line for line in screen.getvalue().splitlines() if line.startswith("│")]
+    assert rows and max(len(line) for line in rows) <= 80
+    cells = [[cell.strip() for cell in line.strip("│").split("│")] for line in rows]
+    assert "".join(c[0] for c in cells) == name  # folded, never cut
+    assert [c[-1] for c in cells if c[-1]] == ["invalid_json 1", "unknown_event_type 1"]
+    assert "…" not in screen.getvalue()
