@@ -369,12 +369,10 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
     decided = treated.loc[treated["decision"].isin(["better", "worse"]) & treated["chance_to_win"].notna()]
     reversed_ = decided.loc[(decided["decision"] == "better") != (decided["chance_to_win"] > 0.5)]
     for row in reversed_.itertuples():
-        decided_on = getattr(row, "decided_on", None)
-        since = f" on {str(decided_on)[:10]}" if decided_on is not None and not pd.isna(decided_on) else ""
         caveats.append(
-            f"Reversed since decided: {row.metric} ({row.variant}) was decided {row.decision}{since}, but today's "
-            f"estimate points the other way (P(win) {row.chance_to_win:.0%}). The label stands (its error rate was "
-            "kept), yet the effect may have faded or reversed: confirm it before acting on the label."
+            f"Reversed since decided: {_decided(row)}, but today's estimate points the other way (P(win) "
+            f"{row.chance_to_win:.0%}). The label stands (its error rate was kept), yet the effect may have faded "
+            "or reversed: confirm it before acting on the label."
         )
     # Found by a trial: "Ship: ctr is better" beside today's interval on its lift holding 0 read as stronger
     # evidence than there is. The label stands (rule 4), but the analyst is told the estimate has weakened.
@@ -382,13 +380,10 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
     if {"relative_ci_low", "relative_ci_high"} <= set(weaker.columns):
         weaker = weaker.loc[(weaker["relative_ci_low"] <= 0) & (weaker["relative_ci_high"] >= 0)]
         for row in weaker.itertuples():
-            decided_on = getattr(row, "decided_on", None)
-            since = f" on {str(decided_on)[:10]}" if decided_on is not None and not pd.isna(decided_on) else ""
             caveats.append(
-                f"Weaker since decided: {row.metric} ({row.variant}) was decided {row.decision}{since}, but today's "
-                f"95% interval on its lift [{row.relative_ci_low:+.1%}, {row.relative_ci_high:+.1%}] holds 0. The "
-                "label stands (it was read with its error rate kept), yet the effect may be smaller than it looked "
-                "then."
+                f"Weaker since decided: {_decided(row)}, but today's 95% interval on its lift "
+                f"[{row.relative_ci_low:+.1%}, {row.relative_ci_high:+.1%}] holds 0. The label stands (it was read "
+                "with its error rate kept), yet the effect may be smaller than it looked then."
             )
     if not status.reached:
         caveats.append(
@@ -422,6 +417,13 @@ def advice(status: ExperimentStatus, results: pd.DataFrame, novelty_alpha: float
     if len(primary) and (primary["decision"] == "no_detectable_effect").all():
         return Advice("No detectable effect at the planned size: nothing to ship on this evidence.", "info", caveats)
     return Advice("Keep running: no primary metric has a decision yet.", "warning", caveats)
+
+
+def _decided(row: Any) -> str:
+    """``ctr (treatment) was decided better on 2026-01-20`` for a results row (the day when it is known)."""
+    decided_on = getattr(row, "decided_on", None)
+    since = f" on {str(decided_on)[:10]}" if decided_on is not None and not pd.isna(decided_on) else ""
+    return f"{row.metric} ({row.variant}) was decided {row.decision}{since}"
 
 
 @dataclass(frozen=True)

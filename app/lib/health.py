@@ -9,7 +9,7 @@ Drift and data-quality results are the asset checks of the newest run that evalu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -72,7 +72,7 @@ def styled_versions(versions: pd.DataFrame) -> Styler:
     random order has no AUC or log loss). The data stay numbers, so columns sort as numbers."""
     from app.lib.experiments import NOT_DEFINED
 
-    formats = {m: "{:.4f}" for m in METRICS if m in versions}
+    formats: dict[Any, Any] = {m: "{:.4f}" for m in METRICS if m in versions}
     return versions.style.format(formats, na_rep=NOT_DEFINED)
 
 
