@@ -18,6 +18,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from app.lib import marts
+from app.lib.ui import formatted_table
 from ml.experiments.decision import alpha_budget
 from ml.experiments.moments import Moments, compare_moments
 from ml.experiments.power import minimum_detectable_effect, sample_size_per_variant
@@ -94,8 +95,6 @@ _DECIMAL_COLUMNS = (
     "p (Holm)",
     "q (BH)",
 )
-#: What a cell without a value shows (Streamlit's default is a grey "None").
-NOT_DEFINED = "–"
 
 
 @dataclass(frozen=True)
@@ -240,14 +239,15 @@ def metric_notes(results: pd.DataFrame) -> list[tuple[str, str, str]]:
     return [(str(r["metric"]), str(r["variant"]), str(r["note"])) for r in rows.to_dict("records") if r["note"]]
 
 
-def styled_metrics(table: pd.DataFrame) -> Styler:
-    """`metrics_table` as shown: percentages with two decimals, other numbers with four, counts with thousands
-    separators, and `NOT_DEFINED` where a value is not defined (a guardrail has no Holm correction or always-valid
-    interval; no relative lift on a control value of 0). The data stay numbers, so columns sort as numbers."""
-    formats: dict[Any, Any] = {c: "{:.2%}" for c in _PERCENT_COLUMNS if c in table}
+def styled_metrics(table: pd.DataFrame) -> tuple[Styler, dict[str, Any]]:
+    """`metrics_table` as shown (`app.lib.ui.formatted_table`: the Styler and its column configuration):
+    percentages with two decimals, other numbers with four, counts with thousands separators, and `NOT_DEFINED`
+    where a value is not defined (a guardrail has no Holm correction or always-valid interval; no relative lift on
+    a control value of 0)."""
+    formats = {c: "{:.2%}" for c in _PERCENT_COLUMNS if c in table}
     formats |= {c: "{:,.4f}" for c in _DECIMAL_COLUMNS if c in table}
     formats |= {c: "{:,.0f}" for c in ("units", "control units") if c in table}
-    return table.style.format(formats, na_rep=NOT_DEFINED)
+    return formatted_table(table, formats, text=("decision CI", "decided on"))
 
 
 def daily_for(settings: Settings, experiment_id: str) -> pd.DataFrame:

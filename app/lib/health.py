@@ -67,13 +67,12 @@ def model_versions(settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
 
 
-def styled_versions(versions: pd.DataFrame) -> Styler:
-    """`model_versions` as shown: metrics with four decimals and `NOT_DEFINED` where a model has no value (the
-    random order has no AUC or log loss). The data stay numbers, so columns sort as numbers."""
-    from app.lib.experiments import NOT_DEFINED
+def styled_versions(versions: pd.DataFrame) -> tuple[Styler, dict[str, Any]]:
+    """`model_versions` as shown (`app.lib.ui.formatted_table`: the Styler and its column configuration): metrics
+    with four decimals and `NOT_DEFINED` where a model has no value (the random order has no AUC or log loss)."""
+    from app.lib.ui import formatted_table
 
-    formats: dict[Any, Any] = {m: "{:.4f}" for m in METRICS if m in versions}
-    return versions.style.format(formats, na_rep=NOT_DEFINED)
+    return formatted_table(versions, {m: "{:.4f}" for m in METRICS if m in versions})
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,15 @@ import math
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 import streamlit as st
 
 from app.lib import marts
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 VIEWS = Path(__file__).resolve().parent.parent / "views"
 #: url slug -> (page file, title). The router (app/streamlit_app.py) and the tests read this.
@@ -21,6 +24,46 @@ PAGES = {
     "preview": (str(VIEWS / "preview.py"), "Personalization preview"),
     "health": (str(VIEWS / "health.py"), "Model and data health"),
 }
+
+
+#: What a cell without a value shows.
+NOT_DEFINED = "–"
+
+
+def formatted_table(
+    frame: pd.DataFrame, formats: dict[str, str], text: tuple[str, ...] = ()
+) -> tuple[Styler, dict[str, Any]]:
+    """``frame`` for `st.dataframe`, each column in ``formats`` (column -> ``str.format`` spec, e.g. ``"{:.2%}"``)
+    shown in its format, and `NOT_DEFINED` where a value is missing; with the column configuration that goes with it.
+
+    Streamlit's grid draws a missing number as a grey "None" whatever a Styler's ``na_rep`` says (its own display
+    value is ignored for a null cell: streamlit/streamlit#11123, #7360; a trial's screenshots showed it while the
+    Styler said "–"). So a column with a missing value becomes text (formatted, right-aligned); a column without
+    stays numbers, formatted by the Styler, and sorts as numbers.
+
+    Args:
+        frame: the table.
+        formats: the number columns' formats.
+        text: text columns whose missing cells read `NOT_DEFINED` too.
+
+    Returns:
+        (styler, column_config): pass both to `st.dataframe`.
+    """
+    shown = frame.copy()
+    for column in text:
+        if column in shown:
+            shown[column] = [NOT_DEFINED if v is None or pd.isna(v) else v for v in shown[column]]
+    numeric: dict[str, str] = {}
+    config: dict[str, Any] = {}
+    for column, spec in formats.items():
+        if column not in shown:
+            continue
+        if shown[column].isna().any():
+            shown[column] = [NOT_DEFINED if pd.isna(v) else spec.format(v) for v in shown[column]]
+            config[column] = st.column_config.TextColumn(alignment="right")
+        else:
+            numeric[column] = spec
+    return shown.style.format(numeric, na_rep=NOT_DEFINED), config  # type: ignore[arg-type]
 
 
 def stop_no_data(error: marts.NoData | str) -> NoReturn:

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app.lib import cache, charts, experiments, marts
-from app.lib.ui import num, pct, stop_no_data
+from app.lib.ui import NOT_DEFINED, num, pct, stop_no_data
 from ml.experiments.results import cuped_metrics
 
 settings = cache.settings()
@@ -71,12 +71,14 @@ cols[-1].metric("Planned per variant", num(status.planned) if status.planned els
 
 st.subheader("Metrics")
 table = experiments.metrics_table(results)
+shown_table, number_columns = experiments.styled_metrics(table)
 st.dataframe(
-    experiments.styled_metrics(table),
+    shown_table,
     hide_index=True,
     width="stretch",
     key="metrics_table",
     column_config={
+        **number_columns,
         "decision CI": st.column_config.TextColumn(help="the interval that decided: see the legend below"),
         "decided on": st.column_config.TextColumn(help="the day the decision was taken (UTC)"),
     },
@@ -103,7 +105,7 @@ with st.expander("What the columns mean"):
         "size, or the always-valid one before it; on the effect, or on the relative lift, marked *(lift)*, for a "
         "guardrail) and the day it was taken; a decision stands once taken, while the other columns are today's "
         "estimates (docs/experiments.md, Decisions).\n"
-        f"- **{experiments.NOT_DEFINED}**: not defined for that row. A guardrail is read by its non-inferiority test "
+        f"- **{NOT_DEFINED}**: not defined for that row. A guardrail is read by its non-inferiority test "
         "alone: it is outside the Holm and BH families and has no always-valid interval. A relative lift needs a "
         "control value other than 0; a decision CI, a decision read.\n"
         "- **decision**: " + "; ".join(f"`{k}` {v}" for k, v in experiments.LABELS.items())

@@ -59,9 +59,10 @@ else:
     )
     # A dash where a baseline has no value (random scores no AUC or log loss), as on the experiments page: a
     # trial read grey "None" there; and the aliases whole ("champio" was cut).
+    shown_versions, number_columns = health.styled_versions(versions.drop(columns=["promotion"]))
     right.dataframe(
-        health.styled_versions(versions.drop(columns=["promotion"])), hide_index=True, width="stretch",
-        key="versions", column_config={"aliases": st.column_config.TextColumn(width="medium")},
+        shown_versions, hide_index=True, width="stretch", key="versions",
+        column_config={**number_columns, "aliases": st.column_config.TextColumn(width="medium")},
     )  # fmt: skip
 
 checks = cache.check_results(home)

@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 
 from app.lib import experiments as experiments_lib
+from app.lib import health as health_lib
 from app.lib import marts
 from app.lib import preview as preview_lib
-from app.lib.ui import PAGES
+from app.lib.ui import NOT_DEFINED, PAGES
 from ml.recommend.serving import holdout_arm
 from ml.registry import CHAMPION, Registry
 from tailor.contract import MAX_ID_LENGTH
@@ -96,6 +97,7 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
         for variant, is_control, count in units:
             assert shown[f"Units: {variant}" + (" (control)" if is_control else "")] == _num(count)
         shown_table = table(at, "metric", "absolute lift")
+        assert not shown_table[["p (Holm)", "q (BH)", "relative lift"]].isna().any().any()  # "None" in the grid
         # Each variant's metric value is the warehouse's sufficient statistics: sum / n, or sum / denominator.
         stats = query_warehouse(
             app_home,
@@ -132,6 +134,10 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
         ):
             expected = mine[column].reindex(by_key.index)
             got = by_key[label]
+            if got.dtype == object and expected.dtype.kind == "f":
+                # A number column with an undefined cell is sent as its text (app.lib.ui.formatted_table): "None"
+                # is what Streamlit's grid draws for a missing number.
+                expected = expected.map(lambda v: NOT_DEFINED if pd.isna(v) else f"{v:,.4f}")
             assert ((expected == got) | (expected.isna() & got.isna())).all(), (experiment_id, column)
         # Why the decision: the interval it was read from (a trial), in its own units (a guardrail's on the lift).
         for (metric, variant), row in mine.iterrows():
@@ -141,13 +147,13 @@ def test_experiments_page_shows_each_experiments_numbers(app_home: Settings, mon
                 by_key.loc[(metric, variant), "decision CI"],
             )
             if pd.isna(low):
-                assert shown_ci is None, (metric, variant)
+                assert shown_ci == NOT_DEFINED, (metric, variant)
             elif row["decision_basis"] == "non_inferiority":
                 assert shown_ci == f"{low:.2%} to {high:.2%} (lift)", (metric, variant)
             else:
                 assert shown_ci == f"{low:.4f} to {high:.4f}", (metric, variant)
             assert by_key.loc[(metric, variant), "decided on"] == (
-                None if pd.isna(row["decided_on"]) else str(row["decided_on"])[:10]
+                NOT_DEFINED if pd.isna(row["decided_on"]) else str(row["decided_on"])[:10]
             )
         # Notes are shown whole, under the table (a cell cut them off).
         for metric, variant, note in zip(
@@ -229,6 +235,9 @@ def test_health_shows_the_registrys_champion(app_home: Settings, monkeypatch: py
     # The aliases are the registered ranker's: its baselines' rows (same test window) do not repeat them.
     assert "champion" in versions.loc[versions["model"] == "ranker", "aliases"].str.cat(sep=",")
     assert (versions.loc[versions["model"] != "ranker", "aliases"] == "").all()
+    # No missing number reaches the grid, which would draw it as "None" (a trial's screenshot): the dash instead.
+    metrics = versions[[m for m in health_lib.METRICS if m in versions]]
+    assert not metrics.isna().any().any() and (metrics == NOT_DEFINED).any().any(), "random has no AUC: a dash"
     drift_said = " ".join(e.value for e in [*at.success, *at.warning, *at.error])
     before_it = any(f"ran before champion v{champion.version} was trained" in c.value for c in at.caption)
     assert before_it == ("no champion yet" in drift_said), "a drift check that saw no champion says why, and only then"

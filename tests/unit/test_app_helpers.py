@@ -90,7 +90,8 @@ def test_a_drift_check_names_the_champion_it_judged_when_another_holds_the_alias
 def test_the_metrics_table_shows_one_format_per_kind_and_a_dash_where_nothing_is_defined() -> None:
     """Found by a trial: grey "None" in a guardrail's Holm and always-valid cells, notes cut off in a cell, and one
     column of decision intervals holding effects and lifts alike."""
-    from app.lib.experiments import NOT_DEFINED, metric_notes, metrics_table, styled_metrics
+    from app.lib.experiments import metric_notes, metrics_table, styled_metrics
+    from app.lib.ui import NOT_DEFINED
 
     nan = float("nan")
     common = {"units": 1000, "value": 0.5, "absolute_effect": 0.01, "relative_lift": 0.02, "chance_to_win": 0.9}
@@ -129,18 +130,28 @@ def test_the_metrics_table_shows_one_format_per_kind_and_a_dash_where_nothing_is
     table = metrics_table(results)
     assert table["decision CI"].tolist() == ["-0.0010 to 0.0213", "-12.49% to 19.82% (lift)"]
     assert table["decided on"].tolist() == ["2026-01-19", None]
-    shown = styled_metrics(table).to_string()
+    styler, config = styled_metrics(table)
+    shown = styler.to_string()
     assert "None" not in shown and "nan" not in shown.lower()
     lines = shown.splitlines()
     assert "2.00%" in lines[1] and "90.00%" in lines[1] and "0.0123" in lines[1] and "-5.00%" in lines[1]
     assert lines[2].count(NOT_DEFINED) >= 2
+    # What the browser gets: Streamlit's grid draws a missing number as "None" whatever the Styler says (a trial's
+    # screenshots), so a column with a gap holds the text itself, right-aligned; complete columns stay numbers.
+    data = styler.data
+    assert data["p (Holm)"].tolist() == ["0.0123", NOT_DEFINED]
+    assert data["always-valid CI low"].tolist() == ["-5.00%", NOT_DEFINED]
+    assert data["decided on"].tolist() == ["2026-01-19", NOT_DEFINED]
+    assert data["value"].dtype.kind == "f"
+    assert not data.drop(columns=["role", "decision"]).isna().any().any()  # those two are not in this hand-made set
+    assert {"p (Holm)", "always-valid CI low"} <= set(config) and not {"value", "relative lift"} & set(config)
     assert metric_notes(results) == [("session_duration", "b", "a long sentence " * 20)]
 
 
 def test_the_versions_table_shows_a_dash_where_a_baseline_has_no_value() -> None:
     """Found by a trial: the random baseline's AUC and log loss read as grey "None" on the health page."""
-    from app.lib.experiments import NOT_DEFINED
     from app.lib.health import styled_versions
+    from app.lib.ui import NOT_DEFINED
 
     versions = pd.DataFrame(
         [
@@ -148,9 +159,11 @@ def test_the_versions_table_shows_a_dash_where_a_baseline_has_no_value() -> None
             {"version": 1, "model": "random", "aliases": "", "auc": None, "log_loss": float("nan")},
         ]
     )
-    lines = styled_versions(versions).to_string().splitlines()
+    styler, config = styled_versions(versions)
+    lines = styler.to_string().splitlines()
     assert "0.7123" in lines[1] and "0.4000" in lines[1]
     assert lines[2].count(NOT_DEFINED) == 2 and "None" not in lines[2] and "nan" not in lines[2]
+    assert styler.data["auc"].tolist() == ["0.7123", NOT_DEFINED] and set(config) == {"auc", "log_loss"}
 
 
 def test_a_standing_label_whose_interval_now_holds_zero_gets_a_caveat_and_still_ships() -> None:
