@@ -325,7 +325,11 @@ def plan_training_set(
     build = tuple(d for d in days if old.get(d) != keys[d])
     keep = tuple(d for d in days if old.get(d) == keys[d])
     drop = tuple(sorted(set(old) - set(days)))
-    reason = "no impression or feature changed" if not build and not drop else "new or changed impressions or features"
+    # With a day in progress its impressions did change: the reason says which did not (a re-check trial).
+    same = (
+        "no impression or feature changed" if waiting is None else "no impression of a complete day or feature changed"
+    )
+    reason = same if not build and not drop else "new or changed impressions or features"
     return TrainingSetPlan(window, days, build=build, keep=keep, drop=drop, reason=reason, keys=keys, waiting=waiting)
 
 

@@ -219,7 +219,8 @@ def test_a_first_build_with_no_complete_day_still_writes_the_empty_set(tmp_path:
     header = _header(settings, "ranker_v1")
     _write_state(settings, {"header": header, "sources": [asdict(s) for s in sources], "days": {}})
     again = plan_training_set(settings, sources=sources)
-    assert again.up_to_date and again.reason == "no impression or feature changed" and again.waiting == DAY0
+    assert again.up_to_date and again.waiting == DAY0
+    assert again.reason == "no impression of a complete day or feature changed"
 
     # Once the day holds an impression from 23:00 UTC it is complete: nothing waits, and the day is built.
     late = _impressions({DAY0: 5})
