@@ -60,8 +60,11 @@ else:
     # A dash where a baseline has no value (random scores no AUC or log loss), as on the experiments page: a
     # trial read grey "None" there; and the aliases whole ("champio" was cut).
     shown_versions, number_columns = health.styled_versions(versions.drop(columns=["promotion"]))
+    # The numbers first: behind created_at they were off the grid's right edge in a half-width column.
+    order = ["version", "model", "aliases", *health.METRICS, "created_at"]
     right.dataframe(
         shown_versions, hide_index=True, width="stretch", key="versions",
+        column_order=[c for c in order if c in versions],
         column_config={**number_columns, "aliases": st.column_config.TextColumn(width="medium")},
     )  # fmt: skip
 
