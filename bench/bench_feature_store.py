@@ -816,12 +816,12 @@ def training_child(home: Path) -> None:
     # The day in progress (the newest impression before 23:00 UTC) waits (ml.data_days.complete_days): every other
     # impression is a row. Counted from the mart, so the rows can be checked against it.
     with duckdb.connect() as con:
-        window_impressions, waiting = con.execute(
-            f"""select count(*) filter (where cast(occurred_at as date) in (select unnest(?::date[]))),
-                       count(*) filter (where cast(occurred_at as date) not in (select unnest(?::date[])))
+        window_impressions, every = con.execute(
+            f"""select count(*) filter (where cast(occurred_at as date) in (select unnest(?::date[]))), count(*)
                 from read_parquet('{settings.marts_dir}/fct_impressions.parquet')""",
-            [list(summary.window_days), list(summary.window_days)],
+            [list(summary.window_days)],
         ).fetchone() or (0, 0)
+        waiting = every - window_impressions
     out = {
         "rows": summary.rows,
         "window_impressions": int(window_impressions),

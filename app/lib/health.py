@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from app.lib.ui import formatted_table
 from ml.monitoring.drift import YOUNG
 from tailor.settings import Settings
 
@@ -70,8 +71,6 @@ def model_versions(settings: Settings) -> pd.DataFrame:
 def styled_versions(versions: pd.DataFrame) -> tuple[Styler, dict[str, Any]]:
     """`model_versions` as shown (`app.lib.ui.formatted_table`: the Styler and its column configuration): metrics
     with four decimals and `NOT_DEFINED` where a model has no value (the random order has no AUC or log loss)."""
-    from app.lib.ui import formatted_table
-
     return formatted_table(versions, {m: "{:.4f}" for m in METRICS if m in versions})
 
 

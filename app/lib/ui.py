@@ -52,7 +52,7 @@ def formatted_table(
     shown = frame.copy()
     for column in text:
         if column in shown:
-            shown[column] = [NOT_DEFINED if v is None or pd.isna(v) else v for v in shown[column]]
+            shown[column] = [NOT_DEFINED if pd.isna(v) else v for v in shown[column]]
     numeric: dict[str, str] = {}
     config: dict[str, Any] = {}
     for column, spec in formats.items():

@@ -300,10 +300,10 @@ def plan_training_set(
     impressions = daily_digests(
         settings.marts_dir / "fct_impressions.parquet", "cast(occurred_at as date)", IMPRESSION_COLUMNS
     )
-    newest = history_end(settings.marts_dir)
-    days = _window_days(impressions, window, newest)
-    in_progress = sorted(set(impressions) - set(complete_days(impressions, newest)))
-    waiting = in_progress[0] if in_progress else None
+    days = _window_days(impressions, window, history_end(settings.marts_dir))
+    # Only the newest day can be in progress, and a complete newest day is always in the window.
+    newest_day = max(impressions, default=None)
+    waiting = newest_day if newest_day is not None and newest_day not in days else None
     state = _read_state(settings)
     header = _header(settings, service)
     previous = state if state and state.get("header") == header and training_set_path(settings).exists() else None
