@@ -8,6 +8,7 @@ The JSON shape (--json) is a stable interface, documented in docs/experiments.md
 from __future__ import annotations
 
 import math
+import textwrap
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,21 +276,32 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
             # number there ("click_throug / h_rate": a trial).
             _records(cells)
         for line in dict.fromkeys(notes):
-            out.print(f"  note: {line}")
+            _note(f"note: {line}")
         adjusted = cuped_metrics(rows)
         if adjusted:  # a trial read control 837.3, treatment 820.4 and effect +16.73 as a contradiction
-            out.print(f"  CUPED ({', '.join(adjusted)}): value is each variant's raw metric; effect and lift are "
-                      "adjusted for the pre-period covariate, so they can differ from the values' difference, even "
-                      "in sign (docs/experiments.md, CUPED)")  # fmt: skip
+            _note(f"CUPED ({', '.join(adjusted)}): value is each variant's raw metric; effect and lift are "
+                  "adjusted for the pre-period covariate, so they can differ from the values' difference, even in "
+                  "sign (docs/experiments.md, CUPED)")  # fmt: skip
         decided = rows["decided_on"] if "decided_on" in rows else [None] * len(rows)
         if any(_frozen(d, label) for d, label in zip(decided, rows["decision"], strict=True)):
-            out.print("  decided on DAY: the label was taken that day (an interim always-valid call or the planned "
-                      "read) with the decision interval read then, and stands; value, effect and lift are today's "
-                      "estimates and may have moved since (docs/experiments.md, Decisions, rule 4)")  # fmt: skip
+            _note("decided on DAY: the label was taken that day (an interim always-valid call or the planned read) "
+                  "with the decision interval read then, and stands; value, effect and lift are today's estimates "
+                  "and may have moved since (docs/experiments.md, Decisions, rule 4)")  # fmt: skip
         if (rows["decision"] == "keep_running").any():
-            out.print("  keep_running: before the planned size (or without one) only the always-valid interval, "
-                      "corrected across the experiment's comparisons, may decide; the one fixed-horizon read comes "
-                      "at planned_units_per_variant (docs/experiments.md, Decisions)")  # fmt: skip
+            _note("keep_running: before the planned size (or without one) only the always-valid interval, "
+                  "corrected across the experiment's comparisons, may decide; the one fixed-horizon read comes at "
+                  "planned_units_per_variant (docs/experiments.md, Decisions)")  # fmt: skip
+
+
+def _note(text: str) -> None:
+    """A note under an experiment's comparisons, indented by 2. Written to a pipe or a file it is one whole line; in
+    a terminal it wraps at spaces with its continuation lines indented by 4, so a note reads as one block under the
+    comparisons (Rich's own wrapping restarts each line at column 0: a trial at 80 columns)."""
+    if out.soft_wrap:
+        out.print("  " + text, highlight=False, markup=False)
+        return
+    for line in textwrap.wrap(text, width=max(out.width, 20), initial_indent="  ", subsequent_indent="    "):
+        out.print(line, highlight=False, markup=False)
 
 
 def _fits(table: Table) -> bool:

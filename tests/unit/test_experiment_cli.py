@@ -3,6 +3,7 @@ subprocess): what a user reads on the console and in --json."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -344,6 +345,11 @@ def test_in_an_80_column_terminal_notes_wrap_at_spaces(tmp_path: Path) -> None:
     assert max(len(line) for line in lines) <= 80, text
     # Wrapped at spaces, the note reads whole once its lines are joined.
     assert "relative lift's interval would be unbounded (Fieller)" in " ".join(text.split()), text
+    # A note is one block: its first line indented by 2, the lines it wraps onto by 4 (not back at column 0).
+    first = next(n for n, line in enumerate(lines) if line.startswith("  note: "))
+    wrapped = list(itertools.takewhile(lambda line: line.startswith("    "), lines[first + 1 :]))
+    assert wrapped and "Fieller" in " ".join(lines[first : first + 1 + len(wrapped)]), text
+    assert not any(line and not line.startswith(" ") for line in lines[first:]), text
 
 
 def test_at_120_columns_no_name_or_label_breaks_mid_word(tmp_path: Path) -> None:
