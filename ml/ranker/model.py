@@ -17,6 +17,7 @@ position-1 scores above the logged ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,11 +177,17 @@ class CompiledRanker:
                 for position, column in zip(range(out.start, out.stop), picked, strict=True):
                     order[position] = names[int(column)]
                 if name == "encoder":
+                    if not _missing_encoded_as_nan(transformer):
+                        raise UnsupportedModelError("the category encoder does not encode a missing value as NaN")
                     for column, seen in zip(picked, transformer.categories_, strict=True):
-                        if not all(isinstance(c, str) for c in seen):
+                        # A NaN among the categories is the missing value the training rows held (an item without
+                        # a catalog record): the encoder gives it NaN, as `encode` does, never its index.
+                        if not all(isinstance(c, str) or _is_nan(c) for c in seen):
                             raise UnsupportedModelError(f"{names[int(column)]!r} has categories that are not text")
                         allowed = set(model.categories.get(names[int(column)], []))
-                        self.codes[names[int(column)]] = {str(c): float(n) for n, c in enumerate(seen) if c in allowed}
+                        self.codes[names[int(column)]] = {
+                            str(c): float(n) for n, c in enumerate(seen) if isinstance(c, str) and c in allowed
+                        }
             if any(c is None for c in order):
                 raise UnsupportedModelError("the classifier's preprocessor does not pass every feature to the trees")
             self.columns = tuple(str(c) for c in order)
@@ -284,6 +291,16 @@ class CompiledRanker:
         if calibrator is None or len(probability) == 0:
             return probability
         return np.asarray(calibrator.predict(probability))
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _missing_encoded_as_nan(encoder: Any) -> bool:
+    """Whether the fitted OrdinalEncoder gives a missing value NaN (scikit-learn's HistGradientBoosting sets
+    ``encoded_missing_value=np.nan``, so the trees send it down their missing-value branch)."""
+    return _is_nan(getattr(encoder, "encoded_missing_value", None))
 
 
 def fit_ranker(
