@@ -35,8 +35,9 @@ def metric_notes() -> dict[str, str]:
         ),
         "ranking": (
             "top-k lists judged against the clicks logged in the test window: favours the logging policy (users "
-            "could only click what it showed), so popularity scores high by construction; against the simulator's "
-            "truth the ranker's lists are far better (docs/decisions.md, 'The ranker (issue 8)')"
+            "could only click what it showed), so popularity scores high by construction; on the simulator's demo, "
+            "judged by its true click probabilities, the ranker's lists are far better than popularity's "
+            "(docs/benchmarks.md; docs/decisions.md, 'The ranker (issue 8)')"
         ),
     }
 

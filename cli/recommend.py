@@ -156,8 +156,11 @@ def _cold_start_note(recommender: Recommender, result: Recommendation) -> tuple[
         if stripped != user and stripped in recommender.country_of
         else ""
     )
+    # "Unknown", not "never seen": an id with events but no user record (e.g. only an experiment exposure) is in the
+    # history yet not a known user; what it lacks is said as such (a trial with its own events).
+    unknown = "is not a known user (no user record in dim_users, no click or view in the history)"
     if result.holdout:
-        return f"user {user!r} is not in the history (never seen){hint}", False
+        return f"user {user!r} {unknown}{hint}", False
     # "In the history": clicks streamed in the last minutes are not yet in the marts the model path reads.
-    what = "has no clicks or views in the history yet" if known else "is not in the history (never seen)"
+    what = "has no clicks or views in the history yet" if known else unknown
     return f"user {user!r} {what}: showing the cold-start page (popular items), not a personalized one{hint}", True

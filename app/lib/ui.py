@@ -86,6 +86,14 @@ def num(value: Any, digits: int = 0) -> str:
     return "-" if _missing(value) else f"{value:,.{digits}f}"
 
 
+def rate(value: Any) -> str:
+    """A rate that may be well under 1: ``1,234`` and ``12`` whole, ``3.5`` and ``0.15`` to two significant digits
+    (``0`` for none), or ``-`` (a trial's planner read "0 new users a day" for 0.15, beside 70,940 days)."""
+    if _missing(value):
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
 def when(value: pd.Timestamp | datetime | None) -> str:
     """``2026-02-01 09:46 UTC``, or ``-``."""
     if value is None or pd.isna(value):

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app.lib import cache, charts, experiments, marts
-from app.lib.ui import NOT_DEFINED, num, pct, stop_no_data
+from app.lib.ui import NOT_DEFINED, num, pct, rate, stop_no_data
 from ml.experiments.results import cuped_metrics
 
 settings = cache.settings()
@@ -179,5 +179,5 @@ else:
     st.caption(
         f"Sized for the fixed-horizon read at alpha {plan.alpha_final_read:g} (the rest is kept for interim looks), "
         f"Holm across {plan.comparisons} comparisons, 80% power (`tailor experiments plan`). "
-        + (f"Traffic: {plan.days.new_users_per_day:,.0f} new users a day recently." if plan.days else "")
+        + (f"Traffic: {rate(plan.days.new_users_per_day)} new users a day recently." if plan.days else "")
     )

@@ -40,8 +40,9 @@ st.caption(f"Pages as of {when(moment)} (the end of the published history), as `
 profile = cache.profile(home, stamp, user_id)
 if profile is None:
     st.warning(
-        f"No user {literal(user_id)} in the published history (dim_users). A user the platform has never seen "
-        "gets the cold-start page shown below; check the id if you expected someone known."
+        f"No user {literal(user_id)} in the published history (dim_users: no user record). Without a record the "
+        "page below is personalized only from clicks or views the history holds for this id, else it is the "
+        "cold-start page; check the id if you expected someone known."
     )
 
 with st.spinner("Opening the recommender..."):

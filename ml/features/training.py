@@ -153,8 +153,9 @@ class TrainingSetPlan:
         if self.waiting is None:
             return ""
         return (
-            f"; the impressions of {self.waiting} wait: the day in progress joins once it holds one from "
-            f"{COMPLETE_FROM_HOUR}:00 UTC"
+            f"; the impressions of {self.waiting} wait: the newest day of data joins once it holds an impression "
+            f"from {COMPLETE_FROM_HOUR}:00 UTC or impressions of a later day arrive (it counts as complete then, "
+            "whatever the clock says)"
         )
 
     @property

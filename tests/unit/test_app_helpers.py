@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from app.lib.ui import literal
+from app.lib.ui import literal, rate
 
 pytestmark = pytest.mark.unit
 
@@ -192,3 +192,10 @@ def test_a_standing_label_whose_interval_now_holds_zero_gets_a_caveat_and_still_
     # A label whose estimate reversed gets the reversal caveat alone, not both.
     flipped = advice(status, pd.DataFrame([row("ctr", -0.2, 0.01, 0.1)])).caveats
     assert [c[:26] for c in flipped if "since decided" in c] == ["Reversed since decided: ct"]
+
+
+def test_a_rate_under_one_keeps_two_significant_digits() -> None:
+    """Found by a trial: the power planner read "0 new users a day" for 0.15 a day, beside 70,940 days."""
+    assert [rate(v) for v in (0.15, 0.0, 3.456, 12.4, 1234.5, None, float("nan"))] == [
+        "0.15", "0", "3.5", "12", "1,234", "-", "-"
+    ]  # fmt: skip

@@ -137,6 +137,10 @@ def test_without_kind_a_file_of_no_kind_lists_what_each_kind_carries(tmp_path: P
 
 
 # -- recommend ------------------------------------------------------------------------------------------------------
+#: What `tailor recommend` says of an id that is no known user (no user record, no click or view).
+UNKNOWN = "is not a known user (no user record in dim_users, no click or view in the history)"
+
+
 @pytest.fixture
 def tiny_marts(settings: Settings) -> Settings:
     """The four marts `tailor recommend` reads, as dbt publishes them, for a two-day history (2026-01-05 to
@@ -191,12 +195,11 @@ def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_pa
     lines = readable.stdout.splitlines()
     # Right under the headline, before the table: it says what kind of page follows.
     assert lines[1] == (
-        "user 'newcomer' is not in the history (never seen): showing the cold-start page (popular items), "
-        "not a personalized one"
+        f"user 'newcomer' {UNKNOWN}: showing the cold-start page (popular items), not a personalized one"
     )
     page = json.loads(_invoke("recommend", "newcomer", "-k", "2", "--json").stdout)
     assert page["cold_start"] is True and page["served_by"] == "popular" and len(page["items"]) == 2
-    assert page["notes"][0].startswith("user 'newcomer' is not in the history (never seen)")
+    assert page["notes"][0].startswith(f"user 'newcomer' {UNKNOWN}")
 
     signed_up = json.loads(_invoke("recommend", "u2", "-k", "2", "--json").stdout)
     assert signed_up["cold_start"] is True
@@ -219,7 +222,7 @@ def test_recommend_for_a_user_the_history_never_saw_says_it_is_the_cold_start_pa
     assert holdout["holdout"] is True and holdout["fallback_reason"].startswith("holdout")
     assert holdout["cold_start"] is False and not [n for n in holdout["notes"] if "cold-start" in n]
     # ...but an id the history never saw is still said, as a fact (a mistyped id must not pass unnoticed).
-    assert holdout["notes"][0] == f"user {held!r} is not in the history (never seen)"
+    assert holdout["notes"][0] == f"user {held!r} {UNKNOWN}"
     known = _invoke("recommend", "u1", "-k", "2")
     assert known.exit_code == 0 and "cold-start" not in known.stdout
     assert json.loads(_invoke("recommend", "u1", "-k", "2", "--json").stdout)["cold_start"] is False

@@ -208,7 +208,8 @@ def test_a_first_build_with_no_complete_day_still_writes_the_empty_set(tmp_path:
     # The run summary says why the impressions are left out (a trial read "no impression or feature changed").
     assert first.waiting == DAY0
     assert first.waiting_note == (
-        f"; the impressions of {DAY0} wait: the day in progress joins once it holds one from 23:00 UTC"
+        f"; the impressions of {DAY0} wait: the newest day of data joins once it holds an impression from 23:00 UTC "
+        "or impressions of a later day arrive (it counts as complete then, whatever the clock says)"
     )
 
     # What write_training_set leaves for it: the file and a state naming the same sources and no day.
