@@ -176,26 +176,27 @@ def run(
     work: Path,
     existing: Path | None = None,
     ceiling_samples: int = 50_000,
-    policy_pool_explore: int | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The benchmark on a new home under `work`, or on `existing` (a home `tailor generate` + `tailor run` made,
-    its truth still in its inbox; only read: the search study goes under `work`). ``policy_pool_explore`` simulates
-    a world whose logging policy adds that many random items to its daily pool (the simulator's default is 40)."""
+    its truth still in its inbox; only read: the search study goes under `work`). ``policy`` simulates a world whose
+    logging policy differs from the simulator's defaults (`SimulationConfig` fields: ``policy_pool_explore``, the
+    random items added to its daily pool, 40 by default; ``policy_temperature``, the Plackett-Luce temperature of
+    its slates, 1.0 by default: lower ties the order of a slate more closely to the policy's score)."""
+    policy = policy or {}
     home = existing or work / "home"
     env = {**os.environ, "TAILOR_HOME": str(home), "TAILOR_RANKER_SEARCH_TRIALS": "1"}
     generated = home / "inbox"
     timings: dict[str, float] = {}
     if existing is None:
         _say(f"simulating {users:,} users x {days} days into {generated}")
-        if policy_pool_explore is None:
+        if not policy:
             timings["generate_s"] = _run(
                 "generate", "--users", str(users), "--days", str(days), "--seed", str(seed), env=env
             )
-        else:  # a world whose logging policy explores more of the catalog: the simulator's own setting
+        else:  # a world with another logging policy: the simulator's own settings
             start = time.perf_counter()
-            simulate(
-                SimulationConfig(users=users, days=days, seed=seed, policy_pool_explore=policy_pool_explore), generated
-            )
+            simulate(SimulationConfig(users=users, days=days, seed=seed, **policy), generated)
             timings["generate_s"] = time.perf_counter() - start
         _say("tailor run (landing, dbt, Feast, the models)")
         timings["tailor_run_s"] = _run("run", "--quiet", env=env)
@@ -260,7 +261,8 @@ def run(
     return {
         "users": users,
         "days": days,
-        "policy_pool_explore": policy_pool_explore,
+        "policy_pool_explore": policy.get("policy_pool_explore"),
+        "policy_temperature": policy.get("policy_temperature"),
         "seed": seed,
         "impressions": len(history.impressions),
         "training_rows": int((trained.windows.label(pd.Series(history.impressions["occurred_at"])) == "train").sum()),
@@ -355,9 +357,22 @@ def main() -> None:
         help=f"where the result JSON goes (default {RESULTS.relative_to(BENCH_DIR.parent)}, the figures "
         "docs/benchmarks.md cites; with --smoke, a file in the temporary folder)",
     )
+    parser.add_argument(
+        "--policy-temperature",
+        type=_positive(float),
+        help="simulate a world whose logging policy orders its slates at this Plackett-Luce temperature (default: "
+        "the simulator's 1.0; lower: a slate's order follows the policy's score more closely, so position is more "
+        "confounded with the item features the score is made of); not with --home",
+    )
     args = parser.parse_args()
-    if args.home is not None and args.policy_pool_explore is not None:
-        parser.error("--policy-pool-explore simulates a new world: leave out --home")
+    policy = {
+        name: getattr(args, name)
+        for name in ("policy_pool_explore", "policy_temperature")
+        if getattr(args, name) is not None
+    }
+    if args.home is not None and policy:
+        flags = ", ".join("--" + name.replace("_", "-") for name in policy)
+        parser.error(f"{flags} simulates a new world: leave out --home")
     for name, value in (SMOKE if args.smoke else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -387,7 +402,7 @@ def main() -> None:
             Path(scratch),
             args.home,
             args.ceiling_samples,
-            args.policy_pool_explore,
+            policy,
         )
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1m": os.getloadavg()[0]}
     result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
