@@ -33,7 +33,7 @@ help:
 	@echo "make bench-NAME  rerun one; NAME is one of: $(BENCHMARKS)"
 	@echo "make lint | typecheck | clean"
 
-# uv installs the exact versions in uv.lock (see ../shared/STACK_NOTES.md for why they are pinned).
+# uv installs the exact versions in uv.lock (docs/decisions.md says why some are pinned).
 # uv runs as `python -m uv`: a fresh pip install does not always put the `uv` script on PATH.
 # --compile-bytecode writes every installed module's .pyc once (~20 s): where PYTHONDONTWRITEBYTECODE is set, as on
 # these machines, each process would otherwise compile what it imports from source, ~6 s more for every `tailor`

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
 import sys
@@ -17,15 +18,18 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from cli.common import emit_json, fail, load_settings, plural
+from cli.common import INTERRUPTED_STATUS, emit_json, fail, load_settings, plural
 from tailor.stream.config import PUSH_SOURCE, RedisURLError, StreamConfig, check_redis_url, default_redis_url
 
 if TYPE_CHECKING:
     from tailor.stream.broker import Broker
 
 
-def _broker(url: str, stream: str, group: str) -> Broker:
-    """A connected broker, or a clear error when the URL is not one or Redis cannot be reached."""
+def _broker(url: str, stream: str, group: str, wait_s: float = 0.0) -> Broker:
+    """A connected broker, or a clear error when the URL is not one or Redis cannot be reached (within ``wait_s``
+    seconds: `consume` waits for a Redis that is not up yet as it rides out one that went away; inf: for ever)."""
+    import time
+
     import redis
 
     from tailor.stream.broker import Broker, connect
@@ -36,18 +40,33 @@ def _broker(url: str, stream: str, group: str) -> Broker:
     except RedisURLError as exc:
         fail(str(exc))
     client = connect(url)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        fail(
-            f"cannot reach Redis at {url} ({exc}). Start one (e.g. `redis-server --port 6379 --bind 127.0.0.1`), "
-            "or point --redis / TAILOR_REDIS_URL at yours."
-        )
-    except redis.ResponseError as exc:  # reached, but it refused the connection's setup (a database out of range)
-        fail(
-            f"Redis at {url} answered but refused the connection: {exc}. A database number must be below the "
-            "server's `databases` setting (16 by default): use e.g. /0, or point --redis / TAILOR_REDIS_URL elsewhere."
-        )
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError as exc:
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait_s:g} s (--give-up-after)" if wait_s > 0 else ""
+                fail(
+                    f"cannot reach Redis at {url}{waited} ({exc}). Start one (e.g. `redis-server --port 6379 --bind "
+                    "127.0.0.1`), or point --redis / TAILOR_REDIS_URL at yours."
+                )
+            if not said:
+                said = True
+                limit = "for ever" if math.isinf(wait_s) else f"up to {wait_s:g} s (--give-up-after)"
+                click.echo(f"note: Redis at {url} does not answer yet ({exc}); waiting {limit}", err=True)
+            try:
+                time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
+            except KeyboardInterrupt:
+                fail(f"stopped while waiting for Redis at {url}; nothing was consumed", status=INTERRUPTED_STATUS)
+        except redis.ResponseError as exc:  # reached, but it refused the connection's setup (a database out of range)
+            fail(
+                f"Redis at {url} answered but refused the connection: {exc}. A database number must be below the "
+                "server's `databases` setting (16 by default): use e.g. /0, or point --redis / TAILOR_REDIS_URL "
+                "elsewhere."
+            )
     return Broker(client, StreamConfig(stream=stream, group=group))
 
 
@@ -235,7 +254,8 @@ def publish(paths: tuple[Path, ...], redis_url: str, stream: str, group: str, as
     type=click.FloatRange(min=0),
     default=None,
     help="After losing Redis, reconnect (backing off 0.5 s doubling to 30 s) for this many seconds, then exit 1; "
-    "`inf` never gives up. Default: 300, or 0 with --once (a lost connection is an error at once).",
+    "a Redis not up yet at the start is waited for as long. `inf` never gives up. Default: 300, or 0 with --once "
+    "(a lost connection is an error at once).",
 )
 @click.option(
     "--repo",
@@ -260,9 +280,9 @@ def consume(
 
     Runs until Ctrl-C / SIGTERM (finishing the batch in hand), or --once / --max-idle. A restart resumes
     where the last run stopped: pending entries are processed again and windows are rebuilt from the stream.
-    When Redis goes away it reconnects and resumes the same way, for up to --give-up-after seconds.
+    When Redis goes away it reconnects and resumes the same way, for up to --give-up-after seconds; a Redis that is
+    not up yet when it starts is waited for as long.
     """
-    import math
     from datetime import timedelta
 
     from tailor.stream.broker import BrokerUnreachable, StreamBusy
@@ -275,7 +295,15 @@ def consume(
     # Our progress at INFO; other libraries (Feast logs every registry refresh) only when something is wrong.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("tailor").setLevel(logging.INFO)
-    broker = _broker(redis_url, stream, group)
+    give_up = (0.0 if once else 300.0) if give_up_after is None else give_up_after
+    broker = _broker(redis_url, stream, group, wait_s=give_up)
+    if repo is None:  # the project's store: a configuration that cannot work is said as such (a trial's traceback)
+        from ml.features.repo import engine_mismatch
+        from tailor.feature_store import feature_store_problem
+
+        problem = feature_store_problem(load_settings()) or engine_mismatch(load_settings())
+        if problem:
+            fail(problem)
     store = open_store(repo)
     try:
         store.get_data_source(PUSH_SOURCE)
@@ -285,7 +313,6 @@ def consume(
             "repository first: `feast apply` in feature_repo/ (or `tailor run`)."
         )
 
-    give_up = (0.0 if once else 300.0) if give_up_after is None else give_up_after
     stopping: list[int] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -77,11 +77,12 @@ def _substitute(text: str, variables: Mapping[str, str], source: Path) -> str:
 
 
 def config_dict(settings: Settings, yaml_path: Path | None = None) -> dict[str, Any]:
-    """The configuration file as a plain mapping, with ``${...}`` filled in (no Feast import, no validation).
+    """The configuration file as a plain mapping, with ``${...}`` filled in (no Feast import; Feast validates it).
 
     Raises:
-        FeatureStoreConfigError: a variable it uses is not set, or its offline store is not the engine's (the
-            repo's sources are FileSources for duckdb and SparkSources for spark: the two must agree).
+        FeatureStoreConfigError: the file named does not exist, a variable it uses is not set, its offline store
+            is not the engine's (the repo's sources are FileSources for duckdb and SparkSources for spark: the two
+            must agree), or its Redis online store's address is not HOST:PORT.
     """
     path = yaml_path or feature_store_yaml(settings.engine)
     variables = {**os.environ, "TAILOR_HOME": str(settings.home)}
@@ -94,7 +95,43 @@ def config_dict(settings: Settings, yaml_path: Path | None = None) -> dict[str, 
             f"names offline_store type {offline!r}: use {FEATURE_REPO_DIR / ENGINE_YAML[settings.engine]} (unset "
             f"{FEAST_YAML_ENV}), or copy its offline_store block into {path.name}."
         )
+    _check_redis(raw, path)
     return raw
+
+
+def _check_redis(raw: Mapping[str, Any], path: Path) -> None:
+    """Refuse a Redis online store whose ``connection_string`` Feast would fail on later, deep in a run or as a
+    bare ValueError inside a request (a trial: empty, and ``127.0.0.1:abc``): it must be ``HOST:PORT`` entries
+    (several for a cluster) and ``name=value`` options, comma-separated (Feast's RedisOnlineStoreConfig)."""
+    store = raw.get("online_store") or {}
+    if not isinstance(store, Mapping) or str(store.get("type")) != "redis":
+        return
+    text = str(store.get("connection_string") or "").strip()
+    source = "TAILOR_FEAST_REDIS" if "${TAILOR_FEAST_REDIS}" in path.read_text() else f"connection_string in {path}"
+    example = "e.g. 127.0.0.1:6379 or 127.0.0.1:6379,db=1 (feature_repo/README.md)"
+    if not text:
+        raise FeatureStoreConfigError(
+            f"{source} is empty: set the Redis online store's address as HOST:PORT, {example}"
+        )
+    for part in (p.strip() for p in text.split(",")):
+        if "=" in part:  # an option: password=..., ssl=true, db=1
+            continue
+        host, _, port = part.rpartition(":")  # Feast splits on ":": one colon, no scheme, no IPv6 literal
+        if part.count(":") != 1 or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise FeatureStoreConfigError(
+                f"{source}={text!r}: {part!r} is not HOST:PORT with a port from 1 to 65535; use {example}"
+            )
+
+
+def feature_store_problem(settings: Settings) -> str | None:
+    """Why the feature store configuration in use cannot work for this home, in words (a missing file or variable,
+    an offline store of another engine, a Redis address Feast cannot read); None when it can. No Feast import:
+    commands say it before they start work, instead of a traceback (or a whole dbt build) later."""
+    try:
+        config_dict(settings)
+    except FeatureStoreConfigError as exc:
+        return str(exc)
+    return None
 
 
 def load_config(settings: Settings, yaml_path: Path | None = None) -> RepoConfig:

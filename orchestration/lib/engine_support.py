@@ -14,6 +14,7 @@ built it (`engine_switch_refusal`), as `tailor recommend` refuses to read featur
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,11 +39,19 @@ def refusal(engine: Engine) -> str | None:
     )
 
 
-def dbt_target_refusal(env: Mapping[str, str] | None = None) -> str | None:
-    """Why dbt cannot run with ``TAILOR_DBT_TARGET``, in words: it names no output of dbt_project/profiles.yml.
+def dbt_target_refusal(engine: Engine = "duckdb", env: Mapping[str, str] | None = None) -> str | None:
+    """Why dbt cannot run with ``TAILOR_DBT_TARGET`` on ``engine``, in words; None when the variable is unset or
+    names a target it may use.
 
-    dbt stops before building anything then, and says why only in its log ("does not have a target named ..."),
-    while the run failed on the run_results.json it never wrote. None when the variable is unset or names a target.
+    - It names no output of dbt_project/profiles.yml: dbt stops before building anything then, and says why only in
+      its log ("does not have a target named ..."), while the run failed on the run_results.json it never wrote.
+    - It names a target of another of Tailor's engines (a ``spark`` target with TAILOR_ENGINE=duckdb): dbt would
+      build that engine's warehouse while everything after dbt (the published marts, Feast's offline store, the
+      home's engine check) follows TAILOR_ENGINE. A trial's run built a Spark warehouse in a DuckDB home for eight
+      minutes, published nothing, and left the home counted as built by both engines, so the check that keeps a
+      home to one engine let everything through from then on.
+
+    A target of another adapter (a team's own warehouse, e.g. Postgres) is left to run: docs/scaling_out.md.
     """
     import yaml
 
@@ -50,13 +59,64 @@ def dbt_target_refusal(env: Mapping[str, str] | None = None) -> str | None:
     if not target:  # unset or empty: TAILOR_ENGINE's target (dbt_project/profiles.yml)
         return None
     profiles = DBT_PROJECT_DIR / "profiles.yml"
-    outputs = sorted((yaml.safe_load(profiles.read_text()).get("tailor") or {}).get("outputs") or {})
-    if target in outputs:
+    outputs = (yaml.safe_load(profiles.read_text()).get("tailor") or {}).get("outputs") or {}
+    if target not in outputs:
+        return (
+            f"TAILOR_DBT_TARGET={target!r} names no dbt target: {profiles} has {', '.join(sorted(outputs))}. Set it "
+            f"to one of them (or add an output named {target!r} there), or unset it for TAILOR_ENGINE's target"
+        )
+    adapter = str((outputs[target] or {}).get("type", "")).strip().lower()
+    if adapter in ENGINES and adapter != engine:
+        return (
+            f"TAILOR_DBT_TARGET={target!r} is a {adapter} target, but TAILOR_ENGINE is {engine}: the marts, the "
+            f"feature store and this home's engine follow TAILOR_ENGINE, so dbt must build with it. To run on "
+            f"{adapter}, set TAILOR_ENGINE={adapter} and unset TAILOR_DBT_TARGET (docs/scaling_out.md); to stay on "
+            f"{engine}, unset TAILOR_DBT_TARGET"
+        )
+    return None
+
+
+#: Spark 4 runs on Java 17 or later (its "Downloading" page); older runtimes fail inside the JVM's start.
+SPARK_JAVA_MIN = 17
+
+
+def java_refusal(engine: Engine, env: Mapping[str, str] | None = None) -> str | None:
+    """Why Spark cannot start on this machine, in words: no Java runtime where pyspark looks for one (JAVA_HOME's
+    ``bin/java``, else ``java`` on PATH), or one older than `SPARK_JAVA_MIN`; None when it can, or for duckdb.
+
+    Without it Spark fails after half a minute with "Java gateway process exited before sending its port number",
+    the cause only in dbt's log (a trial: JAVA_HOME=/nonexistent)."""
+    import shutil
+    import subprocess
+
+    if engine != "spark":
         return None
-    return (
-        f"TAILOR_DBT_TARGET={target!r} names no dbt target: {profiles} has {', '.join(outputs)}. Set it to one "
-        f"of them (or add an output named {target!r} there), or unset it for TAILOR_ENGINE's target"
-    )
+    env = os.environ if env is None else env
+    install = "install Java 17 (e.g. `apt-get install -y openjdk-17-jre-headless`)"
+    java_home = env.get("JAVA_HOME", "").strip()
+    java: str | None
+    if java_home:
+        java = str(Path(java_home) / "bin" / "java")
+        if not os.access(java, os.X_OK):
+            return (
+                f"TAILOR_ENGINE=spark needs Java {SPARK_JAVA_MIN}+, but JAVA_HOME={java_home} has no bin/java: point "
+                f"JAVA_HOME at a Java {SPARK_JAVA_MIN}+ runtime, unset it to use the `java` on PATH, or {install}"
+            )
+    else:
+        java = shutil.which("java", path=env.get("PATH"))
+        if java is None:
+            return f"TAILOR_ENGINE=spark needs Java {SPARK_JAVA_MIN}+, and no `java` is on PATH: {install}"
+    try:
+        shown = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"TAILOR_ENGINE=spark needs Java {SPARK_JAVA_MIN}+, and {java} -version failed ({exc}): {install}"
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', shown.stderr + shown.stdout)
+    if found is None:
+        return None  # a runtime that words its version otherwise: let Spark judge it
+    major = int(found.group(1)) if found.group(1) != "1" else int(found.group(2) or 0)  # "1.8.0" is Java 8
+    if major < SPARK_JAVA_MIN:
+        return f"TAILOR_ENGINE=spark needs Java {SPARK_JAVA_MIN}+, and {java} is Java {major}: {install}"
+    return None
 
 
 def warehouse_of(settings: Settings, engine: Engine) -> Path:

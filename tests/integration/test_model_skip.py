@@ -166,6 +166,7 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         registry.promote(other, force=True, by="test")
         quiet = _materialize(instance, *models)["ml/ranker"]
         assert quiet["action"] == "up to date"
+        assert "outcome" not in quiet  # the training run's decision is not this run's (a trial read it on each)
         assert quiet["reason"] == f"unchanged, version {newest + 2} kept" + (
             "" if other == newest + 2 else f" (not the champion: version {other} serves)"
         )

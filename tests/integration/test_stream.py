@@ -761,6 +761,43 @@ def test_consume_says_in_one_error_line_that_redis_is_gone(
         assert "error" in json.loads((tmp_path / "out" / "stdout").read_text())  # --json: still one JSON object
 
 
+def test_consume_started_before_its_redis_waits_for_it_up_to_give_up_after(
+    sqlite_repo: Path, home: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: a consumer started before its Redis (a service manager's start order) exited at once, though
+    --give-up-after rides out a Redis that goes away later. It now waits as long for one that is not up yet, says
+    so once, and consumes when Redis comes; past --give-up-after it gives up with one error line saying it waited."""
+    with _own_redis(tmp_path / "redis", persist=True) as server:
+        config = StreamConfig(stream=f"test:{next(_names)}:events")
+        user = f"u-late-{next(_names)}"
+        events = _events(user, "icv", datetime.now(UTC), "w")
+        publish(Broker(connect(server.url), config), events)
+        server.stop()
+        process = _consume_process(server, config.stream, sqlite_repo, home, tmp_path / "out", "--once",
+                                   "--give-up-after", "60")  # fmt: skip
+        stderr = tmp_path / "out" / "stderr"
+        try:
+            _wait_until(lambda: "does not answer yet" in stderr.read_text(), "the consumer says it waits")
+            time.sleep(1.0)
+            assert process.poll() is None, stderr.read_text()  # still waiting, not gone
+            server.restart()
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        log = stderr.read_text()
+        assert process.returncode == 0 and "Traceback" not in log and "error:" not in log, log
+        assert f"note: Redis at {server.url} does not answer yet" in log
+        assert "waiting up to 60 s (--give-up-after)" in log
+        _assert_counts(sqlite_repo, events)
+        server.stop()
+        gone = _consume_process(server, config.stream, sqlite_repo, home, tmp_path / "gone", "--give-up-after", "2")
+        gone.wait(timeout=60)
+        error = _the_error_line(gone.returncode, (tmp_path / "gone" / "stderr").read_text())
+        assert error.startswith(f"error: cannot reach Redis at {server.url} after waiting 2 s (--give-up-after)")
+
+
 def test_losing_redis_again_and_again_mid_batch_loses_nothing_and_counts_once(
     sqlite_repo: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,8 @@ from cli.main import main
 from ml.experiments.summary_csv import SummaryFileError, read_summary_csv
 from ml.ranker.config import RankerConfig
 from ml.ranker.dataset import TrainingDataError, plan_windows
-from tailor.settings import Settings, get_settings
+from tailor.feature_store import FEAST_YAML_ENV
+from tailor.settings import FEATURE_REPO_DIR, Settings, get_settings
 
 pytestmark = pytest.mark.unit
 
@@ -117,8 +118,75 @@ def test_an_unknown_dbt_target_is_refused_with_the_profiles_targets(settings: Se
     assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
     from orchestration.lib.engine_support import dbt_target_refusal
 
-    assert dbt_target_refusal({}) is None and dbt_target_refusal({"TAILOR_DBT_TARGET": "local"}) is None
-    assert dbt_target_refusal({"TAILOR_DBT_TARGET": ""}) is None  # empty: TAILOR_ENGINE's target
+    assert dbt_target_refusal("duckdb", {}) is None
+    assert dbt_target_refusal("duckdb", {"TAILOR_DBT_TARGET": "local"}) is None
+    assert dbt_target_refusal("duckdb", {"TAILOR_DBT_TARGET": ""}) is None  # empty: TAILOR_ENGINE's target
+    assert dbt_target_refusal("spark", {"TAILOR_DBT_TARGET": "spark"}) is None
+
+
+@pytest.mark.parametrize(("engine", "target"), [("duckdb", "spark"), ("spark", "local")])
+def test_a_dbt_target_of_the_other_engine_is_refused_before_anything_is_built(
+    settings: Settings, engine: str, target: str
+) -> None:
+    """Found by a trial: TAILOR_DBT_TARGET=spark on a DuckDB home built a Spark warehouse beside DuckDB's for eight
+    minutes, published nothing, and left the home counted as built by both engines (the engine check then let any
+    engine through). The marts, Feast and the home follow TAILOR_ENGINE: dbt must build with the same engine."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
+    adapter = {"local": "duckdb", "spark": "spark"}[target]
+    error = _refused(_invoke("run", env={"TAILOR_ENGINE": engine, "TAILOR_DBT_TARGET": target}))
+    assert f"TAILOR_DBT_TARGET='{target}' is a {adapter} target, but TAILOR_ENGINE is {engine}" in error
+    assert f"set TAILOR_ENGINE={adapter} and unset TAILOR_DBT_TARGET" in error
+    assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
+    assert not settings.spark_dir.exists()
+
+
+@pytest.mark.parametrize("command", [("run",), ("recommend", "u1"), ("serve", "--port", "0")])
+def test_a_feature_store_configuration_that_cannot_work_is_refused_before_anything_starts(
+    settings: Settings, command: tuple[str, ...]
+) -> None:
+    """Found by a trial: TAILOR_FEAST_REDIS=127.0.0.1:abc failed `tailor run` after the whole dbt build (int()'s
+    ValueError), `recommend` served popular pages as if the store were down, and the service's /readyz said only
+    "ValueError"; a Redis configuration on a Spark home was a 40-line traceback."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
+    settings.marts_dir.mkdir(parents=True)
+    env = {FEAST_YAML_ENV: str(FEATURE_REPO_DIR / "feature_store.redis.yaml"), "TAILOR_FEAST_REDIS": "127.0.0.1:abc"}
+    error = _refused(_invoke(*command, env=env))
+    assert "TAILOR_FEAST_REDIS='127.0.0.1:abc': '127.0.0.1:abc' is not HOST:PORT" in error
+    spark = _refused(_invoke(*command, env={**env, "TAILOR_FEAST_REDIS": "127.0.0.1:6390", "TAILOR_ENGINE": "spark"}))
+    assert "TAILOR_ENGINE=spark reads features with Feast's spark offline store" in spark
+    assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
+
+
+def _fake_java(folder: Path, version: str) -> Path:
+    """A `java` whose -version says ``version`` (on stderr, as the real one does); its folder is a JAVA_HOME."""
+    java = folder / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2020-01-01' >&2\n")
+    java.chmod(0o755)
+    return folder
+
+
+def test_spark_without_a_java_it_can_run_on_is_refused_before_anything_starts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Found by a trial: with JAVA_HOME=/nonexistent, `TAILOR_ENGINE=spark tailor run` failed after half a minute
+    with "Java gateway process exited before sending its port number", pointing at an empty spark.log."""
+    from orchestration.lib.engine_support import java_refusal
+
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
+    error = _refused(_invoke("run", env={"TAILOR_ENGINE": "spark", "JAVA_HOME": "/nonexistent"}))
+    assert "TAILOR_ENGINE=spark needs Java 17+, but JAVA_HOME=/nonexistent has no bin/java" in error
+    assert not (settings.home / "dagster").exists() and not settings.spark_dir.exists()
+    no_path = {"PATH": str(tmp_path / "empty")}
+    assert "no `java` is on PATH" in (java_refusal("spark", no_path) or "")
+    old, older, new = (_fake_java(tmp_path / v, v) for v in ("11.0.2", "1.8.0_292", "17.0.15"))
+    assert "is Java 11: install Java 17" in (java_refusal("spark", {"JAVA_HOME": str(old)}) or "")
+    assert "is Java 8: install Java 17" in (java_refusal("spark", {"JAVA_HOME": str(older)}) or "")
+    assert java_refusal("spark", {"JAVA_HOME": str(new)}) is None
+    assert java_refusal("duckdb", no_path) is None  # DuckDB needs no Java
 
 
 def test_an_empty_tailor_home_means_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +22,15 @@ from feast.types import Array, Float64, Int64, String, UnixTimestamp
 from ml.features.health import _same
 from ml.features.materialize import OVERLAP, plan
 from ml.features.online import UnknownFeatureError, _split
-from tailor.feature_store import FEAST_YAML_ENV, FeatureStoreConfigError, feast_env, feature_store_yaml, load_config
+from tailor.feature_store import (
+    FEAST_YAML_ENV,
+    FeatureStoreConfigError,
+    config_dict,
+    feast_env,
+    feature_store_problem,
+    feature_store_yaml,
+    load_config,
+)
 from tailor.settings import DBT_PROJECT_DIR, FEATURE_REPO_DIR, get_settings
 
 pytestmark = pytest.mark.unit
@@ -93,11 +102,17 @@ def test_every_feature_has_a_description_and_an_owner(repo: dict[str, ModuleType
 
 def test_daily_snapshots_outlive_a_day_and_stale_counts_expire(repo: dict[str, ModuleType]) -> None:
     """A daily row must stay valid until the next day's arrives (more than a day), and activity counts must not
-    be served for long after the daily run stopped."""
+    be served for long after the daily run stopped. The catalog's versions never expire (Feast: TTL 0): a record
+    holds until the next one, however old."""
     ttls = {v.name: v.ttl for v in _batch_views(repo)}
-    assert all(ttl is not None and ttl > timedelta(days=1) for ttl in ttls.values())
+    daily = {name: ttl for name, ttl in ttls.items() if name != "content_profile"}
+    assert all(ttl is not None and ttl > timedelta(days=1) for ttl in daily.values())
     assert ttls["user_engagement"] <= timedelta(days=2)
     assert ttls["content_popularity"] <= timedelta(days=2)
+    assert ttls["content_profile"] == timedelta(0)
+    sources = {v.name: Path(v.batch_source.path).stem for v in _batch_views(repo)}
+    assert sources["content_profile"] == "fct_content_profile"
+    assert {sources[name] for name in daily} <= {"fct_user_features_daily", "fct_content_features_daily"}
 
 
 def test_ranker_v1_has_unique_feature_names(repo: dict[str, ModuleType]) -> None:
@@ -162,6 +177,33 @@ def test_redis_is_selected_by_configuration(tmp_path: Path, monkeypatch: pytest.
     assert config.online_store.connection_string == "127.0.0.1:6390,db=3"
     # Its own registry: what was materialized into SQLite says nothing about Redis.
     assert config.registry.path == str(tmp_path / "feast" / "registry_redis.db")
+
+
+@pytest.mark.parametrize(
+    ("address", "wrong"),
+    [
+        ("", "TAILOR_FEAST_REDIS is empty"),
+        ("   ", "TAILOR_FEAST_REDIS is empty"),
+        ("127.0.0.1:abc", "TAILOR_FEAST_REDIS='127.0.0.1:abc': '127.0.0.1:abc' is not HOST:PORT"),
+        ("127.0.0.1", "'127.0.0.1' is not HOST:PORT"),
+        ("127.0.0.1:0,db=1", "'127.0.0.1:0' is not HOST:PORT with a port from 1 to 65535"),
+        ("redis://127.0.0.1:6379", "'redis://127.0.0.1:6379' is not HOST:PORT"),
+    ],
+)
+def test_a_redis_address_feast_cannot_read_is_refused_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str, wrong: str
+) -> None:
+    """Found by a trial: an empty TAILOR_FEAST_REDIS failed as "unexpected ValidationError", and 127.0.0.1:abc
+    after the whole dbt build as int()'s ValueError, or inside `recommend` as a store that was down."""
+    monkeypatch.setenv(FEAST_YAML_ENV, str(FEATURE_REPO_DIR / "feature_store.redis.yaml"))
+    monkeypatch.setenv("TAILOR_FEAST_REDIS", address)
+    settings = get_settings(tmp_path)
+    with pytest.raises(FeatureStoreConfigError, match=re.escape(wrong)):
+        config_dict(settings)
+    assert "e.g. 127.0.0.1:6379" in (feature_store_problem(settings) or "")
+    for good in ("127.0.0.1:6390", "127.0.0.1:6390,db=3,password=x", "10.0.0.1:7000,10.0.0.2:7001"):
+        monkeypatch.setenv("TAILOR_FEAST_REDIS", good)
+        assert feature_store_problem(settings) is None
 
 
 def test_a_missing_config_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -128,10 +128,13 @@ def _kept(
     changes: dict[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     """The result of a run that found its inputs unchanged: the recorded metadata again (what was made is still
-    what there is), with ``action: up to date``, the reason and ``changes``, and the same data version."""
+    what there is), with ``action: up to date``, the reason and ``changes``, and the same data version. The
+    recorded ``outcome`` (what the training run decided) is left out: a quiet run decides nothing, and the run
+    summary read "version 1 promoted to champion" again on every quiet run (a trial)."""
     context.log.info(f"{context.asset_key.to_user_string()}: {reason}")
+    made = {key: value for key, value in recorded.metadata.items() if key != "outcome"}
     return dg.MaterializeResult(
-        metadata={**recorded.metadata, **(changes or {}), "action": UP_TO_DATE, "reason": reason, **inputs.metadata()},
+        metadata={**made, **(changes or {}), "action": UP_TO_DATE, "reason": reason, **inputs.metadata()},
         data_version=dg.DataVersion(inputs.fingerprint),
     )
 
