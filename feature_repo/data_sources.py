@@ -74,3 +74,9 @@ content_features_source = mart_source(
     "fct_content_features_daily",
     "dbt mart fct_content_features_daily: one row per catalog item and day, as of the end of the day.",
 )
+
+content_profile_source = mart_source(
+    "content_profile_source",
+    "fct_content_profile",
+    "dbt mart fct_content_profile: one row per version of a catalog item, stamped when the version became valid.",
+)

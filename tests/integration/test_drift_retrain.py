@@ -168,6 +168,7 @@ MARTS = (
     "+dim_users",
     "+fct_user_features_daily",
     "+fct_content_features_daily",
+    "+fct_content_profile",
 )
 
 

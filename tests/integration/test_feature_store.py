@@ -138,7 +138,7 @@ def test_a_training_row_uses_the_value_known_at_its_impression_time(
 
 def test_the_training_set_equals_an_independent_as_of_join(built: Settings) -> None:
     """Every impression, its label, and features equal to DuckDB's ASOF join of the marts (newest row at or before
-    the impression, within the view's TTL)."""
+    the impression, within the view's TTL; the catalog's versions have none)."""
     summary = write_training_set(built, open_store(built), chunk_rows=1500)  # several chunks, one file
     training = pd.read_parquet(summary.path)
     with duckdb.connect() as con:
@@ -154,13 +154,15 @@ def test_the_training_set_equals_an_independent_as_of_join(built: Settings) -> N
                 i.impression_id, i.is_clicked,
                 case when i.at - u.event_timestamp <= interval 2 day then u.clicks_7d end as clicks_7d,
                 case when i.at - u.event_timestamp <= interval 2 day then u.ctr_smoothed_28d end as ctr_smoothed_28d,
-                case when i.at - c.event_timestamp <= interval 30 day then c.category end as category,
+                p.category,
                 case when i.at - c.event_timestamp <= interval 2 day then c.content_clicks_7d end as content_clicks_7d
             from impressions i
             asof left join read_parquet('{marts}/fct_user_features_daily.parquet') u
                 on i.user_id = u.user_id and i.at >= u.event_timestamp
             asof left join read_parquet('{marts}/fct_content_features_daily.parquet') c
                 on i.content_id = c.content_id and i.at >= c.event_timestamp
+            asof left join read_parquet('{marts}/fct_content_profile.parquet') p
+                on i.content_id = p.content_id and i.at >= p.event_timestamp
             """
         ).df()
     assert summary.rows == len(expected) > 3 * 1500
@@ -175,7 +177,33 @@ def test_the_training_set_equals_an_independent_as_of_join(built: Settings) -> N
     first_day = joined["event_timestamp"] < joined["event_timestamp"].min().normalize() + pd.Timedelta(days=1)
     assert joined.loc[first_day, "clicks_7d"].isna().all()
     assert joined.loc[~first_day, "clicks_7d"].notna().mean() > 0.5
+    # What an item is comes from its catalog record, not the end of a day: known on the first day too.
+    assert joined.loc[first_day, "category"].notna().all() and joined.loc[first_day, "content_age_hours"].notna().all()
     assert joined["content_age_hours"].dropna().gt(0).all()  # an item is never shown before it is published
+
+
+def test_an_item_shown_on_the_day_it_was_published_has_its_category_and_age(built: Settings) -> None:
+    """Found by a trial with a news site's own events: impressions on an item's publication day had no category,
+    age or category affinity, since the daily snapshot's first row of an item is stamped at the next midnight. The
+    catalog record is known from its own time on: an impression an hour after publication gets the item's category
+    and an age of one hour, though no daily row of the item exists yet."""
+    profile = _mart(built, "fct_content_profile")
+    daily = _mart(built, "fct_content_features_daily")
+    first_daily = daily.groupby("content_id")["event_timestamp"].min()
+    start = _utc(daily["event_timestamp"].min()) - timedelta(days=1)  # the history's first midnight
+    versions = profile.groupby("content_id").agg(published=("published_at", "min"), category=("category", "first"))
+    new = versions[(versions["published"] >= start) & versions.index.isin(first_daily.index)]
+    assert len(new) >= 3, "the simulator publishes items during the history"
+    items = new.index[:3].tolist()
+    moments = [_utc(versions.loc[c, "published"]) + timedelta(hours=1) for c in items]
+    assert all(_utc(first_daily[c]) > at for c, at in zip(items, moments, strict=True))  # no daily row yet
+    spine = pd.DataFrame({"user_id": "u_reader", "content_id": items, "event_timestamp": moments})
+    spine["request_at"] = spine["event_timestamp"]
+    rows = build_training_set(open_store(built), spine)
+    assert list(rows["category"]) == [versions.loc[c, "category"] for c in items]
+    assert rows["category"].notna().all()
+    assert rows["content_age_hours"].tolist() == pytest.approx([1.0] * 3, abs=1 / 3600)
+    assert rows["content_clicks_7d"].isna().all()  # counts still wait for the end of the day
 
 
 def _delivery_day(path: Path) -> str:
@@ -407,13 +435,15 @@ def test_values_past_their_ttl_are_served_as_stale_where_the_offline_join_has_nu
     user = str(users.loc[users["event_timestamp"] == newest, "user_id"].min())
     item = str(items.loc[items["event_timestamp"] == newest, "content_id"].min())
     row_at = _utc(newest)
-    # TTLs: user_engagement and content_popularity 2 days, user_category_affinity 7, content_profile 30.
+    # TTLs: user_engagement and content_popularity 2 days, user_category_affinity 7, content_profile none (a catalog
+    # record holds until the next one: it is never stale, and the offline join keeps it).
     moments = {
         "at the row": row_at,
         "exactly at the 2-day ttl": row_at + timedelta(days=2),
         "just past it": row_at + timedelta(days=2, microseconds=1),
         "past a week": row_at + timedelta(days=7, seconds=1),
         "past a month": row_at + timedelta(days=30, seconds=1),
+        "past a year": row_at + timedelta(days=400),
     }
     features = {
         "user_engagement": "clicks_7d",
@@ -431,8 +461,10 @@ def test_values_past_their_ttl_are_served_as_stale_where_the_offline_join_has_nu
         "exactly at the 2-day ttl": "ok",
         "just past it": "stale user_engagement and content_popularity",
         "past a week": "stale user_engagement and user_category_affinity and content_popularity",
-        "past a month": "stale user_engagement and user_category_affinity and content_profile and content_popularity",
+        "past a month": "stale user_engagement and user_category_affinity and content_popularity",
+        "past a year": "stale user_engagement and user_category_affinity and content_popularity",
     }
+    assert served["past a year"]["category"] == served["at the row"]["category"] is not None
     assert all(row["clicks_7d"] == served["at the row"]["clicks_7d"] for row in served.values())  # still served
     spine = pd.DataFrame({"user_id": user, "content_id": item, "event_timestamp": list(moments.values())})
     offline = store.get_historical_features(entity_df=spine, features=refs).to_df()
@@ -471,7 +503,10 @@ def test_the_feature_assets_follow_the_feature_marts_in_the_graph() -> None:
     from orchestration.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    marts = {dg.AssetKey(["marts", "fct_user_features_daily"]), dg.AssetKey(["marts", "fct_content_features_daily"])}
+    marts = {
+        dg.AssetKey(["marts", m])
+        for m in ("fct_user_features_daily", "fct_content_features_daily", "fct_content_profile")
+    }
     registry, online = dg.AssetKey(["feast", "registry"]), dg.AssetKey(["feast", "online_store"])
     assert marts <= graph.get(registry).parent_keys
     assert marts | {registry} <= graph.get(online).parent_keys

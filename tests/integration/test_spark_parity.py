@@ -76,6 +76,7 @@ TABLES: dict[tuple[str, str], tuple[str, ...]] = {
     ("marts", "dim_content_history"): ("content_id", "valid_from"),
     ("marts", "fct_user_features_daily"): ("user_id", "feature_date"),
     ("marts", "fct_content_features_daily"): ("content_id", "feature_date"),
+    ("marts", "fct_content_profile"): ("content_id", "event_timestamp"),
     ("marts", "fct_user_recent_activity"): ("user_id", "event_timestamp"),
     ("intermediate", "int_experiment_unit_days"): ("experiment_id", "user_id", "activity_date"),
     ("marts", "fct_experiment_units"): ("experiment_id", "user_id"),
@@ -97,7 +98,12 @@ FIRST_BUILD = ("build", "--exclude-resource-type", "unit_test")
 #: The late delivery: the incremental runs only (each Spark data test costs about a second; they ran above).
 INCREMENTAL_BUILD = ("run",)
 #: The marts feature_repo/ reads; the Spark home holds them as Spark table folders.
-FEATURE_MARTS = ("fct_user_features_daily", "fct_content_features_daily", "fct_user_recent_activity")
+FEATURE_MARTS = (
+    "fct_user_features_daily",
+    "fct_content_features_daily",
+    "fct_content_profile",
+    "fct_user_recent_activity",
+)
 BATCH_VIEWS = {"user_engagement", "user_category_affinity", "content_profile", "content_popularity"}
 
 Tables = dict[tuple[str, str], pd.DataFrame]
@@ -397,6 +403,7 @@ def test_the_engine_selects_feasts_offline_store_and_the_sources(homes: Homes) -
         ("fct_impressions", ("impression_id",)),
         ("fct_user_features_daily", ("user_id", "feature_date")),
         ("fct_content_features_daily", ("content_id", "feature_date")),
+        ("fct_content_profile", ("content_id", "event_timestamp")),
     ],
 )
 def test_the_marts_spark_published_equal_duckdbs(homes: Homes, mart: str, key: tuple[str, ...]) -> None:

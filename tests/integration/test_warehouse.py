@@ -39,6 +39,7 @@ MARTS = (
     "fct_batch_fates",
     "fct_user_features_daily",
     "fct_content_features_daily",
+    "fct_content_profile",
     "fct_user_recent_activity",
     "fct_user_content_interactions",
     "fct_experiment_units",

@@ -20,12 +20,15 @@ from tailor.settings import get_settings
 
 USER_FEATURES = dg.AssetKey(["marts", "fct_user_features_daily"])
 CONTENT_FEATURES = dg.AssetKey(["marts", "fct_content_features_daily"])
+CONTENT_PROFILE = dg.AssetKey(["marts", "fct_content_profile"])
+#: The marts Feast's batch views read (feature_repo/data_sources.py).
+FEATURE_MARTS = [USER_FEATURES, CONTENT_FEATURES, CONTENT_PROFILE]
 REGISTRY_KEY = dg.AssetKey(["feast", "registry"])
 ONLINE_KEY = dg.AssetKey(["feast", "online_store"])
 TRAINING_SET_KEY = dg.AssetKey(["ml", "ranking_training_set"])
 
 
-@dg.asset(key=REGISTRY_KEY, deps=[USER_FEATURES, CONTENT_FEATURES], group_name="features", kinds={"feast"})
+@dg.asset(key=REGISTRY_KEY, deps=FEATURE_MARTS, group_name="features", kinds={"feast"})
 def feast_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """Feast's registry of entities, feature views and the ranker_v1 feature service, from `feast apply` in
     feature_repo/ (skipped when neither the definitions nor the configuration changed since the last apply)."""
@@ -45,7 +48,7 @@ def feast_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
 
 
-@dg.asset(key=ONLINE_KEY, deps=[REGISTRY_KEY, USER_FEATURES, CONTENT_FEATURES], group_name="features", kinds={"feast"})
+@dg.asset(key=ONLINE_KEY, deps=[REGISTRY_KEY, *FEATURE_MARTS], group_name="features", kinds={"feast"})
 def feast_online_store(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """The newest feature values per user and per content item in the online store (SQLite or Redis), which
     `get_online_features` serves. The first run backfills from the whole history; later runs load the days dbt
@@ -109,7 +112,7 @@ def _online_checks_passed(instance: dg.DagsterInstance) -> bool:
 
 @dg.asset(
     key=TRAINING_SET_KEY,
-    deps=[REGISTRY_KEY, USER_FEATURES, CONTENT_FEATURES, dg.AssetKey(["marts", "fct_impressions"])],
+    deps=[REGISTRY_KEY, *FEATURE_MARTS, dg.AssetKey(["marts", "fct_impressions"])],
     group_name="features",
     kinds={"feast", "parquet"},
 )

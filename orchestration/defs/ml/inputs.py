@@ -23,7 +23,7 @@ from orchestration.lib.fingerprint import Inputs, bytes_digest, code_digest, con
 from tailor.settings import Settings
 
 HISTORY_MARTS = (IMPRESSIONS, INTERACTIONS, CONTENT)
-FEATURE_MARTS = ("fct_user_features_daily", "fct_content_features_daily")
+FEATURE_MARTS = ("fct_user_features_daily", "fct_content_features_daily", "fct_content_profile")
 #: The code that makes each output: the package version does not move with a change, the source does.
 CANDIDATES_CODE = ("ml.candidates", "ml.history")
 RANKER_CODE = ("ml.candidates", "ml.history", "ml.ranker", "ml.evaluate")
