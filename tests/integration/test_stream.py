@@ -681,6 +681,17 @@ def _consume_process(server: RedisServer, stream: str, repo: Path, home: Path, f
     return subprocess.Popen([*args, "--consumer", "survivor", *options], env=env, stdout=stdout, stderr=stderr)
 
 
+@contextlib.contextmanager
+def _killed_if_left(process: Any) -> Iterator[Any]:
+    """The consumer process, killed on the way out if the test left it running (a failed wait)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_consume_rides_out_a_redis_restart_and_counts_every_event_once(
     sqlite_repo: Path, home: Path, tmp_path: Path
 ) -> None:
@@ -736,16 +747,12 @@ def test_consume_says_in_one_error_line_that_redis_is_gone(
         options = ["--once", "--batch-size", "10"] if mode == "once" else ["--max-idle", "120", "--give-up-after", "2"]
         process = _consume_process(server, config.stream, sqlite_repo, home, tmp_path / "out", *options)
         stderr = tmp_path / "out" / "stderr"
-        try:
+        with _killed_if_left(process):
             _wait_until(lambda: broker.status()["last_delivered"] not in (None, "0-0"), "the consumer reads")
             if mode == "give-up":
                 _wait_until(lambda: broker.status()["lag"] == 0, "the consumer has read everything")
             server.stop()
             process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
         log = stderr.read_text()
         error = _the_error_line(process.returncode, log)
         if mode == "once":
@@ -776,16 +783,12 @@ def test_consume_started_before_its_redis_waits_for_it_up_to_give_up_after(
         process = _consume_process(server, config.stream, sqlite_repo, home, tmp_path / "out", "--once",
                                    "--give-up-after", "60")  # fmt: skip
         stderr = tmp_path / "out" / "stderr"
-        try:
+        with _killed_if_left(process):
             _wait_until(lambda: "does not answer yet" in stderr.read_text(), "the consumer says it waits")
             time.sleep(1.0)
             assert process.poll() is None, stderr.read_text()  # still waiting, not gone
             server.restart()
             process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
         log = stderr.read_text()
         assert process.returncode == 0 and "Traceback" not in log and "error:" not in log, log
         assert f"note: Redis at {server.url} does not answer yet" in log
