@@ -197,12 +197,15 @@ def test_an_item_shown_on_the_day_it_was_published_has_its_category_and_age(buil
     items = new.index[:3].tolist()
     moments = [_utc(versions.loc[c, "published"]) + timedelta(hours=1) for c in items]
     assert all(_utc(first_daily[c]) > at for c, at in zip(items, moments, strict=True))  # no daily row yet
-    spine = pd.DataFrame({"user_id": "u_reader", "content_id": items, "event_timestamp": moments})
+    # And a millisecond after publication, in the same second (a re-check trial's 0.3 s found no category there
+    # while the version's time was rounded up to the next second).
+    at_once = [_utc(versions.loc[c, "published"]) + timedelta(milliseconds=1) for c in items]
+    spine = pd.DataFrame({"user_id": "u_reader", "content_id": items * 2, "event_timestamp": moments + at_once})
     spine["request_at"] = spine["event_timestamp"]
     rows = build_training_set(open_store(built), spine)
-    assert list(rows["category"]) == [versions.loc[c, "category"] for c in items]
+    assert list(rows["category"]) == [versions.loc[c, "category"] for c in items] * 2
     assert rows["category"].notna().all()
-    assert rows["content_age_hours"].tolist() == pytest.approx([1.0] * 3, abs=1 / 3600)
+    assert rows["content_age_hours"].tolist() == pytest.approx([1.0] * 3 + [0.0] * 3, abs=1 / 3600)
     assert rows["content_clicks_7d"].isna().all()  # counts still wait for the end of the day
 
 

@@ -6,14 +6,27 @@
   of a day and are stamped at the next midnight: an item shown on the day it was published had no category, age or
   category affinity there, found by a trial with a news site's own events.)
 
-  event_timestamp is valid_from rounded up to the whole second: Feast's online store keeps event times in seconds
-  (the freshness check compares them with this column), and rounding up never shows a version before it was valid.
-  Versions that round to the same second keep the newest, the one valid at that second.
+  event_timestamp is the moment a version became valid, cut to the whole second (Feast's online store keeps event
+  times in seconds, and its freshness check compares them with this column); versions within one second keep the
+  newest. The first version of an item counts from its publication when that is earlier than the record's
+  updated_at: a catalog exported with "last modified" times would otherwise leave every impression between the
+  publication and the item's last edit without a category (a re-check trial). Cutting to the second, not rounding
+  up, keeps an impression in the same second as a publication or a relabel (a trial's 0.3 s) from missing it; a
+  version can so be read up to a second before its time, which tells a model nothing users did.
 -#}
 
 with versions as (
 
     select * from {{ ref('dim_content_history') }}
+
+),
+
+numbered as (
+
+    select
+        *,
+        row_number() over (partition by content_id order by valid_from) as version_number
+    from versions
 
 ),
 
@@ -25,10 +38,11 @@ stamped as (
         format,
         published_at,
         valid_from,
-        date_trunc('second', valid_from)
-            + case when valid_from > date_trunc('second', valid_from) then interval 1 second
-                   else interval 0 second end as valid_from_second
-    from versions
+        date_trunc(
+            'second',
+            case when version_number = 1 and published_at < valid_from then published_at else valid_from end
+        ) as valid_from_second
+    from numbered
 
 ),
 
