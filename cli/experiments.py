@@ -113,7 +113,7 @@ def plan(
 
     from ml.experiments.decision import alpha_budget
     from ml.experiments.power import sample_size_per_variant
-    from ml.experiments.traffic import days_needed
+    from ml.experiments.traffic import days_needed, rate_text
 
     as_json = as_json or json_requested()  # `tailor experiments --json plan ...` too
     comparisons = (variants - 1) * metrics
@@ -150,8 +150,9 @@ def plan(
         plan_out["days_needed"] = estimate.days
         plan_out["traffic"] = {
             "window_days": estimate.window_days,
-            "daily_active_users": round(estimate.daily_active_users, 1),
-            "new_users_per_day": round(estimate.new_users_per_day, 1),
+            # Three decimals: a small site's 0.143 new users a day read 0.1 (a re-check trial); the days use the rest.
+            "daily_active_users": round(estimate.daily_active_users, 3),
+            "new_users_per_day": round(estimate.new_users_per_day, 3),
             "extrapolated": estimate.extrapolated,
             "share": share,
         }
@@ -176,8 +177,8 @@ def plan(
         how = "extrapolated" if estimate.extrapolated else "replaying"
         plural = "" if estimate.days == 1 else "s"
         out.print(f"  [bold]{estimate.days:,}[/bold] day{plural} at the current traffic ({how} the last "
-                  f"{traffic['window_days']:,} days: {traffic['daily_active_users']:,} daily active users, "
-                  f"{traffic['new_users_per_day']:,} new per day, share {share:g})")  # fmt: skip
+                  f"{traffic['window_days']:,} days: {rate_text(estimate.daily_active_users)} daily active users, "
+                  f"{rate_text(estimate.new_users_per_day)} new per day, share {share:g})")  # fmt: skip
 
 
 def results_json(results: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:

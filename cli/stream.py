@@ -49,9 +49,10 @@ def _broker(url: str, stream: str, group: str, wait_s: float = 0.0) -> Broker:
         except redis.ConnectionError as exc:
             if time.monotonic() >= deadline:
                 waited = f" after waiting {wait_s:g} s (--give-up-after)" if wait_s > 0 else ""
+                port = client.connection_pool.connection_kwargs.get("port", 6379)
                 fail(
-                    f"cannot reach Redis at {url}{waited} ({exc}). Start one (e.g. `redis-server --port 6379 --bind "
-                    "127.0.0.1`), or point --redis / TAILOR_REDIS_URL at yours."
+                    f"cannot reach Redis at {url}{waited} ({exc}). Start one (e.g. `redis-server --port {port} "
+                    "--bind 127.0.0.1`), or point --redis / TAILOR_REDIS_URL at yours."
                 )
             if not said:
                 said = True
@@ -296,14 +297,17 @@ def consume(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("tailor").setLevel(logging.INFO)
     give_up = (0.0 if once else 300.0) if give_up_after is None else give_up_after
-    broker = _broker(redis_url, stream, group, wait_s=give_up)
-    if repo is None:  # the project's store: a configuration that cannot work is said as such (a trial's traceback)
-        from ml.features.repo import engine_mismatch
+    if repo is None:  # the project's store: a configuration that cannot work is said first (a trial's traceback;
+        # a re-check trial waited out --give-up-after for the stream's Redis before hearing of it)
+        from ml.features.repo import registry_problem
+        from orchestration.lib.engine_support import refusal
         from tailor.feature_store import feature_store_problem
 
-        problem = feature_store_problem(load_settings()) or engine_mismatch(load_settings())
+        settings = load_settings()
+        problem = refusal(settings.engine) or feature_store_problem(settings) or registry_problem(settings)
         if problem:
             fail(problem)
+    broker = _broker(redis_url, stream, group, wait_s=give_up)
     store = open_store(repo)
     try:
         store.get_data_source(PUSH_SOURCE)

@@ -32,7 +32,7 @@ DEFAULT_TRAINING_MAX_IMPRESSIONS_PER_DAY = 50_000
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 DEFAULT_ENGINE: Engine = "duckdb"
-SPARK_INSTALL_HINT = "python3 -m uv sync --frozen --extra spark"
+SPARK_INSTALL_HINT = "make install-spark"
 
 # Environment variables every tool we drive must see: the machines have no internet, and a blocked
 # telemetry call slows or hangs a run.
@@ -159,7 +159,8 @@ def require_engine(engine: Engine) -> None:
     if missing:
         raise EngineNotInstalledError(
             f"TAILOR_ENGINE=spark needs the optional 'spark' extra ({', '.join(missing)} not installed): "
-            f"run `{SPARK_INSTALL_HINT}` in the repository, or unset TAILOR_ENGINE for the default duckdb"
+            f"run `{SPARK_INSTALL_HINT}` in the repository (`python3 -m uv sync --frozen --inexact --extra spark`), "
+            "or unset TAILOR_ENGINE for the default duckdb"
         )
 
 

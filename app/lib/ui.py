@@ -89,9 +89,9 @@ def num(value: Any, digits: int = 0) -> str:
 def rate(value: Any) -> str:
     """A rate that may be well under 1: ``1,234`` and ``12`` whole, ``3.5`` and ``0.15`` to two significant digits
     (``0`` for none), or ``-`` (a trial's planner read "0 new users a day" for 0.15, beside 70,940 days)."""
-    if _missing(value):
-        return "-"
-    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+    from ml.experiments.traffic import rate_text
+
+    return "-" if _missing(value) else rate_text(float(value))
 
 
 def when(value: pd.Timestamp | datetime | None) -> str:

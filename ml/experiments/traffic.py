@@ -23,6 +23,12 @@ class DaysNeeded:
     new_users_per_day: float  # mean over the window's last week
 
 
+def rate_text(value: float) -> str:
+    """A per-day rate as the planner states it: ``1,234`` and ``12`` whole, ``3.5`` and ``0.15`` to two significant
+    digits, ``0`` for none (a trial read "0 new users a day" for 0.15, beside 70,940 days computed from it)."""
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
 def days_needed(activity: pd.DataFrame, units_needed: int, window: int = 28, share: float = 1.0) -> DaysNeeded:
     """Days to collect `units_needed` units from user-day activity rows (user_id, activity_date).
 

@@ -107,6 +107,21 @@ def engine_mismatch(settings: Settings) -> str | None:
     )
 
 
+def registry_problem(settings: Settings) -> str | None:
+    """Why this home's feature registry cannot answer for the configuration in use, in words: registered for another
+    engine only (`engine_mismatch`), or never registered with this configuration (e.g. the Redis yaml before any
+    `tailor run` with it: `recommend` said only that the store "did not answer", FeatureServiceNotFoundException, a
+    re-check trial); None when it was registered."""
+    mismatch = engine_mismatch(settings)
+    if mismatch or apply_marker(settings).exists():
+        return mismatch
+    yaml_file = feature_store_yaml(settings.engine)
+    return (
+        f"this home's features were never registered with {yaml_file.name} (the configuration in use): `tailor run` "
+        "with it registers them and loads its online store"
+    )
+
+
 def _holds_tables(online_file: Path) -> bool:
     """Whether the SQLite online store has any table (read-only; a file that cannot be read counts as none)."""
     try:

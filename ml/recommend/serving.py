@@ -480,9 +480,9 @@ class Recommender:
             window = recent_window(store)
             catalog = _catalog(store, content, item_refs)
         except Exception as exc:  # the online store is down: serve popular pages until it answers
-            from ml.features.repo import engine_mismatch
+            from ml.features.repo import registry_problem
 
-            mismatch = engine_mismatch(settings)
+            mismatch = registry_problem(settings)
             log.warning("item features unavailable, the model path is closed: %s", mismatch or exc)
             catalog = _catalog_without_features(content)
             closed = f"the feature store did not answer when the recommender opened ({type(exc).__name__})"

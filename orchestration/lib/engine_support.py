@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from tailor.settings import DBT_PROJECT_DIR, ENGINES, Engine, Settings
+from tailor.settings import DBT_PROJECT_DIR, ENGINES, Engine, EngineNotInstalledError, Settings, require_engine
 
 #: Pieces of the graph an engine cannot run yet, in words; an empty tuple: `tailor run` runs everything on it.
 NOT_SUPPORTED_YET: dict[Engine, tuple[str, ...]] = {
@@ -29,7 +29,13 @@ NOT_SUPPORTED_YET: dict[Engine, tuple[str, ...]] = {
 
 
 def refusal(engine: Engine) -> str | None:
-    """Why the whole graph cannot run on ``engine`` yet, in one message; None when it can."""
+    """Why the whole graph cannot run on ``engine`` here, in one message: its optional packages are not installed
+    (spark: the `spark` extra, which `make install` leaves out; a trial got a 49-line traceback after "Running every
+    asset"), or a piece of the graph it cannot run yet; None when it can."""
+    try:
+        require_engine(engine)
+    except EngineNotInstalledError as exc:
+        return str(exc)
     missing = NOT_SUPPORTED_YET[engine]
     if not missing:
         return None

@@ -159,6 +159,24 @@ def test_a_feature_store_configuration_that_cannot_work_is_refused_before_anythi
     assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
 
 
+@pytest.mark.parametrize("command", [("run",), ("recommend", "u1"), ("serve", "--port", "0")])
+def test_spark_without_its_extra_is_one_error_line_naming_the_install_command(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """Found by a re-check trial: `make install` leaves the spark extra out, and `TAILOR_ENGINE=spark tailor run`
+    printed "Running every asset" then a 49-line traceback (recommend: 67 lines from Feast's Spark store)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a))
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
+    error = _refused(_invoke(*command, env={"TAILOR_ENGINE": "spark"}))
+    assert "TAILOR_ENGINE=spark needs the optional 'spark' extra (pyspark not installed)" in error
+    assert "run `make install-spark` in the repository" in error
+    assert not (settings.home / "dagster").exists() and not settings.spark_dir.exists()
+
+
 def _fake_java(folder: Path, version: str) -> Path:
     """A `java` whose -version says ``version`` (on stderr, as the real one does); its folder is a JAVA_HOME."""
     java = folder / "bin" / "java"

@@ -133,10 +133,10 @@ def test_tailor_run_refuses_to_switch_a_homes_engine_and_says_how_to_proceed(
     )
     assert engine_switch_refusal(spark) == expected
     ran = CliRunner().invoke(main, ["run"], env={"TAILOR_ENGINE": "spark"})
-    assert ran.exit_code == 1 and ran.stderr == f"error: {expected}\n"
+    assert ran.exit_code == 1 and ran.stderr == f"error: {expected}. Nothing was run\n"
     assert not spark.spark_dir.exists() and not (home / "dagster").exists()  # refused before anything started
     as_json = CliRunner().invoke(main, ["run", "--json"], env={"TAILOR_ENGINE": "spark"})
-    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {"error": expected}
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {"error": f"{expected}. Nothing was run"}
     # Serving from it with the other engine would read features registered for neither: refused the same way.
     for command in (["recommend", "u0000001"], ["serve", "--port", "1"]):
         served = CliRunner().invoke(main, command, env={"TAILOR_ENGINE": "spark"})

@@ -194,6 +194,20 @@ def test_plan_prints_large_day_counts_with_separators_and_json_keeps_numbers(set
     assert f"{plan['units_per_variant']:,} units per variant, {plan['units_total']:,} in total over 2 variants" in text
 
 
+def test_plan_states_a_slow_trickle_of_new_users_to_two_significant_digits(settings: Settings) -> None:
+    """Found by a re-check trial: 0.143 new users a day read "0.1" (and "0.0" at --share 0.25) beside days computed
+    from the unrounded rate. One new user every seven days over 28 days: 4 users, 1/7 new a day."""
+    _activity(settings, [(f"u{first}", f"2026-01-{day:02d}") for first in (1, 8, 15, 22) for day in range(first, 29)])
+    code, out, _ = _run("plan", "--baseline", "0.05", "--mde", "0.02", "--json")
+    assert code == 0 and plan_rate(out) == pytest.approx(1 / 7, abs=1e-3)
+    code, text, _ = _run("plan", "--baseline", "0.05", "--mde", "0.02")
+    assert code == 0 and "0.14 new per day, share 1)" in text, text
+
+
+def plan_rate(out: str) -> float:
+    return float(json.loads(out)["traffic"]["new_users_per_day"])
+
+
 def test_plan_on_a_home_whose_run_accepted_no_events_says_days_are_unknown(settings: Settings) -> None:
     _activity(settings, [])
     code, text, err = _run("plan", "--baseline", "0.05", "--mde", "0.02")

@@ -206,6 +206,30 @@ def test_a_redis_address_feast_cannot_read_is_refused_naming_the_variable(
         assert feature_store_problem(settings) is None
 
 
+def test_a_registry_never_applied_with_the_configuration_in_use_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a re-check trial: with the Redis yaml before any `tailor run` with it, `recommend` said only that the
+    feature store "did not answer" (FeatureServiceNotFoundException)."""
+    from ml.features.repo import registry_problem
+
+    monkeypatch.setenv(FEAST_YAML_ENV, str(FEATURE_REPO_DIR / "feature_store.redis.yaml"))
+    monkeypatch.setenv("TAILOR_FEAST_REDIS", "127.0.0.1:6390")
+    settings = get_settings(tmp_path)
+    settings.feast_dir.mkdir(parents=True)
+    (settings.feast_dir / ".applied-feature_store").write_text("x")  # the SQLite default was applied, not Redis
+    assert registry_problem(settings) == (
+        "this home's features were never registered with feature_store.redis.yaml (the configuration in use): "
+        "`tailor run` with it registers them and loads its online store"
+    )
+    (settings.feast_dir / ".applied-feature_store.redis").write_text("x")
+    assert registry_problem(settings) is None
+    monkeypatch.delenv(FEAST_YAML_ENV)
+    monkeypatch.setenv("TAILOR_ENGINE", "spark")
+    spark = get_settings(tmp_path)  # only duckdb's files applied: the engine is the problem, and said so
+    assert (registry_problem(spark) or "").startswith("this home's features were registered for TAILOR_ENGINE=duckdb")
+
+
 def test_a_missing_config_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(FEAST_YAML_ENV, str(tmp_path / "nope.yaml"))
     with pytest.raises(FeatureStoreConfigError, match=r"nope\.yaml, which does not exist"):
