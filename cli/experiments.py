@@ -228,7 +228,11 @@ def _show(results: pd.DataFrame, as_json: bool, alpha: float = 0.05) -> None:
         mismatch = bool(rows["srm_mismatch"].any())
         units = ", ".join(f"{v} {int(n):,}" for v, n in rows.groupby("variant", sort=False)["units"].max().items())
         srm = "n/a" if pd.isna(srm_p) else f"p = {srm_p:.3g}"
-        out.print(f"\n[bold]{experiment_id}[/bold]  units: {units}  SRM {srm}")
+        if out.soft_wrap or len(f"{experiment_id}  units: {units}  SRM {srm}") <= out.width:
+            out.print(f"\n[bold]{experiment_id}[/bold]  units: {units}  SRM {srm}")
+        else:  # too wide for the terminal: the id, then the counts wrapped under it (a trial saw "0.935" at column 0)
+            out.print(f"\n[bold]{experiment_id}[/bold]")
+            _note(f"units: {units}  SRM {srm}")
         if mismatch:
             out.print("[bold red]SAMPLE RATIO MISMATCH: the split differs from the configured weights; "
                       "do not trust these numbers until assignment and logging are fixed.[/bold red]")  # fmt: skip

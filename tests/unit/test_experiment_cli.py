@@ -321,6 +321,20 @@ def test_at_80_columns_each_comparison_is_a_block_of_whole_words(tmp_path: Path)
     assert all(len(line) <= 80 for line in lines if line.startswith("    ") or " / " in line), printed
 
 
+def test_a_header_too_wide_for_the_terminal_puts_the_counts_under_the_experiment_id(tmp_path: Path) -> None:
+    """Found by a re-check trial: at 60 columns the header broke and "0.935" started at column 0."""
+    summary = tmp_path / "long.csv"
+    summary.write_text(
+        "experiment,metric,variant,n,sum,sum_squares,planned_units_per_variant\n"
+        "exp_a_rather_long_experiment_name,ctr,control,2000,200,200,1000\n"
+        "exp_a_rather_long_experiment_name,ctr,treatment_with_a_long_name,2000,230,230,1000\n"
+    )
+    lines = _analysed_at_width(summary, 60).splitlines()
+    at = lines.index("exp_a_rather_long_experiment_name")
+    assert lines[at + 1].startswith("  units: control 2,000, treatment_with_a_long_name 2,000"), lines
+    assert all(len(line) <= 60 and (not line or line.startswith(" ")) for line in lines[at + 1 :]), lines
+
+
 def test_in_an_80_column_terminal_notes_wrap_at_spaces(tmp_path: Path) -> None:
     """Found by a trial: in a terminal the notes were one 300-character line, which the terminal broke mid-word
     ("lif / t's"). Run as a user would, on a pseudo-terminal 80 columns wide: every line fits, and a word broken
