@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     from tailor.stream.broker import Broker
 
 
+def _check_url(url: str) -> None:
+    """A --redis / TAILOR_REDIS_URL that is not a Redis URL: one error line naming where it came from."""
+    given = click.get_current_context().get_parameter_source("redis_url")
+    try:
+        check_redis_url(url, "--redis" if given == click.core.ParameterSource.COMMANDLINE else "TAILOR_REDIS_URL")
+    except RedisURLError as exc:
+        fail(str(exc))
+
+
 def _broker(url: str, stream: str, group: str, wait_s: float = 0.0) -> Broker:
     """A connected broker, or a clear error when the URL is not one or Redis cannot be reached (within ``wait_s``
     seconds: `consume` waits for a Redis that is not up yet as it rides out one that went away; inf: for ever)."""
@@ -34,11 +43,7 @@ def _broker(url: str, stream: str, group: str, wait_s: float = 0.0) -> Broker:
 
     from tailor.stream.broker import Broker, connect
 
-    given = click.get_current_context().get_parameter_source("redis_url")
-    try:
-        check_redis_url(url, "--redis" if given == click.core.ParameterSource.COMMANDLINE else "TAILOR_REDIS_URL")
-    except RedisURLError as exc:
-        fail(str(exc))
+    _check_url(url)
     client = connect(url)
     deadline = time.monotonic() + wait_s
     said = False
@@ -297,6 +302,7 @@ def consume(
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("tailor").setLevel(logging.INFO)
     give_up = (0.0 if once else 300.0) if give_up_after is None else give_up_after
+    _check_url(redis_url)  # a usage error first, then the feature store's configuration, then Redis itself
     if repo is None:  # the project's store: a configuration that cannot work is said first (a trial's traceback;
         # a re-check trial waited out --give-up-after for the stream's Redis before hearing of it)
         from ml.features.repo import registry_problem
