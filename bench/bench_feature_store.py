@@ -64,6 +64,7 @@ RAW_GOAL = 0.30  # issue 3: materialization at >= 30% of a raw bulk write
 FEATURE_STORE_MARTS = (
     "fct_user_features_daily",
     "fct_content_features_daily",
+    "fct_content_profile",
     "fct_user_recent_activity",
     "fct_impressions",
     "fct_batch_fates",

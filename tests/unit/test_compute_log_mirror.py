@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import default_signals
+
 pytestmark = [
     pytest.mark.unit,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GNU tail's --pid (elsewhere Dagster's mirror)"),
@@ -46,6 +48,7 @@ def _start(tmp_path: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=default_signals,  # SIGINT as a terminal gives it, also when pytest was started in the background
     )
     assert step.stdout is not None
     assert step.stdout.readline() == "inside the step\n"  # mirrored from the log file to the terminal
