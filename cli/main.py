@@ -467,21 +467,16 @@ def run(as_json: bool, quiet: bool) -> None:
     """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
     from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
-    from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, java_refusal, refusal
+    from orchestration.lib.engine_support import build_refusal
     from orchestration.lib.run_lock import RunBusyError
     from orchestration.lib.runner import SPARK_LOG, run_all
     from tailor.feature_store import feature_store_problem
 
     settings = load_settings()
-    # Said before anything starts: what the engine cannot run yet, a home another engine built, a dbt target that
-    # profiles.yml does not have.
-    refused = (
-        refusal(settings.engine)
-        or engine_switch_refusal(settings)
-        or dbt_target_refusal(settings.engine)
-        or feature_store_problem(settings)  # else found after the whole dbt build, at the feature registry
-        or java_refusal(settings.engine)
-    )
+    # Said before anything starts: what the engine cannot run here, a home another engine built, a dbt target it
+    # may not use, no Java for Spark; and a feature store configuration that cannot work (else found after the
+    # whole dbt build, at the feature registry).
+    refused = build_refusal(settings) or feature_store_problem(settings)
     if refused:
         fail(f"{refused.rstrip('.')}. Nothing was run")
     _require_events(settings)

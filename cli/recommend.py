@@ -39,12 +39,9 @@ def recommend(user_id: str, k: int, surface: str, at: str | None, as_json: bool)
     from ml.recommend.serving import NoCatalogError, RecommendationInputError, Recommender, ServingConfig
 
     settings = existing_home()
-    from orchestration.lib.engine_support import engine_switch_refusal, refusal
-    from tailor.feature_store import feature_store_problem
+    from orchestration.lib.engine_support import serving_refusal
 
-    # A home another engine built (its features are not this engine's), or a feature store configuration that
-    # cannot work (a traceback, or a Redis address read as a store that is down, found by a trial).
-    refused = refusal(settings.engine) or engine_switch_refusal(settings) or feature_store_problem(settings)
+    refused = serving_refusal(settings)
     if refused:
         fail(refused)
     moment = _moment(at)

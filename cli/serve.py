@@ -43,12 +43,10 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     except ServiceConfigError as exc:
         fail(str(exc))
     settings = load_settings()
-    from orchestration.lib.engine_support import engine_switch_refusal, refusal
-    from tailor.feature_store import feature_store_problem
+    from orchestration.lib.engine_support import serving_refusal
 
-    # A home another engine built (its features are not this engine's), or a feature store configuration that
-    # cannot work (every request would fall back to popular pages, /readyz saying only "ValueError": a trial).
-    refused = refusal(settings.engine) or engine_switch_refusal(settings) or feature_store_problem(settings)
+    # Else every request would fall back to popular pages, /readyz saying only "ValueError" (a trial).
+    refused = serving_refusal(settings)
     if refused:
         fail(refused)
     problem = bind_problem(host, port)  # before the warning below, and before the workers load anything

@@ -86,7 +86,8 @@ def config_dict(settings: Settings, yaml_path: Path | None = None) -> dict[str, 
     """
     path = yaml_path or feature_store_yaml(settings.engine)
     variables = {**os.environ, "TAILOR_HOME": str(settings.home)}
-    raw: dict[str, Any] = yaml.safe_load(_substitute(path.read_text(), variables, path))
+    text = path.read_text()
+    raw: dict[str, Any] = yaml.safe_load(_substitute(text, variables, path))
     offline = str((raw.get("offline_store") or {}).get("type", "dask"))  # Feast's default offline store
     expected = ENGINE_OFFLINE_STORE[settings.engine]
     if (offline == "spark") != (expected == "spark"):
@@ -95,19 +96,20 @@ def config_dict(settings: Settings, yaml_path: Path | None = None) -> dict[str, 
             f"names offline_store type {offline!r}: use {FEATURE_REPO_DIR / ENGINE_YAML[settings.engine]} (unset "
             f"{FEAST_YAML_ENV}), or copy its offline_store block into {path.name}."
         )
-    _check_redis(raw, path)
+    _check_redis(raw, path, "${TAILOR_FEAST_REDIS}" in text)
     return raw
 
 
-def _check_redis(raw: Mapping[str, Any], path: Path) -> None:
+def _check_redis(raw: Mapping[str, Any], path: Path, from_variable: bool) -> None:
     """Refuse a Redis online store whose ``connection_string`` Feast would fail on later, deep in a run or as a
     bare ValueError inside a request (a trial: empty, and ``127.0.0.1:abc``): it must be ``HOST:PORT`` entries
-    (several for a cluster) and ``name=value`` options, comma-separated (Feast's RedisOnlineStoreConfig)."""
+    (several for a cluster) and ``name=value`` options, comma-separated (Feast's RedisOnlineStoreConfig).
+    ``from_variable``: the file takes the address from ``${TAILOR_FEAST_REDIS}``, which the message then names."""
     store = raw.get("online_store") or {}
     if not isinstance(store, Mapping) or str(store.get("type")) != "redis":
         return
     text = str(store.get("connection_string") or "").strip()
-    source = "TAILOR_FEAST_REDIS" if "${TAILOR_FEAST_REDIS}" in path.read_text() else f"connection_string in {path}"
+    source = "TAILOR_FEAST_REDIS" if from_variable else f"connection_string in {path}"
     example = "e.g. 127.0.0.1:6379 or 127.0.0.1:6379,db=1 (feature_repo/README.md)"
     if not text:
         raise FeatureStoreConfigError(

@@ -112,8 +112,10 @@ def registry_problem(settings: Settings) -> str | None:
     engine only (`engine_mismatch`), or never registered with this configuration (e.g. the Redis yaml before any
     `tailor run` with it: `recommend` said only that the store "did not answer", FeatureServiceNotFoundException, a
     re-check trial); None when it was registered."""
+    if apply_marker(settings).exists():
+        return None
     mismatch = engine_mismatch(settings)
-    if mismatch or apply_marker(settings).exists():
+    if mismatch:
         return mismatch
     yaml_file = feature_store_yaml(settings.engine)
     return (

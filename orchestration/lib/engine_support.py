@@ -125,6 +125,28 @@ def java_refusal(engine: Engine, env: Mapping[str, str] | None = None) -> str | 
     return None
 
 
+def build_refusal(settings: Settings) -> str | None:
+    """Why this home must not be built with its engine now, in one message (`refusal`, `engine_switch_refusal`,
+    `dbt_target_refusal`, `java_refusal`, in that order); None when it may. `tailor run` says it before it starts,
+    the warehouse asset when a run came from the UI, a schedule or a sensor."""
+    return (
+        refusal(settings.engine)
+        or engine_switch_refusal(settings)
+        or dbt_target_refusal(settings.engine)
+        or java_refusal(settings.engine)
+    )
+
+
+def serving_refusal(settings: Settings) -> str | None:
+    """Why this home's features cannot be served with the configuration in use, in one message: the engine's
+    packages (`refusal`), a home another engine built (its features are not this engine's: `engine_switch_refusal`),
+    or a feature store configuration that cannot work (`feature_store_problem`: a traceback, or a Redis address read
+    as a store that is down, found by trials); None when they can. `recommend` and `serve` say it before any work."""
+    from tailor.feature_store import feature_store_problem
+
+    return refusal(settings.engine) or engine_switch_refusal(settings) or feature_store_problem(settings)
+
+
 def warehouse_of(settings: Settings, engine: Engine) -> Path:
     """Where ``engine`` keeps this home's warehouse: DuckDB's file, or Spark's folder of tables (and metastore)."""
     return settings.warehouse if engine == "duckdb" else settings.spark_dir / "warehouse"

@@ -15,7 +15,7 @@ from orchestration.lib.dbt_failures import (
     warning_text,
     with_offending_rows,
 )
-from orchestration.lib.engine_support import dbt_target_refusal, engine_switch_refusal, java_refusal, refusal
+from orchestration.lib.engine_support import build_refusal
 from orchestration.lib.signals import stop_if_signalled
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
 from orchestration.lib.warehouse_lock import wait_for_warehouse
@@ -32,12 +32,7 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
     export_dbt_env()
     settings = get_settings()
     # `tailor run` says these before starting; a run from the UI, a schedule or a sensor says them here.
-    refused = (
-        refusal(settings.engine)
-        or engine_switch_refusal(settings)
-        or dbt_target_refusal(settings.engine)
-        or java_refusal(settings.engine)
-    )
+    refused = build_refusal(settings)
     if refused:
         raise dg.Failure(description=refused)
     if settings.engine == "duckdb":
