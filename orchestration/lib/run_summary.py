@@ -26,6 +26,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +43,39 @@ CHECK_RUNS_SCANNED = 20
 CHECK_EVENTS_READ = 5000
 
 
-def runs_fingerprint(instance: dg.DagsterInstance) -> str:
-    """A digest of the newest runs' ids, statuses and last updates: it changes when a run starts, ends or is
-    marked failed, which is when the summary must be written again (16 hex digits)."""
-    records = instance.get_run_records(limit=RUNS_KEPT)
-    state = [(r.dagster_run.run_id, r.dagster_run.status.value, r.update_timestamp.timestamp()) for r in records]
+def newest_run_records(instance: dg.DagsterInstance) -> Sequence[dg.RunRecord]:
+    """The records the summary is made of: the `CHECK_RUNS_SCANNED` newest runs, newest first (one read of the
+    run storage; the summary lists the first `RUNS_KEPT`)."""
+    return instance.get_run_records(limit=max(RUNS_KEPT, CHECK_RUNS_SCANNED))
+
+
+def runs_fingerprint(records: Sequence[dg.RunRecord]) -> str:
+    """A digest of the newest runs' ids, statuses and last updates (``records`` from `newest_run_records`): it
+    changes when a run starts, ends or is marked failed, which is when the summary must be written again (16 hex
+    digits)."""
+    state = [
+        (r.dagster_run.run_id, r.dagster_run.status.value, r.update_timestamp.timestamp()) for r in records[:RUNS_KEPT]
+    ]
     return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:16]
 
 
-def publish_run_summary(instance: dg.DagsterInstance, settings: Settings) -> Path:
+def publish_run_summary(
+    instance: dg.DagsterInstance, settings: Settings, records: Sequence[dg.RunRecord] | None = None
+) -> Path:
     """Write ``settings.run_summary`` from ``instance`` (whole: a reader sees the old file or the new one, never
-    half of one) and return its path.
+    half of one) and return its path. ``records``: the runs as `newest_run_records` read them (read here when
+    None), so that a caller that fingerprinted them publishes the same runs.
 
     Raises:
         OSError: the home's dagster folder cannot be written.
     """
+    if records is None:
+        records = newest_run_records(instance)
     summary = {
         "format": FORMAT,
         "written_at": time.time(),
-        "runs": _runs(instance),
-        "checks": _checks(instance),
+        "runs": _runs(records),
+        "checks": _checks(instance, records),
         "materializations": _materializations(instance),
     }
     path = settings.run_summary
@@ -77,9 +91,9 @@ def publish_run_summary(instance: dg.DagsterInstance, settings: Settings) -> Pat
     return path
 
 
-def _runs(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
+def _runs(records: Sequence[dg.RunRecord]) -> list[dict[str, Any]]:
     rows = []
-    for record in instance.get_run_records(limit=RUNS_KEPT):
+    for record in records[:RUNS_KEPT]:
         start, end = record.start_time, record.end_time
         rows.append(
             {
@@ -94,8 +108,8 @@ def _runs(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
     return rows
 
 
-def _checks(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
-    for record in instance.get_run_records(limit=CHECK_RUNS_SCANNED):
+def _checks(instance: dg.DagsterInstance, records: Sequence[dg.RunRecord]) -> list[dict[str, Any]]:
+    for record in records[:CHECK_RUNS_SCANNED]:
         run_id = record.dagster_run.run_id
         events = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=CHECK_EVENTS_READ

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.lib.run_summary import publish_run_summary, runs_fingerprint
+from orchestration.lib.run_summary import newest_run_records, publish_run_summary, runs_fingerprint
 from tailor.settings import get_settings
 
 #: How often the daemon looks (seconds): the app's run reads expire as often (app/lib/cache.py RUNS_TTL_S).
@@ -14,8 +14,9 @@ def run_summary_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Writes ``<TAILOR_HOME>/dagster/run_summary.json`` again when a run started, ended or was marked failed since
     the last write (or the file is gone); requests no run."""
     settings = get_settings()
-    fingerprint = runs_fingerprint(context.instance)
+    records = newest_run_records(context.instance)
+    fingerprint = runs_fingerprint(records)
     if fingerprint == context.cursor and settings.run_summary.exists():
         return dg.SensorResult(skip_reason="no run started or ended since the summary was written", cursor=fingerprint)
-    path = publish_run_summary(context.instance, settings)
+    path = publish_run_summary(context.instance, settings, records)
     return dg.SensorResult(skip_reason=f"published {path}", cursor=fingerprint)
