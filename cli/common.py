@@ -137,13 +137,9 @@ def bind_problem(host: str, port: int) -> str | None:
 
     Binds and closes a socket of the family uvicorn picks (IPv6 when the host has a colon, else IPv4) with
     SO_REUSEADDR, as uvicorn does, so a port in TIME_WAIT is not reported as taken. Something may still take the
-    port between this check and uvicorn's bind; then uvicorn's own error is what the user sees.
+    port between this check and uvicorn's bind; then uvicorn's own error is what the user sees. Port 0 (the
+    system would pick one and no client would be told which) is refused by the commands' option range, 1-65535.
     """
-    if port == 0:
-        return (
-            "--port 0 would listen on a port the system picks, and no client would be told which: "
-            "choose a port, e.g. --port 8000"
-        )
     import errno
     import socket
 

@@ -20,7 +20,7 @@ def _is_loopback(host: str) -> bool:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -32,7 +32,8 @@ def _is_loopback(host: str) -> bool:
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve recommendations, event intake, /healthz, /readyz, /metrics and /openapi.json over HTTP.
 
-    Limits, budgets and cache lifetimes come from TAILOR_SERVICE_* variables (docs/service.md); the data from
+    Limits, budgets and cache lifetimes come from TAILOR_SERVICE_* variables, the model path's budget from
+    TAILOR_RECOMMEND_BUDGET_MS and the event stream from TAILOR_REDIS_URL (docs/configuration.md); the data from
     TAILOR_HOME. Binding an address other than loopback exposes the API to the network: put it behind a proxy
     or CDN that terminates TLS and authenticates callers.
     """

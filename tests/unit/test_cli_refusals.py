@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -61,9 +62,21 @@ def test_a_database_the_server_does_not_have_is_named_not_called_unreachable(red
     assert "below the server's `databases` setting" in error
 
 
-def test_tailor_serve_refuses_the_same_value_before_it_starts(settings: Settings) -> None:
-    error = _refused(_invoke("serve", "--port", "0", env={"TAILOR_REDIS_URL": "notaurl"}))
+def test_tailor_serve_refuses_the_same_value_before_it_starts(settings: Settings, held_port: str) -> None:
+    error = _refused(_invoke("serve", "--port", held_port, env={"TAILOR_REDIS_URL": "notaurl"}))
     assert "TAILOR_REDIS_URL='notaurl' is not a Redis URL" in error and "set it empty" in error
+
+
+@pytest.fixture
+def held_port() -> Iterator[str]:
+    """A loopback port something listens on: `tailor serve --port` on it is refused at the latest when it checks the
+    port, so a check that should have refused earlier and did not fails the test instead of starting a server."""
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        yield str(held.getsockname()[1])
+
+
+def _with_port(command: tuple[str, ...], port: str) -> tuple[str, ...]:
+    return tuple(port if part == "HELD" else part for part in command)
 
 
 @pytest.fixture
@@ -141,9 +154,9 @@ def test_a_dbt_target_of_the_other_engine_is_refused_before_anything_is_built(
     assert not settings.spark_dir.exists()
 
 
-@pytest.mark.parametrize("command", [("run",), ("recommend", "u1"), ("serve", "--port", "0")])
+@pytest.mark.parametrize("command", [("run",), ("recommend", "u1"), ("serve", "--port", "HELD")])
 def test_a_feature_store_configuration_that_cannot_work_is_refused_before_anything_starts(
-    settings: Settings, command: tuple[str, ...]
+    settings: Settings, command: tuple[str, ...], held_port: str
 ) -> None:
     """Found by a trial: TAILOR_FEAST_REDIS=127.0.0.1:abc failed `tailor run` after the whole dbt build (int()'s
     ValueError), `recommend` served popular pages as if the store were down, and the service's /readyz said only
@@ -151,6 +164,7 @@ def test_a_feature_store_configuration_that_cannot_work_is_refused_before_anythi
     settings.inbox.mkdir(parents=True)
     (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
     settings.marts_dir.mkdir(parents=True)
+    command = _with_port(command, held_port)
     env = {FEAST_YAML_ENV: str(FEATURE_REPO_DIR / "feature_store.redis.yaml"), "TAILOR_FEAST_REDIS": "127.0.0.1:abc"}
     error = _refused(_invoke(*command, env=env))
     assert "TAILOR_FEAST_REDIS='127.0.0.1:abc': '127.0.0.1:abc' is not HOST:PORT" in error
@@ -159,9 +173,9 @@ def test_a_feature_store_configuration_that_cannot_work_is_refused_before_anythi
     assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
 
 
-@pytest.mark.parametrize("command", [("run",), ("recommend", "u1"), ("serve", "--port", "0")])
+@pytest.mark.parametrize("command", [("run",), ("recommend", "u1"), ("serve", "--port", "HELD")])
 def test_spark_without_its_extra_is_one_error_line_naming_the_install_command(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...], held_port: str
 ) -> None:
     """Found by a re-check trial: `make install` leaves the spark extra out, and `TAILOR_ENGINE=spark tailor run`
     printed "Running every asset" then a 49-line traceback (recommend: 67 lines from Feast's Spark store)."""
@@ -171,7 +185,7 @@ def test_spark_without_its_extra_is_one_error_line_naming_the_install_command(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyspark" else real(name, *a))
     settings.inbox.mkdir(parents=True)
     (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
-    error = _refused(_invoke(*command, env={"TAILOR_ENGINE": "spark"}))
+    error = _refused(_invoke(*_with_port(command, held_port), env={"TAILOR_ENGINE": "spark"}))
     assert "TAILOR_ENGINE=spark needs the optional 'spark' extra (pyspark not installed)" in error
     assert "run `make install-spark` in the repository" in error
     assert not (settings.home / "dagster").exists() and not settings.spark_dir.exists()
