@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from cli.common import INTERRUPTED_STATUS, emit_json, fail, load_settings, plural
-from tailor.stream.config import PUSH_SOURCE, RedisURLError, StreamConfig, check_redis_url, default_redis_url
+from tailor.stream.config import (
+    PUSH_SOURCE,
+    RedisURLError,
+    StreamConfig,
+    check_redis_url,
+    default_redis_url,
+    default_stream,
+)
 
 if TYPE_CHECKING:
     from tailor.stream.broker import Broker
@@ -95,7 +102,12 @@ def _common(command: Any) -> Any:
     """--redis, --stream and --group, shared by every subcommand."""
     defaults = StreamConfig()
     command = click.option("--group", default=defaults.group, show_default=True, help="Consumer group.")(command)
-    command = click.option("--stream", default=defaults.stream, show_default=True, help="Redis Stream key.")(command)
+    command = click.option(
+        "--stream",
+        default=default_stream,
+        show_default=f"TAILOR_SERVICE_STREAM or {defaults.stream}",
+        help="Redis Stream key (the service's, TAILOR_SERVICE_STREAM, when set).",
+    )(command)
     return click.option(
         "--redis",
         "redis_url",

@@ -20,6 +20,12 @@ def default_redis_url() -> str:
     return os.environ.get("TAILOR_REDIS_URL", DEFAULT_REDIS_URL)
 
 
+def default_stream() -> str:
+    """``TAILOR_SERVICE_STREAM`` (the key the HTTP service publishes to), else `StreamConfig`'s: `tailor stream`
+    reads and writes the stream the service feeds without a --stream of its own."""
+    return os.environ.get("TAILOR_SERVICE_STREAM") or StreamConfig.stream
+
+
 class RedisURLError(ValueError):
     """A Redis URL that the Redis client cannot use; the message names where it came from and the expected form."""
 

@@ -350,6 +350,21 @@ def test_the_publish_command_reports_refused_lines_and_exits_1(broker: Broker, t
     assert data["error"].startswith("1 event breaks the event contract")
 
 
+def test_stream_commands_default_to_the_stream_the_service_publishes_to(broker: Broker, tmp_path: Path) -> None:
+    """Found by a docs review: with TAILOR_SERVICE_STREAM set, the service published to that key while `tailor
+    stream consume` read tailor:events unless given --stream, so the service's events never reached the features."""
+    [event, _] = _events("u-svc-key", "ic", datetime.now(UTC), "svc-key")
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(event) + "\n")
+    env = {"TAILOR_SERVICE_STREAM": broker.config.stream}
+    published = CliRunner().invoke(stream_cli, ["publish", str(path), "--redis", _url(broker)], env=env)
+    assert published.exit_code == 0, published.output
+    assert broker.r.xlen(broker.config.stream) == 1
+    status = CliRunner().invoke(stream_cli, ["status", "--json", "--redis", _url(broker)], env=env)
+    state = json.loads(status.stdout)
+    assert (state["stream"], state["length"]) == (broker.config.stream, 1), status.output
+
+
 def test_publish_reads_past_a_byte_order_mark_as_ingest_does(broker: Broker, tmp_path: Path) -> None:
     """A file saved as "UTF-8 with BOM": `tailor ingest` took it, publish refused its first line (a trial)."""
     [event, _] = _events("u-bom", "ic", datetime.now(UTC), "bom")
