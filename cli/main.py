@@ -464,7 +464,8 @@ def _require_model_settings() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def run(as_json: bool, quiet: bool) -> None:
-    """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse."""
+    """Materialize the whole asset graph: ingest the inbox, build, test and publish the warehouse, load the feature
+    store, build the training set, train and register the ranker when due, and write the batch pages."""
     from cli.run_report import failure_message, print_report, run_fields
     from cli.summary import pipeline_summary
     from orchestration.lib.engine_support import build_refusal
