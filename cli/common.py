@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -115,6 +117,41 @@ def load_settings() -> Settings:
         return get_settings()
     except ValueError as error:
         fail(str(error))
+
+
+def write_problem(folder: Path) -> str | None:
+    """Why this process could not create files in ``folder`` (or create ``folder``, when it does not exist yet),
+    or None when it can: a file is created and removed in the nearest existing folder, which also finds a
+    read-only file system (where root's permissions do not help) and a full disk's inode table. Creates nothing
+    that stays."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return None  # a file in the way: the command's own checks name it
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".tailor-write-check-")
+    except OSError as exc:
+        made = "" if existing == folder else f" (it would be made in {existing})"
+        return f"{folder} cannot be written{made}: {exc.strerror or exc}"
+    os.close(handle)
+    os.unlink(probe)
+    return None
+
+
+def writable_home(command: str, writes: str) -> Settings:
+    """`load_settings`, for a command that writes the home: a home this user cannot write (a read-only mount, a
+    folder of another user) is one error line naming it and what to do (`fail`), before anything starts, instead of
+    a traceback from the first file the command makes. ``writes``: what the command writes there, for the message."""
+    settings = load_settings()
+    problem = write_problem(settings.home)
+    if problem:
+        fail(
+            f"the Tailor home {problem}; `tailor {command}` writes {writes} there. Set TAILOR_HOME to a folder this "
+            "user can write, or make that one writable (a read-only mount: remount it read-write), then rerun. "
+            "Nothing was done"
+        )
+    return settings
 
 
 def existing_home() -> Settings:

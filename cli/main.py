@@ -27,6 +27,8 @@ from cli.common import (
     fail,
     load_settings,
     plural,
+    writable_home,
+    write_problem,
 )
 from cli.experiments import experiments
 from cli.models import models
@@ -130,6 +132,10 @@ def generate(
 
     settings = load_settings()
     target = (out_dir or settings.inbox).resolve()
+    unwritable = write_problem(target)
+    if unwritable:
+        where = "--out" if out_dir else "the inbox of TAILOR_HOME"
+        fail(f"{unwritable}: the simulated events go there ({where}). Choose a folder this user can write, then rerun")
     if resume:
         _continue(ctx, settings, target, days, policy, pages, as_json)
         return
@@ -346,7 +352,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     from tailor.ingest.files import unsupported_in
     from tailor.ingest.ingest import FIRST_REJECTED
 
-    settings = load_settings()
+    settings = writable_home("ingest", "the landing zone")
     new_home = not settings.home.exists()
     # A folder's other files are skipped, as documented, but never unseen (the inbox sets them aside instead).
     skipped = [str(p) for raw in paths if raw.is_dir() for p in unsupported_in(raw.expanduser())]
@@ -364,6 +370,9 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
         fail(f"{exc}\nNothing was ingested.")
     except OSError as exc:  # e.g. a file this user may not read: the ingestion stopped before landing anything
         where = exc.filename or "a file"
+        if Path(str(where)).resolve().is_relative_to(settings.home.resolve()):  # the home's own files: a write
+            fail(f"{where}: cannot be written ({exc.strerror or exc}). Check the Tailor home's permissions and free "
+                 "space, then ingest again.\nNothing was ingested.")  # fmt: skip
         fail(f"{where}: cannot be read ({exc.strerror or exc}). Check the file and its permissions, then ingest "
              "again.\nNothing was ingested.")  # fmt: skip
     if new_home and settings.home.exists():
@@ -473,7 +482,7 @@ def run(as_json: bool, quiet: bool) -> None:
     from orchestration.lib.runner import SPARK_LOG, run_all
     from tailor.feature_store import feature_store_problem
 
-    settings = load_settings()
+    settings = writable_home("run", "its run lock, warehouse, marts, feature store and models")
     # Said before anything starts: what the engine cannot run here, a home another engine built, a dbt target it
     # may not use, no Java for Spark; and a feature store configuration that cannot work (else found after the
     # whole dbt build, at the feature registry).

@@ -365,3 +365,47 @@ def test_a_negative_seed_is_refused_by_its_option(settings: Settings) -> None:
     result = _invoke("generate", "--users", "5", "--days", "1", "--seed", "-3")
     assert result.exit_code == 2 and "Invalid value for '--seed': -3 is not in the range x>=0" in result.stderr
     assert not settings.inbox.exists()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder no file can be created in: a read-only bind mount as root (root ignores permission bits), else
+    mode 0555. Skipped where root may not mount."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    import subprocess
+
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+    if not mounted or subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True).returncode:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+        pytest.skip("root may not mount here: no read-only folder to test with")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["home-is-read-only", "home-to-be-made-in-read-only"])
+def test_a_home_that_cannot_be_written_is_one_error_line_before_anything_starts(
+    read_only_folder: Path, tmp_path: Path, inside: bool
+) -> None:
+    """Found by a trial: on a read-only home `tailor run` was a traceback from its run lock (OSError: Read-only file
+    system), `tailor generate` one from mkdir, and `tailor ingest` said the landing zone's lock "cannot be read"."""
+    home = read_only_folder / "home" if inside else read_only_folder
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1"}\n')
+    env = {"TAILOR_HOME": str(home)}
+    for command, writes in (("run", "its run lock, warehouse"), ("ingest", "the landing zone")):
+        error = _refused(_invoke(command, *([str(events)] if command == "ingest" else []), env=env))
+        assert error.startswith(f"error: the Tailor home {home} cannot be written"), error
+        assert f"`tailor {command}` writes {writes}" in error and "Set TAILOR_HOME to a folder this user can" in error
+    error = _refused(_invoke("generate", "--users", "5", "--days", "1", env=env))
+    assert error.startswith(f"error: {home / 'inbox'} cannot be written (it would be made in {read_only_folder})")
+    assert "the simulated events go there (the inbox of TAILOR_HOME)" in error
+    assert sorted(p.name for p in read_only_folder.iterdir()) == []
