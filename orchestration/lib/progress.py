@@ -1,4 +1,5 @@
-"""A Dagster logger that prints one short line per finished asset or check, for `tailor run`."""
+"""A Dagster logger that prints one short line per finished asset or check, for `tailor run`; and what an asset
+says to the person waiting (`say`), e.g. that it waits for another process."""
 
 import logging
 import sys
@@ -6,12 +7,24 @@ from typing import Any
 
 import dagster as dg
 
+#: The log record attribute that marks a message for the console (`say`).
+_SAY = "tailor_say"
+
+
+def say(log: logging.Logger, message: str) -> None:
+    """Log ``message`` as a warning to the run's Dagster log and, under `tailor run` (not --quiet), print it on the
+    console among the progress lines: for what a person watching must know now, such as a wait with no end
+    they can see."""
+    log.warning(message, extra={_SAY: True})
+
 
 class _ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         if event is None:
+            if getattr(record, _SAY, False):
+                print(f"  {'note':<10} {meta.get('orig_message', record.getMessage())}", file=sys.stderr, flush=True)
             return
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION":

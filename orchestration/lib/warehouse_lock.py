@@ -68,7 +68,11 @@ def wait_for_warehouse(
     holder = lock_holder(warehouse)
     if holder is None:
         return 0.0
-    log(f"waiting for {holder} to release {warehouse} (a dbt build left by an interrupted run finishes first)")
+    limit = f"{timeout / 60:.0f} min" if timeout >= 120 else f"{timeout:.0f} s"
+    log(
+        f"waiting (up to {limit}) for {holder} to release {warehouse}: a dbt build left by an interrupted run "
+        "finishes first; a SQL client holding the file open must close it"
+    )
     while holder is not None:
         waited = time.monotonic() - started
         if waited >= timeout:

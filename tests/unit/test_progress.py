@@ -1,8 +1,6 @@
 """What `tailor run` prints and decides: what each asset did (not "built" for an asset that kept what it had), no
 deprecation warnings from pinned third-party code, and a failure when work was silently skipped."""
 
-from __future__ import annotations
-
 import os
 import signal
 import time
@@ -12,8 +10,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster import AssetExecutionContext
 
-from orchestration.lib.progress import progress_logger
+from orchestration.lib.progress import progress_logger, say
 from orchestration.lib.runner import outcome_of
 
 pytestmark = pytest.mark.unit
@@ -44,6 +43,27 @@ def test_each_line_names_the_assets_action(capfd: pytest.CaptureFixture[str]) ->
     assert result.success
     lines = sorted(line.split() for line in capfd.readouterr().err.splitlines() if line.startswith("  "))
     assert lines == [["built", "rebuilt"], ["kept", "kept"], ["up", "to", "date", "unchanged"]]
+
+
+@dg.asset
+def waiting(context: AssetExecutionContext) -> None:
+    say(context.log, "waiting (up to 15 min) for PID 7 (python) to release tailor.duckdb")
+    context.log.warning("an ordinary warning stays in the Dagster log")
+
+
+def test_what_an_asset_says_is_printed_and_other_log_lines_are_not(capfd: pytest.CaptureFixture[str]) -> None:
+    """Found by a trial: `tailor run` sat silent for minutes while a SQL client held the warehouse open; the
+    warehouse step said it was waiting, but only in the Dagster log."""
+    defs = dg.Definitions(
+        assets=[waiting], jobs=[dg.define_asset_job("say_test")], loggers={"tailor_progress": progress_logger}
+    )
+    result = defs.resolve_job_def("say_test").execute_in_process(run_config={"loggers": {"tailor_progress": {}}})
+    assert result.success
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("  ")]
+    assert lines == [
+        "  note       waiting (up to 15 min) for PID 7 (python) to release tailor.duckdb",
+        "  built      waiting",
+    ]
 
 
 @dg.asset

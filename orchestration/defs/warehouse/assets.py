@@ -16,6 +16,7 @@ from orchestration.lib.dbt_failures import (
     with_offending_rows,
 )
 from orchestration.lib.engine_support import build_refusal
+from orchestration.lib.progress import say
 from orchestration.lib.signals import stop_if_signalled
 from orchestration.lib.spark_marts import publish_spark_marts, published_marts
 from orchestration.lib.warehouse_lock import wait_for_warehouse
@@ -36,7 +37,7 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
     if refused:
         raise dg.Failure(description=refused)
     if settings.engine == "duckdb":
-        wait_for_warehouse(settings.warehouse, context.log.warning)  # e.g. a dbt left running by a killed run
+        wait_for_warehouse(settings.warehouse, lambda m: say(context.log, m))  # e.g. a dbt a killed run left
     invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False)
     prune_invocations(invocation.target_path.parent)  # older builds' folders (this one is the newest)
     warned: list[dg.AssetCheckResult] = []
