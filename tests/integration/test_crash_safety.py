@@ -214,7 +214,10 @@ def test_killed_ingests_and_runs_rebuild_the_same_warehouse(tmp_path: Path) -> N
     # had started are closed as failed (a kill during start-up, before the run is recorded, leaves none).
     statuses = _run_statuses(get_settings(crashed))
     killed_runs = sum(k.startswith("run") and k.endswith("killed") for k in kills)
-    assert statuses.count("SUCCESS") == 1 + sum(k.startswith("run") and k.endswith("had finished") for k in kills)
+    finished_runs = sum(k.startswith("run") and k.endswith("had finished") for k in kills)
+    # A kill can land after Dagster recorded the run's success, while the process writes its summary (seen in a
+    # clean-clone run under load): that run is a success, not a failure.
+    assert 1 + finished_runs <= statuses.count("SUCCESS") <= 1 + finished_runs + killed_runs, (statuses, kills)
     assert set(statuses) <= {"SUCCESS", "FAILURE"} and statuses.count("FAILURE") <= killed_runs, statuses
 
     # Nothing lost or doubled in the landing zone either: one batch and one record per file, no leftovers.
@@ -244,8 +247,9 @@ def test_the_warehouse_step_waits_for_a_leftover_lock_holder_then_names_it(tmp_p
         said: list[str] = []
         with pytest.raises(WarehouseBusyError, match=rf"locked by PID {holder.pid} .* \(kill {holder.pid}\)"):
             wait_for_warehouse(warehouse, said.append, timeout=1.0, poll=0.2)
-        assert said == [f"waiting for {lock_holder(warehouse)} to release {warehouse} (a dbt build left by an "
-                        "interrupted run finishes first)"]  # fmt: skip
+        assert said == [f"waiting (up to 1 s) for {lock_holder(warehouse)} to release {warehouse}: a dbt build "
+                        "left by an interrupted run finishes first; a SQL client holding the file open must close "
+                        "it"]  # fmt: skip
         assert holder.stdin is not None
         holder.stdin.close()  # the holder finishes: the wait ends by itself
         assert wait_for_warehouse(warehouse, said.append, timeout=60, poll=0.1) < 60
