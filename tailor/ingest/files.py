@@ -26,6 +26,8 @@ class IngestError(Exception):
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 _SNIFF_BYTES = 64 * 1024
+#: The reader's block: a line longer than this can fail to read (Arrow's CSV reader; docs/contract/README.md).
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 def file_format(path: Path) -> str:
@@ -105,11 +107,23 @@ def _sniff(path: Path) -> bytes:
 
 
 def read_lines(path: Path) -> pa.Table:
-    """A JSON Lines file as (line_number, raw) with blank lines left out, numbered as in the file."""
+    """A JSON Lines file as (line_number, raw) with blank lines left out, numbered as in the file.
+
+    Raises:
+        IngestError: the file is empty or only blank lines, Parquet or other binary content, not UTF-8, or holds a
+            line longer than `MAX_LINE_BYTES`; the message starts with the path and says what to do.
+    """
     head = _sniff(path)
-    if not head.strip():
+    if not head:
         raise IngestError(
             f"{path}: the file is empty: send a file with events (if there is nothing to send, send nothing)."
+        )
+    if not head.strip() and len(head) < _SNIFF_BYTES:
+        raise IngestError(f"{path}: the file holds only blank lines: send a file with events.")
+    if head.startswith(b"PAR1"):
+        raise IngestError(
+            f"{path}: this is a Parquet file (it starts with Parquet's PAR1 marker) with a JSON Lines name: "
+            "rename it to end in .parquet, then send it again."
         )
     if b"\x00" in head:
         raise IngestError(
@@ -118,7 +132,7 @@ def read_lines(path: Path) -> pa.Table:
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=["raw"], block_size=16 * 1024 * 1024),
+            read_options=pacsv.ReadOptions(column_names=["raw"], block_size=MAX_LINE_BYTES),
             # JSON text never holds a raw \x01, so each line is one field, quotes and commas untouched.
             parse_options=pacsv.ParseOptions(
                 delimiter="\x01", quote_char=False, escape_char=False, ignore_empty_lines=False
@@ -130,6 +144,12 @@ def read_lines(path: Path) -> pa.Table:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        if "straddl" in str(exc):  # Arrow: a row longer than a block spans two block boundaries
+            raise IngestError(
+                f"{path}: a line is longer than {MAX_LINE_BYTES // 2**20} MiB, the longest line ingestion reads (an "
+                "event is usually well under 1 KiB): write one event per line; a file that is one JSON document "
+                "(an array, or pretty-printed JSON) is not JSON Lines."
+            ) from exc
         where = _first_bad_utf8(path)
         if where is None:
             raise IngestError(f"{path}: not readable as UTF-8 JSON Lines text ({exc}).") from exc
