@@ -67,7 +67,13 @@ def main() -> None:
 
 @main.command()
 @click.option("--users", type=click.IntRange(min=1), default=2000, show_default=True, help="Number of users.")
-@click.option("--days", type=click.IntRange(min=1, max=3650), default=28, show_default=True, help="Days of history.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=3650),
+    default=None,
+    show_default="28; 1 with --continue",
+    help="Days of history; with --continue, the days to add (a daily run adds one).",
+)
 @click.option(
     "--seed", type=click.IntRange(min=0), default=7, show_default=True, help="Random seed: same seed, same files."
 )
@@ -111,7 +117,7 @@ def main() -> None:
 def generate(
     ctx: click.Context,
     users: int,
-    days: int,
+    days: int | None,
     seed: int,
     start_date: datetime | None,
     out_dir: Path | None,
@@ -130,6 +136,7 @@ def generate(
     OUT/_truth/continued/ and truth.json's closed_loop)."""
     from simulator import SimulationConfig, simulate
 
+    days = days or (1 if resume else 28)  # a continued world grows a day at a time unless told otherwise
     settings = load_settings()
     target = (out_dir or settings.inbox).resolve()
     unwritable = write_problem(target)

@@ -283,6 +283,11 @@ def test_generating_a_continued_history_again_keeps_it(settings: Settings) -> No
     assert (settings.inbox / "_truth" / "truth.json").read_text() == truth
     assert sorted(p.name for p in (settings.inbox / "events").iterdir()) == files
     assert _invoke("generate", "--continue", "--days", "1").exit_code == 0  # 2026-01-09: the history goes on
+    # Without --days, --continue adds one day (a trial's `generate --continue` wrote 28 more days, the first run's
+    # default, 550k rows into the inbox).
+    added = _invoke("generate", "--continue")
+    assert added.exit_code == 0, added.stderr
+    assert f"Continued {settings.inbox} by 1 day (2026-01-10 to 2026-01-10" in added.stdout
     # Another world is still refused.
     assert "a different simulated history" in _refused(
         _invoke("generate", "--users", "21", "--days", "3", "--overwrite")
