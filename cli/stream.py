@@ -29,7 +29,10 @@ from tailor.stream.config import (
 )
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from tailor.stream.broker import Broker
+    from tailor.stream.consumer import ConsumeStats
 
 
 def _check_url(url: str) -> None:
@@ -380,12 +383,24 @@ def consume(
     if as_json:
         emit_json(worker.describe())
     else:
+        why = _ignored_why(stats, worker.window.length)
         click.echo(
-            f"read {stats.read:,}  counted {stats.counted:,}  ignored {stats.ignored:,}  "
+            f"read {stats.read:,}  counted {stats.counted:,}  ignored {stats.ignored:,}{why}  "
             f"dead letters {stats.dead_lettered:,}  recovered {stats.recovered:,}  rebuilt {stats.rebuilt:,}  "
             f"pushes {stats.pushes:,} ({stats.rows_pushed:,} rows)"
             + (f"  reconnects {stats.reconnects:,}" if stats.reconnects else "")
         )
+
+
+def _ignored_why(stats: ConsumeStats, window: timedelta) -> str:
+    """Why the ignored events were ignored, e.g. `` (2 older than the 30-minute window)``; empty when none were."""
+    reasons = [
+        (stats.ignored_too_old, f"older than the {window.total_seconds() / 60:g}-minute window by the clock"),
+        (stats.ignored_repeated, "counted already"),
+        (stats.ignored_not_counted, "exposures, which no feature counts"),
+    ]
+    said = [f"{n:,} {why}" for n, why in reasons if n]
+    return f" ({', '.join(said)})" if said else ""
 
 
 @stream.command()

@@ -74,6 +74,10 @@ class ConsumeStats:
     read: int = 0
     counted: int = 0
     ignored: int = 0
+    #: Of ``ignored``: older than the window by the clock; already counted (a re-delivery); exposures.
+    ignored_too_old: int = 0
+    ignored_repeated: int = 0
+    ignored_not_counted: int = 0
     dead_lettered: int = 0
     recovered: int = 0
     rebuilt: int = 0
@@ -293,11 +297,15 @@ class Consumer:
         results = self._checker.check([e.text or "" for e in usable], [e.arrived_at for e in usable])
         for entry, result in zip(usable, results, strict=True):
             if isinstance(result, Event):
-                if self.window.add(self._activity(result, entry), now):
+                activity = self._activity(result, entry)
+                why = self.window.refusal(activity, now)
+                if why is None and self.window.add(activity, now):
                     self._dirty.add(result.user_id)
                     self.stats.counted += 1
                 else:
                     self.stats.ignored += 1
+                    field = f"ignored_{why or 'repeated'}"
+                    setattr(self.stats, field, getattr(self.stats, field) + 1)
             else:
                 count = self._deliveries(entry.id, (deliveries or {}).get(entry.id, 1))
                 dead.append((entry, result.reason, result.detail, count))

@@ -15,7 +15,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 #: Event counts (int64), then the other features, in the order of the feature view (feature_repo/recent_activity.py).
 COUNTS: tuple[str, ...] = ("impressions_30m", "clicks_30m", "views_30m", "conversions_30m")
@@ -105,11 +105,21 @@ class RecentActivity:
     def users(self) -> set[str]:
         return set(self._events)
 
-    def add(self, activity: Activity, now: datetime) -> bool:
-        """Count an event; False (nothing changes) for a re-delivery, an event outside the window or an exposure."""
+    def refusal(self, activity: Activity, now: datetime) -> Literal["not_counted", "repeated", "too_old"] | None:
+        """Why `add` would not count ``activity`` at ``now``: ``not_counted`` (an exposure: no feature counts it),
+        ``repeated`` (its event_id is in the window already), ``too_old`` (it happened a window's length or more
+        before ``now``: the window is of the last minutes by the clock, not of the history's last day); or None."""
         if activity.event_type not in _COUNTED:
-            return False  # exposures change no feature
-        if activity.event_id in self._ids or activity.event_time <= now - self.length:
+            return "not_counted"
+        if activity.event_id in self._ids:
+            return "repeated"
+        if activity.event_time <= now - self.length:
+            return "too_old"
+        return None
+
+    def add(self, activity: Activity, now: datetime) -> bool:
+        """Count an event; False (nothing changes) when `refusal` names a reason."""
+        if self.refusal(activity, now) is not None:
             return False
         self._events.setdefault(activity.user_id, {})[activity.event_id] = activity
         self._ids.add(activity.event_id)

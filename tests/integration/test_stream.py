@@ -618,12 +618,27 @@ def test_publishing_a_binary_file_is_a_clear_error_and_publishes_nothing(
     assert broker.r.xlen(broker.config.stream) == 0
 
 
-def test_consume_once_does_not_tell_to_press_ctrl_c(sqlite_repo: Path, broker: Broker, home: Path) -> None:
+def test_consume_once_says_why_events_were_ignored_and_not_to_press_ctrl_c(
+    sqlite_repo: Path, broker: Broker, home: Path
+) -> None:
+    """Found by a trial: events stamped with the demo history's last day were "ignored 2" with no reason (the window
+    is the last 30 minutes by the clock)."""
+    now = datetime.now(UTC)
+    fresh = _events("u-why", "c", now, "why")
+    old = _events("u-why", "cv", now - timedelta(days=30), "why-old")
+    exposure = {**fresh[0], "event_id": "why-exp", "event_type": "exposure", "experiment_id": "x", "variant": "a"}
+    exposure.pop("content_id")
+    for event in [*fresh, *fresh, *old, exposure]:  # the fresh click twice: counted once
+        publish_event(broker, event)
     env = {**os.environ, **TELEMETRY_OFF, "TAILOR_HOME": str(home)}
     args = [TAILOR, "stream", "consume", "--redis", _url(broker), "--stream", broker.config.stream, "--once"]
     done = subprocess.run([*args, "--repo", str(sqlite_repo)], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert f"consuming {broker.config.stream} as " in done.stderr and "Ctrl-C" not in done.stderr
+    assert done.stdout.startswith(
+        "read 5  counted 1  ignored 4 (2 older than the 30-minute window by the clock, 1 counted already, "
+        "1 exposures, which no feature counts)  "
+    ), done.stdout
 
 
 # -- Redis going away under a running consumer --------------------------------------------------------------------
