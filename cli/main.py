@@ -356,7 +356,7 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     file of another type in a folder (named on stderr).
     """
     from tailor.ingest import IngestError, ingest_paths
-    from tailor.ingest.files import unsupported_in
+    from tailor.ingest.files import dangling_link, dangling_links_in, unsupported_in
     from tailor.ingest.ingest import FIRST_REJECTED
 
     settings = writable_home("ingest", "the landing zone")
@@ -365,6 +365,8 @@ def ingest(paths: Sequence[Path], kind: str | None, skip_rows: bool, as_json: bo
     skipped = [str(p) for raw in paths if raw.is_dir() for p in unsupported_in(raw.expanduser())]
     for path in skipped:
         err.print(f"  skipping {path}: not JSON Lines or Parquet", highlight=False)
+    for link in (p for raw in paths if raw.is_dir() for p in dangling_links_in(raw.expanduser())):
+        err.print(f"  skipping {dangling_link(link).removesuffix('.')}", highlight=False)
     try:
         report = ingest_paths(
             paths,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,6 +59,26 @@ def files_in(folder: Path) -> list[Path]:
 def unsupported_in(folder: Path) -> list[Path]:
     """The other files under a folder (same '_'/'.' rule as `files_in`), sorted: endings no ingestion reads."""
     return [p for p in _visible_files(folder) if not p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)]
+
+
+def dangling_links_in(folder: Path) -> list[Path]:
+    """Symbolic links under a folder (same '_'/'.' rule as `files_in`) whose target does not exist, sorted: neither
+    a file to read nor a folder to look in, so `files_in` never sees them."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_symlink()
+        and not p.exists()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+    )
+
+
+def dangling_link(path: Path) -> str:
+    """What is wrong with a symbolic link whose target does not exist, and what to do."""
+    return (
+        f"{path}: a symbolic link to {os.readlink(path)}, which does not exist: link to the complete file, or copy "
+        "the file itself in its place."
+    )
 
 
 def _visible_files(folder: Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 Producers should write a file under a name starting with '.' or '_' and rename it when complete: such names are
 never read, so a half-written file is never ingested. A file that fails the file-level checks, or whose ending
-no ingestion reads (a .csv, say), is moved to ``inbox/_rejected/`` with a note saying why, so one bad file
+no ingestion reads (a .csv, say), or a symbolic link to nothing, is moved to ``inbox/_rejected/`` with a note
+saying why, so one bad file
 neither blocks later runs, nor gets lost, nor waits in the inbox unnoticed. A later
 rejected file of the same name is kept beside the earlier one (``name.2.jsonl``, ...), never over it.
 """
@@ -15,7 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tailor.durable import fsync_dir, replace_durably, write_atomic
-from tailor.ingest.files import IngestError, files_in, unsupported_in, unsupported_type
+from tailor.ingest.files import (
+    IngestError,
+    dangling_link,
+    dangling_links_in,
+    files_in,
+    unsupported_in,
+    unsupported_type,
+)
 from tailor.ingest.ingest import IngestReport, land_files
 from tailor.ingest.landing import file_signature, read_log
 from tailor.ingest.recovery import landing_session, unfinished_ingestions
@@ -42,6 +50,11 @@ def unsupported_files(settings: Settings) -> list[Path]:
     return unsupported_in(settings.inbox) if settings.inbox.exists() else []
 
 
+def dangling_links(settings: Settings) -> list[Path]:
+    """Symbolic links in the inbox whose target does not exist: the next run sets them aside."""
+    return dangling_links_in(settings.inbox) if settings.inbox.exists() else []
+
+
 def pending_files(settings: Settings) -> list[Path]:
     """Inbox files not yet landed or seen by an ingestion, judged by path, size and mtime (nothing is read)."""
     seen = {(r.source_file, r.source_size, r.source_mtime_ns) for r in read_log(settings)}
@@ -58,6 +71,10 @@ def pending_fingerprint(settings: Settings) -> tuple[str, int]:
     pending = pending_files(settings) + unsupported_files(settings)
     for path in pending:
         digest.update("|".join(map(str, file_signature(path))).encode() + b"\n")
+    links = dangling_links(settings)
+    for link in links:
+        digest.update(f"dangling:{link}\n".encode())
+    pending += links
     unfinished = unfinished_ingestions(settings)
     if unfinished:
         digest.update(f"unfinished:{unfinished}".encode())
@@ -74,8 +91,9 @@ def ingest_inbox(settings: Settings) -> InboxResult:
     """
     with landing_session(settings) as recovery:
         result = InboxResult(report=IngestReport(recovery=recovery))
-        for path in unsupported_files(settings):
-            reason = unsupported_type(path)
+        set_aside_first = [(p, unsupported_type(p)) for p in unsupported_files(settings)]
+        set_aside_first += [(p, dangling_link(p)) for p in dangling_links(settings)]
+        for path, reason in set_aside_first:
             result.rejected_files[str(path)] = reason
             result.set_aside_as[str(path)] = str(set_aside(settings, path, reason))
         for path in pending_files(settings):
@@ -116,6 +134,6 @@ def _free_name(folder: Path, name: str) -> Path:
     while True:
         candidate = folder / (name if number == 1 else f"{stem}.{number}{dot}{suffixes}")
         note = candidate.with_name(candidate.name + NOTE_SUFFIX)
-        if not candidate.exists() and not note.exists():
+        if not candidate.exists() and not candidate.is_symlink() and not note.exists():
             return candidate
         number += 1

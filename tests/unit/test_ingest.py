@@ -227,6 +227,25 @@ def test_a_bad_inbox_file_is_set_aside_with_its_reason(settings: Settings) -> No
     assert ingest_inbox(settings).report.files == []  # neither file is read again
 
 
+def test_a_link_to_nothing_in_the_inbox_is_set_aside_and_the_sensor_sees_it(settings: Settings) -> None:
+    """Found by a trial: a dangling `events.jsonl` link stayed in the inbox on every run, never said (neither a file
+    to read nor a folder to look in). An empty folder stays: folders only hold files."""
+    settings.inbox.mkdir(parents=True)
+    (settings.inbox / "empty.jsonl").mkdir()
+    for round_ in (1, 2):
+        (settings.inbox / "dangling.jsonl").symlink_to(settings.home / "nowhere.jsonl")
+        assert pending_fingerprint(settings)[1] == 1  # the inbox sensor asks for a run
+        result = ingest_inbox(settings)
+        assert result.report.files == [] and list(result.rejected_files) == [str(settings.inbox / "dangling.jsonl")]
+        moved = Path(result.set_aside_as[str(settings.inbox / "dangling.jsonl")])
+        assert moved.name == ("dangling.jsonl" if round_ == 1 else "dangling.2.jsonl")  # the first one kept
+        assert moved.is_symlink() and str(moved.readlink()) == str(settings.home / "nowhere.jsonl")
+        note = moved.with_name(moved.name + ".error.txt").read_text()
+        assert f"a symbolic link to {settings.home / 'nowhere.jsonl'}, which does not exist" in note
+        assert pending_fingerprint(settings)[1] == 0
+    assert (settings.inbox / "empty.jsonl").is_dir()
+
+
 def test_a_rejected_file_never_replaces_an_earlier_one_of_the_same_name(settings: Settings) -> None:
     settings.inbox.mkdir(parents=True)
     deliveries = [b"\x89PNG first\x00", b"", b'{"order_id": 1}\n']  # binary, then empty, then the wrong schema
