@@ -247,6 +247,25 @@ def _prepare(
     return report, detected
 
 
+def _problems(check: Callable[[Path], object], files: list[Path]) -> list[str]:
+    """The messages of the IngestErrors ``check`` raises over ``files``, in order."""
+    found = []
+    for path in files:
+        try:
+            check(path)
+        except IngestError as exc:
+            found.append(str(exc))
+    return found
+
+
+def _raise_all(problems: list[str]) -> None:
+    """Raise one IngestError naming every problem (each message starts with its file), or nothing when none."""
+    if len(problems) == 1:
+        raise IngestError(problems[0])
+    if problems:
+        raise IngestError(f"{len(problems)} files cannot be ingested:\n" + "\n".join(f"  {p}" for p in problems))
+
+
 def ingest_paths(
     paths: Iterable[str | Path],
     settings: Settings,
@@ -278,8 +297,7 @@ def ingest_paths(
     files = expand(paths)
     if not files:
         raise IngestError("no files given. Name event files or folders, e.g. `tailor ingest data/inbox`.")
-    for path in files:
-        file_format(path)  # refuse unsupported names before reading anything
+    _raise_all(_problems(file_format, files))  # refuse unsupported names before reading anything
     with landing_session(settings) as recovery:
         rows: RowCheck = "check" if check_rows else "unchecked"
         report = land_files(files, settings, kind=kind, now=now, progress=progress, rows=rows)
@@ -314,6 +332,7 @@ def land_files(
     staged: list[tuple[Path, Path]] = []
     records: list[BatchRecord] = []
     seen: set[str] = set()
+    refused: list[str] = []
     con = duckdb.connect()
     try:
         con.execute("set TimeZone = 'UTC'")
@@ -335,7 +354,11 @@ def land_files(
             seen.add(batch_id)
             tmp = staged_batch_path(settings, txn, batch_id)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            file_report, detected = _prepare(con, path, source, batch_id, kind, ingested_at, tmp, rows)
+            try:
+                file_report, detected = _prepare(con, path, source, batch_id, kind, ingested_at, tmp, rows)
+            except IngestError as exc:
+                refused.append(str(exc))  # the other files are still checked, so one answer names every bad one
+                continue
             fsync_file(tmp)
             staged.append((tmp, batch_path(settings, detected, batch_id)))
             report.files.append(file_report)
@@ -352,6 +375,7 @@ def land_files(
                     source_mtime_ns=mtime,
                 )
             )
+        _raise_all(refused)
         if staged:
             fsync_dir(staging_dir(settings) / txn)
     except BaseException:

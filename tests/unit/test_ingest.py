@@ -177,6 +177,27 @@ def test_bad_input_is_refused_and_nothing_is_landed(
     assert not list((settings.landing / ".tmp").glob("batch-*"))
 
 
+def test_every_bad_file_of_a_call_is_named_at_once(tmp_path: Path, settings: Settings) -> None:
+    """Found by a trial: a folder of eight bad files named only the first, one fix per attempt."""
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    _write_jsonl(folder / "a-good.jsonl", [json.dumps(_event(1))])
+    (folder / "b-empty.jsonl").write_bytes(b"")
+    (folder / "c-photo.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00")
+    _write_jsonl(folder / "d-good.jsonl", [json.dumps(_event(2))])
+    (folder / "e-orders.jsonl").write_bytes(b'{"order_id": 1, "amount": 3}\n')
+    with pytest.raises(IngestError) as refused:
+        ingest_paths([folder], settings)
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "3 files cannot be ingested:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        str(folder / name) for name in ("b-empty.jsonl", "c-photo.jsonl", "e-orders.jsonl")
+    ]
+    assert "empty" in lines[1] and "binary" in lines[2] and "wrong schema" in lines[3]
+    assert [p for p in _landing_listing(settings) if "batch-" in p] == []  # all or nothing: the good ones wait
+    assert not list((settings.landing / ".tmp").glob("*/batch-*"))
+
+
 def test_cli_reports_errors_on_stderr_with_a_non_zero_exit(tmp_path: Path, settings: Settings) -> None:
     runner = CliRunner()
     missing = runner.invoke(main, ["ingest", str(tmp_path / "nope.jsonl")])
