@@ -26,7 +26,7 @@ BENCHMARKS := simulator pipeline bandit experiments feature-store stream calibra
 help:
 	@echo "make demo   install, generate $(DEMO_DAYS) days for $(DEMO_USERS) users, run every asset"
 	@echo "make test   run every test (unit, integration, e2e)"
-	@echo "make ui     start the Dagster UI on http://127.0.0.1:3000 (plain \`dagster dev\` here works too)"
+	@echo "make ui     start the Dagster UI on http://127.0.0.1:$(UI_PORT) (plain \`dagster dev\` here works too)"
 	@echo "make app    start the analyst app on http://127.0.0.1:$(APP_PORT) (Streamlit; docs/app.md)"
 	@echo "make screenshots  regenerate docs/img/app-*.png from the demo history (Debian's chromium)"
 	@echo "make bench  rerun every benchmark in docs/benchmarks.md (three to four hours on 2 cores)"
@@ -75,8 +75,9 @@ test-e2e: install
 	$(BIN)/pytest -m e2e
 
 # `tailor ui` = `dagster dev` from this folder, with the instance under TAILOR_HOME (code location `tailor`).
+UI_PORT ?= 3000
 ui: install
-	$(BIN)/tailor ui
+	$(BIN)/tailor ui --port $(UI_PORT)
 
 # The analyst app (docs/app.md): read-only over the published marts, on loopback, no usage statistics.
 APP_PORT ?= 8501

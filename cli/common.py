@@ -168,7 +168,7 @@ def existing_home() -> Settings:
     return settings
 
 
-def bind_problem(host: str, port: int) -> str | None:
+def bind_problem(host: str, port: int, make_variable: str | None = None) -> str | None:
     """Why a web server (uvicorn: `tailor serve`'s, and `dagster dev`'s under `tailor ui`) could not listen on
     ``host``:``port``, checked before anything is loaded or started, or None when it can.
 
@@ -176,6 +176,7 @@ def bind_problem(host: str, port: int) -> str | None:
     SO_REUSEADDR, as uvicorn does, so a port in TIME_WAIT is not reported as taken. Something may still take the
     port between this check and uvicorn's bind; then uvicorn's own error is what the user sees. Port 0 (the
     system would pick one and no client would be told which) is refused by the commands' option range, 1-65535.
+    ``make_variable``: the Makefile variable that sets the port, for a command a make target runs (APP_PORT).
     """
     import errno
     import socket
@@ -196,7 +197,9 @@ def bind_problem(host: str, port: int) -> str | None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return (
-                    f"port {port} on {host} is in use: choose another with --port, or stop what holds it "
+                    f"port {port} on {host} is in use: choose another with --port"
+                    + (f" (`make`: {make_variable}=N)" if make_variable else "")
+                    + ", or stop what holds it "
                     f"(e.g. `ss -ltnp 'sport = :{port}'` shows it)"
                 )
             if exc.errno == errno.EADDRNOTAVAIL:

@@ -549,7 +549,7 @@ def ui(host: str, port: int) -> None:
     settings = load_settings()
     # `dagster dev` does not stop when its webserver cannot bind: the daemon beside it runs on (and launches the
     # sensors' runs) with no UI to see them. So the address is checked first.
-    refused = bind_problem(host, port)
+    refused = bind_problem(host, port, "UI_PORT")
     if refused:
         fail(refused)
     from orchestration.lib.daemon import running_daemon
@@ -594,7 +594,7 @@ def app(host: str, port: int) -> None:
     from tailor.settings import TELEMETRY_OFF
 
     settings = load_settings()
-    refused = bind_problem(host, port)  # Streamlit would say so only after its start-up
+    refused = bind_problem(host, port, "APP_PORT")  # Streamlit would say so only after its start-up
     if refused:
         fail(refused)
     err.print(f"Analyst app on http://{host}:{port} (Ctrl-C to stop); data in {settings.home}", highlight=False)

@@ -107,7 +107,8 @@ def test_tailor_ui_refuses_a_taken_port_before_starting_dagster(settings: Settin
         port = taken.getsockname()[1]
         error = _refused(_invoke("ui", "--port", str(port)))
     assert error == (
-        f"error: port {port} on 127.0.0.1 is in use: choose another with --port, or stop what holds it "
+        f"error: port {port} on 127.0.0.1 is in use: choose another with --port (`make`: UI_PORT=N), or stop what "
+        "holds it "
         f"(e.g. `ss -ltnp 'sport = :{port}'` shows it)\n"
     )
     assert not settings.home.exists()
