@@ -39,6 +39,7 @@ def run_fields(outcome: RunOutcome) -> dict[str, Any]:
         "logs": outcome.logs,
         "not_built": outcome.not_built,
         "retrain_signals": outcome.retrain_signals,
+        "new_champion": outcome.new_champion,
         "models": outcome.models,
         "set_aside": outcome.set_aside,
         "warned_checks": outcome.warned_checks,
@@ -66,6 +67,15 @@ def print_report(summary: dict[str, Any], outcome: RunOutcome) -> None:
     if outcome.retrain_signals:
         for name, text in outcome.retrain_signals.items():
             err.print(f"[bold yellow]drift[/] {name}: {text}", highlight=False, markup=True)
+    if outcome.retrain_signals and outcome.new_champion is not None:
+        # The checks run before the ranker: a trial read "the answer is a retrain" under a line saying it happened.
+        err.print(
+            "These measured the champion this run started with. This run trained version "
+            f"{outcome.new_champion}, which replaced it as champion (the ml/ranker line above): the retrain is done, "
+            "and the next run measures the new champion.",
+            highlight=False,
+        )
+    elif outcome.retrain_signals:
         err.print(
             "The champion's inputs or predictions moved away from its training window; the answer is a retrain, "
             "not a fix: with the Dagster daemon running (`make ui`) the retrain_sensor requests the retrain_ranker "

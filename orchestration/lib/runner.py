@@ -72,6 +72,9 @@ class RunOutcome:
     #: The stopping signal that arrived while the run ran (``SIGINT``, ``SIGTERM``), from `signals.signal_record`,
     #: even where a step's code swallowed the interrupt Dagster raised; None when none arrived.
     signal: str | None = None
+    #: The ranker version this run trained and promoted to champion, or None: the drift checks (which run before the
+    #: ranker) then measured the champion the run started with, not this one.
+    new_champion: int | None = None
 
 
 def run_all(settings: Settings, quiet: bool = False, on_start: Callable[[], None] | None = None) -> RunOutcome:
@@ -188,10 +191,14 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
     models: dict[str, str] = {}
     set_aside: dict[str, str] = {}
     warned: dict[str, str] = {}
+    new_champion: int | None = None
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             models.update(_model_action(event))
-            set_aside.update(materialization_metadata(event).get("set_aside_as") or {})
+            meta = materialization_metadata(event)
+            set_aside.update(meta.get("set_aside_as") or {})
+            if meta.get("promoted") is True and isinstance(meta.get("version"), int):
+                new_champion = meta["version"]
         if event.event_type_value != "ASSET_CHECK_EVALUATION":
             continue
         check = event.asset_check_evaluation_data
@@ -221,6 +228,7 @@ def outcome_of(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) 
         interrupted=interrupted,
         set_aside=set_aside,
         warned_checks=warned,
+        new_champion=new_champion,
     )
 
 

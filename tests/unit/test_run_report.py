@@ -88,10 +88,29 @@ def after_checks() -> None:
     """Runs after the interrupted step: never built."""
 
 
+@dg.asset(key=["ml", "ranking_training_set"])
+def training_set() -> None:
+    """The drift checks' asset: they run on it, before the ranker."""
+
+
+@dg.asset_check(asset=training_set, name="champion_features_stable")
+def features_drifted() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR, description="PSI 0.41 on ctr_smoothed_28d, limit 0.25"
+    )
+
+
+@dg.asset(key=["ml", "ranker"], deps=[training_set])
+def retrained() -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"action": "trained", "outcome": "version 2 promoted to champion", "promoted": True, "version": 2}
+    )
+
+
 def _run(job: str, tmp_path: Path) -> tuple[RunOutcome, Path]:
     defs = dg.Definitions(
-        assets=[features, drift, after_drift, warehouse, champion_drift_checks, after_checks],
-        asset_checks=[calibrated, ids_repeat_their_event],
+        assets=[features, drift, after_drift, warehouse, champion_drift_checks, after_checks, training_set, retrained],
+        asset_checks=[calibrated, ids_repeat_their_event, features_drifted],
         jobs=[
             dg.define_asset_job(
                 "interrupted", dg.AssetSelection.assets(features, champion_drift_checks, after_checks).without_checks()
@@ -99,6 +118,8 @@ def _run(job: str, tmp_path: Path) -> tuple[RunOutcome, Path]:
             dg.define_asset_job("model_step", dg.AssetSelection.assets(features, drift, after_drift).without_checks()),
             dg.define_asset_job("dbt_step", [warehouse]),
             dg.define_asset_job("checked", [features]),
+            dg.define_asset_job("drifted", [training_set]),
+            dg.define_asset_job("drifted_and_retrained", [training_set, retrained]),
         ],
     )
     log_dir = tmp_path / "logs"
@@ -193,6 +214,31 @@ def test_a_failed_check_shows_the_summary_and_its_verdict_not_a_log(
     assert "received 1,200  accepted 1,100" in printed and "Published marts" in printed  # every asset was built
     assert "ml/features:             built: new rows" in printed
     assert f"warning ml/features:ids_repeat_their_event: {warned}" in " ".join(captured.err.split())
+
+
+def test_drift_says_retrain_unless_the_same_run_crowned_a_new_champion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a trial: a run that trained and promoted version 2 ended with version 1's drift and "the answer is
+    a retrain" (the checks run before the ranker)."""
+    drifted, _ = _run("drifted", tmp_path)
+    assert drifted.success and drifted.new_champion is None
+    assert drifted.retrain_signals == {"ml/ranking_training_set:champion_features_stable": "PSI 0.41 on "
+                                       "ctr_smoothed_28d, limit 0.25"}  # fmt: skip
+    print_report({**SUMMARY, "run": run_fields(drifted)}, drifted)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "the answer is a retrain, not a fix" in said and "This run trained" not in said
+
+    retrained_run, _ = _run("drifted_and_retrained", tmp_path / "again")
+    assert retrained_run.success and retrained_run.new_champion == 2
+    print_report({**SUMMARY, "run": run_fields(retrained_run)}, retrained_run)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "drift ml/ranking_training_set:champion_features_stable: PSI 0.41" in said
+    assert (
+        "These measured the champion this run started with. This run trained version 2, which replaced it as "
+        "champion (the ml/ranker line above): the retrain is done, and the next run measures the new champion."
+    ) in said
+    assert "the answer is a retrain" not in said
 
 
 def test_an_interrupted_run_says_so_which_step_ran_and_to_run_again(
