@@ -257,7 +257,10 @@ def _print_notes(k: str, table: bool = True) -> None:
         )
     else:
         text = (
-            "<model> is the ranker, or a baseline scored on the same test window (popularity, random).\n"
+            "<model> is the ranker, or a model scored beside it on the same test window: ranker_uncalibrated (the "
+            "ranker before its calibration), naive (the same model trained without the position feature, the "
+            "position-blind baseline), popularity, random, constant (the training window's click rate for every "
+            "row).\n"
             f"classification.<model>.*: {notes['classification']}.\n"
             f"ranking.<model>.* (k = {k}): {notes['ranking']}."
         )
