@@ -30,6 +30,11 @@ UNBOUNDED = 100_000
 # Wide enough for the results table when output goes to a file or a pipe (rich assumes 80 columns there).
 out = console()
 
+#: A plan longer than this is said to be impractical: over about two months users' identifiers churn and the audience
+#: changes under the test (Kohavi, Tang and Xu, "Trustworthy Online Controlled Experiments", 2020, on cookie churn
+#: and long-running tests).
+LONG_TEST_DAYS = 56
+
 
 @click.group(invoke_without_command=True)
 @click.option("--experiment", "experiment_id", default=None, help="Show one experiment only.")
@@ -179,6 +184,10 @@ def plan(
         out.print(f"  [bold]{estimate.days:,}[/bold] day{plural} at the current traffic ({how} the last "
                   f"{traffic['window_days']:,} days: {rate_text(estimate.daily_active_users)} daily active users, "
                   f"{rate_text(estimate.new_users_per_day)} new per day, share {share:g})")  # fmt: skip
+        if estimate.days > LONG_TEST_DAYS:
+            out.print(f"  longer than a test should run (over {LONG_TEST_DAYS // 7} weeks, users churn and the "
+                      "audience drifts under it): plan for a larger effect (--mde), fewer variants or metrics, or "
+                      "more of the traffic (--share)")  # fmt: skip
 
 
 def results_json(results: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:

@@ -192,6 +192,8 @@ def test_plan_prints_large_day_counts_with_separators_and_json_keeps_numbers(set
     assert code == 0
     assert f"  {plan['days_needed']:,} days at the current traffic (extrapolated the last 28 days:" in text
     assert f"{plan['units_per_variant']:,} units per variant, {plan['units_total']:,} in total over 2 variants" in text
+    # A plan of years says it is impractical, and how to shorten it (a trial's 103,166 days came without a word).
+    assert "longer than a test should run (over 8 weeks" in " ".join(text.split())
 
 
 def test_plan_states_a_slow_trickle_of_new_users_to_two_significant_digits(settings: Settings) -> None:
@@ -202,6 +204,14 @@ def test_plan_states_a_slow_trickle_of_new_users_to_two_significant_digits(setti
     assert code == 0 and plan_rate(out) == pytest.approx(1 / 7, abs=1e-3)
     code, text, _ = _run("plan", "--baseline", "0.05", "--mde", "0.02")
     assert code == 0 and "0.14 new per day, share 1)" in text, text
+
+
+def test_a_plan_within_weeks_is_not_called_impractical(settings: Settings) -> None:
+    # 2,000 users a day, each new: a 5-point lift on a 5% baseline needs days, not months.
+    _activity(settings, [(f"u{day}-{i}", f"2026-01-{day:02d}") for day in range(1, 29) for i in range(2000)])
+    code, text, _ = _run("plan", "--baseline", "0.05", "--mde", "0.05")
+    assert code == 0 and " at the current traffic (" in text, text
+    assert "longer than a test should run" not in text
 
 
 def plan_rate(out: str) -> float:
