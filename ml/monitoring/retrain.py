@@ -164,14 +164,14 @@ def decide_retrain(
             RetrainReason(
                 "age",
                 f"the history reaches {age_days:g} days past champion version {champion.version}'s test window "
-                f"(ended {champion.test_end}; limit {policy.max_age_days:g})",
+                f"(its last day {champion.test_end - timedelta(days=1)}; limit {policy.max_age_days:g})",
             )
         )
     if len(unseen) >= policy.new_days:
         reasons.append(
             RetrainReason(
                 "new_days",
-                f"{len(unseen)} labelled day(s) after version {newest.version}'s test window "
+                f"{len(unseen)} labelled day(s) of the training set after version {newest.version}'s test window "
                 f"({_days_text(unseen)}; limit {policy.new_days})",
             )
         )

@@ -123,14 +123,16 @@ def test_retrain_sensor_asks_once_per_new_day_and_says_why(
     [fresh] = tick(drifted.cursor).run_requests
     assert fresh.tags[REASONS_TAG] == "new_days" and fresh.run_key == "retrain-after-v2-through-2026-01-24"
     detail = fresh.tags[DETAIL_TAG]
-    assert "3 labelled day(s) after version 2's test window (2026-01-22 to 2026-01-24; limit 3)" in detail
+    said = "3 labelled day(s) of the training set after version 2's test window (2026-01-22 to 2026-01-24; limit 3)"
+    assert said in detail
 
     monkeypatch.setenv("TAILOR_RETRAIN_MAX_AGE_DAYS", "0")
     monkeypatch.setenv("TAILOR_RETRAIN_NEW_DAYS", "5")
     [aged] = tick(None).run_requests
     assert aged.tags[REASONS_TAG] == "age"
     # The champion's age is the history's: the training days end with 2026-01-24, 4 days past its test window.
-    assert "the history reaches 4 days past champion version 1's test window (ended 2026-01-21" in aged.tags[DETAIL_TAG]
+    said = "the history reaches 4 days past champion version 1's test window (its last day 2026-01-20"
+    assert said in aged.tags[DETAIL_TAG]
     monkeypatch.setenv("TAILOR_RETRAIN_NEW_DAYS", "zero")
     with pytest.raises(Exception, match="TAILOR_RETRAIN_NEW_DAYS='zero' is not a whole number"):
         tick(None)

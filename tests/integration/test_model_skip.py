@@ -139,7 +139,8 @@ def test_a_rerun_with_nothing_new_keeps_every_model_and_a_new_day_trains_only_wh
         due = _materialize(instance, *models)
         assert due["ml/ranker"]["action"] == "trained"
         assert due["ml/ranker"]["reason"].startswith("retrain due: ")
-        assert f"{len(unseen)} labelled day(s) after version {newest}'s test window" in due["ml/ranker"]["reason"]
+        said = f"{len(unseen)} labelled day(s) of the training set after version {newest}'s test window"
+        assert said in due["ml/ranker"]["reason"]
         assert "limit 1)" in due["ml/ranker"]["reason"]
         # And whether the new version serves (a trial took a version kept as challenger for the one serving).
         outcome = "promoted to champion" if due["ml/ranker"]["promoted"] else "kept as challenger"

@@ -229,7 +229,8 @@ def test_retrain_rule() -> None:
     old, lost_since = _version(4, date(2026, 2, 1)), _version(5, date(2026, 2, 8))
     aged = decide_retrain(old, lost_since, days, [], policy)
     assert [r.kind for r in aged.reasons] == ["age"]
-    assert "the history reaches 8 days past champion version 4's test window (ended 2026-02-01; limit 7)" in aged.note
+    said = "the history reaches 8 days past champion version 4's test window (its last day 2026-01-31; limit 7)"
+    assert said in aged.note
     # ...but not when every day is already in the newest version's data: nothing new to learn from. The decision
     # then carries the history's time, past the age limit, so the kept message can say so (not "or on <past date>").
     seen_all = decide_retrain(old, lost_since, days[:-1], [], policy)
@@ -239,7 +240,8 @@ def test_retrain_rule() -> None:
     more = _days(date(2026, 1, 20), date(2026, 2, 10))
     fresh = decide_retrain(champion, champion, more, [], policy)
     assert [r.kind for r in fresh.reasons] == ["new_days"] and fresh.new_days_left == 0
-    assert "3 labelled day(s) after version 4's test window (2026-02-08 to 2026-02-10; limit 3)" in fresh.note
+    said = "3 labelled day(s) of the training set after version 4's test window (2026-02-08 to 2026-02-10; limit 3)"
+    assert said in fresh.note
     every = decide_retrain(old, old, more, [failed], policy)
     assert [r.kind for r in every.reasons] == ["drift", "age", "new_days"]
     assert every.run_key == "retrain-after-v4-through-2026-02-10"  # one request per newest version and day
