@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from cli.common import console
-from tailor.faces import ANALYST_APP, DAGSTER_UI, hint, open_line
+from tailor.faces import ANALYST_APP, DAGSTER_UI, HTTP_SERVICE, hint, open_line
 
 if TYPE_CHECKING:
     from orchestration.lib.runner import RunOutcome
@@ -196,6 +196,6 @@ def print_summary(summary: dict[str, Any]) -> None:
     out.print("Recommendations:    tailor recommend USER_ID, tailor models (docs/recommendations.md)")
     home = Path(summary["home"])
     out.print(f"Analyst app:        {open_line(ANALYST_APP, home)} (docs/app.md)")
-    out.print("HTTP service:       tailor serve (docs/service.md)")
+    out.print(f"HTTP service:       {open_line(HTTP_SERVICE, home)} (docs/service.md)")
     out.print("Online features:    feature_repo/README.md (ml.features.online_features, feast serve)")
     out.print(f"Dagster UI:         {open_line(DAGSTER_UI, home)}")

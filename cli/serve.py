@@ -66,6 +66,10 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL is bracketed (RFC 3986)
     click.echo(f"Tailor service on http://{address}:{port} (data in {settings.home}); Ctrl-C to stop", err=True)
     from service.metrics import worker_metrics_env
+    from tailor.faces import HTTP_SERVICE, record_address
+
+    if settings.home.exists():  # a home that does not exist yet is not made here (the note above)
+        record_address(HTTP_SERVICE, settings.home, host, port)  # `tailor run`'s summary names where it listens
 
     with worker_metrics_env(workers):
         _run(host, port, workers, log_level, config.max_connections)

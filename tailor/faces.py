@@ -1,10 +1,11 @@
-"""Where this home's Dagster UI and analyst app listen, so that a message sending a person to one gives the address
-that works.
+"""Where this home's Dagster UI, analyst app and HTTP service listen, so that a message sending a person to one
+gives the address that works.
 
 `tailor ui --port 3001` (a trial, with 3000 taken) left every message saying "`make ui`" and the summary saying
 http://127.0.0.1:3000; the analyst app on another port was still announced at 8501 (the next trial). `tailor ui`
 and `tailor app` record their address in the home (``dagster/ui.json``, ``app/address.json``) with their process
-id: the same process then becomes the server (it is exec'd). `hint` gives that address while the process lives,
+id: the same process then becomes the server (it is exec'd); `tailor serve` records ``service/address.json`` and
+stays the server's process. `hint` gives that address while the process lives,
 else how to start one.
 
 Light on purpose: the run lock and `tailor ui` import it before anything heavy.
@@ -42,6 +43,10 @@ class Face:
 
 DAGSTER_UI = Face("the Dagster UI", Path("dagster") / "ui.json", "dagster", "http://127.0.0.1:3000", "make ui")
 ANALYST_APP = Face("the analyst app", Path("app") / "address.json", "streamlit", "http://127.0.0.1:8501", "make app")
+#: `tailor serve` stays the `tailor` process (uvicorn runs inside it; its workers are its children).
+HTTP_SERVICE = Face(
+    "the HTTP service", Path("service") / "address.json", "tailor", "http://127.0.0.1:8000", "tailor serve"
+)
 
 
 def record_address(face: Face, home: Path, host: str, port: int) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from orchestration.lib.run_lock import RunBusyError, run_lock
 from tailor import faces
-from tailor.faces import ANALYST_APP, DAGSTER_UI, Face, hint, open_line, record_address, running_url
+from tailor.faces import ANALYST_APP, DAGSTER_UI, HTTP_SERVICE, Face, hint, open_line, record_address, running_url
 
 pytestmark = pytest.mark.unit
 
@@ -89,7 +89,7 @@ def test_a_ui_restarted_on_another_port_is_found_there(tmp_path: Path) -> None:
 
 
 def _name(face: Face) -> str:
-    return next(name for name in ("DAGSTER_UI", "ANALYST_APP") if getattr(faces, name) == face)
+    return next(name for name in ("DAGSTER_UI", "ANALYST_APP", "HTTP_SERVICE") if getattr(faces, name) == face)
 
 
 def test_the_run_summary_names_the_analyst_app_where_it_runs(tmp_path: Path) -> None:
@@ -102,3 +102,13 @@ def test_the_run_summary_names_the_analyst_app_where_it_runs(tmp_path: Path) -> 
         assert hint(ANALYST_APP, home) == "the analyst app at http://127.0.0.1:8642"
         assert running_url(DAGSTER_UI, home) is None
     assert open_line(ANALYST_APP, home) == "make app, then open http://127.0.0.1:8501"
+
+
+def test_the_run_summary_names_the_http_service_where_it_runs(tmp_path: Path) -> None:
+    """Found by a trial: with `tailor serve --port 18001` running, the summary still said only "tailor serve"."""
+    home = tmp_path / "home"
+    assert open_line(HTTP_SERVICE, home) == "tailor serve, then open http://127.0.0.1:8000"
+    with fake_dagster(tmp_path, home, "0.0.0.0", 18001, HTTP_SERVICE):
+        assert open_line(HTTP_SERVICE, home) == "http://127.0.0.1:18001 (running)"
+        assert running_url(ANALYST_APP, home) is None
+    assert open_line(HTTP_SERVICE, home) == "tailor serve, then open http://127.0.0.1:8000"
