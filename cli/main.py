@@ -546,7 +546,9 @@ def ui(host: str, port: int) -> None:
     import os
     import signal
 
-    settings = load_settings()
+    # The instance (runs, schedules, logs) is written under the home: on a read-only one `dagster dev` starts, then
+    # fails in SQLAlchemy (a trial).
+    settings = writable_home("ui", "the Dagster instance: runs, event logs, schedules and sensor state")
     # `dagster dev` does not stop when its webserver cannot bind: the daemon beside it runs on (and launches the
     # sensors' runs) with no UI to see them. So the address is checked first.
     refused = bind_problem(host, port, "UI_PORT")

@@ -49,13 +49,18 @@ HTTP_SERVICE = Face(
 )
 
 
-def record_address(face: Face, home: Path, host: str, port: int) -> None:
-    """Record that the calling process serves ``face`` for ``home`` on ``host``:``port`` (replaced atomically).
-    Call it just before the process execs the server."""
+def record_address(face: Face, home: Path, host: str, port: int) -> bool:
+    """Record that the calling process serves ``face`` for ``home`` on ``host``:``port`` (replaced atomically);
+    call it just before the process execs the server. Best effort: False when the home cannot be written (a
+    read-only mount, where the app and the service still serve what is there; a trial's crashed on this file)."""
     path = home / face.record
-    path.parent.mkdir(parents=True, exist_ok=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # listening everywhere: loopback works here
-    write_atomic(path, json.dumps({"url": f"http://{shown}:{port}", "pid": os.getpid()}).encode())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"url": f"http://{shown}:{port}", "pid": os.getpid()}).encode())
+    except OSError:
+        return False
+    return True
 
 
 def running_url(face: Face, home: Path) -> str | None:

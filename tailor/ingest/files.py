@@ -27,7 +27,8 @@ class IngestError(Exception):
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 _SNIFF_BYTES = 64 * 1024
-#: The reader's block: a line longer than this can fail to read (Arrow's CSV reader; docs/contract/README.md).
+#: The reader's block: a line up to this long is always read; a longer one can fail (Arrow's CSV reader fails on a
+#: row that spans two block boundaries, so lines up to about twice this may pass; docs/contract/README.md).
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
@@ -95,6 +96,8 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
+            if path.is_symlink():
+                raise IngestError(dangling_link(path))
             raise IngestError(f"{path}: no such file or folder. Check the path and try again.")
         if path.is_dir():
             inside = files_in(path)
@@ -167,9 +170,10 @@ def read_lines(path: Path) -> pa.Table:
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if "straddl" in str(exc):  # Arrow: a row longer than a block spans two block boundaries
             raise IngestError(
-                f"{path}: a line is longer than {MAX_LINE_BYTES // 2**20} MiB, the longest line ingestion reads (an "
-                "event is usually well under 1 KiB): write one event per line; a file that is one JSON document "
-                "(an array, or pretty-printed JSON) is not JSON Lines."
+                f"{path}: a line is too long to read: ingestion always reads lines of up to "
+                f"{MAX_LINE_BYTES // 2**20} MiB, and a longer one can fail, as this one did (an event is usually well "
+                "under 1 KiB): write one event per line; a file that is one JSON document (an array, or "
+                "pretty-printed JSON) is not JSON Lines."
             ) from exc
         where = _first_bad_utf8(path)
         if where is None:

@@ -415,3 +415,18 @@ def test_a_home_that_cannot_be_written_is_one_error_line_before_anything_starts(
     assert error.startswith(f"error: {home / 'inbox'} cannot be written (it would be made in {read_only_folder})")
     assert "the simulated events go there (the inbox of TAILOR_HOME)" in error
     assert sorted(p.name for p in read_only_folder.iterdir()) == []
+
+
+@pytest.mark.usefixtures("no_exec")
+def test_the_ui_refuses_a_read_only_home_and_an_address_is_recorded_only_where_it_can_be(
+    read_only_folder: Path,
+) -> None:
+    """Found by a re-check trial: on a read-only home `tailor serve` and `tailor app` crashed writing their address
+    file (they only read the home), and `tailor ui` started `dagster dev`, which failed in SQLAlchemy."""
+    from tailor.faces import ANALYST_APP, record_address
+
+    error = _refused(_invoke("ui", "--port", "18999", env={"TAILOR_HOME": str(read_only_folder)}))
+    assert error.startswith(f"error: the Tailor home {read_only_folder} cannot be written"), error
+    assert "`tailor ui` writes the Dagster instance" in error
+    assert record_address(ANALYST_APP, read_only_folder, "127.0.0.1", 8501) is False
+    assert list(read_only_folder.iterdir()) == []

@@ -154,7 +154,7 @@ def test_folders_skip_names_starting_with_underscore(tmp_path: Path, settings: S
         ("empty.jsonl", b"", "empty"),
         ("blank.jsonl", b"\n\n  \n", "the file holds only blank lines: send a file with events"),
         ("data.jsonl", b"PAR1\x15\x04\x15\x00", "this is a Parquet file .* rename it to end in .parquet"),
-        ("long.jsonl", b'{"event_id": "' + b"x" * (40 * 2**20) + b'"}\n', "a line is longer than 16 MiB"),
+        ("long.jsonl", b'{"event_id": "' + b"x" * (40 * 2**20) + b'"}\n', "a line is too long to read"),
         ("wrong.jsonl", b'{"order_id": 1, "amount": 3}\n{"order_id": 2, "amount": 4}\n', "wrong schema"),
         ("csv.jsonl", b"event_id,event_type\ne1,click\n", "not a JSON Lines file"),
         ("notes.txt", b"hello", "unsupported file type"),
@@ -265,6 +265,11 @@ def test_a_link_to_nothing_in_the_inbox_is_set_aside_and_the_sensor_sees_it(sett
         assert f"a symbolic link to {settings.home / 'nowhere.jsonl'}, which does not exist" in note
         assert pending_fingerprint(settings)[1] == 0
     assert (settings.inbox / "empty.jsonl").is_dir()
+    # Named directly, such a link is said to be one (it was "no such file or folder": a re-check trial).
+    link = settings.home / "direct.jsonl"
+    link.symlink_to(settings.home / "nowhere.jsonl")
+    with pytest.raises(IngestError, match=r"direct.jsonl: a symbolic link to .*nowhere.jsonl, which does not exist"):
+        ingest_paths([link], settings)
 
 
 def test_a_rejected_file_never_replaces_an_earlier_one_of_the_same_name(settings: Settings) -> None:
