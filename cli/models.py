@@ -62,6 +62,31 @@ class _VersionCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
+class _VersionOrAlias(click.ParamType):
+    """VERSION: a version number, or the alias a version holds (champion, challenger; any case)."""
+
+    name = "VERSION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        text = str(value).strip()
+        if text.lower() in ("champion", "challenger"):
+            return text.lower()
+        try:
+            return int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a version number or an alias (champion, challenger)", param, ctx)
+
+
+def _resolve(registry: Any, version: int | str) -> int:
+    """The number of ``version``, an alias resolved in ``registry``; an alias no version holds is an error line."""
+    if isinstance(version, int):
+        return version
+    holder = registry.alias(version)
+    if holder is None:
+        fail(f"no ranker version is {version} now: `tailor models` lists the versions and their aliases")
+    return int(holder.version)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -110,25 +135,23 @@ def list_versions(ctx: click.Context, as_json: bool = False) -> None:
 
 
 @models.command(cls=_VersionCommand)
-@click.argument("version", type=int)
+@click.argument("version", type=_VersionOrAlias())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
-def show(ctx: click.Context, version: int, as_json: bool) -> None:
-    """One version: metrics, parameters, tags and its promotion history (the automatic decision, then each
-    promotion by hand)."""
+def show(ctx: click.Context, version: int | str, as_json: bool) -> None:
+    """One version: metrics, parameters, tags and its promotion history, oldest first (the decision at training,
+    each promotion by hand, each promotion that replaced it)."""
     from ml.registry import (
         MANUAL_PREFIX,
         PROMOTION_TAG,
         RegistryError,
-        promotion_history,
-        promotion_lines,
-        replacement_lines,
-        replacements,
+        timeline_lines,
         window_days,
     )
 
     registry = _registry()
     everyone = registry.versions()
+    version = _resolve(registry, version)
     try:
         found = registry.get(version)
     except RegistryError as exc:
@@ -139,7 +162,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
     out.print(
         f"[bold]ranker version {found.version}[/]  {', '.join(found.aliases) or 'no alias'}  ({found.created_at})"
     )
-    for line in promotion_lines(promotion_history(found)) + replacement_lines(replacements(everyone, found.version)):
+    for line in timeline_lines(found, everyone):
         out.print(line, highlight=False, markup=False)
     for title, values in (("metrics", found.metrics), ("parameters", found.params), ("tags", found.tags)):
         table = Table(title=title, title_justify="left")
@@ -157,7 +180,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
 
 
 @models.command(cls=_VersionCommand)
-@click.argument("version", type=int)
+@click.argument("version", type=_VersionOrAlias())
 @click.option(
     "--force",
     is_flag=True,
@@ -166,7 +189,7 @@ def show(ctx: click.Context, version: int, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.pass_context
-def promote(ctx: click.Context, version: int, force: bool, as_json: bool) -> None:
+def promote(ctx: click.Context, version: int | str, force: bool, as_json: bool) -> None:
     """Make VERSION the champion (the version `recommend` serves), whatever the comparison with the champion said.
 
     A version that fails the promotion gate (its AUC on its test window not above popularity's, or its calibration)
@@ -176,6 +199,7 @@ def promote(ctx: click.Context, version: int, force: bool, as_json: bool) -> Non
     from ml.registry import PromotionRefused, RegistryError, promotion_history
 
     registry = _registry()
+    version = _resolve(registry, version)
     try:
         before = registry.alias("champion")
         promoted = registry.promote(version, force=force)

@@ -397,7 +397,7 @@ def _ignored_why(stats: ConsumeStats, window: timedelta) -> str:
     reasons = [
         (stats.ignored_too_old, f"older than the {window.total_seconds() / 60:g}-minute window by the clock"),
         (stats.ignored_repeated, "counted already"),
-        (stats.ignored_not_counted, "exposures, which no feature counts"),
+        (stats.ignored_not_counted, "exposure(s), which no feature counts"),
     ]
     said = [f"{n:,} {why}" for n, why in reasons if n]
     return f" ({', '.join(said)})" if said else ""

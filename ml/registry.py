@@ -172,7 +172,7 @@ def promotion_lines(history: list[dict[str, Any]]) -> list[str]:
                 "decision it replaced are not known)"
             )
         else:
-            when = str(entry["at"]).replace("T", " ").replace("+00:00", " UTC")
+            when = str(entry["at"])[:19].replace("T", " ") + " UTC"
             previous = entry.get("previous_champion")
             replaced = f"replacing champion v{previous}" if previous is not None else "no champion before"
             forced = f"; FORCED past the promotion gate: {entry.get('gate')}" if entry.get("forced") else ""
@@ -201,13 +201,33 @@ def replacements(versions: Sequence[ModelVersion], number: int) -> list[dict[str
     return sorted(found, key=lambda e: (_second(e["at"]), e["kind"] != "automatic"))
 
 
-def _second(text: object) -> datetime:
-    """An ISO time as an instant, to the second; unknown or unreadable: first."""
+def timeline_lines(version: ModelVersion, versions: Sequence[ModelVersion]) -> list[str]:
+    """``version``'s promotions (`promotion_lines`) and the promotions that replaced it (`replacement_lines`) as
+    one history, oldest first: the decision at training is timed by its registration, a promotion by hand and a
+    replacement by their own times (a re-check trial read a promotion by hand listed before an earlier
+    replacement as out of order). Promotions by hand are timed to the millisecond (to the second before
+    2026-12-02: within one second those keep the order above)."""
+    timed: list[tuple[datetime, int, str]] = []
+    for entry in promotion_history(version):
+        at = entry.get("at") if entry["kind"] == "manual" and entry.get("at") else version.created_at
+        timed.append((_instant(at), len(timed), promotion_lines([entry])[0]))
+    for entry in replacements(versions, version.version):
+        timed.append((_instant(entry["at"]), len(timed), replacement_lines([entry])[0]))
+    return [line for _, _, line in sorted(timed)]
+
+
+def _instant(text: object) -> datetime:
+    """An ISO time as an instant (UTC when it names no zone); unknown or unreadable: first."""
     try:
         moment = datetime.fromisoformat(str(text))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
-    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).replace(microsecond=0)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _second(text: object) -> datetime:
+    """An ISO time as an instant, to the second; unknown or unreadable: first."""
+    return _instant(text).replace(microsecond=0)
 
 
 def replacement_lines(found: list[dict[str, Any]]) -> list[str]:
@@ -453,7 +473,8 @@ class Registry:
         if failed is not None and not force:
             raise PromotionRefused(version, failed, previous.version if previous is not None else None)
         event = ManualPromotion(
-            at=(at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
+            # Milliseconds, as MLflow times a registration: a history orders promotions within one second.
+            at=(at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds"),
             by=by or _login(),
             previous_champion=previous.version if previous is not None else None,
             forced=failed is not None,

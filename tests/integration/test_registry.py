@@ -240,6 +240,17 @@ def test_a_promotion_by_hand_keeps_the_automatic_decision_and_adds_who_when_and_
     assert f"by {getpass.getuser()}, replacing champion v{first.version}" in shown.output
     assert "promoted by hand: " in shown.output and " UTC by " in shown.output
     assert "promotion.manual" not in shown.output  # said in words, not again as raw tags
+    # One history, oldest first: promoted by the rule at registration, replaced when the first was promoted by hand,
+    # then promoted by hand itself (it listed its own promotions first, then the replacement: a re-check trial).
+    history = [
+        line.split(":")[0].split(",")[0] for line in shown.output.splitlines() if line.startswith(("prom", "repl"))
+    ]
+    assert history == ["promoted by the rule", f"replaced as champion by v{first.version}", "promoted by hand"]
+    # VERSION may be the alias a version holds (a re-check trial's `models show champion` was "not a valid integer").
+    by_alias = runner.invoke(main, ["models", "show", "Champion"])
+    assert by_alias.exit_code == 0 and by_alias.output == shown.output
+    nobody = runner.invoke(main, ["models", "promote", "challenger"])
+    assert nobody.exit_code == 1 and "no ranker version is challenger now" in nobody.output
 
     detail = json.loads(runner.invoke(main, ["models", "show", str(second.version), "--json"]).output)
     assert json.loads(detail["tags"]["promotion"]) == {**automatic.as_dict()}  # the existing field, unchanged
@@ -362,7 +373,7 @@ def test_the_gate_on_stored_metrics_is_the_training_rule_and_refuses_what_it_can
     promoted = registry.promote(bare.version, force=True, by="alice", at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert promoted.aliases == ["champion"]
     assert json.loads(promoted.tags["promotion.manual.1"]) == {
-        "at": "2026-01-02T03:04:05+00:00",
+        "at": "2026-01-02T03:04:05.000+00:00",  # to the millisecond: a history orders promotions within a second
         "by": "alice",
         "previous_champion": None,
         "forced": True,

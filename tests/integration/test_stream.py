@@ -637,7 +637,7 @@ def test_consume_once_says_why_events_were_ignored_and_not_to_press_ctrl_c(
     assert f"consuming {broker.config.stream} as " in done.stderr and "Ctrl-C" not in done.stderr
     assert done.stdout.startswith(
         "read 5  counted 1  ignored 4 (2 older than the 30-minute window by the clock, 1 counted already, "
-        "1 exposures, which no feature counts)  "
+        "1 exposure(s), which no feature counts)  "
     ), done.stdout
 
 
