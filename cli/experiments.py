@@ -146,6 +146,7 @@ def plan(
         "units_per_variant": per_variant,
         "units_total": total,
         "days_needed": None,
+        "longer_than_advised": None,
         "traffic": None,
     }
     activity_path = load_settings().marts_dir / "fct_daily_user_engagement.parquet"
@@ -153,6 +154,7 @@ def plan(
     if activity is not None and not activity.empty:  # empty: a run that accepted no events (no traffic yet either)
         estimate = days_needed(activity, total, share=share)
         plan_out["days_needed"] = estimate.days
+        plan_out["longer_than_advised"] = estimate.days is not None and estimate.days > LONG_TEST_DAYS
         plan_out["traffic"] = {
             "window_days": estimate.window_days,
             # Three decimals: a small site's 0.143 new users a day read 0.1 (a re-check trial); the days use the rest.

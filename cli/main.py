@@ -142,7 +142,10 @@ def generate(
     unwritable = write_problem(target)
     if unwritable:
         where = "--out" if out_dir else "the inbox of TAILOR_HOME"
-        fail(f"{unwritable}: the simulated events go there ({where}). Choose a folder this user can write, then rerun")
+        fail(
+            f"{unwritable}: the simulated events go there ({where}). Choose a folder this user can write (--out DIR, "
+            "or TAILOR_HOME for the home's inbox), then rerun"
+        )
     if resume:
         _continue(ctx, settings, target, days, policy, pages, as_json)
         return

@@ -20,7 +20,7 @@ def _is_loopback(host: str) -> bool:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -28,7 +28,13 @@ def _is_loopback(host: str) -> bool:
     show_default=True,
     help="Processes; each opens its own recommender, /metrics counts them all (docs/service.md).",
 )
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info"]), default="info")
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info"]),
+    default="info",
+    show_default=True,
+    help="Least severe message the server logs (start-up, shutdown, errors; no line per request).",
+)
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve recommendations, event intake, /healthz, /readyz, /metrics and /openapi.json over HTTP.
 

@@ -188,6 +188,7 @@ def test_plan_prints_large_day_counts_with_separators_and_json_keeps_numbers(set
     assert code == 0 and plan["units_total"] > 100_000
     assert plan["days_needed"] == plan["units_total"]  # 28 days for the first 28 units, then one unit a day
     assert isinstance(plan["days_needed"], int) and plan["traffic"]["daily_active_users"] == 14.5
+    assert plan["longer_than_advised"] is True
     code, text, _ = _run(*args)
     assert code == 0
     assert f"  {plan['days_needed']:,} days at the current traffic (extrapolated the last 28 days:" in text
