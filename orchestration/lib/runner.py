@@ -17,7 +17,7 @@ from orchestration.lib.interrupted_runs import fail_interrupted_runs, process_ta
 from orchestration.lib.progress import materialization_metadata, was_interrupted
 from orchestration.lib.run_lock import RunBusyError, run_lock
 from orchestration.lib.run_summary import publish_run_summary
-from orchestration.lib.signals import signal_record
+from orchestration.lib.signals import SignalRecord, signal_record
 from tailor.settings import Settings
 
 #: Checks that watch the champion rather than the data: when one fails (drift), the run did its job and the answer
@@ -100,12 +100,17 @@ def _run_all(settings: Settings, quiet: bool, on_start: Callable[[], None] | Non
         busy = earlier_active_run(settings.home, instance)
         if busy is not None:
             raise RunBusyError(busy)  # before anything is touched: the running one's logs stay
-        if on_start is not None:
-            on_start()
-        return _execute(settings, quiet, instance)
+        # The record starts before the run says it started: a Ctrl-C while the definitions load (seconds of imports)
+        # can land in a garbage-collection callback, where Python prints "Exception ignored" and drops the
+        # KeyboardInterrupt; the run then went on to its end (a clean-clone suite run). Recorded, it stops the
+        # first step.
+        with signal_record() as record:
+            if on_start is not None:
+                on_start()
+            return _execute(settings, quiet, instance, record)
 
 
-def _execute(settings: Settings, quiet: bool, instance: dg.DagsterInstance) -> RunOutcome:
+def _execute(settings: Settings, quiet: bool, instance: dg.DagsterInstance, record: SignalRecord | None) -> RunOutcome:
     log_dir = settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(log_dir / STEP_LOGS, ignore_errors=True)  # the logs of the last run's failed steps, not older ones
@@ -123,15 +128,16 @@ def _execute(settings: Settings, quiet: bool, instance: dg.DagsterInstance) -> R
         loggers["tailor_progress"] = {}
     # dagster-dbt echoes dbt's log on stdout; keep it in a file so stdout stays clean (e.g. for --json).
     with (log_dir / DBT_LOG).open("w") as dbt_log, contextlib.redirect_stdout(dbt_log):
-        with signal_record() as record:
-            result = job.execute_in_process(
-                instance=instance,
-                run_config={"loggers": loggers},
-                raise_on_error=False,
-                tags=process_tags(os.getpid()),
-            )
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"loggers": loggers},
+            raise_on_error=False,
+            tags=process_tags(os.getpid()),
+        )
         outcome = replace(outcome_of(result, instance), logs=write_step_logs(result, instance, log_dir))
         publish_run_summary(instance, settings)  # what the app shows of runs (it never opens the instance)
+        if record is not None:
+            record.seen()  # what arrived up to now
         return signalled(outcome, record.received[0].name) if record is not None and record.received else outcome
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 #: Signals that stop a run: Ctrl-C, and SIGTERM (a `timeout`, a shutdown), which Dagster handles as SIGINT.
 STOPPING = frozenset({signal.SIGINT, signal.SIGTERM})
@@ -58,9 +60,20 @@ def signal_record() -> Iterator[SignalRecord | None]:
     previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     record = SignalRecord(read_fd)
     _current = record
+    default_hook = sys.unraisablehook
+
+    def quiet_interrupts(unraisable: Any) -> None:
+        # A Ctrl-C raised inside a garbage-collection callback or a __del__ cannot propagate: Python drops it and
+        # prints "Exception ignored ... Traceback ... KeyboardInterrupt". The record has the signal, and the next
+        # step stops on it: the traceback would only alarm (a clean-clone suite run).
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default_hook(unraisable)
+
+    sys.unraisablehook = quiet_interrupts
     try:
         yield record
     finally:
+        sys.unraisablehook = default_hook
         record.seen()  # what arrived up to the end stays in record.received
         signal.set_wakeup_fd(previous)
         _current = None

@@ -160,3 +160,29 @@ def test_every_asset_and_check_stops_first_on_a_signal_an_earlier_step_swallowed
                 missing.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name}")
     assert len(found) >= 17, found  # every asset and check of the graph was found
     assert not missing, missing
+
+
+class _Raises:
+    """Raises ``error`` while Python deletes it: Python cannot propagate it and hands it to sys.unraisablehook."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __del__(self) -> None:
+        raise self.error
+
+
+def test_a_dropped_interrupt_is_not_printed_during_a_run_and_other_dropped_errors_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a clean-clone suite run: a Ctrl-C landing in SQLAlchemy's GC callback printed "Exception ignored ...
+    Traceback ... KeyboardInterrupt" among `tailor run`'s lines; the record has the signal, which stops the next
+    step, so the traceback only alarms. Any other dropped error still reaches the hook in place before."""
+    seen: list[type[BaseException]] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda unraisable: seen.append(type(unraisable.exc_value)))
+    with signal_record():
+        _Raises(KeyboardInterrupt())
+        _Raises(ValueError("a real bug"))
+    assert seen == [ValueError]
+    _Raises(KeyboardInterrupt())  # outside a run: the hook in place before sees it
+    assert seen == [ValueError, KeyboardInterrupt]
