@@ -51,7 +51,7 @@ HTTP_SERVICE = Face(
 
 def record_address(face: Face, home: Path, host: str, port: int) -> bool:
     """Record that the calling process serves ``face`` for ``home`` on ``host``:``port`` (replaced atomically);
-    call it just before the process execs the server. Best effort: False when the home cannot be written (a
+    call it just before the process execs or starts the server. Best effort: False when the home cannot be written (a
     read-only mount, where the app and the service still serve what is there; a trial's crashed on this file)."""
     path = home / face.record
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # listening everywhere: loopback works here

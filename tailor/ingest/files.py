@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import duckdb
@@ -65,13 +65,7 @@ def unsupported_in(folder: Path) -> list[Path]:
 def dangling_links_in(folder: Path) -> list[Path]:
     """Symbolic links under a folder (same '_'/'.' rule as `files_in`) whose target does not exist, sorted: neither
     a file to read nor a folder to look in, so `files_in` never sees them."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_symlink()
-        and not p.exists()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
-    )
+    return _visible(folder, lambda p: p.is_symlink() and not p.exists())
 
 
 def dangling_link(path: Path) -> str:
@@ -83,10 +77,15 @@ def dangling_link(path: Path) -> str:
 
 
 def _visible_files(folder: Path) -> list[Path]:
+    return _visible(folder, Path.is_file)
+
+
+def _visible(folder: Path, keep: Callable[[Path], bool]) -> list[Path]:
+    """The paths under ``folder`` that ``keep`` accepts, sorted, outside names starting with '_' or '.'."""
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+        if keep(p) and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
     )
 
 

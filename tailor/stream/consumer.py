@@ -299,12 +299,13 @@ class Consumer:
             if isinstance(result, Event):
                 activity = self._activity(result, entry)
                 why = self.window.refusal(activity, now)
-                if why is None and self.window.add(activity, now):
+                if why is None:
+                    self.window.add(activity, now)
                     self._dirty.add(result.user_id)
                     self.stats.counted += 1
                 else:
                     self.stats.ignored += 1
-                    field = f"ignored_{why or 'repeated'}"
+                    field = f"ignored_{why}"
                     setattr(self.stats, field, getattr(self.stats, field) + 1)
             else:
                 count = self._deliveries(entry.id, (deliveries or {}).get(entry.id, 1))

@@ -503,6 +503,19 @@ RECOMMENDATIONS_KEY = dg.AssetKey(["ml", "recommendations"])
 ACTIVE_DAYS = 28
 
 
+#: Why a run with events but no published impression writes no batch pages (and does not fail).
+NO_IMPRESSIONS = "no impressions are published yet: the pages start with the first day of impressions"
+
+
+def _no_pages(context: dg.AssetExecutionContext, inputs: Inputs, reason: str) -> dg.MaterializeResult:
+    """The result of a run that has no page to write, which is no failure: ``reason`` says why."""
+    context.log.info(f"no batch pages: {reason}")
+    return dg.MaterializeResult(
+        metadata={"action": "not built", "reason": reason, **inputs.metadata()},
+        data_version=dg.DataVersion(inputs.fingerprint),
+    )
+
+
 @dg.asset(
     key=RECOMMENDATIONS_KEY,
     deps=[RANKER_KEY, CANDIDATES_KEY, dg.AssetKey(["feast", "online_store"]), dg.AssetKey(["feast", "registry"])],
@@ -537,22 +550,13 @@ def recommendations(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     from ml.recommend.batch import write_batch
     from ml.recommend.serving import CACHED_PAGE_K, Recommender
 
-    recommender = Recommender.open(settings)
     # Aggregates over the published impressions, not the whole history in memory (10M events: gigabytes).
     end = history_end(settings.marts_dir)
-    if end is None:  # events without impressions yet (views and clicks first): no page to write, and no failure
-        note = "no impressions are published yet: the pages start with the first day of impressions"
-        context.log.info(f"no batch pages: {note}")
-        return dg.MaterializeResult(
-            metadata={"action": "not built", "reason": note, **inputs.metadata()},
-            data_version=dg.DataVersion(inputs.fingerprint),
-        )
-    if not len(recommender.catalog.ids):  # events before any content file: no page to write, and no failure
-        context.log.info(f"no batch pages: {NO_CATALOG}")
-        return dg.MaterializeResult(
-            metadata={"action": "not built", "reason": NO_CATALOG, **inputs.metadata()},
-            data_version=dg.DataVersion(inputs.fingerprint),
-        )
+    if end is None:  # events without impressions yet (views and clicks first)
+        return _no_pages(context, inputs, NO_IMPRESSIONS)
+    recommender = Recommender.open(settings)
+    if not len(recommender.catalog.ids):  # events before any content file
+        return _no_pages(context, inputs, NO_CATALOG)
     users = active_users(settings.marts_dir, end, ACTIVE_DAYS)
     summary = write_batch(recommender, users, k=CACHED_PAGE_K, now=(end + pd.Timedelta(seconds=1)).to_pydatetime())
     if settings.engine == "duckdb":  # on Spark the Parquet file is the output (a Spark table would need a Spark job)
