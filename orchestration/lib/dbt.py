@@ -7,15 +7,21 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+from dagster_dbt.compat import DBT_PYTHON_VERSION
+from packaging.version import Version
 
-from tailor.settings import DBT_PROJECT_DIR, Engine, get_settings
+if TYPE_CHECKING:
+    from dbt.adapters.base import BaseAdapter
+
+from tailor.settings import DBT_PROJECT_DIR, Engine, Settings, get_settings
 
 # The dbt next to this interpreter: without an activated venv, `dbt` may not be on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
@@ -24,11 +30,14 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 #: Spark's options for the JVM dbt starts on Spark (see export_dbt_env).
 SPARK_SUBMIT_ARGS = "--conf spark.ui.showConsoleProgress=false pyspark-shell"
 
-#: `dbt build` per engine. Spark leaves out the snapshots (dbt-spark snapshots need Delta or Hudi's merge; the
-#: dimensions' history comes from int_*_versions on both engines) and the unit tests (their SQL fixtures are
-#: DuckDB's), which DuckDB runs; docs/scaling_out.md.
+#: `dbt build` per engine, as `tailor run` and the Dagster UI run it. Neither runs dbt's unit tests: their inputs are
+#: fixed rows, so they test the SQL, not the data, and say the same on every run until a model changes. dbt's
+#: documentation advises running them in development and CI only (docs.getdbt.com/docs/build/unit-tests, "When to
+#: run unit tests"); `make test` runs them on DuckDB (tests/integration/test_warehouse.py), and they took about 2 s
+#: of every run's build on a 40-user home. Spark also leaves out the snapshots (dbt-spark snapshots need Delta or
+#: Hudi's merge; the dimensions' history comes from int_*_versions on both engines); docs/scaling_out.md.
 BUILD_ARGS: dict[Engine, tuple[str, ...]] = {
-    "duckdb": ("build",),
+    "duckdb": ("build", "--exclude-resource-type", "unit_test"),
     "spark": ("build", "--exclude-resource-type", "snapshot", "unit_test"),
 }
 
@@ -92,9 +101,7 @@ def dbt_project() -> DbtProject:
     with _parse_lock(project.manifest_path.parent):
         if _manifest_is_stale(project.manifest_path):
             export_dbt_env()
-            DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
-                ["--quiet", "parse"], target_path=project.target_path
-            ).wait()
+            _resource(project).cli(["--quiet", "parse"], target_path=project.target_path).wait()
     return project
 
 
@@ -105,6 +112,55 @@ def dbt_project() -> DbtProject:
 KEPT_INVOCATIONS = 5
 #: A folder younger than this is never removed: it may be a build still running in another process.
 INVOCATION_GRACE_S = 3600.0
+
+
+#: dbt's partial-parse file: what a `dbt` call reads to skip parsing the project again.
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def invocation_target(run_id: str) -> Path:
+    """A new folder for one warehouse build's artifacts, ``dbt_project/target/warehouse-<run>-<random>/``: the name
+    dagster-dbt gives one (so `prune_invocations` finds it), chosen here so that the build can start from the home's
+    own parse state (`reuse_parse_state`)."""
+    root = DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")  # dagster-dbt's root, which dbt's env sets
+    return root / f"warehouse-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
+
+
+def parse_state(settings: Settings) -> Path:
+    """Where a home keeps the parse state of its last build on its engine: ``warehouse/dbt_partial_parse.<engine>``.
+
+    dbt reuses a parse only when the profile it was made with is the same, and the profile names the home (the
+    DuckDB file, Spark's folders). dagster-dbt starts every build from `dbt_project/target/`'s one parse state, made
+    for whichever home parsed last, so any other home's build parsed the whole project again: about 5 s of every
+    `tailor run` on a 40-user home, a sixth of it (dbt's log says "Unable to do partial parsing because profile has
+    changed"). dbt itself checks what it reads (files, profile, variables, its version) and parses again whatever
+    changed, so a stale or foreign state costs time, never correctness.
+    """
+    return settings.warehouse_dir / f"dbt_partial_parse.{settings.engine}"
+
+
+def reuse_parse_state(settings: Settings, target: Path) -> bool:
+    """Put the home's parse state where the build in ``target`` reads it; False when the home has none yet."""
+    kept = parse_state(settings)
+    if not kept.is_file():
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(kept, target / PARTIAL_PARSE_FILE)
+    return True
+
+
+def keep_parse_state(settings: Settings, target: Path) -> bool:
+    """Keep the parse state the build in ``target`` wrote as the home's (replaced whole, never half-written);
+    False when that build wrote none (dbt stopped before parsing)."""
+    written = target / PARTIAL_PARSE_FILE
+    if not written.is_file():
+        return False
+    kept = parse_state(settings)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_name(f".{kept.name}.{os.getpid()}")
+    shutil.copyfile(written, partial)
+    os.replace(partial, kept)
+    return True
 
 
 def prune_invocations(target: Path, keep: int = KEPT_INVOCATIONS, grace_s: float = INVOCATION_GRACE_S) -> list[Path]:
@@ -118,8 +174,39 @@ def prune_invocations(target: Path, keep: int = KEPT_INVOCATIONS, grace_s: float
     return removed
 
 
-def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT_EXECUTABLE)
+class TailorDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource without two fixed costs it pays on every `dbt` call and that Tailor has no use for.
+
+    Measured on a 40-user home (`tailor run` under cProfile, dagster-dbt 0.29.27, dbt-core 1.11): `cli()` took
+    5.8 s before dbt itself started, every run and every test that builds, on the critical path of the warehouse
+    step (docs/benchmarks.md, "What a dbt call costs before dbt starts"):
+    - 2.7 s running `dbt --version` in a subprocess to learn the executable's version. The executable is the one
+      beside this interpreter (`DBT_EXECUTABLE`), so its version is the installed dbt-core's, read without a process.
+    - 3.1 s loading the project, the profile and every macro into an in-process adapter. dagster-dbt uses that
+      adapter only for `fetch_row_counts()` and `fetch_column_metadata()`, which Tailor does not call (the row
+      counts it reports come from the published marts); without one, the invocation is what it is for the dbt
+      Fusion engine, which has no adapter either.
+    Both are private methods of the pinned dagster-dbt; tests/unit/test_dbt_resource.py fails when an upgrade
+    renames them or starts using the adapter elsewhere, so the saving cannot silently turn into a fault.
+    """
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        if DBT_PYTHON_VERSION is None or Path(self.dbt_executable) != Path(DBT_EXECUTABLE):
+            return super()._cli_version  # another executable: ask it, as dagster-dbt does
+        return DBT_PYTHON_VERSION
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter:
+        return None  # type: ignore[return-value]  # no adapter: see the class docstring
+
+
+def _resource(project: DbtProject) -> TailorDbtCliResource:
+    # DbtCliResource's own __init__ takes a DbtProject; type checkers see only the fields (project_dir: str).
+    return TailorDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)  # type: ignore[arg-type]
+
+
+def dbt_resource() -> TailorDbtCliResource:
+    return _resource(dbt_project())
 
 
 class TailorDbtTranslator(DagsterDbtTranslator):

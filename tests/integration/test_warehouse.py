@@ -363,3 +363,43 @@ def test_dbt_ending_before_its_results_says_why_and_who_holds_the_warehouse(
     assert said.startswith("dbt ended before it wrote its results: Encountered an error: IO Error: Could not set lock")
     assert f"(PID {holder.pid})" in said and "Traceback" not in said, said
     assert said.endswith("; see logs/dbt.log, or the step's stdout in the Dagster UI")
+
+
+def test_dbts_unit_tests_pass(built: tuple[Settings, dict[str, Any], Path], tmp_path: Path) -> None:
+    """dbt's unit tests (fixed input rows per model) run here and in any plain `dbt build`; `tailor run` leaves them
+    out, as dbt advises for production runs (orchestration/lib/dbt.py, BUILD_ARGS)."""
+    from orchestration.lib.dbt import BUILD_ARGS
+
+    assert "unit_test" in BUILD_ARGS["duckdb"]
+    home = copy_home(built[0], tmp_path)
+    ran = run_dbt(home, "test", "--select", "test_type:unit")
+    manifest = json.loads((home.home / "dbt" / "target" / "manifest.json").read_text())
+    count = len(manifest["unit_tests"])
+    assert count >= 12, count
+    assert f"PASS={count} WARN=0 ERROR=0" in ran.stdout, ran.stdout[-3000:]
+
+
+def test_a_homes_next_build_reuses_its_own_parse_of_the_project(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found profiling the suite: dbt reuses a parse only for the profile it was made with, and the profile names
+    the home, so every build of a home other than the one `dbt_project/target/` was parsed for parsed the whole
+    project again ("Unable to do partial parsing because profile has changed"), about 5 s of each `tailor run`. The
+    warehouse step now starts from the home's own last parse (orchestration/lib/dbt.py, `parse_state`)."""
+    from orchestration.lib.dbt import dbt_resource, invocation_target, keep_parse_state, reuse_parse_state
+
+    for key, value in settings.dbt_env().items():  # what the warehouse step exports
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))  # no project-wide parse to start from
+    logs = []
+    for run in ("first-run", "second-run"):
+        target = invocation_target(run)
+        reused = reuse_parse_state(settings, target)
+        invocation = dbt_resource().cli(["parse"], target_path=target)
+        invocation.wait()
+        assert keep_parse_state(settings, target)
+        logs.append((reused, (target / "dbt.log").read_text()))
+    (first_reused, first_log), (second_reused, second_log) = logs
+    assert not first_reused and "Starting full parse" in first_log
+    assert second_reused and "Nothing changed, skipping partial parsing" in second_log
+    assert "Starting full parse" not in second_log and "Unable to do partial parsing" not in second_log

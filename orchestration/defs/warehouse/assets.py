@@ -6,7 +6,16 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.lib.dbt import BUILD_ARGS, TailorDbtTranslator, dbt_project, export_dbt_env, prune_invocations
+from orchestration.lib.dbt import (
+    BUILD_ARGS,
+    TailorDbtTranslator,
+    dbt_project,
+    export_dbt_env,
+    invocation_target,
+    keep_parse_state,
+    prune_invocations,
+    reuse_parse_state,
+)
 from orchestration.lib.dbt_failures import (
     WARNED,
     NodeFailure,
@@ -27,8 +36,9 @@ WARN = dg.AssetCheckSeverity.WARN
 
 @dbt_assets(manifest=dbt_project().manifest_path, dagster_dbt_translator=TailorDbtTranslator())
 def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """Builds the warehouse with `dbt build`: models, snapshots, seeds, tests and unit tests in DAG order (on Spark
-    without snapshots and unit tests, then the marts published as Parquet, as DuckDB's post-hooks do)."""
+    """Builds the warehouse with `dbt build`: models, snapshots, seeds and data tests in DAG order (dbt's unit tests
+    are for development and CI: `BUILD_ARGS`; on Spark without snapshots, then the marts published as Parquet, as
+    DuckDB's post-hooks do)."""
     stop_if_signalled()  # a signal an earlier step swallowed stops the run here
     export_dbt_env()
     settings = get_settings()
@@ -38,7 +48,9 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
         raise dg.Failure(description=refused)
     if settings.engine == "duckdb":
         wait_for_warehouse(settings.warehouse, lambda m: say(context.log, m))  # e.g. a dbt a killed run left
-    invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False)
+    target = invocation_target(context.run.run_id)
+    reuse_parse_state(settings, target)  # this home's last parse, not another home's: dbt skips parsing again
+    invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False, target_path=target)
     prune_invocations(invocation.target_path.parent)  # older builds' folders (this one is the newest)
     warned: list[dg.AssetCheckResult] = []
     for event in invocation.stream():
@@ -46,6 +58,7 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
             warned.append(event)  # said once dbt has ended, with its rows: until then the warehouse is dbt's
             continue
         yield event
+    keep_parse_state(settings, invocation.target_path)
     try:
         run_results = invocation.get_artifact("run_results.json")
     except FileNotFoundError:  # dbt stopped before building (e.g. the warehouse locked by another process)
