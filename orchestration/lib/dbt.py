@@ -179,7 +179,7 @@ class TailorDbtCliResource(DbtCliResource):
 
     Measured on a 40-user home (`tailor run` under cProfile, dagster-dbt 0.29.27, dbt-core 1.11): `cli()` took
     5.8 s before dbt itself started, every run and every test that builds, on the critical path of the warehouse
-    step (docs/benchmarks.md, "What a dbt call costs before dbt starts"):
+    step (docs/benchmarks.md, "The warehouse step's fixed cost"):
     - 2.7 s running `dbt --version` in a subprocess to learn the executable's version. The executable is the one
       beside this interpreter (`DBT_EXECUTABLE`), so its version is the installed dbt-core's, read without a process.
     - 3.1 s loading the project, the profile and every macro into an in-process adapter. dagster-dbt uses that
