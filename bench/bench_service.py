@@ -15,6 +15,11 @@ feature_repo/README.md advises) on loopback ports, measures from a second proces
 
     .venv/bin/python bench/bench_service.py                                  # writes bench/results/service.json
     .venv/bin/python bench/bench_service.py --smoke --output /tmp/service.json   # tiny, a few minutes
+    .venv/bin/python bench/bench_service.py --home-from data   # a copy of a built home (the demo's) instead
+
+With ``--home-from`` the history is a copy of a home that `tailor run` has built (with a trained champion), and
+the copy gets one more `tailor run` that moves its online store to the Redis server; the test suite passes its own
+served home that way, rather than simulating and training the same 150-user history a second time.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -177,9 +183,16 @@ def load_from_second_process(spec: dict[str, Any], scratch: Path) -> dict[str, A
 # --- the scenario -------------------------------------------------------------------------------------------------
 
 
-def build(home: Path, env: dict[str, str], users: int, days: int, seed: int) -> float:
+def build(home: Path, env: dict[str, str], users: int, days: int, seed: int, source: Path | None = None) -> float:
+    """Seconds to make the benchmark's home: simulate and run, or copy ``source`` (a built home) and run again,
+    which moves its online store to the Redis the environment names."""
     started = time.perf_counter()
-    for args in (("generate", "--users", str(users), "--days", str(days), "--seed", str(seed)), ("run", "--quiet")):
+    steps: list[tuple[str, ...]] = [("run", "--quiet")]
+    if source is None:
+        steps.insert(0, ("generate", "--users", str(users), "--days", str(days), "--seed", str(seed)))
+    else:
+        shutil.copytree(source, home, symlinks=True)
+    for args in steps:
         done = subprocess.run([TAILOR, *args], env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"tailor {args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -393,8 +406,13 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             "TAILOR_RANKER_EVAL_USERS": str(min(args.users, 1000)),
         }
         stream_url = f"{redis_server.url}/1"
-        print(f"building the history ({args.users} users, {args.days} days) ...", file=sys.stderr)
-        result["history"]["build_seconds"] = round(build(home, env, args.users, args.days, args.seed), 1)
+        if args.home_from is None:
+            print(f"building the history ({args.users} users, {args.days} days) ...", file=sys.stderr)
+        else:
+            print(f"copying {args.home_from} and moving its online store to Redis ...", file=sys.stderr)
+            result["history"] = {"copied_from": str(args.home_from)}
+        seconds = build(home, env, args.users, args.days, args.seed, args.home_from)
+        result["history"]["build_seconds"] = round(seconds, 1)
         os.environ.update({k: env[k] for k in ("TAILOR_HOME", "FEAST_FS_YAML_FILE_PATH", "TAILOR_FEAST_REDIS")})
         personalized, holdout = active_users(settings)
         result["history"]["active_users"] = len(personalized) + len(holdout)
@@ -478,12 +496,23 @@ def main() -> None:
     parser.add_argument("--search-trials", type=int, default=4)
     parser.add_argument("--smoke", action="store_true", help="Tiny: 150 users, 16 days, levels 1,2, 40 requests.")
     parser.add_argument("--workdir", type=Path, default=None, help="Scratch folder (default: a temporary one).")
+    parser.add_argument(
+        "--home-from",
+        type=Path,
+        default=None,
+        help="Copy this built home (after a `tailor run` that trained a champion) instead of simulating one; "
+        "--users, --days and --seed are then unused.",
+    )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "service.json")
     args = parser.parse_args()
     if args.smoke:
         # The tests' history (tests/service): the smallest that trains a calibrated champion.
         args.users, args.days, args.seed, args.levels, args.requests, args.seconds = 150, 16, 3, [1, 2], 40, 20.0
         args.warmup, args.clicks, args.search_trials = 5, 1, 2
+    if args.home_from is not None:
+        args.home_from = args.home_from.resolve()
+        if not (args.home_from / "marts" / "batch_recommendations.parquet").is_file():
+            parser.error(f"--home-from {args.home_from}: not a built home (no marts/batch_recommendations.parquet)")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:

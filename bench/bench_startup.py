@@ -20,7 +20,8 @@ over the repeats.
 
 Usage:
     .venv/bin/python bench/bench_startup.py --home data            # about two minutes on the demo
-    .venv/bin/python bench/bench_startup.py --repeats 2            # smoke: the import case only
+    .venv/bin/python bench/bench_startup.py --repeats 2            # smoke: the import cases only
+    .venv/bin/python bench/bench_startup.py --cases import,recommend --home data   # some cases only
 
 Writes bench/results/startup.json (or --output).
 """
@@ -48,6 +49,8 @@ from tailor.settings import REPO_ROOT, TELEMETRY_OFF, get_settings
 
 TAILOR = str(Path(sys.executable).parent / "tailor")
 MODES = {"skipped": None, "kept": "1"}
+#: Every case, in the order they run (the last two only with --home).
+CASES = ("import", "import_with_pyc", "import_from_source", "recommend", "online_read")
 
 IMPORT = "import tailor, feast"
 IMPORT_STACK = "import tailor, feast, sklearn, dagster, mlflow"
@@ -104,8 +107,17 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="a Tailor home with pages (adds the recommend and online cases)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300, help="online reads per process")
+    parser.add_argument(
+        "--cases",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=None,
+        help=f"comma-separated cases to run (default: all of {', '.join(CASES)}; the last two need --home)",
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results" / "startup.json")
     args = parser.parse_args()
+    unknown = sorted(set(args.cases or ()) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(CASES)}")
 
     empty_cache = tempfile.mkdtemp(prefix="tailor-no-pyc-")
     from_source = {"PYTHONPYCACHEPREFIX": empty_cache, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -120,6 +132,11 @@ def main() -> None:
         user = a_user(home)
         cases["recommend"] = [TAILOR, "recommend", user, "--json"]
         cases["online_read"] = [sys.executable, "-c", ONLINE_READ, str(home), user, str(args.calls)]
+    if args.cases is not None:
+        missing = [name for name in args.cases if name not in cases]
+        if missing:
+            parser.error(f"case(s) {', '.join(missing)} need --home (a home with pages)")
+        cases = {name: command for name, command in cases.items() if name in args.cases}
 
     samples: dict[str, dict[str, dict[str, list[float]]]] = {
         case: {mode: {"wall_s": [], "cpu_s": [], "ms_per_call": []} for mode in MODES} for case in cases
@@ -158,7 +175,9 @@ def main() -> None:
         # With Feast's checks skipped: what compiled bytecode saves a process importing the stack.
         "bytecode_cpu_saved_s": round(
             results["import_from_source"]["skipped"]["cpu_s"] - results["import_with_pyc"]["skipped"]["cpu_s"], 3
-        ),
+        )
+        if {"import_from_source", "import_with_pyc"} <= set(results)
+        else None,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tailor.settings import Settings
+
 pytestmark = pytest.mark.integration
 
 
@@ -46,10 +48,12 @@ def test_stream(run_bench: Any, redis_url: str) -> None:
         assert 0 < store["click_to_online_ms_p50"] <= store["click_to_online_ms_max"]
 
 
-def test_service(run_bench: Any, tmp_path: Path, redis_url: str) -> None:
+def test_service(run_bench: Any, tmp_path: Path, redis_url: str, served_home: Settings) -> None:
     # It kills its online store's Redis for the fallback figures, so it starts a redis-server of its own; `redis_url`
-    # only makes this test skip (or fail in CI) where the binary is missing, as every Redis test does.
-    result = run_bench("bench_service.py", "--smoke", "--workdir", str(tmp_path))
+    # only makes this test skip (or fail in CI) where the binary is missing, as every Redis test does. The history
+    # is a copy of the served home (the same 150-user world its --smoke would simulate and train again).
+    result = run_bench("bench_service.py", "--smoke", "--home-from", str(served_home.home), "--workdir", str(tmp_path))
+    assert result["history"]["copied_from"] == str(served_home.home)
     assert [level["concurrency"] for level in result["levels"]] == [1, 2]
     for level in result["levels"]:
         for side in ("service", "feast_serve"):
