@@ -32,7 +32,13 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
 
 
 def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run plain dbt from dbt_project/, as a user would, with its own target folder (tests run in parallel)."""
+    """Run plain dbt from dbt_project/, as a user would, with its own target folder (tests run in parallel).
+
+    A `build` leaves out dbt's unit tests, as `tailor run` does (orchestration/lib/dbt.py, BUILD_ARGS): they test the
+    SQL on fixed rows, whatever the home, and tests/integration/test_warehouse.py::test_dbts_unit_tests_pass runs
+    them; in every build of the suite's homes they cost about 2 s each."""
+    if args[:1] == ("build",) and not any("resource-type" in arg or "resource_type" in arg for arg in args):
+        args = (*args, "--exclude-resource-type", "unit_test")
     scratch = settings.home / "dbt"
     env = {
         **os.environ,
