@@ -185,9 +185,15 @@ def load_from_second_process(spec: dict[str, Any], scratch: Path) -> dict[str, A
 
 def build(home: Path, env: dict[str, str], users: int, days: int, seed: int, source: Path | None = None) -> float:
     """Seconds to make the benchmark's home: simulate and run, or copy ``source`` (a built home) and run again,
-    which moves its online store to the Redis the environment names."""
+    which moves its online store to the Redis the environment names.
+
+    Raises:
+        RuntimeError: a command failed, or the copy's run trained its ranker again (the copy's MLflow store names
+            the source home's artifact folder, which a training would write into): the TAILOR_RANKER_* settings
+            differ from those the source home was built with.
+    """
     started = time.perf_counter()
-    steps: list[tuple[str, ...]] = [("run", "--quiet")]
+    steps: list[tuple[str, ...]] = [("run", "--json")]
     if source is None:
         steps.insert(0, ("generate", "--users", str(users), "--days", str(days), "--seed", str(seed)))
     else:
@@ -196,6 +202,13 @@ def build(home: Path, env: dict[str, str], users: int, days: int, seed: int, sou
         done = subprocess.run([TAILOR, *args], env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"tailor {args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if source is not None:
+        ranker = json.loads(done.stdout)["run"]["models"].get("ml/ranker", "")
+        if not ranker.startswith("up to date"):
+            raise RuntimeError(
+                f"the copy of {source} trained its ranker again ({ranker}): run with the TAILOR_RANKER_* settings "
+                "that home was built with"
+            )
     return time.perf_counter() - started
 
 
@@ -402,9 +415,10 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             "TAILOR_HOME": str(home),
             "FEAST_FS_YAML_FILE_PATH": str(FEATURE_REPO_DIR / "feature_store.redis.yaml"),
             "TAILOR_FEAST_REDIS": f"127.0.0.1:{redis_server.port}",
-            "TAILOR_RANKER_SEARCH_TRIALS": str(args.search_trials),
-            "TAILOR_RANKER_EVAL_USERS": str(min(args.users, 1000)),
         }
+        if args.home_from is None:  # a copied home keeps its champion only under the settings it was trained with
+            env["TAILOR_RANKER_SEARCH_TRIALS"] = str(args.search_trials)
+            env["TAILOR_RANKER_EVAL_USERS"] = str(min(args.users, 1000))
         stream_url = f"{redis_server.url}/1"
         if args.home_from is None:
             print(f"building the history ({args.users} users, {args.days} days) ...", file=sys.stderr)
@@ -501,7 +515,8 @@ def main() -> None:
         type=Path,
         default=None,
         help="Copy this built home (after a `tailor run` that trained a champion) instead of simulating one; "
-        "--users, --days and --seed are then unused.",
+        "--users, --days, --seed and --search-trials are then unused, and the TAILOR_RANKER_* settings must be the "
+        "ones that home was built with (else its ranker would train again: refused).",
     )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "service.json")
     args = parser.parse_args()

@@ -115,6 +115,8 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results" / "startup.json")
     args = parser.parse_args()
+    if args.cases == []:
+        parser.error(f"--cases names no case: choose from {', '.join(CASES)}")
     unknown = sorted(set(args.cases or ()) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(CASES)}")
@@ -128,7 +130,7 @@ def main() -> None:
     }
     extra_env = {"import_from_source": from_source}
     home = args.home.resolve() if args.home is not None else None
-    if home is not None:
+    if home is not None and (args.cases is None or {"recommend", "online_read"} & set(args.cases)):
         user = a_user(home)
         cases["recommend"] = [TAILOR, "recommend", user, "--json"]
         cases["online_read"] = [sys.executable, "-c", ONLINE_READ, str(home), user, str(args.calls)]

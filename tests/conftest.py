@@ -37,7 +37,7 @@ def run_dbt(settings: Settings, *args: str, check: bool = True) -> subprocess.Co
     A `build` leaves out dbt's unit tests, as `tailor run` does (orchestration/lib/dbt.py, BUILD_ARGS): they test the
     SQL on fixed rows, whatever the home, and tests/integration/test_warehouse.py::test_dbts_unit_tests_pass runs
     them; in every build of the suite's homes they cost about 2 s each."""
-    if args[:1] == ("build",) and not any("resource-type" in arg or "resource_type" in arg for arg in args):
+    if args[:1] == ("build",) and not {"--resource-type", "--exclude-resource-type"} & set(args):
         args = (*args, "--exclude-resource-type", "unit_test")
     scratch = settings.home / "dbt"
     env = {

@@ -133,8 +133,11 @@ def parse_state(settings: Settings) -> Path:
     DuckDB file, Spark's folders). dagster-dbt starts every build from `dbt_project/target/`'s one parse state, made
     for whichever home parsed last, so any other home's build parsed the whole project again: about 5 s of every
     `tailor run` on a 40-user home, a sixth of it (dbt's log says "Unable to do partial parsing because profile has
-    changed"). dbt itself checks what it reads (files, profile, variables, its version) and parses again whatever
-    changed, so a stale or foreign state costs time, never correctness.
+    changed"). On Spark the profile's connection keys do not name the home, but the project's sources do (through
+    TAILOR_HOME). dbt checks a saved state before using it (its version, the profile and target, the connection,
+    the environment variables the project reads, every file's hash) and parses again what changed, so a stale or
+    copied state costs time; should dbt's checks ever miss a change, deleting this file makes the next build parse
+    the whole project.
     """
     return settings.warehouse_dir / f"dbt_partial_parse.{settings.engine}"
 
@@ -149,11 +152,23 @@ def reuse_parse_state(settings: Settings, target: Path) -> bool:
     return True
 
 
-def keep_parse_state(settings: Settings, target: Path) -> bool:
-    """Keep the parse state the build in ``target`` wrote as the home's (replaced whole, never half-written);
-    False when that build wrote none (dbt stopped before parsing)."""
+def parse_stamp(target: Path) -> int | None:
+    """The modification time (ns) of the parse state in a build folder, None when there is none: taken once dbt
+    has started, it tells the state dbt wrote from the one put there for it to read."""
+    try:
+        return (target / PARTIAL_PARSE_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def keep_parse_state(settings: Settings, target: Path, placed: int | None = None) -> bool:
+    """Keep the parse state the build in ``target`` wrote as the home's (replaced whole, never half-written).
+
+    ``placed`` is the `parse_stamp` of the state the build was given; False when the folder holds only that one, or
+    none (dbt stopped before it parsed: what was put there, maybe another home's, is not kept)."""
     written = target / PARTIAL_PARSE_FILE
-    if not written.is_file():
+    stamp = parse_stamp(target)
+    if stamp is None or stamp == placed:
         return False
     kept = parse_state(settings)
     kept.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +202,7 @@ class TailorDbtCliResource(DbtCliResource):
       counts it reports come from the published marts); without one, the invocation is what it is for the dbt
       Fusion engine, which has no adapter either.
     Both are private methods of the pinned dagster-dbt; tests/unit/test_dbt_resource.py fails when an upgrade
-    renames them or starts using the adapter elsewhere, so the saving cannot silently turn into a fault.
+    renames them, and every test that builds the warehouse runs without the adapter.
     """
 
     @cached_property

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tailor.settings import Settings
+from tests.conftest import SERVED_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -48,10 +49,15 @@ def test_stream(run_bench: Any, redis_url: str) -> None:
         assert 0 < store["click_to_online_ms_p50"] <= store["click_to_online_ms_max"]
 
 
-def test_service(run_bench: Any, tmp_path: Path, redis_url: str, served_home: Settings) -> None:
+def test_service(
+    run_bench: Any, tmp_path: Path, redis_url: str, served_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # It kills its online store's Redis for the fallback figures, so it starts a redis-server of its own; `redis_url`
     # only makes this test skip (or fail in CI) where the binary is missing, as every Redis test does. The history
-    # is a copy of the served home (the same 150-user world its --smoke would simulate and train again).
+    # is a copy of the served home (the same 150-user world its --smoke would simulate and train again), run under
+    # the settings it was built with, so that its champion is kept (the bench refuses a copy that trains again).
+    for name, value in SERVED_ENV.items():
+        monkeypatch.setenv(name, value)
     result = run_bench("bench_service.py", "--smoke", "--home-from", str(served_home.home), "--workdir", str(tmp_path))
     assert result["history"]["copied_from"] == str(served_home.home)
     assert [level["concurrency"] for level in result["levels"]] == [1, 2]

@@ -1,7 +1,7 @@
 """The warehouse on a small simulated history, judged against the simulator's ground truth.
 
-One history is generated, ingested and built (plain `dbt build`) per module; tests read the warehouse read-only
-and the published Parquet marts.
+One history is generated, ingested and built (`dbt build` without the unit tests, as `tailor run` builds) per
+module; tests read the warehouse read-only and the published Parquet marts.
 """
 
 from __future__ import annotations
@@ -386,7 +386,14 @@ def test_a_homes_next_build_reuses_its_own_parse_of_the_project(
     the home, so every build of a home other than the one `dbt_project/target/` was parsed for parsed the whole
     project again ("Unable to do partial parsing because profile has changed"), about 5 s of each `tailor run`. The
     warehouse step now starts from the home's own last parse (orchestration/lib/dbt.py, `parse_state`)."""
-    from orchestration.lib.dbt import dbt_resource, invocation_target, keep_parse_state, reuse_parse_state
+    from orchestration.lib.dbt import (
+        dbt_resource,
+        invocation_target,
+        keep_parse_state,
+        parse_stamp,
+        parse_state,
+        reuse_parse_state,
+    )
 
     for key, value in settings.dbt_env().items():  # what the warehouse step exports
         monkeypatch.setenv(key, value)
@@ -396,10 +403,12 @@ def test_a_homes_next_build_reuses_its_own_parse_of_the_project(
         target = invocation_target(run)
         reused = reuse_parse_state(settings, target)
         invocation = dbt_resource().cli(["parse"], target_path=target)
+        placed = parse_stamp(target)
         invocation.wait()
-        assert keep_parse_state(settings, target)
-        logs.append((reused, (target / "dbt.log").read_text()))
-    (first_reused, first_log), (second_reused, second_log) = logs
-    assert not first_reused and "Starting full parse" in first_log
+        kept = keep_parse_state(settings, target, placed)
+        logs.append((reused, kept, (target / "dbt.log").read_text()))
+    (first_reused, first_kept, first_log), (second_reused, second_kept, second_log) = logs
+    assert not first_reused and first_kept and "Starting full parse" in first_log
     assert second_reused and "Nothing changed, skipping partial parsing" in second_log
     assert "Starting full parse" not in second_log and "Unable to do partial parsing" not in second_log
+    assert not second_kept and parse_state(settings).is_file()  # nothing new to keep: the first build's stays

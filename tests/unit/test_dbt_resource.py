@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from orchestration.lib.dbt import (
     TailorDbtCliResource,
     invocation_target,
     keep_parse_state,
+    parse_stamp,
     parse_state,
     reuse_parse_state,
 )
@@ -81,13 +83,29 @@ def test_a_home_without_parse_state_leaves_the_build_folder_alone(settings: Sett
 def test_the_state_a_build_wrote_is_what_the_next_build_starts_from(settings: Settings, tmp_path: Path) -> None:
     first, second = tmp_path / "t" / "warehouse-1", tmp_path / "t" / "warehouse-2"
     first.mkdir(parents=True)
-    (first / PARTIAL_PARSE_FILE).write_bytes(b"parse of build 1")
-    assert keep_parse_state(settings, first) is True
+    (first / PARTIAL_PARSE_FILE).write_bytes(b"parse of build 1")  # a first build: nothing was placed
+    assert keep_parse_state(settings, first, placed=None) is True
     kept = parse_state(settings)
     assert kept == settings.home / "warehouse" / f"dbt_partial_parse.{settings.engine}"
     assert reuse_parse_state(settings, second) is True
     assert (second / PARTIAL_PARSE_FILE).read_bytes() == b"parse of build 1"
-    (second / PARTIAL_PARSE_FILE).write_bytes(b"parse of build 2")
-    keep_parse_state(settings, second)
+    placed = parse_stamp(second)
+    assert placed is not None
+    (second / PARTIAL_PARSE_FILE).write_bytes(b"parse of build 2")  # dbt parsed again (a model changed)
+    os.utime(second / PARTIAL_PARSE_FILE, ns=(placed + 10**9, placed + 10**9))  # seconds after it started
+    assert keep_parse_state(settings, second, placed) is True
     assert kept.read_bytes() == b"parse of build 2"
     assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]  # no half-written copy left beside it
+
+
+def test_a_state_dbt_did_not_write_is_not_kept(settings: Settings, tmp_path: Path) -> None:
+    """dbt stopped before it parsed (or found nothing changed): the folder holds what it was given, perhaps the
+    project-wide state dagster-dbt copies in, made for another home; the home's own state stays as it was."""
+    kept = parse_state(settings)
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"this home's parse")
+    target = tmp_path / "t" / "warehouse-1"
+    target.mkdir(parents=True)
+    (target / PARTIAL_PARSE_FILE).write_bytes(b"another home's parse")
+    assert keep_parse_state(settings, target, placed=parse_stamp(target)) is False
+    assert kept.read_bytes() == b"this home's parse"

@@ -1,6 +1,6 @@
 """Every dbt model, seed and snapshot as an asset; dbt tests appear as asset checks."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -13,6 +13,7 @@ from orchestration.lib.dbt import (
     export_dbt_env,
     invocation_target,
     keep_parse_state,
+    parse_stamp,
     prune_invocations,
     reuse_parse_state,
 )
@@ -49,8 +50,10 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
     if settings.engine == "duckdb":
         wait_for_warehouse(settings.warehouse, lambda m: say(context.log, m))  # e.g. a dbt a killed run left
     target = invocation_target(context.run.run_id)
-    reuse_parse_state(settings, target)  # this home's last parse, not another home's: dbt skips parsing again
+    # This home's last parse, not another home's: dbt skips parsing again. Only a saving: a failure is said, not raised.
+    _parse_state_step(context, "could not be reused", lambda: reuse_parse_state(settings, target))
     invocation = dbt.cli(list(BUILD_ARGS[settings.engine]), context=context, raise_on_error=False, target_path=target)
+    placed = parse_stamp(target)  # dbt is starting: what it finds there now is what it was given
     prune_invocations(invocation.target_path.parent)  # older builds' folders (this one is the newest)
     warned: list[dg.AssetCheckResult] = []
     for event in invocation.stream():
@@ -58,7 +61,7 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
             warned.append(event)  # said once dbt has ended, with its rows: until then the warehouse is dbt's
             continue
         yield event
-    keep_parse_state(settings, invocation.target_path)
+    _parse_state_step(context, "could not be kept", lambda: keep_parse_state(settings, target, placed))
     try:
         run_results = invocation.get_artifact("run_results.json")
     except FileNotFoundError:  # dbt stopped before building (e.g. the warehouse locked by another process)
@@ -78,6 +81,15 @@ def warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterato
         marts = published_marts(manifest)
         for mart in publish_spark_marts(settings, {name: marts[name] for name in marts if name in built}):
             context.log.info(f"published {mart.name} from Spark: {mart.rows} rows to {mart.path}")
+
+
+def _parse_state_step(context: dg.AssetExecutionContext, failed: str, step: Callable[[], bool]) -> None:
+    """Run a step of the parse-state saving (`orchestration.lib.dbt.parse_state`); an OSError (a full disk, a
+    read-only folder) is a warning: the build itself does not depend on it."""
+    try:
+        step()
+    except OSError as exc:
+        context.log.warning(f"dbt's parse state {failed} ({exc}): the next build parses the whole project again")
 
 
 def _with_rows(
