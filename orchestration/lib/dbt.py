@@ -21,6 +21,7 @@ from packaging.version import Version
 if TYPE_CHECKING:
     from dbt.adapters.base import BaseAdapter
 
+from tailor.durable import write_atomic
 from tailor.settings import DBT_PROJECT_DIR, Engine, Settings, get_settings
 
 # The dbt next to this interpreter: without an activated venv, `dbt` may not be on PATH.
@@ -172,9 +173,7 @@ def keep_parse_state(settings: Settings, target: Path, placed: int | None = None
         return False
     kept = parse_state(settings)
     kept.parent.mkdir(parents=True, exist_ok=True)
-    partial = kept.with_name(f".{kept.name}.{os.getpid()}")
-    shutil.copyfile(written, partial)
-    os.replace(partial, kept)
+    write_atomic(kept, written.read_bytes())
     return True
 
 
