@@ -32,7 +32,8 @@ def schema_problems(kind: Kind, document: dict[str, Any]) -> dict[str, str]:
 
     Examples: ``{"user_id": "user_id must be 1 to 128 characters, ...: got ''"}`` (a rule with a description in
     the schema is said with it), ``{"position": "position: 2.5 is not of type 'integer'"}`` (else jsonschema's
-    message), ``{"request_id": "request_id is missing (impression events need it)"}``.
+    message), ``{"request_id": "impression without request_id"}`` and ``{"user_id": "missing user_id"}`` (a missing
+    field is said as the contract's checks say it).
     """
     problems: dict[str, str] = {}
     for error in _validator(kind).iter_errors(document):
@@ -41,7 +42,9 @@ def schema_problems(kind: Kind, document: dict[str, Any]) -> dict[str, str]:
             need = [name for name in error.validator_value if name not in have]
             kind_of = _then_type(error)
             for name in need:
-                problems.setdefault(name, f"{name} is missing" + (f" ({kind_of} events need it)" if kind_of else ""))
+                # Worded as the contract's own detail for the same rule (`classify_rows`), so a refused event's
+                # `problems` read alike: "missing user_id", "impression without request_id".
+                problems.setdefault(name, f"{kind_of} without {name}" if kind_of else f"missing {name}")
             continue
         path = ".".join(str(part) for part in error.absolute_path) or "the event"
         if path in problems:

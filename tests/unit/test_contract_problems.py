@@ -3,10 +3,13 @@ POST /events named only the first, the one the warehouse's checks keep)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from service.events import other_problems
 from tailor.contract.problems import schema_problems
+from tailor.stream.events import ContractChecker, Rejection, to_json
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +44,7 @@ def test_each_broken_field_is_named_once_in_the_events_order_missing_fields_last
         "occurred_at": "occurred_at must be ISO 8601 / RFC 3339 date-time with a zone (Z, +hh:mm or +hhmm), years "
         "2000-2999; the date must exist, hours 00-23, offsets within +-23:59: got 'yesterday'",
         "position": "position: 2.5 is not of type 'integer'",
-        "request_id": "request_id is missing (impression events need it)",
+        "request_id": "impression without request_id",
     }
 
 
@@ -50,9 +53,9 @@ def test_a_long_value_is_shortened_and_the_envelopes_fields_say_only_missing() -
     assert problems["event_type"].startswith("event_type: 'xxxx") and problems["event_type"].endswith("...")
     assert len(problems["event_type"]) < 140
     assert [problems[name] for name in ("event_id", "user_id", "occurred_at")] == [
-        "event_id is missing",
-        "user_id is missing",
-        "occurred_at is missing",
+        "missing event_id",
+        "missing user_id",
+        "missing occurred_at",
     ]
 
 
@@ -60,7 +63,7 @@ def test_an_event_without_event_type_is_told_that_and_not_every_types_fields() -
     """Found by a trial: POST /events answered an event without event_type with 12 missing fields, every event
     type's (the schema's `if event_type is X` held vacuously when event_type was absent)."""
     event = {key: value for key, value in CLICK.items() if key != "event_type"}
-    assert schema_problems("events", event) == {"event_type": "event_type is missing"}
+    assert schema_problems("events", event) == {"event_type": "missing event_type"}
 
 
 def test_the_services_extra_problems_leave_out_the_one_the_checks_named() -> None:
@@ -83,3 +86,23 @@ def test_a_caller_changing_its_schema_changes_it_for_nobody_else() -> None:
         "$ref": "#/$defs/id",
         "description": "Id of the user, as in the users dimension file.",
     }
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({k: v for k, v in CLICK.items() if k != "user_id"}, "user_id"),
+        ({k: v for k, v in CLICK.items() if k != "event_type"}, "event_type"),
+        ({k: v for k, v in CLICK.items() if k != "request_id"}, "request_id"),
+    ],
+)
+def test_a_missing_field_is_said_as_the_contracts_checks_say_it(event: dict[str, str], field: str) -> None:
+    """A refused event's `problems` list the checks' detail first and the schema's others after it: a missing field
+    reads the same in both ("missing user_id", "click without request_id"), found mixed by a trial."""
+    checker = ContractChecker()
+    try:
+        (result,) = checker.check([to_json(event)], [datetime(2026, 1, 5, 12, tzinfo=UTC)])
+    finally:
+        checker.close()
+    assert isinstance(result, Rejection) and result.reason == "missing_field"
+    assert schema_problems("events", event)[field] == result.detail
