@@ -377,6 +377,8 @@ def main() -> None:
         help="recompute only the off-policy section of OUTPUT from the work folder it names (kept by every run)",
     )
     args = parser.parse_args()
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     if args.offpolicy_only:
         recompute_offpolicy(args.output)
         return

@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"Results file (default {RESULTS}).")
     parser.add_argument("--smoke", action="store_true", help="3,000 events, this commit only, one round.")
     args = parser.parse_args()
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         args.events, args.commits, args.repeats = 3_000, ["HEAD"], 1
 

@@ -205,6 +205,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"Results file (default {RESULTS}).")
     parser.add_argument("--keep", action="store_true", help="Keep each size's scratch folder.")
     args = parser.parse_args()
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     require_engine("spark")
     _become_subreaper()
     sizes = [SMOKE_EVENTS] if args.smoke else args.events

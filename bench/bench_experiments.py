@@ -636,6 +636,8 @@ def main() -> None:
         "--output", type=Path, default=BENCH_DIR / "results" / "experiments.json", help="Results file (JSON)."
     )
     args = parser.parse_args()
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     if args.experiments < 1 or args.repeats < 1:
         parser.error("--experiments and --repeats must be at least 1")
 

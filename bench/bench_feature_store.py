@@ -899,6 +899,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "feature_store.json")
     parser.add_argument("--training-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     disable_telemetry()
     if args.training_child:
         training_child(args.training_child)

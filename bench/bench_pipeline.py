@@ -196,6 +196,8 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="Keep each size's scratch folder (to profile it again).")
     args = parser.parse_args()
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in args.events:
         work = Path(tempfile.mkdtemp(prefix=f"tailor-bench-{size}-", dir=args.workdir))

@@ -215,6 +215,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the scratch folders (homes) for a look after.")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"Results file (default {RESULTS}).")
     args = parser.parse_args()
+    if args.workdir is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.workdir.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         args.events, args.days = [SMOKE_EVENTS], 4
     disable_telemetry()

@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=None, help="folder for the temporary worlds")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS.name})")
     args = parser.parse_args()
+    if args.scratch is not None:  # a folder named but not made yet is made, as a scratch folder should be
+        args.scratch.mkdir(parents=True, exist_ok=True)
     if args.worlds < 1 or not 1 <= args.experiments <= 120 or not 0 < args.alpha < 1:
         parser.error("need --worlds >= 1, --experiments in 1-120 and --alpha in (0, 1)")
 
