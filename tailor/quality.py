@@ -51,15 +51,22 @@ def reconcile(settings: Settings) -> Reconciliation:
     A batch the warehouse has no fate for is *pending* when it was landed after the newest batch the warehouse built
     (e.g. sent to the service's POST /events while a run was building): the next build takes it. One landed before
     that is not pending: the build read the landing zone after it, so its rows went missing, and `balanced_except_
-    pending` is false."""
+    pending` is false.
+
+    A home where nothing has landed yet (a new one, or a first run stopped before its landing committed a batch)
+    reconciles as all zeros, balanced, instead of failing on DuckDB's "No files found" for the empty folder."""
     landing = settings.landing / "events" / "*.parquet"
     fates = settings.marts_dir / "fct_batch_fates.parquet"
     con = duckdb.connect()
     try:
         # The landing files are read once: rows per batch, then totals and what the warehouse has not built yet.
+        if any(landing.parent.glob(landing.name)):
+            landed_rows = f"select batch_id, ingested_at from read_parquet('{landing}')"
+        else:
+            landed_rows = "select null::varchar as batch_id, null::timestamp as ingested_at where false"
         con.execute(
             "create temp table landed as select batch_id, count(*) as n, min(ingested_at) as ingested_at "
-            f"from read_parquet('{landing}') group by all"
+            f"from ({landed_rows}) group by all"
         )
         received, batches_landed = con.execute("select coalesce(sum(n), 0), count(batch_id) from landed").fetchall()[0]
         if fates.exists():

@@ -43,3 +43,12 @@ def test_a_batch_landed_after_the_build_is_pending_and_one_before_is_missing(set
     _land(settings, "b0", 5, "2026-01-05 10:30:00")  # older than a batch the build took, yet not built: lost
     lost = reconcile(settings)
     assert not lost.balanced_except_pending and (lost.pending_rows, lost.pending_batches) == (4, 1)
+
+
+def test_a_home_where_nothing_has_landed_reconciles_as_zeros(settings: Settings) -> None:
+    """Found by CI: a first `tailor run` stopped by Ctrl-C inside its landing step left no batch, and the summary's
+    reconciliation failed on DuckDB's "No files found" with a traceback instead of the run's exit 130."""
+    (settings.landing / "events").mkdir(parents=True, exist_ok=True)  # the folder, without a committed batch
+    result = reconcile(settings)
+    assert (result.received, result.batches_landed, result.pending_rows, result.accepted) == (0, 0, 0, 0)
+    assert result.balanced and result.balanced_except_pending
