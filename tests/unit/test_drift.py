@@ -280,7 +280,7 @@ def test_labelled_days_are_complete_utc_days_of_the_training_set(tmp_path: Path)
     assert labelled_days(path) == []
 
     def written(*stamps: str) -> Path:
-        times = pd.to_datetime(list(stamps))
+        times = pd.to_datetime(list(stamps), utc=True)  # stamps in several zones: one UTC instant each
         pq.write_table(pa.table({"event_timestamp": pa.array(times, pa.timestamp("us", tz="UTC"))}), path)
         return path
 
