@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ml.candidates.union import CandidateConfig
+
+#: The largest seed numpy's ``RandomState`` (and so scikit-learn's ``random_state``) accepts.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,22 @@ class RankerConfig:
         for name in (*at_least_one, "eval_users"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.train_days < 0 or self.search_timeout_s <= 0:
-            raise ValueError("train_days must be >= 0 and search_timeout_s > 0")
+        if self.train_days < 0:
+            raise ValueError(f"train_days must be at least 0 (0 = every day after the warm-up), got {self.train_days}")
+        if not (math.isfinite(self.search_timeout_s) and self.search_timeout_s > 0):
+            raise ValueError(f"search_timeout_s must be a number of seconds above 0, got {self.search_timeout_s}")
+        # numpy's and scikit-learn's random states take 0 .. 2**32 - 1 and fail with "Seed must be between 0 and
+        # 2**32 - 1" otherwise: found here, not after the warehouse build and the training data.
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED} (2**32 - 1), got {self.seed}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RankerConfig:
         """The configuration with any ``TAILOR_RANKER_<FIELD>`` variable applied (e.g. TAILOR_RANKER_SEARCH_TRIALS=5).
 
         Raises:
-            ValueError: a variable that is not a number, naming it.
+            ValueError: a variable that is not a number, or one out of its range (a seed outside 0 .. 2**32 - 1,
+                a window under 1 day), naming it.
         """
         changes: dict[str, Any] = {}
         for name, kind in (

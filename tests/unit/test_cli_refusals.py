@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
@@ -114,13 +115,33 @@ def test_tailor_ui_refuses_a_taken_port_before_starting_dagster(settings: Settin
     assert not settings.home.exists()
 
 
-def test_no_test_user_to_score_stops_tailor_run_before_anything_starts(settings: Settings) -> None:
-    """TAILOR_RANKER_EVAL_USERS=0 used to fail in the ranker step ("no user has any relevant item")."""
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        # used to fail in the ranker step ("no user has any relevant item")
+        ("TAILOR_RANKER_EVAL_USERS", "0", "eval_users must be at least 1, got 0"),
+        # used to fail in the ranker step, after the warehouse build, with numpy's "Seed must be between 0 and
+        # 2**32 - 1" (a new-user trial, 2026-12-03)
+        ("TAILOR_RANKER_SEED", "-1", "seed must be between 0 and 4294967295 (2**32 - 1), got -1"),
+        ("TAILOR_RANKER_SEED", "4294967296", "seed must be between 0 and 4294967295 (2**32 - 1), got 4294967296"),
+        ("TAILOR_RANKER_SEARCH_TIMEOUT_S", "nan", "search_timeout_s must be a number of seconds above 0, got nan"),
+    ],
+)
+def test_a_model_setting_out_of_range_stops_tailor_run_before_anything_starts(
+    settings: Settings, variable: str, value: str, said: str
+) -> None:
     settings.inbox.mkdir(parents=True)
     (settings.inbox / "events.jsonl").write_text('{"event_id": "e1"}\n')
-    error = _refused(_invoke("run", env={"TAILOR_RANKER_EVAL_USERS": "0"}))
-    assert "eval_users must be at least 1, got 0 (from TAILOR_RANKER_EVAL_USERS=0)" in error
+    error = _refused(_invoke("run", env={variable: value}))
+    assert f"{said} (from {variable}={value}): fix or unset it; nothing was run" in error
     assert not (settings.home / "dagster").exists() and not settings.warehouse.exists()
+
+
+def test_the_largest_seed_numpy_takes_is_accepted() -> None:
+    assert RankerConfig.from_env({"TAILOR_RANKER_SEED": "4294967295"}).seed == 2**32 - 1
+    np.random.RandomState(2**32 - 1)  # the bound is numpy's: its largest seed is accepted there, the next is not
+    with pytest.raises(ValueError, match="Seed must be between 0 and 2\\*\\*32 - 1"):
+        np.random.RandomState(2**32)
 
 
 def test_an_unknown_dbt_target_is_refused_with_the_profiles_targets(settings: Settings) -> None:
