@@ -16,6 +16,9 @@ ENV_PREFIX = "TAILOR_SERVICE_"
 #: Settings where 0 means nothing useful (no page, no body, no connection): their variables must be at least 1.
 AT_LEAST_ONE = (
     "max_k", "max_body_bytes", "max_events", "private_max_age_s", "page_window_s", "max_connections", "threads",
+    # Times in seconds. A body timeout of 0 answers 408 to every POST /events, and a reload check every 0 s spins a
+    # core while idle (both found by a new-user trial, 2026-12-03); under a second is no use for either.
+    "body_timeout_s", "reload_check_s",
 )  # fmt: skip
 
 
@@ -147,5 +150,7 @@ def _number(name: str, raw: str, kind: type[int] | type[float], minimum: int = 0
         what = f"a whole number >= {minimum}" if kind is int else f"a finite number >= {minimum}"
         field_name = "budget_ms" if name == "TAILOR_RECOMMEND_BUDGET_MS" else name.removeprefix(ENV_PREFIX).lower()
         default = getattr(ServiceConfig, field_name, None)
-        unset = f", or unset it for {default:g}" if isinstance(default, int | float) else ""
+        # 1048576, not 1.04858e+06 (`:g` for an int default; a trial)
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        unset = f", or unset it for {shown}" if isinstance(default, int | float) else ""
         raise ServiceConfigError(f"{name}={raw!r} is not {what}: use such a number{unset}") from None

@@ -89,9 +89,22 @@ def test_settings_from_the_environment_and_their_errors() -> None:
     # nan passed float() and started a service whose every page was a 500 (a re-check trial); inf and negative
     # times are no limits either.
     for name, raw in (("TAILOR_SERVICE_DEADLINE_MS", "nan"), ("TAILOR_RECOMMEND_BUDGET_MS", "nan"),
-                      ("TAILOR_SERVICE_RELOAD_CHECK_S", "inf"), ("TAILOR_SERVICE_LANDING_WAIT_S", "-1")):  # fmt: skip
+                      ("TAILOR_SERVICE_LANDING_WAIT_S", "inf"), ("TAILOR_SERVICE_LANDING_WAIT_S", "-1")):  # fmt: skip
         with pytest.raises(ServiceConfigError, match=rf"{name}='{raw}' is not a finite number >= 0: use such a number"):
             ServiceConfig.from_env({name: raw})
+    # A body timeout of 0 answered 408 to every POST /events, and a reload check every 0 s spun a core (a trial).
+    for name, raw, default in (("TAILOR_SERVICE_BODY_TIMEOUT_S", "0", 10), ("TAILOR_SERVICE_RELOAD_CHECK_S", "0.5", 30),
+                               ("TAILOR_SERVICE_RELOAD_CHECK_S", "inf", 30)):  # fmt: skip
+        with pytest.raises(
+            ServiceConfigError, match=rf"{name}='{raw}' is not a finite number >= 1: use such a number, or unset it "
+            f"for {default}$"
+        ):  # fmt: skip
+            ServiceConfig.from_env({name: raw})
+    assert ServiceConfig.from_env({"TAILOR_SERVICE_BODY_TIMEOUT_S": "1.5"}).body_timeout_s == 1.5
+    # An int default is said as the number it is (it was "1.04858e+06").
+    with pytest.raises(ServiceConfigError, match=r"MAX_BODY_BYTES='1e99' is not a whole number >= 1: use such a "
+                       r"number, or unset it for 1048576$"):  # fmt: skip
+        ServiceConfig.from_env({"TAILOR_SERVICE_MAX_BODY_BYTES": "1e99"})
     with pytest.raises(ServiceConfigError, match=r"TAILOR_SERVICE_DEADLINE_MS, 0 ms\) at least as long.* or unset"):
         ServiceConfig.from_env({"TAILOR_SERVICE_DEADLINE_MS": "0"})
     with pytest.raises(ServiceConfigError, match="TAILOR_SERVICE_THREADS='0' is not a whole number >= 1: use such "
