@@ -50,28 +50,50 @@ HTTP_SERVICE = Face(
 
 
 def record_address(face: Face, home: Path, host: str, port: int) -> bool:
-    """Record that the calling process serves ``face`` for ``home`` on ``host``:``port`` (replaced atomically);
-    call it just before the process execs or starts the server. Best effort: False when the home cannot be written (a
-    read-only mount, where the app and the service still serve what is there; a trial's crashed on this file)."""
+    """Record that the calling process serves ``face`` for ``home`` on ``host``:``port`` (the file replaced
+    atomically); call it just before the process execs or starts the server.
+
+    The file keeps every recorded server whose process still runs, newest last: a second `tailor serve` or
+    `tailor app` on another port of the same home, stopped at once, used to replace the first one's address with
+    its own dead one, so the next run summary sent people to a default port (a trial). Best effort: False when the
+    home cannot be written (a read-only mount, where the app and the service still serve what is there; a trial's
+    crashed on this file)."""
     path = home / face.record
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # listening everywhere: loopback works here
+    me = {"url": f"http://{shown}:{port}", "pid": os.getpid()}
+    live = [r for r in _recorded(path) if r["pid"] != me["pid"] and _runs(int(r["pid"]), face.program)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"url": f"http://{shown}:{port}", "pid": os.getpid()}).encode())
+        write_atomic(path, json.dumps([*live, me]).encode())
     except OSError:
         return False
     return True
 
 
 def running_url(face: Face, home: Path) -> str | None:
-    """The address of ``home``'s ``face`` while the process that recorded it runs, else None (none recorded, the
-    file unreadable, or that process gone or now running another program)."""
+    """The address of ``home``'s ``face`` recorded last by a process that still runs it, else None (none recorded,
+    the file unreadable, or every recording process gone or now running another program)."""
+    for recorded in reversed(_recorded(home / face.record)):
+        if _runs(int(recorded["pid"]), face.program):
+            return str(recorded["url"])
+    return None
+
+
+def _recorded(path: Path) -> list[dict[str, str | int]]:
+    """The records in an address file, oldest first: a list of ``{"url", "pid"}``, or the one object that files
+    written before 2026-12-03 hold. Empty when the file is missing or unreadable; malformed records are left out."""
     try:
-        recorded = json.loads((home / face.record).read_text())
-        url, pid = str(recorded["url"]), int(recorded["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return url if _runs(pid, face.program) else None
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    records = data if isinstance(data, list) else [data]
+    kept: list[dict[str, str | int]] = []
+    for record in records:
+        try:
+            kept.append({"url": str(record["url"]), "pid": int(record["pid"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return kept
 
 
 def hint(face: Face, home: Path) -> str:

@@ -4,6 +4,7 @@ on port 3001 while every message said `make ui` and the summary said port 3000).
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,3 +113,29 @@ def test_the_run_summary_names_the_http_service_where_it_runs(tmp_path: Path) ->
         assert open_line(HTTP_SERVICE, home) == "http://127.0.0.1:18001 (running)"
         assert running_url(ANALYST_APP, home) is None
     assert open_line(HTTP_SERVICE, home) == "tailor serve, then open http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize("face", [ANALYST_APP, HTTP_SERVICE], ids=["app", "service"])
+def test_a_second_server_stopped_at_once_leaves_the_first_ones_address(tmp_path: Path, face: Face) -> None:
+    """Found by a trial: `tailor serve --port 18004` started beside a running `--port 18001` on the same home and
+    stopped with Ctrl-C left the record naming 18004 and its dead process, and the next run summary sent people to
+    the default port while the first service still answered on 18001."""
+    home = tmp_path / "home"
+    with fake_dagster(tmp_path, home, "127.0.0.1", 18001, face):
+        with fake_dagster(tmp_path, home, "127.0.0.1", 18004, face):
+            assert running_url(face, home) == "http://127.0.0.1:18004"  # the newest live one
+        assert running_url(face, home) == "http://127.0.0.1:18001"
+        assert open_line(face, home) == "http://127.0.0.1:18001 (running)"
+        # A third one records while the first still runs: the dead second one is dropped from the file.
+        with fake_dagster(tmp_path, home, "127.0.0.1", 18007, face):
+            recorded = json.loads((home / face.record).read_text())
+            assert [r["url"] for r in recorded] == ["http://127.0.0.1:18001", "http://127.0.0.1:18007"]
+    assert running_url(face, home) is None
+
+
+def test_an_address_file_of_the_one_record_format_is_still_read(tmp_path: Path) -> None:
+    """Homes recorded before 2026-12-03 hold one object, not a list."""
+    home = tmp_path / "home"
+    with fake_dagster(tmp_path, home, "127.0.0.1", 8643, ANALYST_APP) as process:
+        (home / ANALYST_APP.record).write_text(json.dumps({"url": "http://127.0.0.1:8643", "pid": process.pid}))
+        assert running_url(ANALYST_APP, home) == "http://127.0.0.1:8643"
