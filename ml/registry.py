@@ -56,7 +56,7 @@ class PromotionRefused(RegistryError):
         stays = f"champion v{champion} keeps serving" if champion is not None else "the pages stay on popular items"
         super().__init__(
             f"ranker version {version} fails the promotion gate, so it was not promoted ({stays}): {failed}. "
-            "`tailor models show` has its numbers; to make it serve anyway, run `tailor models promote "
+            f"`tailor models show {version}` has its numbers; to make it serve anyway, run `tailor models promote "
             f"{version} --force` (recorded as forced)"
         )
 

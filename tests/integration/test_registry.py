@@ -320,6 +320,8 @@ def test_a_version_that_fails_the_gate_is_refused_unless_forced_and_the_force_is
         "perfectly calibrated model can show on this window."
     ) in refused.output
     assert f"tailor models promote {skewed.version} --force" in refused.output
+    # A command that runs as written (a trial: a bare `tailor models show` lacks its VERSION argument).
+    assert f"`tailor models show {skewed.version}` has its numbers" in refused.output
     assert registry.alias("champion") == registry.get(good.version)
     assert not any(k.startswith("promotion.manual.") for k in registry.get(skewed.version).tags)  # nothing recorded
 

@@ -420,21 +420,21 @@ def _latest_ranker_metadata(context: dg.AssetCheckExecutionContext) -> dict[str,
     return {k: float(v.value) for k, v in materialization.metadata.items() if isinstance(v.value, int | float | bool)}
 
 
-def _judged_version(context: dg.AssetCheckExecutionContext) -> tuple[dict[str, float], str] | None:
-    """The numbers the ranker's checks judge, and whose they are: the version this run trained, else the champion
-    (the version that serves: a run that kept it, or trained nothing, is judged on what it serves, so one version
-    that failed a check does not fail every later run); None when there is neither."""
+def _judged_version(context: dg.AssetCheckExecutionContext) -> tuple[dict[str, float], str, int] | None:
+    """The numbers the ranker's checks judge, whose they are in words, and that version's number: the version this
+    run trained, else the champion (the version that serves: a run that kept it, or trained nothing, is judged on
+    what it serves, so one version that failed a check does not fail every later run); None when there is neither."""
     meta = _latest_ranker_metadata(context)
     if meta.get("trained") and "auc" in meta:
         served = "promoted to champion" if meta.get("promoted") else "not promoted: it does not serve"
-        return meta, f"version {int(meta['version'])}, trained in this run ({served})"
+        return meta, f"version {int(meta['version'])}, trained in this run ({served})", int(meta["version"])
     models_dir = get_settings().models_dir
     if not (models_dir / "mlflow.db").exists():
         return None
     champion = Registry(models_dir).alias(CHAMPION)
     if champion is None:
         return None
-    return _registry_numbers(champion), f"champion v{champion.version}, serving"
+    return _registry_numbers(champion), f"champion v{champion.version}, serving", int(champion.version)
 
 
 #: The check's note when there is no version to judge.
@@ -453,14 +453,14 @@ def ranker_beats_popularity(context: dg.AssetCheckExecutionContext) -> dg.AssetC
     judged = _judged_version(context)
     if judged is None or "auc" not in judged[0]:
         return dg.AssetCheckResult(passed=True, metadata={"note": _NOTHING_TO_JUDGE})
-    meta, who = judged
+    meta, who, version = judged
     auc, baseline = float(meta["auc"]), float(meta.get("auc_popularity", float("nan")))
     passed = bool(auc > baseline)
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"{who}: AUC {auc:.3f} on the test window, popularity's {baseline:.3f}"
-        + ("" if passed else ": it orders clicks no better than popularity (`tailor models show`)"),
+        + ("" if passed else f": it orders clicks no better than popularity (`tailor models show {version}`)"),
         metadata={"judged": who, "auc": auc, "auc_popularity": baseline},
     )
 
@@ -480,7 +480,7 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     judged = _judged_version(context)
     if judged is None or "ece" not in judged[0]:
         return dg.AssetCheckResult(passed=True, metadata={"note": _NOTHING_TO_JUDGE})
-    meta, who = judged
+    meta, who, version = judged
     ece, noise = float(meta["ece"]), meta.get("ece_noise")
     passed, verdict = calibration_verdict(ece, noise, MAX_ECE)
     return dg.AssetCheckResult(
@@ -492,7 +492,7 @@ def ranker_is_calibrated(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
             if passed
             else ": the click probabilities are off by that much on average. On a short history the calibration "
             "window is small and the platform's click rate still moves from day to day; more days usually fix it "
-            "(`tailor models show` has the uncalibrated model's figure)"
+            f"(`tailor models show {version}` has the uncalibrated model's figure)"
         ),
         metadata={"judged": who, "ece": ece, "max": MAX_ECE, **({"ece_noise": noise} if noise is not None else {})},
     )
