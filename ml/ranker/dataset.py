@@ -72,8 +72,11 @@ def plan_windows(times: pd.Series, config: RankerConfig, history_start: pd.Times
         TrainingDataError: fewer days of impressions than the windows need.
     """
     if times.empty:
+        # Not "no impressions yet": landed impressions wait outside the training set until their day is complete
+        # (a trial's first file had one impression and was told there was none).
         raise TrainingDataError(
-            "the training set is empty: there are no impressions yet. Ingest events and run `tailor run` first."
+            "the training set holds no impression yet: impressions join it once their day is complete "
+            "(ml/ranking_training_set says which days wait). Ingest more events, then run `tailor run` again."
         )
     first = times.min().floor("D")
     if history_start is not None:

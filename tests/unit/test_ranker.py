@@ -155,7 +155,10 @@ def test_a_window_starts_at_its_boundary_in_any_unit_and_zone() -> None:
 
 
 def test_too_few_days_or_no_rows_say_what_to_do() -> None:
-    with pytest.raises(TrainingDataError, match="no impressions yet"):
+    with pytest.raises(
+        TrainingDataError,
+        match=r"the training set holds no impression yet: impressions join it once their day is complete",
+    ):
         plan_windows(pd.Series([], dtype="datetime64[ns, UTC]"), RankerConfig())
     short = pd.Series(pd.date_range("2026-01-01", periods=5 * 24, freq="h", tz="UTC"))
     with pytest.raises(TrainingDataError, match=r"spans 5 day.*need at least 14"):
