@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -81,7 +81,7 @@ def main() -> None:
     "--start-date",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="First day of the history (YYYY-MM-DD).",
+    help="First day of the history (YYYY-MM-DD; 2002-01-01 or later, and the history must end by today, UTC).",
 )
 @click.option(
     "--out",
@@ -158,6 +158,11 @@ def generate(
         config = SimulationConfig(**options)
     except ValueError as exc:
         fail(str(exc))
+    _refuse_future_days(
+        config.end_date,
+        f"--start-date {config.start_date} with {plural(days, 'day')}",
+        "Start earlier (--start-date), or use fewer --days",
+    )
     _refuse_mixing_histories(settings, target, config.to_dict())
     if overwrite and _kept_continued_history(settings, target, config, as_json):
         return
@@ -194,7 +199,7 @@ def _continue(
     ctx: click.Context, settings: Settings, target: Path, days: int, policy: str, pages: Path | None, as_json: bool
 ) -> None:
     """`tailor generate --continue`: days more of the simulation in ``target``."""
-    from simulator.runner import continue_simulation
+    from simulator.runner import continue_simulation, next_date
     from simulator.serving import PagesError
 
     fixed = [f"--{name.replace('_', '-')}" for name in ("users", "seed", "start_date", "file_format", "overwrite")
@@ -206,6 +211,15 @@ def _continue(
         fail("--pages is served with --policy cached")
     served = (pages or settings.marts_dir / "batch_recommendations.parquet") if policy == "cached" else None
     _refuse_replaying_landed_days(settings, target)
+    try:
+        first = next_date(target)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    _refuse_future_days(
+        first + timedelta(days=days - 1),
+        f"--continue by {plural(days, 'day')} from {first}",
+        "Add fewer --days, or wait for those days to come",
+    )
     with Progress(
         TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
         console=err, transient=as_json,
@@ -228,6 +242,18 @@ def _continue(
         f"policy {policy}): {plural(result.events_written, 'event row')}"
     )
     out.print(f"Closed-loop truth (never read by the pipeline): {target / '_truth' / 'continued'}")
+
+
+def _refuse_future_days(last: date, what: str, advice: str) -> None:
+    """Refuse a history whose last day is after today (UTC): ingested now, its events would all be quarantined as
+    ``future_timestamp``, since an event may be at most 24 h ahead of when it arrives (docs/contract/README.md,
+    "Events from the future"). A trial's ``--start-date 2030-01-01`` wrote a history the warehouse refused whole."""
+    today = datetime.now(UTC).date()
+    if last > today:
+        fail(
+            f"{what} ends on {last}, after today ({today} UTC): ingested now, its events would be quarantined as "
+            f"future_timestamp (an event may be at most 24 h ahead of its arrival). {advice}"
+        )
 
 
 def _refuse_before_simulating(target: Path, overwrite: bool) -> None:

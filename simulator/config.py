@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
+from tailor.contract.spec import TIMESTAMP_YEARS
+
 Format = Literal["jsonl", "parquet"]
 ExperimentTarget = Literal["ctr", "conversion", "none"]
 
@@ -295,6 +297,27 @@ def users_for_events(target_events: int, days: int = 28, **changes: Any) -> int:
     return max(1, math.ceil(target_events / max(per_user, 1e-9)))
 
 
+def _within_contract_years(c: SimulationConfig) -> tuple[bool, str]:
+    """Whether every timestamp the history writes falls in the contract's years (`TIMESTAMP_YEARS`), and the
+    message when not: users sign up up to ``signup_history_days`` and the catalog goes back ``back_catalog_days``
+    before ``start_date``; late deliveries and duplicates arrive up to ``late_max_hours`` +
+    ``duplicate_max_delay_hours`` after the last day. A start of 1999-12-30 used to write a history whose rows were
+    mostly quarantined as ``bad_timestamp`` (a trial)."""
+    back = timedelta(days=max(c.signup_history_days, c.back_catalog_days))
+    ahead = timedelta(days=1, hours=c.late_max_hours + c.duplicate_max_delay_hours)
+    first, last = TIMESTAMP_YEARS
+    earliest_start = date(first, 1, 1) + back + timedelta(days=1)  # signups start a millisecond before the start
+    latest_end = date(last, 12, 31) - ahead
+    if earliest_start <= c.start_date and c.end_date <= latest_end:
+        return True, ""
+    return False, (
+        f"start_date {c.start_date} with {c.days} day(s) writes timestamps outside the contract's years {first} to "
+        f"{last} (users and catalog go back {back.days} days before the start; late deliveries arrive up to "
+        f"{c.late_max_hours + c.duplicate_max_delay_hours:g} h after the last day): start on {earliest_start} or "
+        f"later and end by {latest_end}"
+    )
+
+
 def _problems(c: SimulationConfig) -> list[str]:
     """Every problem with a config, each saying what to change."""
     out: list[str] = []
@@ -305,6 +328,8 @@ def _problems(c: SimulationConfig) -> list[str]:
 
     need(1 <= c.users <= 9_999_999, f"users must be between 1 and 9,999,999 (got {c.users})")
     need(1 <= c.days <= 3_660, f"days must be between 1 and 3,660 (got {c.days})")
+    if not out:  # the dates below need a valid day count
+        need(*_within_contract_years(c))
     need(c.format in ("jsonl", "parquet"), f"format must be 'jsonl' or 'parquet' (got {c.format!r})")
     need(0 <= c.presignup_share <= 1, "presignup_share must be in [0, 1]")
     need(c.activity_mean_sessions > 0, "activity_mean_sessions must be positive")

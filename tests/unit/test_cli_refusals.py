@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -282,6 +282,34 @@ def test_generate_refuses_before_any_progress_output(settings: Settings, tmp_pat
     blocker.write_text("hi")
     error = _refused(_invoke("generate", "--days", "2", "--out", str(blocker / "sim")))
     assert f"{blocker} is a file, not a folder" in error
+
+
+def test_generate_refuses_a_history_the_contract_would_quarantine(settings: Settings) -> None:
+    """A trial: `--start-date 1999-12-30` wrote a history whose rows were mostly quarantined as bad_timestamp (its
+    users sign up to 730 days before the start), and `--start-date 2030-01-01` one whose every event was
+    future_timestamp when ingested; both said "Wrote ... event rows" and exited 0."""
+    today = datetime.now(UTC).date()
+    error = _refused(_invoke("generate", "--users", "10", "--days", "3", "--start-date", "1999-12-30"))
+    assert "start_date 1999-12-30 with 3 day(s) writes timestamps outside the contract's years 2000 to 2999" in error
+    assert "start on 2002-01-01 or later and end by 2999-12-26" in error
+    tomorrow = today + timedelta(days=1)
+    error = _refused(_invoke("generate", "--users", "10", "--days", "2", "--start-date", str(today)))
+    assert error == (
+        f"error: --start-date {today} with 2 days ends on {tomorrow}, after today ({today} UTC): ingested now, its "
+        "events would be quarantined as future_timestamp (an event may be at most 24 h ahead of its arrival). Start "
+        "earlier (--start-date), or use fewer --days\n"
+    )
+    assert not settings.inbox.exists()  # nothing written
+    # Ending today is fine, and so is continuing up to today; a day more is refused, with nothing written.
+    made = _invoke("generate", "--users", "10", "--days", "2", "--start-date", str(today - timedelta(days=2)))
+    assert made.exit_code == 0, made.output
+    files = sorted(settings.inbox.rglob("*"))
+    error = _refused(_invoke("generate", "--continue", "--days", "2"))
+    assert error.startswith(
+        f"error: --continue by 2 days from {today} ends on {tomorrow}, after today"
+    ) and error.endswith("Add fewer --days, or wait for those days to come\n")
+    assert sorted(settings.inbox.rglob("*")) == files
+    assert _invoke("generate", "--continue", "--days", "1").exit_code == 0
 
 
 def _land(settings: Settings) -> None:
