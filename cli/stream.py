@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import click
 
@@ -54,6 +54,9 @@ def _broker(url: str, stream: str, group: str, wait_s: float = 0.0) -> Broker:
     from tailor.stream.broker import Broker, connect
 
     _check_url(url)
+    for option, value in (("--stream", stream), ("--group", group)):
+        if not value.strip():  # Redis takes an empty key; a stream no other command names by default (a trial)
+            fail(f"{option} is empty: give the stream's key (default {default_stream()!r}) and group a name")
     client = connect(url)
     deadline = time.monotonic() + wait_s
     said = False
@@ -158,12 +161,46 @@ def _check_text(paths: tuple[Path, ...]) -> None:
 
     Raises:
         _NotText: the first line of a file that is not UTF-8.
+        click.ClickException (through `fail`): a file that is not JSON Lines by its name or its first bytes (a
+            Parquet file, a .csv), said as `tailor ingest` says it (a trial: publish parsed a CSV as JSON and
+            called a Parquet file's line 5 "not UTF-8").
     """
     for path in paths:
         if str(path) != "-":
-            with path.open("rb") as handle:
-                for _ in _text_lines(handle, str(path)):
-                    pass
+            try:
+                _refuse_not_jsonl(path)
+                with _open(path) as handle:
+                    for _ in _text_lines(handle, str(path)):
+                        pass
+            except (OSError, EOFError) as exc:  # a truncated or damaged .gz
+                fail(f"{path}: cannot be read ({exc}). Is it a complete file? Nothing was published.")
+
+
+def _refuse_not_jsonl(path: Path) -> None:
+    from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES
+
+    name = path.name.lower()
+    with _open(path) as handle:
+        parquet = name.endswith(PARQUET_SUFFIXES) or handle.read(4) == b"PAR1"
+    if parquet:
+        fail(
+            f"{path}: a Parquet file: `tailor stream publish` reads JSON Lines (one JSON event per line). Land "
+            f"Parquet with `tailor ingest {path}`. Nothing was published."
+        )
+    if not name.endswith(JSONL_SUFFIXES):
+        fail(
+            f"{path}: unsupported file type: `tailor stream publish` reads JSON Lines ({', '.join(JSONL_SUFFIXES)}), "
+            "or stdin. Nothing was published."
+        )
+
+
+def _open(path: Path) -> BinaryIO:
+    """``path`` for reading bytes, through gzip when its name ends in .gz (as `tailor ingest` reads it)."""
+    import gzip
+
+    if path.name.lower().endswith(".gz"):
+        return cast("BinaryIO", gzip.open(path, "rb"))
+    return path.open("rb")
 
 
 def _lines(paths: tuple[Path, ...], broken: list[_NotText], places: list[tuple[str, int]]) -> Iterator[str]:
@@ -174,7 +211,7 @@ def _lines(paths: tuple[Path, ...], broken: list[_NotText], places: list[tuple[s
     try:
         for path in paths or (Path("-"),):
             source = "stdin" if str(path) == "-" else str(path)
-            with contextlib.nullcontext(sys.stdin.buffer) if source == "stdin" else path.open("rb") as handle:
+            with contextlib.nullcontext(sys.stdin.buffer) if source == "stdin" else _open(path) as handle:
                 for number, line in _text_lines(handle, source):
                     places.append((source, number))
                     yield line

@@ -9,6 +9,7 @@ a fresh consumer then resumes, and every count must be exact.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import itertools
 import json
 import os
@@ -601,7 +602,7 @@ def test_publishing_a_binary_file_is_a_clear_error_and_publishes_nothing(
 ) -> None:
     good = json.dumps(_events(f"u-bin-{next(_names)}", "i", datetime.now(UTC), "b")[0]) + "\n"
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\xff\xfe"
-    picture = tmp_path / "picture.png"
+    picture = tmp_path / "picture.jsonl"  # binary under a JSON Lines name (a .png is refused by its name, below)
     picture.write_bytes(png)
     events = tmp_path / "events.jsonl"
     events.write_text(good)
@@ -616,6 +617,42 @@ def test_publishing_a_binary_file_is_a_clear_error_and_publishes_nothing(
     assert f"{where}: line 1 is not UTF-8 text" in error and "JSON Lines" in error
     assert "nothing was published" in error.lower()
     assert broker.r.xlen(broker.config.stream) == 0
+
+
+def test_publish_refuses_what_is_not_json_lines_as_ingest_does_and_reads_gzip(broker: Broker, tmp_path: Path) -> None:
+    """A trial: `publish x.csv` parsed the CSV's lines as JSON ("2 events break the contract"), a Parquet file was
+    "line 5 is not UTF-8", and an empty --stream was taken as a key."""
+    good = json.dumps(_events(f"u-kind-{next(_names)}", "i", datetime.now(UTC), "k")[0]) + "\n"
+    table = tmp_path / "events.csv"
+    table.write_text("event_id,user_id\ne1,u1\n")
+    columns = tmp_path / "events.parquet"
+    pq.write_table(pa.table({"event_id": ["e1"]}), columns)
+    disguised = tmp_path / "columns.jsonl"
+    disguised.write_bytes(columns.read_bytes())
+    events = tmp_path / "events.jsonl"
+    events.write_text(good)
+    for path, said in (
+        (table, "unsupported file type: `tailor stream publish` reads JSON Lines (.jsonl, .ndjson, .json, "),
+        (columns, "a Parquet file: `tailor stream publish` reads JSON Lines (one JSON event per line). Land Parquet "
+         f"with `tailor ingest {columns}`"),
+        (disguised, "a Parquet file: "),
+    ):  # fmt: skip
+        result = _cli(broker, "publish", str(events), str(path))
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        [error] = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert error.startswith(f"error: {path}: {said}") and error.endswith("Nothing was published."), error
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(good.encode())[:-9])
+    result = _cli(broker, "publish", str(truncated))
+    assert result.exit_code == 1 and f"error: {truncated}: cannot be read (" in result.output
+    assert broker.r.xlen(broker.config.stream) == 0
+    zipped = tmp_path / "events.jsonl.gz"
+    zipped.write_bytes(gzip.compress(good.encode()))
+    result = _cli(broker, "publish", str(zipped))
+    assert result.exit_code == 0 and result.stdout.startswith("published 1 event to "), result.output
+    assert broker.r.xlen(broker.config.stream) == 1
+    empty = CliRunner().invoke(stream_cli, ["publish", "--redis", _url(broker), "--stream", " ", str(events)])
+    assert empty.exit_code == 1 and "error: --stream is empty: give the stream's key (default " in empty.output
 
 
 def test_consume_once_says_why_events_were_ignored_and_not_to_press_ctrl_c(
