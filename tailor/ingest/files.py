@@ -101,8 +101,21 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             inside = files_in(path)
             if not inside:
+                skipped = [
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+                ]
+                hidden = (
+                    f" {len(skipped)} such file(s) (e.g. {skipped[0].relative_to(path)}) are under a name starting "
+                    "with '_' or '.', which ingestion skips (where producers keep what must not land, and files "
+                    "still being written): rename them to ingest them."
+                    if skipped
+                    else ""
+                )
                 raise IngestError(
                     f"{path}: the folder holds no files to ingest ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)})."
+                    + hidden
                 )
             found.extend(inside)
         else:
@@ -148,6 +161,11 @@ def read_lines(path: Path) -> pa.Table:
             f"{path}: this is a Parquet file (it starts with Parquet's PAR1 marker) with a JSON Lines name: "
             "rename it to end in .parquet, then send it again."
         )
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_mark(head):
+        raise IngestError(
+            f"{path}: this is UTF-16 text, not UTF-8 (JSON Lines are UTF-8, RFC 8259). Save it as UTF-8 (e.g. "
+            f"`iconv -f UTF-16 -t UTF-8`), then send it again."
+        )
     if b"\x00" in head:
         raise IngestError(
             f"{path}: this looks like a binary file, not JSON Lines text. Send JSON Lines (.jsonl) or Parquet."
@@ -189,6 +207,13 @@ def read_lines(path: Path) -> pa.Table:
     if lines.num_rows == 0:
         raise IngestError(f"{path}: the file holds only blank lines: send a file with events.")
     return lines
+
+
+def _utf16_without_mark(head: bytes) -> bool:
+    """Whether ``head`` reads as UTF-16 text without a byte-order mark: JSON starts with an ASCII ``{`` or ``[``, which
+    UTF-16 writes beside a zero byte (``{\x00`` little-endian, ``\x00{`` big-endian). A trial's UTF-16 file was
+    called "a binary file"."""
+    return head[:2] in (b"{\x00", b"[\x00", b"\x00{", b"\x00[")
 
 
 def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:

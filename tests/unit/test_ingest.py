@@ -146,6 +146,24 @@ def test_folders_skip_names_starting_with_underscore(tmp_path: Path, settings: S
     assert [Path(f.path).name for f in report.files] == ["events.jsonl"]
 
 
+def test_a_folder_whose_files_are_all_skipped_says_why(tmp_path: Path, settings: Settings) -> None:
+    """A trial: a folder holding only `_x.jsonl` "holds no files to ingest", without saying that '_' names are
+    skipped."""
+    _write_jsonl(tmp_path / "_x.jsonl", [json.dumps(_event(1))])
+    with pytest.raises(IngestError) as refused:
+        ingest_paths([tmp_path], settings)
+    assert str(refused.value).endswith(
+        "holds no files to ingest (.jsonl, .ndjson, .json, .jsonl.gz, .ndjson.gz, .json.gz, .parquet). 1 such "
+        "file(s) (e.g. _x.jsonl) are under a name starting with '_' or '.', which ingestion skips (where producers "
+        "keep what must not land, and files still being written): rename them to ingest them."
+    )
+    (tmp_path / "_x.jsonl").unlink()
+    with pytest.raises(IngestError) as refused:
+        ingest_paths([tmp_path], settings)
+    assert str(refused.value).endswith("holds no files to ingest (.jsonl, .ndjson, .json, .jsonl.gz, .ndjson.gz, "
+                                       ".json.gz, .parquet).")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -159,6 +177,10 @@ def test_folders_skip_names_starting_with_underscore(tmp_path: Path, settings: S
         ("csv.jsonl", b"event_id,event_type\ne1,click\n", "not a JSON Lines file"),
         ("notes.txt", b"hello", "unsupported file type"),
         ("bad.parquet", b"PAR1 this is not parquet", "not a readable Parquet file"),
+        # A trial's UTF-16 file was "a binary file": with or without a byte-order mark, either byte order.
+        ("utf16.jsonl", '{"event_id": "e1"}\n'.encode("utf-16"), r"this is UTF-16 text, not UTF-8 .* `iconv -f UTF-16"),
+        ("utf16be.jsonl", '{"event_id": "e1"}\n'.encode("utf-16-be"), "this is UTF-16 text, not UTF-8"),
+        ("utf16le.jsonl", '{"event_id": "e1"}\n'.encode("utf-16-le"), "this is UTF-16 text, not UTF-8"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_landed(
