@@ -41,10 +41,13 @@ class PageRules:
     explore_pool: int = 20
 
     def __post_init__(self) -> None:
-        if self.max_per_category < 1 or self.max_personalized < 0 or self.explore_slots < 0:
-            raise ValueError("max_per_category >= 1, max_personalized >= 0 and explore_slots >= 0 are required")
-        if self.explore_position < 1 or self.explore_pool < 1:
-            raise ValueError("explore_position and explore_pool must be at least 1")
+        # Each broken bound named alone (a trial read three constraints for one value out of range).
+        lowest = {"max_per_category": 1, "max_personalized": 0, "explore_slots": 0, "explore_position": 1,
+                  "explore_pool": 1}  # fmt: skip
+        broken = [f"{name} must be at least {low}, got {getattr(self, name)}" for name, low in lowest.items()
+                  if getattr(self, name) < low]  # fmt: skip
+        if broken:
+            raise ValueError("; ".join(broken))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PageRules:

@@ -59,3 +59,17 @@ def test_with_nothing_unpublished_the_same_lists_fill_the_page_in_order() -> Non
         ("popular", "late2"),
         ("popular", "p1"),
     ]
+
+
+def test_a_rule_out_of_range_is_named_alone_with_its_variable() -> None:
+    """A trial: TAILOR_RECOMMEND_MAX_PER_CATEGORY=0 was told three constraints, two of which it met."""
+    with pytest.raises(ValueError) as refused:
+        PageRules.from_env({"TAILOR_RECOMMEND_MAX_PER_CATEGORY": "0"})
+    assert str(refused.value) == "TAILOR_RECOMMEND_MAX_PER_CATEGORY=0: max_per_category must be at least 1, got 0"
+    with pytest.raises(ValueError) as refused:
+        PageRules.from_env({"TAILOR_RECOMMEND_EXPLORE_SLOTS": "-1", "TAILOR_RECOMMEND_EXPLORE_POOL": "0"})
+    assert str(refused.value) == (
+        "TAILOR_RECOMMEND_EXPLORE_SLOTS=-1, TAILOR_RECOMMEND_EXPLORE_POOL=0: explore_slots must be at least 0, got -1; "
+        "explore_pool must be at least 1, got 0"
+    )
+    assert PageRules.from_env({"TAILOR_RECOMMEND_MAX_PERSONALIZED": "0"}).max_personalized == 0
