@@ -43,6 +43,18 @@ class SummaryFileError(ValueError):
     """A summary CSV that cannot be analysed; the message names the line and column."""
 
 
+def _other_separator(header: list[str]) -> str | None:
+    """The separator a one-column header uses instead of commas (';' from a spreadsheet in a locale whose decimal
+    mark is a comma, or a tab), when it splits the header into every required column; else None."""
+    if len(header) != 1:
+        return None
+    for separator in (";", "\t", "|"):
+        names = {{"experiment": "experiment_id"}.get(n.strip(), n.strip()) for n in header[0].split(separator)}
+        if set(REQUIRED) <= names:
+            return separator
+    return None
+
+
 def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stats table and the variants table (control, weight, plan) from a summary CSV."""
     if not path.exists():
@@ -70,6 +82,12 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise SummaryFileError(f"{path}: the file is empty; its first line must be a header with {wanted}")
     missing = [{"experiment_id": "experiment"}.get(c, c) for c in REQUIRED if c not in columns]
     if missing:
+        other = _other_separator(header)
+        if other is not None:  # a trial's ';' export was told it lacked every column
+            raise SummaryFileError(
+                f"{path}: the header is one column separated by {other!r}, not by commas; export the summary with "
+                f"comma separators (its header: {wanted})"
+            )
         raise SummaryFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must include {wanted}")
     if not raw_rows:
         raise SummaryFileError(f"{path}: no data rows below the header")
