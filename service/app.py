@@ -84,7 +84,6 @@ class RequestMetrics:
         method = scope.get("method", "")
         head = method == "HEAD"
         inner = {**scope, "method": "GET", HEAD_SCOPE_KEY: True} if head else scope
-        routed = False
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -105,10 +104,11 @@ class RequestMetrics:
                     ),
                 )
             else:
-                routed = True
                 await self.app(inner, receive, sending)
         finally:
-            template = self._template(inner) if routed else "unmatched"
+            # A body refused here (413) is counted under the route it was sent to, like every other answer (it was
+            # "unmatched", beside the unknown paths: a trial).
+            template = self._template(inner)
             self.metrics.requests.labels(template, method, str(status[0])).inc()
             self.metrics.latency.labels(template, method).observe(time.perf_counter() - started)
 

@@ -87,6 +87,8 @@ def test_the_schema_and_docs_are_counted_under_their_routes(client: TestClient) 
     for path in ("/openapi.json", "/docs", "/nowhere"):
         client.get(path)
     client.head("/healthz")
+    too_large = client.post("/events", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+    assert too_large.status_code == 413
     after = counts()
     added = {labels: after[labels] - before.get(labels, 0.0) for labels in after}
     # Exactly one each, even after other apps in this process (see the test below).
@@ -94,6 +96,8 @@ def test_the_schema_and_docs_are_counted_under_their_routes(client: TestClient) 
         assert added.get(f'method="GET",route="{labels}",status="200"', 0) == 1, added
     assert added.get('method="GET",route="unmatched",status="404"', 0) == 1, added  # an unknown path keeps it
     assert added.get('method="HEAD",route="/healthz",status="200"', 0) == 1, added
+    # A body refused before it reached the route is counted under the route it was sent to (it was "unmatched").
+    assert added.get('method="POST",route="/events",status="413"', 0) == 1, added
 
 
 def test_each_app_in_a_process_counts_its_own_requests_when_feast_set_the_multiprocess_folder(
