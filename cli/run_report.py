@@ -145,7 +145,10 @@ def failure_message(outcome: RunOutcome, home: Path, jvm_log: Path | None = None
         elif Path(log).name == DBT_LOG:
             lines.append(f"  {step}: dbt's log is {log}")
         else:
-            lines.append(f"  {step}: its log, with the error's traceback, is {log}")
+            # The error's own line first: `run --json`'s error held only the log's path (a trial).
+            said = outcome.errors.get(step, "").strip()
+            cause = f"{said.splitlines()[0]}; " if said and said != "failed" else ""
+            lines.append(f"  {step}: {cause}its log, with the error's traceback, is {log}")
     for check in outcome.failed_checks:
         lines.append(f"  {check}: {outcome.errors.get(check) or 'failed (no description): see it in the Dagster UI'}")
     if jvm_log is not None and failed:

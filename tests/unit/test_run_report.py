@@ -157,7 +157,11 @@ def test_a_failed_model_step_points_at_its_own_log_with_the_traceback(
     assert message.startswith(
         "the run failed (drift); 2 assets not built (after_drift, drift); they keep their last run's data."
     )
-    assert f"  drift: its log, with the error's traceback, is {log}" in message
+    # The error's line, then its log (`run --json`'s error held only the log's path: a trial).
+    assert (
+        f"  drift: ImportError: cannot import name 'history_start' from 'ml.history'; its log, with the error's "
+        f"traceback, is {log}\n"
+    ) in message
     assert "dbt.log" not in message
     on_spark = failure_message(outcome, tmp_path, jvm_log=tmp_path / "logs" / "spark.log")
     assert (
