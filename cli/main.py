@@ -81,7 +81,7 @@ def main() -> None:
     "--start-date",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="First day of the history (YYYY-MM-DD; 2002-01-01 or later, and the history must end by today, UTC).",
+    help="First day of the history (YYYY-MM-DD; 2002-01-01 or later, and the history must end before today, UTC).",
 )
 @click.option(
     "--out",
@@ -158,10 +158,10 @@ def generate(
         config = SimulationConfig(**options)
     except ValueError as exc:
         fail(str(exc))
+    given = ctx.get_parameter_source("start_date") == click.core.ParameterSource.COMMANDLINE
+    start = f"--start-date {config.start_date}" if given else f"the default start {config.start_date}"
     _refuse_future_days(
-        config.end_date,
-        f"--start-date {config.start_date} with {plural(days, 'day')}",
-        "Start earlier (--start-date), or use fewer --days",
+        config.end_date, f"{start} with {plural(days, 'day')}", "start earlier (--start-date), or use fewer --days"
     )
     _refuse_mixing_histories(settings, target, config.to_dict())
     if overwrite and _kept_continued_history(settings, target, config, as_json):
@@ -199,7 +199,7 @@ def _continue(
     ctx: click.Context, settings: Settings, target: Path, days: int, policy: str, pages: Path | None, as_json: bool
 ) -> None:
     """`tailor generate --continue`: days more of the simulation in ``target``."""
-    from simulator.runner import continue_simulation, next_date
+    from simulator.runner import continue_simulation
     from simulator.serving import PagesError
 
     fixed = [f"--{name.replace('_', '-')}" for name in ("users", "seed", "start_date", "file_format", "overwrite")
@@ -210,15 +210,11 @@ def _continue(
     if policy == "logging" and pages is not None:
         fail("--pages is served with --policy cached")
     served = (pages or settings.marts_dir / "batch_recommendations.parquet") if policy == "cached" else None
-    _refuse_replaying_landed_days(settings, target)
-    try:
-        first = next_date(target)
-    except FileNotFoundError as exc:
-        fail(str(exc))
+    first = _refuse_replaying_landed_days(settings, target)
     _refuse_future_days(
         first + timedelta(days=days - 1),
         f"--continue by {plural(days, 'day')} from {first}",
-        "Add fewer --days, or wait for those days to come",
+        "add fewer --days, or wait for those days to pass",
     )
     with Progress(
         TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
@@ -245,14 +241,16 @@ def _continue(
 
 
 def _refuse_future_days(last: date, what: str, advice: str) -> None:
-    """Refuse a history whose last day is after today (UTC): ingested now, its events would all be quarantined as
+    """Refuse a history whose last day is today or later (UTC): ingested now, its events would be quarantined as
     ``future_timestamp``, since an event may be at most 24 h ahead of when it arrives (docs/contract/README.md,
-    "Events from the future"). A trial's ``--start-date 2030-01-01`` wrote a history the warehouse refused whole."""
+    "Events from the future"), and the last day's sessions run past its midnight. A trial's
+    ``--start-date 2030-01-01`` wrote a history the warehouse refused whole."""
     today = datetime.now(UTC).date()
-    if last > today:
+    if last >= today:
         fail(
-            f"{what} ends on {last}, after today ({today} UTC): ingested now, its events would be quarantined as "
-            f"future_timestamp (an event may be at most 24 h ahead of its arrival). {advice}"
+            f"{what} ends on {last}, not before today ({today} UTC): ingested now, its events would be quarantined "
+            "as future_timestamp (an event may be at most 24 h ahead of its arrival, and a day's last sessions run "
+            f"past midnight). End it by {today - timedelta(days=1)}: {advice}"
         )
 
 
@@ -303,8 +301,9 @@ def _kept_continued_history(settings: Settings, target: Path, config: Simulation
     return True
 
 
-def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
-    """Refuse a continuation whose first day has landed already, before anything is simulated.
+def _refuse_replaying_landed_days(settings: Settings, target: Path) -> date:
+    """Refuse a continuation whose first day has landed already, before anything is simulated; else return that
+    first day.
 
     That happens when the simulation was generated again from scratch after an earlier continuation had landed and
     its truth was deleted (with the truth, `_kept_continued_history` keeps it instead): its state is back at the
@@ -318,11 +317,11 @@ def _refuse_replaying_landed_days(settings: Settings, target: Path) -> None:
 
     try:
         first = next_date(target)
-    except FileNotFoundError as exc:
-        fail(str(exc))
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: a truth.json whose world this version refuses
+        fail(f"{exc}; the simulation in {target} cannot be continued" if isinstance(exc, ValueError) else str(exc))
     landed = newest_landed_day(settings, target, first)
     if landed is None:
-        return
+        return first
     last = first - timedelta(days=1)
     fail(
         f"the simulation in {target} ends on {last}, but its events up to {landed} have landed in {settings.home} "

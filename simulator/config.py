@@ -308,7 +308,8 @@ def _within_contract_years(c: SimulationConfig) -> tuple[bool, str]:
     first, last = TIMESTAMP_YEARS
     earliest_start = date(first, 1, 1) + back + timedelta(days=1)  # signups start a millisecond before the start
     latest_end = date(last, 12, 31) - ahead
-    if earliest_start <= c.start_date and c.end_date <= latest_end:
+    # Compared without computing end_date, which overflows past year 9999 (a start of 9999-12-20 with 30 days).
+    if earliest_start <= c.start_date <= latest_end - timedelta(days=c.days - 1):
         return True, ""
     return False, (
         f"start_date {c.start_date} with {c.days} day(s) writes timestamps outside the contract's years {first} to "

@@ -3,6 +3,7 @@ what to do: no traceback, no progress output, nothing built."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -298,27 +299,48 @@ def test_generate_refuses_a_history_the_contract_would_quarantine(settings: Sett
     users sign up to 730 days before the start), and `--start-date 2030-01-01` one whose every event was
     future_timestamp when ingested; both said "Wrote ... event rows" and exited 0."""
     today = datetime.now(UTC).date()
+    yesterday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
     error = _refused(_invoke("generate", "--users", "10", "--days", "3", "--start-date", "1999-12-30"))
     assert "start_date 1999-12-30 with 3 day(s) writes timestamps outside the contract's years 2000 to 2999" in error
     assert "start on 2002-01-01 or later and end by 2999-12-26" in error
-    tomorrow = today + timedelta(days=1)
+    # Past year 9999 too (end_date itself overflowed: a review).
+    error = _refused(_invoke("generate", "--users", "10", "--days", "30", "--start-date", "9999-12-20"))
+    assert "start_date 9999-12-20 with 30 day(s) writes timestamps outside the contract's years" in error
     error = _refused(_invoke("generate", "--users", "10", "--days", "2", "--start-date", str(today)))
     assert error == (
-        f"error: --start-date {today} with 2 days ends on {tomorrow}, after today ({today} UTC): ingested now, its "
-        "events would be quarantined as future_timestamp (an event may be at most 24 h ahead of its arrival). Start "
-        "earlier (--start-date), or use fewer --days\n"
+        f"error: --start-date {today} with 2 days ends on {tomorrow}, not before today ({today} UTC): ingested now, "
+        "its events would be quarantined as future_timestamp (an event may be at most 24 h ahead of its arrival, and "
+        f"a day's last sessions run past midnight). End it by {yesterday}: start earlier (--start-date), or use "
+        "fewer --days\n"
     )
+    # Ending today is refused too: the day's last sessions run past midnight, more than 24 h ahead of an early ingest.
+    error = _refused(_invoke("generate", "--users", "10", "--days", "1", "--start-date", str(today)))
+    assert f"ends on {today}, not before today" in error
     assert not settings.inbox.exists()  # nothing written
-    # Ending today is fine, and so is continuing up to today; a day more is refused, with nothing written.
-    made = _invoke("generate", "--users", "10", "--days", "2", "--start-date", str(today - timedelta(days=2)))
+    # Ending yesterday is fine, and so is continuing up to yesterday; a day more is refused, with nothing written.
+    made = _invoke("generate", "--users", "10", "--days", "2", "--start-date", str(today - timedelta(days=3)))
     assert made.exit_code == 0, made.output
     files = sorted(settings.inbox.rglob("*"))
     error = _refused(_invoke("generate", "--continue", "--days", "2"))
     assert error.startswith(
-        f"error: --continue by 2 days from {today} ends on {tomorrow}, after today"
-    ) and error.endswith("Add fewer --days, or wait for those days to come\n")
+        f"error: --continue by 2 days from {yesterday} ends on {today}, not before today"
+    ) and error.endswith(f"End it by {yesterday}: add fewer --days, or wait for those days to pass\n")
     assert sorted(settings.inbox.rglob("*")) == files
     assert _invoke("generate", "--continue", "--days", "1").exit_code == 0
+    # A simulation this version would not write (a start in 2001) is told so, not a traceback (a review).
+    truth = settings.inbox / "_truth" / "truth.json"
+    doc = json.loads(truth.read_text())
+    doc["config"]["start_date"] = "2001-06-01"
+    truth.write_text(json.dumps(doc))
+    error = _refused(_invoke("generate", "--continue", "--days", "1"))
+    assert "start_date 2001-06-01 with 2 day(s) writes timestamps outside" in error
+    assert error.endswith(f"the simulation in {settings.inbox.resolve()} cannot be continued\n")
+
+
+def test_generate_names_the_default_start_when_no_start_date_was_given(settings: Settings) -> None:
+    days = (datetime.now(UTC).date() - date(2026, 1, 5)).days + 1  # the default start, through today
+    error = _refused(_invoke("generate", "--users", "10", "--days", str(days)))
+    assert error.startswith(f"error: the default start 2026-01-05 with {days} days ends on ")
 
 
 def _land(settings: Settings) -> None:
