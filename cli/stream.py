@@ -11,6 +11,7 @@ import math
 import signal
 import socket
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -54,9 +55,11 @@ def _broker(url: str, stream: str, group: str, wait_s: float = 0.0) -> Broker:
     from tailor.stream.broker import Broker, connect
 
     _check_url(url)
-    for option, value in (("--stream", stream), ("--group", group)):
-        if not value.strip():  # Redis takes an empty key; a stream no other command names by default (a trial)
-            fail(f"{option} is empty: give the stream's key (default {default_stream()!r}) and group a name")
+    # Redis takes an empty key: a stream no other command names by default (a trial).
+    if not stream.strip():
+        fail(f"--stream is empty: give the stream's key, or leave --stream out for {default_stream()!r}")
+    if not group.strip():
+        fail(f"--group is empty: give the consumer group a name, or leave --group out for {StreamConfig().group!r}")
     client = connect(url)
     deadline = time.monotonic() + wait_s
     said = False
@@ -162,36 +165,45 @@ def _check_text(paths: tuple[Path, ...]) -> None:
     Raises:
         _NotText: the first line of a file that is not UTF-8.
         click.ClickException (through `fail`): a file that is not JSON Lines by its name or its first bytes (a
-            Parquet file, a .csv), said as `tailor ingest` says it (a trial: publish parsed a CSV as JSON and
-            called a Parquet file's line 5 "not UTF-8").
+            Parquet file, a .csv, UTF-16 text), said as `tailor ingest` says it (a trial: publish parsed a CSV as
+            JSON and called a Parquet file's line 5 "not UTF-8"), or a damaged .gz.
     """
     for path in paths:
         if str(path) != "-":
+            _refuse_not_jsonl(path)
             try:
-                _refuse_not_jsonl(path)
                 with _open(path) as handle:
                     for _ in _text_lines(handle, str(path)):
                         pass
-            except (OSError, EOFError) as exc:  # a truncated or damaged .gz
+            except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged .gz
                 fail(f"{path}: cannot be read ({exc}). Is it a complete file? Nothing was published.")
 
 
 def _refuse_not_jsonl(path: Path) -> None:
-    from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES
+    """Refuse a file `tailor stream publish` cannot read as JSON Lines: by its name first (a .csv, a .parquet),
+    then by its first bytes (Parquet's PAR1 marker, UTF-16 or UTF-32 text), each with what to do instead."""
+    from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, wide_encoding, wide_text
 
     name = path.name.lower()
-    with _open(path) as handle:
-        parquet = name.endswith(PARQUET_SUFFIXES) or handle.read(4) == b"PAR1"
-    if parquet:
-        fail(
-            f"{path}: a Parquet file: `tailor stream publish` reads JSON Lines (one JSON event per line). Land "
-            f"Parquet with `tailor ingest {path}`. Nothing was published."
-        )
+    reads = "`tailor stream publish` reads JSON Lines (one JSON event per line)"
+    if name.endswith(PARQUET_SUFFIXES):
+        fail(f"{path}: a Parquet file: {reads}. Land Parquet with `tailor ingest {path}`. Nothing was published.")
     if not name.endswith(JSONL_SUFFIXES):
+        fail(f"{path}: unsupported file type: {reads}: {', '.join(JSONL_SUFFIXES)}, or stdin. Nothing was published.")
+    try:
+        with _open(path) as handle:
+            head = handle.read(4)
+    except (OSError, EOFError, zlib.error) as exc:
+        fail(f"{path}: cannot be read ({exc}). Is it a complete file? Nothing was published.")
+    if head == b"PAR1":
+        unzip = "gunzip it, " if name.endswith(".gz") else ""
         fail(
-            f"{path}: unsupported file type: `tailor stream publish` reads JSON Lines ({', '.join(JSONL_SUFFIXES)}), "
-            "or stdin. Nothing was published."
+            f"{path}: a Parquet file under a JSON Lines name: {reads}. To land it, {unzip}rename it to end in "
+            ".parquet and run `tailor ingest` on it. Nothing was published."
         )
+    encoding = wide_encoding(head)
+    if encoding is not None:
+        fail(f"{path}: {wide_text(encoding)}, then publish it again. Nothing was published.")
 
 
 def _open(path: Path) -> BinaryIO:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -101,15 +102,19 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_dir():
             inside = files_in(path)
             if not inside:
-                skipped = [
+                # Files named so themselves, in visible folders: not the simulator's truth under `_truth/`.
+                skipped = sorted(
                     p
                     for p in path.rglob("*")
-                    if p.is_file() and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
-                ]
+                    if p.is_file()
+                    and p.name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+                    and p.name.startswith(("_", "."))
+                    and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts[:-1])
+                )
                 hidden = (
-                    f" {len(skipped)} such file(s) (e.g. {skipped[0].relative_to(path)}) are under a name starting "
-                    "with '_' or '.', which ingestion skips (where producers keep what must not land, and files "
-                    "still being written): rename them to ingest them."
+                    f" {len(skipped)} such file(s) (e.g. {skipped[0].relative_to(path)}) have a name starting "
+                    "with '_' or '.', which ingestion skips (producers name so what must not land and files still "
+                    "being written): rename them to ingest them."
                     if skipped
                     else ""
                 )
@@ -138,7 +143,7 @@ def _sniff(path: Path) -> bytes:
     try:
         with opener(path, "rb") as handle:
             return bytes(handle.read(_SNIFF_BYTES))
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged compressed data (a review)
         raise IngestError(f"{path}: cannot be read ({exc}). Is it a complete file?") from exc
 
 
@@ -161,11 +166,9 @@ def read_lines(path: Path) -> pa.Table:
             f"{path}: this is a Parquet file (it starts with Parquet's PAR1 marker) with a JSON Lines name: "
             "rename it to end in .parquet, then send it again."
         )
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_mark(head):
-        raise IngestError(
-            f"{path}: this is UTF-16 text, not UTF-8 (JSON Lines are UTF-8, RFC 8259). Save it as UTF-8 (e.g. "
-            f"`iconv -f UTF-16 -t UTF-8`), then send it again."
-        )
+    encoding = wide_encoding(head)
+    if encoding is not None:
+        raise IngestError(f"{path}: {wide_text(encoding)}, then send it again.")
     if b"\x00" in head:
         raise IngestError(
             f"{path}: this looks like a binary file, not JSON Lines text. Send JSON Lines (.jsonl) or Parquet."
@@ -184,6 +187,8 @@ def read_lines(path: Path) -> pa.Table:
                 quoted_strings_can_be_null=False,
             ),
         )
+    except OSError as exc:  # Arrow's inflate of a .gz damaged past the sniffed head (was "a file: cannot be read")
+        raise IngestError(f"{path}: cannot be read ({exc}). Is it a complete file?") from exc
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if "straddl" in str(exc):  # Arrow: a row longer than a block spans two block boundaries
             raise IngestError(
@@ -209,11 +214,33 @@ def read_lines(path: Path) -> pa.Table:
     return lines
 
 
-def _utf16_without_mark(head: bytes) -> bool:
-    """Whether ``head`` reads as UTF-16 text without a byte-order mark: JSON starts with an ASCII ``{`` or ``[``, which
-    UTF-16 writes beside a zero byte (``{\x00`` little-endian, ``\x00{`` big-endian). A trial's UTF-16 file was
-    called "a binary file"."""
-    return head[:2] in (b"{\x00", b"[\x00", b"\x00{", b"\x00[")
+def wide_encoding(head: bytes) -> str | None:
+    """``"UTF-32"`` or ``"UTF-16"`` when a file's first bytes are text in that encoding, else None.
+
+    Told by a byte-order mark, or without one by how the encoding writes JSON's first character, an ASCII ``{`` or
+    ``[``: beside three zero bytes (UTF-32) or one (UTF-16), in either byte order. UTF-8 text never starts with
+    0xFF/0xFE or holds a zero byte after ``{``. UTF-32 is tested first: its little-endian mark starts with UTF-16's.
+    A trial's UTF-16 file was called "a binary file"."""
+    starts = (b"{", b"[")
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")) or head[:4] in (
+        *(c + b"\x00\x00\x00" for c in starts),
+        *(b"\x00\x00\x00" + c for c in starts),
+    ):
+        return "UTF-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:2] in (
+        *(c + b"\x00" for c in starts),
+        *(b"\x00" + c for c in starts),
+    ):
+        return "UTF-16"
+    return None
+
+
+def wide_text(encoding: str) -> str:
+    """What to tell about a file in ``encoding`` (`wide_encoding`), for a message that goes on."""
+    return (
+        f"this is {encoding} text, not UTF-8 (JSON Lines are UTF-8, RFC 8259). Save it as UTF-8 (e.g. "
+        f"`iconv -f {encoding} -t UTF-8`)"
+    )
 
 
 def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:

@@ -625,34 +625,50 @@ def test_publish_refuses_what_is_not_json_lines_as_ingest_does_and_reads_gzip(br
     good = json.dumps(_events(f"u-kind-{next(_names)}", "i", datetime.now(UTC), "k")[0]) + "\n"
     table = tmp_path / "events.csv"
     table.write_text("event_id,user_id\ne1,u1\n")
+    table_gz = tmp_path / "notes.csv.gz"  # not gzip either: refused by its name before it is opened (a review)
+    table_gz.write_text("event_id\n")
     columns = tmp_path / "events.parquet"
     pq.write_table(pa.table({"event_id": ["e1"]}), columns)
     disguised = tmp_path / "columns.jsonl"
     disguised.write_bytes(columns.read_bytes())
+    wide = tmp_path / "wide.jsonl"
+    wide.write_bytes(good.encode("utf-16"))
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(good.encode())[:-9])
+    damaged = bytearray(gzip.compress(good.encode() * 50))
+    damaged[20:40] = bytes(b ^ 0xFF for b in damaged[20:40])
+    broken = tmp_path / "damaged.jsonl.gz"
+    broken.write_bytes(bytes(damaged))
     events = tmp_path / "events.jsonl"
     events.write_text(good)
+    reads = "`tailor stream publish` reads JSON Lines (one JSON event per line)"
     for path, said in (
-        (table, "unsupported file type: `tailor stream publish` reads JSON Lines (.jsonl, .ndjson, .json, "),
-        (columns, "a Parquet file: `tailor stream publish` reads JSON Lines (one JSON event per line). Land Parquet "
-         f"with `tailor ingest {columns}`"),
-        (disguised, "a Parquet file: "),
+        (table, f"unsupported file type: {reads}: .jsonl, .ndjson, .json, "),
+        (table_gz, f"unsupported file type: {reads}: "),
+        (columns, f"a Parquet file: {reads}. Land Parquet with `tailor ingest {columns}`"),
+        (disguised, f"a Parquet file under a JSON Lines name: {reads}. To land it, rename it to end in .parquet and "
+         "run `tailor ingest` on it"),
+        (wide, "this is UTF-16 text, not UTF-8 (JSON Lines are UTF-8, RFC 8259). Save it as UTF-8 (e.g. `iconv -f "
+         "UTF-16 -t UTF-8`), then publish it again"),
+        (truncated, "cannot be read ("),
+        (broken, "cannot be read (Error -3 while decompressing data"),
     ):  # fmt: skip
         result = _cli(broker, "publish", str(events), str(path))
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
         [error] = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert error.startswith(f"error: {path}: {said}") and error.endswith("Nothing was published."), error
-    truncated = tmp_path / "cut.jsonl.gz"
-    truncated.write_bytes(gzip.compress(good.encode())[:-9])
-    result = _cli(broker, "publish", str(truncated))
-    assert result.exit_code == 1 and f"error: {truncated}: cannot be read (" in result.output
     assert broker.r.xlen(broker.config.stream) == 0
     zipped = tmp_path / "events.jsonl.gz"
     zipped.write_bytes(gzip.compress(good.encode()))
     result = _cli(broker, "publish", str(zipped))
     assert result.exit_code == 0 and result.stdout.startswith("published 1 event to "), result.output
     assert broker.r.xlen(broker.config.stream) == 1
-    empty = CliRunner().invoke(stream_cli, ["publish", "--redis", _url(broker), "--stream", " ", str(events)])
-    assert empty.exit_code == 1 and "error: --stream is empty: give the stream's key (default " in empty.output
+    for option, said in (
+        ("--stream", "--stream is empty: give the stream's key, or leave --stream out for "),
+        ("--group", "--group is empty: give the consumer group a name, or leave --group out for "),
+    ):
+        empty = CliRunner().invoke(stream_cli, ["publish", "--redis", _url(broker), option, " ", str(events)])
+        assert empty.exit_code == 1 and f"error: {said}" in empty.output, empty.output
 
 
 def test_consume_once_says_why_events_were_ignored_and_not_to_press_ctrl_c(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -146,16 +147,28 @@ def test_folders_skip_names_starting_with_underscore(tmp_path: Path, settings: S
     assert [Path(f.path).name for f in report.files] == ["events.jsonl"]
 
 
+def _damaged_gzip() -> bytes:
+    """A gzip file whose compressed bytes are damaged well past the first 64 KiB of its text."""
+    rng = np.random.default_rng(3)
+    lines = "".join(json.dumps({"event_id": f"e{i}", "x": float(v)}) + "\n" for i, v in enumerate(rng.random(60_000)))
+    packed = bytearray(gzip.compress(lines.encode()))
+    middle = len(packed) // 2
+    packed[middle : middle + 50] = bytes(b ^ 0xFF for b in packed[middle : middle + 50])
+    return bytes(packed)
+
+
 def test_a_folder_whose_files_are_all_skipped_says_why(tmp_path: Path, settings: Settings) -> None:
     """A trial: a folder holding only `_x.jsonl` "holds no files to ingest", without saying that '_' names are
     skipped."""
     _write_jsonl(tmp_path / "_x.jsonl", [json.dumps(_event(1))])
+    (tmp_path / "_truth").mkdir()  # the simulator's truth is not offered for renaming (a review)
+    _write_jsonl(tmp_path / "_truth" / "a.jsonl", ['{"not": "an event"}'])
     with pytest.raises(IngestError) as refused:
         ingest_paths([tmp_path], settings)
     assert str(refused.value).endswith(
         "holds no files to ingest (.jsonl, .ndjson, .json, .jsonl.gz, .ndjson.gz, .json.gz, .parquet). 1 such "
-        "file(s) (e.g. _x.jsonl) are under a name starting with '_' or '.', which ingestion skips (where producers "
-        "keep what must not land, and files still being written): rename them to ingest them."
+        "file(s) (e.g. _x.jsonl) have a name starting with '_' or '.', which ingestion skips (producers name so "
+        "what must not land and files still being written): rename them to ingest them."
     )
     (tmp_path / "_x.jsonl").unlink()
     with pytest.raises(IngestError) as refused:
@@ -181,6 +194,11 @@ def test_a_folder_whose_files_are_all_skipped_says_why(tmp_path: Path, settings:
         ("utf16.jsonl", '{"event_id": "e1"}\n'.encode("utf-16"), r"this is UTF-16 text, not UTF-8 .* `iconv -f UTF-16"),
         ("utf16be.jsonl", '{"event_id": "e1"}\n'.encode("utf-16-be"), "this is UTF-16 text, not UTF-8"),
         ("utf16le.jsonl", '{"event_id": "e1"}\n'.encode("utf-16-le"), "this is UTF-16 text, not UTF-8"),
+        # UTF-32 is told first: its little-endian mark starts with UTF-16's (a review).
+        ("utf32.jsonl", '{"event_id": "e1"}\n'.encode("utf-32"), "this is UTF-32 text, not UTF-8 .* `iconv -f UTF-32"),
+        ("utf32be.jsonl", '[{"event_id": "e1"}]\n'.encode("utf-32-be"), "this is UTF-32 text, not UTF-8"),
+        # A .gz damaged past the head the sniff reads: it was "a file: cannot be read" (a review).
+        ("damaged.jsonl.gz", _damaged_gzip(), r"damaged.jsonl.gz: cannot be read \(.*\). Is it a complete file\?"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_landed(
