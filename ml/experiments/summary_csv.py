@@ -45,12 +45,13 @@ class SummaryFileError(ValueError):
 
 def _other_separator(header: list[str]) -> str | None:
     """The separator a one-column header uses instead of commas (';' from a spreadsheet in a locale whose decimal
-    mark is a comma, or a tab), when it splits the header into every required column; else None."""
+    mark is a comma, or a tab or '|'), when splitting on it gives at least two of the required names (quoted or
+    not); else None."""
     if len(header) != 1:
         return None
     for separator in (";", "\t", "|"):
-        names = {{"experiment": "experiment_id"}.get(n.strip(), n.strip()) for n in header[0].split(separator)}
-        if set(REQUIRED) <= names:
+        names = {n.strip().strip('"').strip() for n in header[0].split(separator)}
+        if len(names & {*REQUIRED, "experiment"}) >= 2:
             return separator
     return None
 
@@ -86,7 +87,7 @@ def read_summary_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         if other is not None:  # a trial's ';' export was told it lacked every column
             raise SummaryFileError(
                 f"{path}: the header is one column separated by {other!r}, not by commas; export the summary with "
-                f"comma separators (its header: {wanted})"
+                f"comma separators and '.' as the decimal mark (its header: {wanted})"
             )
         raise SummaryFileError(f"{path}: missing column(s) {', '.join(missing)}; the header must include {wanted}")
     if not raw_rows:

@@ -270,14 +270,17 @@ def test_a_summary_csv_without_columns_names_them_as_the_header_spells_them(tmp_
         read_summary_csv(partial)
     assert "missing column(s) experiment;" in str(raised.value) and "experiment_id" not in str(raised.value)
     # A spreadsheet in a locale whose decimal mark is a comma exports ';' (a trial: told it lacked every column).
-    semicolons = tmp_path / "semicolons.csv"
-    semicolons.write_text("experiment;metric;variant;n;sum;sum_squares\nx;ctr;a;10;1,5;2,5\n")
-    with pytest.raises(SummaryFileError) as raised:
-        read_summary_csv(semicolons)
-    assert str(raised.value) == (
-        f"{semicolons}: the header is one column separated by ';', not by commas; export the summary with comma "
-        "separators (its header: experiment, metric, variant, n, sum, sum_squares)"
-    )
+    # Quoted names, and a header that also lacks a column, are told the same (a review).
+    quoted = '"experiment";"metric";"variant";"n";"sum";"sum_squares"'
+    for header in ("experiment;metric;variant;n;sum;sum_squares", quoted, "experiment;metric;variant;n;sum"):
+        semicolons = tmp_path / "semicolons.csv"
+        semicolons.write_text(f"{header}\nx;ctr;a;10;1,5;2,5\n")
+        with pytest.raises(SummaryFileError) as raised:
+            read_summary_csv(semicolons)
+        assert str(raised.value) == (
+            f"{semicolons}: the header is one column separated by ';', not by commas; export the summary with comma "
+            "separators and '.' as the decimal mark (its header: experiment, metric, variant, n, sum, sum_squares)"
+        ), header
 
 
 def test_generate_refuses_before_any_progress_output(settings: Settings, tmp_path: Path) -> None:
