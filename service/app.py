@@ -409,7 +409,7 @@ def create_app(
         except _TooLarge:
             return _json_error(413, f"the body is over {config.max_body_bytes:,} bytes: send smaller batches")
         except TimeoutError:
-            return _json_error(408, f"the body did not arrive within {config.body_timeout_s:.0f} s")
+            return _json_error(408, f"the body did not arrive within {config.body_timeout_s:g} s")
         try:
             events = parse_body(body, config.max_events)
             outcome = await anyio.to_thread.run_sync(intake.accept, events)

@@ -82,8 +82,8 @@ class ServiceConfig:
         for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ServiceConfigError(
-                    f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}: set it so, or unset "
-                    f"it for {getattr(type(self), name)}"
+                    f"{ENV_PREFIX}{name.upper()} must be at least 1, got {_said(getattr(self, name))}: set it so, or "
+                    f"unset it for {_said(getattr(type(self), name))}"
                 )
         if "*" in self.cors_origins:
             raise ServiceConfigError(
@@ -150,7 +150,11 @@ def _number(name: str, raw: str, kind: type[int] | type[float], minimum: int = 0
         what = f"a whole number >= {minimum}" if kind is int else f"a finite number >= {minimum}"
         field_name = "budget_ms" if name == "TAILOR_RECOMMEND_BUDGET_MS" else name.removeprefix(ENV_PREFIX).lower()
         default = getattr(ServiceConfig, field_name, None)
-        # 1048576, not 1.04858e+06 (`:g` for an int default; a trial)
-        shown = f"{default:g}" if isinstance(default, float) else str(default)
-        unset = f", or unset it for {shown}" if isinstance(default, int | float) else ""
+        unset = f", or unset it for {_said(default)}" if isinstance(default, int | float) else ""
         raise ServiceConfigError(f"{name}={raw!r} is not {what}: use such a number{unset}") from None
+
+
+def _said(value: float) -> str:
+    """A setting's number as a person writes it: 1048576, not 1.04858e+06 (`:g` of an int; a trial), and 10, not
+    10.0."""
+    return str(value) if isinstance(value, int) else f"{value:g}"

@@ -76,7 +76,8 @@ def plan_windows(times: pd.Series, config: RankerConfig, history_start: pd.Times
         # (a trial's first file had one impression and was told there was none).
         raise TrainingDataError(
             "the training set holds no impression yet: impressions join it once their day is complete "
-            "(ml/ranking_training_set says which days wait). Ingest more events, then run `tailor run` again."
+            "(the run summary's ml/ranking_training_set line says which days wait). Ingest more events, then run "
+            "`tailor run` again."
         )
     first = times.min().floor("D")
     if history_start is not None:
