@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tailor.durable import write_atomic
+from tailor.durable import LockTimeout, exclusive_lock, write_atomic
 from tailor.processes import process_alive
 
 
@@ -61,11 +61,12 @@ def record_address(face: Face, home: Path, host: str, port: int) -> bool:
     path = home / face.record
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # listening everywhere: loopback works here
     me = {"url": f"http://{shown}:{port}", "pid": os.getpid()}
-    live = [r for r in _recorded(path) if r["pid"] != me["pid"] and _runs(int(r["pid"]), face.program)]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps([*live, me]).encode())
-    except OSError:
+        # Read, add, write under a lock: two servers starting at once must not each drop the other (a review).
+        with exclusive_lock(path.with_name(path.name + ".lock"), timeout=5.0):
+            live = [r for r in _recorded(path) if r["pid"] != me["pid"] and _runs(int(r["pid"]), face.program)]
+            write_atomic(path, json.dumps([*live, me]).encode())
+    except (OSError, LockTimeout):
         return False
     return True
 
