@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -168,11 +168,13 @@ def _check_text(paths: tuple[Path, ...]) -> None:
             Parquet file, a .csv, UTF-16 text), said as `tailor ingest` says it (a trial: publish parsed a CSV as
             JSON and called a Parquet file's line 5 "not UTF-8"), or a damaged .gz.
     """
+    from tailor.ingest.files import open_bytes  # heavy (duckdb, pyarrow): only when a command runs
+
     for path in paths:
         if str(path) != "-":
-            _refuse_not_jsonl(path)
             try:
-                with _open(path) as handle:
+                _refuse_not_jsonl(path)
+                with open_bytes(path) as handle:
                     for _ in _text_lines(handle, str(path)):
                         pass
             except (OSError, EOFError, zlib.error) as exc:  # a truncated or damaged .gz
@@ -182,7 +184,7 @@ def _check_text(paths: tuple[Path, ...]) -> None:
 def _refuse_not_jsonl(path: Path) -> None:
     """Refuse a file `tailor stream publish` cannot read as JSON Lines: by its name first (a .csv, a .parquet),
     then by its first bytes (Parquet's PAR1 marker, UTF-16 or UTF-32 text), each with what to do instead."""
-    from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, wide_encoding, wide_text
+    from tailor.ingest.files import JSONL_SUFFIXES, PARQUET_SUFFIXES, open_bytes, wide_encoding, wide_text
 
     name = path.name.lower()
     reads = "`tailor stream publish` reads JSON Lines (one JSON event per line)"
@@ -190,11 +192,8 @@ def _refuse_not_jsonl(path: Path) -> None:
         fail(f"{path}: a Parquet file: {reads}. Land Parquet with `tailor ingest {path}`. Nothing was published.")
     if not name.endswith(JSONL_SUFFIXES):
         fail(f"{path}: unsupported file type: {reads}: {', '.join(JSONL_SUFFIXES)}, or stdin. Nothing was published.")
-    try:
-        with _open(path) as handle:
-            head = handle.read(4)
-    except (OSError, EOFError, zlib.error) as exc:
-        fail(f"{path}: cannot be read ({exc}). Is it a complete file? Nothing was published.")
+    with open_bytes(path) as handle:  # a .gz that cannot be read: `_check_text` says so
+        head = handle.read(4)
     if head == b"PAR1":
         unzip = "gunzip it, " if name.endswith(".gz") else ""
         fail(
@@ -206,24 +205,17 @@ def _refuse_not_jsonl(path: Path) -> None:
         fail(f"{path}: {wide_text(encoding)}, then publish it again. Nothing was published.")
 
 
-def _open(path: Path) -> BinaryIO:
-    """``path`` for reading bytes, through gzip when its name ends in .gz (as `tailor ingest` reads it)."""
-    import gzip
-
-    if path.name.lower().endswith(".gz"):
-        return cast("BinaryIO", gzip.open(path, "rb"))
-    return path.open("rb")
-
-
 def _lines(paths: tuple[Path, ...], broken: list[_NotText], places: list[tuple[str, int]]) -> Iterator[str]:
     """The events' lines of the files (stdin for none or `-`); stops at a line that is not UTF-8 (only stdin's
     can be one after `_check_text`) and appends its error to ``broken``, so the lines before it are still
     published and counted. Each line's file and line number are appended to ``places`` (blank lines are skipped,
     so the n-th event is not the n-th line)."""
+    from tailor.ingest.files import open_bytes
+
     try:
         for path in paths or (Path("-"),):
             source = "stdin" if str(path) == "-" else str(path)
-            with contextlib.nullcontext(sys.stdin.buffer) if source == "stdin" else _open(path) as handle:
+            with contextlib.nullcontext(sys.stdin.buffer) if source == "stdin" else open_bytes(path) as handle:
                 for number, line in _text_lines(handle, source):
                     places.append((source, number))
                     yield line

@@ -13,6 +13,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import duckdb
 import numpy as np
@@ -138,10 +139,17 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def open_bytes(path: Path) -> BinaryIO:
+    """``path`` for reading bytes, through gzip when its name ends in .gz: how ingestion and `tailor stream publish`
+    read an event file."""
+    if path.name.lower().endswith(".gz"):
+        return cast("BinaryIO", gzip.open(path, "rb"))
+    return path.open("rb")
+
+
 def _sniff(path: Path) -> bytes:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as handle:
+        with open_bytes(path) as handle:
             return bytes(handle.read(_SNIFF_BYTES))
     except (OSError, EOFError, zlib.error) as exc:  # zlib.error: damaged compressed data (a review)
         raise IngestError(f"{path}: cannot be read ({exc}). Is it a complete file?") from exc
